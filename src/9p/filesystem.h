@@ -1,0 +1,61 @@
+// The boundary between the 9P session (protocol state) and the file
+// system behind it (file behaviour).
+//
+// The session resolves fids to inode numbers and checks protocol rules
+// (open state, msize, tags) before a request reaches the file system, so a
+// FileSystem only sees well-formed requests about inodes. qid.path is the
+// inode number.
+//
+// Threading: Submit is called on the event-loop thread. The implementation
+// may do the work anywhere, but must invoke `done` exactly once, on the
+// event-loop thread. Requests from one session are handed over in arrival
+// order.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "9p/messages.h"
+
+namespace muscle::p9 {
+
+struct FsRequest {
+  Message msg;            // the decoded T-message
+  uint64_t ino = 0;       // inode of the message's first fid
+  uint64_t ino2 = 0;      // inode of a second fid (Tlink fid, Trename dfid,
+                          // Trenameat newdirfid), else 0
+  uint32_t uid = 0;       // numeric user the fid was attached as
+  // For Tclunk of a fid made by Txattrcreate: the attribute to store.
+  struct XattrCommit {
+    std::string name;
+    std::string value;
+    uint32_t flags = 0;
+  };
+  std::optional<XattrCommit> xattr;
+};
+
+struct FsReply {
+  Message msg;             // an R-message or Rlerror
+  std::string xattr_data;  // for Rxattrwalk: the value or name list
+};
+
+class FileSystem {
+ public:
+  using Done = std::function<void(FsReply)>;
+  virtual ~FileSystem() = default;
+
+  // Requests and the references they take:
+  // - Tattach, a complete Twalk, Tlcreate: the new inode gains a reference
+  //   held by the new fid. A complete in-place Twalk (newfid == fid) and
+  //   Tlcreate drop the reference of the fid's previous inode.
+  // - Tclunk and Tremove drop the fid's reference (whatever the outcome).
+  virtual void Submit(FsRequest req, Done done) = 0;
+
+  // Drops a reference without a reply (fids abandoned by a disconnect or a
+  // session reset).
+  virtual void Release(uint64_t ino) = 0;
+};
+
+}  // namespace muscle::p9

@@ -1,0 +1,82 @@
+#include "9p/lock_table.h"
+
+#include "9p/messages.h"
+
+namespace muscle::p9 {
+
+void LockTable::Span(uint64_t start, uint64_t length, uint64_t& first,
+                     uint64_t& last) {
+  first = start;
+  if (length == 0 || length - 1 > UINT64_MAX - start)
+    last = UINT64_MAX;
+  else
+    last = start + length - 1;
+}
+
+void LockTable::Subtract(std::vector<Range>& ranges, uint64_t first,
+                         uint64_t last, const LockOwner& owner) {
+  std::vector<Range> kept;
+  for (Range& r : ranges) {
+    if (!(r.owner == owner) || r.last < first || r.first > last) {
+      kept.push_back(std::move(r));
+      continue;
+    }
+    if (r.first < first) kept.push_back({r.first, first - 1, r.type, r.owner});
+    if (r.last > last) kept.push_back({last + 1, r.last, r.type, r.owner});
+  }
+  ranges.swap(kept);
+}
+
+uint8_t LockTable::Lock(uint64_t ino, uint8_t type, uint64_t start,
+                        uint64_t length, const LockOwner& owner) {
+  if (type > kLockUnlock) return kLockError;
+  uint64_t first, last;
+  Span(start, length, first, last);
+  auto& ranges = locks_[ino];
+  if (type != kLockUnlock) {
+    for (const Range& r : ranges) {
+      if (r.owner == owner || r.last < first || r.first > last) continue;
+      if (r.type == kLockWrite || type == kLockWrite) return kLockBlocked;
+    }
+  }
+  Subtract(ranges, first, last, owner);
+  if (type != kLockUnlock) ranges.push_back({first, last, type, owner});
+  if (ranges.empty()) locks_.erase(ino);
+  return kLockSuccess;
+}
+
+LockInfo LockTable::Test(uint64_t ino, uint8_t type, uint64_t start,
+                         uint64_t length, const LockOwner& owner) const {
+  LockInfo info;
+  auto it = locks_.find(ino);
+  if (it == locks_.end() || type == kLockUnlock) return info;
+  uint64_t first, last;
+  Span(start, length, first, last);
+  for (const Range& r : it->second) {
+    if (r.owner == owner || r.last < first || r.first > last) continue;
+    if (r.type != kLockWrite && type != kLockWrite) continue;
+    info.type = r.type;
+    info.start = r.first;
+    info.length = r.last == UINT64_MAX ? 0 : r.last - r.first + 1;
+    info.proc_id = r.owner.proc_id;
+    info.client_id = r.owner.client_id;
+    return info;
+  }
+  return info;
+}
+
+void LockTable::ReleaseSession(const void* session) {
+  for (auto it = locks_.begin(); it != locks_.end();) {
+    auto& v = it->second;
+    std::erase_if(v, [&](const Range& r) { return r.owner.session == session; });
+    it = v.empty() ? locks_.erase(it) : std::next(it);
+  }
+}
+
+size_t LockTable::size() const {
+  size_t n = 0;
+  for (auto& [ino, v] : locks_) n += v.size();
+  return n;
+}
+
+}  // namespace muscle::p9

@@ -1,0 +1,420 @@
+#include "9p/session.h"
+
+#include <fcntl.h>
+
+#include "9p/codec.h"
+#include "common/log.h"
+
+namespace muscle::p9 {
+
+Session::Session(FileSystem& fs, LockTable& locks, SessionOptions options,
+                 SendFn send, CloseFn close)
+    : fs_(fs), locks_(locks), options_(std::move(options)),
+      send_(std::move(send)), close_(std::move(close)) {}
+
+Session::~Session() { Shutdown(); }
+
+void Session::Shutdown() {
+  if (closed_) return;
+  closed_ = true;
+  Reset();
+}
+
+// Forgets every fid and lock, as after a new Tversion or a disconnect.
+void Session::Reset() {
+  generation_++;
+  for (auto& [num, fid] : fids_) {
+    fid->live = false;
+    // Pending fids release their reference when their request finishes.
+    if (fid->kind == Fid::kInode || fid->kind == Fid::kXattrWrite) fs_.Release(fid->ino);
+  }
+  fids_.clear();
+  inflight_.clear();
+  locks_.ReleaseSession(this);
+}
+
+void Session::OnFrame(const uint8_t* frame, size_t len) {
+  if (closed_) return;
+  Decoded d = Decode(frame, len);
+  if (d.status == DecodeStatus::kMalformed && len < kHeaderSize) {
+    close_("frame shorter than a 9P header");
+    return;
+  }
+  if (inflight_.count(d.tag)) {
+    // A client that reuses a live tag cannot tell replies apart.
+    close_("tag reused while in flight");
+    return;
+  }
+  if (d.status != DecodeStatus::kOk) {
+    inflight_[d.tag];
+    if (TraceEnabled())
+      Log("%s <- type %u tag %u: %s", options_.peer.c_str(), d.type, d.tag,
+          d.status == DecodeStatus::kMalformed ? "malformed" : "unknown type");
+    Error(d.tag, d.status == DecodeStatus::kMalformed ? EPROTO : EOPNOTSUPP);
+    return;
+  }
+  if (TraceEnabled()) Log("%s <- %s", options_.peer.c_str(), Trace(d.tag, d.msg).c_str());
+  if (d.type % 2 == 1) {  // an R-message sent by a client
+    inflight_[d.tag];
+    Error(d.tag, EOPNOTSUPP);
+    return;
+  }
+  if (!std::holds_alternative<Tversion>(d.msg)) {
+    inflight_[d.tag];
+    if (msize_ == 0) {
+      Error(d.tag, EPROTO);  // Tversion must come first
+      return;
+    }
+  }
+  Dispatch(d.tag, std::move(d.msg));
+}
+
+void Session::Reply(uint16_t tag, Message msg) {
+  if (closed_) return;
+  if (TraceEnabled()) Log("%s -> %s", options_.peer.c_str(), Trace(tag, msg).c_str());
+  std::string frame;
+  Encode(tag, msg, frame);
+  send_(std::move(frame));
+  Finish(tag);
+}
+
+// The request under `tag` is answered: answer the flushes that waited on it.
+void Session::Finish(uint16_t tag) {
+  auto it = inflight_.find(tag);
+  if (it == inflight_.end()) return;
+  std::vector<uint16_t> flushes = std::move(it->second);
+  inflight_.erase(it);
+  for (uint16_t f : flushes) Reply(f, Rflush{});
+  if (on_reply) on_reply();
+}
+
+Session::FidPtr Session::Established(uint32_t fid) {
+  auto it = fids_.find(fid);
+  if (it == fids_.end() || it->second->kind != Fid::kInode) return nullptr;
+  return it->second;
+}
+
+void Session::DropFid(uint32_t num) {
+  auto it = fids_.find(num);
+  if (it == fids_.end()) return;
+  it->second->live = false;
+  fids_.erase(it);
+}
+
+void Session::Submit(uint16_t tag, FsRequest req,
+                     std::function<void(FsReply&)> after) {
+  uint64_t gen = generation_;
+  auto self = shared_from_this();
+  fs_.Submit(std::move(req), [self, tag, gen, after = std::move(after)](FsReply r) {
+    if (after) after(r);
+    if (self->generation_ == gen) self->Reply(tag, std::move(r.msg));
+  });
+}
+
+template <class T>
+void Session::Handle(uint16_t tag, T&) {
+  Error(tag, EOPNOTSUPP);
+}
+
+template <>
+void Session::Handle(uint16_t tag, Tversion& m) {
+  Reset();
+  if (tag != kNoTag) inflight_[tag];
+  uint32_t msize = std::min(m.msize, options_.max_msize);
+  bool ok = m.version.rfind("9P2000.L", 0) == 0 && msize >= kMinMsize;
+  msize_ = ok ? msize : 0;
+  std::string frame;
+  Rversion r{msize, ok ? "9P2000.L" : "unknown"};
+  if (TraceEnabled()) Log("%s -> %s", options_.peer.c_str(), Trace(tag, r).c_str());
+  Encode(tag, r, frame);
+  send_(std::move(frame));
+  Finish(tag);
+}
+
+template <>
+void Session::Handle(uint16_t tag, Tauth&) {
+  Error(tag, int(options_.auth_errno));
+}
+
+template <>
+void Session::Handle(uint16_t tag, Tattach& m) {
+  if (fids_.count(m.fid)) return Error(tag, EBADF);
+  if (m.afid != kNoFid) return Error(tag, EBADF);
+  auto fid = std::make_shared<Fid>();
+  if (m.n_uname != kNoUid) fid->uid = m.n_uname;
+  else fid->uid = 65534;  // "nobody"
+  fids_[m.fid] = fid;
+  FsRequest req{m};
+  req.uid = fid->uid;
+  Submit(tag, std::move(req), [this, fid, num = m.fid](FsReply& r) {
+    if (auto* a = std::get_if<Rattach>(&r.msg)) {
+      fid->kind = Fid::kInode;
+      fid->ino = a->qid.path;
+      fid->qtype = a->qid.type;
+      if (!fid->live) fs_.Release(fid->ino);
+    } else if (fid->live) {
+      DropFid(num);
+    }
+  });
+}
+
+template <>
+void Session::Handle(uint16_t tag, Tflush& m) {
+  auto it = inflight_.find(m.oldtag);
+  if (it == inflight_.end() || m.oldtag == tag) {
+    return Reply(tag, Rflush{});
+  }
+  // The original reply goes out first, then Rflush (see Finish).
+  it->second.push_back(tag);
+}
+
+template <>
+void Session::Handle(uint16_t tag, Twalk& m) {
+  FidPtr from = Established(m.fid);
+  if (!from) return Error(tag, EBADF);
+  if (m.newfid == m.fid && from->open) return Error(tag, EBUSY);
+  FidPtr to = from;
+  if (m.newfid != m.fid) {
+    if (fids_.count(m.newfid)) return Error(tag, EBADF);
+    to = std::make_shared<Fid>();
+    to->uid = from->uid;
+    fids_[m.newfid] = to;
+  }
+  size_t want = m.wnames.size();
+  FsRequest req{m, from->ino};
+  req.uid = from->uid;
+  Submit(tag, std::move(req), [this, from, to, want, num = m.newfid](FsReply& r) {
+    auto* w = std::get_if<Rwalk>(&r.msg);
+    bool complete = w && w->wqids.size() == want;
+    if (complete) {
+      // The file system moved/added the reference to the new inode.
+      if (want) {
+        to->ino = w->wqids.back().path;
+        to->qtype = w->wqids.back().type;
+      } else {
+        to->ino = from->ino;
+        to->qtype = from->qtype;
+      }
+      to->kind = Fid::kInode;
+      to->open = false;
+      if (!to->live) fs_.Release(to->ino);
+    } else if (to != from && to->live) {
+      DropFid(num);
+    }
+  });
+}
+
+template <>
+void Session::Handle(uint16_t tag, Tlopen& m) {
+  FidPtr f = Established(m.fid);
+  if (!f) return Error(tag, EBADF);
+  if (f->open) return Error(tag, EBUSY);
+  FsRequest req{m, f->ino};
+  req.uid = f->uid;
+  Submit(tag, std::move(req), [f, flags = m.flags](FsReply& r) {
+    if (std::holds_alternative<Rlopen>(r.msg)) {
+      f->open = true;
+      f->open_flags = flags;
+    }
+  });
+}
+
+template <>
+void Session::Handle(uint16_t tag, Tlcreate& m) {
+  FidPtr f = Established(m.fid);
+  if (!f) return Error(tag, EBADF);
+  if (f->open) return Error(tag, EBUSY);
+  FsRequest req{m, f->ino};
+  req.uid = f->uid;
+  Submit(tag, std::move(req), [this, f, flags = m.flags](FsReply& r) {
+    if (auto* c = std::get_if<Rlcreate>(&r.msg)) {
+      f->ino = c->qid.path;
+      f->qtype = c->qid.type;
+      f->open = true;
+      f->open_flags = flags;
+      if (!f->live) fs_.Release(f->ino);
+    }
+  });
+}
+
+template <>
+void Session::Handle(uint16_t tag, Tread& m) {
+  auto it = fids_.find(m.fid);
+  if (it == fids_.end()) return Error(tag, EBADF);
+  FidPtr f = it->second;
+  uint32_t count = std::min(m.count, msize_ - kIoHeaderSize);
+  if (f->kind == Fid::kXattrRead) {
+    Rread r;
+    if (m.offset < f->xattr_data.size())
+      r.data.bytes = f->xattr_data.substr(size_t(m.offset), count);
+    return Reply(tag, std::move(r));
+  }
+  if (f->kind != Fid::kInode || !f->open || (f->open_flags & O_ACCMODE) == O_WRONLY)
+    return Error(tag, EBADF);
+  m.count = count;
+  FsRequest req{m, f->ino};
+  req.uid = f->uid;
+  Submit(tag, std::move(req));
+}
+
+template <>
+void Session::Handle(uint16_t tag, Twrite& m) {
+  auto it = fids_.find(m.fid);
+  if (it == fids_.end()) return Error(tag, EBADF);
+  FidPtr f = it->second;
+  if (f->kind == Fid::kXattrWrite) {
+    size_t n = m.data.bytes.size();
+    if (m.offset != f->xattr_data.size() || f->xattr_data.size() + n > f->xattr_size)
+      return Error(tag, EINVAL);
+    f->xattr_data += m.data.bytes;
+    return Reply(tag, Rwrite{uint32_t(n)});
+  }
+  if (f->kind != Fid::kInode || !f->open || (f->open_flags & O_ACCMODE) == O_RDONLY)
+    return Error(tag, EBADF);
+  FsRequest req{std::move(m), f->ino};
+  req.uid = f->uid;
+  Submit(tag, std::move(req));
+}
+
+template <>
+void Session::Handle(uint16_t tag, Tclunk& m) {
+  auto it = fids_.find(m.fid);
+  if (it == fids_.end()) return Error(tag, EBADF);
+  FidPtr f = it->second;
+  DropFid(m.fid);  // clunk frees the fid whatever happens next
+  if (f->kind == Fid::kPending) return Error(tag, EBADF);
+  if (f->kind == Fid::kXattrRead) return Reply(tag, Rclunk{});
+  FsRequest req{m, f->ino};
+  req.uid = f->uid;
+  if (f->kind == Fid::kXattrWrite) {
+    if (f->xattr_data.size() != f->xattr_size) {
+      fs_.Release(f->ino);
+      return Error(tag, EINVAL);
+    }
+    req.xattr = FsRequest::XattrCommit{f->xattr_name, std::move(f->xattr_data),
+                                       f->xattr_flags};
+  }
+  Submit(tag, std::move(req));
+}
+
+template <>
+void Session::Handle(uint16_t tag, Tremove& m) {
+  auto it = fids_.find(m.fid);
+  if (it == fids_.end()) return Error(tag, EBADF);
+  FidPtr f = it->second;
+  DropFid(m.fid);
+  if (f->kind != Fid::kInode) {
+    if (f->kind == Fid::kXattrWrite) fs_.Release(f->ino);
+    return Error(tag, EBADF);
+  }
+  FsRequest req{m, f->ino};
+  req.uid = f->uid;
+  Submit(tag, std::move(req));
+}
+
+template <>
+void Session::Handle(uint16_t tag, Treaddir& m) {
+  FidPtr f = Established(m.fid);
+  if (!f || !f->open) return Error(tag, EBADF);
+  m.count = std::min(m.count, msize_ - kIoHeaderSize);
+  FsRequest req{m, f->ino};
+  Submit(tag, std::move(req));
+}
+
+template <>
+void Session::Handle(uint16_t tag, Txattrwalk& m) {
+  FidPtr f = Established(m.fid);
+  if (!f) return Error(tag, EBADF);
+  if (m.newfid == m.fid || fids_.count(m.newfid)) return Error(tag, EBADF);
+  auto x = std::make_shared<Fid>();
+  fids_[m.newfid] = x;
+  FsRequest req{m, f->ino};
+  Submit(tag, std::move(req), [this, x, num = m.newfid](FsReply& r) {
+    if (std::holds_alternative<Rxattrwalk>(r.msg)) {
+      x->kind = Fid::kXattrRead;
+      x->xattr_data = std::move(r.xattr_data);
+    } else if (x->live) {
+      DropFid(num);
+    }
+  });
+}
+
+template <>
+void Session::Handle(uint16_t tag, Txattrcreate& m) {
+  FidPtr f = Established(m.fid);
+  if (!f || f->open) return Error(tag, EBADF);
+  if (m.attr_size > 65536) return Error(tag, E2BIG);
+  if (m.name.empty() || m.name.size() > 255) return Error(tag, EINVAL);
+  // The fid now stands for the attribute being written; it is stored at
+  // clunk. It keeps the inode reference it had.
+  f->kind = Fid::kXattrWrite;
+  f->xattr_name = m.name;
+  f->xattr_size = m.attr_size;
+  f->xattr_flags = m.flags;
+  f->xattr_data.clear();
+  Reply(tag, Rxattrcreate{});
+}
+
+template <>
+void Session::Handle(uint16_t tag, Tlock& m) {
+  FidPtr f = Established(m.fid);
+  if (!f) return Error(tag, EBADF);
+  LockOwner owner{this, m.proc_id, m.client_id};
+  Reply(tag, Rlock{locks_.Lock(f->ino, m.type, m.start, m.length, owner)});
+}
+
+template <>
+void Session::Handle(uint16_t tag, Tgetlock& m) {
+  FidPtr f = Established(m.fid);
+  if (!f) return Error(tag, EBADF);
+  LockOwner owner{this, m.proc_id, m.client_id};
+  LockInfo i = locks_.Test(f->ino, m.type, m.start, m.length, owner);
+  if (i.type == kLockUnlock) {
+    Reply(tag, Rgetlock{kLockUnlock, m.start, m.length, m.proc_id, m.client_id});
+  } else {
+    Reply(tag, Rgetlock{i.type, i.start, i.length, i.proc_id, i.client_id});
+  }
+}
+
+// Requests whose only fid rule is "the fid(s) must name an inode".
+template <class T>
+void Session::HandleSimple(uint16_t tag, T& m, uint32_t fid, uint32_t fid2) {
+  FidPtr f = Established(fid);
+  if (!f) return Error(tag, EBADF);
+  FsRequest req{m, f->ino};
+  req.uid = f->uid;
+  if (fid2 != kNoFid) {
+    FidPtr g = Established(fid2);
+    if (!g) return Error(tag, EBADF);
+    req.ino2 = g->ino;
+  }
+  Submit(tag, std::move(req));
+}
+
+void Session::Dispatch(uint16_t tag, Message&& msg) {
+  std::visit(
+      [&](auto& m) {
+        using T = std::decay_t<decltype(m)>;
+        if constexpr (std::is_same_v<T, Tstatfs> || std::is_same_v<T, Tgetattr> ||
+                      std::is_same_v<T, Tsetattr> || std::is_same_v<T, Treadlink> ||
+                      std::is_same_v<T, Tfsync>)
+          HandleSimple(tag, m, m.fid, kNoFid);
+        else if constexpr (std::is_same_v<T, Tmkdir> || std::is_same_v<T, Tmknod>)
+          HandleSimple(tag, m, m.dfid, kNoFid);
+        else if constexpr (std::is_same_v<T, Tsymlink>)
+          HandleSimple(tag, m, m.fid, kNoFid);
+        else if constexpr (std::is_same_v<T, Tunlinkat>)
+          HandleSimple(tag, m, m.dirfid, kNoFid);
+        else if constexpr (std::is_same_v<T, Tlink>)
+          HandleSimple(tag, m, m.dfid, m.fid);
+        else if constexpr (std::is_same_v<T, Trename>)
+          HandleSimple(tag, m, m.fid, m.dfid);
+        else if constexpr (std::is_same_v<T, Trenameat>)
+          HandleSimple(tag, m, m.olddirfid, m.newdirfid);
+        else
+          Handle(tag, m);
+      },
+      msg);
+}
+
+}  // namespace muscle::p9

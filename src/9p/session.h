@@ -1,0 +1,108 @@
+// One 9P2000.L conversation: version/msize negotiation, tags, fids, flush,
+// open-state checks, xattr fids and locks. File behaviour is delegated to
+// a FileSystem (filesystem.h).
+//
+// The transport feeds complete frames to OnFrame and supplies a send
+// function; replies may go out in any order, as requests finish. Every
+// request gets exactly one reply unless the session is reset (Tversion) or
+// shut down. A reply to a flushed request always precedes the Rflush.
+//
+// Threading and lifetime: a Session lives on the event-loop thread and is
+// held by shared_ptr; requests in flight keep it alive until they finish.
+// After Shutdown() nothing more is sent and every fid's inode reference is
+// released (those of requests still in flight as they finish).
+#pragma once
+
+#include <cerrno>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "9p/filesystem.h"
+#include "9p/lock_table.h"
+#include "9p/messages.h"
+
+namespace muscle::p9 {
+
+struct SessionOptions {
+  uint32_t max_msize = kMaxMsize;
+  // What Tauth gets: Linux/diod clients treat ENOENT as "no auth needed".
+  uint32_t auth_errno = ENOENT;
+  std::string peer;  // for logs
+};
+
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  // send: hands one encoded reply frame to the transport.
+  // close: asks the transport to drop the connection (protocol violation).
+  using SendFn = std::function<void(std::string frame)>;
+  using CloseFn = std::function<void(const char* why)>;
+
+  Session(FileSystem& fs, LockTable& locks, SessionOptions options,
+          SendFn send, CloseFn close);
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  // One complete frame, size field included. len must not exceed
+  // max_frame().
+  void OnFrame(const uint8_t* frame, size_t len);
+  // Largest frame the transport should accept now.
+  uint32_t max_frame() const { return msize_ ? msize_ : options_.max_msize; }
+  uint32_t msize() const { return msize_; }
+  size_t in_flight() const { return inflight_.size(); }
+  size_t fid_count() const { return fids_.size(); }
+  void Shutdown();
+  // Called whenever a reply finishes a request (the transport uses it for
+  // back-pressure and graceful shutdown).
+  std::function<void()> on_reply;
+
+ private:
+  struct Fid {
+    enum Kind { kPending, kInode, kXattrRead, kXattrWrite } kind = kPending;
+    uint64_t ino = 0;
+    uint8_t qtype = 0;
+    uint32_t uid = 0;
+    bool open = false;
+    uint32_t open_flags = 0;
+    bool live = true;
+    std::string xattr_name;
+    std::string xattr_data;
+    uint64_t xattr_size = 0;
+    uint32_t xattr_flags = 0;
+  };
+  using FidPtr = std::shared_ptr<Fid>;
+
+  void Dispatch(uint16_t tag, Message&& msg);
+  void Reply(uint16_t tag, Message msg);
+  void Error(uint16_t tag, int err) { Reply(tag, Rlerror{uint32_t(err)}); }
+  void Finish(uint16_t tag);
+  void Reset();
+  void DropFid(uint32_t fid);
+  FidPtr Established(uint32_t fid);
+  // Sends to the file system; `after` runs on success or failure before
+  // the reply goes out, for fid bookkeeping.
+  void Submit(uint16_t tag, FsRequest req,
+              std::function<void(FsReply&)> after = nullptr);
+
+  template <class T> void Handle(uint16_t tag, T& m);
+  template <class T>
+  void HandleSimple(uint16_t tag, T& m, uint32_t fid, uint32_t fid2);
+
+  FileSystem& fs_;
+  LockTable& locks_;
+  SessionOptions options_;
+  SendFn send_;
+  CloseFn close_;
+  uint32_t msize_ = 0;  // 0 until a Tversion succeeds
+  uint64_t generation_ = 0;
+  bool closed_ = false;
+  std::unordered_map<uint32_t, FidPtr> fids_;
+  // Tags in flight -> tags of Tflush requests waiting for them.
+  std::unordered_map<uint16_t, std::vector<uint16_t>> inflight_;
+};
+
+}  // namespace muscle::p9

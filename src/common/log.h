@@ -1,0 +1,13 @@
+// Logging to stderr with a UTC timestamp. Thread-safe (one write(2) per
+// line). Debug tracing (-D) is a global switch set once at start-up.
+#pragma once
+
+#include <string>
+
+namespace muscle {
+
+void Log(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+void SetTraceEnabled(bool on);
+bool TraceEnabled();
+
+}  // namespace muscle

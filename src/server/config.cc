@@ -1,0 +1,172 @@
+#include "server/config.h"
+
+#include <sys/stat.h>
+
+#include <cstdlib>
+#include <fstream>
+
+namespace muscle::server {
+
+const char* Usage() {
+  return R"(usage: musclefs serve [options]     serve the tree over 9P2000.L
+       musclefs check [options]     verify the store (re-hashes every chunk)
+       musclefs --help
+
+options:
+  --base DIR         base directory (default $MUSCLE_BASE, else $HOME/lib/muscle)
+  --store FILE       store database (default $BASE/store.db; ":memory:" for an
+                     ephemeral tree)
+  --listen ADDR      unix:PATH or tcp://HOST:PORT; repeatable
+                     (default unix:$BASE/musclefs.sock and tcp://127.0.0.1:5640)
+  --allow-plaintext-network
+                     allow plain TCP on a non-loopback address (file contents
+                     and names cross the network unencrypted)
+  --msize BYTES      largest message size offered (4096-1048576, default 1048576)
+  --commit-interval-ms N
+                     how long un-fsynced writes may wait before commit (default 1000)
+  -D                 trace every 9P message to stderr
+
+The config file $BASE/musclefs.conf may set store, listen, msize,
+commit-interval-ms and allow-plaintext-network as "key = value" lines.
+)";
+}
+
+std::string DefaultBase() {
+  if (const char* b = getenv("MUSCLE_BASE"); b && *b) return b;
+  const char* home = getenv("HOME");
+  return std::string(home && *home ? home : ".") + "/lib/muscle";
+}
+
+namespace {
+
+Status SetKey(Config& c, const std::string& key, const std::string& value,
+              const std::string& where, bool from_file) {
+  auto number = [&](uint64_t lo, uint64_t hi, uint64_t& out) -> Status {
+    char* end = nullptr;
+    unsigned long long v = strtoull(value.c_str(), &end, 10);
+    if (value.empty() || *end || v < lo || v > hi)
+      return Status(EINVAL, where + ": " + key + " must be a number from " +
+                                std::to_string(lo) + " to " + std::to_string(hi) +
+                                ", got '" + value + "'");
+    out = v;
+    return Status::Ok();
+  };
+  if (key == "store") {
+    c.server.store_path = value;
+  } else if (key == "listen") {
+    c.server.listen.push_back(value);
+  } else if (key == "allow-plaintext-network") {
+    if (value != "yes" && value != "no" && value != "true" && value != "false")
+      return Status(EINVAL, where + ": allow-plaintext-network must be yes or no");
+    c.server.allow_plaintext_network = value == "yes" || value == "true";
+  } else if (key == "msize") {
+    uint64_t v;
+    MUSCLE_RETURN_IF_ERROR(number(p9::kMinMsize, p9::kMaxMsize, v));
+    c.server.max_msize = uint32_t(v);
+  } else if (key == "commit-interval-ms") {
+    uint64_t v;
+    MUSCLE_RETURN_IF_ERROR(number(1, 60000, v));
+    c.server.commit_interval = std::chrono::milliseconds(v);
+  } else {
+    return Status(EINVAL, where + ": unknown " + (from_file ? "key '" : "option '--") +
+                              key + "' (see musclefs --help)");
+  }
+  return Status::Ok();
+}
+
+Status ReadConfigFile(Config& c, const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return Status::Ok();  // optional
+  std::string line;
+  int n = 0;
+  while (std::getline(in, line)) {
+    n++;
+    auto trim = [](std::string s) {
+      size_t a = s.find_first_not_of(" \t\r");
+      size_t b = s.find_last_not_of(" \t\r");
+      return a == std::string::npos ? std::string() : s.substr(a, b - a + 1);
+    };
+    line = trim(line);
+    if (line.empty() || line[0] == '#') continue;
+    size_t eq = line.find('=');
+    std::string where = path + ":" + std::to_string(n);
+    if (eq == std::string::npos)
+      return Status(EINVAL, where + ": expected 'key = value'");
+    MUSCLE_RETURN_IF_ERROR(
+        SetKey(c, trim(line.substr(0, eq)), trim(line.substr(eq + 1)), where, true));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<Config> ParseConfig(const std::vector<std::string>& args) {
+  Config c;
+  if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
+    c.command = "help";
+    return c;
+  }
+  c.command = args[0];
+  if (c.command != "serve" && c.command != "check")
+    return Status(EINVAL, "unknown command '" + c.command + "' (see musclefs --help)");
+  Config flags;
+  bool have_store = false, have_base = false;
+  for (size_t i = 1; i < args.size(); i++) {
+    const std::string& a = args[i];
+    auto value = [&]() -> Result<std::string> {
+      if (i + 1 >= args.size()) return Status(EINVAL, a + " needs a value (see musclefs --help)");
+      return args[++i];
+    };
+    if (a == "-D") {
+      c.trace = true;
+    } else if (a == "--allow-plaintext-network") {
+      flags.server.allow_plaintext_network = true;
+    } else if (a == "--help" || a == "-h") {
+      c.command = "help";
+      return c;
+    } else if (a == "--base") {
+      auto v = value();
+      if (!v.ok()) return v.status();
+      c.base = *v;
+      have_base = true;
+    } else if (a.rfind("--", 0) == 0) {
+      auto v = value();
+      if (!v.ok()) return v.status();
+      if (a == "--store") have_store = true;
+      MUSCLE_RETURN_IF_ERROR(SetKey(flags, a.substr(2), *v, "option " + a, false));
+    } else {
+      return Status(EINVAL, "unexpected argument '" + a + "' (see musclefs --help)");
+    }
+  }
+  if (!have_base) c.base = DefaultBase();
+  MUSCLE_RETURN_IF_ERROR(ReadConfigFile(c, c.base + "/musclefs.conf"));
+  if (have_store) c.server.store_path = flags.server.store_path;
+  if (!flags.server.listen.empty()) c.server.listen = flags.server.listen;
+  if (flags.server.allow_plaintext_network) c.server.allow_plaintext_network = true;
+  if (flags.server.max_msize != p9::kMaxMsize) c.server.max_msize = flags.server.max_msize;
+  if (flags.server.commit_interval != std::chrono::milliseconds(1000))
+    c.server.commit_interval = flags.server.commit_interval;
+  if (c.server.store_path.empty()) c.server.store_path = c.base + "/store.db";
+  if (c.server.listen.empty()) {
+    c.server.listen.push_back("unix:" + c.base + "/musclefs.sock");
+    c.server.listen.push_back("tcp://127.0.0.1:5640");
+  }
+  return c;
+}
+
+std::vector<std::string> MountHints(const std::vector<transport::Endpoint>& eps,
+                                    uint32_t msize) {
+  std::vector<std::string> out;
+  std::string opts = ",version=9p2000.L,msize=" + std::to_string(msize);
+  for (const auto& e : eps) {
+    if (e.kind == transport::Endpoint::kUnix)
+      out.push_back("mount -t 9p -o trans=unix" + opts + " " + e.path + " /mnt");
+    else
+      out.push_back("mount -t 9p -o trans=tcp,port=" + std::to_string(e.port) + opts + " " +
+                    (e.host == "0.0.0.0" || e.host == "::" ? "SERVER-ADDRESS" : e.host) +
+                    " /mnt");
+  }
+  return out;
+}
+
+}  // namespace muscle::server

@@ -1,0 +1,34 @@
+// Command-line and config-file settings of `musclefs`.
+//
+// The base directory is --base, else $MUSCLE_BASE, else $HOME/lib/muscle.
+// An optional config file $BASE/musclefs.conf holds "key = value" lines
+// (keys: store, listen, allow-plaintext-network, msize,
+// commit-interval-ms); command-line flags override it, and any --listen on
+// the command line replaces the file's listen lines.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "server/server.h"
+
+namespace muscle::server {
+
+struct Config {
+  std::string command;  // "serve", "check", "help"
+  std::string base;
+  ServerOptions server;
+  bool trace = false;
+};
+
+// Parses argv (after the program name). Errors name the flag or the
+// file:line at fault and say how to fix it.
+Result<Config> ParseConfig(const std::vector<std::string>& args);
+std::string DefaultBase();
+const char* Usage();
+// The mount commands a user can type for the bound endpoints.
+std::vector<std::string> MountHints(const std::vector<transport::Endpoint>& eps,
+                                    uint32_t msize);
+
+}  // namespace muscle::server

@@ -1,0 +1,111 @@
+// musclefs: serve a content-addressed SQLite tree over 9P2000.L.
+#include <sys/stat.h>
+#include <uv.h>
+
+#include <csignal>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include "common/log.h"
+#include "server/config.h"
+#include "server/server.h"
+#include "store/store.h"
+
+using namespace muscle;
+
+namespace {
+
+int Check(const server::Config& c) {
+  struct stat st;
+  if (c.server.store_path != ":memory:" && stat(c.server.store_path.c_str(), &st) != 0) {
+    fprintf(stderr, "musclefs: no store at %s (pass --store FILE or --base DIR)\n",
+            c.server.store_path.c_str());
+    return 2;
+  }
+  auto s = store::Store::Open(c.server.store_path);
+  if (!s.ok()) {
+    fprintf(stderr, "musclefs: %s\n", s.status().ToString().c_str());
+    return 2;
+  }
+  store::CheckReport r = (*s)->Check();
+  auto h = (*s)->TreeHash();
+  printf("store %s: %llu inodes, %llu extents, %llu chunks (%llu bytes)\n",
+         c.server.store_path.c_str(), (unsigned long long)r.inodes,
+         (unsigned long long)r.extents, (unsigned long long)r.chunks,
+         (unsigned long long)r.chunk_bytes);
+  if (h.ok()) printf("root hash %s\n", store::HexOf(*h).c_str());
+  for (const auto& p : r.problems) printf("PROBLEM: %s\n", p.c_str());
+  printf("%s\n", r.ok() ? "ok" : "FAILED");
+  return r.ok() ? 0 : 1;
+}
+
+int Serve(const server::Config& c) {
+  if (c.server.store_path != ":memory:") {
+    std::string dir = c.server.store_path.substr(0, c.server.store_path.rfind('/'));
+    if (!dir.empty() && dir != c.server.store_path) {
+      // Create the base directory (and parents) the first time.
+      std::string p;
+      for (size_t i = 0; i <= dir.size(); i++) {
+        if (i == dir.size() || dir[i] == '/') {
+          if (!p.empty()) mkdir(p.c_str(), 0700);
+        }
+        if (i < dir.size()) p += dir[i];
+      }
+    }
+  }
+  uv_loop_t* loop = uv_default_loop();
+  server::Server srv(loop);
+  Status s = srv.Start(c.server);
+  if (!s.ok()) {
+    fprintf(stderr, "musclefs: %s\n", s.ToString().c_str());
+    return 1;
+  }
+  Log("serving store %s", c.server.store_path.c_str());
+  for (const auto& e : srv.bound()) Log("listening on %s", e.text.c_str());
+  for (const auto& m : server::MountHints(srv.bound(), c.server.max_msize))
+    Log("to mount: %s", m.c_str());
+  struct SignalContext {
+    server::Server* srv;
+    uv_signal_t term, intr;
+    bool stopping = false;
+  } ctx;
+  ctx.srv = &srv;
+  auto on_signal = [](uv_signal_t* h, int signum) {
+    auto* ctx = static_cast<SignalContext*>(h->data);
+    if (ctx->stopping) return;
+    ctx->stopping = true;
+    Log("caught %s: finishing requests in flight, committing", strsignal(signum));
+    ctx->srv->Shutdown([ctx] {
+      uv_close(reinterpret_cast<uv_handle_t*>(&ctx->term), nullptr);
+      uv_close(reinterpret_cast<uv_handle_t*>(&ctx->intr), nullptr);
+    });
+  };
+  uv_signal_init(loop, &ctx.term);
+  uv_signal_init(loop, &ctx.intr);
+  ctx.term.data = ctx.intr.data = &ctx;
+  uv_signal_start(&ctx.term, on_signal, SIGTERM);
+  uv_signal_start(&ctx.intr, on_signal, SIGINT);
+  signal(SIGPIPE, SIG_IGN);
+  uv_run(loop, UV_RUN_DEFAULT);
+  Log("stopped");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  auto c = server::ParseConfig(args);
+  if (!c.ok()) {
+    fprintf(stderr, "musclefs: %s\n", c.status().message().c_str());
+    return 2;
+  }
+  if (c->command == "help") {
+    fputs(server::Usage(), stdout);
+    return args.empty() ? 2 : 0;
+  }
+  SetTraceEnabled(c->trace);
+  if (c->command == "check") return Check(*c);
+  return Serve(*c);
+}

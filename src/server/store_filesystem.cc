@@ -1,0 +1,305 @@
+#include "server/store_filesystem.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+
+#include "9p/wire.h"
+
+namespace muscle::server {
+
+using namespace muscle::p9;
+using store::Attr;
+using store::Store;
+
+Qid QidOf(const Attr& a) {
+  Qid q;
+  q.type = S_ISDIR(a.mode) ? kQtDir : S_ISLNK(a.mode) ? kQtSymlink : kQtFile;
+  q.version = uint32_t(a.version);
+  q.path = a.ino;
+  return q;
+}
+
+namespace {
+
+constexpr uint32_t kV9fsMagic = 0x01021997;
+constexpr uint32_t kAtRemoveDir = 0x200;
+
+Rgetattr GetattrOf(const Attr& a) {
+  Rgetattr r;
+  r.valid = kGetattrBasic | 0x800;  // basic fields + btime
+  r.qid = QidOf(a);
+  r.mode = a.mode;
+  r.uid = a.uid;
+  r.gid = a.gid;
+  r.nlink = a.nlink;
+  r.rdev = a.rdev;
+  r.size = a.size;
+  r.blksize = 128 * 1024;
+  r.blocks = a.blocks;
+  r.atime_sec = uint64_t(a.atime_ns / 1000000000);
+  r.atime_nsec = uint64_t(a.atime_ns % 1000000000);
+  r.mtime_sec = uint64_t(a.mtime_ns / 1000000000);
+  r.mtime_nsec = uint64_t(a.mtime_ns % 1000000000);
+  r.ctime_sec = uint64_t(a.ctime_ns / 1000000000);
+  r.ctime_nsec = uint64_t(a.ctime_ns % 1000000000);
+  r.btime_sec = uint64_t(a.btime_ns / 1000000000);
+  r.btime_nsec = uint64_t(a.btime_ns % 1000000000);
+  return r;
+}
+
+FsReply Err(int e) { return FsReply{Rlerror{uint32_t(e)}, {}}; }
+FsReply Err(const Status& s) { return Err(s.err() ? s.err() : EIO); }
+
+// Walks `path` (slash-separated) from the root; used for attach names.
+Result<Attr> WalkPath(Store& s, const std::string& path) {
+  auto cur = s.GetAttr(store::kRootIno);
+  size_t i = 0;
+  while (cur.ok() && i < path.size()) {
+    size_t j = path.find('/', i);
+    if (j == std::string::npos) j = path.size();
+    std::string name = path.substr(i, j - i);
+    i = j + 1;
+    if (name.empty() || name == ".") continue;
+    if (!S_ISDIR(cur->mode)) return Status(ENOTDIR);
+    cur = s.Lookup(cur->ino, name);
+  }
+  return cur;
+}
+
+FsReply Walk(Store& s, FsRequest& req, const Twalk& m) {
+  Rwalk r;
+  uint64_t cur = req.ino;
+  for (const std::string& name : m.wnames) {
+    auto d = s.GetAttr(cur);
+    Result<Attr> next = d.ok() ? (S_ISDIR(d->mode) ? (name == ".." && cur == store::kRootIno
+                                                         ? d
+                                                         : s.Lookup(cur, name))
+                                                   : Result<Attr>(Status(ENOTDIR)))
+                               : d;
+    if (!next.ok()) {
+      if (r.wqids.empty()) return Err(next.status());
+      return FsReply{std::move(r), {}};
+    }
+    r.wqids.push_back(QidOf(*next));
+    cur = next->ino;
+  }
+  if (m.wnames.empty()) {
+    auto a = s.GetAttr(cur);
+    if (!a.ok()) return Err(a.status());
+  }
+  s.Ref(cur);
+  if (m.newfid == m.fid) s.Unref(req.ino);
+  return FsReply{std::move(r), {}};
+}
+
+uint8_t DirentType(uint32_t mode) { return uint8_t((mode & S_IFMT) >> 12); }
+
+FsReply ReadDir(Store& s, FsRequest& req, const Treaddir& m) {
+  // Smallest entry: qid[13] offset[8] type[1] name[2+1].
+  size_t max_entries = m.count / 25 + 1;
+  auto entries = s.ReadDir(req.ino, m.offset, max_entries);
+  if (!entries.ok()) return Err(entries.status());
+  Rreaddir r;
+  WireWriter w(r.data.bytes);
+  for (const auto& e : *entries) {
+    if (w.size() + 24 + e.name.size() > m.count) break;
+    Qid q = QidOf(e.attr);
+    w.u8(q.type);
+    w.u32(q.version);
+    w.u64(q.path);
+    w.u64(e.cookie);
+    w.u8(DirentType(e.attr.mode));
+    w.str(e.name);
+  }
+  return FsReply{std::move(r), {}};
+}
+
+FsReply SetAttr(Store& s, FsRequest& req, const Tsetattr& m) {
+  store::SetAttrRequest a;
+  a.set_mode = m.valid & kSetMode;
+  a.mode = m.mode;
+  a.set_uid = m.valid & kSetUid;
+  a.uid = m.uid;
+  a.set_gid = m.valid & kSetGid;
+  a.gid = m.gid;
+  a.set_size = m.valid & kSetSize;
+  a.size = m.size;
+  int64_t now = store::NowNs();
+  if (m.valid & kSetAtime) {
+    a.set_atime = true;
+    a.atime_ns = (m.valid & kSetAtimeSet)
+                     ? int64_t(m.atime_sec) * 1000000000 + int64_t(m.atime_nsec)
+                     : now;
+  }
+  if (m.valid & kSetMtime) {
+    a.set_mtime = true;
+    a.mtime_ns = (m.valid & kSetMtimeSet)
+                     ? int64_t(m.mtime_sec) * 1000000000 + int64_t(m.mtime_nsec)
+                     : now;
+  }
+  auto r = s.SetAttr(req.ino, a);
+  if (!r.ok()) return Err(r.status());
+  return FsReply{Rsetattr{}, {}};
+}
+
+template <class R>
+FsReply Created(Result<Attr> a) {
+  if (!a.ok()) return Err(a.status());
+  R r;
+  r.qid = QidOf(*a);
+  return FsReply{r, {}};
+}
+
+}  // namespace
+
+FsReply StoreFileSystem::Execute(Store& s, FsRequest& req) {
+  Message& msg = req.msg;
+  if (auto* m = std::get_if<Tattach>(&msg)) {
+    auto a = WalkPath(s, m->aname);
+    if (!a.ok()) return Err(a.status());
+    if (!S_ISDIR(a->mode)) return Err(ENOTDIR);
+    s.Ref(a->ino);
+    return FsReply{Rattach{QidOf(*a)}, {}};
+  }
+  if (auto* m = std::get_if<Twalk>(&msg)) return Walk(s, req, *m);
+  if (std::get_if<Tgetattr>(&msg)) {
+    auto a = s.GetAttr(req.ino);
+    if (!a.ok()) return Err(a.status());
+    return FsReply{GetattrOf(*a), {}};
+  }
+  if (auto* m = std::get_if<Tsetattr>(&msg)) return SetAttr(s, req, *m);
+  if (auto* m = std::get_if<Tlopen>(&msg)) {
+    auto a = s.GetAttr(req.ino);
+    if (!a.ok()) return Err(a.status());
+    uint32_t acc = m->flags & O_ACCMODE;
+    if (S_ISDIR(a->mode) && acc != O_RDONLY) return Err(EISDIR);
+    if ((m->flags & O_TRUNC) && S_ISREG(a->mode) && acc != O_RDONLY && a->size) {
+      store::SetAttrRequest t;
+      t.set_size = true;
+      t.size = 0;
+      a = s.SetAttr(req.ino, t);
+      if (!a.ok()) return Err(a.status());
+    }
+    return FsReply{Rlopen{QidOf(*a), 0}, {}};
+  }
+  if (auto* m = std::get_if<Tlcreate>(&msg)) {
+    auto a = s.Create(req.ino, m->name, S_IFREG | (m->mode & 07777), req.uid, m->gid);
+    if (!a.ok()) return Err(a.status());
+    s.Ref(a->ino);
+    s.Unref(req.ino);
+    return FsReply{Rlcreate{QidOf(*a), 0}, {}};
+  }
+  if (auto* m = std::get_if<Tmkdir>(&msg))
+    return Created<Rmkdir>(s.Create(req.ino, m->name, S_IFDIR | (m->mode & 07777), req.uid, m->gid));
+  if (auto* m = std::get_if<Tsymlink>(&msg))
+    return Created<Rsymlink>(s.Create(req.ino, m->name, S_IFLNK | 0777, req.uid, m->gid, 0, m->symtgt));
+  if (auto* m = std::get_if<Tmknod>(&msg)) {
+    uint32_t type = m->mode & S_IFMT;
+    if (type == 0) type = S_IFREG;
+    if (type != S_IFREG && type != S_IFIFO && type != S_IFCHR && type != S_IFBLK && type != S_IFSOCK)
+      return Err(EINVAL);
+    return Created<Rmknod>(s.Create(req.ino, m->name, type | (m->mode & 07777), req.uid, m->gid,
+                                    makedev(m->major, m->minor)));
+  }
+  if (auto* m = std::get_if<Tlink>(&msg)) {
+    auto a = s.Link(req.ino, m->name, req.ino2);
+    if (!a.ok()) return Err(a.status());
+    return FsReply{Rlink{}, {}};
+  }
+  if (auto* m = std::get_if<Trenameat>(&msg)) {
+    Status st = s.Rename(req.ino, m->oldname, req.ino2, m->newname);
+    return st.ok() ? FsReply{Rrenameat{}, {}} : Err(st);
+  }
+  if (auto* m = std::get_if<Trename>(&msg)) {
+    auto where = s.FindName(req.ino);
+    if (!where.ok()) return Err(where.status());
+    Status st = s.Rename(where->first, where->second, req.ino2, m->name);
+    return st.ok() ? FsReply{Rrename{}, {}} : Err(st);
+  }
+  if (auto* m = std::get_if<Tunlinkat>(&msg)) {
+    Status st = s.Unlink(req.ino, m->name, m->flags & kAtRemoveDir);
+    return st.ok() ? FsReply{Runlinkat{}, {}} : Err(st);
+  }
+  if (std::get_if<Tremove>(&msg)) {
+    Status st;
+    auto a = s.GetAttr(req.ino);
+    auto where = s.FindName(req.ino);
+    if (!a.ok()) st = a.status();
+    else if (!where.ok()) st = where.status();
+    else st = s.Unlink(where->first, where->second, S_ISDIR(a->mode));
+    s.Unref(req.ino);
+    return st.ok() ? FsReply{Rremove{}, {}} : Err(st);
+  }
+  if (std::get_if<Treadlink>(&msg)) {
+    auto t = s.ReadLink(req.ino);
+    if (!t.ok()) return Err(t.status());
+    return FsReply{Rreadlink{*t}, {}};
+  }
+  if (auto* m = std::get_if<Tread>(&msg)) {
+    Rread r;
+    Status st = s.Read(req.ino, m->offset, m->count, r.data.bytes);
+    if (!st.ok()) return Err(st);
+    return FsReply{std::move(r), {}};
+  }
+  if (auto* m = std::get_if<Twrite>(&msg)) {
+    auto n = s.Write(req.ino, m->offset, m->data.bytes);
+    if (!n.ok()) return Err(n.status());
+    return FsReply{Rwrite{*n}, {}};
+  }
+  if (auto* m = std::get_if<Treaddir>(&msg)) return ReadDir(s, req, *m);
+  if (std::get_if<Tstatfs>(&msg)) {
+    auto f = s.GetStatFs();
+    if (!f.ok()) return Err(f.status());
+    Rstatfs r;
+    r.type = kV9fsMagic;
+    r.bsize = uint32_t(f->bsize);
+    r.blocks = f->blocks;
+    r.bfree = f->bfree;
+    r.bavail = f->bavail;
+    r.files = f->files;
+    r.ffree = f->ffree;
+    r.fsid = 0x6d75736c;
+    r.namelen = store::kMaxNameLen;
+    return FsReply{r, {}};
+  }
+  if (std::get_if<Tfsync>(&msg)) {
+    Status st = s.Sync(true);
+    return st.ok() ? FsReply{Rfsync{}, {}} : Err(st);
+  }
+  if (auto* m = std::get_if<Txattrwalk>(&msg)) {
+    auto v = m->name.empty() ? s.ListXattr(req.ino) : s.GetXattr(req.ino, m->name);
+    if (!v.ok()) return Err(v.status());
+    uint64_t size = v->size();
+    return FsReply{Rxattrwalk{size}, std::move(*v)};
+  }
+  if (std::get_if<Tclunk>(&msg)) {
+    Status st;
+    if (req.xattr) {
+      const auto& x = *req.xattr;
+      st = x.value.empty() && (x.flags & 2) ? s.RemoveXattr(req.ino, x.name)
+                                            : s.SetXattr(req.ino, x.name, x.value, x.flags);
+    }
+    Status u = s.Unref(req.ino);
+    if (st.ok()) st = u;
+    return st.ok() ? FsReply{Rclunk{}, {}} : Err(st);
+  }
+  return Err(EOPNOTSUPP);
+}
+
+void StoreFileSystem::Submit(FsRequest req, Done done) {
+  auto shared = std::make_shared<FsRequest>(std::move(req));
+  worker_.Run([shared, done = std::move(done)](Store& s) -> StoreWorker::Completion {
+    auto reply = std::make_shared<FsReply>(Execute(s, *shared));
+    return [done, reply]() { done(std::move(*reply)); };
+  });
+}
+
+void StoreFileSystem::Release(uint64_t ino) {
+  worker_.Run([ino](Store& s) -> StoreWorker::Completion {
+    s.Unref(ino);
+    return nullptr;
+  });
+}
+
+}  // namespace muscle::server

@@ -1,0 +1,93 @@
+#include "server/store_worker.h"
+
+#include "common/log.h"
+
+namespace muscle::server {
+
+StoreWorker::StoreWorker(uv_loop_t* loop, std::unique_ptr<store::Store> store)
+    : loop_(loop), store_(std::move(store)) {
+  uv_async_init(loop_, &async_, OnAsync);
+  async_.data = this;
+  thread_ = std::thread([this] { ThreadMain(); });
+}
+
+StoreWorker::~StoreWorker() {
+  if (thread_.joinable()) {
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+}
+
+void StoreWorker::Run(Job job) {
+  pending_++;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    jobs_.push_back(std::move(job));
+  }
+  cv_.notify_one();
+}
+
+void StoreWorker::ThreadMain() {
+  auto tick = std::min<std::chrono::milliseconds>(store_->commit_interval / 2,
+                                                  std::chrono::milliseconds(200));
+  if (tick.count() <= 0) tick = std::chrono::milliseconds(10);
+  for (;;) {
+    Job job;
+    {
+      std::unique_lock<std::mutex> lk(mu_);
+      if (jobs_.empty() && !stopping_) cv_.wait_for(lk, tick);
+      if (jobs_.empty()) {
+        if (stopping_) break;
+        lk.unlock();
+        Status s = store_->Tick();
+        if (!s.ok()) Log("store: background commit failed: %s", s.ToString().c_str());
+        continue;
+      }
+      job = std::move(jobs_.front());
+      jobs_.pop_front();
+    }
+    Completion c = job(*store_);
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      done_.push_back(c ? std::move(c) : Completion([] {}));
+    }
+    uv_async_send(&async_);
+  }
+  Status s = store_->Sync(true);
+  if (!s.ok()) Log("store: final commit failed: %s", s.ToString().c_str());
+  store_.reset();
+}
+
+void StoreWorker::OnAsync(uv_async_t* handle) {
+  auto* self = static_cast<StoreWorker*>(handle->data);
+  std::vector<Completion> batch;
+  {
+    std::lock_guard<std::mutex> g(self->mu_);
+    batch.swap(self->done_);
+  }
+  for (auto& c : batch) {
+    self->pending_--;
+    c();
+  }
+}
+
+void StoreWorker::Stop(std::function<void()> closed) {
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  OnAsync(&async_);  // completions that arrived after the last wake-up
+  closed_ = std::move(closed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&async_), [](uv_handle_t* h) {
+    auto* self = static_cast<StoreWorker*>(h->data);
+    if (self->closed_) self->closed_();
+  });
+}
+
+}  // namespace muscle::server

@@ -1,0 +1,64 @@
+// Runs all store work on one dedicated thread, off the event loop.
+//
+// The store is a single SQLite connection with one open write transaction,
+// so its work is serialised on this thread in submission order. Each job
+// returns a completion that runs on the event-loop thread (delivered through
+// a uv_async handle). Between jobs the worker calls Store::Tick so buffered
+// writes are committed within the store's commit interval even when idle.
+//
+// Lifetime: create and Stop() on the loop thread. Stop() runs every queued
+// job, commits durably, joins the thread and closes the async handle; the
+// object may be destroyed once the loop has run the close callback (Stop
+// takes a callback for that).
+#pragma once
+
+#include <uv.h>
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "store/store.h"
+
+namespace muscle::server {
+
+class StoreWorker {
+ public:
+  using Completion = std::function<void()>;
+  using Job = std::function<Completion(store::Store&)>;
+
+  StoreWorker(uv_loop_t* loop, std::unique_ptr<store::Store> store);
+  ~StoreWorker();
+  StoreWorker(const StoreWorker&) = delete;
+  StoreWorker& operator=(const StoreWorker&) = delete;
+
+  // Queues a job. Called on the loop thread. A null completion is allowed.
+  void Run(Job job);
+  // Jobs queued and not yet completed on the loop thread.
+  size_t pending() const { return pending_; }
+  // Finishes all jobs, commits durably and stops the thread. `closed` runs
+  // on the loop thread when the worker's handle is closed.
+  void Stop(std::function<void()> closed);
+
+ private:
+  void ThreadMain();
+  static void OnAsync(uv_async_t* handle);
+
+  uv_loop_t* loop_;
+  uv_async_t async_;
+  std::unique_ptr<store::Store> store_;
+  std::thread thread_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Job> jobs_;
+  std::vector<Completion> done_;
+  bool stopping_ = false;
+  size_t pending_ = 0;  // loop thread only
+  std::function<void()> closed_;
+};
+
+}  // namespace muscle::server

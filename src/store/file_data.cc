@@ -1,0 +1,423 @@
+// The data path of the store: buffered writes, reads that overlay buffered
+// data on stored chunks, and re-chunking of changed ranges.
+//
+// Re-chunking a changed range [lo, hi) starts at the start of the stored
+// extent that contains (or ends at) lo, so appends re-cut the previous tail
+// chunk exactly as a single pass over the file would have. It feeds the new
+// content through the chunker and stops as soon as a cut point past hi
+// coincides with the start of an old extent (the boundaries have
+// resynchronised) or the contiguous data ends. Only the old extents in
+// between are replaced: a small write in a huge file touches one or two
+// chunks.
+#include <mbedtls/sha256.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "store/chunker.h"
+#include "store/statements.h"
+#include "store/store.h"
+
+namespace muscle::store {
+
+namespace {
+constexpr uint64_t kMaxFileSize = uint64_t(1) << 50;
+}
+
+Status Store::Read(uint64_t ino, uint64_t offset, uint32_t count,
+                   std::string& out) {
+  out.clear();
+  auto a = LoadAttr(ino);
+  if (!a.ok()) return a.status();
+  if (S_ISDIR(a->mode)) return Status(EISDIR);
+  if (!S_ISREG(a->mode)) return Status(EINVAL);
+  if (offset >= a->size) return Status::Ok();
+  size_t n = size_t(std::min<uint64_t>(count, a->size - offset));
+  out.resize(n);
+  return ReadLogical(ino, offset, n, out.data());
+}
+
+Result<uint32_t> Store::Write(uint64_t ino, uint64_t offset,
+                              std::string_view data) {
+  if (offset > kMaxFileSize || data.size() > kMaxFileSize - offset)
+    return Status(EFBIG);
+  Status s = Begin();
+  if (!s.ok()) return s;
+  auto a = LoadAttr(ino);
+  if (!a.ok()) return a.status();
+  if (S_ISDIR(a->mode)) return Status(EISDIR);
+  if (!S_ISREG(a->mode)) return Status(EINVAL);
+  if (data.empty()) return uint32_t(0);
+  uint64_t lo = offset, hi = offset + data.size();
+  a->size = std::max(a->size, hi);
+  a->mtime_ns = a->ctime_ns = NowNs();
+  a->version++;
+  MUSCLE_RETURN_IF_ERROR(StoreAttr(*a));
+
+  DirtyFile& f = dirty_[ino];
+  auto& ranges = f.ranges;
+  // First range that overlaps or touches [lo, hi).
+  auto it = ranges.upper_bound(lo);
+  if (it != ranges.begin()) {
+    auto prev = std::prev(it);
+    if (prev->first + prev->second.size() >= lo) it = prev;
+  }
+  auto last = it;
+  size_t merged = 0;
+  while (last != ranges.end() && last->first <= hi) {
+    last++;
+    merged++;
+  }
+  if (merged == 1 && it->first <= lo) {
+    // Common case (appends, rewrites inside one buffer): grow in place.
+    std::string& buf = it->second;
+    size_t at = size_t(lo - it->first);
+    size_t old = buf.size();
+    if (at + data.size() > old) buf.resize(at + data.size());
+    memcpy(buf.data() + at, data.data(), data.size());
+    f.bytes += buf.size() - old;
+    dirty_bytes_ += buf.size() - old;
+  } else {
+    uint64_t start = lo, end = hi;
+    if (merged) {
+      start = std::min(lo, it->first);
+      auto back = std::prev(last);
+      end = std::max<uint64_t>(hi, back->first + back->second.size());
+    }
+    std::string buf(size_t(end - start), '\0');
+    size_t removed = 0;
+    for (auto r = it; r != last; ++r) {
+      memcpy(buf.data() + (r->first - start), r->second.data(), r->second.size());
+      removed += r->second.size();
+    }
+    memcpy(buf.data() + (lo - start), data.data(), data.size());
+    ranges.erase(it, last);
+    f.bytes += buf.size() - removed;
+    dirty_bytes_ += buf.size() - removed;
+    ranges.emplace(start, std::move(buf));
+  }
+  if (f.bytes >= file_buffer_limit) {
+    s = Atomically([&]() -> Status { return FlushFile(ino); });
+    if (!s.ok()) return s;
+  }
+  while (dirty_bytes_ > total_buffer_limit) MUSCLE_RETURN_IF_ERROR(FlushLargest());
+  return uint32_t(data.size());
+}
+
+Status Store::FlushLargest() {
+  uint64_t best = 0;
+  size_t most = 0;
+  for (auto& [ino, f] : dirty_)
+    if (f.bytes >= most) most = f.bytes, best = ino;
+  if (dirty_.empty()) return Status::Ok();
+  return Atomically([&]() -> Status { return FlushFile(best); });
+}
+
+Status Store::FlushFile(uint64_t ino) {
+  auto it = dirty_.find(ino);
+  if (it == dirty_.end()) return Status::Ok();
+  auto a = LoadAttr(ino);
+  if (!a.ok()) return a.status();
+  MUSCLE_RETURN_IF_ERROR(Begin());
+  auto& ranges = it->second.ranges;
+  while (!ranges.empty()) {
+    auto r = ranges.begin();
+    uint64_t lo = r->first;
+    uint64_t hi = std::min<uint64_t>(lo + r->second.size(), a->size);
+    if (lo < hi) MUSCLE_RETURN_IF_ERROR(FlushRange(ino, lo, hi, a->size));
+    it->second.bytes -= r->second.size();
+    dirty_bytes_ -= r->second.size();
+    ranges.erase(r);
+  }
+  dirty_.erase(it);
+  return Status::Ok();
+}
+
+Status Store::FlushRange(uint64_t ino, uint64_t lo, uint64_t hi,
+                         uint64_t size) {
+  uint64_t start = lo;
+  {
+    Stmt& q = st_->extent_at_or_before;
+    Stmt::Scope scope(q);
+    q.Bind(1, int64_t(ino)).Bind(2, int64_t(lo));
+    if (q.Step() && uint64_t(q.Int(0) + q.Int(1)) >= lo) start = uint64_t(q.Int(0));
+    if (q.failed()) return q.Error("flush");
+  }
+  // Old extents from `start` on, loaded in batches as the stream advances.
+  std::vector<ExtentRow> old;
+  bool old_done = false;
+  auto load_more = [&]() -> Status {
+    uint64_t from = old.empty() ? start : old.back().offset + 1;
+    Stmt& q = st_->extents_from;
+    Stmt::Scope scope(q);
+    q.Bind(1, int64_t(ino)).Bind(2, int64_t(from)).Bind(3, 256);
+    size_t got = 0;
+    while (q.Step()) {
+      old.push_back({uint64_t(q.Int(0)), uint64_t(q.Int(1)), q.Int(2)});
+      got++;
+    }
+    if (q.failed()) return q.Error("flush extents");
+    if (got < 256) old_done = true;
+    return Status::Ok();
+  };
+  // Finds the old extent covering `at`: whether it starts exactly there and
+  // where it ends.
+  auto old_starts_at = [&](uint64_t at, bool& found, uint64_t* end) -> Status {
+    while (!old_done && (old.empty() || old.back().offset + old.back().length <= at))
+      MUSCLE_RETURN_IF_ERROR(load_more());
+    auto it = std::partition_point(old.begin(), old.end(), [&](const ExtentRow& e) {
+      return e.offset + e.length <= at;
+    });
+    found = false;
+    if (it != old.end() && it->offset <= at) {
+      found = it->offset == at;
+      if (end) *end = it->offset + it->length;
+    }
+    return Status::Ok();
+  };
+
+  // Data is contiguous up to hi; beyond it, as far as old extents continue
+  // without a hole.
+  uint64_t data_end = hi;
+  auto extend_data_end = [&]() -> Status {
+    for (;;) {
+      bool found;
+      uint64_t end = 0;
+      MUSCLE_RETURN_IF_ERROR(old_starts_at(data_end, found, &end));
+      if (end > data_end) {
+        data_end = std::min(end, size);
+        if (data_end == size) return Status::Ok();
+        continue;
+      }
+      return Status::Ok();
+    }
+  };
+  MUSCLE_RETURN_IF_ERROR(extend_data_end());
+
+  std::vector<ExtentRow> created;
+  std::string buf;
+  size_t buf_pos = 0;  // bytes of buf already cut into chunks
+  uint64_t chunk_start = start, pos = start, stop = start;
+  for (;;) {
+    while (buf.size() - buf_pos < kMaxChunk && pos < data_end) {
+      size_t n = size_t(std::min<uint64_t>(kMaxChunk, data_end - pos));
+      if (buf_pos > 0) {
+        buf.erase(0, buf_pos);
+        buf_pos = 0;
+      }
+      size_t at = buf.size();
+      buf.resize(at + n);
+      MUSCLE_RETURN_IF_ERROR(ReadLogical(ino, pos, n, buf.data() + at));
+      pos += n;
+      if (pos == data_end) MUSCLE_RETURN_IF_ERROR(extend_data_end());
+    }
+    size_t avail = buf.size() - buf_pos;
+    if (avail == 0) {
+      stop = chunk_start;
+      break;
+    }
+    size_t cut = FindChunkEnd(reinterpret_cast<const uint8_t*>(buf.data()) + buf_pos,
+                              avail, pos == data_end);
+    auto id = PutChunk(std::string_view(buf.data() + buf_pos, cut));
+    if (!id.ok()) return id.status();
+    created.push_back({chunk_start, cut, *id});
+    chunk_start += cut;
+    buf_pos += cut;
+    if (chunk_start >= hi) {
+      bool found = false;
+      MUSCLE_RETURN_IF_ERROR(old_starts_at(chunk_start, found, nullptr));
+      if (found || chunk_start >= data_end) {
+        stop = chunk_start;
+        break;
+      }
+    }
+  }
+  // Replace the old extents in [start, stop) by the new ones.
+  while (!old_done && (old.empty() || old.back().offset < stop))
+    MUSCLE_RETURN_IF_ERROR(load_more());
+  for (const ExtentRow& e : old) {
+    if (e.offset >= stop) break;
+    Stmt& d = st_->delete_extent;
+    d.Bind(1, int64_t(ino)).Bind(2, int64_t(e.offset));
+    MUSCLE_RETURN_IF_ERROR(d.Run());
+    MUSCLE_RETURN_IF_ERROR(DropChunk(e.chunk));
+  }
+  for (const ExtentRow& e : created) {
+    Stmt& q = st_->insert_extent;
+    q.Bind(1, int64_t(ino)).Bind(2, int64_t(e.offset)).Bind(3, int64_t(e.length))
+        .Bind(4, e.chunk);
+    MUSCLE_RETURN_IF_ERROR(q.Run());
+  }
+  return Status::Ok();
+}
+
+Result<int64_t> Store::PutChunk(std::string_view data) {
+  unsigned char hash[32];
+  mbedtls_sha256_ret(reinterpret_cast<const unsigned char*>(data.data()),
+                     data.size(), hash, 0);
+  std::string_view h(reinterpret_cast<const char*>(hash), 32);
+  {
+    Stmt& q = st_->find_chunk;
+    Stmt::Scope scope(q);
+    q.Bind(1, h, true);
+    if (q.Step()) {
+      int64_t id = q.Int(0);
+      Stmt& r = st_->ref_chunk;
+      r.Bind(1, 1).Bind(2, id);
+      MUSCLE_RETURN_IF_ERROR(r.Run());
+      return id;
+    }
+    if (q.failed()) return q.Error("find chunk");
+  }
+  Stmt& ins = st_->insert_chunk;
+  ins.Bind(1, h, true).Bind(2, int64_t(data.size())).Bind(3, data, true);
+  MUSCLE_RETURN_IF_ERROR(ins.Run());
+  return int64_t(sqlite3_last_insert_rowid(db_.raw()));
+}
+
+Status Store::DropChunk(int64_t chunk) {
+  Stmt& r = st_->ref_chunk;
+  r.Bind(1, -1).Bind(2, chunk);
+  MUSCLE_RETURN_IF_ERROR(r.Run());
+  Stmt& q = st_->chunk_refs;
+  int64_t refs = 0;
+  {
+    Stmt::Scope scope(q);
+    q.Bind(1, chunk);
+    if (q.Step()) refs = q.Int(0);
+    if (q.failed()) return q.Error("chunk refs");
+  }
+  if (refs > 0) return Status::Ok();
+  Stmt& d = st_->delete_chunk;
+  d.Bind(1, chunk);
+  return d.Run();
+}
+
+Status Store::DeleteExtentsFrom(uint64_t ino, uint64_t from) {
+  for (;;) {
+    std::vector<ExtentRow> batch;
+    {
+      Stmt& q = st_->extents_from;
+      Stmt::Scope scope(q);
+      q.Bind(1, int64_t(ino)).Bind(2, int64_t(from)).Bind(3, 512);
+      while (q.Step())
+        batch.push_back({uint64_t(q.Int(0)), uint64_t(q.Int(1)), q.Int(2)});
+      if (q.failed()) return q.Error("extents");
+    }
+    if (batch.empty()) return Status::Ok();
+    for (const ExtentRow& e : batch) {
+      Stmt& d = st_->delete_extent;
+      d.Bind(1, int64_t(ino)).Bind(2, int64_t(e.offset));
+      MUSCLE_RETURN_IF_ERROR(d.Run());
+      MUSCLE_RETURN_IF_ERROR(DropChunk(e.chunk));
+    }
+  }
+}
+
+Status Store::TruncateData(uint64_t ino, uint64_t old_size, uint64_t new_size) {
+  MUSCLE_RETURN_IF_ERROR(FlushFile(ino));
+  if (new_size >= old_size) return Status::Ok();  // the new range is a hole
+  Stmt& q = st_->extent_at_or_before;
+  ExtentRow e{0, 0, 0};
+  bool straddles = false;
+  if (new_size > 0) {
+    Stmt::Scope scope(q);
+    q.Bind(1, int64_t(ino)).Bind(2, int64_t(new_size - 1));
+    if (q.Step()) {
+      e = {uint64_t(q.Int(0)), uint64_t(q.Int(1)), q.Int(2)};
+      straddles = e.offset < new_size && e.offset + e.length > new_size;
+    }
+    if (q.failed()) return q.Error("truncate");
+  }
+  if (!straddles) return DeleteExtentsFrom(ino, new_size);
+  std::string prefix(size_t(new_size - e.offset), '\0');
+  MUSCLE_RETURN_IF_ERROR(ReadChunk(e.chunk, 0, prefix.size(), prefix.data()));
+  MUSCLE_RETURN_IF_ERROR(DeleteExtentsFrom(ino, e.offset));
+  auto id = PutChunk(prefix);
+  if (!id.ok()) return id.status();
+  Stmt& ins = st_->insert_extent;
+  ins.Bind(1, int64_t(ino)).Bind(2, int64_t(e.offset))
+      .Bind(3, int64_t(prefix.size())).Bind(4, *id);
+  return ins.Run();
+}
+
+Status Store::ReadLogical(uint64_t ino, uint64_t offset, size_t len, char* out) {
+  MUSCLE_RETURN_IF_ERROR(ReadStored(ino, offset, len, out));
+  auto it = dirty_.find(ino);
+  if (it == dirty_.end()) return Status::Ok();
+  uint64_t end = offset + len;
+  auto& ranges = it->second.ranges;
+  auto r = ranges.upper_bound(offset);
+  if (r != ranges.begin()) r = std::prev(r);
+  for (; r != ranges.end() && r->first < end; ++r) {
+    uint64_t rs = r->first, re = rs + r->second.size();
+    uint64_t s = std::max(rs, offset), e = std::min(re, end);
+    if (s < e) memcpy(out + (s - offset), r->second.data() + (s - rs), e - s);
+  }
+  return Status::Ok();
+}
+
+Status Store::ReadStored(uint64_t ino, uint64_t offset, size_t len, char* out) {
+  memset(out, 0, len);
+  uint64_t end = offset + len;
+  auto copy = [&](const ExtentRow& e) -> Status {
+    uint64_t s = std::max(e.offset, offset), t = std::min(e.offset + e.length, end);
+    if (s >= t) return Status::Ok();
+    return ReadChunk(e.chunk, s - e.offset, size_t(t - s), out + (s - offset));
+  };
+  {
+    Stmt& q = st_->extent_at_or_before;
+    ExtentRow e{0, 0, 0};
+    bool have = false;
+    {
+      Stmt::Scope scope(q);
+      q.Bind(1, int64_t(ino)).Bind(2, int64_t(offset));
+      if (q.Step()) {
+        e = {uint64_t(q.Int(0)), uint64_t(q.Int(1)), q.Int(2)};
+        have = true;
+      }
+      if (q.failed()) return q.Error("read");
+    }
+    if (have) MUSCLE_RETURN_IF_ERROR(copy(e));
+  }
+  uint64_t from = offset + 1;
+  while (from < end) {
+    std::vector<ExtentRow> batch;
+    {
+      Stmt& q = st_->extents_from;
+      Stmt::Scope scope(q);
+      q.Bind(1, int64_t(ino)).Bind(2, int64_t(from)).Bind(3, 64);
+      while (q.Step()) {
+        ExtentRow e{uint64_t(q.Int(0)), uint64_t(q.Int(1)), q.Int(2)};
+        if (e.offset >= end) break;
+        batch.push_back(e);
+      }
+      if (q.failed()) return q.Error("read");
+    }
+    for (const ExtentRow& e : batch) MUSCLE_RETURN_IF_ERROR(copy(e));
+    if (batch.size() < 64) break;
+    from = batch.back().offset + 1;
+  }
+  return Status::Ok();
+}
+
+Status Store::ReadChunk(int64_t chunk, uint64_t offset, size_t len, char* out) {
+  int rc = blob_ ? sqlite3_blob_reopen(blob_, chunk) : SQLITE_ERROR;
+  if (rc != SQLITE_OK) {
+    if (blob_) sqlite3_blob_close(blob_);
+    blob_ = nullptr;
+    rc = sqlite3_blob_open(db_.raw(), "main", "chunks", "data", chunk, 0, &blob_);
+    if (rc != SQLITE_OK) {
+      blob_ = nullptr;
+      return db_.Error("open chunk");
+    }
+  }
+  if (offset + len > uint64_t(sqlite3_blob_bytes(blob_)))
+    return Status(EIO, "chunk " + std::to_string(chunk) + " shorter than its extent");
+  if (sqlite3_blob_read(blob_, out, int(len), int(offset)) != SQLITE_OK)
+    return db_.Error("read chunk");
+  return Status::Ok();
+}
+
+}  // namespace muscle::store

@@ -1,0 +1,88 @@
+// Every SQL statement the store runs, prepared once when the store opens.
+// Private to the store implementation; same threading rules as Store.
+#pragma once
+
+#include "store/sqlite.h"
+#include "store/store.h"
+
+namespace muscle::store {
+
+struct Store::Statements {
+  explicit Statements(Db& db)
+      : get_inode(db,
+                  "SELECT mode,uid,gid,nlink,rdev,size,atime,mtime,ctime,btime,"
+                  "version FROM inodes WHERE ino=?"),
+        put_inode(db,
+                  "UPDATE inodes SET mode=?,uid=?,gid=?,nlink=?,rdev=?,size=?,"
+                  "atime=?,mtime=?,ctime=?,version=? WHERE ino=?"),
+        insert_inode(db,
+                     "INSERT INTO inodes(parent,mode,uid,gid,nlink,rdev,size,"
+                     "atime,mtime,ctime,btime,version,target) "
+                     "VALUES(?,?,?,?,?,?,?,?,?,?,?,1,?)"),
+        delete_inode(db, "DELETE FROM inodes WHERE ino=?"),
+        get_parent(db, "SELECT parent FROM inodes WHERE ino=?"),
+        set_parent(db, "UPDATE inodes SET parent=? WHERE ino=?"),
+        get_target(db, "SELECT target FROM inodes WHERE ino=?"),
+        count_inodes(db, "SELECT count(*) FROM inodes"),
+        lookup(db, "SELECT id, ino FROM dirents WHERE parent=? AND name=?"),
+        insert_dirent(db, "INSERT INTO dirents(parent,name,ino) VALUES(?,?,?)"),
+        delete_dirent(db, "DELETE FROM dirents WHERE id=?"),
+        move_dirent(db, "UPDATE dirents SET parent=?, name=? WHERE id=?"),
+        find_name(db, "SELECT parent, name FROM dirents WHERE ino=? LIMIT 1"),
+        dir_has_entries(db, "SELECT 1 FROM dirents WHERE parent=? LIMIT 1"),
+        list_dir(db,
+                 "SELECT d.id, d.name, d.ino, i.mode, i.version FROM dirents d "
+                 "JOIN inodes i ON i.ino=d.ino WHERE d.parent=? AND d.id>? "
+                 "ORDER BY d.id LIMIT ?"),
+        get_xattr(db, "SELECT value FROM xattrs WHERE ino=? AND name=?"),
+        list_xattr(db, "SELECT name FROM xattrs WHERE ino=? ORDER BY name"),
+        put_xattr(db, "INSERT OR REPLACE INTO xattrs(ino,name,value) VALUES(?,?,?)"),
+        delete_xattr(db, "DELETE FROM xattrs WHERE ino=? AND name=?"),
+        delete_xattrs(db, "DELETE FROM xattrs WHERE ino=?"),
+        extent_at_or_before(db,
+                            "SELECT offset,length,chunk FROM extents WHERE ino=? "
+                            "AND offset<=? ORDER BY offset DESC LIMIT 1"),
+        extents_from(db,
+                     "SELECT offset,length,chunk FROM extents WHERE ino=? AND "
+                     "offset>=? ORDER BY offset LIMIT ?"),
+        insert_extent(db,
+                      "INSERT INTO extents(ino,offset,length,chunk) VALUES(?,?,?,?)"),
+        delete_extent(db, "DELETE FROM extents WHERE ino=? AND offset=?"),
+        find_chunk(db, "SELECT id FROM chunks WHERE hash=?"),
+        insert_chunk(db,
+                     "INSERT INTO chunks(hash,size,refs,data) VALUES(?,?,1,?)"),
+        ref_chunk(db, "UPDATE chunks SET refs=refs+? WHERE id=?"),
+        chunk_refs(db, "SELECT refs FROM chunks WHERE id=?"),
+        delete_chunk(db, "DELETE FROM chunks WHERE id=?"),
+        chunk_hash(db, "SELECT hash FROM chunks WHERE id=?") {}
+
+  Stmt get_inode, put_inode, insert_inode, delete_inode, get_parent,
+      set_parent, get_target, count_inodes;
+  Stmt lookup, insert_dirent, delete_dirent, move_dirent, find_name, dir_has_entries,
+      list_dir;
+  Stmt get_xattr, list_xattr, put_xattr, delete_xattr, delete_xattrs;
+  Stmt extent_at_or_before, extents_from, insert_extent, delete_extent;
+  Stmt find_chunk, insert_chunk, ref_chunk, chunk_refs, delete_chunk,
+      chunk_hash;
+};
+
+// Runs f() inside a savepoint of the open transaction: if f fails, every
+// database change it made is rolled back.
+template <class F>
+auto Store::Atomically(F&& f) -> decltype(f()) {
+  Status s = Begin();
+  if (!s.ok()) return s;
+  s = db_.Exec("SAVEPOINT op");
+  if (!s.ok()) return s;
+  auto r = f();
+  if (r.ok()) {
+    s = db_.Exec("RELEASE op");
+    if (!s.ok()) return s;
+  } else {
+    db_.Exec("ROLLBACK TO op");
+    db_.Exec("RELEASE op");
+  }
+  return r;
+}
+
+}  // namespace muscle::store

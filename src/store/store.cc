@@ -1,0 +1,598 @@
+// Metadata and directory operations of the store, transactions and
+// lifetime of unlinked-but-open files. Data chunks live in file_data.cc,
+// verification in check.cc.
+#include "store/store.h"
+
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <ctime>
+
+#include "store/statements.h"
+
+namespace muscle::store {
+
+int64_t NowNs() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
+namespace {
+
+const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value);
+CREATE TABLE IF NOT EXISTS inodes(
+  ino INTEGER PRIMARY KEY, parent INTEGER NOT NULL, mode INTEGER NOT NULL,
+  uid INTEGER NOT NULL, gid INTEGER NOT NULL, nlink INTEGER NOT NULL,
+  rdev INTEGER NOT NULL, size INTEGER NOT NULL, atime INTEGER NOT NULL,
+  mtime INTEGER NOT NULL, ctime INTEGER NOT NULL, btime INTEGER NOT NULL,
+  version INTEGER NOT NULL, target BLOB, merkle BLOB);
+CREATE TABLE IF NOT EXISTS dirents(
+  id INTEGER PRIMARY KEY, parent INTEGER NOT NULL, name BLOB NOT NULL,
+  ino INTEGER NOT NULL, UNIQUE(parent, name));
+CREATE INDEX IF NOT EXISTS dirents_order ON dirents(parent, id);
+CREATE INDEX IF NOT EXISTS dirents_by_ino ON dirents(ino);
+CREATE TABLE IF NOT EXISTS chunks(
+  id INTEGER PRIMARY KEY, hash BLOB NOT NULL UNIQUE, size INTEGER NOT NULL,
+  refs INTEGER NOT NULL, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS extents(
+  ino INTEGER NOT NULL, offset INTEGER NOT NULL, length INTEGER NOT NULL,
+  chunk INTEGER NOT NULL, PRIMARY KEY(ino, offset)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS xattrs(
+  ino INTEGER NOT NULL, name BLOB NOT NULL, value BLOB NOT NULL,
+  PRIMARY KEY(ino, name)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS snapshots(
+  id INTEGER PRIMARY KEY, created INTEGER NOT NULL, root_hash BLOB NOT NULL,
+  note TEXT);
+)sql";
+
+constexpr int kSchemaVersion = 1;
+
+bool IsDir(uint32_t mode) { return S_ISDIR(mode); }
+
+}  // namespace
+
+Store::~Store() {
+  if (blob_) sqlite3_blob_close(blob_);
+  st_.reset();
+}
+
+Result<std::unique_ptr<Store>> Store::Open(const std::string& path) {
+  std::unique_ptr<Store> s(new Store());
+  Status st = s->Init(path);
+  if (!st.ok()) return st;
+  return s;
+}
+
+Status Store::Init(const std::string& path) {
+  path_ = path;
+  memory_ = path == ":memory:";
+  MUSCLE_RETURN_IF_ERROR(db_.Open(path));
+  sqlite3_busy_timeout(db_.raw(), 5000);
+  MUSCLE_RETURN_IF_ERROR(db_.Exec(
+      "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+      "PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY;"));
+  MUSCLE_RETURN_IF_ERROR(db_.Exec("BEGIN IMMEDIATE"));
+  Status s = db_.Exec(kSchema);
+  if (s.ok()) {
+    Stmt v(db_, "SELECT value FROM meta WHERE key='schema'");
+    if (v.Step()) {
+      if (v.Int(0) != kSchemaVersion)
+        s = Status(EINVAL, "store " + path + " has schema version " +
+                               std::to_string(v.Int(0)) + ", this musclefs reads " +
+                               std::to_string(kSchemaVersion));
+    } else {
+      Stmt ins(db_, "INSERT INTO meta(key, value) VALUES('schema', ?)");
+      ins.Bind(1, int64_t(kSchemaVersion));
+      s = ins.Run();
+    }
+  }
+  if (s.ok()) {
+    Stmt root(db_, "SELECT 1 FROM inodes WHERE ino=1");
+    if (!root.Step()) {
+      int64_t now = NowNs();
+      Stmt ins(db_,
+               "INSERT INTO inodes VALUES(1,1,?,?,?,2,0,0,?,?,?,?,1,NULL,NULL)");
+      ins.Bind(1, int64_t(S_IFDIR | 0755)).Bind(2, int64_t(getuid()))
+          .Bind(3, int64_t(getgid())).Bind(4, now).Bind(5, now).Bind(6, now)
+          .Bind(7, now);
+      s = ins.Run();
+    }
+  }
+  if (s.ok()) {
+    // Files unlinked while open when the server last stopped.
+    Stmt orphans(db_, "SELECT ino FROM inodes WHERE nlink=0 AND ino<>1");
+    std::vector<uint64_t> list;
+    while (orphans.Step()) list.push_back(uint64_t(orphans.Int(0)));
+    orphans.Reset();
+    st_ = std::make_unique<Statements>(db_);
+    for (uint64_t ino : list) {
+      s = PurgeInode(ino);
+      if (!s.ok()) break;
+    }
+  }
+  if (!s.ok()) {
+    db_.Exec("ROLLBACK");
+    return s;
+  }
+  return db_.Exec("COMMIT");
+}
+
+Status Store::Begin() {
+  if (in_txn_) return Status::Ok();
+  MUSCLE_RETURN_IF_ERROR(db_.Exec("BEGIN IMMEDIATE"));
+  in_txn_ = true;
+  txn_started_ = std::chrono::steady_clock::now();
+  return Status::Ok();
+}
+
+Status Store::CheckName(std::string_view name) {
+  if (name.empty() || name == "." || name == "..") return Status(EINVAL);
+  if (name.size() > kMaxNameLen) return Status(ENAMETOOLONG);
+  if (name.find('/') != std::string_view::npos ||
+      name.find('\0') != std::string_view::npos)
+    return Status(EINVAL);
+  return Status::Ok();
+}
+
+Result<Attr> Store::LoadAttr(uint64_t ino) {
+  Stmt& q = st_->get_inode;
+  Stmt::Scope scope(q);
+  q.Bind(1, int64_t(ino));
+  if (!q.Step()) return q.failed() ? q.Error("get inode") : Status(ENOENT);
+  Attr a;
+  a.ino = ino;
+  a.mode = uint32_t(q.Int(0));
+  a.uid = uint32_t(q.Int(1));
+  a.gid = uint32_t(q.Int(2));
+  a.nlink = uint64_t(q.Int(3));
+  a.rdev = uint64_t(q.Int(4));
+  a.size = uint64_t(q.Int(5));
+  a.atime_ns = q.Int(6);
+  a.mtime_ns = q.Int(7);
+  a.ctime_ns = q.Int(8);
+  a.btime_ns = q.Int(9);
+  a.version = uint64_t(q.Int(10));
+  a.blocks = (a.size + 511) / 512;
+  return a;
+}
+
+Status Store::StoreAttr(const Attr& a) {
+  Stmt& q = st_->put_inode;
+  q.Bind(1, int64_t(a.mode)).Bind(2, int64_t(a.uid)).Bind(3, int64_t(a.gid))
+      .Bind(4, int64_t(a.nlink)).Bind(5, int64_t(a.rdev))
+      .Bind(6, int64_t(a.size)).Bind(7, a.atime_ns).Bind(8, a.mtime_ns)
+      .Bind(9, a.ctime_ns).Bind(10, int64_t(a.version)).Bind(11, int64_t(a.ino));
+  return q.Run();
+}
+
+Result<Attr> Store::GetAttr(uint64_t ino) { return LoadAttr(ino); }
+
+Result<std::pair<int64_t, uint64_t>> Store::LookupEntry(uint64_t dir,
+                                                        std::string_view name) {
+  Stmt& q = st_->lookup;
+  Stmt::Scope scope(q);
+  q.Bind(1, int64_t(dir)).Bind(2, name, true);
+  if (!q.Step()) return q.failed() ? q.Error("lookup") : Status(ENOENT);
+  return std::make_pair(q.Int(0), uint64_t(q.Int(1)));
+}
+
+Result<Attr> Store::Lookup(uint64_t dir, std::string_view name) {
+  if (name == ".") return LoadAttr(dir);
+  if (name == "..") {
+    auto p = Parent(dir);
+    if (!p.ok()) return p.status();
+    return LoadAttr(*p);
+  }
+  auto e = LookupEntry(dir, name);
+  if (!e.ok()) return e.status();
+  return LoadAttr(e->second);
+}
+
+Result<uint64_t> Store::Parent(uint64_t dir) {
+  Stmt& q = st_->get_parent;
+  Stmt::Scope scope(q);
+  q.Bind(1, int64_t(dir));
+  if (!q.Step()) return q.failed() ? q.Error("parent") : Status(ENOENT);
+  return uint64_t(q.Int(0));
+}
+
+// Bumps a directory's version and times after its entries changed.
+Status Store::TouchDir(uint64_t dir, int nlink_delta) {
+  auto a = LoadAttr(dir);
+  if (!a.ok()) return a.status();
+  a->mtime_ns = a->ctime_ns = NowNs();
+  a->version++;
+  a->nlink = uint64_t(int64_t(a->nlink) + nlink_delta);
+  return StoreAttr(*a);
+}
+
+Result<Attr> Store::Create(uint64_t dir, std::string_view name, uint32_t mode,
+                           uint32_t uid, uint32_t gid, uint64_t rdev,
+                           std::string_view symlink_target) {
+  MUSCLE_RETURN_IF_ERROR(CheckName(name));
+  if (S_ISLNK(mode) && (symlink_target.empty() || symlink_target.size() > 4096))
+    return Status(symlink_target.empty() ? ENOENT : ENAMETOOLONG);
+  return Atomically([&]() -> Result<Attr> {
+    auto d = LoadAttr(dir);
+    if (!d.ok()) return d.status();
+    if (!IsDir(d->mode)) return Status(ENOTDIR);
+    if (d->nlink == 0) return Status(ENOENT);  // removed directory
+    auto existing = LookupEntry(dir, name);
+    if (existing.ok()) return Status(EEXIST);
+    if (existing.err() != ENOENT) return existing.status();
+    if ((mode & S_IFMT) == 0) mode |= S_IFREG;
+    int64_t now = NowNs();
+    Attr a;
+    a.mode = mode;
+    a.uid = uid;
+    a.gid = gid;
+    a.nlink = IsDir(mode) ? 2 : 1;
+    a.rdev = rdev;
+    a.size = S_ISLNK(mode) ? symlink_target.size() : 0;
+    a.atime_ns = a.mtime_ns = a.ctime_ns = a.btime_ns = now;
+    a.version = 1;
+    Stmt& ins = st_->insert_inode;
+    ins.Bind(1, int64_t(IsDir(mode) ? dir : 0)).Bind(2, int64_t(a.mode))
+        .Bind(3, int64_t(uid)).Bind(4, int64_t(gid)).Bind(5, int64_t(a.nlink))
+        .Bind(6, int64_t(rdev)).Bind(7, int64_t(a.size)).Bind(8, now)
+        .Bind(9, now).Bind(10, now).Bind(11, now);
+    if (S_ISLNK(mode)) ins.Bind(12, symlink_target); else ins.BindNull(12);
+    MUSCLE_RETURN_IF_ERROR(ins.Run());
+    a.ino = uint64_t(sqlite3_last_insert_rowid(db_.raw()));
+    Stmt& de = st_->insert_dirent;
+    de.Bind(1, int64_t(dir)).Bind(2, name).Bind(3, int64_t(a.ino));
+    MUSCLE_RETURN_IF_ERROR(de.Run());
+    MUSCLE_RETURN_IF_ERROR(TouchDir(dir, IsDir(mode) ? 1 : 0));
+    return a;
+  });
+}
+
+Result<Attr> Store::Link(uint64_t dir, std::string_view name, uint64_t ino) {
+  MUSCLE_RETURN_IF_ERROR(CheckName(name));
+  return Atomically([&]() -> Result<Attr> {
+    auto d = LoadAttr(dir);
+    if (!d.ok()) return d.status();
+    if (!IsDir(d->mode)) return Status(ENOTDIR);
+    auto a = LoadAttr(ino);
+    if (!a.ok()) return a.status();
+    if (IsDir(a->mode)) return Status(EPERM);
+    if (a->nlink == 0) return Status(ENOENT);
+    if (LookupEntry(dir, name).ok()) return Status(EEXIST);
+    Stmt& de = st_->insert_dirent;
+    de.Bind(1, int64_t(dir)).Bind(2, name).Bind(3, int64_t(ino));
+    MUSCLE_RETURN_IF_ERROR(de.Run());
+    a->nlink++;
+    a->ctime_ns = NowNs();
+    a->version++;
+    MUSCLE_RETURN_IF_ERROR(StoreAttr(*a));
+    MUSCLE_RETURN_IF_ERROR(TouchDir(dir, 0));
+    return *a;
+  });
+}
+
+// Decrements the link count of an inode that just lost a directory entry.
+Status Store::DropLink(uint64_t ino, bool is_dir) {
+  auto a = LoadAttr(ino);
+  if (!a.ok()) return a.status();
+  a->nlink = is_dir ? 0 : (a->nlink > 0 ? a->nlink - 1 : 0);
+  a->ctime_ns = NowNs();
+  a->version++;
+  MUSCLE_RETURN_IF_ERROR(StoreAttr(*a));
+  return PurgeIfUnused(ino);
+}
+
+Status Store::PurgeIfUnused(uint64_t ino) {
+  auto a = LoadAttr(ino);
+  if (!a.ok()) return a.status();
+  if (a->nlink > 0 || refs_.count(ino)) return Status::Ok();
+  return PurgeInode(ino);
+}
+
+Status Store::PurgeInode(uint64_t ino) {
+  if (ino == kRootIno) return Status::Ok();
+  auto it = dirty_.find(ino);
+  if (it != dirty_.end()) {
+    dirty_bytes_ -= it->second.bytes;
+    dirty_.erase(it);
+  }
+  MUSCLE_RETURN_IF_ERROR(DeleteExtentsFrom(ino, 0));
+  Stmt& dx = st_->delete_xattrs;
+  dx.Bind(1, int64_t(ino));
+  MUSCLE_RETURN_IF_ERROR(dx.Run());
+  Stmt& di = st_->delete_inode;
+  di.Bind(1, int64_t(ino));
+  return di.Run();
+}
+
+Status Store::Unlink(uint64_t dir, std::string_view name, bool remove_dir) {
+  if (name == "." ) return Status(EINVAL);
+  if (name == "..") return Status(ENOTEMPTY);
+  MUSCLE_RETURN_IF_ERROR(CheckName(name));
+  return Atomically([&]() -> Status {
+    auto e = LookupEntry(dir, name);
+    if (!e.ok()) return e.status();
+    auto a = LoadAttr(e->second);
+    if (!a.ok()) return a.status();
+    bool is_dir = IsDir(a->mode);
+    if (remove_dir && !is_dir) return Status(ENOTDIR);
+    if (!remove_dir && is_dir) return Status(EISDIR);
+    if (is_dir) {
+      Stmt& any = st_->dir_has_entries;
+      Stmt::Scope scope(any);
+      any.Bind(1, int64_t(a->ino));
+      if (any.Step()) return Status(ENOTEMPTY);
+    }
+    Stmt& del = st_->delete_dirent;
+    del.Bind(1, e->first);
+    MUSCLE_RETURN_IF_ERROR(del.Run());
+    MUSCLE_RETURN_IF_ERROR(TouchDir(dir, is_dir ? -1 : 0));
+    return DropLink(a->ino, is_dir);
+  });
+}
+
+Status Store::Rename(uint64_t old_dir, std::string_view old_name,
+                     uint64_t new_dir, std::string_view new_name) {
+  MUSCLE_RETURN_IF_ERROR(CheckName(old_name));
+  MUSCLE_RETURN_IF_ERROR(CheckName(new_name));
+  return Atomically([&]() -> Status {
+    auto nd = LoadAttr(new_dir);
+    if (!nd.ok()) return nd.status();
+    if (!IsDir(nd->mode)) return Status(ENOTDIR);
+    if (nd->nlink == 0) return Status(ENOENT);
+    auto src = LookupEntry(old_dir, old_name);
+    if (!src.ok()) return src.status();
+    auto sa = LoadAttr(src->second);
+    if (!sa.ok()) return sa.status();
+    bool src_dir = IsDir(sa->mode);
+    if (src_dir) {
+      // A directory may not move below itself.
+      uint64_t p = new_dir;
+      for (int depth = 0; depth < 4096; depth++) {
+        if (p == sa->ino) return Status(EINVAL);
+        if (p == kRootIno) break;
+        auto up = Parent(p);
+        if (!up.ok()) return up.status();
+        p = *up;
+      }
+    }
+    auto dst = LookupEntry(new_dir, new_name);
+    if (dst.ok()) {
+      if (dst->second == src->second) return Status::Ok();
+      auto da = LoadAttr(dst->second);
+      if (!da.ok()) return da.status();
+      bool dst_dir = IsDir(da->mode);
+      if (src_dir && !dst_dir) return Status(ENOTDIR);
+      if (!src_dir && dst_dir) return Status(EISDIR);
+      if (dst_dir) {
+        Stmt& any = st_->dir_has_entries;
+        Stmt::Scope scope(any);
+        any.Bind(1, int64_t(da->ino));
+        if (any.Step()) return Status(ENOTEMPTY);
+      }
+      Stmt& del = st_->delete_dirent;
+      del.Bind(1, dst->first);
+      MUSCLE_RETURN_IF_ERROR(del.Run());
+      if (dst_dir) MUSCLE_RETURN_IF_ERROR(TouchDir(new_dir, -1));
+      MUSCLE_RETURN_IF_ERROR(DropLink(da->ino, dst_dir));
+    } else if (dst.err() != ENOENT) {
+      return dst.status();
+    }
+    Stmt& mv = st_->move_dirent;
+    mv.Bind(1, int64_t(new_dir)).Bind(2, new_name).Bind(3, src->first);
+    MUSCLE_RETURN_IF_ERROR(mv.Run());
+    sa->ctime_ns = NowNs();
+    sa->version++;
+    MUSCLE_RETURN_IF_ERROR(StoreAttr(*sa));
+    if (src_dir && old_dir != new_dir) {
+      Stmt& sp = st_->set_parent;
+      sp.Bind(1, int64_t(new_dir)).Bind(2, int64_t(sa->ino));
+      MUSCLE_RETURN_IF_ERROR(sp.Run());
+    }
+    int delta = (src_dir && old_dir != new_dir) ? 1 : 0;
+    MUSCLE_RETURN_IF_ERROR(TouchDir(old_dir, -delta));
+    if (new_dir != old_dir) MUSCLE_RETURN_IF_ERROR(TouchDir(new_dir, delta));
+    return Status::Ok();
+  });
+}
+
+Result<Attr> Store::SetAttr(uint64_t ino, const SetAttrRequest& req) {
+  return Atomically([&]() -> Result<Attr> {
+    auto a = LoadAttr(ino);
+    if (!a.ok()) return a.status();
+    int64_t now = NowNs();
+    if (req.set_mode) a->mode = (a->mode & S_IFMT) | (req.mode & 07777);
+    if (req.set_uid) a->uid = req.uid;
+    if (req.set_gid) a->gid = req.gid;
+    if (req.set_atime) a->atime_ns = req.atime_ns;
+    if (req.set_mtime) a->mtime_ns = req.mtime_ns;
+    if (req.set_size) {
+      if (IsDir(a->mode)) return Status(EISDIR);
+      if (!S_ISREG(a->mode)) return Status(EINVAL);
+      if (req.size > (uint64_t(1) << 50)) return Status(EFBIG);
+      if (req.size != a->size) {
+        MUSCLE_RETURN_IF_ERROR(TruncateData(ino, a->size, req.size));
+        a->size = req.size;
+        if (!req.set_mtime) a->mtime_ns = now;
+      }
+    }
+    a->ctime_ns = now;
+    a->version++;
+    MUSCLE_RETURN_IF_ERROR(StoreAttr(*a));
+    return *a;
+  });
+}
+
+Result<std::pair<uint64_t, std::string>> Store::FindName(uint64_t ino) {
+  Stmt& q = st_->find_name;
+  Stmt::Scope scope(q);
+  q.Bind(1, int64_t(ino));
+  if (!q.Step()) return q.failed() ? q.Error("find name") : Status(ENOENT);
+  return std::make_pair(uint64_t(q.Int(0)), std::string(q.Blob(1)));
+}
+
+Result<std::string> Store::ReadLink(uint64_t ino) {
+  Stmt& q = st_->get_target;
+  Stmt::Scope scope(q);
+  q.Bind(1, int64_t(ino));
+  if (!q.Step()) return q.failed() ? q.Error("readlink") : Status(ENOENT);
+  if (q.IsNull(0)) return Status(EINVAL);
+  return std::string(q.Blob(0));
+}
+
+Result<std::vector<DirEntry>> Store::ReadDir(uint64_t dir, uint64_t cookie,
+                                             size_t max) {
+  auto d = LoadAttr(dir);
+  if (!d.ok()) return d.status();
+  if (!IsDir(d->mode)) return Status(ENOTDIR);
+  std::vector<DirEntry> out;
+  // Cookies: 1 = after ".", 2 = after "..", 2+id = after dirent id.
+  if (cookie == 0 && out.size() < max) out.push_back({1, ".", *d});
+  if (cookie <= 1 && out.size() < max) {
+    auto p = Parent(dir);
+    if (!p.ok()) return p.status();
+    auto pa = LoadAttr(*p);
+    if (!pa.ok()) return pa.status();
+    out.push_back({2, "..", *pa});
+  }
+  if (out.size() >= max) return out;
+  Stmt& q = st_->list_dir;
+  Stmt::Scope scope(q);
+  q.Bind(1, int64_t(dir)).Bind(2, int64_t(cookie > 2 ? cookie - 2 : 0))
+      .Bind(3, int64_t(max - out.size()));
+  while (q.Step()) {
+    DirEntry e;
+    e.cookie = uint64_t(q.Int(0)) + 2;
+    e.name = std::string(q.Blob(1));
+    e.attr.ino = uint64_t(q.Int(2));
+    e.attr.mode = uint32_t(q.Int(3));
+    e.attr.version = uint64_t(q.Int(4));
+    out.push_back(std::move(e));
+  }
+  if (q.failed()) return q.Error("readdir");
+  return out;
+}
+
+Result<StatFs> Store::GetStatFs() {
+  StatFs s;
+  struct statvfs v;
+  std::string dir = memory_ ? "/" : path_.substr(0, path_.rfind('/') + 1);
+  if (dir.empty()) dir = ".";
+  if (statvfs(dir.c_str(), &v) == 0) {
+    s.bsize = v.f_frsize;
+    s.blocks = v.f_blocks;
+    s.bfree = v.f_bfree;
+    s.bavail = v.f_bavail;
+  }
+  Stmt& q = st_->count_inodes;
+  Stmt::Scope scope(q);
+  if (q.Step()) s.files = uint64_t(q.Int(0));
+  s.ffree = (uint64_t(1) << 40) - s.files;
+  s.files += s.ffree;
+  return s;
+}
+
+Result<std::string> Store::GetXattr(uint64_t ino, std::string_view name) {
+  Stmt& q = st_->get_xattr;
+  Stmt::Scope scope(q);
+  q.Bind(1, int64_t(ino)).Bind(2, name, true);
+  if (!q.Step()) return q.failed() ? q.Error("getxattr") : Status(ENODATA);
+  return std::string(q.Blob(0));
+}
+
+Result<std::string> Store::ListXattr(uint64_t ino) {
+  Stmt& q = st_->list_xattr;
+  Stmt::Scope scope(q);
+  q.Bind(1, int64_t(ino));
+  std::string out;
+  while (q.Step()) {
+    out += q.Blob(0);
+    out += '\0';
+  }
+  if (q.failed()) return q.Error("listxattr");
+  return out;
+}
+
+Status Store::SetXattr(uint64_t ino, std::string_view name,
+                       std::string_view value, uint32_t flags) {
+  if (name.empty() || name.size() > kMaxNameLen) return Status(ERANGE);
+  if (value.size() > kMaxXattrValue) return Status(E2BIG);
+  return Atomically([&]() -> Status {
+    auto a = LoadAttr(ino);
+    if (!a.ok()) return a.status();
+    bool exists = GetXattr(ino, name).ok();
+    if ((flags & 1) && exists) return Status(EEXIST);
+    if ((flags & 2) && !exists) return Status(ENODATA);
+    Stmt& q = st_->put_xattr;
+    q.Bind(1, int64_t(ino)).Bind(2, name).Bind(3, value);
+    MUSCLE_RETURN_IF_ERROR(q.Run());
+    a->ctime_ns = NowNs();
+    a->version++;
+    return StoreAttr(*a);
+  });
+}
+
+Status Store::RemoveXattr(uint64_t ino, std::string_view name) {
+  return Atomically([&]() -> Status {
+    if (!GetXattr(ino, name).ok()) return Status(ENODATA);
+    Stmt& q = st_->delete_xattr;
+    q.Bind(1, int64_t(ino)).Bind(2, name);
+    MUSCLE_RETURN_IF_ERROR(q.Run());
+    auto a = LoadAttr(ino);
+    if (!a.ok()) return a.status();
+    a->ctime_ns = NowNs();
+    a->version++;
+    return StoreAttr(*a);
+  });
+}
+
+void Store::Ref(uint64_t ino) { refs_[ino]++; }
+
+Status Store::Unref(uint64_t ino) {
+  auto it = refs_.find(ino);
+  if (it == refs_.end()) return Status::Ok();
+  if (--it->second > 0) return Status::Ok();
+  refs_.erase(it);
+  return Atomically([&]() -> Status {
+    Status s = FlushFile(ino);
+    if (!s.ok() && s.err() != ENOENT) return s;
+    s = PurgeIfUnused(ino);
+    return s.err() == ENOENT ? Status::Ok() : s;
+  });
+}
+
+Status Store::Sync(bool durable) {
+  while (!dirty_.empty()) {
+    uint64_t ino = dirty_.begin()->first;
+    Status s = Atomically([&]() -> Status { return FlushFile(ino); });
+    if (!s.ok()) return s;
+  }
+  if (!in_txn_) return Status::Ok();
+  if (blob_) {
+    sqlite3_blob_close(blob_);
+    blob_ = nullptr;
+  }
+  if (durable && !memory_) MUSCLE_RETURN_IF_ERROR(db_.Exec("PRAGMA synchronous=FULL"));
+  Status s = db_.Exec("COMMIT");
+  if (durable && !memory_) db_.Exec("PRAGMA synchronous=NORMAL");
+  if (!s.ok()) {
+    db_.Exec("ROLLBACK");
+    in_txn_ = false;
+    return s;
+  }
+  in_txn_ = false;
+  return Status::Ok();
+}
+
+Status Store::Tick() {
+  while (dirty_bytes_ > total_buffer_limit) MUSCLE_RETURN_IF_ERROR(FlushLargest());
+  if (!in_txn_ && dirty_.empty()) return Status::Ok();
+  auto age = std::chrono::steady_clock::now() - txn_started_;
+  if (!in_txn_ || age >= commit_interval) return Sync(false);
+  return Status::Ok();
+}
+
+}  // namespace muscle::store

@@ -1,0 +1,207 @@
+// The content-addressed file tree: one SQLite database holding inodes,
+// directory entries, extents, chunks and xattrs (schema in schema.cc and
+// man/musclefs-store.5).
+//
+// File data is cut into content-defined chunks (chunker.h) named by their
+// SHA-256 and stored once with a reference count; an extent maps a file
+// range to a chunk. Writes are buffered per file in memory and turned into
+// chunks on Sync, FlushFile, a size threshold or Tick; metadata changes go
+// into one open SQLite transaction that Sync and Tick commit, so a crash
+// loses at most the last Tick interval of un-synced work and never leaves a
+// half-applied operation (each operation runs inside a savepoint).
+//
+// Threading: a Store is not thread-safe. The server owns exactly one and
+// calls it only from its store worker thread (server/store_worker.h).
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "common/result.h"
+#include "store/sqlite.h"
+
+namespace muscle::store {
+
+constexpr uint64_t kRootIno = 1;
+constexpr size_t kMaxNameLen = 255;
+constexpr size_t kMaxXattrValue = 65536;
+
+struct Attr {
+  uint64_t ino = 0;
+  uint32_t mode = 0;  // includes S_IFMT bits
+  uint32_t uid = 0, gid = 0;
+  uint64_t nlink = 0, rdev = 0, size = 0;
+  int64_t atime_ns = 0, mtime_ns = 0, ctime_ns = 0, btime_ns = 0;
+  uint64_t version = 0;
+  uint64_t blocks = 0;  // 512-byte units of stored (non-hole) data
+};
+
+struct DirEntry {
+  uint64_t cookie = 0;  // pass back to ReadDir to continue after this entry
+  std::string name;
+  Attr attr;  // ino, mode, version are filled
+};
+
+struct SetAttrRequest {
+  bool set_mode = false, set_uid = false, set_gid = false, set_size = false;
+  uint32_t mode = 0, uid = 0, gid = 0;
+  uint64_t size = 0;
+  bool set_atime = false, set_mtime = false;
+  int64_t atime_ns = 0, mtime_ns = 0;  // already resolved to a time
+  bool set_ctime = false;
+};
+
+struct StatFs {
+  uint64_t bsize = 4096, blocks = 0, bfree = 0, bavail = 0, files = 0,
+           ffree = 0;
+};
+
+struct CheckReport {
+  uint64_t chunks = 0, chunk_bytes = 0, inodes = 0, extents = 0;
+  std::vector<std::string> problems;
+  bool ok() const { return problems.empty(); }
+};
+
+using Hash = std::array<uint8_t, 32>;
+std::string HexOf(const Hash& h);
+
+class Store {
+ public:
+  // Opens or creates the store at `path` (":memory:" for an ephemeral one).
+  static Result<std::unique_ptr<Store>> Open(const std::string& path);
+  ~Store();
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  // --- metadata ---
+  Result<Attr> GetAttr(uint64_t ino);
+  Result<Attr> Lookup(uint64_t dir, std::string_view name);
+  // The parent of a directory (the root is its own parent).
+  Result<uint64_t> Parent(uint64_t dir);
+  // Creates a file, directory, symlink or device node (type from mode).
+  Result<Attr> Create(uint64_t dir, std::string_view name, uint32_t mode,
+                      uint32_t uid, uint32_t gid, uint64_t rdev = 0,
+                      std::string_view symlink_target = {});
+  Result<Attr> Link(uint64_t dir, std::string_view name, uint64_t ino);
+  Status Unlink(uint64_t dir, std::string_view name, bool remove_dir);
+  Status Rename(uint64_t old_dir, std::string_view old_name, uint64_t new_dir,
+                std::string_view new_name);
+  Result<Attr> SetAttr(uint64_t ino, const SetAttrRequest& req);
+  Result<std::string> ReadLink(uint64_t ino);
+  // One (parent, name) under which `ino` is linked.
+  Result<std::pair<uint64_t, std::string>> FindName(uint64_t ino);
+  // Up to `max` entries after `cookie` (0 starts at the beginning). "." and
+  // ".." are included first.
+  Result<std::vector<DirEntry>> ReadDir(uint64_t dir, uint64_t cookie,
+                                        size_t max);
+  Result<StatFs> GetStatFs();
+
+  // --- data ---
+  // Reads up to `count` bytes at `offset` into `out` (resized to what was
+  // read; short at end of file).
+  Status Read(uint64_t ino, uint64_t offset, uint32_t count, std::string& out);
+  Result<uint32_t> Write(uint64_t ino, uint64_t offset, std::string_view data);
+
+  // --- xattrs --- (names are full, e.g. "user.foo")
+  Result<std::string> GetXattr(uint64_t ino, std::string_view name);
+  // All names, each followed by a NUL, as listxattr(2) returns them.
+  Result<std::string> ListXattr(uint64_t ino);
+  // flags: 1 = XATTR_CREATE, 2 = XATTR_REPLACE.
+  Status SetXattr(uint64_t ino, std::string_view name, std::string_view value,
+                  uint32_t flags);
+  Status RemoveXattr(uint64_t ino, std::string_view name);
+
+  // --- lifetime of open files ---
+  // A reference held by a client (a fid). An inode whose link count falls to
+  // zero lives until its last reference is dropped.
+  void Ref(uint64_t ino);
+  Status Unref(uint64_t ino);
+
+  // --- durability ---
+  // Turns buffered writes of one file into chunks (inside the transaction).
+  Status FlushFile(uint64_t ino);
+  // Flushes every buffered write and commits. With `durable`, the commit is
+  // synced to disk (synchronous=FULL) before returning.
+  Status Sync(bool durable);
+  // Called periodically: commits if work has waited longer than the commit
+  // interval, and flushes files if buffers are large.
+  Status Tick();
+  bool HasPendingWork() const { return in_txn_ || dirty_bytes_ > 0; }
+
+  // --- verification ---
+  // Full check: SQLite integrity, every chunk re-hashed, reference counts,
+  // extents, link counts and directory structure.
+  CheckReport Check();
+  // Merkle hash of the tree under `ino` (a directory's hash covers its
+  // sorted entries and their hashes; a file's its metadata and chunk list).
+  Result<Hash> TreeHash(uint64_t ino = kRootIno);
+
+  // Tunables (tests shrink them).
+  std::chrono::milliseconds commit_interval{1000};
+  size_t file_buffer_limit = 8u << 20;   // per file, then flush it
+  size_t total_buffer_limit = 64u << 20;  // all files, then flush the largest
+
+ private:
+  Store() = default;
+  struct Statements;
+  struct DirtyFile {
+    std::map<uint64_t, std::string> ranges;  // disjoint, non-adjacent
+    size_t bytes = 0;
+  };
+  struct ExtentRow {
+    uint64_t offset;
+    uint64_t length;
+    int64_t chunk;
+  };
+
+  Status Init(const std::string& path);
+  Status Begin();
+  Status Savepoint();
+  Status Release();
+  Status Rollback();
+  template <class F>
+  auto Atomically(F&& f) -> decltype(f());
+
+  Result<Attr> LoadAttr(uint64_t ino);
+  Status StoreAttr(const Attr& a);
+  Result<std::pair<int64_t, uint64_t>> LookupEntry(uint64_t dir,
+                                                   std::string_view name);
+  Status TouchDir(uint64_t dir, int nlink_delta);
+  Status DropLink(uint64_t ino, bool is_dir);
+  Status PurgeIfUnused(uint64_t ino);
+  Status PurgeInode(uint64_t ino);
+  Status CheckName(std::string_view name);
+
+  // Data path (file_data.cc).
+  Status ReadLogical(uint64_t ino, uint64_t offset, size_t len, char* out);
+  Status ReadStored(uint64_t ino, uint64_t offset, size_t len, char* out);
+  Status ReadChunk(int64_t chunk, uint64_t offset, size_t len, char* out);
+  Status FlushRange(uint64_t ino, uint64_t lo, uint64_t hi, uint64_t size);
+  Result<int64_t> PutChunk(std::string_view data);
+  Status DropChunk(int64_t chunk);
+  Status DeleteExtentsFrom(uint64_t ino, uint64_t from);
+  Status TruncateData(uint64_t ino, uint64_t old_size, uint64_t new_size);
+  Status FlushLargest();
+
+  Db db_;
+  std::unique_ptr<Statements> st_;
+  bool memory_ = false;
+  std::string path_;
+  bool in_txn_ = false;
+  std::chrono::steady_clock::time_point txn_started_;
+  std::unordered_map<uint64_t, DirtyFile> dirty_;
+  size_t dirty_bytes_ = 0;
+  std::unordered_map<uint64_t, uint32_t> refs_;
+  sqlite3_blob* blob_ = nullptr;
+};
+
+int64_t NowNs();
+
+}  // namespace muscle::store
