@@ -1,1 +1,155 @@
-#include <catch2/catch.hpp>
+#include "server_harness.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdlib>
+#include <mutex>
+#include <cstring>
+#include <random>
+#include <stdexcept>
+
+#include "9p/client.h"
+
+namespace muscle::test {
+
+TempDir::TempDir() {
+  char tmpl[] = "/tmp/musclefs-test-XXXXXX";
+  if (!mkdtemp(tmpl)) throw std::runtime_error("mkdtemp");
+  path = tmpl;
+}
+
+TempDir::~TempDir() { RunCommand("rm -rf '" + path + "'"); }
+
+InProcessServer::InProcessServer(const std::string& store_path, const std::string& dir,
+                                 uint32_t max_msize) {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool ready = false;
+  std::string error;
+  thread_ = std::thread([&, store_path, dir, max_msize] {
+    uv_loop_init(&loop_);
+    server::Server srv(&loop_);
+    server::ServerOptions o;
+    o.store_path = store_path;
+    o.listen = {"unix:" + dir + "/sock", "tcp://127.0.0.1:0"};
+    o.max_msize = max_msize;
+    o.commit_interval = std::chrono::milliseconds(200);
+    Status s = srv.Start(o);
+    struct Ctx {
+      server::Server* srv;
+    } ctx{&srv};
+    uv_async_init(&loop_, &stop_, [](uv_async_t* a) {
+      auto* ctx = static_cast<Ctx*>(a->data);
+      ctx->srv->Shutdown([a] { uv_close(reinterpret_cast<uv_handle_t*>(a), nullptr); });
+    });
+    stop_.data = &ctx;
+    {
+      std::lock_guard<std::mutex> g(mu);
+      if (!s.ok()) {
+        error = s.ToString();
+      } else {
+        auto b = srv.bound();
+        unix_ = "unix:" + b[0].path;
+        tcp_ = "tcp://127.0.0.1:" + std::to_string(b[1].port);
+      }
+      ready = true;
+    }
+    cv.notify_all();
+    if (!s.ok()) {
+      srv.Shutdown([&] { uv_close(reinterpret_cast<uv_handle_t*>(&stop_), nullptr); });
+    }
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    uv_loop_close(&loop_);
+  });
+  std::unique_lock<std::mutex> lk(mu);
+  cv.wait(lk, [&] { return ready; });
+  if (!error.empty()) {
+    lk.unlock();
+    thread_.join();
+    throw std::runtime_error("server failed to start: " + error);
+  }
+  running_ = true;
+}
+
+void InProcessServer::Stop() {
+  if (!running_) return;
+  running_ = false;
+  uv_async_send(&stop_);
+  thread_.join();
+}
+
+InProcessServer::~InProcessServer() { Stop(); }
+
+ChildServer::ChildServer(const std::vector<std::string>& args, const std::string& endpoint,
+                         const std::string& log_path) {
+  pid_ = fork();
+  if (pid_ == 0) {
+    if (!log_path.empty()) {
+      FILE* f = freopen(log_path.c_str(), "a", stderr);
+      (void)f;
+    }
+    std::vector<char*> argv;
+    argv.push_back(const_cast<char*>(MUSCLEFS_BINARY));
+    argv.push_back(const_cast<char*>("serve"));
+    for (auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    execv(MUSCLEFS_BINARY, argv.data());
+    _exit(127);
+  }
+  for (int i = 0; i < 500; i++) {
+    p9::Client c;
+    if (c.Connect(endpoint).ok()) return;
+    int st;
+    if (waitpid(pid_, &st, WNOHANG) == pid_) {
+      pid_ = -1;
+      throw std::runtime_error("musclefs exited during start-up");
+    }
+    usleep(10000);
+  }
+  throw std::runtime_error("musclefs did not start listening on " + endpoint);
+}
+
+ChildServer::~ChildServer() {
+  if (pid_ > 0) {
+    kill(pid_, SIGKILL);
+    Wait();
+  }
+}
+
+void ChildServer::Kill(int sig) { kill(pid_, sig); }
+
+int ChildServer::Wait() {
+  int st = 0;
+  if (pid_ > 0) waitpid(pid_, &st, 0);
+  pid_ = -1;
+  return st;
+}
+
+std::string RandomBytes(size_t n, uint32_t seed) {
+  std::mt19937_64 rng(seed);
+  std::string s(n, '\0');
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t v = rng();
+    memcpy(s.data() + i, &v, 8);
+  }
+  for (; i < n; i++) s[i] = char(rng());
+  return s;
+}
+
+int RunCommand(const std::string& cmd, std::string* out) {
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return -1;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0)
+    if (out) out->append(buf, n);
+  int st = pclose(p);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+}  // namespace muscle::test

@@ -127,8 +127,9 @@ class Store {
   // --- durability ---
   // Turns buffered writes of one file into chunks (inside the transaction).
   Status FlushFile(uint64_t ino);
-  // Flushes every buffered write and commits. With `durable`, the commit is
-  // synced to disk (synchronous=FULL) before returning.
+  // Flushes every buffered write and commits; the commit is synced to disk
+  // (WAL with synchronous=FULL) before this returns. `durable` documents
+  // the caller's intent (Tfsync); every commit is durable.
   Status Sync(bool durable);
   // Called periodically: commits if work has waited longer than the commit
   // interval, and flushes files if buffers are large.

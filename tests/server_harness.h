@@ -1,0 +1,60 @@
+// Test harnesses: a musclefs server running in-process on its own loop
+// thread, or the real musclefs binary as a child process.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "server/server.h"
+
+namespace muscle::test {
+
+// A fresh temporary directory, removed (recursively) on destruction.
+struct TempDir {
+  TempDir();
+  ~TempDir();
+  std::string path;
+};
+
+class InProcessServer {
+ public:
+  // Starts a server on a unix socket and loopback TCP (port 0) in `dir`.
+  explicit InProcessServer(const std::string& store_path, const std::string& dir,
+                           uint32_t max_msize = p9::kMaxMsize);
+  ~InProcessServer();
+  std::string unix_endpoint() const { return unix_; }
+  std::string tcp_endpoint() const { return tcp_; }
+  // Graceful shutdown; returns when the loop has exited.
+  void Stop();
+
+ private:
+  std::thread thread_;
+  std::string unix_, tcp_;
+  uv_loop_t loop_;
+  uv_async_t stop_;
+  bool running_ = false;
+};
+
+class ChildServer {
+ public:
+  // Runs `musclefs serve` with the given extra arguments; waits until
+  // `endpoint` accepts connections.
+  ChildServer(const std::vector<std::string>& args, const std::string& endpoint,
+              const std::string& log_path = "");
+  ~ChildServer();
+  pid_t pid() const { return pid_; }
+  void Kill(int sig);
+  // Waits for exit; returns the exit status as from waitpid.
+  int Wait();
+
+ private:
+  pid_t pid_ = -1;
+};
+
+std::string RandomBytes(size_t n, uint32_t seed);
+int RunCommand(const std::string& cmd, std::string* out = nullptr);
+
+}  // namespace muscle::test
