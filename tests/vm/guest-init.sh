@@ -1,0 +1,121 @@
+#!/bin/sh
+# /init of the test initramfs: loads the virtio and 9p modules, mounts the
+# musclefs server from the host and runs one phase of the workload. The
+# host reads the MUSCLE-* markers from the serial console.
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+mkdir -p /tmp /mnt && mount -t tmpfs -o size=200m tmp /tmp
+for m in $(cat /mods/order); do insmod /mods/$m.ko 2>/dev/null; done
+ip link set lo up
+ip link set eth0 up
+ip addr add 10.0.2.15/24 dev eth0
+
+arg() { sed -n "s/.*muscle\.$1=\([^ ]*\).*/\1/p" /proc/cmdline; }
+PORT=$(arg port)
+PHASE=$(arg phase)
+TRANS=$(arg trans)
+M=/mnt
+fail() { echo "MUSCLE-FAIL: $*"; umount $M 2>/dev/null; poweroff -f; }
+check() { [ "$1" = "$2" ] || fail "$3: got '$1', want '$2'"; }
+
+case "$TRANS" in
+  tcp) mount -t 9p -o trans=tcp,port=$PORT,version=9p2000.L,msize=524288 10.0.2.2 $M \
+         || fail "mount" ;;
+  *) fail "unknown transport $TRANS" ;;
+esac
+echo "MUSCLE-MOUNTED"
+DEEP=$M/deep/a/b/c/d/e/f/g/h/i/j/k/l/m/n/o/p/q/r/s/t
+
+if [ "$PHASE" = write ]; then
+  start=$(date +%s)
+  mkdir -p $DEEP || fail "mkdir -p"
+  echo hello > $DEEP/file
+  check "$(cat $DEEP/file)" hello "deep file"
+
+  echo line1 > $M/f && echo line2 >> $M/f
+  check "$(cat $M/f)" "line1
+line2" "append"
+
+  dd if=/dev/urandom of=/tmp/big bs=1M count=64 2>/dev/null
+  cp /tmp/big $M/big || fail "write 64 MiB"
+  /vmtool fsync $M/big >/dev/null || fail "fsync"
+  want=$(sha256sum < /tmp/big)
+  check "$(sha256sum < $M/big)" "$want" "64 MiB read back"
+  echo "$want" > $M/big.sha256
+  echo "MUSCLE-BIG-OK $(($(date +%s) - start))s"
+
+  head -c 1048576 /tmp/big > $M/t
+  truncate -s 100000 $M/t
+  check "$(stat -c %s $M/t)" 100000 "truncate down"
+  check "$(sha256sum < $M/t)" "$(head -c 100000 /tmp/big | sha256sum)" "truncated content"
+  truncate -s 3000000 $M/t
+  check "$(stat -c %s $M/t)" 3000000 "truncate up"
+  check "$(tail -c 100 $M/t | tr -d '\0' | wc -c)" 0 "zeros after truncate up"
+  rm /tmp/big
+
+  mv $M/f $M/g || fail "rename"
+  mkdir $M/d2
+  mv $M/g $M/d2/g || fail "rename across directories"
+  echo old > $M/d2/h
+  mv $M/d2/g $M/d2/h || fail "rename over existing"
+  check "$(cat $M/d2/h)" "line1
+line2" "renamed content"
+  [ -e $M/d2/g ] && fail "old name still there"
+
+  ln $M/d2/h $M/hl || fail "link"
+  check "$(stat -c %i $M/hl)" "$(stat -c %i $M/d2/h)" "hard link inode"
+  check "$(stat -c %h $M/hl)" 2 "link count"
+  ln -s d2/h $M/sl || fail "symlink"
+  check "$(readlink $M/sl)" d2/h "readlink"
+  check "$(head -n1 $M/sl)" line1 "read through symlink"
+
+  chmod 640 $M/hl && check "$(stat -c %a $M/d2/h)" 640 "chmod"
+  chown 123:456 $M/hl && check "$(stat -c %u:%g $M/hl)" 123:456 "chown"
+  touch -d "2001-02-03 04:05:06" $M/hl
+  check "$(stat -c %Y $M/hl)" 981173106 "utimes"
+
+  mkdir $M/many
+  i=0
+  while [ $i -lt 5000 ]; do : > $M/many/entry-$i; i=$((i+1)); done
+  check "$(ls $M/many | wc -l)" 5000 "readdir of 5000"
+  check "$(ls -a $M/many | sort -u | wc -l)" 5002 "readdir unique, with . and .."
+  echo "MUSCLE-MANY-OK"
+
+  mkdir -p $M/trash/x/y && echo a > $M/trash/x/y/z && echo b > $M/trash/w
+  rm -rf $M/trash || fail "rm -rf"
+  [ -e $M/trash ] && fail "rm -rf left something"
+
+  df $M | grep -q mnt || fail "df"
+  /vmtool fsync $M/d2/h >/dev/null || fail "fsync"
+
+  r=$(/vmtool flock $M/d2/h) || fail "flock: $r"
+  r=$(/vmtool fcntl $M/lockfile) || fail "fcntl locks: $r"
+
+  r=$(/vmtool setxattr $M/hl user.color blue) || fail "setxattr: $r"
+  check "$(/vmtool getxattr $M/hl user.color)" blue "getxattr"
+  /vmtool setxattr $M/hl user.gone x >/dev/null
+  r=$(/vmtool rmxattr $M/hl user.gone) || fail "removexattr: $r"
+
+  r=$(/vmtool unlinked $M/uo) || fail "unlinked-open: $r"
+  sync
+  umount $M || fail "umount"
+  echo "MUSCLE-WRITE-OK $(($(date +%s) - start))s"
+elif [ "$PHASE" = verify ]; then
+  check "$(cat $DEEP/file)" hello "deep file after restart"
+  check "$(sha256sum < $M/big)" "$(cat $M/big.sha256)" "64 MiB after restart"
+  check "$(stat -c %s $M/t)" 3000000 "truncated size after restart"
+  check "$(cat $M/sl | head -n1)" line1 "symlink after restart"
+  check "$(stat -c %h $M/hl)" 2 "link count after restart"
+  check "$(stat -c %a:%u:%g $M/hl)" 640:123:456 "mode/owner after restart"
+  check "$(stat -c %Y $M/hl)" 981173106 "mtime after restart"
+  check "$(ls $M/many | wc -l)" 5000 "5000 entries after restart"
+  check "$(/vmtool getxattr $M/hl user.color)" blue "xattr after restart"
+  [ -e $M/uo ] && fail "unlinked file came back"
+  [ -e $M/trash ] && fail "removed tree came back"
+  umount $M || fail "umount"
+  echo "MUSCLE-VERIFY-OK"
+else
+  fail "unknown phase $PHASE"
+fi
+poweroff -f

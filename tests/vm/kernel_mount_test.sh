@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# The real Linux 9p client against musclefs: boots a Debian kernel under
+# qemu (TCG), mounts the server with mount -t 9p, runs the workload in
+# guest-init.sh, restarts the server, mounts again and verifies. Also lists
+# and reads what the kernel wrote with diod's userspace tools (diodls,
+# diodcat), an independent 9P2000.L client.
+#
+# usage: kernel_mount_test.sh BUILD_DIR
+# Needs: qemu-system-x86, busybox-static, cpio, diod (tools/test installs
+# them). The kernel and initramfs are cached under $MUSCLE_VM_CACHE
+# (default ~/.cache/musclefs-vm), keyed by the kernel package version.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+build=$(cd "${1:?usage: $0 BUILD_DIR}" && pwd)
+cache=${MUSCLE_VM_CACHE:-$HOME/.cache/musclefs-vm}
+mkdir -p "$cache"
+work=$(mktemp -d /tmp/musclefs-vm-XXXXXX)
+server_pid=
+cleanup() {
+  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# --- kernel: the package linux-image-amd64 currently depends on ---
+kpkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-/{print $2; exit}')
+[ -n "$kpkg" ] || { echo "cannot resolve the Debian kernel package" >&2; exit 1; }
+kdir=$cache/$kpkg
+if [ ! -f "$kdir/done" ]; then
+  rm -rf "$kdir" && mkdir -p "$kdir"
+  (cd "$kdir" && apt-get download "$kpkg" >/dev/null && dpkg -x ./*.deb root && rm -f ./*.deb)
+  touch "$kdir/done"
+fi
+vmlinuz=$(ls "$kdir"/root/boot/vmlinuz-* | head -1)
+moddir=$(ls -d "$kdir"/root/lib/modules/* | head -1)/kernel
+
+# --- initramfs ---
+mods="drivers/virtio/virtio_ring drivers/virtio/virtio drivers/virtio/virtio_pci_modern_dev
+drivers/virtio/virtio_pci_legacy_dev drivers/virtio/virtio_pci net/core/failover
+drivers/net/net_failover drivers/net/virtio_net net/9p/9pnet net/9p/9pnet_fd
+fs/netfs/netfs fs/fscache/fscache fs/9p/9p"
+root=$work/initrd
+mkdir -p "$root"/{bin,sbin,mods,proc,sys,dev,mnt,tmp}
+cp /bin/busybox "$root/bin/busybox"
+for app in $("$root/bin/busybox" --list); do [ "$app" = busybox ] || ln -sf busybox "$root/bin/$app"; done
+for m in $mods; do
+  f=$moddir/$m.ko
+  [ -f "$f" ] || f=$(ls "$moddir/$m.ko"* 2>/dev/null | head -1)
+  [ -f "$f" ] || { echo "module $m missing from $kpkg" >&2; exit 1; }
+  case "$f" in
+    *.xz) xz -dc "$f" > "$root/mods/$(basename "$m").ko" ;;
+    *.zst) zstd -qdc "$f" > "$root/mods/$(basename "$m").ko" ;;
+    *) cp "$f" "$root/mods/$(basename "$m").ko" ;;
+  esac
+  basename "$m" >> "$root/mods/order"
+done
+gcc -static -O2 -o "$root/vmtool" "$here/vmtool.c"
+cp "$here/guest-init.sh" "$root/init"
+chmod +x "$root/init"
+(cd "$root" && find . | cpio -o -H newc 2>/dev/null | gzip -1) > "$work/initrd.gz"
+
+port=$((20000 + RANDOM % 20000))
+store=$work/store.db
+start_server() {
+  "$build/musclefs" serve --store "$store" --listen "tcp://127.0.0.1:$port" \
+    --base "$work" 2>>"$work/server.log" &
+  server_pid=$!
+  for _ in $(seq 100); do
+    (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "server did not start" >&2; cat "$work/server.log" >&2; exit 1
+}
+stop_server() {
+  kill -TERM "$server_pid"
+  wait "$server_pid" || { echo "server exited with $?" >&2; exit 1; }
+  server_pid=
+}
+run_guest() {  # phase marker timeout
+  local phase=$1 marker=$2 t0=$SECONDS
+  timeout "$3" qemu-system-x86_64 -accel tcg -m 1024 -nographic -no-reboot \
+    -kernel "$vmlinuz" -initrd "$work/initrd.gz" \
+    -append "console=ttyS0 panic=-1 quiet muscle.phase=$phase muscle.port=$port muscle.trans=tcp" \
+    -netdev user,id=n0 -device virtio-net-pci,netdev=n0 > "$work/guest-$phase.log" 2>&1 || true
+  grep -a "MUSCLE-" "$work/guest-$phase.log" | tr -d '\r' || true
+  if ! grep -aq "$marker" "$work/guest-$phase.log"; then
+    echo "FAIL: guest phase $phase did not reach $marker; console:" >&2
+    tail -n 40 "$work/guest-$phase.log" >&2
+    echo "--- server log:" >&2; tail -n 20 "$work/server.log" >&2
+    exit 1
+  fi
+  echo "phase $phase passed in $((SECONDS - t0)) s"
+}
+
+start_server
+run_guest write MUSCLE-WRITE-OK 900
+
+# diod's tools as a second, independent client.
+listing=$(diodls -s "127.0.0.1:$port" -a / -l 2>&1) || { echo "FAIL: diodls: $listing" >&2; exit 1; }
+echo "$listing" | grep -q "big" || { echo "FAIL: diodls does not list big: $listing" >&2; exit 1; }
+diod_sha=$(diodcat -s "127.0.0.1:$port" -a / big | sha256sum)
+[ "$diod_sha" = "$(diodcat -s "127.0.0.1:$port" -a / big.sha256)" ] \
+  || { echo "FAIL: diodcat read of big differs: $diod_sha" >&2; exit 1; }
+echo "diodls/diodcat: listed and read what the kernel wrote"
+
+stop_server
+"$build/musclefs" check --store "$store" | tail -2
+start_server
+run_guest verify MUSCLE-VERIFY-OK 600
+stop_server
+"$build/musclefs" check --store "$store" | tail -1 | grep -qx ok || { echo "FAIL: store check" >&2; exit 1; }
+echo "kernel mount test passed"
