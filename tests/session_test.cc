@@ -48,6 +48,12 @@ struct Harness {
         },
         [this](const char*) { closed = true; });
   }
+  ~Harness() {
+    // Requests never completed hold the session; drop them before the fake
+    // file system goes away.
+    s->Shutdown();
+    fs.pending.clear();
+  }
   void Send(uint16_t tag, const Message& m) {
     std::string f;
     Encode(tag, m, f);

@@ -1,5 +1,7 @@
 #include "server/server.h"
 
+#include <csignal>
+
 #include "common/log.h"
 
 namespace muscle::server {
@@ -10,6 +12,9 @@ Server::~Server() {
 
 Status Server::Start(const ServerOptions& options) {
   options_ = options;
+  // A client that disconnects while a reply is being written must not kill
+  // the server: writes then fail with EPIPE instead.
+  signal(SIGPIPE, SIG_IGN);
   auto store = store::Store::Open(options.store_path);
   if (!store.ok()) return store.status();
   (*store)->commit_interval = options.commit_interval;
