@@ -27,6 +27,7 @@ struct FsRequest {
   uint64_t ino2 = 0;      // inode of a second fid (Tlink fid, Trename dfid,
                           // Trenameat newdirfid), else 0
   uint32_t uid = 0;       // numeric user the fid was attached as
+  uint64_t root_ino = 0;  // the fid's attach root; ".." there stays put
   // For Tclunk of a fid made by Txattrcreate: the attribute to store.
   struct XattrCommit {
     std::string name;

@@ -144,12 +144,17 @@ void Session::Handle(uint16_t tag, Tattach& m) {
   if (m.n_uname != kNoUid) fid->uid = m.n_uname;
   else fid->uid = 65534;  // "nobody"
   fids_[m.fid] = fid;
+  if (!options_.attach_root.empty()) m.aname = options_.attach_root + "/" + m.aname;
+  Log("%s: attach%s%s uname=\"%s\" uid=%u aname=\"%s\"%s", options_.peer.c_str(),
+      options_.identity.empty() ? "" : " by identity ", options_.identity.c_str(),
+      m.uname.c_str(), fid->uid, m.aname.c_str(), options_.read_only ? " read-only" : "");
   FsRequest req{m};
   req.uid = fid->uid;
   Submit(tag, std::move(req), [this, fid, num = m.fid](FsReply& r) {
     if (auto* a = std::get_if<Rattach>(&r.msg)) {
       fid->kind = Fid::kInode;
       fid->ino = a->qid.path;
+      fid->root_ino = a->qid.path;
       fid->qtype = a->qid.type;
       if (!fid->live) fs_.Release(fid->ino);
     } else if (fid->live) {
@@ -178,11 +183,13 @@ void Session::Handle(uint16_t tag, Twalk& m) {
     if (fids_.count(m.newfid)) return Error(tag, EBADF);
     to = std::make_shared<Fid>();
     to->uid = from->uid;
+    to->root_ino = from->root_ino;
     fids_[m.newfid] = to;
   }
   size_t want = m.wnames.size();
   FsRequest req{m, from->ino};
   req.uid = from->uid;
+  req.root_ino = from->root_ino;
   Submit(tag, std::move(req), [this, from, to, want, num = m.newfid](FsReply& r) {
     auto* w = std::get_if<Rwalk>(&r.msg);
     bool complete = w && w->wqids.size() == want;
@@ -391,7 +398,30 @@ void Session::HandleSimple(uint16_t tag, T& m, uint32_t fid, uint32_t fid2) {
   Submit(tag, std::move(req));
 }
 
+// Requests that change the tree (or open it for change).
+static bool Modifies(const Message& msg) {
+  if (auto* o = std::get_if<Tlopen>(&msg))
+    return (o->flags & O_ACCMODE) != O_RDONLY || (o->flags & O_TRUNC);
+  return std::holds_alternative<Tlcreate>(msg) || std::holds_alternative<Tsymlink>(msg) ||
+         std::holds_alternative<Tmknod>(msg) || std::holds_alternative<Trename>(msg) ||
+         std::holds_alternative<Tsetattr>(msg) || std::holds_alternative<Txattrcreate>(msg) ||
+         std::holds_alternative<Tlink>(msg) || std::holds_alternative<Tmkdir>(msg) ||
+         std::holds_alternative<Trenameat>(msg) || std::holds_alternative<Tunlinkat>(msg) ||
+         std::holds_alternative<Tremove>(msg) || std::holds_alternative<Twrite>(msg);
+}
+
 void Session::Dispatch(uint16_t tag, Message&& msg) {
+  if (options_.read_only && Modifies(msg)) {
+    // Tremove clunks its fid even when it fails.
+    if (auto* r = std::get_if<Tremove>(&msg)) {
+      auto it = fids_.find(r->fid);
+      if (it != fids_.end()) {
+        if (it->second->kind == Fid::kInode) fs_.Release(it->second->ino);
+        DropFid(r->fid);
+      }
+    }
+    return Error(tag, EROFS);
+  }
   std::visit(
       [&](auto& m) {
         using T = std::decay_t<decltype(m)>;

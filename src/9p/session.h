@@ -32,6 +32,12 @@ struct SessionOptions {
   // What Tauth gets: Linux/diod clients treat ENOENT as "no auth needed".
   uint32_t auth_errno = ENOENT;
   std::string peer;  // for logs
+  // Access rules of the authenticated identity (TLS): attaches resolve
+  // below attach_root and walks never leave it; read_only answers every
+  // modifying request with EROFS.
+  std::string identity;
+  std::string attach_root;
+  bool read_only = false;
 };
 
 class Session : public std::enable_shared_from_this<Session> {
@@ -64,6 +70,7 @@ class Session : public std::enable_shared_from_this<Session> {
   struct Fid {
     enum Kind { kPending, kInode, kXattrRead, kXattrWrite } kind = kPending;
     uint64_t ino = 0;
+    uint64_t root_ino = 0;  // the attach root: ".." stops here
     uint8_t qtype = 0;
     uint32_t uid = 0;
     bool open = false;

@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <vector>
 
 namespace muscle::server {
 
@@ -16,8 +17,15 @@ options:
   --base DIR         base directory (default $MUSCLE_BASE, else $HOME/lib/muscle)
   --store FILE       store database (default $BASE/store.db; ":memory:" for an
                      ephemeral tree)
-  --listen ADDR      unix:PATH or tcp://HOST:PORT; repeatable
+  --listen ADDR      unix:PATH, tcp://HOST:PORT (loopback) or tls://HOST:PORT
+                     (TLS-PSK, any address); repeatable
                      (default unix:$BASE/musclefs.sock and tcp://127.0.0.1:5640)
+  --keys FILE        PSK keys for tls:// listeners (default $BASE/keys;
+                     manage with muscle keys)
+  --access "NAME [root=/path] [read-only]"
+                     confine a TLS identity to a subtree and/or make it read-only
+  --handshake-timeout-ms N   (default 10000)
+  --max-failed-handshakes N  per peer address per minute (default 10)
   --allow-plaintext-network
                      allow plain TCP on a non-loopback address (file contents
                      and names cross the network unencrypted)
@@ -26,8 +34,9 @@ options:
                      how long un-fsynced writes may wait before commit (default 1000)
   -D                 trace every 9P message to stderr
 
-The config file $BASE/musclefs.conf may set store, listen, msize,
-commit-interval-ms and allow-plaintext-network as "key = value" lines.
+The config file $BASE/musclefs.conf may set store, listen, keys, access,
+msize, commit-interval-ms, handshake-timeout-ms, max-failed-handshakes and
+allow-plaintext-network as "key = value" lines. SIGHUP reloads the keys file.
 )";
 }
 
@@ -63,6 +72,46 @@ Status SetKey(Config& c, const std::string& key, const std::string& value,
     uint64_t v;
     MUSCLE_RETURN_IF_ERROR(number(p9::kMinMsize, p9::kMaxMsize, v));
     c.server.max_msize = uint32_t(v);
+  } else if (key == "keys") {
+    c.server.keys_path = value;
+  } else if (key == "handshake-timeout-ms") {
+    uint64_t v;
+    MUSCLE_RETURN_IF_ERROR(number(10, 600000, v));
+    c.server.handshake_timeout = std::chrono::milliseconds(v);
+  } else if (key == "max-failed-handshakes") {
+    uint64_t v;
+    MUSCLE_RETURN_IF_ERROR(number(1, 1000000, v));
+    c.server.max_failed_handshakes = int(v);
+  } else if (key == "access") {
+    // access = IDENTITY [root=/sub/tree] [read-only]
+    std::vector<std::string> words;
+    size_t i = 0;
+    while (i < value.size()) {
+      size_t j = value.find_first_of(" \t", i);
+      if (j == std::string::npos) j = value.size();
+      if (j > i) words.push_back(value.substr(i, j - i));
+      i = j + 1;
+    }
+    if (words.empty())
+      return Status(EINVAL, where + ": access needs an identity: access = NAME [root=/path] [read-only]");
+    AccessRule rule;
+    for (size_t w = 1; w < words.size(); w++) {
+      if (words[w].rfind("root=", 0) == 0) {
+        rule.root = words[w].substr(5);
+        if (rule.root.empty() || rule.root[0] != '/' || rule.root.find("..") != std::string::npos)
+          return Status(EINVAL, where + ": root must be an absolute path inside the tree without '..'");
+      } else if (words[w] == "read-only" || words[w] == "ro") {
+        rule.read_only = true;
+      } else if (words[w] == "read-write" || words[w] == "rw") {
+        rule.read_only = false;
+      } else {
+        return Status(EINVAL, where + ": unknown access word '" + words[w] +
+                                  "' (use root=/path, read-only or read-write)");
+      }
+    }
+    if (c.server.access.count(words[0]))
+      return Status(EINVAL, where + ": a second access rule for '" + words[0] + "'");
+    c.server.access[words[0]] = rule;
   } else if (key == "commit-interval-ms") {
     uint64_t v;
     MUSCLE_RETURN_IF_ERROR(number(1, 60000, v));
@@ -147,6 +196,14 @@ Result<Config> ParseConfig(const std::vector<std::string>& args) {
   if (flags.server.commit_interval != std::chrono::milliseconds(1000))
     c.server.commit_interval = flags.server.commit_interval;
   if (c.server.store_path.empty()) c.server.store_path = c.base + "/store.db";
+  if (!flags.server.keys_path.empty()) c.server.keys_path = flags.server.keys_path;
+  if (c.server.keys_path.empty()) c.server.keys_path = c.base + "/keys";
+  if (flags.server.handshake_timeout != std::chrono::milliseconds(10000))
+    c.server.handshake_timeout = flags.server.handshake_timeout;
+  if (flags.server.max_failed_handshakes != 10)
+    c.server.max_failed_handshakes = flags.server.max_failed_handshakes;
+  if (!flags.server.access.empty())
+    for (auto& [k, v] : flags.server.access) c.server.access[k] = v;
   if (c.server.listen.empty()) {
     c.server.listen.push_back("unix:" + c.base + "/musclefs.sock");
     c.server.listen.push_back("tcp://127.0.0.1:5640");
@@ -159,7 +216,12 @@ std::vector<std::string> MountHints(const std::vector<transport::Endpoint>& eps,
   std::vector<std::string> out;
   std::string opts = ",version=9p2000.L,msize=" + std::to_string(msize);
   for (const auto& e : eps) {
-    if (e.kind == transport::Endpoint::kUnix)
+    if (e.tls)
+      out.push_back("on a client: muscle relay --connect THIS-HOST:" + std::to_string(e.port) +
+                    " --identity NAME, then mount -t 9p -o trans=tcp,port=2323" + opts +
+                    " 127.0.0.1 /mnt; or muscle mount THIS-HOST:" + std::to_string(e.port) +
+                    " /mnt --identity NAME");
+    else if (e.kind == transport::Endpoint::kUnix)
       out.push_back("mount -t 9p -o trans=unix" + opts + " " + e.path + " /mnt");
     else
       out.push_back("mount -t 9p -o trans=tcp,port=" + std::to_string(e.port) + opts + " " +

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "server/config.h"
@@ -67,7 +68,7 @@ int Serve(const server::Config& c) {
     Log("to mount: %s", m.c_str());
   struct SignalContext {
     server::Server* srv;
-    uv_signal_t term, intr;
+    uv_signal_t term, intr, hup;
     bool stopping = false;
   } ctx;
   ctx.srv = &srv;
@@ -79,6 +80,7 @@ int Serve(const server::Config& c) {
     ctx->srv->Shutdown([ctx] {
       uv_close(reinterpret_cast<uv_handle_t*>(&ctx->term), nullptr);
       uv_close(reinterpret_cast<uv_handle_t*>(&ctx->intr), nullptr);
+      uv_close(reinterpret_cast<uv_handle_t*>(&ctx->hup), nullptr);
     });
   };
   uv_signal_init(loop, &ctx.term);
@@ -86,8 +88,21 @@ int Serve(const server::Config& c) {
   ctx.term.data = ctx.intr.data = &ctx;
   uv_signal_start(&ctx.term, on_signal, SIGTERM);
   uv_signal_start(&ctx.intr, on_signal, SIGINT);
+  uv_signal_init(loop, &ctx.hup);
+  ctx.hup.data = &ctx;
+  uv_signal_start(
+      &ctx.hup,
+      [](uv_signal_t* h, int) { static_cast<SignalContext*>(h->data)->srv->ReloadKeys(); },
+      SIGHUP);
+  // Lets `muscle keys` tell this server to reload.
+  std::string pidfile = c.base + "/musclefs.pid";
+  if (FILE* f = fopen(pidfile.c_str(), "w")) {
+    fprintf(f, "%d\n", int(getpid()));
+    fclose(f);
+  }
   signal(SIGPIPE, SIG_IGN);
   uv_run(loop, UV_RUN_DEFAULT);
+  unlink(pidfile.c_str());
   Log("stopped");
   return 0;
 }

@@ -20,12 +20,31 @@ Status Server::Start(const ServerOptions& options) {
   (*store)->commit_interval = options.commit_interval;
   worker_ = std::make_unique<StoreWorker>(loop_, std::move(*store));
   fs_ = std::make_unique<StoreFileSystem>(*worker_);
+  std::vector<transport::Endpoint> eps;
   for (const std::string& text : options.listen) {
     auto ep = transport::ParseEndpoint(text);
     if (!ep.ok()) return ep.status();
+    eps.push_back(*ep);
+    if (ep->tls && !tls_) {
+      if (options.keys_path.empty())
+        return Status(EINVAL, "a tls:// listener needs a keys file (--keys FILE)");
+      auto keys = auth::KeyTable::Load(options.keys_path);
+      if (!keys.ok()) return keys.status();
+      if ((*keys)->size() == 0)
+        return Status(EINVAL, "keys file " + options.keys_path +
+                                  " has no identities; add one with: muscle keys add NAME");
+      keys_ = *keys;
+      auto ctx = tls::TlsContext::ForServer(
+          [this](const std::string& id) { return keys_->Find(id); });
+      if (!ctx.ok()) return ctx.status();
+      tls_ = std::move(*ctx);
+    }
+  }
+  for (const auto& ep : eps) {
+    bool tls = ep.tls;
     auto l = transport::Listener::Open(
-        loop_, *ep, options.allow_plaintext_network,
-        [this](uv_stream_t* s, std::string peer) { Accept(s, std::move(peer)); });
+        loop_, ep, options.allow_plaintext_network,
+        [this, tls](uv_stream_t* s, std::string peer) { Accept(s, std::move(peer), tls); });
     if (!l.ok()) return l.status();
     listeners_.push_back(*l);
   }
@@ -38,10 +57,88 @@ std::vector<transport::Endpoint> Server::bound() const {
   return out;
 }
 
-void Server::Accept(uv_stream_t* stream, std::string peer) {
+namespace {
+std::string AddressOf(const std::string& peer) {
+  size_t colon = peer.rfind(':');
+  return colon == std::string::npos ? peer : peer.substr(0, colon);
+}
+uint64_t NowSeconds() { return uint64_t(time(nullptr)); }
+}  // namespace
+
+bool Server::RateLimited(const std::string& address) {
+  auto it = failures_.find(address);
+  if (it == failures_.end()) return false;
+  uint64_t now = NowSeconds();
+  std::erase_if(it->second, [&](uint64_t t) { return t + 60 <= now; });
+  if (it->second.empty()) {
+    failures_.erase(it);
+    return false;
+  }
+  return int(it->second.size()) >= options_.max_failed_handshakes;
+}
+
+void Server::RecordFailure(const std::string& address) {
+  if (failures_.size() > 100000) failures_.clear();  // bound memory under a spoofing flood
+  failures_[address].push_back(NowSeconds());
+}
+
+Result<p9::SessionOptions> Server::Authorize(const std::string& identity) {
+  if (!keys_ || !keys_->Find(identity)) return Status(EPERM, "unknown identity");
   p9::SessionOptions so;
   so.max_msize = options_.max_msize;
-  auto* c = new transport::Connection(stream, peer, *fs_, locks_, so);
+  so.identity = identity;
+  auto it = options_.access.find(identity);
+  if (it != options_.access.end()) {
+    so.attach_root = it->second.root;
+    so.read_only = it->second.read_only;
+  }
+  return so;
+}
+
+Status Server::ReloadKeys() {
+  if (options_.keys_path.empty() || !tls_) return Status::Ok();
+  auto keys = auth::KeyTable::Load(options_.keys_path);
+  if (!keys.ok()) {
+    Log("keys reload failed, keeping the %zu identities loaded before: %s", keys_->size(),
+        keys.status().message().c_str());
+    return keys.status();
+  }
+  auto old = keys_;
+  keys_ = *keys;
+  Log("keys reloaded from %s: %zu identities", options_.keys_path.c_str(), keys_->size());
+  std::vector<transport::Connection*> drop;
+  for (auto* c : connections_) {
+    if (!c->is_tls() || c->identity().empty()) continue;
+    const auth::Secret* now = keys_->Find(c->identity());
+    const auth::Secret* before = old->Find(c->identity());
+    if (!now || !before || now->bytes() != before->bytes()) drop.push_back(c);
+  }
+  for (auto* c : drop) c->Close("identity removed or its key changed");
+  return Status::Ok();
+}
+
+void Server::Accept(uv_stream_t* stream, std::string peer, bool tls) {
+  transport::ConnectionOptions co;
+  co.session.max_msize = options_.max_msize;
+  std::string address = AddressOf(peer);
+  if (tls) {
+    if (RateLimited(address)) {
+      Log("%s: refused: too many failed TLS handshakes from %s in the last minute",
+          peer.c_str(), address.c_str());
+      uv_close(reinterpret_cast<uv_handle_t*>(stream), [](uv_handle_t* h) {
+        delete reinterpret_cast<uv_tcp_t*>(h);
+      });
+      return;
+    }
+    co.tls = tls_.get();
+    co.handshake_timeout = options_.handshake_timeout;
+    co.authorize = [this](const std::string& id) { return Authorize(id); };
+    co.on_handshake = [this, peer, address](bool ok, const std::string& detail) {
+      Log("%s: TLS handshake %s: %s", peer.c_str(), ok ? "ok" : "FAILED", detail.c_str());
+      if (!ok) RecordFailure(address);
+    };
+  }
+  auto* c = new transport::Connection(stream, peer, *fs_, locks_, std::move(co));
   connections_.insert(c);
   c->on_closed = [this](transport::Connection* c) {
     connections_.erase(c);

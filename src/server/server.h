@@ -11,12 +11,15 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "9p/lock_table.h"
+#include "auth/keys.h"
+#include "tls/tls_engine.h"
 #include "common/result.h"
 #include "server/store_filesystem.h"
 #include "server/store_worker.h"
@@ -25,12 +28,24 @@
 
 namespace muscle::server {
 
+struct AccessRule {
+  std::string root;  // attach root inside the tree; empty = whole tree
+  bool read_only = false;
+};
+
 struct ServerOptions {
   std::string store_path;           // SQLite file, or ":memory:"
   std::vector<std::string> listen;  // endpoints, see transport/endpoint.h
   bool allow_plaintext_network = false;
   uint32_t max_msize = p9::kMaxMsize;
   std::chrono::milliseconds commit_interval{1000};
+  // TLS: the keys file (stunnel PSKsecrets format), per-identity rules,
+  // handshake timeout, and failed handshakes allowed per peer address per
+  // minute before further connections from it are refused.
+  std::string keys_path;
+  std::map<std::string, AccessRule> access;
+  std::chrono::milliseconds handshake_timeout{10000};
+  int max_failed_handshakes = 10;
 };
 
 class Server {
@@ -45,15 +60,26 @@ class Server {
   // Endpoints actually bound (ports resolved), in --listen order.
   std::vector<transport::Endpoint> bound() const;
   size_t connections() const { return connections_.size(); }
+  // Re-reads the keys file. A broken file keeps the old keys (the error is
+  // returned and logged); live connections of identities that were removed
+  // or whose key changed are closed.
+  Status ReloadKeys();
 
  private:
-  void Accept(uv_stream_t* stream, std::string peer);
+  void Accept(uv_stream_t* stream, std::string peer, bool tls);
+  Result<p9::SessionOptions> Authorize(const std::string& identity);
+  bool RateLimited(const std::string& address);
+  void RecordFailure(const std::string& address);
   void MaybeFinishShutdown();
 
   uv_loop_t* loop_;
   std::unique_ptr<StoreWorker> worker_;
   std::unique_ptr<StoreFileSystem> fs_;
   p9::LockTable locks_;
+  std::shared_ptr<const auth::KeyTable> keys_;
+  std::unique_ptr<tls::TlsContext> tls_;
+  // Failed handshake times per peer address (without port).
+  std::map<std::string, std::vector<uint64_t>> failures_;
   std::vector<transport::Listener*> listeners_;
   std::set<transport::Connection*> connections_;
   ServerOptions options_;

@@ -61,6 +61,7 @@ Result<Attr> WalkPath(Store& s, const std::string& path) {
     std::string name = path.substr(i, j - i);
     i = j + 1;
     if (name.empty() || name == ".") continue;
+    if (name == "..") return Status(EACCES);
     if (!S_ISDIR(cur->mode)) return Status(ENOTDIR);
     cur = s.Lookup(cur->ino, name);
   }
@@ -72,7 +73,8 @@ FsReply Walk(Store& s, FsRequest& req, const Twalk& m) {
   uint64_t cur = req.ino;
   for (const std::string& name : m.wnames) {
     auto d = s.GetAttr(cur);
-    Result<Attr> next = d.ok() ? (S_ISDIR(d->mode) ? (name == ".." && cur == store::kRootIno
+    bool at_root = cur == store::kRootIno || cur == req.root_ino;
+    Result<Attr> next = d.ok() ? (S_ISDIR(d->mode) ? (name == ".." && at_root
                                                          ? d
                                                          : s.Lookup(cur, name))
                                                    : Result<Attr>(Status(ENOTDIR)))

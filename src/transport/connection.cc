@@ -15,17 +15,10 @@ struct WriteReq {
 }  // namespace
 
 Connection::Connection(uv_stream_t* stream, std::string peer, p9::FileSystem& fs,
-                       p9::LockTable& locks, p9::SessionOptions options)
-    : stream_(stream), peer_(std::move(peer)) {
+                       p9::LockTable& locks, ConnectionOptions options)
+    : stream_(stream), peer_(std::move(peer)), fs_(fs), locks_(locks),
+      options_(std::move(options)) {
   stream_->data = this;
-  options.peer = peer_;
-  session_ = std::make_shared<p9::Session>(
-      fs, locks, std::move(options), [this](std::string f) { Send(std::move(f)); },
-      [this](const char* why) { Close(why); });
-  session_->on_reply = [this] {
-    UpdateReading();
-    MaybeFinishDrain();
-  };
 }
 
 Connection::~Connection() {
@@ -33,14 +26,66 @@ Connection::~Connection() {
     delete reinterpret_cast<uv_tcp_t*>(stream_);
   else
     delete reinterpret_cast<uv_pipe_t*>(stream_);
+  delete timer_;
 }
 
-void Connection::Start() { UpdateReading(); }
+void Connection::Start() {
+  if (!options_.tls) {
+    StartSession(options_.session);
+    return;
+  }
+  tls_ = std::make_unique<tls::TlsEngine>(*options_.tls);
+  tls_->on_ciphertext = [this](std::string b) { WriteRaw(std::move(b)); };
+  tls_->on_plaintext = [this](const char* d, size_t n) { OnPlaintext(d, n); };
+  tls_->on_ready = [this] { OnHandshake(); };
+  timer_ = new uv_timer_t;
+  uv_timer_init(stream_->loop, timer_);
+  timer_->data = this;
+  open_handles_++;
+  uv_timer_start(
+      timer_,
+      [](uv_timer_t* t) {
+        auto* c = static_cast<Connection*>(t->data);
+        if (c->options_.on_handshake) c->options_.on_handshake(false, "handshake timed out");
+        c->Close("TLS handshake timed out");
+      },
+      uint64_t(options_.handshake_timeout.count()), 0);
+  UpdateReading();
+}
+
+void Connection::OnHandshake() {
+  uv_timer_stop(timer_);
+  identity_ = tls_->identity();
+  std::string detail = "identity '" + identity_ + "' suite " + tls_->suite();
+  auto opts = options_.authorize ? options_.authorize(identity_)
+                                 : Result<p9::SessionOptions>(options_.session);
+  if (!opts.ok()) {
+    if (options_.on_handshake) options_.on_handshake(false, detail + ": " + opts.status().message());
+    Close("identity refused");
+    return;
+  }
+  if (options_.on_handshake) options_.on_handshake(true, detail);
+  StartSession(*opts);
+}
+
+void Connection::StartSession(p9::SessionOptions options) {
+  options.peer = peer_;
+  if (!identity_.empty()) options.peer += "/" + identity_;
+  session_ = std::make_shared<p9::Session>(
+      fs_, locks_, std::move(options), [this](std::string f) { Send(std::move(f)); },
+      [this](const char* why) { Close(why); });
+  session_->on_reply = [this] {
+    UpdateReading();
+    MaybeFinishDrain();
+  };
+  UpdateReading();
+  if (in_used_) ProcessFrames();
+}
 
 void Connection::UpdateReading() {
   if (closing_) return;
-  bool want = !draining_ && session_->in_flight() < kMaxInFlight &&
-              uv_stream_get_write_queue_size(stream_) < kMaxQueuedBytes;
+  bool want = !draining_ && (!session_ || (session_->in_flight() < kMaxInFlight &&
+                                           uv_stream_get_write_queue_size(stream_) < kMaxQueuedBytes));
   if (want == reading_) return;
   reading_ = want;
   if (!want) {
@@ -51,25 +96,55 @@ void Connection::UpdateReading() {
       stream_,
       [](uv_handle_t* h, size_t, uv_buf_t* buf) {
         auto* c = static_cast<Connection*>(h->data);
-        // Read straight into the frame buffer: at least 64 KiB free.
+        if (c->tls_) {
+          c->cipher_in_.resize(17 * 1024);
+          *buf = uv_buf_init(c->cipher_in_.data(), unsigned(c->cipher_in_.size()));
+          return;
+        }
+        // Plain: read straight into the frame buffer, at least 64 KiB free.
         size_t want = c->in_used_ + 65536;
         if (c->in_.size() < want) c->in_.resize(std::max(want, c->in_.size() * 2));
-        buf->base = c->in_.data() + c->in_used_;
-        buf->len = c->in_.size() - c->in_used_;
+        *buf = uv_buf_init(c->in_.data() + c->in_used_, unsigned(c->in_.size() - c->in_used_));
       },
-      [](uv_stream_t* s, ssize_t n, const uv_buf_t*) {
-        static_cast<Connection*>(s->data)->OnRead(n);
+      [](uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
+        static_cast<Connection*>(s->data)->OnRead(n, buf);
       });
 }
 
-void Connection::OnRead(ssize_t n) {
+void Connection::OnRead(ssize_t n, const uv_buf_t* buf) {
   if (n == 0) return;
   if (n < 0) {
-    Close(n == UV_EOF ? nullptr : uv_strerror(int(n)));
+    if (tls_ && !tls_->ready() && options_.on_handshake)
+      options_.on_handshake(false, "peer closed during handshake");
+    Close(n == UV_EOF || n == UV_ECONNRESET ? nullptr : uv_strerror(int(n)));
     return;
   }
-  in_used_ += size_t(n);
-  ProcessFrames();
+  if (!tls_) {
+    in_used_ += size_t(n);
+    ProcessFrames();
+    return;
+  }
+  bool was_ready = tls_->ready();
+  Status s = tls_->Feed(buf->base, size_t(n));
+  if (!s.ok() && !closing_) {
+    if (!was_ready && !tls_->ready() && options_.on_handshake)
+      options_.on_handshake(false, (tls_->identity().empty()
+                                        ? std::string("no identity")
+                                        : "identity '" + tls_->identity() + "'" +
+                                              (tls_->identity_known() ? "" : " (unknown)")) +
+                                       ": " + s.message());
+    Close(s.err() == ECONNRESET ? nullptr : s.message().c_str());
+    return;
+  }
+  if (in_.size() > (1u << 16) && in_used_ == 0) std::string().swap(in_);
+}
+
+void Connection::OnPlaintext(const char* data, size_t len) {
+  if (closing_) return;
+  if (in_.size() < in_used_ + len) in_.resize(std::max(in_used_ + len, size_t(65536)));
+  memcpy(in_.data() + in_used_, data, len);
+  in_used_ += len;
+  if (session_) ProcessFrames();
 }
 
 void Connection::ProcessFrames() {
@@ -87,7 +162,6 @@ void Connection::ProcessFrames() {
       return;
     }
     if (in_used_ - pos < size) {
-      // Make room for the whole frame so the next read can complete it.
       if (in_.size() < pos + size) in_.resize(pos + size);
       break;
     }
@@ -99,15 +173,22 @@ void Connection::ProcessFrames() {
     memmove(in_.data(), in_.data() + pos, in_used_ - pos);
     in_used_ -= pos;
   }
-  // Do not keep a 1 MiB buffer around for an idle connection.
+  // Do not keep a large buffer around for an idle connection.
   if (in_used_ == 0 && in_.size() > (256u << 10)) std::string().swap(in_);
   UpdateReading();
 }
 
 void Connection::Send(std::string frame) {
   if (closing_) return;
+  if (!tls_) return WriteRaw(std::move(frame));
+  Status s = tls_->Write(frame.data(), frame.size());
+  if (!s.ok()) Close(s.message().c_str());
+}
+
+void Connection::WriteRaw(std::string bytes) {
+  if (uv_is_closing(reinterpret_cast<uv_handle_t*>(stream_))) return;
   auto* w = new WriteReq;
-  w->data = std::move(frame);
+  w->data = std::move(bytes);
   w->conn = this;
   uv_buf_t buf = uv_buf_init(w->data.data(), unsigned(w->data.size()));
   writes_pending_++;
@@ -137,26 +218,31 @@ void Connection::Drain() {
 }
 
 void Connection::MaybeFinishDrain() {
-  if (draining_ && !closing_ && session_->in_flight() == 0 && writes_pending_ == 0)
+  if (draining_ && !closing_ && (!session_ || session_->in_flight() == 0) && writes_pending_ == 0)
     Close(nullptr);
 }
 
+void Connection::HandleClosed() {
+  if (--open_handles_ > 0) return;
+  if (on_closed) on_closed(this);
+  delete this;
+}
+
 void Connection::Close(const char* why) {
-  if (!closing_) {
-    closing_ = true;
-    if (why) Log("%s: closing connection: %s", peer_.c_str(), why);
-    else if (TraceEnabled()) Log("%s: disconnected", peer_.c_str());
-    session_->Shutdown();
-    if (reading_) uv_read_stop(stream_);
-    reading_ = false;
+  if (closing_) return;
+  closing_ = true;
+  if (why) Log("%s: closing connection: %s", peer_.c_str(), why);
+  else if (TraceEnabled()) Log("%s: disconnected", peer_.c_str());
+  if (session_) session_->Shutdown();
+  if (tls_) tls_->Close();  // close_notify, written before the handle closes
+  if (reading_) uv_read_stop(stream_);
+  reading_ = false;
+  if (timer_) {
+    uv_close(reinterpret_cast<uv_handle_t*>(timer_),
+             [](uv_handle_t* h) { static_cast<Connection*>(h->data)->HandleClosed(); });
   }
-  auto* h = reinterpret_cast<uv_handle_t*>(stream_);
-  if (uv_is_closing(h)) return;
-  uv_close(h, [](uv_handle_t* h) {
-    auto* c = static_cast<Connection*>(h->data);
-    if (c->on_closed) c->on_closed(c);
-    delete c;
-  });
+  uv_close(reinterpret_cast<uv_handle_t*>(stream_),
+           [](uv_handle_t* h) { static_cast<Connection*>(h->data)->HandleClosed(); });
 }
 
 }  // namespace muscle::transport

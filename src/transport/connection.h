@@ -1,5 +1,11 @@
-// One client connection over a libuv stream (TCP or unix socket): splits
-// the byte stream into 9P frames for a Session and writes its replies.
+// One client connection over a libuv stream (TCP or unix socket), plain or
+// TLS-PSK: splits the byte stream into 9P frames for a Session and writes
+// its replies.
+//
+// Plain connections get their Session at once. TLS connections first
+// complete a handshake (bounded by a timeout); `authorize` then turns the
+// peer's identity into session options (attach root, read-only) or refuses
+// it, and the Session starts.
 //
 // Back-pressure: reading pauses while the session has kMaxInFlight requests
 // outstanding or more than kMaxQueuedBytes of replies wait to be written,
@@ -7,20 +13,34 @@
 // memory without bound. A frame larger than the negotiated msize, or a size
 // field below the 9P header size, closes the connection.
 //
-// Lifetime: a Connection owns its uv handle and deletes itself in the
-// handle's close callback, after telling its owner through on_closed. It
-// lives on the loop thread and is neither copied nor moved.
+// Lifetime: a Connection owns its uv handles and deletes itself once they
+// are closed, after telling its owner through on_closed. It lives on the
+// loop thread and is neither copied nor moved.
 #pragma once
 
 #include <uv.h>
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
 
 #include "9p/session.h"
+#include "tls/tls_engine.h"
 
 namespace muscle::transport {
+
+struct ConnectionOptions {
+  p9::SessionOptions session;
+  // TLS when set; must outlive the connection.
+  tls::TlsContext* tls = nullptr;
+  std::chrono::milliseconds handshake_timeout{10000};
+  // TLS only: after the handshake, session options for the identity, or an
+  // error to refuse it.
+  std::function<Result<p9::SessionOptions>(const std::string& identity)> authorize;
+  // TLS only: handshake outcome, for logs and rate limiting.
+  std::function<void(bool ok, const std::string& detail)> on_handshake;
+};
 
 class Connection {
  public:
@@ -29,8 +49,8 @@ class Connection {
 
   // `stream` must be an initialised, accepted handle allocated with new
   // (uv_tcp_t or uv_pipe_t); the connection takes it over.
-  Connection(uv_stream_t* stream, std::string peer, p9::FileSystem& fs,
-             p9::LockTable& locks, p9::SessionOptions options);
+  Connection(uv_stream_t* stream, std::string peer, p9::FileSystem& fs, p9::LockTable& locks,
+             ConnectionOptions options);
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
@@ -41,22 +61,38 @@ class Connection {
   // request in flight is answered and written (graceful shutdown).
   void Drain();
   const std::string& peer() const { return peer_; }
+  // The TLS identity, empty for plain connections or before the handshake.
+  const std::string& identity() const { return identity_; }
+  bool is_tls() const { return tls_ != nullptr; }
 
   std::function<void(Connection*)> on_closed;
 
  private:
   ~Connection();
-  void OnRead(ssize_t n);
+  void OnRead(ssize_t n, const uv_buf_t* buf);
+  void OnPlaintext(const char* data, size_t len);
+  void OnHandshake();
+  void StartSession(p9::SessionOptions options);
   void ProcessFrames();
   void Send(std::string frame);
+  void WriteRaw(std::string bytes);
   void UpdateReading();
   void MaybeFinishDrain();
+  void HandleClosed();
 
   uv_stream_t* stream_;
+  uv_timer_t* timer_ = nullptr;
+  int open_handles_ = 1;
   std::string peer_;
+  p9::FileSystem& fs_;
+  p9::LockTable& locks_;
+  ConnectionOptions options_;
+  std::unique_ptr<tls::TlsEngine> tls_;
+  std::string identity_;
   std::shared_ptr<p9::Session> session_;
-  std::string in_;     // received bytes not yet consumed
+  std::string in_;  // plaintext received, not yet consumed as frames
   size_t in_used_ = 0;
+  std::string cipher_in_;  // TLS read buffer
   bool reading_ = false;
   bool closing_ = false;
   bool draining_ = false;

@@ -20,7 +20,7 @@ Result<Endpoint> ParseEndpoint(const std::string& text) {
   e.text = text;
   auto bad = [&](const char* why) {
     return Status(EINVAL, "bad address '" + text + "': " + why +
-                              " (use unix:/path/to/socket or tcp://127.0.0.1:5640)");
+                              " (use unix:/path/to/socket, tcp://127.0.0.1:5640 or tls://0.0.0.0:3004)");
   };
   if (text.rfind("unix:", 0) == 0) {
     e.kind = Endpoint::kUnix;
@@ -30,7 +30,10 @@ Result<Endpoint> ParseEndpoint(const std::string& text) {
     return e;
   }
   std::string rest;
-  if (text.rfind("tcp://", 0) == 0) rest = text.substr(6);
+  if (text.rfind("tls://", 0) == 0) {
+    rest = text.substr(6);
+    e.tls = true;
+  } else if (text.rfind("tcp://", 0) == 0) rest = text.substr(6);
   else if (text.rfind("tcp:", 0) == 0) rest = text.substr(4);
   else return bad("unknown scheme");
   size_t colon;

@@ -1,5 +1,6 @@
 // Listen/connect addresses as users write them: "unix:PATH",
-// "tcp://HOST:PORT" (HOST may be a bracketed IPv6 address).
+// "tcp://HOST:PORT", "tls://HOST:PORT" (HOST may be a bracketed IPv6
+// address).
 #pragma once
 
 #include <string>
@@ -10,6 +11,7 @@ namespace muscle::transport {
 
 struct Endpoint {
   enum Kind { kUnix, kTcp } kind = kTcp;
+  bool tls = false;  // "tls://HOST:PORT": TCP carrying TLS-PSK
   std::string path;  // kUnix
   std::string host;  // kTcp, without brackets
   int port = 0;

@@ -41,7 +41,7 @@ Status UvError(const std::string& what, int rc) {
 Result<Listener*> Listener::Open(uv_loop_t* loop, const Endpoint& at,
                                  bool allow_network, AcceptFn on_accept,
                                  unsigned unix_mode) {
-  if (at.kind == Endpoint::kTcp && !at.IsLoopback() && !allow_network)
+  if (at.kind == Endpoint::kTcp && !at.tls && !at.IsLoopback() && !allow_network)
     return Status(EPERM,
                   "refusing to listen on " + at.text +
                       ": plain 9P on a network address sends file names and "
@@ -75,7 +75,7 @@ Result<Listener*> Listener::Open(uv_loop_t* loop, const Endpoint& at,
       uv_tcp_getsockname(&l->handle_.tcp, reinterpret_cast<sockaddr*>(&ss), &len);
       std::string name = PeerName(ss);
       l->bound_.port = std::stoi(name.substr(name.rfind(':') + 1));
-      l->bound_.text = "tcp://" + name;
+      l->bound_.text = (at.tls ? "tls://" : "tcp://") + name;
     }
   } else {
     uv_pipe_init(loop, &l->handle_.pipe, 0);

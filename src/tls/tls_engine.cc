@@ -1,0 +1,223 @@
+#include "tls/tls_engine.h"
+
+#include <mbedtls/error.h>
+#include <mbedtls/platform_util.h>
+#include <sys/random.h>
+
+#include <cstring>
+
+namespace muscle::tls {
+
+namespace {
+
+const int kSuites[] = {
+    MBEDTLS_TLS_ECDHE_PSK_WITH_CHACHA20_POLY1305_SHA256,
+    MBEDTLS_TLS_PSK_WITH_CHACHA20_POLY1305_SHA256,
+    MBEDTLS_TLS_PSK_WITH_AES_256_GCM_SHA384,
+    MBEDTLS_TLS_PSK_WITH_AES_128_GCM_SHA256,
+    0,
+};
+
+const mbedtls_ecp_group_id kCurves[] = {
+    MBEDTLS_ECP_DP_CURVE25519,
+    MBEDTLS_ECP_DP_SECP256R1,
+    MBEDTLS_ECP_DP_NONE,
+};
+
+}  // namespace
+
+std::string TlsError(int rc) {
+  char buf[256];
+  mbedtls_strerror(rc, buf, sizeof buf);
+  char code[32];
+  snprintf(code, sizeof code, " (-0x%04x)", unsigned(-rc));
+  return std::string(buf) + code;
+}
+
+TlsContext::~TlsContext() {
+  if (!initialised_) return;
+  mbedtls_ssl_config_free(&conf_);
+  mbedtls_ctr_drbg_free(&drbg_);
+  mbedtls_entropy_free(&entropy_);
+}
+
+Status TlsContext::Init(bool server) {
+  server_ = server;
+  mbedtls_ssl_config_init(&conf_);
+  mbedtls_entropy_init(&entropy_);
+  mbedtls_ctr_drbg_init(&drbg_);
+  initialised_ = true;
+  static const char pers[] = "musclefs";
+  int rc = mbedtls_ctr_drbg_seed(&drbg_, mbedtls_entropy_func, &entropy_,
+                                 reinterpret_cast<const unsigned char*>(pers), sizeof pers);
+  if (rc) return Status(EIO, "random generator: " + TlsError(rc));
+  rc = mbedtls_ssl_config_defaults(&conf_, server ? MBEDTLS_SSL_IS_SERVER : MBEDTLS_SSL_IS_CLIENT,
+                                   MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT);
+  if (rc) return Status(EIO, "TLS config: " + TlsError(rc));
+  mbedtls_ssl_conf_rng(&conf_, mbedtls_ctr_drbg_random, &drbg_);
+  mbedtls_ssl_conf_min_version(&conf_, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
+  mbedtls_ssl_conf_max_version(&conf_, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
+  mbedtls_ssl_conf_ciphersuites(&conf_, kSuites);
+  mbedtls_ssl_conf_curves(&conf_, kCurves);
+  mbedtls_ssl_conf_renegotiation(&conf_, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
+  return Status::Ok();
+}
+
+Result<std::unique_ptr<TlsContext>> TlsContext::ForServer(KeyLookup lookup) {
+  std::unique_ptr<TlsContext> c(new TlsContext());
+  MUSCLE_RETURN_IF_ERROR(c->Init(true));
+  c->lookup_ = std::move(lookup);
+  mbedtls_ssl_conf_psk_cb(&c->conf_, PskCallback, c.get());
+  return c;
+}
+
+Result<std::unique_ptr<TlsContext>> TlsContext::ForClient(const std::string& identity,
+                                                         const auth::Secret& key) {
+  std::unique_ptr<TlsContext> c(new TlsContext());
+  MUSCLE_RETURN_IF_ERROR(c->Init(false));
+  const std::string& k = key.bytes();
+  int rc = mbedtls_ssl_conf_psk(&c->conf_, reinterpret_cast<const unsigned char*>(k.data()),
+                                k.size(), reinterpret_cast<const unsigned char*>(identity.data()),
+                                identity.size());
+  if (rc) return Status(EINVAL, "PSK for " + identity + ": " + TlsError(rc));
+  return c;
+}
+
+int TlsContext::PskCallback(void* ctx, mbedtls_ssl_context* ssl, const unsigned char* id,
+                            size_t len) {
+  auto* self = static_cast<TlsContext*>(ctx);
+  auto* engine = static_cast<TlsEngine*>(ssl->p_bio);
+  engine->identity_.assign(reinterpret_cast<const char*>(id), len);
+  const auth::Secret* key = self->lookup_ ? self->lookup_(engine->identity_) : nullptr;
+  engine->identity_known_ = key != nullptr;
+  if (!key) {
+    // Continue with a random key so that an unknown identity fails the
+    // same way, at the same point, as a wrong key.
+    std::string r(32, '\0');
+    if (getrandom(r.data(), r.size(), 0) != 32) return -1;
+    engine->dummy_key_ = auth::Secret(std::move(r));
+    key = &engine->dummy_key_;
+  }
+  const std::string& k = key->bytes();
+  return mbedtls_ssl_set_hs_psk(ssl, reinterpret_cast<const unsigned char*>(k.data()), k.size());
+}
+
+TlsEngine::TlsEngine(TlsContext& ctx) {
+  mbedtls_ssl_init(&ssl_);
+  mbedtls_ssl_setup(&ssl_, ctx.config());
+  mbedtls_ssl_set_bio(&ssl_, this, BioSend, BioRecv, nullptr);
+}
+
+TlsEngine::~TlsEngine() {
+  mbedtls_ssl_free(&ssl_);
+  mbedtls_platform_zeroize(pending_plain_.data(), pending_plain_.size());
+}
+
+int TlsEngine::BioSend(void* ctx, const unsigned char* buf, size_t len) {
+  auto* e = static_cast<TlsEngine*>(ctx);
+  e->out_.append(reinterpret_cast<const char*>(buf), len);
+  return int(len);
+}
+
+int TlsEngine::BioRecv(void* ctx, unsigned char* buf, size_t len) {
+  auto* e = static_cast<TlsEngine*>(ctx);
+  size_t avail = e->in_.size() - e->in_pos_;
+  if (avail == 0) return MBEDTLS_ERR_SSL_WANT_READ;
+  size_t n = std::min(avail, len);
+  memcpy(buf, e->in_.data() + e->in_pos_, n);
+  e->in_pos_ += n;
+  if (e->in_pos_ == e->in_.size()) {
+    e->in_.clear();
+    e->in_pos_ = 0;
+  }
+  return int(n);
+}
+
+void TlsEngine::FlushOut() {
+  if (out_.empty() || !on_ciphertext) return;
+  std::string b;
+  b.swap(out_);
+  on_ciphertext(std::move(b));
+}
+
+Status TlsEngine::Fail(const char* what, int rc) {
+  failed_ = true;
+  FlushOut();  // deliver any alert
+  return Status(EPROTO, std::string(what) + ": " + TlsError(rc));
+}
+
+Status TlsEngine::Start() { return Pump(); }
+
+Status TlsEngine::Feed(const char* data, size_t len) {
+  if (failed_) return Status(EPROTO, "TLS connection already failed");
+  in_.append(data, len);
+  return Pump();
+}
+
+Status TlsEngine::Pump() {
+  if (!ready_) {
+    int rc = mbedtls_ssl_handshake(&ssl_);
+    FlushOut();
+    if (rc == MBEDTLS_ERR_SSL_WANT_READ || rc == MBEDTLS_ERR_SSL_WANT_WRITE) return Status::Ok();
+    if (rc != 0) return Fail("TLS handshake failed", rc);
+    ready_ = true;
+    if (on_ready) on_ready();
+    if (!pending_plain_.empty()) {
+      std::string p;
+      p.swap(pending_plain_);
+      MUSCLE_RETURN_IF_ERROR(WriteNow(p.data(), p.size()));
+    }
+  }
+  unsigned char buf[16384];
+  for (;;) {
+    int rc = mbedtls_ssl_read(&ssl_, buf, sizeof buf);
+    if (rc > 0) {
+      if (on_plaintext) on_plaintext(reinterpret_cast<const char*>(buf), size_t(rc));
+      continue;
+    }
+    FlushOut();
+    if (rc == MBEDTLS_ERR_SSL_WANT_READ || rc == MBEDTLS_ERR_SSL_WANT_WRITE) return Status::Ok();
+    if (rc == 0 || rc == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY)
+      return Status(ECONNRESET, "peer closed the TLS session");
+    return Fail("TLS read failed", rc);
+  }
+}
+
+Status TlsEngine::Write(const char* data, size_t len) {
+  if (failed_) return Status(EPROTO, "TLS connection failed");
+  if (!ready_) {
+    pending_plain_.append(data, len);
+    return Status::Ok();
+  }
+  return WriteNow(data, len);
+}
+
+Status TlsEngine::WriteNow(const char* data, size_t len) {
+  size_t off = 0;
+  while (off < len) {
+    int rc = mbedtls_ssl_write(&ssl_, reinterpret_cast<const unsigned char*>(data) + off,
+                               len - off);
+    if (rc > 0) {
+      off += size_t(rc);
+      continue;
+    }
+    if (rc == MBEDTLS_ERR_SSL_WANT_WRITE || rc == MBEDTLS_ERR_SSL_WANT_READ) continue;
+    return Fail("TLS write failed", rc);
+  }
+  FlushOut();
+  return Status::Ok();
+}
+
+void TlsEngine::Close() {
+  if (ready_ && !failed_) {
+    mbedtls_ssl_close_notify(&ssl_);
+    FlushOut();
+  }
+}
+
+std::string TlsEngine::suite() const {
+  const char* s = mbedtls_ssl_get_ciphersuite(&ssl_);
+  return s ? s : "none";
+}
+
+}  // namespace muscle::tls

@@ -1,0 +1,114 @@
+// TLS 1.2 with pre-shared keys on mbedTLS 2.28, over memory buffers so
+// that libuv owns the socket.
+//
+// A TlsContext holds the configuration shared by many connections (suites,
+// curves, random generator, and for servers the PSK lookup). A TlsEngine is
+// one connection's TLS state: the transport hands it received ciphertext
+// (Feed) and plaintext to send (Write); the engine reports decrypted bytes
+// through on_plaintext and bytes for the wire through on_ciphertext.
+//
+// Suites: ECDHE-PSK with ChaCha20-Poly1305 first (forward secrecy), then
+// plain PSK AEAD suites for older peers; never a suite without encryption.
+// Curves X25519 and P-256. For an unknown identity the server continues
+// with a random key, so it fails exactly like a wrong key (RFC 4279 2).
+//
+// Threading: a context and its engines are used on one thread (the loop).
+// Lifetime: a context must outlive its engines. Key material inside
+// mbedTLS is zeroized when an engine is freed.
+#pragma once
+
+#include <mbedtls/ctr_drbg.h>
+#include <mbedtls/entropy.h>
+#include <mbedtls/ssl.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "auth/keys.h"
+#include "common/result.h"
+
+namespace muscle::tls {
+
+class TlsContext {
+ public:
+  // Looks up the key for an identity; nullptr when unknown.
+  using KeyLookup = std::function<const auth::Secret*(const std::string& identity)>;
+
+  static Result<std::unique_ptr<TlsContext>> ForServer(KeyLookup lookup);
+  static Result<std::unique_ptr<TlsContext>> ForClient(const std::string& identity,
+                                                       const auth::Secret& key);
+  ~TlsContext();
+  TlsContext(const TlsContext&) = delete;
+  TlsContext& operator=(const TlsContext&) = delete;
+
+  mbedtls_ssl_config* config() { return &conf_; }
+  bool is_server() const { return server_; }
+
+ private:
+  TlsContext() = default;
+  Status Init(bool server);
+  static int PskCallback(void* ctx, mbedtls_ssl_context* ssl, const unsigned char* id,
+                         size_t len);
+
+  bool server_ = false;
+  bool initialised_ = false;
+  KeyLookup lookup_;
+  mbedtls_ssl_config conf_;
+  mbedtls_entropy_context entropy_;
+  mbedtls_ctr_drbg_context drbg_;
+};
+
+class TlsEngine {
+ public:
+  explicit TlsEngine(TlsContext& ctx);
+  ~TlsEngine();
+  TlsEngine(const TlsEngine&) = delete;
+  TlsEngine& operator=(const TlsEngine&) = delete;
+
+  // Client side: sends the ClientHello.
+  Status Start();
+  // Received ciphertext. A non-OK status is fatal for the connection; its
+  // message says why (e.g. a bad key).
+  Status Feed(const char* data, size_t len);
+  // Plaintext to send; buffered until the handshake completes.
+  Status Write(const char* data, size_t len);
+  // Sends close_notify.
+  void Close();
+
+  bool ready() const { return ready_; }
+  // The PSK identity the peer presented (server) or we used (client).
+  const std::string& identity() const { return identity_; }
+  // Whether the server side found the identity in its keys.
+  bool identity_known() const { return identity_known_; }
+  std::string suite() const;
+
+  std::function<void(const char* data, size_t len)> on_plaintext;
+  std::function<void(std::string bytes)> on_ciphertext;
+  std::function<void()> on_ready;
+
+ private:
+  friend class TlsContext;
+  static int BioSend(void* ctx, const unsigned char* buf, size_t len);
+  static int BioRecv(void* ctx, unsigned char* buf, size_t len);
+  Status Pump();
+  Status WriteNow(const char* data, size_t len);
+  void FlushOut();
+  Status Fail(const char* what, int rc);
+
+  mbedtls_ssl_context ssl_;
+  std::string in_;
+  size_t in_pos_ = 0;
+  std::string out_;
+  std::string pending_plain_;
+  bool ready_ = false;
+  bool failed_ = false;
+  std::string identity_;
+  bool identity_known_ = false;
+  auth::Secret dummy_key_;
+};
+
+// Human-readable mbedTLS error.
+std::string TlsError(int rc);
+
+}  // namespace muscle::tls
