@@ -1,0 +1,72 @@
+// The client side of musclefs over TLS: carries plaintext 9P between local
+// streams (a loopback/unix listener, or one end of a socketpair handed to
+// the kernel with trans=fd) and a musclefs TLS-PSK listener, one TLS
+// connection per local stream.
+//
+// Threading: everything runs on one libuv loop thread. Lifetime: a Relay
+// must outlive its pairs; Stop() closes the listener and every pair.
+#pragma once
+
+#include <uv.h>
+
+#include <functional>
+#include <memory>
+#include <set>
+#include <string>
+
+#include "auth/keys.h"
+#include "common/result.h"
+#include "tls/tls_engine.h"
+#include "transport/endpoint.h"
+#include "transport/listener.h"
+
+namespace muscle::transport {
+
+struct RelayOptions {
+  std::string server_host;
+  int server_port = 0;
+  std::string identity;
+  auth::Secret key;
+};
+
+class Relay {
+ public:
+  explicit Relay(uv_loop_t* loop) : loop_(loop) {}
+  ~Relay();
+  Relay(const Relay&) = delete;
+  Relay& operator=(const Relay&) = delete;
+
+  // Resolves the server and prepares TLS. Does not connect.
+  Status Init(RelayOptions options);
+  // Connects once, completes a handshake and closes: tells a user at start
+  // whether the server is reachable and accepts the identity and key.
+  // Runs the loop until done.
+  Status Probe();
+  // Accepts local connections on `at` (refused on a non-loopback address
+  // unless allow_network).
+  Status Listen(const Endpoint& at, bool allow_network);
+  // Carries one already connected local stream (takes ownership).
+  void Carry(uv_stream_t* local);
+  void Stop();
+  size_t pairs() const { return pairs_.size(); }
+  // Called when a pair ends; the argument is empty for a clean end.
+  std::function<void(const std::string& error)> on_pair_closed;
+
+ private:
+  class Pair;
+  friend class Pair;
+
+  uv_loop_t* loop_;
+  RelayOptions options_;
+  sockaddr_storage server_addr_{};
+  std::unique_ptr<tls::TlsContext> tls_;
+  Listener* listener_ = nullptr;
+  std::set<Pair*> pairs_;
+};
+
+// "HOST:PORT" or "[V6]:PORT" -> host, port.
+Status SplitHostPort(const std::string& text, std::string& host, int& port);
+// Explains a failed client handshake to a user.
+std::string ExplainHandshakeFailure(const std::string& identity, const Status& s);
+
+}  // namespace muscle::transport
