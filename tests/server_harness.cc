@@ -26,43 +26,56 @@ TempDir::~TempDir() { RunCommand("rm -rf '" + path + "'"); }
 
 InProcessServer::InProcessServer(const std::string& store_path, const std::string& dir,
                                  uint32_t max_msize) {
+  server::ServerOptions o;
+  o.store_path = store_path;
+  o.listen = {"unix:" + dir + "/sock", "tcp://127.0.0.1:0"};
+  o.max_msize = max_msize;
+  o.commit_interval = std::chrono::milliseconds(200);
+  Run(o);
+  unix_ = "unix:" + bound_[0].path;
+  tcp_ = "tcp://127.0.0.1:" + std::to_string(bound_[1].port);
+}
+
+InProcessServer::InProcessServer(const server::ServerOptions& options) { Run(options); }
+
+void InProcessServer::Run(server::ServerOptions o) {
   std::mutex mu;
   std::condition_variable cv;
   bool ready = false;
   std::string error;
-  thread_ = std::thread([&, store_path, dir, max_msize] {
+  thread_ = std::thread([&, o] {
     uv_loop_init(&loop_);
     server::Server srv(&loop_);
-    server::ServerOptions o;
-    o.store_path = store_path;
-    o.listen = {"unix:" + dir + "/sock", "tcp://127.0.0.1:0"};
-    o.max_msize = max_msize;
-    o.commit_interval = std::chrono::milliseconds(200);
     Status s = srv.Start(o);
-    struct Ctx {
-      server::Server* srv;
-    } ctx{&srv};
     uv_async_init(&loop_, &stop_, [](uv_async_t* a) {
-      auto* ctx = static_cast<Ctx*>(a->data);
-      ctx->srv->Shutdown([a] { uv_close(reinterpret_cast<uv_handle_t*>(a), nullptr); });
+      auto* self = static_cast<InProcessServer*>(a->data);
+      self->server_->Shutdown([self] {
+        uv_close(reinterpret_cast<uv_handle_t*>(&self->stop_), nullptr);
+        uv_close(reinterpret_cast<uv_handle_t*>(&self->call_), nullptr);
+      });
     });
-    stop_.data = &ctx;
+    stop_.data = this;
+    uv_async_init(&loop_, &call_, [](uv_async_t* a) {
+      auto* self = static_cast<InProcessServer*>(a->data);
+      std::vector<std::function<void(server::Server&)>> calls;
+      {
+        std::lock_guard<std::mutex> g(self->call_mu_);
+        calls.swap(self->calls_);
+      }
+      for (auto& f : calls) f(*self->server_);
+    });
+    call_.data = this;
+    server_ = &srv;
     {
       std::lock_guard<std::mutex> g(mu);
-      if (!s.ok()) {
-        error = s.ToString();
-      } else {
-        auto b = srv.bound();
-        unix_ = "unix:" + b[0].path;
-        tcp_ = "tcp://127.0.0.1:" + std::to_string(b[1].port);
-      }
+      if (!s.ok()) error = s.ToString();
+      else bound_ = srv.bound();
       ready = true;
     }
     cv.notify_all();
-    if (!s.ok()) {
-      srv.Shutdown([&] { uv_close(reinterpret_cast<uv_handle_t*>(&stop_), nullptr); });
-    }
+    if (!s.ok()) uv_async_send(&stop_);
     uv_run(&loop_, UV_RUN_DEFAULT);
+    server_ = nullptr;
     uv_loop_close(&loop_);
   });
   std::unique_lock<std::mutex> lk(mu);
@@ -73,6 +86,24 @@ InProcessServer::InProcessServer(const std::string& store_path, const std::strin
     throw std::runtime_error("server failed to start: " + error);
   }
   running_ = true;
+}
+
+void InProcessServer::OnLoop(std::function<void(server::Server&)> f) {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  {
+    std::lock_guard<std::mutex> g(call_mu_);
+    calls_.push_back([&](server::Server& s) {
+      f(s);
+      std::lock_guard<std::mutex> g2(mu);
+      done = true;
+      cv.notify_all();
+    });
+  }
+  uv_async_send(&call_);
+  std::unique_lock<std::mutex> lk(mu);
+  cv.wait(lk, [&] { return done; });
 }
 
 void InProcessServer::Stop() {

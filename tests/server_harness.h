@@ -5,6 +5,8 @@
 #include <sys/types.h>
 
 #include <string>
+#include <functional>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -24,6 +26,11 @@ class InProcessServer {
   // Starts a server on a unix socket and loopback TCP (port 0) in `dir`.
   explicit InProcessServer(const std::string& store_path, const std::string& dir,
                            uint32_t max_msize = p9::kMaxMsize);
+  // Any options; endpoints() lists what was bound, in listen order.
+  explicit InProcessServer(const server::ServerOptions& options);
+  std::vector<transport::Endpoint> endpoints() const { return bound_; }
+  // Runs f(server) on the loop thread and waits for it.
+  void OnLoop(std::function<void(server::Server&)> f);
   ~InProcessServer();
   std::string unix_endpoint() const { return unix_; }
   std::string tcp_endpoint() const { return tcp_; }
@@ -31,7 +38,13 @@ class InProcessServer {
   void Stop();
 
  private:
+  void Run(server::ServerOptions o);
   std::thread thread_;
+  std::vector<transport::Endpoint> bound_;
+  server::Server* server_ = nullptr;
+  uv_async_t call_;
+  std::mutex call_mu_;
+  std::vector<std::function<void(server::Server&)>> calls_;
   std::string unix_, tcp_;
   uv_loop_t loop_;
   uv_async_t stop_;

@@ -1,0 +1,361 @@
+// TLS-PSK listener: handshakes that must succeed and fail, the handshake
+// timeout, rate limiting, key reloads and per-identity access rules, with
+// a blocking test client on top of the project's TlsEngine.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <cstring>
+#include <fstream>
+
+#include "9p/client.h"
+#include "9p/codec.h"
+#include "auth/keys.h"
+#include "server_harness.h"
+#include "tls/tls_engine.h"
+#include "transport/relay.h"
+
+using namespace muscle;
+using namespace muscle::p9;
+using muscle::test::InProcessServer;
+using muscle::test::TempDir;
+
+namespace {
+
+const std::string kGoodHex = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+const std::string kOtherHex = "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100";
+
+// A blocking TLS-PSK client socket.
+class TlsTestClient {
+ public:
+  ~TlsTestClient() {
+    engine_.reset();
+    if (fd_ >= 0) close(fd_);
+  }
+  // Connects (optionally from `source`) and completes the handshake.
+  Status Connect(int port, const std::string& identity, const std::string& key_hex,
+                 const std::string& source = "") {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    if (!source.empty()) {
+      sockaddr_in src{};
+      src.sin_family = AF_INET;
+      inet_pton(AF_INET, source.c_str(), &src.sin_addr);
+      if (bind(fd_, reinterpret_cast<sockaddr*>(&src), sizeof src) != 0)
+        return Status(errno, "bind");
+    }
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(uint16_t(port));
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    if (connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return Status(errno, "connect");
+    auto ctx = tls::TlsContext::ForClient(identity, auth::Secret(auth::DecodeSecret(key_hex)));
+    if (!ctx.ok()) return ctx.status();
+    ctx_ = std::move(*ctx);
+    engine_ = std::make_unique<tls::TlsEngine>(*ctx_);
+    engine_->on_ciphertext = [this](std::string b) {
+      if (send(fd_, b.data(), b.size(), MSG_NOSIGNAL) < 0) send_failed_ = true;
+    };
+    engine_->on_plaintext = [this](const char* d, size_t n) { plain_.append(d, n); };
+    MUSCLE_RETURN_IF_ERROR(engine_->Start());
+    while (!engine_->ready()) MUSCLE_RETURN_IF_ERROR(Pump(5000));
+    return Status::Ok();
+  }
+  Status Pump(int timeout_ms) {
+    pollfd p{fd_, POLLIN, 0};
+    if (poll(&p, 1, timeout_ms) <= 0) return Status(ETIMEDOUT, "no data");
+    char buf[65536];
+    ssize_t n = recv(fd_, buf, sizeof buf, 0);
+    if (n <= 0) return Status(ECONNRESET, "server closed the connection");
+    return engine_->Feed(buf, size_t(n));
+  }
+  // Sends one 9P message and waits for the reply.
+  Result<Message> Rpc(uint16_t tag, const Message& m) {
+    std::string f;
+    Encode(tag, m, f);
+    MUSCLE_RETURN_IF_ERROR(engine_->Write(f.data(), f.size()));
+    for (;;) {
+      if (plain_.size() >= 4) {
+        uint32_t size;
+        memcpy(&size, plain_.data(), 4);
+        if (plain_.size() >= size) {
+          Decoded d = Decode(reinterpret_cast<const uint8_t*>(plain_.data()), size);
+          plain_.erase(0, size);
+          if (d.status != DecodeStatus::kOk) return Status(EPROTO, "bad reply");
+          if (auto* e = std::get_if<Rlerror>(&d.msg)) return Status(int(e->ecode));
+          return d.msg;
+        }
+      }
+      MUSCLE_RETURN_IF_ERROR(Pump(5000));
+    }
+  }
+  bool Ready() const { return engine_ && engine_->ready(); }
+  int fd() const { return fd_; }
+
+ private:
+  int fd_ = -1;
+  std::unique_ptr<tls::TlsContext> ctx_;
+  std::unique_ptr<tls::TlsEngine> engine_;
+  std::string plain_;
+  bool send_failed_ = false;
+};
+
+void WriteKeys(const std::string& path, const std::string& text, mode_t mode = 0600) {
+  std::ofstream(path) << text;
+  chmod(path.c_str(), mode);
+}
+
+server::ServerOptions TlsOptions(const std::string& dir) {
+  server::ServerOptions o;
+  o.store_path = ":memory:";
+  o.listen = {"tls://127.0.0.1:0", "unix:" + dir + "/sock"};
+  o.keys_path = dir + "/keys";
+  o.handshake_timeout = std::chrono::milliseconds(400);
+  o.max_failed_handshakes = 5;
+  return o;
+}
+
+void Version(TlsTestClient& c) {
+  auto r = c.Rpc(kNoTag, Tversion{65536, "9P2000.L"});
+  REQUIRE(r.ok());
+  CHECK(std::get<Rversion>(*r).version == "9P2000.L");
+}
+
+}  // namespace
+
+TEST_CASE("keys file: stunnel format, validation with file:line") {
+  auto t = auth::KeyTable::Parse("# comment\n\nalice:" + kGoodHex +
+                                     "\nbob:a raw text secret of 24b\n",
+                                 "k");
+  REQUIRE(t.ok());
+  CHECK((*t)->size() == 2);
+  CHECK((*t)->Find("alice")->bytes().size() == 32);
+  CHECK((*t)->Find("bob")->bytes() == "a raw text secret of 24b");
+  auto dup = auth::KeyTable::Parse("a:" + kGoodHex + "\na:" + kOtherHex + "\n", "keys");
+  REQUIRE(!dup.ok());
+  CHECK(dup.status().message().find("keys:2: duplicate identity 'a'") != std::string::npos);
+  auto bad = auth::KeyTable::Parse("a:" + kGoodHex + "\nno colon here\n", "keys");
+  REQUIRE(!bad.ok());
+  CHECK(bad.status().message().find("keys:2") != std::string::npos);
+  auto short_key = auth::KeyTable::Parse("a:abcd\n", "keys");
+  REQUIRE(!short_key.ok());
+  CHECK(short_key.status().message().find("16 to 32 bytes") != std::string::npos);
+  CHECK(!auth::KeyTable::Parse(":" + kGoodHex + "\n", "keys").ok());
+  CHECK(auth::DecodeSecret("0a0B") == std::string("\x0a\x0b", 2));
+  CHECK(auth::DecodeSecret("0a0") == "0a0");  // odd length: raw text
+  CHECK(auth::DecodeSecret("zz") == "zz");
+
+  TempDir dir;
+  WriteKeys(dir.path + "/keys", "a:" + kGoodHex + "\n", 0644);
+  auto open = auth::KeyTable::Load(dir.path + "/keys");
+  REQUIRE(!open.ok());
+  CHECK(open.status().message().find("chmod 600 " + dir.path + "/keys") != std::string::npos);
+  chmod((dir.path + "/keys").c_str(), 0600);
+  CHECK(auth::KeyTable::Load(dir.path + "/keys").ok());
+}
+
+TEST_CASE("TLS handshakes: good, wrong key, unknown identity, plain bytes, idle") {
+  TempDir dir;
+  WriteKeys(dir.path + "/keys", "client-a:" + kGoodHex + "\n");
+  InProcessServer srv(TlsOptions(dir.path));
+  int port = srv.endpoints()[0].port;
+  std::string good_ep = "unix:" + srv.endpoints()[1].path;
+
+  SECTION("the right key completes and carries 9P") {
+    TlsTestClient c;
+    REQUIRE(c.Connect(port, "client-a", kGoodHex).ok());
+    Version(c);
+    auto a = c.Rpc(1, Tattach{0, kNoFid, "", "", 0});
+    REQUIRE(a.ok());
+    CHECK(c.Rpc(2, Tauth{1, "", "", 0}).err() == ENOENT);
+  }
+  SECTION("a wrong key and an unknown identity fail the same way") {
+    TlsTestClient wrong, unknown;
+    Status w = wrong.Connect(port, "client-a", kOtherHex);
+    Status u = unknown.Connect(port, "nobody-here", kGoodHex);
+    CHECK(!w.ok());
+    CHECK(!u.ok());
+    INFO(w.message() << " / " << u.message());
+    // Neither reveals whether the identity exists: same alert for both.
+    CHECK(w.message() == u.message());
+  }
+  SECTION("plain 9P bytes to the TLS port get the connection closed") {
+    Client plain;
+    REQUIRE(plain.Connect("tcp://127.0.0.1:" + std::to_string(port)).ok());
+    auto r = plain.Rpc(Tversion{8192, "9P2000.L"});
+    CHECK(!r.ok());
+  }
+  SECTION("a half-finished handshake left idle is timed out") {
+    Client idle;
+    REQUIRE(idle.Connect("tcp://127.0.0.1:" + std::to_string(port)).ok());
+    pollfd p{idle.fd(), POLLIN, 0};
+    REQUIRE(poll(&p, 1, 3000) == 1);  // the server closes it
+    char b;
+    CHECK(recv(idle.fd(), &b, 1, 0) <= 0);
+  }
+  // Whatever happened, a good client still works.
+  Client native;
+  REQUIRE(native.Connect(good_ep).ok());
+  REQUIRE(native.Version().ok());
+  TlsTestClient again;
+  REQUIRE(again.Connect(port, "client-a", kGoodHex).ok());
+  Version(again);
+}
+
+TEST_CASE("a flood of failed handshakes from one address is rate limited") {
+  TempDir dir;
+  WriteKeys(dir.path + "/keys", "client-a:" + kGoodHex + "\n");
+  InProcessServer srv(TlsOptions(dir.path));
+  int port = srv.endpoints()[0].port;
+  for (int i = 0; i < 5; i++) {
+    TlsTestClient bad;
+    CHECK(!bad.Connect(port, "client-a", kOtherHex, "127.0.0.2").ok());
+  }
+  // Now even the right key from that address is refused...
+  TlsTestClient blocked;
+  Status s = blocked.Connect(port, "client-a", kGoodHex, "127.0.0.2");
+  CHECK(!s.ok());
+  // ...while other addresses keep working.
+  TlsTestClient good;
+  REQUIRE(good.Connect(port, "client-a", kGoodHex, "127.0.0.1").ok());
+  Version(good);
+}
+
+TEST_CASE("SIGHUP reload: broken file keeps old keys; removed identity is cut off") {
+  TempDir dir;
+  std::string keys = dir.path + "/keys";
+  WriteKeys(keys, "a:" + kGoodHex + "\nb:" + kOtherHex + "\n");
+  InProcessServer srv(TlsOptions(dir.path));
+  int port = srv.endpoints()[0].port;
+  TlsTestClient a, b;
+  REQUIRE(a.Connect(port, "a", kGoodHex).ok());
+  REQUIRE(b.Connect(port, "b", kOtherHex).ok());
+  Version(a);
+  Version(b);
+
+  WriteKeys(keys, "a:" + kGoodHex + "\nthis line is broken\n");
+  Status reload;
+  srv.OnLoop([&](server::Server& s) { reload = s.ReloadKeys(); });
+  CHECK(!reload.ok());
+  CHECK(reload.message().find(":2") != std::string::npos);
+  // Old table still in force: both identities work.
+  Version(b);
+  TlsTestClient b2;
+  CHECK(b2.Connect(port, "b", kOtherHex).ok());
+
+  WriteKeys(keys, "a:" + kGoodHex + "\n");
+  srv.OnLoop([&](server::Server& s) { reload = s.ReloadKeys(); });
+  CHECK(reload.ok());
+  // b's live connection is closed; a's stays.
+  CHECK(!b.Rpc(3, Tversion{65536, "9P2000.L"}).ok());
+  Version(a);
+  TlsTestClient b3;
+  CHECK(!b3.Connect(port, "b", kOtherHex).ok());
+}
+
+TEST_CASE("access rules: confined to a subtree, read-only") {
+  TempDir dir;
+  WriteKeys(dir.path + "/keys",
+            "admin:" + kGoodHex + "\nconfined:" + kOtherHex + "\nreader:" +
+                std::string(64, 'a') + "\n");
+  auto o = TlsOptions(dir.path);
+  o.access["confined"] = server::AccessRule{"/projects/x", false};
+  o.access["reader"] = server::AccessRule{"", true};
+  InProcessServer srv(o);
+  int port = srv.endpoints()[0].port;
+  {
+    // Lay out the tree through the native socket.
+    Client c;
+    REQUIRE(c.Connect("unix:" + srv.endpoints()[1].path).ok());
+    REQUIRE(c.Version().ok());
+    REQUIRE(c.Attach(0).ok());
+    REQUIRE(c.Mkdir(0, "projects", 0755).ok());
+    REQUIRE(c.WalkPath(0, 1, "projects").ok());
+    REQUIRE(c.Mkdir(1, "x", 0755).ok());
+    REQUIRE(c.Walk(0, 2, {}).ok());
+    REQUIRE(c.Create(2, "secret", O_WRONLY, 0600).ok());
+  }
+  TlsTestClient conf;
+  REQUIRE(conf.Connect(port, "confined", kOtherHex).ok());
+  Version(conf);
+  auto root = conf.Rpc(1, Tattach{0, kNoFid, "", "", 0});
+  REQUIRE(root.ok());
+  // ".." at the attach root stays there; the outside is unreachable.
+  auto up = conf.Rpc(2, Twalk{0, 1, {"..", "..", ".."}});
+  REQUIRE(up.ok());
+  CHECK(std::get<Rwalk>(*up).wqids.back().path == std::get<Rattach>(*root).qid.path);
+  auto escape = conf.Rpc(3, Twalk{0, 2, {"..", "secret"}});
+  REQUIRE(escape.ok());
+  CHECK(std::get<Rwalk>(*escape).wqids.size() == 1);  // stopped: no "secret" inside
+  CHECK(conf.Rpc(6, Twalk{0, 2, {"secret"}}).err() == ENOENT);
+  CHECK(conf.Rpc(4, Tattach{5, kNoFid, "", "../..", 0}).err() == EACCES);
+  CHECK(conf.Rpc(5, Tlcreate{1, "mine", O_WRONLY, 0644, 0}).ok());  // writable inside
+
+  std::string reader_hex(64, 'a');
+  TlsTestClient ro;
+  REQUIRE(ro.Connect(port, "reader", reader_hex).ok());
+  Version(ro);
+  REQUIRE(ro.Rpc(1, Tattach{0, kNoFid, "", "", 0}).ok());
+  CHECK(ro.Rpc(2, Tmkdir{0, "nope", 0755, 0}).err() == EROFS);
+  REQUIRE(ro.Rpc(3, Twalk{0, 1, {"secret"}}).ok());
+  CHECK(ro.Rpc(4, Tlopen{1, O_WRONLY}).err() == EROFS);
+  CHECK(ro.Rpc(5, Tlopen{1, O_RDONLY}).ok());
+  CHECK(ro.Rpc(6, Tunlinkat{0, "secret", 0}).err() == EROFS);
+  CHECK(ro.Rpc(7, Tsetattr{1, kSetMode, 0777}).err() == EROFS);
+}
+
+TEST_CASE("the relay carries the native client over TLS and explains failures") {
+  TempDir dir;
+  WriteKeys(dir.path + "/keys", "client-a:" + kGoodHex + "\n");
+  InProcessServer srv(TlsOptions(dir.path));
+  int port = srv.endpoints()[0].port;
+  auto run_relay = [&](const std::string& hex, const std::string& listen) {
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    Status s;
+    {
+      transport::Relay relay(&loop);
+      transport::RelayOptions ro{"127.0.0.1", port, "client-a",
+                                 auth::Secret(auth::DecodeSecret(hex))};
+      s = relay.Init(ro);
+      if (s.ok()) s = relay.Probe();
+      if (s.ok() && !listen.empty()) {
+        s = relay.Listen(*transport::ParseEndpoint(listen), false);
+        std::thread t([&] {
+          Client c;
+          bool ok = c.Connect(listen).ok() && c.Version().ok() && c.Attach(0).ok();
+          CHECK(ok);
+          uv_async_t* a = nullptr;
+          (void)a;
+        });
+        // Serve the client for a while on this thread.
+        for (int i = 0; i < 200 && relay.pairs() == 0; i++) uv_run(&loop, UV_RUN_NOWAIT), usleep(5000);
+        for (int i = 0; i < 100; i++) uv_run(&loop, UV_RUN_NOWAIT), usleep(2000);
+        t.join();
+      }
+      relay.Stop();
+      uv_run(&loop, UV_RUN_DEFAULT);
+    }
+    uv_loop_close(&loop);
+    return s;
+  };
+  CHECK(run_relay(kGoodHex, "unix:" + dir.path + "/relay.sock").ok());
+  Status bad = run_relay(kOtherHex, "");
+  CHECK(!bad.ok());
+  CHECK(bad.message().find("did not accept identity 'client-a'") != std::string::npos);
+  transport::Endpoint open_ep = *transport::ParseEndpoint("tcp://0.0.0.0:0");
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  {
+    transport::Relay r(&loop);
+    Status s = r.Listen(open_ep, false);
+    CHECK(!s.ok());
+    CHECK(s.message().find("must stay on this machine") != std::string::npos);
+  }
+  uv_run(&loop, UV_RUN_DEFAULT);
+  uv_loop_close(&loop);
+}
