@@ -268,7 +268,8 @@ int Mount(const Args& a) {
   for (auto& m : a.mount_opts) opts += "," + m;
   pid_t m = fork();
   if (m == 0) {
-    execlp("mount", "mount", "-t", "9p", "-o", opts.c_str(), "muscle", dir.c_str(), nullptr);
+    std::string source = "muscle@" + a.positional[1];
+    execlp("mount", "mount", "-t", "9p", "-o", opts.c_str(), source.c_str(), dir.c_str(), nullptr);
     _exit(127);
   }
   int st = 0;
@@ -276,7 +277,7 @@ int Mount(const Args& a) {
   close(sv[0]);
   if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
     kill(pid, SIGTERM);
-    return Fail("mount -t 9p -o " + opts + " muscle " + dir + " failed");
+    return Fail("mount -t 9p -o " + opts + " muscle@" + a.positional[1] + " " + dir + " failed");
   }
   printf("mounted %s on %s (relay pid %d); unmount with: muscle umount %s\n",
          a.positional[1].c_str(), dir.c_str(), int(pid), dir.c_str());

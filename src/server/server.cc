@@ -133,9 +133,10 @@ void Server::Accept(uv_stream_t* stream, std::string peer, bool tls) {
     co.tls = tls_.get();
     co.handshake_timeout = options_.handshake_timeout;
     co.authorize = [this](const std::string& id) { return Authorize(id); };
-    co.on_handshake = [this, peer, address](bool ok, const std::string& detail) {
-      Log("%s: TLS handshake %s: %s", peer.c_str(), ok ? "ok" : "FAILED", detail.c_str());
-      if (!ok) RecordFailure(address);
+    co.on_handshake = [this, peer, address](bool ok, bool failed, const std::string& detail) {
+      Log("%s: TLS handshake %s: %s", peer.c_str(), ok ? "ok" : failed ? "FAILED" : "not completed",
+          detail.c_str());
+      if (failed) RecordFailure(address);
     };
   }
   auto* c = new transport::Connection(stream, peer, *fs_, locks_, std::move(co));

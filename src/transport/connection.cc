@@ -46,7 +46,7 @@ void Connection::Start() {
       timer_,
       [](uv_timer_t* t) {
         auto* c = static_cast<Connection*>(t->data);
-        if (c->options_.on_handshake) c->options_.on_handshake(false, "handshake timed out");
+        if (c->options_.on_handshake) c->options_.on_handshake(false, true, "handshake timed out");
         c->Close("TLS handshake timed out");
       },
       uint64_t(options_.handshake_timeout.count()), 0);
@@ -60,11 +60,11 @@ void Connection::OnHandshake() {
   auto opts = options_.authorize ? options_.authorize(identity_)
                                  : Result<p9::SessionOptions>(options_.session);
   if (!opts.ok()) {
-    if (options_.on_handshake) options_.on_handshake(false, detail + ": " + opts.status().message());
+    if (options_.on_handshake) options_.on_handshake(false, true, detail + ": " + opts.status().message());
     Close("identity refused");
     return;
   }
-  if (options_.on_handshake) options_.on_handshake(true, detail);
+  if (options_.on_handshake) options_.on_handshake(true, false, detail);
   StartSession(*opts);
 }
 
@@ -115,7 +115,7 @@ void Connection::OnRead(ssize_t n, const uv_buf_t* buf) {
   if (n == 0) return;
   if (n < 0) {
     if (tls_ && !tls_->ready() && options_.on_handshake)
-      options_.on_handshake(false, "peer closed during handshake");
+      options_.on_handshake(false, false, "peer closed during handshake");
     Close(n == UV_EOF || n == UV_ECONNRESET ? nullptr : uv_strerror(int(n)));
     return;
   }
@@ -128,7 +128,7 @@ void Connection::OnRead(ssize_t n, const uv_buf_t* buf) {
   Status s = tls_->Feed(buf->base, size_t(n));
   if (!s.ok() && !closing_) {
     if (!was_ready && !tls_->ready() && options_.on_handshake)
-      options_.on_handshake(false, (tls_->identity().empty()
+      options_.on_handshake(false, true, (tls_->identity().empty()
                                         ? std::string("no identity")
                                         : "identity '" + tls_->identity() + "'" +
                                               (tls_->identity_known() ? "" : " (unknown)")) +

@@ -38,8 +38,10 @@ struct ConnectionOptions {
   // TLS only: after the handshake, session options for the identity, or an
   // error to refuse it.
   std::function<Result<p9::SessionOptions>(const std::string& identity)> authorize;
-  // TLS only: handshake outcome, for logs and rate limiting.
-  std::function<void(bool ok, const std::string& detail)> on_handshake;
+  // TLS only: handshake outcome, for logs and rate limiting. `failed`
+  // says the peer tried and failed (bad key, unknown identity, garbage,
+  // timeout), as opposed to closing before it said anything.
+  std::function<void(bool ok, bool failed, const std::string& detail)> on_handshake;
 };
 
 class Connection {

@@ -22,6 +22,10 @@ check() { [ "$1" = "$2" ] || fail "$3: got '$1', want '$2'"; }
 case "$TRANS" in
   tcp) mount -t 9p -o trans=tcp,port=$PORT,version=9p2000.L,msize=524288 10.0.2.2 $M \
          || fail "mount" ;;
+  fd) # muscle mount: a private relay handing the kernel one end of a socketpair
+      r=$(/muscle mount 10.0.2.2:$PORT $M --identity guest --keys /keys --msize 524288 2>&1) \
+         || fail "muscle mount: $r"
+      grep -q "trans=fd" /proc/mounts || fail "not a trans=fd mount: $(cat /proc/mounts)" ;;
   *) fail "unknown transport $TRANS" ;;
 esac
 echo "MUSCLE-MOUNTED"
@@ -101,7 +105,7 @@ line2" "renamed content"
   sync
   umount $M || fail "umount"
   echo "MUSCLE-WRITE-OK $(($(date +%s) - start))s"
-elif [ "$PHASE" = verify ]; then
+elif [ "$PHASE" = verify ] || [ "$PHASE" = rules ]; then
   check "$(cat $DEEP/file)" hello "deep file after restart"
   check "$(sha256sum < $M/big)" "$(cat $M/big.sha256)" "64 MiB after restart"
   check "$(stat -c %s $M/t)" 3000000 "truncated size after restart"
@@ -113,7 +117,27 @@ elif [ "$PHASE" = verify ]; then
   check "$(/vmtool getxattr $M/hl user.color)" blue "xattr after restart"
   [ -e $M/uo ] && fail "unlinked file came back"
   [ -e $M/trash ] && fail "removed tree came back"
-  umount $M || fail "umount"
+  echo "through $TRANS $(date)" > $M/written-through-$TRANS || fail "write through $TRANS"
+  check "$(cat $M/written-through-$TRANS | cut -c1-7)" "through" "read back through $TRANS"
+  if [ "$PHASE" = rules ]; then
+    # Access rules through the kernel: a read-only identity and one
+    # confined to deep/a, each through its own relay on the host.
+    mkdir -p /ro /conf
+    mount -t 9p -o trans=tcp,port=$(arg roport),version=9p2000.L 10.0.2.2 /ro || fail "mount ro"
+    mount -t 9p -o trans=tcp,port=$(arg confport),version=9p2000.L 10.0.2.2 /conf || fail "mount confined"
+    check "$(cat /ro/big.sha256)" "$(cat $M/big.sha256)" "read through read-only identity"
+    touch /ro/new-file 2>/dev/null && fail "read-only identity could create a file"
+    mkdir /ro/newdir 2>/dev/null && fail "read-only identity could mkdir"
+    rm /ro/f 2>/dev/null; [ -e $M/d2/h ] || fail "read-only identity could remove"
+    echo x >> /ro/d2/h 2>/dev/null && fail "read-only identity could write"
+    check "$(ls /conf)" b "confined identity sees only its subtree"
+    [ -e /conf/big ] && fail "confined identity sees outside"
+    echo inside > /conf/b/mine || fail "confined identity cannot write inside"
+    check "$(cat $M/deep/a/b/mine)" inside "confined write landed in deep/a/b"
+    umount /ro; umount /conf
+    echo "MUSCLE-RULES-OK"
+  fi
+  if [ "$TRANS" = fd ]; then /muscle umount $M || fail "muscle umount"; else umount $M || fail "umount"; fi
   echo "MUSCLE-VERIFY-OK"
 else
   fail "unknown phase $PHASE"

@@ -17,6 +17,7 @@ mkdir -p "$cache"
 work=$(mktemp -d /tmp/musclefs-vm-XXXXXX)
 server_pid=
 cleanup() {
+  for p in "${relay_pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
   [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null || true
   rm -rf "$work"
 }
@@ -55,45 +56,75 @@ for m in $mods; do
   basename "$m" >> "$root/mods/order"
 done
 gcc -static -O2 -o "$root/vmtool" "$here/vmtool.c"
+# muscle (for muscle mount inside the guest) with the shared libraries it uses.
+cp "$build/muscle" "$root/muscle"
+for lib in $(ldd "$build/muscle" | grep -o '/[^ ]*'); do
+  mkdir -p "$root$(dirname "$lib")"
+  cp -L "$lib" "$root$lib"
+done
+mkdir -p "$root/lib64" "$root/etc"
+echo "guest:$(printf 'g%.0s' $(seq 32))" > "$root/keys"
+chmod 600 "$root/keys"
 cp "$here/guest-init.sh" "$root/init"
 chmod +x "$root/init"
 (cd "$root" && find . | cpio -o -H newc 2>/dev/null | gzip -1) > "$work/initrd.gz"
 
 port=$((20000 + RANDOM % 20000))
+tls_port=$((port + 1)); relay_port=$((port + 2)); ro_port=$((port + 3)); conf_port=$((port + 4))
 store=$work/store.db
-start_server() {
-  "$build/musclefs" serve --store "$store" --listen "tcp://127.0.0.1:$port" \
-    --base "$work" 2>>"$work/server.log" &
-  server_pid=$!
+# Server-side keys and access rules for the TLS runs.
+mkdir -p "$work/srv"
+{
+  cat "$root/keys"
+  echo "reader:$(printf 'r%.0s' $(seq 32))"
+  echo "confined:$(printf 'c%.0s' $(seq 32))"
+} > "$work/srv/keys"
+chmod 600 "$work/srv/keys"
+printf 'access = reader read-only\naccess = confined root=/deep/a\n' > "$work/srv/musclefs.conf"
+wait_port() {
   for _ in $(seq 100); do
-    (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && return 0
+    (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0
     sleep 0.1
   done
-  echo "server did not start" >&2; cat "$work/server.log" >&2; exit 1
+  echo "nothing listening on $1" >&2; cat "$work/server.log" >&2; exit 1
+}
+start_server() {
+  "$build/musclefs" serve --store "$store" --listen "tcp://127.0.0.1:$port" \
+    --listen "tls://127.0.0.1:$tls_port" --base "$work/srv" 2>>"$work/server.log" &
+  server_pid=$!
+  wait_port "$port"
+}
+relay_pids=()
+start_relay() {  # identity local-port
+  "$build/muscle" relay --keys "$work/srv/keys" --identity "$1" \
+    --connect "127.0.0.1:$tls_port" --listen "127.0.0.1:$2" 2>>"$work/relay.log" &
+  relay_pids+=($!)
+  wait_port "$2"
 }
 stop_server() {
   kill -TERM "$server_pid"
   wait "$server_pid" || { echo "server exited with $?" >&2; exit 1; }
   server_pid=
 }
-run_guest() {  # phase marker timeout
-  local phase=$1 marker=$2 t0=$SECONDS
-  timeout "$3" qemu-system-x86_64 -accel tcg -m 1024 -nographic -no-reboot \
+run_guest() {  # phase trans port marker timeout
+  local phase=$1 trans=$2 gport=$3 marker=$4 t0=$SECONDS log=$work/guest-$1-$2.log
+  timeout "$5" qemu-system-x86_64 -accel tcg -m 1024 -nographic -no-reboot \
     -kernel "$vmlinuz" -initrd "$work/initrd.gz" \
-    -append "console=ttyS0 panic=-1 quiet muscle.phase=$phase muscle.port=$port muscle.trans=tcp" \
-    -netdev user,id=n0 -device virtio-net-pci,netdev=n0 > "$work/guest-$phase.log" 2>&1 || true
-  grep -a "MUSCLE-" "$work/guest-$phase.log" | tr -d '\r' || true
-  if ! grep -aq "$marker" "$work/guest-$phase.log"; then
-    echo "FAIL: guest phase $phase did not reach $marker; console:" >&2
-    tail -n 40 "$work/guest-$phase.log" >&2
+    -append "console=ttyS0 panic=-1 quiet muscle.phase=$phase muscle.port=$gport muscle.trans=$trans muscle.roport=$ro_port muscle.confport=$conf_port" \
+    -netdev user,id=n0 -device virtio-net-pci,netdev=n0 > "$log" 2>&1 || true
+  grep -a "MUSCLE-" "$log" | tr -d '\r' || true
+  if ! grep -aq "$marker" "$log"; then
+    echo "FAIL: guest phase $phase over $trans did not reach $marker; console:" >&2
+    tail -n 40 "$log" >&2
     echo "--- server log:" >&2; tail -n 20 "$work/server.log" >&2
+    [ -f "$work/relay.log" ] && { echo "--- relay log:" >&2; tail -n 20 "$work/relay.log" >&2; }
     exit 1
   fi
-  echo "phase $phase passed in $((SECONDS - t0)) s"
+  echo "phase $phase over $trans passed in $((SECONDS - t0)) s"
 }
 
 start_server
-run_guest write MUSCLE-WRITE-OK 900
+run_guest write tcp "$port" MUSCLE-WRITE-OK 900
 
 # diod's tools as a second, independent client.
 listing=$(diodls -s "127.0.0.1:$port" -a / -l 2>&1) || { echo "FAIL: diodls: $listing" >&2; exit 1; }
@@ -106,7 +137,16 @@ echo "diodls/diodcat: listed and read what the kernel wrote"
 stop_server
 "$build/musclefs" check --store "$store" | tail -2
 start_server
-run_guest verify MUSCLE-VERIFY-OK 600
+# After the restart: verify through muscle relay (TLS), then through
+# muscle mount inside the guest (trans=fd over a socketpair, TLS outside),
+# with the access rules checked through two more relays.
+start_relay guest "$relay_port"
+run_guest verify tcp "$relay_port" MUSCLE-VERIFY-OK 600
+start_relay reader "$ro_port"
+start_relay confined "$conf_port"
+run_guest rules fd "$tls_port" MUSCLE-RULES-OK 600
+grep -q "attach by identity reader" "$work/server.log" || { echo "FAIL: no attach by reader logged" >&2; exit 1; }
+for p in "${relay_pids[@]}"; do kill "$p"; done
 stop_server
 "$build/musclefs" check --store "$store" | tail -1 | grep -qx ok || { echo "FAIL: store check" >&2; exit 1; }
 echo "kernel mount test passed"
