@@ -15,6 +15,7 @@ namespace muscle::p9 {
 Client::~Client() { Close(); }
 
 void Client::Close() {
+  channel_.reset();
   if (fd_ >= 0) close(fd_);
   fd_ = -1;
 }
@@ -58,6 +59,7 @@ Status Client::Connect(const std::string& ep) {
 }
 
 Status Client::SendRaw(const std::string& bytes) {
+  if (channel_) return channel_->Write(bytes.data(), bytes.size());
   size_t off = 0;
   while (off < bytes.size()) {
     ssize_t n = send(fd_, bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL);
@@ -92,16 +94,21 @@ Status ReadFull(int fd, char* buf, size_t len) {
 }
 }  // namespace
 
+Status Client::ReadFull(char* buf, size_t len) {
+  if (channel_) return channel_->Read(buf, len);
+  return muscle::p9::ReadFull(fd_, buf, len);
+}
+
 Result<Message> Client::Receive(uint16_t* tag) {
   char hdr[4];
-  MUSCLE_RETURN_IF_ERROR(ReadFull(fd_, hdr, 4));
+  MUSCLE_RETURN_IF_ERROR(ReadFull(hdr, 4));
   uint32_t size;
   memcpy(&size, hdr, 4);
   if (size < kHeaderSize || size > kMaxMsize + 4096)
     return Status(EPROTO, "bad reply size " + std::to_string(size));
   std::string frame(size, '\0');
   memcpy(frame.data(), hdr, 4);
-  MUSCLE_RETURN_IF_ERROR(ReadFull(fd_, frame.data() + 4, size - 4));
+  MUSCLE_RETURN_IF_ERROR(ReadFull(frame.data() + 4, size - 4));
   Decoded d = Decode(reinterpret_cast<const uint8_t*>(frame.data()), frame.size());
   if (d.status != DecodeStatus::kOk) return Status(EPROTO, "undecodable reply");
   if (tag) *tag = d.tag;

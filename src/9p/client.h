@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -13,6 +14,16 @@
 #include "common/result.h"
 
 namespace muscle::p9 {
+
+// Where a Client's bytes go when not straight to its socket (a TLS
+// session over it, see tls/tls_channel.h). Blocking; one thread.
+class Channel {
+ public:
+  virtual ~Channel() = default;
+  virtual Status Write(const char* data, size_t len) = 0;
+  // Reads exactly len bytes.
+  virtual Status Read(char* data, size_t len) = 0;
+};
 
 class Client {
  public:
@@ -25,6 +36,8 @@ class Client {
   Status Connect(const std::string& endpoint);
   // Takes over an already connected socket.
   void Adopt(int fd) { fd_ = fd; }
+  // Sends and receives through `channel` (which uses fd()) from now on.
+  void SetChannel(std::unique_ptr<Channel> channel) { channel_ = std::move(channel); }
   int fd() const { return fd_; }
   void Close();
 
@@ -64,7 +77,9 @@ class Client {
   uint32_t msize() const { return msize_; }
 
  private:
+  Status ReadFull(char* buf, size_t len);
   int fd_ = -1;
+  std::unique_ptr<Channel> channel_;
   uint32_t msize_ = 8192;
   uint16_t next_tag_ = 1;
 };

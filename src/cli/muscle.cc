@@ -19,6 +19,7 @@
 
 #include "auth/keys.h"
 #include "auth/keys_file.h"
+#include "bench/bench.h"
 #include "common/log.h"
 #include "server/config.h"
 #include "transport/relay.h"
@@ -39,6 +40,7 @@ const char* kUsage = R"(usage:
   muscle mount HOST:PORT DIR --identity NAME [--msize N] [--aname PATH] [-o OPTS]
                               mount through a private relay (trans=fd)
   muscle umount DIR
+  muscle bench --target ADDR ...   9P load generator (muscle bench --help)
 
 common options:
   --base DIR     base directory (default $MUSCLE_BASE, else $HOME/lib/muscle)
@@ -304,6 +306,7 @@ int main(int argc, char** argv) {
     fputs(kUsage, argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;
   }
+  if (!strcmp(argv[1], "bench")) return bench::BenchMain(argc - 2, argv + 2);
   auto a = Parse(argc, argv, 1);
   if (!a.ok()) return Fail(a.status().message());
   SetTraceEnabled(a->trace);

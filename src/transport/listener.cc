@@ -72,10 +72,13 @@ Result<Listener*> Listener::Open(uv_loop_t* loop, const Endpoint& at,
     if (rc == 0) {
       sockaddr_storage ss;
       int len = sizeof ss;
-      uv_tcp_getsockname(&l->handle_.tcp, reinterpret_cast<sockaddr*>(&ss), &len);
-      std::string name = PeerName(ss);
-      l->bound_.port = std::stoi(name.substr(name.rfind(':') + 1));
-      l->bound_.text = (at.tls ? "tls://" : "tcp://") + name;
+      if (uv_tcp_getsockname(&l->handle_.tcp, reinterpret_cast<sockaddr*>(&ss), &len) == 0 &&
+          (ss.ss_family == AF_INET || ss.ss_family == AF_INET6)) {
+        l->bound_.port = ntohs(ss.ss_family == AF_INET
+                                   ? reinterpret_cast<sockaddr_in*>(&ss)->sin_port
+                                   : reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
+        l->bound_.text = (at.tls ? "tls://" : "tcp://") + PeerName(ss);
+      }
     }
   } else {
     uv_pipe_init(loop, &l->handle_.pipe, 0);
