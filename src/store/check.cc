@@ -7,6 +7,7 @@
 #include <cstring>
 #include <map>
 
+#include "store/sha256.h"
 #include "store/statements.h"
 #include "store/store.h"
 
@@ -44,8 +45,7 @@ CheckReport Store::Check() {
       std::string_view data = q.Blob(4);
       r.chunk_bytes += data.size();
       unsigned char h[32];
-      mbedtls_sha256_ret(reinterpret_cast<const unsigned char*>(data.data()),
-                         data.size(), h, 0);
+      Sha256(data.data(), data.size(), h);
       std::string_view stored = q.Blob(1);
       std::string id = std::to_string(q.Int(0));
       if (stored.size() != 32 || memcmp(stored.data(), h, 32) != 0)

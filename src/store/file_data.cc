@@ -16,6 +16,7 @@
 #include <cstring>
 
 #include "store/chunker.h"
+#include "store/sha256.h"
 #include "store/statements.h"
 #include "store/store.h"
 
@@ -254,8 +255,7 @@ Status Store::FlushRange(uint64_t ino, uint64_t lo, uint64_t hi,
 
 Result<int64_t> Store::PutChunk(std::string_view data) {
   unsigned char hash[32];
-  mbedtls_sha256_ret(reinterpret_cast<const unsigned char*>(data.data()),
-                     data.size(), hash, 0);
+  Sha256(data.data(), data.size(), hash);
   std::string_view h(reinterpret_cast<const char*>(hash), 32);
   {
     Stmt& q = st_->find_chunk;
