@@ -306,6 +306,7 @@ int main(int argc, char** argv) {
     fputs(kUsage, argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;
   }
+  SetLogName("muscle");
   if (!strcmp(argv[1], "bench")) return bench::BenchMain(argc - 2, argv + 2);
   auto a = Parse(argc, argv, 1);
   if (!a.ok()) return Fail(a.status().message());

@@ -11,6 +11,7 @@
 namespace muscle {
 namespace {
 std::atomic<bool> g_trace{false};
+const char* g_name = "musclefs";
 }
 
 void Log(const char* fmt, ...) {
@@ -19,9 +20,9 @@ void Log(const char* fmt, ...) {
   clock_gettime(CLOCK_REALTIME, &ts);
   tm t;
   gmtime_r(&ts.tv_sec, &t);
-  int n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ musclefs: ",
+  int n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s: ",
                    t.tm_year + 1900, t.tm_mon + 1, t.tm_mday, t.tm_hour, t.tm_min,
-                   t.tm_sec, ts.tv_nsec / 1000000);
+                   t.tm_sec, ts.tv_nsec / 1000000, g_name);
   va_list ap;
   va_start(ap, fmt);
   int m = vsnprintf(line + n, sizeof line - n - 1, fmt, ap);
@@ -33,6 +34,7 @@ void Log(const char* fmt, ...) {
 }
 
 void SetTraceEnabled(bool on) { g_trace = on; }
+void SetLogName(const char* name) { g_name = name; }
 bool TraceEnabled() { return g_trace; }
 
 }  // namespace muscle

@@ -73,7 +73,7 @@ Status Store::Init(const std::string& path) {
   MUSCLE_RETURN_IF_ERROR(db_.Open(path));
   sqlite3_busy_timeout(db_.raw(), 5000);
   MUSCLE_RETURN_IF_ERROR(db_.Exec(
-      "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+      "PRAGMA page_size=16384; PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
       "PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY;"));
   MUSCLE_RETURN_IF_ERROR(db_.Exec("BEGIN IMMEDIATE"));
   Status s = db_.Exec(kSchema);
