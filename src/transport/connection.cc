@@ -75,6 +75,7 @@ void Connection::StartSession(p9::SessionOptions options) {
       fs_, locks_, std::move(options), [this](std::string f) { Send(std::move(f)); },
       [this](const char* why) { Close(why); });
   session_->on_reply = [this] {
+    ReleaseIdleBuffers();
     UpdateReading();
     MaybeFinishDrain();
   };
@@ -136,7 +137,6 @@ void Connection::OnRead(ssize_t n, const uv_buf_t* buf) {
     Close(s.err() == ECONNRESET ? nullptr : s.message().c_str());
     return;
   }
-  if (in_.size() > (1u << 16) && in_used_ == 0) std::string().swap(in_);
 }
 
 void Connection::OnPlaintext(const char* data, size_t len) {
@@ -173,9 +173,19 @@ void Connection::ProcessFrames() {
     memmove(in_.data(), in_.data() + pos, in_used_ - pos);
     in_used_ -= pos;
   }
-  // Do not keep a large buffer around for an idle connection.
-  if (in_used_ == 0 && in_.size() > (256u << 10)) std::string().swap(in_);
+  ReleaseIdleBuffers();
   UpdateReading();
+}
+
+// An idle connection (nothing buffered, nothing in flight) keeps no read
+// buffers: thousands of idle clients must stay cheap. Busy connections keep
+// theirs to avoid an allocation per request.
+void Connection::ReleaseIdleBuffers() {
+  if (in_used_ != 0 || !session_) return;
+  if (session_->in_flight() == 0 || in_.size() > (4u << 20)) {
+    std::string().swap(in_);
+    std::string().swap(cipher_in_);
+  }
 }
 
 void Connection::Send(std::string frame) {

@@ -80,6 +80,7 @@ class Connection {
   void WriteRaw(std::string bytes);
   void UpdateReading();
   void MaybeFinishDrain();
+  void ReleaseIdleBuffers();
   void HandleClosed();
 
   uv_stream_t* stream_;
