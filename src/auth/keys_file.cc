@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "auth/keys.h"
+#include "common/fs_util.h"
 
 namespace muscle::auth {
 
@@ -35,13 +36,7 @@ std::string IdentityOf(const std::string& line) {
 
 Status WriteLines(const std::string& path, const std::vector<std::string>& lines) {
   std::string dir = path.substr(0, path.rfind('/') == std::string::npos ? 0 : path.rfind('/'));
-  if (!dir.empty()) {
-    std::string p;
-    for (size_t i = 0; i <= dir.size(); i++) {
-      if ((i == dir.size() || dir[i] == '/') && !p.empty()) mkdir(p.c_str(), 0700);
-      if (i < dir.size()) p += dir[i];
-    }
-  }
+  if (!dir.empty()) MakeDirs(dir, 0700);
   std::string tmp = path + ".tmp." + std::to_string(getpid());
   int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return Status(errno, "cannot write " + tmp);

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <unistd.h>
 
+#include "common/fs_util.h"
 #include "common/log.h"
 #include "server/config.h"
 #include "server/server.h"
@@ -44,16 +45,8 @@ int Check(const server::Config& c) {
 int Serve(const server::Config& c) {
   if (c.server.store_path != ":memory:") {
     std::string dir = c.server.store_path.substr(0, c.server.store_path.rfind('/'));
-    if (!dir.empty() && dir != c.server.store_path) {
-      // Create the base directory (and parents) the first time.
-      std::string p;
-      for (size_t i = 0; i <= dir.size(); i++) {
-        if (i == dir.size() || dir[i] == '/') {
-          if (!p.empty()) mkdir(p.c_str(), 0700);
-        }
-        if (i < dir.size()) p += dir[i];
-      }
-    }
+    // Create the base directory (and parents) the first time.
+    if (!dir.empty() && dir != c.server.store_path) MakeDirs(dir, 0700);
   }
   uv_loop_t* loop = uv_default_loop();
   server::Server srv(loop);
