@@ -165,10 +165,23 @@ TEST_CASE("fid rules") {
   REQUIRE(h.fs.pending.size() == 1);
   CHECK(std::get<Tread>(h.fs.pending[0].req.msg).count == 65536 - kIoHeaderSize);
   h.fs.Complete(0, Rread{});
+  // A read-only fid is clunked at once; its reference is released.
   h.Send(10, Tclunk{5});
+  CHECK(std::holds_alternative<Rclunk>(h.Last()));
+  CHECK(h.fs.pending.empty());
+  CHECK(h.fs.released.back() == 9);
+  // A fid open for writing goes to the file system (it may flush), and a
+  // failed clunk still frees the fid.
+  h.Send(11, Twalk{0, 6, {"w"}});
+  h.fs.Complete(0, Rwalk{{Qid{kQtFile, 0, 10}}});
+  h.Send(12, Tlopen{6, O_RDWR});
+  h.fs.Complete(0, Rlopen{Qid{kQtFile, 0, 10}, 0});
+  h.Send(13, Tclunk{6});
+  REQUIRE(h.fs.pending.size() == 1);
   h.fs.Complete(0, Rlerror{EIO});
-  h.Send(11, Tclunk{5});
-  CHECK(h.LastErr() == EBADF);  // a failed clunk still freed the fid
+  CHECK(h.LastErr() == EIO);
+  h.Send(14, Tclunk{6});
+  CHECK(h.LastErr() == EBADF);
 }
 
 TEST_CASE("disconnect releases fids, including those of requests in flight") {

@@ -291,6 +291,14 @@ void Session::Handle(uint16_t tag, Tclunk& m) {
   DropFid(m.fid);  // clunk frees the fid whatever happens next
   if (f->kind == Fid::kPending) return Error(tag, EBADF);
   if (f->kind == Fid::kXattrRead) return Reply(tag, Rclunk{});
+  if (f->kind == Fid::kInode && (!f->open || (f->open_flags & O_ACCMODE) == O_RDONLY)) {
+    // Nothing to flush and nothing that can fail: drop the reference in
+    // the background and answer now (saves a trip to the store thread on
+    // every walk/getattr/clunk). The release is queued before any later
+    // request, so ordering is unchanged.
+    fs_.Release(f->ino);
+    return Reply(tag, Rclunk{});
+  }
   FsRequest req{m, f->ino};
   req.uid = f->uid;
   if (f->kind == Fid::kXattrWrite) {
