@@ -23,7 +23,6 @@ StoreWorker::~StoreWorker() {
 }
 
 void StoreWorker::Run(Job job) {
-  pending_++;
   {
     std::lock_guard<std::mutex> g(mu_);
     jobs_.push_back(std::move(job));
@@ -69,10 +68,7 @@ void StoreWorker::OnAsync(uv_async_t* handle) {
     std::lock_guard<std::mutex> g(self->mu_);
     batch.swap(self->done_);
   }
-  for (auto& c : batch) {
-    self->pending_--;
-    c();
-  }
+  for (auto& c : batch) c();
 }
 
 void StoreWorker::Stop(std::function<void()> closed) {

@@ -38,8 +38,6 @@ class StoreWorker {
 
   // Queues a job. Called on the loop thread. A null completion is allowed.
   void Run(Job job);
-  // Jobs queued and not yet completed on the loop thread.
-  size_t pending() const { return pending_; }
   // Finishes all jobs, commits durably and stops the thread. `closed` runs
   // on the loop thread when the worker's handle is closed.
   void Stop(std::function<void()> closed);
@@ -57,7 +55,6 @@ class StoreWorker {
   std::deque<Job> jobs_;
   std::vector<Completion> done_;
   bool stopping_ = false;
-  size_t pending_ = 0;  // loop thread only
   std::function<void()> closed_;
 };
 

@@ -134,7 +134,6 @@ class Store {
   // Called periodically: commits if work has waited longer than the commit
   // interval, and flushes files if buffers are large.
   Status Tick();
-  bool HasPendingWork() const { return in_txn_ || dirty_bytes_ > 0; }
 
   // --- verification ---
   // Full check: SQLite integrity, every chunk re-hashed, reference counts,
