@@ -1,6 +1,7 @@
 #include "auth/keys.h"
 
 #include <fcntl.h>
+#include <mbedtls/platform_util.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -12,9 +13,7 @@
 namespace muscle::auth {
 
 Secret::~Secret() {
-  // Not optimised away: the volatile pointer forces every store.
-  volatile char* p = bytes_.data();
-  for (size_t i = 0; i < bytes_.size(); i++) p[i] = 0;
+  mbedtls_platform_zeroize(bytes_.data(), bytes_.size());
 }
 
 std::string DecodeSecret(const std::string& text) {
@@ -58,8 +57,7 @@ Result<std::shared_ptr<const KeyTable>> KeyTable::Load(const std::string& path,
   ss << in.rdbuf();
   std::string text = ss.str();
   auto r = Parse(text, path);
-  volatile char* p = text.data();
-  for (size_t i = 0; i < text.size(); i++) p[i] = 0;
+  mbedtls_platform_zeroize(text.data(), text.size());
   return r;
 }
 

@@ -155,7 +155,7 @@ Status Store::FlushRange(uint64_t ino, uint64_t lo, uint64_t hi,
     q.Bind(1, int64_t(ino)).Bind(2, int64_t(from)).Bind(3, 256);
     size_t got = 0;
     while (q.Step()) {
-      old.push_back({uint64_t(q.Int(0)), uint64_t(q.Int(1)), q.Int(2)});
+      old.push_back(ExtentRow::From(q));
       got++;
     }
     if (q.failed()) return q.Error("flush extents");
@@ -302,7 +302,7 @@ Status Store::DeleteExtentsFrom(uint64_t ino, uint64_t from) {
       Stmt::Scope scope(q);
       q.Bind(1, int64_t(ino)).Bind(2, int64_t(from)).Bind(3, 512);
       while (q.Step())
-        batch.push_back({uint64_t(q.Int(0)), uint64_t(q.Int(1)), q.Int(2)});
+        batch.push_back(ExtentRow::From(q));
       if (q.failed()) return q.Error("extents");
     }
     if (batch.empty()) return Status::Ok();
@@ -325,7 +325,7 @@ Status Store::TruncateData(uint64_t ino, uint64_t old_size, uint64_t new_size) {
     Stmt::Scope scope(q);
     q.Bind(1, int64_t(ino)).Bind(2, int64_t(new_size - 1));
     if (q.Step()) {
-      e = {uint64_t(q.Int(0)), uint64_t(q.Int(1)), q.Int(2)};
+      e = ExtentRow::From(q);
       straddles = e.offset < new_size && e.offset + e.length > new_size;
     }
     if (q.failed()) return q.Error("truncate");
@@ -374,7 +374,7 @@ Status Store::ReadStored(uint64_t ino, uint64_t offset, size_t len, char* out) {
       Stmt::Scope scope(q);
       q.Bind(1, int64_t(ino)).Bind(2, int64_t(offset));
       if (q.Step()) {
-        e = {uint64_t(q.Int(0)), uint64_t(q.Int(1)), q.Int(2)};
+        e = ExtentRow::From(q);
         have = true;
       }
       if (q.failed()) return q.Error("read");
@@ -389,7 +389,7 @@ Status Store::ReadStored(uint64_t ino, uint64_t offset, size_t len, char* out) {
       Stmt::Scope scope(q);
       q.Bind(1, int64_t(ino)).Bind(2, int64_t(from)).Bind(3, 64);
       while (q.Step()) {
-        ExtentRow e{uint64_t(q.Int(0)), uint64_t(q.Int(1)), q.Int(2)};
+        ExtentRow e = ExtentRow::From(q);
         if (e.offset >= end) break;
         batch.push_back(e);
       }

@@ -308,6 +308,16 @@ Status Store::PurgeInode(uint64_t ino) {
   return di.Run();
 }
 
+// ENOTEMPTY when the directory has entries (what rmdir and renaming over a
+// directory require).
+Status Store::CheckEmptyDir(uint64_t dir) {
+  Stmt& any = st_->dir_has_entries;
+  Stmt::Scope scope(any);
+  any.Bind(1, int64_t(dir));
+  if (any.Step()) return Status(ENOTEMPTY);
+  return any.failed() ? any.Error("directory entries") : Status::Ok();
+}
+
 Status Store::Unlink(uint64_t dir, std::string_view name, bool remove_dir) {
   if (name == "." ) return Status(EINVAL);
   if (name == "..") return Status(ENOTEMPTY);
@@ -320,12 +330,7 @@ Status Store::Unlink(uint64_t dir, std::string_view name, bool remove_dir) {
     bool is_dir = IsDir(a->mode);
     if (remove_dir && !is_dir) return Status(ENOTDIR);
     if (!remove_dir && is_dir) return Status(EISDIR);
-    if (is_dir) {
-      Stmt& any = st_->dir_has_entries;
-      Stmt::Scope scope(any);
-      any.Bind(1, int64_t(a->ino));
-      if (any.Step()) return Status(ENOTEMPTY);
-    }
+    if (is_dir) MUSCLE_RETURN_IF_ERROR(CheckEmptyDir(a->ino));
     Stmt& del = st_->delete_dirent;
     del.Bind(1, e->first);
     MUSCLE_RETURN_IF_ERROR(del.Run());
@@ -367,12 +372,7 @@ Status Store::Rename(uint64_t old_dir, std::string_view old_name,
       bool dst_dir = IsDir(da->mode);
       if (src_dir && !dst_dir) return Status(ENOTDIR);
       if (!src_dir && dst_dir) return Status(EISDIR);
-      if (dst_dir) {
-        Stmt& any = st_->dir_has_entries;
-        Stmt::Scope scope(any);
-        any.Bind(1, int64_t(da->ino));
-        if (any.Step()) return Status(ENOTEMPTY);
-      }
+      if (dst_dir) MUSCLE_RETURN_IF_ERROR(CheckEmptyDir(da->ino));
       Stmt& del = st_->delete_dirent;
       del.Bind(1, dst->first);
       MUSCLE_RETURN_IF_ERROR(del.Run());

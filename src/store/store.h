@@ -159,6 +159,10 @@ class Store {
     uint64_t offset;
     uint64_t length;
     int64_t chunk;
+    // From a row of (offset, length, chunk).
+    static ExtentRow From(const Stmt& q) {
+      return {uint64_t(q.Int(0)), uint64_t(q.Int(1)), q.Int(2)};
+    }
   };
 
   Status Init(const std::string& path);
@@ -178,6 +182,7 @@ class Store {
   Status PurgeIfUnused(uint64_t ino);
   Status PurgeInode(uint64_t ino);
   Status CheckName(std::string_view name);
+  Status CheckEmptyDir(uint64_t dir);
 
   // Data path (file_data.cc).
   Status ReadLogical(uint64_t ino, uint64_t offset, size_t len, char* out);
