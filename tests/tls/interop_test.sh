@@ -18,7 +18,8 @@ fail() { echo "FAIL: $*" >&2; for f in "$work"/*.log; do echo "--- $f" >&2; tail
 pass() { echo "ok - $*"; }
 sudo=; [ "$(id -u)" -eq 0 ] || sudo=sudo
 muscle=$build/muscle
-port() { echo $((20000 + RANDOM % 30000)); }
+# Ports below the ephemeral range (32768+), so no outgoing connection holds one.
+port() { echo $((20000 + RANDOM % 12000)); }
 wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; fail "nothing listening on $1"; }
 
 server=$work/server; client=$work/client

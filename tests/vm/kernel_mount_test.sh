@@ -69,7 +69,8 @@ cp "$here/guest-init.sh" "$root/init"
 chmod +x "$root/init"
 (cd "$root" && find . | cpio -o -H newc 2>/dev/null | gzip -1) > "$work/initrd.gz"
 
-port=$((20000 + RANDOM % 20000))
+# Below the ephemeral range (32768+), so no outgoing connection holds it.
+port=$((20000 + RANDOM % 12000))
 tls_port=$((port + 1)); relay_port=$((port + 2)); ro_port=$((port + 3)); conf_port=$((port + 4))
 store=$work/store.db
 # Server-side keys and access rules for the TLS runs.
