@@ -26,6 +26,8 @@ options:
                      confine a TLS identity to a subtree and/or make it read-only
   --handshake-timeout-ms N   (default 10000)
   --max-failed-handshakes N  per peer address per minute (default 10)
+  --tls-ticket-lifetime S    seconds a TLS session ticket lets a client
+                     resume without a key exchange (default 3600; 0 = off)
   --allow-plaintext-network
                      allow plain TCP on a non-loopback address (file contents
                      and names cross the network unencrypted)
@@ -35,8 +37,8 @@ options:
   -D                 trace every 9P message to stderr
 
 The config file $BASE/musclefs.conf may set store, listen, keys, access,
-msize, commit-interval-ms, handshake-timeout-ms, max-failed-handshakes and
-allow-plaintext-network as "key = value" lines. SIGHUP reloads the keys file.
+msize, commit-interval-ms, handshake-timeout-ms, max-failed-handshakes,
+tls-ticket-lifetime and allow-plaintext-network as "key = value" lines. SIGHUP reloads the keys file.
 )";
 }
 
@@ -82,6 +84,10 @@ Status SetKey(Config& c, const std::string& key, const std::string& value,
     uint64_t v;
     MUSCLE_RETURN_IF_ERROR(number(1, 1000000, v));
     c.server.max_failed_handshakes = int(v);
+  } else if (key == "tls-ticket-lifetime") {
+    uint64_t v;
+    MUSCLE_RETURN_IF_ERROR(number(0, 86400, v));
+    c.server.ticket_lifetime_seconds = uint32_t(v);
   } else if (key == "access") {
     // access = IDENTITY [root=/sub/tree] [read-only]
     std::vector<std::string> words;
@@ -202,6 +208,8 @@ Result<Config> ParseConfig(const std::vector<std::string>& args) {
     c.server.handshake_timeout = flags.server.handshake_timeout;
   if (flags.server.max_failed_handshakes != 10)
     c.server.max_failed_handshakes = flags.server.max_failed_handshakes;
+  if (flags.server.ticket_lifetime_seconds != tls::TicketSealer::kDefaultLifetimeSeconds)
+    c.server.ticket_lifetime_seconds = flags.server.ticket_lifetime_seconds;
   if (!flags.server.access.empty())
     for (auto& [k, v] : flags.server.access) c.server.access[k] = v;
   if (c.server.listen.empty()) {

@@ -35,7 +35,8 @@ Status Server::Start(const ServerOptions& options) {
                                   " has no identities; add one with: muscle keys add NAME");
       keys_ = *keys;
       auto ctx = tls::TlsContext::ForServer(
-          [this](const std::string& id) { return keys_->Find(id); });
+          [this](const std::string& id) { return keys_->Find(id); },
+          options.ticket_lifetime_seconds);
       if (!ctx.ok()) return ctx.status();
       tls_ = std::move(*ctx);
     }

@@ -46,6 +46,8 @@ struct ServerOptions {
   std::map<std::string, AccessRule> access;
   std::chrono::milliseconds handshake_timeout{10000};
   int max_failed_handshakes = 10;
+  // Session tickets (tls/session_tickets.h); 0 turns resumption off.
+  uint32_t ticket_lifetime_seconds = tls::TicketSealer::kDefaultLifetimeSeconds;
 };
 
 class Server {

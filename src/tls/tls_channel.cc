@@ -12,8 +12,10 @@ namespace {
 
 class TlsChannel : public p9::Channel {
  public:
-  TlsChannel(int fd, std::unique_ptr<TlsContext> ctx) : fd_(fd), ctx_(std::move(ctx)) {
-    engine_ = std::make_unique<TlsEngine>(*ctx_);
+  // `owned` is null when the caller keeps the context.
+  TlsChannel(int fd, TlsContext& ctx, std::unique_ptr<TlsContext> owned)
+      : fd_(fd), ctx_(std::move(owned)) {
+    engine_ = std::make_unique<TlsEngine>(ctx);
     engine_->on_ciphertext = [this](std::string b) { Flush(b); };
     engine_->on_plaintext = [this](const char* d, size_t n) { plain_.append(d, n); };
   }
@@ -74,10 +76,18 @@ class TlsChannel : public p9::Channel {
 }  // namespace
 
 Result<std::unique_ptr<p9::Channel>> StartTlsChannel(int fd, const std::string& identity,
-                                                     const auth::Secret& key) {
-  auto ctx = TlsContext::ForClient(identity, key);
+                                                     const auth::Secret& key,
+                                                     std::shared_ptr<SessionCache> cache) {
+  auto ctx = TlsContext::ForClient(identity, key, std::move(cache));
   if (!ctx.ok()) return ctx.status();
-  auto ch = std::make_unique<TlsChannel>(fd, std::move(*ctx));
+  TlsContext& c = **ctx;
+  auto ch = std::make_unique<TlsChannel>(fd, c, std::move(*ctx));
+  MUSCLE_RETURN_IF_ERROR(ch->Handshake());
+  return std::unique_ptr<p9::Channel>(std::move(ch));
+}
+
+Result<std::unique_ptr<p9::Channel>> StartTlsChannel(int fd, TlsContext& ctx) {
+  auto ch = std::make_unique<TlsChannel>(fd, ctx, nullptr);
   MUSCLE_RETURN_IF_ERROR(ch->Handshake());
   return std::unique_ptr<p9::Channel>(std::move(ch));
 }

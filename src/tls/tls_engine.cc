@@ -1,5 +1,8 @@
 #include "tls/tls_engine.h"
 
+extern "C" {
+#include <mbedtls/constant_time.h>  // this header lacks C++ guards in 2.28
+}
 #include <mbedtls/error.h>
 #include <mbedtls/platform_util.h>
 #include <sys/random.h>
@@ -63,18 +66,27 @@ Status TlsContext::Init(bool server) {
   return Status::Ok();
 }
 
-Result<std::unique_ptr<TlsContext>> TlsContext::ForServer(KeyLookup lookup) {
+Result<std::unique_ptr<TlsContext>> TlsContext::ForServer(KeyLookup lookup,
+                                                         uint32_t ticket_lifetime_seconds) {
   std::unique_ptr<TlsContext> c(new TlsContext());
   MUSCLE_RETURN_IF_ERROR(c->Init(true));
   c->lookup_ = std::move(lookup);
   mbedtls_ssl_conf_psk_cb(&c->conf_, PskCallback, c.get());
+  if (ticket_lifetime_seconds > 0) {
+    c->tickets_ = std::make_unique<TicketSealer>(ticket_lifetime_seconds);
+    mbedtls_ssl_conf_session_tickets_cb(&c->conf_, TicketWrite, TicketParse, c.get());
+  }
   return c;
 }
 
 Result<std::unique_ptr<TlsContext>> TlsContext::ForClient(const std::string& identity,
-                                                         const auth::Secret& key) {
+                                                         const auth::Secret& key,
+                                                         std::shared_ptr<SessionCache> cache) {
   std::unique_ptr<TlsContext> c(new TlsContext());
   MUSCLE_RETURN_IF_ERROR(c->Init(false));
+  c->sessions_ = std::move(cache);
+  mbedtls_ssl_conf_session_tickets(&c->conf_, c->sessions_ ? MBEDTLS_SSL_SESSION_TICKETS_ENABLED
+                                                            : MBEDTLS_SSL_SESSION_TICKETS_DISABLED);
   const std::string& k = key.bytes();
   int rc = mbedtls_ssl_conf_psk(&c->conf_, reinterpret_cast<const unsigned char*>(k.data()),
                                 k.size(), reinterpret_cast<const unsigned char*>(identity.data()),
@@ -102,10 +114,49 @@ int TlsContext::PskCallback(void* ctx, mbedtls_ssl_context* ssl, const unsigned 
   return mbedtls_ssl_set_hs_psk(ssl, reinterpret_cast<const unsigned char*>(k.data()), k.size());
 }
 
-TlsEngine::TlsEngine(TlsContext& ctx) {
+int TlsContext::TicketWrite(void* ctx, const mbedtls_ssl_session* session, unsigned char* start,
+                            const unsigned char* end, size_t* tlen, uint32_t* lifetime) {
+  auto* self = static_cast<TlsContext*>(ctx);
+  TlsEngine* engine = self->handshaking_;
+  // Only a known identity gets a ticket (an unknown one never reaches
+  // this point anyway: its Finished message fails).
+  const auth::Secret* key = engine && engine->identity_known_ && self->lookup_
+                                ? self->lookup_(engine->identity_)
+                                : nullptr;
+  if (!key) return MBEDTLS_ERR_SSL_INTERNAL_ERROR;
+  TicketSealer::Owner owner{engine->identity_, KeyDigest(key->bytes())};
+  if (!self->tickets_->Seal(owner, *session, start, end, tlen).ok())
+    return MBEDTLS_ERR_SSL_INTERNAL_ERROR;
+  *lifetime = self->tickets_->lifetime_seconds();
+  return 0;
+}
+
+int TlsContext::TicketParse(void* ctx, mbedtls_ssl_session* session, unsigned char* buf,
+                            size_t len) {
+  auto* self = static_cast<TlsContext*>(ctx);
+  TlsEngine* engine = self->handshaking_;
+  if (!engine) return MBEDTLS_ERR_SSL_INVALID_MAC;
+  TicketSealer::Owner owner;
+  if (!self->tickets_->Open(buf, len, session, &owner).ok()) return MBEDTLS_ERR_SSL_INVALID_MAC;
+  // The identity must still hold the same key: removal or rotation in the
+  // keys file ends resumption too.
+  const auth::Secret* key = self->lookup_ ? self->lookup_(owner.identity) : nullptr;
+  std::string digest = key ? KeyDigest(key->bytes()) : std::string(32, '\0');
+  if (!key || mbedtls_ct_memcmp(digest.data(), owner.key_digest.data(), digest.size()) != 0) {
+    mbedtls_ssl_session_free(session);
+    return MBEDTLS_ERR_SSL_SESSION_TICKET_EXPIRED;
+  }
+  engine->identity_ = owner.identity;
+  engine->identity_known_ = true;
+  engine->resumed_ = true;
+  return 0;
+}
+
+TlsEngine::TlsEngine(TlsContext& ctx) : ctx_(ctx) {
   mbedtls_ssl_init(&ssl_);
   mbedtls_ssl_setup(&ssl_, ctx.config());
   mbedtls_ssl_set_bio(&ssl_, this, BioSend, BioRecv, nullptr);
+  if (ctx.sessions_) ctx.sessions_->Offer(&ssl_);
 }
 
 TlsEngine::~TlsEngine() {
@@ -156,11 +207,18 @@ Status TlsEngine::Feed(const char* data, size_t len) {
 
 Status TlsEngine::Pump() {
   if (!ready_) {
+    ctx_.handshaking_ = this;
     int rc = mbedtls_ssl_handshake(&ssl_);
+    ctx_.handshaking_ = nullptr;
     FlushOut();
     if (rc == MBEDTLS_ERR_SSL_WANT_READ || rc == MBEDTLS_ERR_SSL_WANT_WRITE) return Status::Ok();
-    if (rc != 0) return Fail("TLS handshake failed", rc);
+    if (rc != 0) {
+      // A session the server no longer accepts is not offered again.
+      if (ctx_.sessions_) ctx_.sessions_->Clear();
+      return Fail("TLS handshake failed", rc);
+    }
     ready_ = true;
+    if (ctx_.sessions_) ctx_.sessions_->Save(ssl_);
     if (on_ready) on_ready();
     if (!pending_plain_.empty()) {
       std::string p;

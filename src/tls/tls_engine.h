@@ -12,7 +12,12 @@
 // Curves X25519 and P-256. For an unknown identity the server continues
 // with a random key, so it fails exactly like a wrong key (RFC 4279 2).
 //
-// Threading: a context and its engines are used on one thread (the loop).
+// Resumption: a server context issues session tickets (session_tickets.h)
+// so reconnecting clients skip the key exchange; a client context given a
+// SessionCache offers the last session and keeps the new one.
+//
+// Threading: a context and its engines are used on one thread (the loop);
+// only a client's SessionCache may be shared across threads.
 // Lifetime: a context must outlive its engines. Key material inside
 // mbedTLS is zeroized when an engine is freed.
 #pragma once
@@ -26,34 +31,54 @@
 #include <string>
 
 #include "auth/keys.h"
+#include "tls/session_tickets.h"
 #include "common/result.h"
 
 namespace muscle::tls {
+
+class TlsEngine;
 
 class TlsContext {
  public:
   // Looks up the key for an identity; nullptr when unknown.
   using KeyLookup = std::function<const auth::Secret*(const std::string& identity)>;
 
-  static Result<std::unique_ptr<TlsContext>> ForServer(KeyLookup lookup);
-  static Result<std::unique_ptr<TlsContext>> ForClient(const std::string& identity,
-                                                       const auth::Secret& key);
+  // ticket_lifetime_seconds 0 turns session tickets off.
+  static Result<std::unique_ptr<TlsContext>> ForServer(
+      KeyLookup lookup,
+      uint32_t ticket_lifetime_seconds = TicketSealer::kDefaultLifetimeSeconds);
+  // With a cache, handshakes resume the cached session when the server
+  // accepts it, and store the session they end with.
+  static Result<std::unique_ptr<TlsContext>> ForClient(
+      const std::string& identity, const auth::Secret& key,
+      std::shared_ptr<SessionCache> cache = nullptr);
   ~TlsContext();
   TlsContext(const TlsContext&) = delete;
   TlsContext& operator=(const TlsContext&) = delete;
 
   mbedtls_ssl_config* config() { return &conf_; }
   bool is_server() const { return server_; }
+  TicketSealer* tickets() { return tickets_.get(); }
 
  private:
+  friend class TlsEngine;
   TlsContext() = default;
   Status Init(bool server);
   static int PskCallback(void* ctx, mbedtls_ssl_context* ssl, const unsigned char* id,
+                         size_t len);
+  static int TicketWrite(void* ctx, const mbedtls_ssl_session* session, unsigned char* start,
+                         const unsigned char* end, size_t* tlen, uint32_t* lifetime);
+  static int TicketParse(void* ctx, mbedtls_ssl_session* session, unsigned char* buf,
                          size_t len);
 
   bool server_ = false;
   bool initialised_ = false;
   KeyLookup lookup_;
+  std::unique_ptr<TicketSealer> tickets_;
+  std::shared_ptr<SessionCache> sessions_;
+  // The engine inside mbedtls_ssl_handshake, for the ticket callbacks
+  // (which mbedTLS gives no connection argument).
+  TlsEngine* handshaking_ = nullptr;
   mbedtls_ssl_config conf_;
   mbedtls_entropy_context entropy_;
   mbedtls_ctr_drbg_context drbg_;
@@ -81,6 +106,8 @@ class TlsEngine {
   const std::string& identity() const { return identity_; }
   // Whether the server side found the identity in its keys.
   bool identity_known() const { return identity_known_; }
+  // Server side: the client resumed a session from a ticket (no key exchange).
+  bool resumed() const { return resumed_; }
   std::string suite() const;
 
   std::function<void(const char* data, size_t len)> on_plaintext;
@@ -96,6 +123,7 @@ class TlsEngine {
   void FlushOut();
   Status Fail(const char* what, int rc);
 
+  TlsContext& ctx_;
   mbedtls_ssl_context ssl_;
   std::string in_;
   size_t in_pos_ = 0;
@@ -105,6 +133,7 @@ class TlsEngine {
   bool failed_ = false;
   std::string identity_;
   bool identity_known_ = false;
+  bool resumed_ = false;
   auth::Secret dummy_key_;
 };
 

@@ -56,7 +56,8 @@ void Connection::Start() {
 void Connection::OnHandshake() {
   uv_timer_stop(timer_);
   identity_ = tls_->identity();
-  std::string detail = "identity '" + identity_ + "' suite " + tls_->suite();
+  std::string detail = "identity '" + identity_ + "' suite " + tls_->suite() +
+                       (tls_->resumed() ? " (resumed)" : "");
   auto opts = options_.authorize ? options_.authorize(identity_)
                                  : Result<p9::SessionOptions>(options_.session);
   if (!opts.ok()) {

@@ -208,7 +208,9 @@ Status Relay::Init(RelayOptions options) {
                                     gai_strerror(g));
   memcpy(&server_addr_, res->ai_addr, res->ai_addrlen);
   freeaddrinfo(res);
-  auto ctx = tls::TlsContext::ForClient(options_.identity, options_.key);
+  // Later connections (remounts, more mounts) resume the TLS session.
+  auto ctx = tls::TlsContext::ForClient(options_.identity, options_.key,
+                                        std::make_shared<tls::SessionCache>());
   if (!ctx.ok()) return ctx.status();
   tls_ = std::move(*ctx);
   return Status::Ok();
