@@ -13,7 +13,10 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
+#include <future>
+#include <system_error>
 
 #include "store/chunker.h"
 #include "store/sha256.h"
@@ -23,8 +26,46 @@
 namespace muscle::store {
 
 namespace {
+
 constexpr uint64_t kMaxFileSize = uint64_t(1) << 50;
+// Re-chunking reads at most this much per block, and cuts a block on a
+// helper thread from this size on.
+constexpr size_t kFlushBlock = 1u << 20;
+constexpr size_t kParallelCutMin = 512u << 10;
+
+// A run of file data being re-chunked: its chunk boundaries and hashes.
+// The bytes after the last cut (not yet decidable) carry into the next
+// block unless the block reaches the end of the data.
+struct CutBlock {
+  struct Cut {
+    size_t offset, length;
+    unsigned char hash[32];
+  };
+  std::string data;
+  bool at_end = false;
+  std::vector<Cut> cuts;
+  size_t cut_bytes = 0;
+  // Pure CPU work over `data`; safe on another thread. Stops early when
+  // *cancel becomes true.
+  void Run(const std::atomic<bool>* cancel);
+};
+
+void CutBlock::Run(const std::atomic<bool>* cancel) {
+  cuts.clear();
+  cut_bytes = 0;
+  const auto* p = reinterpret_cast<const uint8_t*>(data.data());
+  while (cut_bytes < data.size()) {
+    if (cancel && cancel->load(std::memory_order_relaxed)) return;
+    size_t len = FindChunkEnd(p + cut_bytes, data.size() - cut_bytes, at_end);
+    if (len == 0) return;  // undecided tail: carried into the next block
+    Cut c{cut_bytes, len, {}};
+    Sha256(p + cut_bytes, len, c.hash);
+    cuts.push_back(c);
+    cut_bytes += len;
+  }
 }
+
+}  // namespace
 
 Status Store::Read(uint64_t ino, uint64_t offset, uint32_t count,
                    std::string& out) {
@@ -75,8 +116,22 @@ Result<uint32_t> Store::Write(uint64_t ino, uint64_t offset,
     std::string& buf = it->second;
     size_t at = size_t(lo - it->first);
     size_t old = buf.size();
-    if (at + data.size() > old) buf.resize(at + data.size());
-    memcpy(buf.data() + at, data.data(), data.size());
+    if (at == old) {
+      // An append: no zero-fill first. Streams grow straight to the flush
+      // size (in a recycled buffer when there is one) instead of doubling.
+      if (old + data.size() > buf.capacity() && old + data.size() > (1u << 20) &&
+          buf.capacity() < file_buffer_limit) {
+        std::string grown;
+        grown.swap(spare_buffer_);
+        grown.reserve(file_buffer_limit + data.size());
+        grown.assign(buf);
+        buf.swap(grown);
+      }
+      buf.append(data);
+    } else {
+      if (at + data.size() > old) buf.resize(at + data.size());
+      memcpy(buf.data() + at, data.data(), data.size());
+    }
     f.bytes += buf.size() - old;
     dirty_bytes_ += buf.size() - old;
   } else {
@@ -129,6 +184,10 @@ Status Store::FlushFile(uint64_t ino) {
     if (lo < hi) MUSCLE_RETURN_IF_ERROR(FlushRange(ino, lo, hi, a->size));
     it->second.bytes -= r->second.size();
     dirty_bytes_ -= r->second.size();
+    if (r->second.capacity() >= file_buffer_limit && spare_buffer_.capacity() < file_buffer_limit) {
+      r->second.clear();
+      spare_buffer_.swap(r->second);
+    }
     ranges.erase(r);
   }
   dirty_.erase(it);
@@ -196,44 +255,109 @@ Status Store::FlushRange(uint64_t ino, uint64_t lo, uint64_t hi,
   };
   MUSCLE_RETURN_IF_ERROR(extend_data_end());
 
+  // Two stages: this thread reads the data into blocks and inserts chunks
+  // into SQLite; cutting and hashing a block (CPU only) runs on a helper
+  // thread while this one inserts the previous block's chunks. Blocks are
+  // large up to `hi` and small after it, where the boundaries usually
+  // resynchronise within a chunk or two. Cut points are exactly those of a
+  // single pass (a block ends with its undecided tail carried over).
   std::vector<ExtentRow> created;
-  std::string buf;
-  size_t buf_pos = 0;  // bytes of buf already cut into chunks
-  uint64_t chunk_start = start, pos = start, stop = start;
-  for (;;) {
-    while (buf.size() - buf_pos < kMaxChunk && pos < data_end) {
-      size_t n = size_t(std::min<uint64_t>(kMaxChunk, data_end - pos));
-      if (buf_pos > 0) {
-        buf.erase(0, buf_pos);
-        buf_pos = 0;
-      }
-      size_t at = buf.size();
-      buf.resize(at + n);
-      MUSCLE_RETURN_IF_ERROR(ReadLogical(ino, pos, n, buf.data() + at));
+  uint64_t pos = start;        // next byte to read into a block
+  uint64_t chunk_start = start;
+  uint64_t stop = start;
+  bool stopped = false;
+  auto block_target = [&]() -> size_t {
+    uint64_t want = hi > pos ? hi - pos + 2 * kMaxChunk : 2 * kMaxChunk;
+    return size_t(std::min<uint64_t>(want, kFlushBlock));
+  };
+  // Fills `b` with the carried tail plus new data.
+  auto fill = [&](CutBlock& b, std::string_view carry) -> Status {
+    b.data.assign(carry.data(), carry.size());
+    size_t target = block_target();
+    while (b.data.size() < target && pos < data_end) {
+      size_t n = size_t(std::min<uint64_t>(target - b.data.size(), data_end - pos));
+      size_t at = b.data.size();
+      b.data.resize(at + n);
+      MUSCLE_RETURN_IF_ERROR(ReadLogical(ino, pos, n, b.data.data() + at));
       pos += n;
       if (pos == data_end) MUSCLE_RETURN_IF_ERROR(extend_data_end());
     }
-    size_t avail = buf.size() - buf_pos;
-    if (avail == 0) {
-      stop = chunk_start;
-      break;
-    }
-    size_t cut = FindChunkEnd(reinterpret_cast<const uint8_t*>(buf.data()) + buf_pos,
-                              avail, pos == data_end);
-    auto id = PutChunk(std::string_view(buf.data() + buf_pos, cut));
-    if (!id.ok()) return id.status();
-    created.push_back({chunk_start, cut, *id});
-    chunk_start += cut;
-    buf_pos += cut;
-    if (chunk_start >= hi) {
-      bool found = false;
-      MUSCLE_RETURN_IF_ERROR(old_starts_at(chunk_start, found, nullptr));
-      if (found || chunk_start >= data_end) {
-        stop = chunk_start;
-        break;
+    b.at_end = pos == data_end;
+    return Status::Ok();
+  };
+  // Inserts the chunks of a cut block until the boundaries resynchronise.
+  auto insert = [&](const CutBlock& b) -> Status {
+    for (const CutBlock::Cut& c : b.cuts) {
+      auto id = PutChunk(std::string_view(b.data.data() + c.offset, c.length), c.hash);
+      if (!id.ok()) return id.status();
+      created.push_back({chunk_start, c.length, *id});
+      chunk_start += c.length;
+      if (chunk_start >= hi) {
+        bool found = false;
+        MUSCLE_RETURN_IF_ERROR(old_starts_at(chunk_start, found, nullptr));
+        if (found || chunk_start >= data_end) {
+          stopped = true;
+          return Status::Ok();
+        }
       }
     }
+    return Status::Ok();
+  };
+
+  CutBlock blocks[2];
+  // Reuse the block buffers' memory across flushes (no fresh pages to fault
+  // in for every flush).
+  struct Reuse {
+    CutBlock* b;
+    std::string* keep;
+    Reuse(CutBlock* blocks, std::string* scratch) : b(blocks), keep(scratch) {
+      b[0].data.swap(keep[0]);
+      b[1].data.swap(keep[1]);
+    }
+    ~Reuse() {
+      b[0].data.swap(keep[0]);
+      b[1].data.swap(keep[1]);
+    }
+  } reuse(blocks, flush_scratch_);
+  int cur = 0;
+  MUSCLE_RETURN_IF_ERROR(fill(blocks[cur], {}));
+  CutBlock* pending = nullptr;  // cut, not yet inserted
+  for (;;) {
+    CutBlock& b = blocks[cur];
+    if (b.data.empty()) break;
+    // Cut this block (on the helper when it is big enough to be worth a
+    // thread) while inserting the previous one.
+    std::atomic<bool> cancel{false};
+    std::future<void> cutting;
+    if (b.data.size() >= kParallelCutMin) {
+      try {
+        cutting = std::async(std::launch::async, [&b, &cancel] { b.Run(&cancel); });
+      } catch (const std::system_error&) {
+        b.Run(nullptr);  // no thread to be had: cut here
+      }
+    } else {
+      b.Run(nullptr);
+    }
+    Status s = pending ? insert(*pending) : Status::Ok();
+    if (cutting.valid()) {
+      if (!s.ok() || stopped) cancel = true;
+      cutting.wait();
+    }
+    MUSCLE_RETURN_IF_ERROR(s);
+    if (stopped) break;
+    pending = &b;
+    if (b.cut_bytes == b.data.size() && b.at_end) {
+      MUSCLE_RETURN_IF_ERROR(insert(b));
+      break;
+    }
+    cur ^= 1;
+    MUSCLE_RETURN_IF_ERROR(fill(blocks[cur], std::string_view(b.data).substr(b.cut_bytes)));
+    if (blocks[cur].data.empty()) {
+      MUSCLE_RETURN_IF_ERROR(insert(b));
+      break;
+    }
   }
+  stop = chunk_start;
   // Replace the old extents in [start, stop) by the new ones.
   while (!old_done && (old.empty() || old.back().offset < stop))
     MUSCLE_RETURN_IF_ERROR(load_more());
@@ -256,6 +380,10 @@ Status Store::FlushRange(uint64_t ino, uint64_t lo, uint64_t hi,
 Result<int64_t> Store::PutChunk(std::string_view data) {
   unsigned char hash[32];
   Sha256(data.data(), data.size(), hash);
+  return PutChunk(data, hash);
+}
+
+Result<int64_t> Store::PutChunk(std::string_view data, const unsigned char (&hash)[32]) {
   std::string_view h(reinterpret_cast<const char*>(hash), 32);
   {
     Stmt& q = st_->find_chunk;
@@ -343,10 +471,23 @@ Status Store::TruncateData(uint64_t ino, uint64_t old_size, uint64_t new_size) {
 }
 
 Status Store::ReadLogical(uint64_t ino, uint64_t offset, size_t len, char* out) {
-  MUSCLE_RETURN_IF_ERROR(ReadStored(ino, offset, len, out));
   auto it = dirty_.find(ino);
-  if (it == dirty_.end()) return Status::Ok();
   uint64_t end = offset + len;
+  if (it != dirty_.end()) {
+    // All of it in one buffered range (re-chunking fresh writes): no need
+    // to look at the stored extents.
+    auto& ranges = it->second.ranges;
+    auto r = ranges.upper_bound(offset);
+    if (r != ranges.begin()) {
+      r = std::prev(r);
+      if (r->first <= offset && r->first + r->second.size() >= end) {
+        memcpy(out, r->second.data() + (offset - r->first), len);
+        return Status::Ok();
+      }
+    }
+  }
+  MUSCLE_RETURN_IF_ERROR(ReadStored(ino, offset, len, out));
+  if (it == dirty_.end()) return Status::Ok();
   auto& ranges = it->second.ranges;
   auto r = ranges.upper_bound(offset);
   if (r != ranges.begin()) r = std::prev(r);

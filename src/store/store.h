@@ -190,6 +190,7 @@ class Store {
   Status ReadChunk(int64_t chunk, uint64_t offset, size_t len, char* out);
   Status FlushRange(uint64_t ino, uint64_t lo, uint64_t hi, uint64_t size);
   Result<int64_t> PutChunk(std::string_view data);
+  Result<int64_t> PutChunk(std::string_view data, const unsigned char (&hash)[32]);
   Status DropChunk(int64_t chunk);
   Status DeleteExtentsFrom(uint64_t ino, uint64_t from);
   Status TruncateData(uint64_t ino, uint64_t old_size, uint64_t new_size);
@@ -205,6 +206,8 @@ class Store {
   size_t dirty_bytes_ = 0;
   std::unordered_map<uint64_t, uint32_t> refs_;
   sqlite3_blob* blob_ = nullptr;
+  std::string flush_scratch_[2];  // FlushRange's block buffers, kept for reuse
+  std::string spare_buffer_;      // a flushed write buffer, kept for reuse
 };
 
 int64_t NowNs();
