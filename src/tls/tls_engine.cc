@@ -21,6 +21,9 @@ const int kSuites[] = {
     0,
 };
 
+// Ciphertext handed to the transport at least this often.
+constexpr size_t kSendBatch = 64 * 1024;
+
 const mbedtls_ecp_group_id kCurves[] = {
     MBEDTLS_ECP_DP_CURVE25519,
     MBEDTLS_ECP_DP_SECP256R1,
@@ -166,7 +169,11 @@ TlsEngine::~TlsEngine() {
 
 int TlsEngine::BioSend(void* ctx, const unsigned char* buf, size_t len) {
   auto* e = static_cast<TlsEngine*>(ctx);
+  if (e->out_.empty()) e->out_.reserve(kSendBatch + 2 * (MBEDTLS_SSL_OUT_CONTENT_LEN + 64));
   e->out_.append(reinterpret_cast<const char*>(buf), len);
+  // Records go to the socket as they are sealed (a few at a time), so the
+  // peer decrypts the start of a large reply while the rest is encrypted.
+  if (e->out_.size() >= kSendBatch) e->FlushOut();
   return int(len);
 }
 
