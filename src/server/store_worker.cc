@@ -1,5 +1,7 @@
 #include "server/store_worker.h"
 
+#include <sched.h>
+
 #include "common/log.h"
 
 namespace muscle::server {
@@ -30,6 +32,10 @@ void StoreWorker::Run(Job job) {
   cv_.notify_one();
 }
 
+namespace {
+constexpr auto kSpinBeforeSleep = std::chrono::microseconds(50);
+}
+
 void StoreWorker::ThreadMain() {
   auto tick = std::min<std::chrono::milliseconds>(store_->commit_interval / 2,
                                                   std::chrono::milliseconds(200));
@@ -38,6 +44,14 @@ void StoreWorker::ThreadMain() {
     Job job;
     {
       std::unique_lock<std::mutex> lk(mu_);
+      if (jobs_.empty() && !stopping_) {
+        auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(100);
+        while (jobs_.empty() && std::chrono::steady_clock::now() < until) {
+          lk.unlock();
+          sched_yield();
+          lk.lock();
+        }
+      }
       if (jobs_.empty() && !stopping_) cv_.wait_for(lk, tick);
       if (jobs_.empty()) {
         if (stopping_) break;
