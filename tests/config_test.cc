@@ -83,3 +83,21 @@ TEST_CASE("endpoints parse and plaintext on a network address is refused") {
   uv_run(&loop, UV_RUN_DEFAULT);
   CHECK(uv_loop_close(&loop) == 0);
 }
+
+TEST_CASE("TLS settings: file values, flag overrides, ranges") {
+  TempBase base;
+  std::ofstream(base.path + "/musclefs.conf")
+      << "tls-ticket-lifetime = 0\nmax-failed-handshakes = 3\nhandshake-timeout-ms = 500\n";
+  auto c = ParseConfig({"serve", "--base", base.path});
+  REQUIRE(c.ok());
+  CHECK(c->server.ticket_lifetime_seconds == 0);
+  CHECK(c->server.max_failed_handshakes == 3);
+  CHECK(c->server.handshake_timeout == std::chrono::milliseconds(500));
+  auto d = ParseConfig({"serve", "--base", base.path, "--tls-ticket-lifetime", "600"});
+  REQUIRE(d.ok());
+  CHECK(d->server.ticket_lifetime_seconds == 600);
+  auto bad = ParseConfig({"serve", "--base", base.path, "--tls-ticket-lifetime", "99999999"});
+  REQUIRE(!bad.ok());
+  CHECK(bad.status().message().find("tls-ticket-lifetime must be a number from 0 to 86400") !=
+        std::string::npos);
+}

@@ -89,7 +89,9 @@ wait_port "$sc"
 diodls -s "127.0.0.1:$sc" -a / -l | grep -q greeting.txt || fail "diodls through stunnel client"
 [ "$(diodcat -s "127.0.0.1:$sc" -a / greeting.txt)" = "hello through stunnel" ] || fail "diodcat through stunnel client"
 grep -q "TLS handshake ok: identity 'client-a'" "$work/server.log" || fail "server did not log the identity"
-pass "stunnel client -> musclefs TLS listener (diodls, diodcat)"
+# stunnel keeps the session; its second connection resumes from our ticket.
+grep -q "identity 'client-a' suite .* (resumed)" "$work/server.log" || fail "stunnel did not resume the TLS session"
+pass "stunnel client -> musclefs TLS listener (diodls, diodcat; second connection resumed)"
 
 # --- muscle relay -> stunnel server -> musclefs native ---
 ss=$(port); rl=$(port)
