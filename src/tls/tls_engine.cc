@@ -173,7 +173,13 @@ int TlsEngine::BioSend(void* ctx, const unsigned char* buf, size_t len) {
   e->out_.append(reinterpret_cast<const char*>(buf), len);
   // Records go to the socket as they are sealed (a few at a time), so the
   // peer decrypts the start of a large reply while the rest is encrypted.
-  if (e->out_.size() >= kSendBatch) e->FlushOut();
+  if (e->out_.size() >= kSendBatch) {
+    // The transport may react by closing; Close() must not re-enter
+    // mbedTLS from inside this callback.
+    e->in_bio_ = true;
+    e->FlushOut();
+    e->in_bio_ = false;
+  }
   return int(len);
 }
 
@@ -274,7 +280,7 @@ Status TlsEngine::WriteNow(const char* data, size_t len) {
 }
 
 void TlsEngine::Close() {
-  if (ready_ && !failed_) {
+  if (ready_ && !failed_ && !in_bio_) {
     mbedtls_ssl_close_notify(&ssl_);
     FlushOut();
   }

@@ -98,7 +98,7 @@ class TlsEngine {
   Status Feed(const char* data, size_t len);
   // Plaintext to send; buffered until the handshake completes.
   Status Write(const char* data, size_t len);
-  // Sends close_notify.
+  // Sends close_notify (skipped when called back from inside mbedTLS).
   void Close();
 
   bool ready() const { return ready_; }
@@ -134,6 +134,7 @@ class TlsEngine {
   std::string identity_;
   bool identity_known_ = false;
   bool resumed_ = false;
+  bool in_bio_ = false;  // inside BioSend, called from mbedTLS
   auth::Secret dummy_key_;
 };
 
