@@ -98,14 +98,12 @@ FsReply Walk(Store& s, FsRequest& req, const Twalk& m) {
 uint8_t DirentType(uint32_t mode) { return uint8_t((mode & S_IFMT) >> 12); }
 
 FsReply ReadDir(Store& s, FsRequest& req, const Treaddir& m) {
-  // Smallest entry: qid[13] offset[8] type[1] name[2+1].
-  size_t max_entries = m.count / 25 + 1;
-  auto entries = s.ReadDir(req.ino, m.offset, max_entries);
-  if (!entries.ok()) return Err(entries.status());
+  // Entries are encoded as the store produces them, until the next one
+  // would not fit in count bytes (qid[13] offset[8] type[1] name[s]).
   Rreaddir r;
   WireWriter w(r.data.bytes);
-  for (const auto& e : *entries) {
-    if (w.size() + 24 + e.name.size() > m.count) break;
+  Status st = s.ReadDir(req.ino, m.offset, [&](const store::DirEntry& e) {
+    if (w.size() + 24 + e.name.size() > m.count) return false;
     Qid q = QidOf(e.attr);
     w.u8(q.type);
     w.u32(q.version);
@@ -113,7 +111,9 @@ FsReply ReadDir(Store& s, FsRequest& req, const Treaddir& m) {
     w.u64(e.cookie);
     w.u8(DirentType(e.attr.mode));
     w.str(e.name);
-  }
+    return true;
+  });
+  if (!st.ok()) return Err(st);
   return FsReply{std::move(r), {}};
 }
 

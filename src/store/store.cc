@@ -445,35 +445,44 @@ Result<std::string> Store::ReadLink(uint64_t ino) {
 
 Result<std::vector<DirEntry>> Store::ReadDir(uint64_t dir, uint64_t cookie,
                                              size_t max) {
+  std::vector<DirEntry> out;
+  Status s = ReadDir(dir, cookie, [&](const DirEntry& e) {
+    if (out.size() >= max) return false;
+    out.push_back(e);
+    return true;
+  });
+  if (!s.ok()) return s;
+  return out;
+}
+
+Status Store::ReadDir(uint64_t dir, uint64_t cookie,
+                      const std::function<bool(const DirEntry&)>& emit) {
   auto d = LoadAttr(dir);
   if (!d.ok()) return d.status();
   if (!IsDir(d->mode)) return Status(ENOTDIR);
-  std::vector<DirEntry> out;
   // Cookies: 1 = after ".", 2 = after "..", 2+id = after dirent id.
-  if (cookie == 0 && out.size() < max) out.push_back({1, ".", *d});
-  if (cookie <= 1 && out.size() < max) {
+  if (cookie == 0 && !emit({1, ".", *d})) return Status::Ok();
+  if (cookie <= 1) {
     auto p = Parent(dir);
     if (!p.ok()) return p.status();
     auto pa = LoadAttr(*p);
     if (!pa.ok()) return pa.status();
-    out.push_back({2, "..", *pa});
+    if (!emit({2, "..", *pa})) return Status::Ok();
   }
-  if (out.size() >= max) return out;
   Stmt& q = st_->list_dir;
   Stmt::Scope scope(q);
-  q.Bind(1, int64_t(dir)).Bind(2, int64_t(cookie > 2 ? cookie - 2 : 0))
-      .Bind(3, int64_t(max - out.size()));
+  q.Bind(1, int64_t(dir)).Bind(2, int64_t(cookie > 2 ? cookie - 2 : 0)).Bind(3, int64_t(-1));
+  DirEntry e;  // reused: one name buffer for the whole listing
   while (q.Step()) {
-    DirEntry e;
     e.cookie = uint64_t(q.Int(0)) + 2;
-    e.name = std::string(q.Blob(1));
+    e.name.assign(q.Blob(1));
     e.attr.ino = uint64_t(q.Int(2));
     e.attr.mode = uint32_t(q.Int(3));
     e.attr.version = uint64_t(q.Int(4));
-    out.push_back(std::move(e));
+    if (!emit(e)) return Status::Ok();
   }
   if (q.failed()) return q.Error("readdir");
-  return out;
+  return Status::Ok();
 }
 
 Result<StatFs> Store::GetStatFs() {

@@ -16,6 +16,7 @@
 
 #include <array>
 #include <chrono>
+#include <functional>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -101,6 +102,10 @@ class Store {
   // ".." are included first.
   Result<std::vector<DirEntry>> ReadDir(uint64_t dir, uint64_t cookie,
                                         size_t max);
+  // The same, streamed: emit() gets each entry in order (the reference is
+  // valid only during the call) until it returns false or the listing ends.
+  Status ReadDir(uint64_t dir, uint64_t cookie,
+                 const std::function<bool(const DirEntry&)>& emit);
   Result<StatFs> GetStatFs();
 
   // --- data ---
