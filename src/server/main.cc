@@ -1,4 +1,5 @@
 // musclefs: serve a content-addressed SQLite tree over 9P2000.L.
+#include <malloc.h>
 #include <sys/stat.h>
 #include <uv.h>
 
@@ -102,7 +103,21 @@ int Serve(const server::Config& c) {
 
 }  // namespace
 
+// glibc returns freed memory at the top of the heap to the kernel (brk) on
+// almost every free of a large block, and maps message-sized buffers
+// (512 KiB-1 MiB) one by one; each unmap interrupts the other cores to
+// flush their TLBs. Keep up to 32 MiB of free heap and allocate buffers up
+// to 4 MiB from it. Measured here: getattr and smallfiles with 8
+// connections +15-50% (TLS and unix), at the cost of that much retained
+// memory after a burst.
+static void TuneMalloc() {
+  mallopt(M_MMAP_THRESHOLD, 4 << 20);
+  mallopt(M_TRIM_THRESHOLD, 32 << 20);
+  mallopt(M_TOP_PAD, 4 << 20);
+}
+
 int main(int argc, char** argv) {
+  TuneMalloc();
   std::vector<std::string> args(argv + 1, argv + argc);
   auto c = server::ParseConfig(args);
   if (!c.ok()) {

@@ -169,7 +169,6 @@ TlsEngine::~TlsEngine() {
 
 int TlsEngine::BioSend(void* ctx, const unsigned char* buf, size_t len) {
   auto* e = static_cast<TlsEngine*>(ctx);
-  if (e->out_.empty()) e->out_.reserve(kSendBatch + 2 * (MBEDTLS_SSL_OUT_CONTENT_LEN + 64));
   e->out_.append(reinterpret_cast<const char*>(buf), len);
   // Records go to the socket as they are sealed (a few at a time), so the
   // peer decrypts the start of a large reply while the rest is encrypted.
