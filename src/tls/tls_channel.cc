@@ -12,14 +12,11 @@ namespace {
 
 class TlsChannel : public p9::Channel {
  public:
-  // `owned` is null when the caller keeps the context.
-  TlsChannel(int fd, TlsContext& ctx, std::unique_ptr<TlsContext> owned)
-      : fd_(fd), ctx_(std::move(owned)) {
+  TlsChannel(int fd, TlsContext& ctx) : fd_(fd) {
     engine_ = std::make_unique<TlsEngine>(ctx);
     engine_->on_ciphertext = [this](std::string b) { Flush(b); };
     engine_->on_plaintext = [this](const char* d, size_t n) { plain_.append(d, n); };
   }
-  ~TlsChannel() override { engine_.reset(); }
 
   Status Handshake() {
     MUSCLE_RETURN_IF_ERROR(engine_->Start());
@@ -66,7 +63,6 @@ class TlsChannel : public p9::Channel {
   }
 
   int fd_;
-  std::unique_ptr<TlsContext> ctx_;
   std::unique_ptr<TlsEngine> engine_;
   std::string plain_;
   size_t pos_ = 0;
@@ -75,19 +71,8 @@ class TlsChannel : public p9::Channel {
 
 }  // namespace
 
-Result<std::unique_ptr<p9::Channel>> StartTlsChannel(int fd, const std::string& identity,
-                                                     const auth::Secret& key,
-                                                     std::shared_ptr<SessionCache> cache) {
-  auto ctx = TlsContext::ForClient(identity, key, std::move(cache));
-  if (!ctx.ok()) return ctx.status();
-  TlsContext& c = **ctx;
-  auto ch = std::make_unique<TlsChannel>(fd, c, std::move(*ctx));
-  MUSCLE_RETURN_IF_ERROR(ch->Handshake());
-  return std::unique_ptr<p9::Channel>(std::move(ch));
-}
-
 Result<std::unique_ptr<p9::Channel>> StartTlsChannel(int fd, TlsContext& ctx) {
-  auto ch = std::make_unique<TlsChannel>(fd, ctx, nullptr);
+  auto ch = std::make_unique<TlsChannel>(fd, ctx);
   MUSCLE_RETURN_IF_ERROR(ch->Handshake());
   return std::unique_ptr<p9::Channel>(std::move(ch));
 }
