@@ -13,7 +13,6 @@
 #include <set>
 
 #include "9p/client.h"
-#include "9p/wire.h"
 #include "server_harness.h"
 #include "store/store.h"
 
@@ -167,21 +166,12 @@ TEST_CASE("namespace operations") {
       std::multiset<std::string> seen;
       uint64_t offset = 0;
       for (int calls = 0; calls < 2000; calls++) {
-        auto r = c.Rpc(Treaddir{8, offset, count});
-        REQUIRE(r.ok());
-        const std::string& b = std::get<Rreaddir>(*r).data.bytes;
-        CHECK(b.size() <= count);
-        if (b.empty()) break;
-        WireReader rd(reinterpret_cast<const uint8_t*>(b.data()), b.size());
-        while (rd.ok() && rd.remaining() > 0) {
-          rd.u8();
-          rd.u32();
-          rd.u64();
-          offset = rd.u64();
-          rd.u8();
-          seen.insert(std::string(rd.str()));
-        }
-        REQUIRE(rd.ok());
+        auto page = c.ReadDirPage(8, offset, count);
+        REQUIRE(page.ok());
+        CHECK(page->bytes <= count);
+        if (page->names.empty()) break;
+        seen.insert(page->names.begin(), page->names.end());
+        offset = page->next_offset;
       }
       CHECK(seen.size() == 603);  // ".", ".." and 601 names
       CHECK(std::set<std::string>(seen.begin(), seen.end()).size() == 603);

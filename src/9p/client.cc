@@ -249,25 +249,39 @@ Result<Rgetattr> Client::GetAttr(uint32_t fid) {
   return Expect<Rgetattr>(Rpc(Tgetattr{fid, kGetattrAll}));
 }
 
+Result<Client::DirPage> Client::ReadDirPage(uint32_t fid, uint64_t offset, uint32_t count) {
+  auto r = Expect<Rreaddir>(Rpc(Treaddir{fid, offset, count}));
+  if (!r.ok()) return r.status();
+  const std::string& b = r->data.bytes;
+  DirPage page;
+  page.bytes = b.size();
+  page.next_offset = offset;
+  WireReader rd(reinterpret_cast<const uint8_t*>(b.data()), b.size());
+  while (rd.ok() && rd.remaining() > 0) {
+    rd.u8();
+    rd.u32();
+    rd.u64();
+    uint64_t next = rd.u64();
+    rd.u8();
+    std::string name(rd.str());
+    if (!rd.ok()) break;
+    page.next_offset = next;
+    page.names.push_back(std::move(name));
+  }
+  if (!rd.ok()) return Status(EPROTO, "bad readdir payload");
+  return page;
+}
+
 Result<std::vector<std::string>> Client::ReadDirNames(uint32_t fid) {
   std::vector<std::string> names;
   uint64_t offset = 0;
   for (;;) {
-    auto r = Expect<Rreaddir>(Rpc(Treaddir{fid, offset, msize_ - kIoHeaderSize}));
-    if (!r.ok()) return r.status();
-    const std::string& b = r->data.bytes;
-    if (b.empty()) return names;
-    WireReader rd(reinterpret_cast<const uint8_t*>(b.data()), b.size());
-    while (rd.ok() && rd.remaining() > 0) {
-      rd.u8();
-      rd.u32();
-      rd.u64();
-      offset = rd.u64();
-      rd.u8();
-      std::string name(rd.str());
-      if (rd.ok() && name != "." && name != "..") names.push_back(name);
-    }
-    if (!rd.ok()) return Status(EPROTO, "bad readdir payload");
+    auto page = ReadDirPage(fid, offset, msize_ - kIoHeaderSize);
+    if (!page.ok()) return page.status();
+    if (page->names.empty()) return names;
+    for (auto& name : page->names)
+      if (name != "." && name != "..") names.push_back(std::move(name));
+    offset = page->next_offset;
   }
 }
 

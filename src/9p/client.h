@@ -71,6 +71,15 @@ class Client {
   Status Fsync(uint32_t fid);
   Status Unlink(uint32_t dirfid, const std::string& name, uint32_t flags = 0);
   Result<Rgetattr> GetAttr(uint32_t fid);
+  // One Treaddir of at most `count` bytes from `offset`: the names in the
+  // reply (with "." and ".."), the offset to continue from, and the reply's
+  // size. No names: the end of the directory.
+  struct DirPage {
+    std::vector<std::string> names;
+    uint64_t next_offset = 0;
+    size_t bytes = 0;
+  };
+  Result<DirPage> ReadDirPage(uint32_t fid, uint64_t offset, uint32_t count);
   // Names in an open directory (without "." and "..").
   Result<std::vector<std::string>> ReadDirNames(uint32_t fid);
 
