@@ -262,9 +262,8 @@ Status Store::FlushRange(uint64_t ino, uint64_t lo, uint64_t hi,
   // resynchronise within a chunk or two. Cut points are exactly those of a
   // single pass (a block ends with its undecided tail carried over).
   std::vector<ExtentRow> created;
-  uint64_t pos = start;        // next byte to read into a block
+  uint64_t pos = start;  // next byte to read into a block
   uint64_t chunk_start = start;
-  uint64_t stop = start;
   bool stopped = false;
   auto block_target = [&]() -> size_t {
     uint64_t want = hi > pos ? hi - pos + 2 * kMaxChunk : 2 * kMaxChunk;
@@ -321,10 +320,9 @@ Status Store::FlushRange(uint64_t ino, uint64_t lo, uint64_t hi,
   } reuse(blocks, flush_scratch_);
   int cur = 0;
   MUSCLE_RETURN_IF_ERROR(fill(blocks[cur], {}));
-  CutBlock* pending = nullptr;  // cut, not yet inserted
+  const CutBlock* pending = nullptr;  // cut, not yet inserted
   for (;;) {
     CutBlock& b = blocks[cur];
-    if (b.data.empty()) break;
     // Cut this block (on the helper when it is big enough to be worth a
     // thread) while inserting the previous one.
     std::atomic<bool> cancel{false};
@@ -345,19 +343,17 @@ Status Store::FlushRange(uint64_t ino, uint64_t lo, uint64_t hi,
     }
     MUSCLE_RETURN_IF_ERROR(s);
     if (stopped) break;
-    pending = &b;
-    if (b.cut_bytes == b.data.size() && b.at_end) {
+    // A block that reaches the end of the data is cut to its last byte.
+    // Any other one leaves data to read, so the next block is never empty.
+    if (b.at_end) {
       MUSCLE_RETURN_IF_ERROR(insert(b));
       break;
     }
+    pending = &b;
     cur ^= 1;
     MUSCLE_RETURN_IF_ERROR(fill(blocks[cur], std::string_view(b.data).substr(b.cut_bytes)));
-    if (blocks[cur].data.empty()) {
-      MUSCLE_RETURN_IF_ERROR(insert(b));
-      break;
-    }
   }
-  stop = chunk_start;
+  uint64_t stop = chunk_start;
   // Replace the old extents in [start, stop) by the new ones.
   while (!old_done && (old.empty() || old.back().offset < stop))
     MUSCLE_RETURN_IF_ERROR(load_more());
@@ -472,25 +468,19 @@ Status Store::TruncateData(uint64_t ino, uint64_t old_size, uint64_t new_size) {
 
 Status Store::ReadLogical(uint64_t ino, uint64_t offset, size_t len, char* out) {
   auto it = dirty_.find(ino);
+  if (it == dirty_.end()) return ReadStored(ino, offset, len, out);
   uint64_t end = offset + len;
-  if (it != dirty_.end()) {
-    // All of it in one buffered range (re-chunking fresh writes): no need
-    // to look at the stored extents.
-    auto& ranges = it->second.ranges;
-    auto r = ranges.upper_bound(offset);
-    if (r != ranges.begin()) {
-      r = std::prev(r);
-      if (r->first <= offset && r->first + r->second.size() >= end) {
-        memcpy(out, r->second.data() + (offset - r->first), len);
-        return Status::Ok();
-      }
-    }
-  }
-  MUSCLE_RETURN_IF_ERROR(ReadStored(ino, offset, len, out));
-  if (it == dirty_.end()) return Status::Ok();
   auto& ranges = it->second.ranges;
+  // The buffered range at or before offset, then those after it.
   auto r = ranges.upper_bound(offset);
   if (r != ranges.begin()) r = std::prev(r);
+  if (r != ranges.end() && r->first <= offset && r->first + r->second.size() >= end) {
+    // All of it in one buffered range (re-chunking fresh writes): no need
+    // to look at the stored extents.
+    memcpy(out, r->second.data() + (offset - r->first), len);
+    return Status::Ok();
+  }
+  MUSCLE_RETURN_IF_ERROR(ReadStored(ino, offset, len, out));
   for (; r != ranges.end() && r->first < end; ++r) {
     uint64_t rs = r->first, re = rs + r->second.size();
     uint64_t s = std::max(rs, offset), e = std::min(re, end);
