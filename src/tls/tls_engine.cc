@@ -144,8 +144,8 @@ int TlsContext::TicketParse(void* ctx, mbedtls_ssl_session* session, unsigned ch
   // The identity must still hold the same key: removal or rotation in the
   // keys file ends resumption too.
   const auth::Secret* key = self->lookup_ ? self->lookup_(owner.identity) : nullptr;
-  std::string digest = key ? KeyDigest(key->bytes()) : std::string(32, '\0');
-  if (!key || mbedtls_ct_memcmp(digest.data(), owner.key_digest.data(), digest.size()) != 0) {
+  if (!key || mbedtls_ct_memcmp(KeyDigest(key->bytes()).data(), owner.key_digest.data(),
+                                owner.key_digest.size()) != 0) {
     mbedtls_ssl_session_free(session);
     return MBEDTLS_ERR_SSL_SESSION_TICKET_EXPIRED;
   }
