@@ -222,13 +222,13 @@ TEST_CASE("an unlinked file lives until its last reference goes") {
     // Crash with the file still open: the orphan is reclaimed at next open.
   }
   auto s = OpenStore(path);
-  CHECK(s->GetAttr(ino).err() == ENOENT);
+  CHECK(s->GetAttr(ino).err() == ESTALE);
   CHECK(Count(path, "SELECT count(*) FROM chunks") == 0);
   auto g = s->Create(kRootIno, "g", S_IFREG | 0644, 0, 0);
   s->Ref(g->ino);
   REQUIRE(s->Unlink(kRootIno, "g", false).ok());
   REQUIRE(s->Unref(g->ino).ok());
-  CHECK(s->GetAttr(g->ino).err() == ENOENT);
+  CHECK(s->GetAttr(g->ino).err() == ESTALE);
 }
 
 TEST_CASE("the integrity check finds corrupted chunks and bad counts") {

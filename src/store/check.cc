@@ -5,7 +5,11 @@
 #include <sys/stat.h>
 
 #include <cstring>
+#include <deque>
 #include <map>
+#include <memory>
+#include <optional>
+#include <unordered_set>
 
 #include "store/sha256.h"
 #include "store/statements.h"
@@ -130,63 +134,156 @@ CheckReport Store::Check() {
       }
     }
   }
+  // Every inode reachable from the root (breadth first, no recursion);
+  // directories' parent fields agree with their entries. Cycles cut off
+  // from the root show up as unreachable directories.
+  {
+    std::unordered_set<uint64_t> seen{kRootIno};
+    std::deque<uint64_t> todo{kRootIno};
+    Stmt q(db_,
+           "SELECT d.ino, i.mode, i.parent FROM dirents d JOIN inodes i ON "
+           "i.ino=d.ino WHERE d.parent=?");
+    while (!todo.empty()) {
+      uint64_t dir = todo.front();
+      todo.pop_front();
+      Stmt::Scope scope(q);
+      q.Bind(1, int64_t(dir));
+      while (q.Step()) {
+        uint64_t child = uint64_t(q.Int(0));
+        bool is_dir = S_ISDIR(uint32_t(q.Int(1)));
+        if (is_dir && uint64_t(q.Int(2)) != dir)
+          problem("inode " + std::to_string(child) + ": directory's parent field " +
+                  std::to_string(q.Int(2)) + " but it is listed in " + std::to_string(dir));
+        if (seen.insert(child).second) {
+          if (is_dir) todo.push_back(child);
+        } else if (is_dir) {
+          problem("inode " + std::to_string(child) + ": directory reached twice (cycle)");
+        }
+      }
+    }
+    Stmt all(db_, "SELECT ino, nlink FROM inodes");
+    while (all.Step()) {
+      uint64_t ino = uint64_t(all.Int(0));
+      if (seen.count(ino)) continue;
+      if (all.Int(1) == 0 && refs_.count(ino)) continue;  // unlinked, still open
+      problem("inode " + std::to_string(ino) + ": not reachable from the root");
+    }
+  }
   return r;
 }
 
+namespace {
+
+// A SHA-256 being fed length-prefixed strings and integers.
+class Hasher {
+ public:
+  Hasher() {
+    mbedtls_sha256_init(&ctx_);
+    mbedtls_sha256_starts_ret(&ctx_, 0);
+  }
+  ~Hasher() { mbedtls_sha256_free(&ctx_); }
+  Hasher(const Hasher&) = delete;
+  Hasher& operator=(const Hasher&) = delete;
+  void Put(std::string_view s) {
+    PutInt(s.size());
+    mbedtls_sha256_update_ret(&ctx_, reinterpret_cast<const unsigned char*>(s.data()), s.size());
+  }
+  void PutInt(uint64_t v) {
+    mbedtls_sha256_update_ret(&ctx_, reinterpret_cast<const unsigned char*>(&v), 8);
+  }
+  Hash Finish() {
+    Hash out;
+    mbedtls_sha256_finish_ret(&ctx_, out.data());
+    return out;
+  }
+
+ private:
+  mbedtls_sha256_context ctx_;
+};
+
+}  // namespace
+
+// Iterative (an explicit stack of directories being hashed), so a tree of
+// any depth is hashed without recursion; a directory met again below
+// itself is reported as a cycle.
 Result<Hash> Store::TreeHash(uint64_t ino) {
   MUSCLE_RETURN_IF_ERROR(Sync(false));
-  auto a = LoadAttr(ino);
-  if (!a.ok()) return a.status();
-  mbedtls_sha256_context ctx;
-  mbedtls_sha256_init(&ctx);
-  mbedtls_sha256_starts_ret(&ctx, 0);
-  auto put = [&](std::string_view s) {
-    uint64_t n = s.size();
-    mbedtls_sha256_update_ret(&ctx, reinterpret_cast<const unsigned char*>(&n), 8);
-    mbedtls_sha256_update_ret(&ctx, reinterpret_cast<const unsigned char*>(s.data()), s.size());
-  };
-  auto put_int = [&](uint64_t v) {
-    mbedtls_sha256_update_ret(&ctx, reinterpret_cast<const unsigned char*>(&v), 8);
-  };
-  put_int(a->mode);
-  put_int(a->uid);
-  put_int(a->gid);
-  Status s;
-  if (S_ISDIR(a->mode)) {
-    // Entries sorted by name bytes, each with its child's hash.
+  struct Frame {
+    uint64_t ino;
+    std::unique_ptr<Hasher> h;
     std::vector<std::pair<std::string, uint64_t>> entries;
-    {
+    size_t next = 0;
+  };
+  std::vector<Frame> stack;
+  std::unordered_set<uint64_t> on_stack;
+  // Hashes a non-directory, or opens a frame for a directory (returns no
+  // hash then).
+  auto start = [&](uint64_t i, std::optional<Hash>& leaf) -> Status {
+    auto a = LoadAttr(i);
+    if (!a.ok()) return a.status();
+    auto h = std::make_unique<Hasher>();
+    h->PutInt(a->mode);
+    h->PutInt(a->uid);
+    h->PutInt(a->gid);
+    if (S_ISDIR(a->mode)) {
+      if (!on_stack.insert(i).second)
+        return Status(EIO, "directory cycle through inode " + std::to_string(i));
+      Frame f{i, std::move(h), {}, 0};
       Stmt q(db_, "SELECT name, ino FROM dirents WHERE parent=? ORDER BY name");
-      q.Bind(1, int64_t(ino));
-      while (q.Step()) entries.emplace_back(std::string(q.Blob(0)), uint64_t(q.Int(1)));
+      q.Bind(1, int64_t(i));
+      while (q.Step()) f.entries.emplace_back(std::string(q.Blob(0)), uint64_t(q.Int(1)));
+      if (q.failed()) return q.Error("tree hash");
+      stack.push_back(std::move(f));
+      return Status::Ok();
     }
-    for (auto& [name, child] : entries) {
-      auto h = TreeHash(child);
-      if (!h.ok()) { s = h.status(); break; }
-      put(name);
-      put(std::string_view(reinterpret_cast<const char*>(h->data()), 32));
+    if (S_ISLNK(a->mode)) {
+      auto t = ReadLink(i);
+      if (!t.ok()) return t.status();
+      h->Put(*t);
+    } else {
+      h->PutInt(a->size);
+      h->PutInt(a->rdev);
+      Stmt q(db_,
+             "SELECT e.offset, e.length, c.hash FROM extents e JOIN chunks c ON "
+             "c.id=e.chunk WHERE e.ino=? ORDER BY e.offset");
+      q.Bind(1, int64_t(i));
+      while (q.Step()) {
+        h->PutInt(uint64_t(q.Int(0)));
+        h->PutInt(uint64_t(q.Int(1)));
+        h->Put(q.Blob(2));
+      }
+      if (q.failed()) return q.Error("tree hash");
     }
-  } else if (S_ISLNK(a->mode)) {
-    auto t = ReadLink(ino);
-    if (t.ok()) put(*t); else s = t.status();
-  } else {
-    put_int(a->size);
-    put_int(a->rdev);
-    Stmt q(db_,
-           "SELECT e.offset, e.length, c.hash FROM extents e JOIN chunks c ON "
-           "c.id=e.chunk WHERE e.ino=? ORDER BY e.offset");
-    q.Bind(1, int64_t(ino));
-    while (q.Step()) {
-      put_int(uint64_t(q.Int(0)));
-      put_int(uint64_t(q.Int(1)));
-      put(q.Blob(2));
+    leaf = h->Finish();
+    return Status::Ok();
+  };
+  std::optional<Hash> result;
+  MUSCLE_RETURN_IF_ERROR(start(ino, result));
+  while (!stack.empty()) {
+    Frame& f = stack.back();
+    if (f.next < f.entries.size()) {
+      std::optional<Hash> leaf;
+      MUSCLE_RETURN_IF_ERROR(start(f.entries[f.next].second, leaf));
+      if (!leaf) continue;  // a subdirectory: its frame is on top now
+      Frame& g = stack.back();
+      g.h->Put(g.entries[g.next].first);
+      g.h->Put(std::string_view(reinterpret_cast<const char*>(leaf->data()), 32));
+      g.next++;
+      continue;
     }
+    Hash done = f.h->Finish();
+    on_stack.erase(f.ino);
+    stack.pop_back();
+    if (stack.empty()) {
+      result = done;
+      break;
+    }
+    Frame& parent = stack.back();
+    parent.h->Put(parent.entries[parent.next].first);
+    parent.h->Put(std::string_view(reinterpret_cast<const char*>(done.data()), 32));
+    parent.next++;
   }
-  Hash out;
-  mbedtls_sha256_finish_ret(&ctx, out.data());
-  mbedtls_sha256_free(&ctx);
-  if (!s.ok()) return s;
-  return out;
+  return *result;
 }
 
 }  // namespace muscle::store

@@ -91,11 +91,16 @@ Result<uint32_t> Store::Write(uint64_t ino, uint64_t offset,
   if (S_ISDIR(a->mode)) return Status(EISDIR);
   if (!S_ISREG(a->mode)) return Status(EINVAL);
   if (data.empty()) return uint32_t(0);
+  MUSCLE_RETURN_IF_ERROR(CheckSpace(data.size()));
   uint64_t lo = offset, hi = offset + data.size();
   a->size = std::max(a->size, hi);
   a->mtime_ns = a->ctime_ns = NowNs();
   a->version++;
-  MUSCLE_RETURN_IF_ERROR(StoreAttr(*a));
+  s = StoreAttr(*a);
+  if (!s.ok()) {
+    AfterFailure(s);
+    return s;
+  }
 
   DirtyFile& f = dirty_[ino];
   auto& ranges = f.ranges;
@@ -176,20 +181,14 @@ Status Store::FlushFile(uint64_t ino) {
   auto a = LoadAttr(ino);
   if (!a.ok()) return a.status();
   MUSCLE_RETURN_IF_ERROR(Begin());
-  auto& ranges = it->second.ranges;
-  while (!ranges.empty()) {
-    auto r = ranges.begin();
-    uint64_t lo = r->first;
-    uint64_t hi = std::min<uint64_t>(lo + r->second.size(), a->size);
+  // The buffers stay in place (reads overlay them) until every range is in
+  // SQLite; then they are set aside until the enclosing savepoint is
+  // released, so a rollback puts them back.
+  for (auto& [lo, buf] : it->second.ranges) {
+    uint64_t hi = std::min<uint64_t>(lo + buf.size(), a->size);
     if (lo < hi) MUSCLE_RETURN_IF_ERROR(FlushRange(ino, lo, hi, a->size));
-    it->second.bytes -= r->second.size();
-    dirty_bytes_ -= r->second.size();
-    if (r->second.capacity() >= file_buffer_limit && spare_buffer_.capacity() < file_buffer_limit) {
-      r->second.clear();
-      spare_buffer_.swap(r->second);
-    }
-    ranges.erase(r);
   }
+  SetAside(ino, std::move(it->second));
   dirty_.erase(it);
   return Status::Ok();
 }

@@ -3,6 +3,8 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "store/vfs.h"
+
 namespace muscle::store {
 
 Db::~Db() {
@@ -13,7 +15,7 @@ Status Db::Open(const std::string& path, bool read_only) {
   int flags = read_only ? SQLITE_OPEN_READONLY
                         : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
   flags |= SQLITE_OPEN_NOMUTEX;
-  if (sqlite3_open_v2(path.c_str(), &db_, flags, nullptr) != SQLITE_OK) {
+  if (sqlite3_open_v2(path.c_str(), &db_, flags, vfs::Name()) != SQLITE_OK) {
     Status s = Error(("open " + path).c_str());
     sqlite3_close_v2(db_);
     db_ = nullptr;

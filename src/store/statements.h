@@ -17,8 +17,8 @@ struct Store::Statements {
                   "atime=?,mtime=?,ctime=?,version=? WHERE ino=?"),
         insert_inode(db,
                      "INSERT INTO inodes(parent,mode,uid,gid,nlink,rdev,size,"
-                     "atime,mtime,ctime,btime,version,target) "
-                     "VALUES(?,?,?,?,?,?,?,?,?,?,?,1,?)"),
+                     "atime,mtime,ctime,btime,version,target,ino) "
+                     "VALUES(?,?,?,?,?,?,?,?,?,?,?,1,?,?)"),
         delete_inode(db, "DELETE FROM inodes WHERE ino=?"),
         get_parent(db, "SELECT parent FROM inodes WHERE ino=?"),
         set_parent(db, "UPDATE inodes SET parent=? WHERE ino=?"),
@@ -68,20 +68,39 @@ struct Store::Statements {
 
 // Runs f() inside a savepoint of the open transaction: if f fails, every
 // database change it made is rolled back.
+inline Status StatusOf(const Status& s) { return s; }
+template <class T>
+Status StatusOf(const Result<T>& r) { return r.status(); }
+
 template <class F>
 auto Store::Atomically(F&& f) -> decltype(f()) {
   Status s = Begin();
   if (!s.ok()) return s;
   s = db_.Exec("SAVEPOINT op");
-  if (!s.ok()) return s;
+  if (!s.ok()) {
+    AfterFailure(s);
+    return s;
+  }
+  size_t mark = set_aside_.size();
+  savepoint_depth_++;
   auto r = f();
+  savepoint_depth_--;
   if (r.ok()) {
     s = db_.Exec("RELEASE op");
-    if (!s.ok()) return s;
-  } else {
-    db_.Exec("ROLLBACK TO op");
-    db_.Exec("RELEASE op");
+    if (!s.ok()) {
+      AfterFailure(s);
+      return s;
+    }
+    if (savepoint_depth_ == 0) DropSetAside();
+    return r;
   }
+  if (!in_txn_ || sqlite3_get_autocommit(db_.raw())) {
+    AfterFailure(StatusOf(r));
+    return r;
+  }
+  db_.Exec("ROLLBACK TO op");
+  db_.Exec("RELEASE op");
+  RestoreSetAside(mark);
   return r;
 }
 

@@ -3,6 +3,7 @@
 // verification in check.cc.
 #include "store/store.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -10,7 +11,9 @@
 #include <algorithm>
 #include <ctime>
 
+#include "common/log.h"
 #include "store/statements.h"
+#include "store/vfs.h"
 
 namespace muscle::store {
 
@@ -53,11 +56,22 @@ constexpr int kSchemaVersion = 1;
 
 bool IsDir(uint32_t mode) { return S_ISDIR(mode); }
 
+// Free space kept beyond what buffered writes will need before writes are
+// refused (low-space mode starts), and twice this to leave it again.
+constexpr uint64_t kSpaceSlack = 4u << 20;
+
+uint64_t AvailBytes(const std::string& path) {
+  struct statvfs v;
+  if (statvfs(path.c_str(), &v) != 0) return UINT64_MAX;
+  return uint64_t(v.f_bavail) * v.f_frsize;
+}
+
 }  // namespace
 
 Store::~Store() {
   if (blob_) sqlite3_blob_close(blob_);
   st_.reset();
+  if (!memory_) vfs::SetFullHandler(path_, nullptr);
 }
 
 Result<std::unique_ptr<Store>> Store::Open(const std::string& path) {
@@ -70,6 +84,10 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& path) {
 Status Store::Init(const std::string& path) {
   path_ = path;
   memory_ = path == ":memory:";
+  if (!memory_) {
+    reserve_path_ = path + "-reserve";
+    vfs::SetFullHandler(path_, [this] { return ReleaseReserve(); });
+  }
   MUSCLE_RETURN_IF_ERROR(db_.Open(path));
   sqlite3_busy_timeout(db_.raw(), 5000);
   MUSCLE_RETURN_IF_ERROR(db_.Exec(
@@ -103,6 +121,13 @@ Status Store::Init(const std::string& path) {
     }
   }
   if (s.ok()) {
+    // Inode numbers continue after the highest ever handed out.
+    Stmt hi(db_, "SELECT max(coalesce((SELECT value FROM meta WHERE key='next_ino'), 0), "
+                 "(SELECT max(ino) + 1 FROM inodes))");
+    next_ino_ = hi.Step() ? uint64_t(hi.Int(0)) : 2;
+    persisted_next_ino_ = next_ino_;
+  }
+  if (s.ok()) {
     // Files unlinked while open when the server last stopped.
     Stmt orphans(db_, "SELECT ino FROM inodes WHERE nlink=0 AND ino<>1");
     std::vector<uint64_t> list;
@@ -118,7 +143,111 @@ Status Store::Init(const std::string& path) {
     db_.Exec("ROLLBACK");
     return s;
   }
-  return db_.Exec("COMMIT");
+  MUSCLE_RETURN_IF_ERROR(db_.Exec("COMMIT"));
+  EnsureReserve();
+  return Status::Ok();
+}
+
+Result<uint64_t> Store::AllocateIno() {
+  if (next_ino_ >= (uint64_t(1) << 62)) return Status(ENOSPC, "inode numbers exhausted");
+  return next_ino_++;
+}
+
+void Store::AfterFailure(const Status& why) {
+  if (in_txn_ && sqlite3_get_autocommit(db_.raw())) ForgetUncommitted(why);
+}
+
+void Store::ForgetUncommitted(const Status& why) {
+  if (sqlite3_get_autocommit(db_.raw()) == 0) db_.Exec("ROLLBACK");
+  in_txn_ = false;
+  savepoint_depth_ = 0;
+  if (blob_) {
+    sqlite3_blob_close(blob_);
+    blob_ = nullptr;
+  }
+  size_t files = dirty_.size();
+  dirty_.clear();
+  dirty_bytes_ = 0;
+  set_aside_.clear();
+  rollbacks_++;
+  Log("store: %s; the changes since the last commit were rolled back "
+      "(%zu files had buffered writes); files created since then are gone",
+      why.ToString().c_str(), files);
+}
+
+void Store::SetAside(uint64_t ino, DirtyFile&& f) {
+  dirty_bytes_ -= f.bytes;
+  if (savepoint_depth_ > 0) set_aside_.emplace_back(ino, std::move(f));
+}
+
+void Store::RestoreSetAside(size_t mark) {
+  while (set_aside_.size() > mark) {
+    auto& [ino, f] = set_aside_.back();
+    // Nothing writes to a file between its flush and the end of the
+    // operation, so the slot is free; keep the newer one if it is not.
+    if (!dirty_.count(ino)) {
+      dirty_bytes_ += f.bytes;
+      dirty_.emplace(ino, std::move(f));
+    }
+    set_aside_.pop_back();
+  }
+}
+
+void Store::DropSetAside() {
+  for (auto& [ino, f] : set_aside_)
+    for (auto& [off, buf] : f.ranges)
+      if (buf.capacity() >= file_buffer_limit && spare_buffer_.capacity() < file_buffer_limit) {
+        buf.clear();
+        spare_buffer_.swap(buf);
+      }
+  set_aside_.clear();
+}
+
+void Store::EnsureReserve() {
+  if (memory_) return;
+  struct statvfs v;
+  std::string dir = path_.substr(0, path_.rfind('/') + 1);
+  if (dir.empty()) dir = ".";
+  if (statvfs(dir.c_str(), &v) != 0) return;
+  uint64_t want = std::min<uint64_t>(reserve_limit, uint64_t(v.f_blocks) * v.f_frsize / 32);
+  struct stat st;
+  if (stat(reserve_path_.c_str(), &st) == 0 && uint64_t(st.st_size) >= want) return;
+  if (uint64_t(v.f_bavail) * v.f_frsize < want + kSpaceSlack) return;
+  int fd = open(reserve_path_.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return;
+  if (posix_fallocate(fd, 0, off_t(want)) != 0) unlink(reserve_path_.c_str());
+  close(fd);
+}
+
+bool Store::ReleaseReserve() {
+  struct stat st;
+  if (stat(reserve_path_.c_str(), &st) != 0 || unlink(reserve_path_.c_str()) != 0)
+    return false;
+  if (!low_space_)
+    Log("store: disk full (ENOSPC) under %s: released the %lld KiB reserve so that "
+        "deletes complete; writes get ENOSPC until space returns",
+        path_.c_str(), (long long)(st.st_size >> 10));
+  low_space_ = true;
+  return true;
+}
+
+Status Store::CheckSpace(size_t adding) {
+  if (memory_) return Status::Ok();
+  if (low_space_) return Status(ENOSPC);
+  written_since_statvfs_ += adding;
+  auto now = std::chrono::steady_clock::now();
+  if (written_since_statvfs_ >= (1u << 20) || now - statvfs_at_ >= std::chrono::milliseconds(100)) {
+    std::string dir = path_.substr(0, path_.rfind('/') + 1);
+    avail_bytes_ = AvailBytes(dir.empty() ? "." : dir);
+    written_since_statvfs_ = 0;
+    statvfs_at_ = now;
+  }
+  if (avail_bytes_ >= 2 * (uint64_t(dirty_bytes_) + adding) + kSpaceSlack) return Status::Ok();
+  low_space_ = true;
+  Log("store: disk nearly full under %s (%llu KiB free): writes get ENOSPC until "
+      "space returns; deletes still work", path_.c_str(),
+      (unsigned long long)(avail_bytes_ >> 10));
+  return Status(ENOSPC);
 }
 
 Status Store::Begin() {
@@ -142,7 +271,9 @@ Result<Attr> Store::LoadAttr(uint64_t ino) {
   Stmt& q = st_->get_inode;
   Stmt::Scope scope(q);
   q.Bind(1, int64_t(ino));
-  if (!q.Step()) return q.failed() ? q.Error("get inode") : Status(ENOENT);
+  // A number no row has is a file that was removed or rolled back while a
+  // fid still named it: a stale handle, not a missing name.
+  if (!q.Step()) return q.failed() ? q.Error("get inode") : Status(ESTALE);
   Attr a;
   a.ino = ino;
   a.mode = uint32_t(q.Int(0));
@@ -216,6 +347,7 @@ Result<Attr> Store::Create(uint64_t dir, std::string_view name, uint32_t mode,
   MUSCLE_RETURN_IF_ERROR(CheckName(name));
   if (S_ISLNK(mode) && (symlink_target.empty() || symlink_target.size() > 4096))
     return Status(symlink_target.empty() ? ENOENT : ENAMETOOLONG);
+  MUSCLE_RETURN_IF_ERROR(CheckSpace(0));
   return Atomically([&]() -> Result<Attr> {
     auto d = LoadAttr(dir);
     if (!d.ok()) return d.status();
@@ -235,14 +367,17 @@ Result<Attr> Store::Create(uint64_t dir, std::string_view name, uint32_t mode,
     a.size = S_ISLNK(mode) ? symlink_target.size() : 0;
     a.atime_ns = a.mtime_ns = a.ctime_ns = a.btime_ns = now;
     a.version = 1;
+    auto ino = AllocateIno();
+    if (!ino.ok()) return ino.status();
+    a.ino = *ino;
     Stmt& ins = st_->insert_inode;
     ins.Bind(1, int64_t(IsDir(mode) ? dir : 0)).Bind(2, int64_t(a.mode))
         .Bind(3, int64_t(uid)).Bind(4, int64_t(gid)).Bind(5, int64_t(a.nlink))
         .Bind(6, int64_t(rdev)).Bind(7, int64_t(a.size)).Bind(8, now)
         .Bind(9, now).Bind(10, now).Bind(11, now);
     if (S_ISLNK(mode)) ins.Bind(12, symlink_target); else ins.BindNull(12);
+    ins.Bind(13, int64_t(a.ino));
     MUSCLE_RETURN_IF_ERROR(ins.Run());
-    a.ino = uint64_t(sqlite3_last_insert_rowid(db_.raw()));
     Stmt& de = st_->insert_dirent;
     de.Bind(1, int64_t(dir)).Bind(2, name).Bind(3, int64_t(a.ino));
     MUSCLE_RETURN_IF_ERROR(de.Run());
@@ -253,6 +388,7 @@ Result<Attr> Store::Create(uint64_t dir, std::string_view name, uint32_t mode,
 
 Result<Attr> Store::Link(uint64_t dir, std::string_view name, uint64_t ino) {
   MUSCLE_RETURN_IF_ERROR(CheckName(name));
+  MUSCLE_RETURN_IF_ERROR(CheckSpace(0));
   return Atomically([&]() -> Result<Attr> {
     auto d = LoadAttr(dir);
     if (!d.ok()) return d.status();
@@ -296,7 +432,7 @@ Status Store::PurgeInode(uint64_t ino) {
   if (ino == kRootIno) return Status::Ok();
   auto it = dirty_.find(ino);
   if (it != dirty_.end()) {
-    dirty_bytes_ -= it->second.bytes;
+    SetAside(ino, std::move(it->second));
     dirty_.erase(it);
   }
   MUSCLE_RETURN_IF_ERROR(DeleteExtentsFrom(ino, 0));
@@ -354,11 +490,13 @@ Status Store::Rename(uint64_t old_dir, std::string_view old_name,
     if (!sa.ok()) return sa.status();
     bool src_dir = IsDir(sa->mode);
     if (src_dir) {
-      // A directory may not move below itself.
+      // A directory may not move below itself: walk from the target up to
+      // the root, however deep. A walk that never reaches the root means
+      // the tree is already damaged.
       uint64_t p = new_dir;
-      for (int depth = 0; depth < 4096; depth++) {
+      for (uint64_t steps = 0; p != kRootIno; steps++) {
         if (p == sa->ino) return Status(EINVAL);
-        if (p == kRootIno) break;
+        if (steps > (uint64_t(1) << 32)) return Status(EIO, "directory cycle above inode " + std::to_string(new_dir));
         auto up = Parent(p);
         if (!up.ok()) return up.status();
         p = *up;
@@ -529,6 +667,7 @@ Status Store::SetXattr(uint64_t ino, std::string_view name,
                        std::string_view value, uint32_t flags) {
   if (name.empty() || name.size() > kMaxNameLen) return Status(ERANGE);
   if (value.size() > kMaxXattrValue) return Status(E2BIG);
+  MUSCLE_RETURN_IF_ERROR(CheckSpace(value.size()));
   return Atomically([&]() -> Status {
     auto a = LoadAttr(ino);
     if (!a.ok()) return a.status();
@@ -567,9 +706,9 @@ Status Store::Unref(uint64_t ino) {
   refs_.erase(it);
   return Atomically([&]() -> Status {
     Status s = FlushFile(ino);
-    if (!s.ok() && s.err() != ENOENT) return s;
+    if (!s.ok() && s.err() != ESTALE) return s;
     s = PurgeIfUnused(ino);
-    return s.err() == ENOENT ? Status::Ok() : s;
+    return s.err() == ESTALE ? Status::Ok() : s;
   });
 }
 
@@ -588,17 +727,38 @@ Status Store::Sync(bool durable) {
   // (one per commit interval or Tfsync), so this costs one fsync per batch
   // and makes every commit, not only Tfsync's, survive power loss.
   (void)durable;
-  Status s = db_.Exec("COMMIT");
+  Status s;
+  if (next_ino_ != persisted_next_ino_) {
+    Stmt q(db_, "INSERT OR REPLACE INTO meta(key, value) VALUES('next_ino', ?)");
+    q.Bind(1, int64_t(next_ino_));
+    s = q.Run();
+  }
+  if (s.ok()) s = db_.Exec("COMMIT");
   if (!s.ok()) {
-    db_.Exec("ROLLBACK");
-    in_txn_ = false;
+    ForgetUncommitted(s);
     return s;
   }
   in_txn_ = false;
+  persisted_next_ino_ = next_ino_;
   return Status::Ok();
 }
 
 Status Store::Tick() {
+  if (low_space_ && !memory_) {
+    auto now = std::chrono::steady_clock::now();
+    if (now - statvfs_at_ >= std::chrono::milliseconds(500)) {
+      statvfs_at_ = now;
+      std::string dir = path_.substr(0, path_.rfind('/') + 1);
+      EnsureReserve();
+      struct stat st;
+      avail_bytes_ = AvailBytes(dir.empty() ? "." : dir);
+      if (stat(reserve_path_.c_str(), &st) == 0 && avail_bytes_ >= 2 * kSpaceSlack) {
+        low_space_ = false;
+        Log("store: space available again under %s (%llu KiB free); writes accepted",
+            path_.c_str(), (unsigned long long)(avail_bytes_ >> 10));
+      }
+    }
+  }
   while (dirty_bytes_ > total_buffer_limit) MUSCLE_RETURN_IF_ERROR(FlushLargest());
   if (!in_txn_ && dirty_.empty()) return Status::Ok();
   auto age = std::chrono::steady_clock::now() - txn_started_;

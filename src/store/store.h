@@ -10,6 +10,21 @@
 // loses at most the last Tick interval of un-synced work and never leaves a
 // half-applied operation (each operation runs inside a savepoint).
 //
+// Failure atomicity: a failed operation leaves memory and disk agreeing.
+// An operation that fails inside its savepoint is undone in SQLite and in
+// memory (write buffers it flushed are put back). A failed commit (or an
+// I/O error that makes SQLite abandon the transaction) rolls back the work
+// since the last commit exactly as a crash would: buffers are dropped,
+// inodes created since then are gone and their numbers are never handed
+// out again (fids still naming them get ESTALE). Tfsync's commit reports
+// its failure, so nothing acknowledged as durable is lost.
+//
+// Disk full: the store keeps a reserve file next to the database. When a
+// database write fails for lack of space the reserve is released and the
+// write retried, so the commit that deletes files still completes; from
+// then on (low-space mode) operations that add data answer ENOSPC before
+// anything is acknowledged, until Tick finds room to re-create the reserve.
+//
 // Threading: a Store is not thread-safe. The server owns exactly one and
 // calls it only from its store worker thread (server/store_worker.h).
 #pragma once
@@ -148,8 +163,15 @@ class Store {
   // sorted entries and their hashes; a file's its metadata and chunk list).
   Result<Hash> TreeHash(uint64_t ino = kRootIno);
 
+  // True while space is short (see "Disk full" above).
+  bool low_space() const { return low_space_; }
+  // How many times uncommitted work was rolled back by a failure.
+  uint64_t rollbacks() const { return rollbacks_; }
+
   // Tunables (tests shrink them).
   std::chrono::milliseconds commit_interval{1000};
+  // Size of the disk-full reserve (capped at 1/32 of the file system).
+  uint64_t reserve_limit = 32u << 20;
   size_t file_buffer_limit = 8u << 20;   // per file, then flush it
   size_t total_buffer_limit = 64u << 20;  // all files, then flush the largest
 
@@ -172,9 +194,21 @@ class Store {
 
   Status Init(const std::string& path);
   Status Begin();
-  Status Savepoint();
-  Status Release();
-  Status Rollback();
+  // After a failed statement or commit: if SQLite abandoned the whole
+  // transaction, forget every uncommitted change in memory too.
+  void AfterFailure(const Status& why);
+  void ForgetUncommitted(const Status& why);
+  // Write buffers set aside by FlushFile/PurgeInode inside a savepoint, put
+  // back if it rolls back.
+  void SetAside(uint64_t ino, DirtyFile&& f);
+  void RestoreSetAside(size_t mark);
+  void DropSetAside();
+  Result<uint64_t> AllocateIno();
+  // The reserve file: created when there is room, released on a full disk.
+  void EnsureReserve();
+  bool ReleaseReserve();
+  // ENOSPC when an operation that adds data should not be accepted now.
+  Status CheckSpace(size_t adding);
   template <class F>
   auto Atomically(F&& f) -> decltype(f());
 
@@ -210,6 +244,16 @@ class Store {
   std::unordered_map<uint64_t, DirtyFile> dirty_;
   size_t dirty_bytes_ = 0;
   std::unordered_map<uint64_t, uint32_t> refs_;
+  std::vector<std::pair<uint64_t, DirtyFile>> set_aside_;
+  int savepoint_depth_ = 0;
+  uint64_t next_ino_ = 0;       // never handed out twice, even after rollback
+  uint64_t persisted_next_ino_ = 0;
+  uint64_t rollbacks_ = 0;
+  std::string reserve_path_;
+  bool low_space_ = false;
+  uint64_t avail_bytes_ = UINT64_MAX;  // free space at the last statvfs
+  size_t written_since_statvfs_ = 0;
+  std::chrono::steady_clock::time_point statvfs_at_;
   sqlite3_blob* blob_ = nullptr;
   std::string flush_scratch_[2];  // FlushRange's block buffers, kept for reuse
   std::string spare_buffer_;      // a flushed write buffer, kept for reuse

@@ -1,0 +1,51 @@
+// The SQLite VFS every store opens its database through ("muscle"): it
+// forwards to the default unix VFS and adds the store's file-layer seams.
+//
+// - Disk-full reserve: a store registers a handler for its database path.
+//   When a write or truncate of that database (or its WAL) fails with
+//   SQLITE_FULL, the handler is called (it releases the store's reserve
+//   file) and, if it freed space, the operation is retried once. So the
+//   commit that deletes files on a full disk still completes.
+// - Fault injection (tests): fail the Nth write, sync or truncate (counted
+//   over every file opened through this VFS) with a chosen SQLite error,
+//   once or from then on.
+// - Power-loss simulation (tests): while recording, every write and
+//   truncate since a file's last sync is remembered; DropUnsyncedWrites()
+//   puts those bytes back the way they were on disk at the last sync (what
+//   a power cut does to the page cache) and makes every later operation on
+//   those files fail, so the process can then exit without touching them.
+//
+// Threading: the fault plan and the recording switch are process-global and
+// atomic; register handlers before opening the database they name.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+namespace muscle::store::vfs {
+
+// Registers the VFS on first use and returns its name for sqlite3_open_v2.
+const char* Name();
+
+// Called on SQLITE_FULL for files whose path starts with `db_path`;
+// returns true when it freed space (the failed operation is then retried).
+// An empty function unregisters.
+void SetFullHandler(const std::string& db_path, std::function<bool()> handler);
+
+enum Op : int { kWrite = 1, kSync = 2, kTruncate = 4 };
+
+// Fails the `nth` (1-based) matching operation from now on with
+// `sqlite_error` (e.g. SQLITE_FULL, SQLITE_IOERR_WRITE); with `persistent`
+// every later matching operation fails too, until ClearFault().
+void InjectFault(int ops, uint64_t nth, int sqlite_error, bool persistent);
+void ClearFault();
+// Whether an injected fault has fired since InjectFault.
+bool FaultFired();
+// Write, sync and truncate operations seen so far (for sweeps over N).
+uint64_t OpsSeen();
+
+void RecordUnsyncedWrites(bool on);
+void DropUnsyncedWrites();
+
+}  // namespace muscle::store::vfs
