@@ -28,6 +28,7 @@ std::string HexOf(const Hash& h) {
 }
 
 CheckReport Store::Check() {
+  OpScope op(this);
   CheckReport r;
   Status s = Sync(false);
   if (!s.ok()) r.problems.push_back("cannot commit pending work: " + s.ToString());
@@ -162,12 +163,15 @@ CheckReport Store::Check() {
       }
     }
     Stmt all(db_, "SELECT ino, nlink FROM inodes");
+    uint64_t unreachable = 0;
     while (all.Step()) {
       uint64_t ino = uint64_t(all.Int(0));
       if (seen.count(ino)) continue;
       if (all.Int(1) == 0 && refs_.count(ino)) continue;  // unlinked, still open
-      problem("inode " + std::to_string(ino) + ": not reachable from the root");
+      if (unreachable++ < 20) problem("inode " + std::to_string(ino) + ": not reachable from the root");
     }
+    if (unreachable > 0)
+      problem(std::to_string(unreachable) + " inodes not reachable from the root in all");
   }
   return r;
 }
@@ -207,6 +211,7 @@ class Hasher {
 // any depth is hashed without recursion; a directory met again below
 // itself is reported as a cycle.
 Result<Hash> Store::TreeHash(uint64_t ino) {
+  OpScope op(this);
   MUSCLE_RETURN_IF_ERROR(Sync(false));
   struct Frame {
     uint64_t ino;

@@ -69,6 +69,7 @@ void CutBlock::Run(const std::atomic<bool>* cancel) {
 
 Status Store::Read(uint64_t ino, uint64_t offset, uint32_t count,
                    std::string& out) {
+  OpScope op(this);
   out.clear();
   auto a = LoadAttr(ino);
   if (!a.ok()) return a.status();
@@ -82,6 +83,7 @@ Status Store::Read(uint64_t ino, uint64_t offset, uint32_t count,
 
 Result<uint32_t> Store::Write(uint64_t ino, uint64_t offset,
                               std::string_view data) {
+  OpScope op(this);
   if (offset > kMaxFileSize || data.size() > kMaxFileSize - offset)
     return Status(EFBIG);
   Status s = Begin();
@@ -176,6 +178,7 @@ Status Store::FlushLargest() {
 }
 
 Status Store::FlushFile(uint64_t ino) {
+  OpScope op(this);
   auto it = dirty_.find(ino);
   if (it == dirty_.end()) return Status::Ok();
   auto a = LoadAttr(ino);
@@ -379,6 +382,7 @@ Result<int64_t> Store::PutChunk(std::string_view data) {
 }
 
 Result<int64_t> Store::PutChunk(std::string_view data, const unsigned char (&hash)[32]) {
+  if (fault_point) MUSCLE_RETURN_IF_ERROR(fault_point("put-chunk"));
   std::string_view h(reinterpret_cast<const char*>(hash), 32);
   {
     Stmt& q = st_->find_chunk;

@@ -90,6 +90,7 @@ Status Store::Init(const std::string& path) {
   }
   MUSCLE_RETURN_IF_ERROR(db_.Open(path));
   sqlite3_busy_timeout(db_.raw(), 5000);
+  sqlite3_rollback_hook(db_.raw(), [](void* self) { static_cast<Store*>(self)->txn_lost_ = true; }, this);
   MUSCLE_RETURN_IF_ERROR(db_.Exec(
       "PRAGMA page_size=16384; PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
       "PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY;"));
@@ -148,13 +149,18 @@ Status Store::Init(const std::string& path) {
   return Status::Ok();
 }
 
+Status Store::SetCacheSize(int64_t kib) {
+  return db_.Exec(("PRAGMA cache_size=-" + std::to_string(kib)).c_str());
+}
+
 Result<uint64_t> Store::AllocateIno() {
   if (next_ino_ >= (uint64_t(1) << 62)) return Status(ENOSPC, "inode numbers exhausted");
   return next_ino_++;
 }
 
 void Store::AfterFailure(const Status& why) {
-  if (in_txn_ && sqlite3_get_autocommit(db_.raw())) ForgetUncommitted(why);
+  if (in_txn_ && (txn_lost_ || sqlite3_get_autocommit(db_.raw()))) ForgetUncommitted(why);
+  txn_lost_ = false;
 }
 
 void Store::ForgetUncommitted(const Status& why) {
@@ -165,6 +171,7 @@ void Store::ForgetUncommitted(const Status& why) {
     sqlite3_blob_close(blob_);
     blob_ = nullptr;
   }
+  txn_lost_ = false;
   size_t files = dirty_.size();
   dirty_.clear();
   dirty_bytes_ = 0;
@@ -254,6 +261,7 @@ Status Store::Begin() {
   if (in_txn_) return Status::Ok();
   MUSCLE_RETURN_IF_ERROR(db_.Exec("BEGIN IMMEDIATE"));
   in_txn_ = true;
+  txn_lost_ = false;
   txn_started_ = std::chrono::steady_clock::now();
   return Status::Ok();
 }
@@ -300,7 +308,10 @@ Status Store::StoreAttr(const Attr& a) {
   return q.Run();
 }
 
-Result<Attr> Store::GetAttr(uint64_t ino) { return LoadAttr(ino); }
+Result<Attr> Store::GetAttr(uint64_t ino) {
+  OpScope op(this);
+  return LoadAttr(ino);
+}
 
 Result<std::pair<int64_t, uint64_t>> Store::LookupEntry(uint64_t dir,
                                                         std::string_view name) {
@@ -312,6 +323,7 @@ Result<std::pair<int64_t, uint64_t>> Store::LookupEntry(uint64_t dir,
 }
 
 Result<Attr> Store::Lookup(uint64_t dir, std::string_view name) {
+  OpScope op(this);
   if (name == ".") return LoadAttr(dir);
   if (name == "..") {
     auto p = Parent(dir);
@@ -324,6 +336,7 @@ Result<Attr> Store::Lookup(uint64_t dir, std::string_view name) {
 }
 
 Result<uint64_t> Store::Parent(uint64_t dir) {
+  OpScope op(this);
   Stmt& q = st_->get_parent;
   Stmt::Scope scope(q);
   q.Bind(1, int64_t(dir));
@@ -344,6 +357,7 @@ Status Store::TouchDir(uint64_t dir, int nlink_delta) {
 Result<Attr> Store::Create(uint64_t dir, std::string_view name, uint32_t mode,
                            uint32_t uid, uint32_t gid, uint64_t rdev,
                            std::string_view symlink_target) {
+  OpScope op(this);
   MUSCLE_RETURN_IF_ERROR(CheckName(name));
   if (S_ISLNK(mode) && (symlink_target.empty() || symlink_target.size() > 4096))
     return Status(symlink_target.empty() ? ENOENT : ENAMETOOLONG);
@@ -387,6 +401,7 @@ Result<Attr> Store::Create(uint64_t dir, std::string_view name, uint32_t mode,
 }
 
 Result<Attr> Store::Link(uint64_t dir, std::string_view name, uint64_t ino) {
+  OpScope op(this);
   MUSCLE_RETURN_IF_ERROR(CheckName(name));
   MUSCLE_RETURN_IF_ERROR(CheckSpace(0));
   return Atomically([&]() -> Result<Attr> {
@@ -455,6 +470,7 @@ Status Store::CheckEmptyDir(uint64_t dir) {
 }
 
 Status Store::Unlink(uint64_t dir, std::string_view name, bool remove_dir) {
+  OpScope op(this);
   if (name == "." ) return Status(EINVAL);
   if (name == "..") return Status(ENOTEMPTY);
   MUSCLE_RETURN_IF_ERROR(CheckName(name));
@@ -477,6 +493,7 @@ Status Store::Unlink(uint64_t dir, std::string_view name, bool remove_dir) {
 
 Status Store::Rename(uint64_t old_dir, std::string_view old_name,
                      uint64_t new_dir, std::string_view new_name) {
+  OpScope op(this);
   MUSCLE_RETURN_IF_ERROR(CheckName(old_name));
   MUSCLE_RETURN_IF_ERROR(CheckName(new_name));
   return Atomically([&]() -> Status {
@@ -538,6 +555,7 @@ Status Store::Rename(uint64_t old_dir, std::string_view old_name,
 }
 
 Result<Attr> Store::SetAttr(uint64_t ino, const SetAttrRequest& req) {
+  OpScope op(this);
   return Atomically([&]() -> Result<Attr> {
     auto a = LoadAttr(ino);
     if (!a.ok()) return a.status();
@@ -565,6 +583,7 @@ Result<Attr> Store::SetAttr(uint64_t ino, const SetAttrRequest& req) {
 }
 
 Result<std::pair<uint64_t, std::string>> Store::FindName(uint64_t ino) {
+  OpScope op(this);
   Stmt& q = st_->find_name;
   Stmt::Scope scope(q);
   q.Bind(1, int64_t(ino));
@@ -573,6 +592,7 @@ Result<std::pair<uint64_t, std::string>> Store::FindName(uint64_t ino) {
 }
 
 Result<std::string> Store::ReadLink(uint64_t ino) {
+  OpScope op(this);
   Stmt& q = st_->get_target;
   Stmt::Scope scope(q);
   q.Bind(1, int64_t(ino));
@@ -583,6 +603,7 @@ Result<std::string> Store::ReadLink(uint64_t ino) {
 
 Result<std::vector<DirEntry>> Store::ReadDir(uint64_t dir, uint64_t cookie,
                                              size_t max) {
+  OpScope op(this);
   std::vector<DirEntry> out;
   Status s = ReadDir(dir, cookie, [&](const DirEntry& e) {
     if (out.size() >= max) return false;
@@ -595,6 +616,7 @@ Result<std::vector<DirEntry>> Store::ReadDir(uint64_t dir, uint64_t cookie,
 
 Status Store::ReadDir(uint64_t dir, uint64_t cookie,
                       const std::function<bool(const DirEntry&)>& emit) {
+  OpScope op(this);
   auto d = LoadAttr(dir);
   if (!d.ok()) return d.status();
   if (!IsDir(d->mode)) return Status(ENOTDIR);
@@ -624,6 +646,7 @@ Status Store::ReadDir(uint64_t dir, uint64_t cookie,
 }
 
 Result<StatFs> Store::GetStatFs() {
+  OpScope op(this);
   StatFs s;
   struct statvfs v;
   std::string dir = memory_ ? "/" : path_.substr(0, path_.rfind('/') + 1);
@@ -643,6 +666,7 @@ Result<StatFs> Store::GetStatFs() {
 }
 
 Result<std::string> Store::GetXattr(uint64_t ino, std::string_view name) {
+  OpScope op(this);
   Stmt& q = st_->get_xattr;
   Stmt::Scope scope(q);
   q.Bind(1, int64_t(ino)).Bind(2, name, true);
@@ -651,6 +675,7 @@ Result<std::string> Store::GetXattr(uint64_t ino, std::string_view name) {
 }
 
 Result<std::string> Store::ListXattr(uint64_t ino) {
+  OpScope op(this);
   Stmt& q = st_->list_xattr;
   Stmt::Scope scope(q);
   q.Bind(1, int64_t(ino));
@@ -665,6 +690,7 @@ Result<std::string> Store::ListXattr(uint64_t ino) {
 
 Status Store::SetXattr(uint64_t ino, std::string_view name,
                        std::string_view value, uint32_t flags) {
+  OpScope op(this);
   if (name.empty() || name.size() > kMaxNameLen) return Status(ERANGE);
   if (value.size() > kMaxXattrValue) return Status(E2BIG);
   MUSCLE_RETURN_IF_ERROR(CheckSpace(value.size()));
@@ -684,6 +710,7 @@ Status Store::SetXattr(uint64_t ino, std::string_view name,
 }
 
 Status Store::RemoveXattr(uint64_t ino, std::string_view name) {
+  OpScope op(this);
   return Atomically([&]() -> Status {
     if (!GetXattr(ino, name).ok()) return Status(ENODATA);
     Stmt& q = st_->delete_xattr;
@@ -700,6 +727,7 @@ Status Store::RemoveXattr(uint64_t ino, std::string_view name) {
 void Store::Ref(uint64_t ino) { refs_[ino]++; }
 
 Status Store::Unref(uint64_t ino) {
+  OpScope op(this);
   auto it = refs_.find(ino);
   if (it == refs_.end()) return Status::Ok();
   if (--it->second > 0) return Status::Ok();
@@ -713,6 +741,7 @@ Status Store::Unref(uint64_t ino) {
 }
 
 Status Store::Sync(bool durable) {
+  OpScope op(this);
   while (!dirty_.empty()) {
     uint64_t ino = dirty_.begin()->first;
     Status s = Atomically([&]() -> Status { return FlushFile(ino); });
@@ -744,9 +773,10 @@ Status Store::Sync(bool durable) {
 }
 
 Status Store::Tick() {
+  OpScope op(this);
   if (low_space_ && !memory_) {
     auto now = std::chrono::steady_clock::now();
-    if (now - statvfs_at_ >= std::chrono::milliseconds(500)) {
+    if (now - statvfs_at_ >= space_check_interval) {
       statvfs_at_ = now;
       std::string dir = path_.substr(0, path_.rfind('/') + 1);
       EnsureReserve();

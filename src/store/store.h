@@ -168,10 +168,21 @@ class Store {
   // How many times uncommitted work was rolled back by a failure.
   uint64_t rollbacks() const { return rollbacks_; }
 
+  // SQLite's page cache for this connection (tests shrink it so that
+  // statements spill to disk mid-transaction).
+  Status SetCacheSize(int64_t kib);
+
+  // Test seam for failures that are not I/O: when set, called at named
+  // points of the data path ("put-chunk"); an error it returns is that
+  // step's result.
+  std::function<Status(const char* point)> fault_point;
+
   // Tunables (tests shrink them).
   std::chrono::milliseconds commit_interval{1000};
   // Size of the disk-full reserve (capped at 1/32 of the file system).
   uint64_t reserve_limit = 32u << 20;
+  // How often Tick looks for space to leave low-space mode.
+  std::chrono::milliseconds space_check_interval{500};
   size_t file_buffer_limit = 8u << 20;   // per file, then flush it
   size_t total_buffer_limit = 64u << 20;  // all files, then flush the largest
 
@@ -197,6 +208,20 @@ class Store {
   // After a failed statement or commit: if SQLite abandoned the whole
   // transaction, forget every uncommitted change in memory too.
   void AfterFailure(const Status& why);
+  void Settle() { AfterFailure(Status(EIO, "SQLite abandoned the transaction after an error")); }
+  // Every public operation holds one: on entering and on leaving the
+  // outermost operation, a transaction SQLite abandoned (an I/O error in
+  // any statement, seen through the rollback hook) is forgotten in memory
+  // too, before anything reads the write buffers again.
+  struct OpScope {
+    explicit OpScope(Store* st) : s(st) {
+      if (s->op_depth_++ == 0) s->Settle();
+    }
+    ~OpScope() {
+      if (--s->op_depth_ == 0) s->Settle();
+    }
+    Store* s;
+  };
   void ForgetUncommitted(const Status& why);
   // Write buffers set aside by FlushFile/PurgeInode inside a savepoint, put
   // back if it rolls back.
@@ -246,6 +271,8 @@ class Store {
   std::unordered_map<uint64_t, uint32_t> refs_;
   std::vector<std::pair<uint64_t, DirtyFile>> set_aside_;
   int savepoint_depth_ = 0;
+  int op_depth_ = 0;
+  bool txn_lost_ = false;  // set by SQLite's rollback hook
   uint64_t next_ino_ = 0;       // never handed out twice, even after rollback
   uint64_t persisted_next_ino_ = 0;
   uint64_t rollbacks_ = 0;

@@ -40,12 +40,12 @@ std::atomic<int64_t> g_fault_countdown{0};
 std::atomic<int> g_fault_error{0};
 std::atomic<bool> g_fault_persistent{false};
 std::atomic<bool> g_fault_fired{false};
-std::atomic<uint64_t> g_ops{0};
+std::atomic<uint64_t> g_ops[4];  // by kind: write, sync, truncate, read
 std::atomic<bool> g_recording{false};
 
 // SQLITE_OK, or the injected error for this operation.
 int Injected(int op) {
-  g_ops.fetch_add(1, std::memory_order_relaxed);
+  g_ops[__builtin_ctz(op)].fetch_add(1, std::memory_order_relaxed);
   if (!(g_fault_ops.load(std::memory_order_relaxed) & op)) return SQLITE_OK;
   if (g_fault_fired.load() && g_fault_persistent.load()) return g_fault_error.load();
   if (g_fault_countdown.fetch_sub(1) == 1) {
@@ -102,6 +102,8 @@ int Close(sqlite3_file* p) {
 int Read(sqlite3_file* p, void* buf, int n, sqlite3_int64 off) {
   File* f = Of(p);
   if (f->dead) return SQLITE_IOERR_READ;
+  int rc = Injected(kRead);
+  if (rc != SQLITE_OK) return rc;
   return f->real->pMethods->xRead(f->real, buf, n, off);
 }
 
@@ -256,7 +258,12 @@ void InjectFault(int ops, uint64_t nth, int sqlite_error, bool persistent) {
 
 void ClearFault() { g_fault_ops = 0; }
 bool FaultFired() { return g_fault_fired; }
-uint64_t OpsSeen() { return g_ops; }
+uint64_t OpsSeen(int ops) {
+  uint64_t n = 0;
+  for (int i = 0; i < 4; i++)
+    if (ops & (1 << i)) n += g_ops[i];
+  return n;
+}
 
 void RecordUnsyncedWrites(bool on) { g_recording = on; }
 

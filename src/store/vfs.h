@@ -33,7 +33,7 @@ const char* Name();
 // An empty function unregisters.
 void SetFullHandler(const std::string& db_path, std::function<bool()> handler);
 
-enum Op : int { kWrite = 1, kSync = 2, kTruncate = 4 };
+enum Op : int { kWrite = 1, kSync = 2, kTruncate = 4, kRead = 8 };
 
 // Fails the `nth` (1-based) matching operation from now on with
 // `sqlite_error` (e.g. SQLITE_FULL, SQLITE_IOERR_WRITE); with `persistent`
@@ -42,8 +42,8 @@ void InjectFault(int ops, uint64_t nth, int sqlite_error, bool persistent);
 void ClearFault();
 // Whether an injected fault has fired since InjectFault.
 bool FaultFired();
-// Write, sync and truncate operations seen so far (for sweeps over N).
-uint64_t OpsSeen();
+// Operations of the given kinds seen so far (for sweeps over N).
+uint64_t OpsSeen(int ops);
 
 void RecordUnsyncedWrites(bool on);
 void DropUnsyncedWrites();

@@ -1,0 +1,452 @@
+// Failure atomicity of the store, proved by injecting faults through its
+// SQLite VFS (store/vfs.h): a sweep that fails the Nth write, sync or
+// truncate of a mixed workload; power loss that drops unsynced writes; and
+// the regressions the adversarial review found (inode reuse after a failed
+// commit, buffers lost on rollback, deep rename cycles, deep trees).
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <map>
+#include <random>
+#include <set>
+
+#include "server_harness_lite.h"
+#include "store/sqlite.h"
+#include "store/store.h"
+#include "store/vfs.h"
+
+using namespace muscle;
+using namespace muscle::store;
+
+namespace {
+
+std::unique_ptr<Store> Open(const std::string& path) {
+  auto s = Store::Open(path);
+  REQUIRE(s.ok());
+  return std::move(*s);
+}
+
+std::string Content(Store& s, uint64_t ino) {
+  auto a = s.GetAttr(ino);
+  REQUIRE(a.ok());
+  std::string out, part;
+  for (uint64_t off = 0; off < a->size; off += part.size()) {
+    REQUIRE(s.Read(ino, off, 1 << 20, part).ok());
+    REQUIRE(!part.empty());
+    out += part;
+  }
+  return out;
+}
+
+std::string Pattern(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::string s(n, '\0');
+  for (auto& c : s) c = char(rng());
+  return s;
+}
+
+// The files of the root directory: name -> content.
+using Tree = std::map<std::string, std::string>;
+
+Tree Snapshot(Store& s) {
+  Tree t;
+  auto list = s.ReadDir(kRootIno, 0, 1000);
+  REQUIRE(list.ok());
+  for (auto& e : *list) {
+    if (e.name == "." || e.name == "..") continue;
+    t[e.name] = Content(s, e.attr.ino);
+  }
+  return t;
+}
+
+void RequireClean(Store& s) {
+  auto r = s.Check();
+  for (auto& p : r.problems) FAIL_CHECK(p);
+}
+
+struct FaultGuard {
+  ~FaultGuard() {
+    vfs::ClearFault();
+    vfs::RecordUnsyncedWrites(false);
+  }
+};
+
+// One step of the workload, decided by the seed alone.
+struct Op {
+  enum Kind { kCreate, kWrite, kTruncate, kRename, kUnlink, kSync } kind;
+  std::string a, b;
+  uint64_t offset = 0, size = 0;
+  uint32_t seed = 0;
+};
+
+std::vector<Op> Workload(uint32_t seed, size_t n) {
+  std::mt19937 rng(seed);
+  std::vector<Op> ops;
+  auto name = [&] { return "f" + std::to_string(rng() % 6); };
+  for (size_t i = 0; i < n; i++) {
+    Op op;
+    uint32_t r = rng() % 100;
+    op.kind = r < 20 ? Op::kCreate : r < 60 ? Op::kWrite : r < 68 ? Op::kTruncate
+            : r < 78 ? Op::kRename : r < 88 ? Op::kUnlink : Op::kSync;
+    op.a = name();
+    op.b = name();
+    op.offset = rng() % (256 << 10);
+    op.size = 1 + rng() % (96 << 10);
+    op.seed = rng();
+    ops.push_back(op);
+  }
+  return ops;
+}
+
+// Applies an op to the model the way a successful store operation does.
+void Apply(Tree& t, const Op& op) {
+  switch (op.kind) {
+    case Op::kCreate: t.emplace(op.a, ""); break;
+    case Op::kWrite: {
+      std::string& f = t[op.a];
+      if (f.size() < op.offset + op.size) f.resize(op.offset + op.size, '\0');
+      f.replace(op.offset, op.size, Pattern(op.size, op.seed));
+      break;
+    }
+    case Op::kTruncate: t[op.a].resize(op.size, '\0'); break;
+    case Op::kRename:
+      if (op.a != op.b) {
+        t[op.b] = t[op.a];
+        t.erase(op.a);
+      }
+      break;
+    case Op::kUnlink: t.erase(op.a); break;
+    case Op::kSync: break;
+  }
+}
+
+// Whether the op applies to the model (the store refuses the others with
+// an error that has nothing to do with faults).
+bool Applies(const Tree& t, const Op& op) {
+  switch (op.kind) {
+    case Op::kCreate: return !t.count(op.a);
+    case Op::kWrite: case Op::kTruncate: case Op::kUnlink: case Op::kRename:
+      return t.count(op.a) > 0;
+    case Op::kSync: return true;
+  }
+  return false;
+}
+
+Status Run(Store& s, const Op& op, std::set<uint64_t>& inos) {
+  auto lookup = [&](const std::string& n) { return s.Lookup(kRootIno, n); };
+  switch (op.kind) {
+    case Op::kCreate: {
+      auto a = s.Create(kRootIno, op.a, S_IFREG | 0644, 0, 0);
+      if (!a.ok()) return a.status();
+      // No inode number is ever handed out twice.
+      CHECK(inos.insert(a->ino).second);
+      return Status::Ok();
+    }
+    case Op::kWrite: {
+      auto a = lookup(op.a);
+      if (!a.ok()) return a.status();
+      auto w = s.Write(a->ino, op.offset, Pattern(op.size, op.seed));
+      return w.status();
+    }
+    case Op::kTruncate: {
+      auto a = lookup(op.a);
+      if (!a.ok()) return a.status();
+      SetAttrRequest req;
+      req.set_size = true;
+      req.size = op.size;
+      return s.SetAttr(a->ino, req).status();
+    }
+    case Op::kRename: return s.Rename(kRootIno, op.a, kRootIno, op.b);
+    case Op::kUnlink: return s.Unlink(kRootIno, op.a, false);
+    case Op::kSync: return s.Sync(true);
+  }
+  return Status::Ok();
+}
+
+struct SweepResult {
+  uint64_t ops_seen = 0;
+  bool fired = false;
+  uint64_t rollbacks = 0;
+};
+
+// Runs the workload on a fresh store with a fault at the nth operation
+// (0: none) and checks everything the store promises.
+SweepResult RunWithFault(uint32_t seed, uint64_t nth, int error, bool persistent) {
+  TempBase base;
+  std::string path = base.path + "/store.db";
+  FaultGuard guard;
+  SweepResult out;
+  Tree model, committed;
+  std::set<uint64_t> inos;
+  {
+    auto s = Open(path);
+    REQUIRE(s->SetCacheSize(64).ok());  // statements spill mid-transaction
+    s->file_buffer_limit = 64 << 10;
+    s->total_buffer_limit = 256 << 10;
+    s->space_check_interval = std::chrono::milliseconds(0);
+    const int kOps = vfs::kWrite | vfs::kSync | vfs::kTruncate;
+    uint64_t ops0 = vfs::OpsSeen(kOps);
+    if (nth) vfs::InjectFault(kOps, nth, error, persistent);
+    for (const Op& op : Workload(seed, 60)) {
+      bool applies = Applies(model, op);
+      uint64_t rb = s->rollbacks();
+      Status st = Run(*s, op, inos);
+      if (s->rollbacks() != rb) {
+        // SQLite abandoned the transaction: like a crash, back to the last
+        // commit, in memory as on disk.
+        REQUIRE(!st.ok());
+        model = committed;
+      } else if (st.ok()) {
+        REQUIRE(applies);
+        Apply(model, op);
+        if (op.kind == Op::kSync) committed = model;
+      } else if (applies && op.kind == Op::kWrite && st.err() != ENOSPC) {
+        // A write whose flush failed may or may not have taken effect; it
+        // is one or the other, never a mix.
+        Tree with = model;
+        Apply(with, op);
+        INFO("write failed: " << st.ToString());
+        auto a = s->Lookup(kRootIno, op.a);
+        REQUIRE(a.ok());
+        std::string now = Content(*s, a->ino);
+        bool old_or_new = now == model[op.a] || now == with[op.a];
+        CHECK(old_or_new);
+        model[op.a] = now;
+      } else if (applies) {
+        CHECK((st.err() == ENOSPC || st.err() == EIO));
+      }
+    }
+    out.ops_seen = vfs::OpsSeen(kOps) - ops0;
+    out.fired = vfs::FaultFired();
+    out.rollbacks = s->rollbacks();
+    vfs::ClearFault();
+    // Memory and disk agree, and the store serves again by itself.
+    REQUIRE(s->Tick().ok());
+    CHECK_FALSE(s->low_space());
+    CHECK(Snapshot(*s) == model);
+    RequireClean(*s);
+    auto more = s->Create(kRootIno, "after", S_IFREG | 0644, 0, 0);
+    REQUIRE(more.ok());
+    CHECK(inos.insert(more->ino).second);
+    REQUIRE(s->Write(more->ino, 0, "still serving").ok());
+    REQUIRE(s->Sync(true).ok());
+    model["after"] = "still serving";
+    committed = model;
+    CHECK(Snapshot(*s) == model);
+  }
+  auto s = Open(path);
+  CHECK(Snapshot(*s) == committed);
+  RequireClean(*s);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("fault sweep: the Nth write, sync or truncate fails; nothing acknowledged is lost") {
+  for (uint32_t seed : {7u, 11u}) {
+    SweepResult clean = RunWithFault(seed, 0, 0, false);
+    REQUIRE(clean.ops_seen > 10);
+    CHECK(clean.rollbacks == 0);
+    uint64_t step = std::max<uint64_t>(1, clean.ops_seen / 60);
+    int fired = 0, rolled_back = 0;
+    for (uint64_t n = 1; n <= clean.ops_seen; n += step) {
+      int error = (n / step) % 3 == 0 ? SQLITE_FULL
+                : (n / step) % 3 == 1 ? SQLITE_IOERR_WRITE : SQLITE_IOERR_FSYNC;
+      bool persistent = (n / step) % 4 == 3;
+      INFO("seed " << seed << " fault at op " << n << " error " << error
+                   << (persistent ? " persistent" : " once"));
+      SweepResult r = RunWithFault(seed, n, error, persistent);
+      fired += r.fired;
+      rolled_back += r.rollbacks > 0;
+    }
+    // The sweep really exercised failures, including lost transactions.
+    CHECK(fired > 20);
+    CHECK(rolled_back > 0);
+  }
+}
+
+TEST_CASE("power loss: unsynced writes are dropped; every fsynced state survives") {
+  for (uint32_t seed = 1; seed <= 12; seed++) {
+    TempBase base;
+    std::string path = base.path + "/store.db";
+    std::vector<Op> ops = Workload(seed * 101, 50);
+    size_t crash_at = 10 + seed * 3;
+    int fds[2];
+    REQUIRE(pipe(fds) == 0);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      // The child runs the workload and "loses power" at crash_at.
+      close(fds[0]);
+      vfs::RecordUnsyncedWrites(true);
+      auto s = Store::Open(path);
+      if (!s.ok()) _exit(3);
+      (*s)->SetCacheSize(64);
+      (*s)->file_buffer_limit = 64 << 10;
+      Tree model;
+      std::set<uint64_t> inos;
+      for (size_t i = 0; i < ops.size(); i++) {
+        if (i == crash_at) break;
+        bool applies = Applies(model, ops[i]);
+        Status st = Run(**s, ops[i], inos);
+        if (st.ok() != applies) _exit(4);
+        if (st.ok()) Apply(model, ops[i]);
+        if (st.ok() && ops[i].kind == Op::kSync) {
+          uint32_t done = uint32_t(i + 1);
+          if (write(fds[1], &done, 4) != 4) _exit(5);
+        }
+      }
+      vfs::DropUnsyncedWrites();
+      _exit(0);
+    }
+    close(fds[1]);
+    uint32_t synced = 0, v;
+    while (read(fds[0], &v, 4) == 4) synced = v;
+    close(fds[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    REQUIRE(WIFEXITED(status));
+    REQUIRE(WEXITSTATUS(status) == 0);
+    Tree expect;
+    for (size_t i = 0; i < synced; i++)
+      if (Applies(expect, ops[i])) Apply(expect, ops[i]);
+    INFO("seed " << seed << ": crashed after op " << crash_at << ", last fsync after op " << synced);
+    auto s = Open(path);
+    CHECK(Snapshot(*s) == expect);
+    RequireClean(*s);
+  }
+}
+
+TEST_CASE("a failed commit never hands an inode number out again (stale fids get ESTALE)") {
+  TempBase base;
+  FaultGuard guard;
+  auto s = Open(base.path + "/store.db");
+  auto hr = s->Create(kRootIno, "hr", S_IFDIR | 0700, 0, 0);
+  REQUIRE(hr.ok());
+  REQUIRE(s->Sync(true).ok());
+  auto x = s->Create(kRootIno, "x", S_IFREG | 0600, 0, 0);
+  REQUIRE(x.ok());
+  s->Ref(x->ino);  // a client's fid
+  vfs::InjectFault(vfs::kWrite | vfs::kSync, 1, SQLITE_IOERR_WRITE, true);
+  CHECK_FALSE(s->Sync(false).ok());
+  vfs::ClearFault();
+  CHECK(s->rollbacks() == 1);
+  CHECK(s->GetAttr(x->ino).err() == ESTALE);
+  auto salaries = s->Create(hr->ino, "salaries.txt", S_IFREG | 0600, 0, 0);
+  REQUIRE(salaries.ok());
+  CHECK(salaries->ino != x->ino);
+  REQUIRE(s->Write(salaries->ino, 0, "secret").ok());
+  // The stale fid reaches nothing.
+  CHECK(s->Write(x->ino, 0, "overwrite").err() == ESTALE);
+  std::string out;
+  CHECK(s->Read(x->ino, 0, 100, out).err() == ESTALE);
+  REQUIRE(s->Sync(true).ok());
+  CHECK(Content(*s, salaries->ino) == "secret");
+  CHECK(s->Unref(x->ino).ok());
+  RequireClean(*s);
+  // Nor after a restart, nor after the highest inode is deleted.
+  uint64_t highest = salaries->ino;
+  REQUIRE(s->Unlink(hr->ino, "salaries.txt", false).ok());
+  REQUIRE(s->Sync(true).ok());
+  s.reset();
+  s = Open(base.path + "/store.db");
+  auto y = s->Create(kRootIno, "y", S_IFREG | 0600, 0, 0);
+  REQUIRE(y.ok());
+  CHECK(y->ino > highest);
+  CHECK(y->ino != x->ino);
+}
+
+TEST_CASE("an operation that fails midway keeps the buffered writes it had flushed") {
+  TempBase base;
+  FaultGuard guard;
+  auto s = Open(base.path + "/store.db");
+  auto f = s->Create(kRootIno, "f", S_IFREG | 0644, 0, 0);
+  REQUIRE(f.ok());
+  std::string old = Pattern(5 << 20, 9);
+  REQUIRE(s->Write(f->ino, 0, old).ok());
+  REQUIRE(s->Sync(true).ok());
+  // Two buffered ranges far apart: the flush re-chunks around the first,
+  // then fails storing a chunk of the second.
+  std::string a = Pattern(1000, 1), b = Pattern(1000, 2);
+  REQUIRE(s->Write(f->ino, 100, a).ok());
+  REQUIRE(s->Write(f->ino, 4 << 20, b).ok());
+  std::string expect = old;
+  expect.replace(100, a.size(), a);
+  expect.replace(4 << 20, b.size(), b);
+  int failed = 0;
+  for (int n = 1; n < 100; n++) {
+    int calls = 0;
+    s->fault_point = [&](const char*) { return ++calls == n ? Status(EIO, "injected") : Status::Ok(); };
+    SetAttrRequest grow;  // a size change flushes the file inside its savepoint
+    grow.set_size = true;
+    grow.size = old.size() + 1;
+    auto r = s->SetAttr(f->ino, grow);
+    s->fault_point = nullptr;
+    REQUIRE(s->rollbacks() == 0);
+    if (r.ok()) break;
+    failed++;
+    // Undone in SQLite and in memory alike: every byte is still there.
+    CHECK(Content(*s, f->ino) == expect);
+  }
+  CHECK(failed >= 2);  // the second range failed after the first was in SQLite
+  REQUIRE(s->Sync(true).ok());
+  CHECK(Content(*s, f->ino).substr(0, expect.size()) == expect);
+  RequireClean(*s);
+}
+
+TEST_CASE("rename refuses to move a directory below itself at any depth") {
+  auto s = Open(":memory:");
+  auto top = s->Create(kRootIno, "a", S_IFDIR | 0755, 0, 0);
+  REQUIRE(top.ok());
+  uint64_t d = top->ino;
+  for (int i = 0; i < 4200; i++) {
+    auto c = s->Create(d, "d", S_IFDIR | 0755, 0, 0);
+    REQUIRE(c.ok());
+    d = c->ino;
+  }
+  CHECK(s->Rename(kRootIno, "a", d, "a").err() == EINVAL);
+  RequireClean(*s);
+}
+
+TEST_CASE("check and the tree hash handle a 15,000-deep tree and find cycles and orphans") {
+  TempBase base;
+  std::string path = base.path + "/store.db";
+  {
+    auto s = Open(path);
+    uint64_t d = kRootIno;
+    for (int i = 0; i < 15000; i++) {
+      auto c = s->Create(d, "d", S_IFDIR | 0755, 0, 0);
+      REQUIRE(c.ok());
+      d = c->ino;
+    }
+    REQUIRE(s->Create(d, "leaf", S_IFREG | 0644, 0, 0).ok());
+    RequireClean(*s);
+    CHECK(s->TreeHash().ok());
+    REQUIRE(s->Sync(true).ok());
+  }
+  // Damage the tree behind the store's back: a directory hung below its
+  // own child (a cycle cut off from the root) and an inode with no name.
+  {
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+    const char* sql =
+        "UPDATE dirents SET parent=(SELECT ino FROM dirents WHERE parent=2), name='loop' WHERE ino=2;"
+        "UPDATE inodes SET parent=(SELECT ino FROM dirents WHERE parent=2) WHERE ino=2;"
+        "INSERT INTO inodes VALUES(999999,0,33188,0,0,1,0,0,0,0,0,0,1,NULL,NULL);";
+    REQUIRE(sqlite3_exec(db, sql, nullptr, nullptr, nullptr) == SQLITE_OK);
+    sqlite3_close(db);
+  }
+  auto s = Open(path);
+  auto r = s->Check();
+  auto mentions = [&](const std::string& what) {
+    for (auto& p : r.problems)
+      if (p.find(what) != std::string::npos) return true;
+    return false;
+  };
+  CHECK(mentions("inode 2: not reachable from the root"));
+  CHECK(mentions("15002 inodes not reachable from the root in all"));
+  CHECK_FALSE(r.ok());
+}
