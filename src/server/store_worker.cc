@@ -46,6 +46,12 @@ void StoreWorker::ThreadMain() {
   auto tick = std::min<std::chrono::milliseconds>(store_->commit_interval / 2,
                                                   std::chrono::milliseconds(200));
   if (tick.count() <= 0) tick = std::chrono::milliseconds(10);
+  auto last_tick = std::chrono::steady_clock::now();
+  auto tick_now = [&] {
+    last_tick = std::chrono::steady_clock::now();
+    Status s = store_->Tick();
+    if (!s.ok()) Log("store: background commit failed: %s", s.ToString().c_str());
+  };
   for (;;) {
     Job job;
     {
@@ -63,8 +69,7 @@ void StoreWorker::ThreadMain() {
       if (jobs_.empty()) {
         if (stopping_) break;
         lk.unlock();
-        Status s = store_->Tick();
-        if (!s.ok()) Log("store: background commit failed: %s", s.ToString().c_str());
+        tick_now();
         continue;
       }
       job = std::move(jobs_.front());
@@ -76,6 +81,9 @@ void StoreWorker::ThreadMain() {
       done_.push_back(c ? std::move(c) : Completion([] {}));
     }
     uv_async_send(&async_);
+    // Under a steady stream of jobs the queue is never empty when the wait
+    // ends, so commits are also due here, not only when idle.
+    if (std::chrono::steady_clock::now() - last_tick >= tick) tick_now();
   }
   Status s = store_->Sync(true);
   if (!s.ok()) Log("store: final commit failed: %s", s.ToString().c_str());

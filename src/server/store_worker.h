@@ -3,8 +3,9 @@
 // The store is a single SQLite connection with one open write transaction,
 // so its work is serialised on this thread in submission order. Each job
 // returns a completion that runs on the event-loop thread (delivered through
-// a uv_async handle). Between jobs the worker calls Store::Tick so buffered
-// writes are committed within the store's commit interval even when idle.
+// a uv_async handle). The worker calls Store::Tick at least every tick
+// interval (between jobs), so buffered writes are committed within the
+// store's commit interval whether the server is idle or busy.
 //
 // Lifetime: create and Stop() on the loop thread. Stop() runs every queued
 // job, commits durably, joins the thread and closes the async handle; the
