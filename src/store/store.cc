@@ -66,6 +66,11 @@ uint64_t AvailBytes(const std::string& path) {
   return uint64_t(v.f_bavail) * v.f_frsize;
 }
 
+std::string DirOf(const std::string& path) {
+  std::string dir = path.substr(0, path.rfind('/') + 1);
+  return dir.empty() ? "." : dir;
+}
+
 }  // namespace
 
 Store::~Store() {
@@ -238,14 +243,21 @@ bool Store::ReleaseReserve() {
   return true;
 }
 
+uint64_t Store::Room() {
+  uint64_t room = AvailBytes(DirOf(path_));
+  // Pages freed by deletes are reused by the database before it grows.
+  Stmt q(db_, "SELECT freelist_count * page_size FROM pragma_freelist_count, pragma_page_size");
+  if (q.Step()) room += uint64_t(q.Int(0));
+  return room;
+}
+
 Status Store::CheckSpace(size_t adding) {
   if (memory_) return Status::Ok();
   if (low_space_) return Status(ENOSPC);
   written_since_statvfs_ += adding;
   auto now = std::chrono::steady_clock::now();
   if (written_since_statvfs_ >= (1u << 20) || now - statvfs_at_ >= std::chrono::milliseconds(100)) {
-    std::string dir = path_.substr(0, path_.rfind('/') + 1);
-    avail_bytes_ = AvailBytes(dir.empty() ? "." : dir);
+    avail_bytes_ = Room();
     written_since_statvfs_ = 0;
     statvfs_at_ = now;
   }
@@ -778,11 +790,9 @@ Status Store::Tick() {
     auto now = std::chrono::steady_clock::now();
     if (now - statvfs_at_ >= space_check_interval) {
       statvfs_at_ = now;
-      std::string dir = path_.substr(0, path_.rfind('/') + 1);
       EnsureReserve();
-      struct stat st;
-      avail_bytes_ = AvailBytes(dir.empty() ? "." : dir);
-      if (stat(reserve_path_.c_str(), &st) == 0 && avail_bytes_ >= 2 * kSpaceSlack) {
+      avail_bytes_ = Room();
+      if (avail_bytes_ >= 2 * kSpaceSlack) {
         low_space_ = false;
         Log("store: space available again under %s (%llu KiB free); writes accepted",
             path_.c_str(), (unsigned long long)(avail_bytes_ >> 10));

@@ -23,7 +23,9 @@
 // database write fails for lack of space the reserve is released and the
 // write retried, so the commit that deletes files still completes; from
 // then on (low-space mode) operations that add data answer ENOSPC before
-// anything is acknowledged, until Tick finds room to re-create the reserve.
+// anything is acknowledged, until Tick finds room again (free space in the
+// file system plus pages the database freed). Writes are also refused
+// before they are buffered when that room runs short.
 //
 // Threading: a Store is not thread-safe. The server owns exactly one and
 // calls it only from its store worker thread (server/store_worker.h).
@@ -234,6 +236,8 @@ class Store {
   bool ReleaseReserve();
   // ENOSPC when an operation that adds data should not be accepted now.
   Status CheckSpace(size_t adding);
+  // Free bytes for the database: the file system's plus its free pages.
+  uint64_t Room();
   template <class F>
   auto Atomically(F&& f) -> decltype(f());
 
