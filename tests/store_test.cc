@@ -242,10 +242,18 @@ TEST_CASE("the integrity check finds corrupted chunks and bad counts") {
     CHECK(s->Check().ok());
   }
   {
+    // Flip bytes of the first chunk in its pack file.
+    int64_t pack = Count(path, "SELECT pack FROM chunks WHERE id=(SELECT min(id) FROM chunks)");
+    int64_t offset = Count(path, "SELECT offset FROM chunks WHERE id=(SELECT min(id) FROM chunks)");
+    char name[32];
+    snprintf(name, sizeof name, "/packs/%016llx.pack", (long long)pack);
+    FILE* f = fopen((dir.path + name).c_str(), "r+b");
+    REQUIRE(f);
+    fseek(f, long(offset + 100), SEEK_SET);
+    fputs("corruption", f);
+    fclose(f);
     Db db;
     REQUIRE(db.Open(path).ok());
-    REQUIRE(db.Exec("UPDATE chunks SET data = zeroblob(length(data)) WHERE id = "
-                    "(SELECT min(id) FROM chunks)").ok());
     REQUIRE(db.Exec("UPDATE inodes SET nlink = 5 WHERE ino <> 1").ok());
   }
   auto s = OpenStore(path);

@@ -11,6 +11,7 @@
 #include <optional>
 #include <unordered_set>
 
+#include "store/pack.h"
 #include "store/sha256.h"
 #include "store/statements.h"
 #include "store/store.h"
@@ -42,23 +43,57 @@ CheckReport Store::Check() {
       if (line != "ok") problem("sqlite: " + line);
     }
   }
-  // Every chunk: its bytes hash to its name, its size matches.
+  // Every chunk: its bytes, read from its pack, hash to its name; its
+  // record header in the pack agrees.
   {
-    Stmt q(db_, "SELECT id, hash, size, refs, data FROM chunks");
+    Stmt q(db_, "SELECT id, hash, size, refs, pack, offset FROM chunks ORDER BY pack, offset");
+    std::string data;
     while (q.Step()) {
       r.chunks++;
-      std::string_view data = q.Blob(4);
-      r.chunk_bytes += data.size();
-      unsigned char h[32];
-      Sha256(data.data(), data.size(), h);
-      std::string_view stored = q.Blob(1);
       std::string id = std::to_string(q.Int(0));
+      uint64_t size = uint64_t(q.Int(2)), pack = uint64_t(q.Int(4)), offset = uint64_t(q.Int(5));
+      r.chunk_bytes += size;
+      std::string_view stored = q.Blob(1);
+      data.resize(size + PackSet::kRecordHeader);
+      Status rs = offset >= PackSet::kRecordHeader
+                      ? packs_.Read(pack, offset - PackSet::kRecordHeader, data.size(), data.data())
+                      : Status(EIO, "offset inside the pack header");
+      if (!rs.ok()) {
+        problem("chunk " + id + ": " + rs.ToString());
+        continue;
+      }
+      const auto* head = reinterpret_cast<const unsigned char*>(data.data());
+      uint32_t len = uint32_t(head[0]) | uint32_t(head[1]) << 8 | uint32_t(head[2]) << 16 |
+                     uint32_t(head[3]) << 24;
+      if (len != size || stored.size() != 32 || memcmp(head + 4, stored.data(), 32) != 0)
+        problem("chunk " + id + ": pack record header does not match the index");
+      unsigned char h[32];
+      Sha256(data.data() + PackSet::kRecordHeader, size, h);
       if (stored.size() != 32 || memcmp(stored.data(), h, 32) != 0)
         problem("chunk " + id + ": content does not match its hash");
-      if (uint64_t(q.Int(2)) != data.size())
-        problem("chunk " + id + ": size field differs from data length");
       if (q.Int(3) <= 0) problem("chunk " + id + ": unreferenced chunk kept");
     }
+  }
+  // Packs: every indexed pack exists with its committed length; the bytes
+  // no live chunk uses are reported (dead records, freed by punching holes
+  // or by musclefs gc).
+  {
+    Stmt q(db_,
+           "SELECT p.id, p.size, coalesce(sum(c.size), 0), count(c.id) FROM packs p "
+           "LEFT JOIN chunks c ON c.pack=p.id GROUP BY p.id");
+    while (q.Step()) {
+      r.packs++;
+      uint64_t id = uint64_t(q.Int(0)), size = uint64_t(q.Int(1));
+      uint64_t live = uint64_t(q.Int(2)) + uint64_t(q.Int(3)) * PackSet::kRecordHeader +
+                      PackSet::kHeaderSize;
+      r.pack_bytes += size;
+      if (size >= live) r.unreferenced_bytes += size - live;
+      std::vector<PackSet::Record> records;
+      Status w = packs_.Walk(id, size, records);
+      if (!w.ok()) problem("pack " + std::to_string(id) + ": " + w.ToString());
+    }
+    Stmt orphan(db_, "SELECT c.id FROM chunks c LEFT JOIN packs p ON p.id=c.pack WHERE p.id IS NULL");
+    while (orphan.Step()) problem("chunk " + std::to_string(orphan.Int(0)) + ": its pack is not indexed");
   }
   {
     Stmt q(db_,

@@ -397,8 +397,14 @@ Result<int64_t> Store::PutChunk(std::string_view data, const unsigned char (&has
     }
     if (q.failed()) return q.Error("find chunk");
   }
+  uint64_t before = packs_.open_pack(), before_size = packs_.open_size();
+  bool started = false;
+  auto at = packs_.Append(data, hash, &started);
+  if (!at.ok()) return at.status();
+  if (started) MUSCLE_RETURN_IF_ERROR(RecordPack(before, before_size, packs_.open_pack()));
   Stmt& ins = st_->insert_chunk;
-  ins.Bind(1, h, true).Bind(2, int64_t(data.size())).Bind(3, data, true);
+  ins.Bind(1, h, true).Bind(2, int64_t(data.size())).Bind(3, int64_t(at->pack))
+      .Bind(4, int64_t(at->offset));
   MUSCLE_RETURN_IF_ERROR(ins.Run());
   return int64_t(sqlite3_last_insert_rowid(db_.raw()));
 }
@@ -416,6 +422,14 @@ Status Store::DropChunk(int64_t chunk) {
     if (q.failed()) return q.Error("chunk refs");
   }
   if (refs > 0) return Status::Ok();
+  {
+    Stmt& loc = st_->chunk_location;
+    Stmt::Scope scope(loc);
+    loc.Bind(1, chunk);
+    if (!loc.Step()) return loc.failed() ? loc.Error("chunk location") : Status(EIO, "chunk vanished");
+    punches_.push_back({uint64_t(loc.Int(0)), uint64_t(loc.Int(1)), uint64_t(loc.Int(2))});
+  }
+  garbage_since_gc_ = true;
   Stmt& d = st_->delete_chunk;
   d.Bind(1, chunk);
   return d.Run();
@@ -537,21 +551,13 @@ Status Store::ReadStored(uint64_t ino, uint64_t offset, size_t len, char* out) {
 }
 
 Status Store::ReadChunk(int64_t chunk, uint64_t offset, size_t len, char* out) {
-  int rc = blob_ ? sqlite3_blob_reopen(blob_, chunk) : SQLITE_ERROR;
-  if (rc != SQLITE_OK) {
-    if (blob_) sqlite3_blob_close(blob_);
-    blob_ = nullptr;
-    rc = sqlite3_blob_open(db_.raw(), "main", "chunks", "data", chunk, 0, &blob_);
-    if (rc != SQLITE_OK) {
-      blob_ = nullptr;
-      return db_.Error("open chunk");
-    }
-  }
-  if (offset + len > uint64_t(sqlite3_blob_bytes(blob_)))
+  Stmt& q = st_->chunk_location;
+  Stmt::Scope scope(q);
+  q.Bind(1, chunk);
+  if (!q.Step()) return q.failed() ? q.Error("chunk location") : Status(EIO, "chunk " + std::to_string(chunk) + " missing");
+  if (offset + len > uint64_t(q.Int(2)))
     return Status(EIO, "chunk " + std::to_string(chunk) + " shorter than its extent");
-  if (sqlite3_blob_read(blob_, out, int(len), int(offset)) != SQLITE_OK)
-    return db_.Error("read chunk");
-  return Status::Ok();
+  return packs_.Read(uint64_t(q.Int(0)), uint64_t(q.Int(1)) + offset, len, out);
 }
 
 }  // namespace muscle::store

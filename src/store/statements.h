@@ -50,7 +50,8 @@ struct Store::Statements {
         delete_extent(db, "DELETE FROM extents WHERE ino=? AND offset=?"),
         find_chunk(db, "SELECT id FROM chunks WHERE hash=?"),
         insert_chunk(db,
-                     "INSERT INTO chunks(hash,size,refs,data) VALUES(?,?,1,?)"),
+                     "INSERT INTO chunks(hash,size,refs,pack,offset) VALUES(?,?,1,?,?)"),
+        chunk_location(db, "SELECT pack, offset, size FROM chunks WHERE id=?"),
         ref_chunk(db, "UPDATE chunks SET refs=refs+? WHERE id=?"),
         chunk_refs(db, "SELECT refs FROM chunks WHERE id=?"),
         delete_chunk(db, "DELETE FROM chunks WHERE id=?"),
@@ -62,7 +63,7 @@ struct Store::Statements {
       list_dir;
   Stmt get_xattr, list_xattr, put_xattr, delete_xattr, delete_xattrs;
   Stmt extent_at_or_before, extents_from, insert_extent, delete_extent;
-  Stmt find_chunk, insert_chunk, ref_chunk, chunk_refs, delete_chunk,
+  Stmt find_chunk, insert_chunk, chunk_location, ref_chunk, chunk_refs, delete_chunk,
       chunk_hash;
 };
 
@@ -81,7 +82,7 @@ auto Store::Atomically(F&& f) -> decltype(f()) {
     AfterFailure(s);
     return s;
   }
-  size_t mark = set_aside_.size();
+  UndoMark mark = MarkUndo();
   savepoint_depth_++;
   auto r = f();
   savepoint_depth_--;
@@ -98,9 +99,14 @@ auto Store::Atomically(F&& f) -> decltype(f()) {
     AfterFailure(StatusOf(r));
     return r;
   }
-  db_.Exec("ROLLBACK TO op");
-  db_.Exec("RELEASE op");
-  RestoreSetAside(mark);
+  s = db_.Exec("ROLLBACK TO op");
+  if (s.ok()) s = db_.Exec("RELEASE op");
+  if (!s.ok()) {
+    // Could not even undo the operation: give up the whole transaction.
+    ForgetUncommitted(s);
+    return r;
+  }
+  UndoTo(mark);
   return r;
 }
 

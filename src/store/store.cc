@@ -9,7 +9,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <ctime>
+#include <map>
 
 #include "common/log.h"
 #include "store/statements.h"
@@ -38,9 +40,6 @@ CREATE TABLE IF NOT EXISTS dirents(
   ino INTEGER NOT NULL, UNIQUE(parent, name));
 CREATE INDEX IF NOT EXISTS dirents_order ON dirents(parent, id);
 CREATE INDEX IF NOT EXISTS dirents_by_ino ON dirents(ino);
-CREATE TABLE IF NOT EXISTS chunks(
-  id INTEGER PRIMARY KEY, hash BLOB NOT NULL UNIQUE, size INTEGER NOT NULL,
-  refs INTEGER NOT NULL, data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS extents(
   ino INTEGER NOT NULL, offset INTEGER NOT NULL, length INTEGER NOT NULL,
   chunk INTEGER NOT NULL, PRIMARY KEY(ino, offset)) WITHOUT ROWID;
@@ -52,7 +51,16 @@ CREATE TABLE IF NOT EXISTS snapshots(
   note TEXT);
 )sql";
 
-constexpr int kSchemaVersion = 1;
+// Format 2: chunk data in pack files (store/pack.h); format 1 kept it in
+// chunks.data and is migrated at open.
+constexpr int kSchemaVersion = 2;
+const char* kChunksV2 = R"sql(
+CREATE TABLE chunks(
+  id INTEGER PRIMARY KEY, hash BLOB NOT NULL UNIQUE, size INTEGER NOT NULL,
+  refs INTEGER NOT NULL, pack INTEGER NOT NULL, offset INTEGER NOT NULL);
+CREATE INDEX chunks_by_pack ON chunks(pack, offset);
+CREATE TABLE packs(id INTEGER PRIMARY KEY, size INTEGER NOT NULL);
+)sql";
 
 bool IsDir(uint32_t mode) { return S_ISDIR(mode); }
 
@@ -74,9 +82,12 @@ std::string DirOf(const std::string& path) {
 }  // namespace
 
 Store::~Store() {
-  if (blob_) sqlite3_blob_close(blob_);
   st_.reset();
   if (!memory_) vfs::SetFullHandler(path_, nullptr);
+  if (!memory_pack_dir_.empty()) {
+    for (uint64_t id : packs_.Packs()) packs_.Remove(id);
+    rmdir(memory_pack_dir_.c_str());
+  }
 }
 
 Result<std::unique_ptr<Store>> Store::Open(const std::string& path) {
@@ -101,19 +112,23 @@ Status Store::Init(const std::string& path) {
       "PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY;"));
   MUSCLE_RETURN_IF_ERROR(db_.Exec("BEGIN IMMEDIATE"));
   Status s = db_.Exec(kSchema);
+  int64_t version = 0;
   if (s.ok()) {
     Stmt v(db_, "SELECT value FROM meta WHERE key='schema'");
-    if (v.Step()) {
-      if (v.Int(0) != kSchemaVersion)
-        s = Status(EINVAL, "store " + path + " has schema version " +
-                               std::to_string(v.Int(0)) + ", this musclefs reads " +
-                               std::to_string(kSchemaVersion));
-    } else {
-      Stmt ins(db_, "INSERT INTO meta(key, value) VALUES('schema', ?)");
-      ins.Bind(1, int64_t(kSchemaVersion));
-      s = ins.Run();
-    }
+    if (v.Step()) version = v.Int(0);
   }
+  if (s.ok() && version == 0) {
+    s = db_.Exec(kChunksV2);
+    Stmt ins(db_, "INSERT INTO meta(key, value) VALUES('schema', ?)");
+    ins.Bind(1, int64_t(kSchemaVersion));
+    if (s.ok()) s = ins.Run();
+  } else if (s.ok() && version == 1) {
+    s = MigrateV1();
+  } else if (s.ok() && version != kSchemaVersion) {
+    s = Status(EINVAL, "store " + path + " has schema version " + std::to_string(version) +
+                           ", this musclefs reads 1 and " + std::to_string(kSchemaVersion));
+  }
+  if (s.ok() && version != 1) s = OpenPacks();
   if (s.ok()) {
     Stmt root(db_, "SELECT 1 FROM inodes WHERE ino=1");
     if (!root.Step()) {
@@ -150,8 +165,108 @@ Status Store::Init(const std::string& path) {
     return s;
   }
   MUSCLE_RETURN_IF_ERROR(db_.Exec("COMMIT"));
+  if (version == 1) {
+    Log("store: migrated %s to format 2; compacting the database", path.c_str());
+    Status v = db_.Exec("VACUUM");
+    if (!v.ok()) Log("store: VACUUM after migration failed (the store is fine, only larger): %s",
+                     v.ToString().c_str());
+  }
   EnsureReserve();
   return Status::Ok();
+}
+
+std::string Store::PackDir() const {
+  std::string dir = path_.substr(0, path_.rfind('/') + 1);
+  return (dir.empty() ? "./" : dir) + "packs";
+}
+
+Status Store::OpenPacks() {
+  std::string dir;
+  if (memory_) {
+    char tmpl[] = "/tmp/musclefs-memory-XXXXXX";
+    if (!mkdtemp(tmpl)) return Status(errno, "mkdtemp for an in-memory store's packs");
+    memory_pack_dir_ = tmpl;
+    dir = memory_pack_dir_;
+  } else {
+    dir = PackDir();
+  }
+  std::map<uint64_t, uint64_t> committed;
+  {
+    Stmt q(db_, "SELECT id, size FROM packs");
+    while (q.Step()) committed[uint64_t(q.Int(0))] = uint64_t(q.Int(1));
+    if (q.failed()) return q.Error("packs");
+  }
+  MUSCLE_RETURN_IF_ERROR(packs_.Open(dir, committed));
+  committed_pack_ = packs_.open_pack();
+  committed_pack_size_ = packs_.open_size();
+  return Status::Ok();
+}
+
+// Format 1 -> 2, inside Init's transaction: every chunk's data is appended
+// to packs (synced), then the chunk table is rebuilt without it. A crash
+// before the commit leaves format 1 and pack files no index names (removed
+// at the next open, which migrates again).
+Status Store::MigrateV1() {
+  auto t0 = std::chrono::steady_clock::now();
+  Log("store: migrating %s from format 1 (chunk data in SQLite) to format 2 (pack files in %s)",
+      path_.c_str(), PackDir().c_str());
+  MUSCLE_RETURN_IF_ERROR(packs_.Open(PackDir(), {}));
+  MUSCLE_RETURN_IF_ERROR(db_.Exec(
+      "CREATE TABLE chunks_v2(id INTEGER PRIMARY KEY, hash BLOB NOT NULL UNIQUE, "
+      "size INTEGER NOT NULL, refs INTEGER NOT NULL, pack INTEGER NOT NULL, "
+      "offset INTEGER NOT NULL);"
+      "CREATE TABLE packs(id INTEGER PRIMARY KEY, size INTEGER NOT NULL);"));
+  uint64_t n = 0, bytes = 0;
+  {
+    Stmt q(db_, "SELECT id, hash, size, refs, data FROM chunks ORDER BY id");
+    Stmt ins(db_, "INSERT INTO chunks_v2 VALUES(?,?,?,?,?,?)");
+    while (q.Step()) {
+      std::string_view hash = q.Blob(1), data = q.Blob(4);
+      if (hash.size() != 32) return Status(EIO, "chunk " + std::to_string(q.Int(0)) + " has a bad hash");
+      unsigned char h[32];
+      memcpy(h, hash.data(), 32);
+      uint64_t before = packs_.open_pack(), before_size = packs_.open_size();
+      bool started = false;
+      auto at = packs_.Append(data, h, &started);
+      if (!at.ok()) return at.status();
+      if (started) MUSCLE_RETURN_IF_ERROR(RecordPack(before, before_size, packs_.open_pack()));
+      ins.Bind(1, q.Int(0)).Bind(2, hash).Bind(3, q.Int(2)).Bind(4, q.Int(3))
+          .Bind(5, int64_t(at->pack)).Bind(6, int64_t(at->offset));
+      MUSCLE_RETURN_IF_ERROR(ins.Run());
+      n++;
+      bytes += data.size();
+    }
+    if (q.failed()) return q.Error("migrate chunks");
+  }
+  MUSCLE_RETURN_IF_ERROR(packs_.Sync());
+  if (packs_.open_pack() != 0) {
+    Stmt up(db_, "UPDATE packs SET size=? WHERE id=?");
+    up.Bind(1, int64_t(packs_.open_size())).Bind(2, int64_t(packs_.open_pack()));
+    MUSCLE_RETURN_IF_ERROR(up.Run());
+  }
+  MUSCLE_RETURN_IF_ERROR(db_.Exec(
+      "DROP TABLE chunks; ALTER TABLE chunks_v2 RENAME TO chunks;"
+      "CREATE INDEX chunks_by_pack ON chunks(pack, offset);"
+      "UPDATE meta SET value=2 WHERE key='schema';"));
+  committed_pack_ = packs_.open_pack();
+  committed_pack_size_ = packs_.open_size();
+  Log("store: %llu chunks (%llu MiB) moved into packs in %.1f s",
+      (unsigned long long)n, (unsigned long long)(bytes >> 20),
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  return Status::Ok();
+}
+
+// The index rows for a pack Append just started (and the final length of
+// the one it sealed, when there was one).
+Status Store::RecordPack(uint64_t sealed, uint64_t sealed_size, uint64_t started) {
+  if (sealed != 0) {
+    Stmt up(db_, "UPDATE packs SET size=? WHERE id=?");
+    up.Bind(1, int64_t(sealed_size)).Bind(2, int64_t(sealed));
+    MUSCLE_RETURN_IF_ERROR(up.Run());
+  }
+  Stmt ins(db_, "INSERT INTO packs(id, size) VALUES(?, ?)");
+  ins.Bind(1, int64_t(started)).Bind(2, int64_t(PackSet::kHeaderSize));
+  return ins.Run();
 }
 
 Status Store::SetCacheSize(int64_t kib) {
@@ -172,11 +287,10 @@ void Store::ForgetUncommitted(const Status& why) {
   if (sqlite3_get_autocommit(db_.raw()) == 0) db_.Exec("ROLLBACK");
   in_txn_ = false;
   savepoint_depth_ = 0;
-  if (blob_) {
-    sqlite3_blob_close(blob_);
-    blob_ = nullptr;
-  }
   txn_lost_ = false;
+  punches_.clear();
+  Status p = packs_.RollBackTo(committed_pack_, committed_pack_size_);
+  if (!p.ok()) Log("store: rolling the open pack back failed: %s", p.ToString().c_str());
   size_t files = dirty_.size();
   dirty_.clear();
   dirty_bytes_ = 0;
@@ -192,8 +306,13 @@ void Store::SetAside(uint64_t ino, DirtyFile&& f) {
   if (savepoint_depth_ > 0) set_aside_.emplace_back(ino, std::move(f));
 }
 
-void Store::RestoreSetAside(size_t mark) {
-  while (set_aside_.size() > mark) {
+void Store::UndoTo(const UndoMark& mark) {
+  punches_.resize(mark.punches);
+  if (packs_.open_pack() != mark.pack || packs_.open_size() != mark.pack_size) {
+    Status p = packs_.RollBackTo(mark.pack, mark.pack_size);
+    if (!p.ok()) Log("store: rolling the open pack back failed: %s", p.ToString().c_str());
+  }
+  while (set_aside_.size() > mark.set_aside) {
     auto& [ino, f] = set_aside_.back();
     // Nothing writes to a file between its flush and the end of the
     // operation, so the slot is free; keep the newer one if it is not.
@@ -760,16 +879,19 @@ Status Store::Sync(bool durable) {
     if (!s.ok()) return s;
   }
   if (!in_txn_) return Status::Ok();
-  if (blob_) {
-    sqlite3_blob_close(blob_);
-    blob_ = nullptr;
-  }
   // synchronous=FULL syncs the WAL at every commit. Commits are batched
   // (one per commit interval or Tfsync), so this costs one fsync per batch
   // and makes every commit, not only Tfsync's, survive power loss.
+  // Pack data is synced first: no committed row ever names unsynced data.
   (void)durable;
-  Status s;
-  if (next_ino_ != persisted_next_ino_) {
+  Status s = packs_.Sync();
+  if (s.ok() && packs_.open_pack() != 0 &&
+      (packs_.open_pack() != committed_pack_ || packs_.open_size() != committed_pack_size_)) {
+    Stmt q(db_, "UPDATE packs SET size=? WHERE id=?");
+    q.Bind(1, int64_t(packs_.open_size())).Bind(2, int64_t(packs_.open_pack()));
+    s = q.Run();
+  }
+  if (s.ok() && next_ino_ != persisted_next_ino_) {
     Stmt q(db_, "INSERT OR REPLACE INTO meta(key, value) VALUES('next_ino', ?)");
     q.Bind(1, int64_t(next_ino_));
     s = q.Run();
@@ -781,6 +903,18 @@ Status Store::Sync(bool durable) {
   }
   in_txn_ = false;
   persisted_next_ino_ = next_ino_;
+  committed_pack_ = packs_.open_pack();
+  committed_pack_size_ = packs_.open_size();
+  // The deletes are durable: give the dead chunks' space back.
+  for (const Punch& p : punches_) {
+    Status ps = packs_.Punch(p.pack, p.offset, p.length);
+    if (!ps.ok()) {
+      if (!punch_failed_) Log("store: cannot free space in packs (%s); musclefs gc compacts them", ps.ToString().c_str());
+      punch_failed_ = true;
+      break;
+    }
+  }
+  punches_.clear();
   return Status::Ok();
 }
 

@@ -43,6 +43,7 @@
 #include <vector>
 
 #include "common/result.h"
+#include "store/pack.h"
 #include "store/sqlite.h"
 
 namespace muscle::store {
@@ -83,6 +84,7 @@ struct StatFs {
 
 struct CheckReport {
   uint64_t chunks = 0, chunk_bytes = 0, inodes = 0, extents = 0;
+  uint64_t packs = 0, pack_bytes = 0, unreferenced_bytes = 0;
   std::vector<std::string> problems;
   bool ok() const { return problems.empty(); }
 };
@@ -206,6 +208,10 @@ class Store {
   };
 
   Status Init(const std::string& path);
+  std::string PackDir() const;
+  Status OpenPacks();
+  Status MigrateV1();
+  Status RecordPack(uint64_t sealed, uint64_t sealed_size, uint64_t started);
   Status Begin();
   // After a failed statement or commit: if SQLite abandoned the whole
   // transaction, forget every uncommitted change in memory too.
@@ -228,7 +234,15 @@ class Store {
   // Write buffers set aside by FlushFile/PurgeInode inside a savepoint, put
   // back if it rolls back.
   void SetAside(uint64_t ino, DirtyFile&& f);
-  void RestoreSetAside(size_t mark);
+  // What a savepoint's rollback must undo outside SQLite.
+  struct UndoMark {
+    size_t set_aside, punches;
+    uint64_t pack, pack_size;
+  };
+  UndoMark MarkUndo() const {
+    return {set_aside_.size(), punches_.size(), packs_.open_pack(), packs_.open_size()};
+  }
+  void UndoTo(const UndoMark& mark);
   void DropSetAside();
   Result<uint64_t> AllocateIno();
   // The reserve file: created when there is room, released on a full disk.
@@ -285,7 +299,17 @@ class Store {
   uint64_t avail_bytes_ = UINT64_MAX;  // free space at the last statvfs
   size_t written_since_statvfs_ = 0;
   std::chrono::steady_clock::time_point statvfs_at_;
-  sqlite3_blob* blob_ = nullptr;
+  // Chunk data (format 2) and what the last commit recorded of it.
+  PackSet packs_;
+  uint64_t committed_pack_ = 0, committed_pack_size_ = 0;
+  std::string memory_pack_dir_;  // a temporary directory for ":memory:"
+  // Space of chunks deleted in the open transaction, freed after it commits.
+  struct Punch {
+    uint64_t pack, offset, length;
+  };
+  std::vector<Punch> punches_;
+  bool punch_failed_ = false;
+  bool garbage_since_gc_ = false;
   std::string flush_scratch_[2];  // FlushRange's block buffers, kept for reuse
   std::string spare_buffer_;      // a flushed write buffer, kept for reuse
 };

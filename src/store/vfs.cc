@@ -1,6 +1,10 @@
 #include "store/vfs.h"
 
 #include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
 
 #include <atomic>
 #include <cstring>
@@ -34,6 +38,8 @@ sqlite3_vfs g_vfs;
 std::mutex g_mu;  // guards the maps below
 std::map<std::string, std::function<bool()>> g_full_handlers;
 std::set<File*> g_files;
+std::map<int, uint64_t> g_plain_synced;  // plain fd -> size at its last sync
+bool g_plain_dead = false;
 
 std::atomic<int> g_fault_ops{0};
 std::atomic<int64_t> g_fault_countdown{0};
@@ -267,6 +273,68 @@ uint64_t OpsSeen(int ops) {
 
 void RecordUnsyncedWrites(bool on) { g_recording = on; }
 
+namespace {
+
+int ErrnoOf(int sqlite_error) { return (sqlite_error & 0xff) == SQLITE_FULL ? ENOSPC : EIO; }
+
+void RememberPlain(int fd) {
+  std::lock_guard<std::mutex> g(g_mu);
+  if (g_plain_synced.count(fd)) return;
+  struct stat st;
+  if (fstat(fd, &st) == 0) g_plain_synced[fd] = uint64_t(st.st_size);
+}
+
+}  // namespace
+
+int FileRead(int fd, void* buf, size_t n, uint64_t offset) {
+  if (g_plain_dead) return EIO;
+  if (int rc = Injected(kRead)) return ErrnoOf(rc);
+  size_t done = 0;
+  while (done < n) {
+    ssize_t r = pread(fd, static_cast<char*>(buf) + done, n - done, off_t(offset + done));
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return errno;
+    if (r == 0) return EIO;
+    done += size_t(r);
+  }
+  return 0;
+}
+
+int FileWrite(int fd, const void* buf, size_t n, uint64_t offset) {
+  if (g_plain_dead) return EIO;
+  if (int rc = Injected(kWrite)) return ErrnoOf(rc);
+  if (g_recording) RememberPlain(fd);
+  size_t done = 0;
+  while (done < n) {
+    ssize_t r = pwrite(fd, static_cast<const char*>(buf) + done, n - done, off_t(offset + done));
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return errno;
+    done += size_t(r);
+  }
+  return 0;
+}
+
+int FileSync(int fd) {
+  if (g_plain_dead) return EIO;
+  if (int rc = Injected(kSync)) return ErrnoOf(rc);
+  if (fdatasync(fd) != 0) return errno;
+  std::lock_guard<std::mutex> g(g_mu);
+  g_plain_synced.erase(fd);
+  return 0;
+}
+
+int FileTruncate(int fd, uint64_t size) {
+  if (g_plain_dead) return EIO;
+  if (int rc = Injected(kTruncate)) return ErrnoOf(rc);
+  if (g_recording) RememberPlain(fd);
+  return ftruncate(fd, off_t(size)) == 0 ? 0 : errno;
+}
+
+void FileClosed(int fd) {
+  std::lock_guard<std::mutex> g(g_mu);
+  g_plain_synced.erase(fd);
+}
+
 void DropUnsyncedWrites() {
   std::lock_guard<std::mutex> g(g_mu);
   for (File* f : g_files) {
@@ -277,6 +345,11 @@ void DropUnsyncedWrites() {
     f->unsynced.clear();
     f->dead = true;
   }
+  for (auto& [fd, size] : g_plain_synced)
+    if (ftruncate(fd, off_t(size)) != 0) {
+    }
+  g_plain_synced.clear();
+  g_plain_dead = true;
 }
 
 }  // namespace muscle::store::vfs

@@ -21,6 +21,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <cstddef>
 #include <string>
 
 namespace muscle::store::vfs {
@@ -47,5 +48,16 @@ uint64_t OpsSeen(int ops);
 
 void RecordUnsyncedWrites(bool on);
 void DropUnsyncedWrites();
+
+// Plain files outside SQLite (the packs) pass through the same seams: the
+// fault plan counts their reads, writes, syncs and truncates (an injected
+// SQLITE_FULL is ENOSPC, anything else EIO), and power-loss simulation
+// truncates them back to their size at their last sync (they are
+// append-only). Each returns 0 or an errno; a short read is EIO.
+int FileRead(int fd, void* buf, size_t n, uint64_t offset);
+int FileWrite(int fd, const void* buf, size_t n, uint64_t offset);
+int FileSync(int fd);
+int FileTruncate(int fd, uint64_t size);
+void FileClosed(int fd);
 
 }  // namespace muscle::store::vfs

@@ -1,0 +1,242 @@
+#include "store/pack.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+
+#include "store/vfs.h"
+
+namespace muscle::store {
+
+namespace {
+
+constexpr char kMagic[16] = {'m', 'u', 's', 'c', 'l', 'e', 'f', 's', ' ', 'p', 'a', 'c', 'k', 0, 0, 1};
+constexpr size_t kMaxFds = 64;
+
+Status Err(int e, const std::string& what) { return Status(e, what + ": " + strerror(e)); }
+
+Status SyncDir(const std::string& dir) {
+  int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return Err(errno, "open " + dir);
+  int rc = fsync(fd) == 0 ? 0 : errno;
+  close(fd);
+  return rc ? Err(rc, "sync " + dir) : Status::Ok();
+}
+
+bool ParseName(const char* name, uint64_t* id) {
+  unsigned long long v;
+  char tail[8];
+  if (sscanf(name, "%16llx.pac%1s", &v, tail) != 2 || strcmp(tail, "k") != 0) return false;
+  if (strlen(name) != 21) return false;
+  *id = v;
+  return true;
+}
+
+}  // namespace
+
+PackSet::~PackSet() {
+  for (auto& [id, fd] : fds_) {
+    vfs::FileClosed(fd);
+    close(fd);
+  }
+}
+
+std::string PackSet::PathOf(uint64_t id) const {
+  char name[32];
+  snprintf(name, sizeof name, "%016llx.pack", (unsigned long long)id);
+  return dir_ + "/" + name;
+}
+
+void PackSet::Close(uint64_t id) {
+  auto it = fds_.find(id);
+  if (it == fds_.end()) return;
+  vfs::FileClosed(it->second);
+  close(it->second);
+  fds_.erase(it);
+}
+
+Result<int> PackSet::Fd(uint64_t id) {
+  auto it = fds_.find(id);
+  if (it != fds_.end()) return it->second;
+  if (fds_.size() >= kMaxFds) {
+    // Drop a cached descriptor other than the open pack's.
+    auto victim = fds_.begin();
+    if (victim->first == open_id_) ++victim;
+    if (victim != fds_.end()) Close(victim->first);
+  }
+  int fd = open(PathOf(id).c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return Err(errno, "open pack " + PathOf(id));
+  fds_[id] = fd;
+  return fd;
+}
+
+Status PackSet::Create(uint64_t id) {
+  std::string path = PathOf(id);
+  int fd = open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return Err(errno, "create pack " + path);
+  fds_[id] = fd;
+  if (int e = vfs::FileWrite(fd, kMagic, sizeof kMagic, 0)) return Err(e, "write " + path);
+  // The header and the directory entry are durable before any index row
+  // can name the pack.
+  if (int e = vfs::FileSync(fd)) return Err(e, "sync " + path);
+  MUSCLE_RETURN_IF_ERROR(SyncDir(dir_));
+  open_id_ = id;
+  open_size_ = kHeaderSize;
+  return Status::Ok();
+}
+
+std::vector<uint64_t> PackSet::Packs() const {
+  std::vector<uint64_t> ids;
+  DIR* d = opendir(dir_.c_str());
+  if (!d) return ids;
+  while (dirent* e = readdir(d)) {
+    uint64_t id;
+    if (ParseName(e->d_name, &id)) ids.push_back(id);
+  }
+  closedir(d);
+  std::sort(ids.begin(), ids.end());
+  return ids;
+}
+
+Status PackSet::Open(const std::string& dir, const std::map<uint64_t, uint64_t>& committed) {
+  dir_ = dir;
+  if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return Err(errno, "mkdir " + dir);
+  for (uint64_t id : Packs()) {
+    auto c = committed.find(id);
+    if (c == committed.end()) {
+      // Started but never committed, or compacted away.
+      if (unlink(PathOf(id).c_str()) != 0) return Err(errno, "remove " + PathOf(id));
+      continue;
+    }
+    struct stat st;
+    if (stat(PathOf(id).c_str(), &st) != 0) return Err(errno, "stat " + PathOf(id));
+    if (uint64_t(st.st_size) > c->second) {
+      auto fd = Fd(id);
+      if (!fd.ok()) return fd.status();
+      if (int e = vfs::FileTruncate(*fd, c->second)) return Err(e, "truncate " + PathOf(id));
+      if (int e = vfs::FileSync(*fd)) return Err(e, "sync " + PathOf(id));
+    } else if (uint64_t(st.st_size) < c->second) {
+      return Status(EIO, "pack " + PathOf(id) + " is " + std::to_string(st.st_size) +
+                             " bytes, shorter than its committed " + std::to_string(c->second));
+    }
+  }
+  for (auto& [id, size] : committed) {
+    struct stat st;
+    if (stat(PathOf(id).c_str(), &st) != 0) return Err(errno, "pack " + PathOf(id) + " is missing");
+  }
+  if (committed.empty()) return Status::Ok();  // the first Append creates pack 1
+  open_id_ = committed.rbegin()->first;
+  open_size_ = committed.rbegin()->second;
+  return Status::Ok();
+}
+
+Result<PackSet::Location> PackSet::Append(std::string_view data, const unsigned char (&hash)[32],
+                                          bool* new_pack) {
+  *new_pack = false;
+  if (open_id_ == 0 || open_size_ + kRecordHeader + data.size() > pack_target) {
+    if (open_id_ != 0 && std::find(unsynced_.begin(), unsynced_.end(), open_id_) == unsynced_.end())
+      unsynced_.push_back(open_id_);
+    MUSCLE_RETURN_IF_ERROR(Create(open_id_ + 1));
+    *new_pack = true;
+  }
+  auto fd = Fd(open_id_);
+  if (!fd.ok()) return fd.status();
+  unsigned char head[kRecordHeader];
+  uint32_t n = uint32_t(data.size());
+  for (int i = 0; i < 4; i++) head[i] = uint8_t(n >> (8 * i));
+  memcpy(head + 4, hash, 32);
+  if (int e = vfs::FileWrite(*fd, head, sizeof head, open_size_))
+    return Err(e, "write " + PathOf(open_id_));
+  if (int e = vfs::FileWrite(*fd, data.data(), data.size(), open_size_ + kRecordHeader))
+    return Err(e, "write " + PathOf(open_id_));
+  Location at{open_id_, open_size_ + kRecordHeader};
+  open_size_ += kRecordHeader + data.size();
+  if (unsynced_.empty() || unsynced_.back() != open_id_) unsynced_.push_back(open_id_);
+  return at;
+}
+
+Status PackSet::Read(uint64_t pack, uint64_t offset, size_t len, char* out) {
+  auto fd = Fd(pack);
+  if (!fd.ok()) return fd.status();
+  if (int e = vfs::FileRead(*fd, out, len, offset))
+    return Err(e, "read " + PathOf(pack) + " at " + std::to_string(offset));
+  return Status::Ok();
+}
+
+Status PackSet::Sync() {
+  for (uint64_t id : unsynced_) {
+    auto fd = Fd(id);
+    if (!fd.ok()) return fd.status();
+    if (int e = vfs::FileSync(*fd)) return Err(e, "sync " + PathOf(id));
+  }
+  unsynced_.clear();
+  return Status::Ok();
+}
+
+Status PackSet::RollBackTo(uint64_t pack, uint64_t size) {
+  for (uint64_t id : Packs()) {
+    if (id <= pack) continue;
+    Close(id);
+    if (unlink(PathOf(id).c_str()) != 0) return Err(errno, "remove " + PathOf(id));
+  }
+  unsynced_.erase(std::remove_if(unsynced_.begin(), unsynced_.end(),
+                                 [&](uint64_t id) { return id > pack; }),
+                  unsynced_.end());
+  open_id_ = pack;
+  open_size_ = size;
+  if (pack == 0) return Status::Ok();
+  auto fd = Fd(pack);
+  if (!fd.ok()) return fd.status();
+  if (int e = vfs::FileTruncate(*fd, size)) return Err(e, "truncate " + PathOf(pack));
+  return Status::Ok();
+}
+
+Status PackSet::Punch(uint64_t pack, uint64_t offset, uint64_t length) {
+  // Whole pages inside the data only: headers stay readable.
+  constexpr uint64_t kPage = 4096;
+  uint64_t lo = (offset + kPage - 1) / kPage * kPage, hi = (offset + length) / kPage * kPage;
+  if (lo >= hi) return Status::Ok();
+  auto fd = Fd(pack);
+  if (!fd.ok()) return fd.status();
+  if (fallocate(*fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off_t(lo), off_t(hi - lo)) != 0)
+    return Err(errno, "punch " + PathOf(pack));
+  return Status::Ok();
+}
+
+Status PackSet::Walk(uint64_t pack, uint64_t size, std::vector<Record>& out) {
+  out.clear();
+  auto fd = Fd(pack);
+  if (!fd.ok()) return fd.status();
+  char magic[kHeaderSize];
+  if (int e = vfs::FileRead(*fd, magic, sizeof magic, 0)) return Err(e, "read " + PathOf(pack));
+  if (memcmp(magic, kMagic, sizeof magic) != 0) return Status(EIO, PathOf(pack) + ": not a musclefs pack");
+  uint64_t at = kHeaderSize;
+  while (at < size) {
+    unsigned char head[kRecordHeader];
+    if (at + kRecordHeader > size) return Status(EIO, PathOf(pack) + ": torn record at " + std::to_string(at));
+    if (int e = vfs::FileRead(*fd, head, sizeof head, at)) return Err(e, "read " + PathOf(pack));
+    Record r;
+    r.length = uint32_t(head[0]) | uint32_t(head[1]) << 8 | uint32_t(head[2]) << 16 | uint32_t(head[3]) << 24;
+    memcpy(r.hash, head + 4, 32);
+    r.offset = at + kRecordHeader;
+    if (r.length == 0 || r.offset + r.length > size)
+      return Status(EIO, PathOf(pack) + ": bad record at " + std::to_string(at));
+    out.push_back(r);
+    at = r.offset + r.length;
+  }
+  return Status::Ok();
+}
+
+Status PackSet::Remove(uint64_t pack) {
+  Close(pack);
+  if (unlink(PathOf(pack).c_str()) != 0 && errno != ENOENT) return Err(errno, "remove " + PathOf(pack));
+  return Status::Ok();
+}
+
+}  // namespace muscle::store
