@@ -550,6 +550,90 @@ Status Store::ReadStored(uint64_t ino, uint64_t offset, size_t len, char* out) {
   return Status::Ok();
 }
 
+Result<Store::GcReport> Store::CollectGarbage(bool all) {
+  OpScope op(this);
+  GcReport report;
+  MUSCLE_RETURN_IF_ERROR(Sync(true));
+  struct PackUse {
+    uint64_t id, size, live;
+  };
+  std::vector<PackUse> packs;
+  {
+    Stmt q(db_,
+           "SELECT p.id, p.size, coalesce(sum(c.size), 0) + count(c.id) * 36 + 16 FROM packs p "
+           "LEFT JOIN chunks c ON c.pack=p.id GROUP BY p.id ORDER BY p.id");
+    while (q.Step()) packs.push_back({uint64_t(q.Int(0)), uint64_t(q.Int(1)), uint64_t(q.Int(2))});
+    if (q.failed()) return q.Error("gc");
+  }
+  for (const PackUse& p : packs) {
+    if (p.id == packs_.open_pack()) continue;
+    bool sparse = p.live * 2 < p.size || (all && p.live < p.size);
+    if (!sparse) continue;
+    // Copy the live chunks into the open pack; the index moves in one
+    // transaction, synced before the old pack goes.
+    Status s = Atomically([&]() -> Status {
+      std::vector<std::pair<int64_t, std::pair<uint64_t, uint64_t>>> live;  // id, offset, size
+      std::vector<std::string> hashes;
+      {
+        Stmt q(db_, "SELECT id, offset, size, hash FROM chunks WHERE pack=? ORDER BY offset");
+        q.Bind(1, int64_t(p.id));
+        while (q.Step()) {
+          live.push_back({q.Int(0), {uint64_t(q.Int(1)), uint64_t(q.Int(2))}});
+          hashes.emplace_back(q.Blob(3));
+        }
+        if (q.failed()) return q.Error("gc chunks");
+      }
+      std::string data;
+      Stmt move(db_, "UPDATE chunks SET pack=?, offset=? WHERE id=?");
+      for (size_t i = 0; i < live.size(); i++) {
+        auto [id, where] = live[i];
+        data.resize(where.second);
+        MUSCLE_RETURN_IF_ERROR(packs_.Read(p.id, where.first, data.size(), data.data()));
+        unsigned char h[32];
+        memcpy(h, hashes[i].data(), 32);
+        uint64_t before = packs_.open_pack(), before_size = packs_.open_size();
+        bool started = false;
+        auto at = packs_.Append(data, h, &started);
+        if (!at.ok()) return at.status();
+        if (started) MUSCLE_RETURN_IF_ERROR(RecordPack(before, before_size, packs_.open_pack()));
+        move.Bind(1, int64_t(at->pack)).Bind(2, int64_t(at->offset)).Bind(3, id);
+        MUSCLE_RETURN_IF_ERROR(move.Run());
+        report.bytes_copied += data.size();
+      }
+      Stmt del(db_, "DELETE FROM packs WHERE id=?");
+      del.Bind(1, int64_t(p.id));
+      return del.Run();
+    });
+    MUSCLE_RETURN_IF_ERROR(s);
+    MUSCLE_RETURN_IF_ERROR(Sync(true));
+    MUSCLE_RETURN_IF_ERROR(packs_.Remove(p.id));
+    report.packs_removed++;
+    report.bytes_freed += p.size;
+    if (!all) break;
+  }
+  if (all) {
+    // Dead records whose space a crash (or a file system without hole
+    // punching) kept: punch them now.
+    Stmt q(db_, "SELECT id, size FROM packs");
+    std::vector<std::pair<uint64_t, uint64_t>> left;
+    while (q.Step()) left.push_back({uint64_t(q.Int(0)), uint64_t(q.Int(1))});
+    Stmt used(db_, "SELECT 1 FROM chunks WHERE pack=? AND offset=?");
+    for (auto [id, size] : left) {
+      std::vector<PackSet::Record> records;
+      MUSCLE_RETURN_IF_ERROR(packs_.Walk(id, size, records));
+      for (const auto& r : records) {
+        Stmt::Scope scope(used);
+        used.Bind(1, int64_t(id)).Bind(2, int64_t(r.offset));
+        if (used.Step()) continue;
+        if (used.failed()) return used.Error("gc");
+        MUSCLE_RETURN_IF_ERROR(packs_.Punch(id, r.offset, r.length));
+      }
+    }
+  }
+  last_gc_ = std::chrono::steady_clock::now();
+  return report;
+}
+
 Status Store::ReadChunk(int64_t chunk, uint64_t offset, size_t len, char* out) {
   Stmt& q = st_->chunk_location;
   Stmt::Scope scope(q);

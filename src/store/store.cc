@@ -934,6 +934,15 @@ Status Store::Tick() {
     }
   }
   while (dirty_bytes_ > total_buffer_limit) MUSCLE_RETURN_IF_ERROR(FlushLargest());
+  // Background compaction: at most one pack per pass, at most every 10 s,
+  // and only after deletes, so a busy server is not slowed by it.
+  if (garbage_since_gc_ && !low_space_ &&
+      std::chrono::steady_clock::now() - last_gc_ >= gc_interval) {
+    garbage_since_gc_ = false;
+    auto gc = CollectGarbage(false);
+    if (!gc.ok()) Log("store: background compaction failed: %s", gc.status().ToString().c_str());
+    else if (gc->packs_removed) garbage_since_gc_ = true;  // maybe more to do
+  }
   if (!in_txn_ && dirty_.empty()) return Status::Ok();
   auto age = std::chrono::steady_clock::now() - txn_started_;
   if (!in_txn_ || age >= commit_interval) return Sync(false);

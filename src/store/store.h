@@ -159,6 +159,17 @@ class Store {
   // interval, and flushes files if buffers are large.
   Status Tick();
 
+  // --- space ---
+  // Compacts packs whose live fraction fell below half (all packs with any
+  // dead record when `all`): live chunks are copied into the open pack, the
+  // index switches in one transaction, then the old pack is deleted; and
+  // dead records still taking space get their holes punched. Tick runs it
+  // in the background (one pack at a time); musclefs gc runs it with all.
+  struct GcReport {
+    uint64_t packs_removed = 0, bytes_copied = 0, bytes_freed = 0;
+  };
+  Result<GcReport> CollectGarbage(bool all);
+
   // --- verification ---
   // Full check: SQLite integrity, every chunk re-hashed, reference counts,
   // extents, link counts and directory structure.
@@ -187,6 +198,8 @@ class Store {
   uint64_t reserve_limit = 32u << 20;
   // How often Tick looks for space to leave low-space mode.
   std::chrono::milliseconds space_check_interval{500};
+  // Least time between background compactions.
+  std::chrono::milliseconds gc_interval{10000};
   size_t file_buffer_limit = 8u << 20;   // per file, then flush it
   size_t total_buffer_limit = 64u << 20;  // all files, then flush the largest
 
@@ -310,6 +323,7 @@ class Store {
   std::vector<Punch> punches_;
   bool punch_failed_ = false;
   bool garbage_since_gc_ = false;
+  std::chrono::steady_clock::time_point last_gc_;
   std::string flush_scratch_[2];  // FlushRange's block buffers, kept for reuse
   std::string spare_buffer_;      // a flushed write buffer, kept for reuse
 };
