@@ -189,3 +189,20 @@ TEST_CASE("format 1 stores made by the previous release are migrated at open") {
   CHECK(v.Int(0) == 2);
   CHECK(Stat(PackPath(base.path, 1)).st_size > 300000);
 }
+
+TEST_CASE("packs: a second store in the same directory is refused, not cleaned") {
+  TempBase base;
+  {
+    auto a = Open(base.path + "/a.db");
+    auto f = a->Create(kRootIno, "f", S_IFREG | 0644, 0, 0);
+    REQUIRE(a->Write(f->ino, 0, "a's data").ok());
+    REQUIRE(a->Sync(true).ok());
+  }
+  auto b = Store::Open(base.path + "/b.db");
+  REQUIRE_FALSE(b.ok());
+  CHECK(b.status().ToString().find("belongs to another store") != std::string::npos);
+  auto a = Open(base.path + "/a.db");
+  auto f = a->Lookup(kRootIno, "f");
+  REQUIRE(f.ok());
+  CHECK(Content(*a, f->ino) == "a's data");
+}

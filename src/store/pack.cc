@@ -104,9 +104,34 @@ std::vector<uint64_t> PackSet::Packs() const {
   return ids;
 }
 
-Status PackSet::Open(const std::string& dir, const std::map<uint64_t, uint64_t>& committed) {
+Status PackSet::Open(const std::string& dir, const std::string& owner,
+                     const std::map<uint64_t, uint64_t>& committed) {
   dir_ = dir;
   if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return Err(errno, "mkdir " + dir);
+  std::string owner_path = dir + "/owner";
+  if (FILE* f = fopen(owner_path.c_str(), "r")) {
+    char buf[128] = {};
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    std::string have(buf, n);
+    while (!have.empty() && have.back() == '\n') have.pop_back();
+    if (have != owner)
+      return Status(EEXIST, dir + " belongs to another store (" + have + ", this one is " + owner +
+                                "): give each store its own directory");
+  } else {
+    if (!Packs().empty())
+      return Status(EEXIST, dir + " holds pack files of an unknown store: give each store its own directory");
+    std::string tmp = owner_path + ".tmp";
+    int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return Err(errno, "create " + tmp);
+    std::string line = owner + "\n";
+    bool ok = write(fd, line.data(), line.size()) == ssize_t(line.size()) && fsync(fd) == 0;
+    int e = errno;
+    close(fd);
+    if (!ok) return Err(e, "write " + tmp);
+    if (rename(tmp.c_str(), owner_path.c_str()) != 0) return Err(errno, "rename " + tmp);
+    MUSCLE_RETURN_IF_ERROR(SyncDir(dir));
+  }
   for (uint64_t id : Packs()) {
     auto c = committed.find(id);
     if (c == committed.end()) {

@@ -53,8 +53,11 @@ class PackSet {
   // Opens the packs in `dir` (created if missing). `committed` maps each
   // pack id to its committed length; longer files are truncated, files of
   // unknown packs deleted. The highest id is the open pack (a new one is
-  // started if there is none).
-  Status Open(const std::string& dir, const std::map<uint64_t, uint64_t>& committed);
+  // started if there is none). `owner` (the store's id) is kept in
+  // dir/owner: a directory that belongs to another store, or holds packs
+  // but no owner, is refused rather than cleaned.
+  Status Open(const std::string& dir, const std::string& owner,
+              const std::map<uint64_t, uint64_t>& committed);
 
   // Appends a record; new_pack is set when the append started a new pack
   // (the caller records it in the index).

@@ -180,6 +180,27 @@ std::string Store::PackDir() const {
   return (dir.empty() ? "./" : dir) + "packs";
 }
 
+// A random id made with the store (meta.store_id), written into packs/owner.
+Result<std::string> Store::StoreId() {
+  {
+    Stmt q(db_, "SELECT value FROM meta WHERE key='store_id'");
+    if (q.Step()) return std::string(q.Blob(0));
+    if (q.failed()) return q.Error("store id");
+  }
+  unsigned char raw[16];
+  sqlite3_randomness(sizeof raw, raw);
+  static const char* kDigits = "0123456789abcdef";
+  std::string id;
+  for (unsigned char b : raw) {
+    id += kDigits[b >> 4];
+    id += kDigits[b & 15];
+  }
+  Stmt ins(db_, "INSERT INTO meta(key, value) VALUES('store_id', ?)");
+  ins.BindText(1, id);
+  MUSCLE_RETURN_IF_ERROR(ins.Run());
+  return id;
+}
+
 Status Store::OpenPacks() {
   std::string dir;
   if (memory_) {
@@ -196,7 +217,9 @@ Status Store::OpenPacks() {
     while (q.Step()) committed[uint64_t(q.Int(0))] = uint64_t(q.Int(1));
     if (q.failed()) return q.Error("packs");
   }
-  MUSCLE_RETURN_IF_ERROR(packs_.Open(dir, committed));
+  auto id = StoreId();
+  if (!id.ok()) return id.status();
+  MUSCLE_RETURN_IF_ERROR(packs_.Open(dir, *id, committed));
   committed_pack_ = packs_.open_pack();
   committed_pack_size_ = packs_.open_size();
   return Status::Ok();
@@ -210,7 +233,12 @@ Status Store::MigrateV1() {
   auto t0 = std::chrono::steady_clock::now();
   Log("store: migrating %s from format 1 (chunk data in SQLite) to format 2 (pack files in %s)",
       path_.c_str(), PackDir().c_str());
-  MUSCLE_RETURN_IF_ERROR(packs_.Open(PackDir(), {}));
+  auto id = StoreId();
+  if (!id.ok()) return id.status();
+  // The id is committed before any pack is written, so a migration cut
+  // short finds its own packs again (and removes them) next time.
+  MUSCLE_RETURN_IF_ERROR(db_.Exec("COMMIT; BEGIN IMMEDIATE"));
+  MUSCLE_RETURN_IF_ERROR(packs_.Open(PackDir(), *id, {}));
   MUSCLE_RETURN_IF_ERROR(db_.Exec(
       "CREATE TABLE chunks_v2(id INTEGER PRIMARY KEY, hash BLOB NOT NULL UNIQUE, "
       "size INTEGER NOT NULL, refs INTEGER NOT NULL, pack INTEGER NOT NULL, "

@@ -223,6 +223,7 @@ class Store {
   Status Init(const std::string& path);
   std::string PackDir() const;
   Status OpenPacks();
+  Result<std::string> StoreId();
   Status MigrateV1();
   Status RecordPack(uint64_t sealed, uint64_t sealed_size, uint64_t started);
   Status Begin();
