@@ -14,9 +14,9 @@ TEST_CASE("defaults come from the base directory") {
   auto c = ParseConfig({"serve", "--base", base.path});
   REQUIRE(c.ok());
   CHECK(c->server.store_path == base.path + "/store.db");
-  REQUIRE(c->server.listen.size() == 2);
-  CHECK(c->server.listen[0] == "unix:" + base.path + "/musclefs.sock");
-  CHECK(c->server.listen[1] == "tcp://127.0.0.1:5640");
+  // Only the unix socket (mode 0600): a loopback TCP port would let every
+  // local user in as any uid, so it is opened only when asked for.
+  CHECK(c->server.listen == std::vector<std::string>{"unix:" + base.path + "/musclefs.sock"});
   setenv("MUSCLE_BASE", base.path.c_str(), 1);
   CHECK(ParseConfig({"serve"})->base == base.path);
   unsetenv("MUSCLE_BASE");
@@ -100,4 +100,63 @@ TEST_CASE("TLS settings: file values, flag overrides, ranges") {
   REQUIRE(!bad.ok());
   CHECK(bad.status().message().find("tls-ticket-lifetime must be a number from 0 to 86400") !=
         std::string::npos);
+}
+
+TEST_CASE("a flag on the command line wins over the file, also when it equals the default") {
+  TempBase base;
+  std::ofstream(base.path + "/musclefs.conf")
+      << "msize = 65536\ncommit-interval-ms = 5000\nhandshake-timeout-ms = 500\n"
+         "max-failed-handshakes = 3\ntls-ticket-lifetime = 0\nkeys = /file/keys\n"
+         "store = /file/store.db\nlisten = tcp://127.0.0.1:1\n"
+         "access = alice read-only\naccess = bob root=/b\n";
+  auto file = ParseConfig({"serve", "--base", base.path});
+  REQUIRE(file.ok());
+  CHECK(file->server.max_msize == 65536);
+  CHECK(file->server.commit_interval == std::chrono::milliseconds(5000));
+  // Each flag set to its built-in default.
+  auto c = ParseConfig({"serve", "--base", base.path, "--msize", "1048576",
+                        "--commit-interval-ms", "1000", "--handshake-timeout-ms", "10000",
+                        "--max-failed-handshakes", "10", "--tls-ticket-lifetime", "3600",
+                        "--keys", base.path + "/keys", "--store", base.path + "/store.db",
+                        "--listen", "unix:" + base.path + "/musclefs.sock",
+                        "--access", "alice"});
+  REQUIRE(c.ok());
+  CHECK(c->server.max_msize == 1048576);
+  CHECK(c->server.commit_interval == std::chrono::milliseconds(1000));
+  CHECK(c->server.handshake_timeout == std::chrono::milliseconds(10000));
+  CHECK(c->server.max_failed_handshakes == 10);
+  CHECK(c->server.ticket_lifetime_seconds == 3600);
+  CHECK(c->server.keys_path == base.path + "/keys");
+  CHECK(c->server.store_path == base.path + "/store.db");
+  CHECK(c->server.listen == std::vector<std::string>{"unix:" + base.path + "/musclefs.sock"});
+  // --access replaces the file's rule for that identity and keeps the others.
+  REQUIRE(c->server.access.count("alice"));
+  CHECK(!c->server.access["alice"].read_only);
+  REQUIRE(c->server.access.count("bob"));
+  CHECK(c->server.access["bob"].root == "/b");
+  // Flags that are not given leave the file's values alone.
+  auto d = ParseConfig({"serve", "--base", base.path, "--msize", "8192"});
+  REQUIRE(d.ok());
+  CHECK(d->server.max_msize == 8192);
+  CHECK(d->server.commit_interval == std::chrono::milliseconds(5000));
+  CHECK(d->server.listen == std::vector<std::string>{"tcp://127.0.0.1:1"});
+  // Two --access rules for one identity are still an error, naming the flag.
+  auto e = ParseConfig({"serve", "--base", base.path, "--access", "carol", "--access", "carol ro"});
+  REQUIRE(!e.ok());
+  CHECK(e.status().message().find("option --access") != std::string::npos);
+}
+
+TEST_CASE("startup warnings name every plain TCP listener") {
+  auto eps = [](std::vector<std::string> texts) {
+    std::vector<transport::Endpoint> out;
+    for (auto& t : texts) out.push_back(*transport::ParseEndpoint(t));
+    return out;
+  };
+  CHECK(ListenerWarnings(eps({"unix:/s", "tls://0.0.0.0:3004"})).empty());
+  auto w = ListenerWarnings(eps({"unix:/s", "tcp://127.0.0.1:5640", "tcp://0.0.0.0:99"}));
+  REQUIRE(w.size() == 2);
+  CHECK(w[0].find("tcp://127.0.0.1:5640") == 0);
+  CHECK(w[0].find("every local user") != std::string::npos);
+  CHECK(w[1].find("tcp://0.0.0.0:99") == 0);
+  CHECK(w[1].find("network") != std::string::npos);
 }

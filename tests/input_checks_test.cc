@@ -1,0 +1,202 @@
+// Peer-provided numbers and names at the edges of their ranges (issue 8,
+// defects 17 and 18): Tsetattr times that do not fit the store's
+// nanoseconds, xattr names with NUL bytes, Treaddir offsets past any
+// cookie, symlink targets with NUL bytes; and the listeners `musclefs
+// serve` opens when none are asked for.
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <catch2/catch.hpp>
+#include <cstdint>
+#include <fstream>
+#include <limits>
+#include <sstream>
+
+#include "9p/client.h"
+#include "server_harness.h"
+
+using namespace muscle;
+using namespace muscle::p9;
+using muscle::test::ChildServer;
+using muscle::test::InProcessServer;
+using muscle::test::TempDir;
+
+namespace {
+
+void Connect(Client& c, const std::string& ep) {
+  REQUIRE(c.Connect(ep).ok());
+  REQUIRE(c.Version(1 << 20).ok());
+  REQUIRE(c.Attach(0).ok());
+}
+
+void MakeFile(Client& c, const std::string& name) {
+  REQUIRE(c.Walk(0, 20, {}).ok());
+  REQUIRE(c.Create(20, name, O_RDWR | O_CREAT, 0644).ok());
+  REQUIRE(c.Clunk(20).ok());
+}
+
+Tsetattr Times(uint32_t fid, uint64_t sec, uint64_t nsec) {
+  Tsetattr t;
+  t.fid = fid;
+  t.valid = kSetAtime | kSetAtimeSet | kSetMtime | kSetMtimeSet;
+  t.atime_sec = t.mtime_sec = sec;
+  t.atime_nsec = t.mtime_nsec = nsec;
+  return t;
+}
+
+std::string ReadText(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+TEST_CASE("Tsetattr: times beyond the store's range are refused, not wrapped") {
+  TempDir dir;
+  InProcessServer srv(":memory:", dir.path);
+  Client c;
+  Connect(c, srv.unix_endpoint());
+  MakeFile(c, "f");
+  REQUIRE(c.WalkPath(0, 1, "f").ok());
+  REQUIRE(c.Rpc(Times(1, 1700000000, 123456789)).ok());
+  const uint64_t kBig = uint64_t(1) << 62;
+  // 2^62 s (UBSan: signed overflow), the first second past int64 ns, a
+  // negative second just below its range, and nanoseconds of 10^9 or more.
+  for (auto [sec, nsec] : {std::pair<uint64_t, uint64_t>{kBig, 0},
+                           {9223372037, 0},
+                           {9223372036, 854775808},
+                           {uint64_t(-9223372037), 0},
+                           {uint64_t(INT64_MIN), 0},
+                           {5, 1000000000},
+                           {5, std::numeric_limits<uint64_t>::max()}}) {
+    INFO(sec << " s " << nsec << " ns");
+    CHECK(c.Rpc(Times(1, sec, nsec)).err() == EINVAL);
+    Tsetattr only_m = Times(1, sec, nsec);
+    only_m.valid = kSetMtime | kSetMtimeSet;
+    CHECK(c.Rpc(only_m).err() == EINVAL);
+  }
+  // A refused request changes nothing.
+  auto a = c.GetAttr(1);
+  REQUIRE(a.ok());
+  CHECK(a->mtime_sec == 1700000000);
+  CHECK(a->mtime_nsec == 123456789);
+  CHECK(a->atime_sec == 1700000000);
+  // The extremes that fit, and times before 1970 (the Linux client sends
+  // the signed tv_sec as u64), come back as given.
+  for (auto [sec, nsec] : {std::pair<uint64_t, uint64_t>{9223372036, 854775807},
+                           {uint64_t(-2), 500000000},
+                           {uint64_t(-1), 999999999},
+                           {uint64_t(-9223372036), 0},
+                           {0, 0}}) {
+    INFO(sec << " s " << nsec << " ns");
+    REQUIRE(c.Rpc(Times(1, sec, nsec)).ok());
+    auto b = c.GetAttr(1);
+    REQUIRE(b.ok());
+    CHECK(b->mtime_sec == sec);
+    CHECK(b->mtime_nsec == nsec);
+    CHECK(b->atime_sec == sec);
+    CHECK(b->atime_nsec == nsec);
+  }
+}
+
+TEST_CASE("xattr names with a NUL byte are refused") {
+  TempDir dir;
+  InProcessServer srv(":memory:", dir.path);
+  Client c;
+  Connect(c, srv.unix_endpoint());
+  MakeFile(c, "f");
+  const std::string bad("user.a\0b", 8);
+  REQUIRE(c.WalkPath(0, 1, "f").ok());
+  REQUIRE(c.Rpc(Txattrcreate{1, bad, 1, 0}).ok());
+  REQUIRE(c.Write(1, 0, "x").ok());
+  CHECK(c.Clunk(1).err() == EINVAL);
+  REQUIRE(c.WalkPath(0, 1, "f").ok());
+  CHECK(c.Rpc(Txattrwalk{1, 2, bad}).err() == EINVAL);
+  // Nothing was stored: the name list is empty, and a good name still works.
+  REQUIRE(c.Rpc(Txattrwalk{1, 2, ""}).ok());
+  CHECK(*c.Read(2, 0, 100) == "");
+  REQUIRE(c.Clunk(2).ok());
+  REQUIRE(c.Rpc(Txattrcreate{1, "user.a", 1, 0}).ok());
+  REQUIRE(c.Write(1, 0, "x").ok());
+  REQUIRE(c.Clunk(1).ok());
+  REQUIRE(c.WalkPath(0, 1, "f").ok());
+  REQUIRE(c.Rpc(Txattrwalk{1, 2, ""}).ok());
+  CHECK(*c.Read(2, 0, 100) == std::string("user.a\0", 7));
+}
+
+TEST_CASE("Treaddir: an offset past every cookie is the end of the directory") {
+  TempDir dir;
+  InProcessServer srv(":memory:", dir.path);
+  Client c;
+  Connect(c, srv.unix_endpoint());
+  for (int i = 0; i < 5; i++) MakeFile(c, "f" + std::to_string(i));
+  REQUIRE(c.Walk(0, 1, {}).ok());
+  REQUIRE(c.Open(1, O_RDONLY).ok());
+  auto all = c.ReadDirPage(1, 0, 8192);
+  REQUIRE(all.ok());
+  CHECK(all->names.size() == 7);
+  auto end = c.ReadDirPage(1, all->next_offset, 8192);
+  REQUIRE(end.ok());
+  CHECK(end->names.empty());
+  const uint64_t k63 = uint64_t(1) << 63;
+  for (uint64_t off : {std::numeric_limits<uint64_t>::max(), k63 + 2, k63 + 1, k63,
+                       k63 - 1, k63 + 3, std::numeric_limits<uint64_t>::max() - 2}) {
+    INFO(off);
+    auto p = c.ReadDirPage(1, off, 8192);
+    REQUIRE(p.ok());
+    CHECK(p->names.empty());
+  }
+  // Still a directory check for files.
+  REQUIRE(c.WalkPath(0, 2, "f0").ok());
+  REQUIRE(c.Open(2, O_RDONLY).ok());
+  CHECK(c.ReadDirPage(2, std::numeric_limits<uint64_t>::max(), 8192).err() == ENOTDIR);
+}
+
+TEST_CASE("symlink targets with a NUL byte are refused") {
+  TempDir dir;
+  InProcessServer srv(":memory:", dir.path);
+  Client c;
+  Connect(c, srv.unix_endpoint());
+  CHECK(c.Rpc(Tsymlink{0, "s", std::string("a\0b", 3), 0}).err() == EINVAL);
+  CHECK(c.WalkPath(0, 1, "s").err() == ENOENT);
+  REQUIRE(c.Rpc(Tsymlink{0, "s", "a/b", 0}).ok());
+}
+
+TEST_CASE("musclefs serve without --listen opens only the unix socket, mode 0600") {
+  TempDir dir;
+  std::string log = dir.path + "/server.log";
+  {
+    ChildServer srv({"--base", dir.path, "--store", ":memory:"},
+                    "unix:" + dir.path + "/musclefs.sock", log);
+    struct stat st;
+    REQUIRE(stat((dir.path + "/musclefs.sock").c_str(), &st) == 0);
+    CHECK(S_ISSOCK(st.st_mode));
+    CHECK((st.st_mode & 0777) == 0600);
+    Client c;
+    Connect(c, "unix:" + dir.path + "/musclefs.sock");
+  }
+  std::string text = ReadText(log);
+  INFO(text);
+  CHECK(text.find("listening on unix:") != std::string::npos);
+  CHECK(text.find("tcp://") == std::string::npos);
+  CHECK(text.find("trans=tcp") == std::string::npos);
+  CHECK(text.find("WARNING") == std::string::npos);
+}
+
+TEST_CASE("a plain TCP listener is opened only when asked for, with a warning in the log") {
+  TempDir dir;
+  std::string log = dir.path + "/server.log";
+  {
+    ChildServer srv({"--base", dir.path, "--store", ":memory:", "--listen",
+                     "unix:" + dir.path + "/s", "--listen", "tcp://127.0.0.1:0"},
+                    "unix:" + dir.path + "/s", log);
+  }
+  std::string text = ReadText(log);
+  INFO(text);
+  CHECK(text.find("listening on tcp://127.0.0.1:") != std::string::npos);
+  size_t w = text.find("WARNING: tcp://127.0.0.1:");
+  REQUIRE(w != std::string::npos);
+  CHECK(text.find("every local user", w) != std::string::npos);
+}
