@@ -52,6 +52,14 @@ TEST_CASE("errors name the file and line or the flag") {
   REQUIRE(!f.ok());
   CHECK(f.status().message().find("--frobnicate") != std::string::npos);
   CHECK(!ParseConfig({"serve", "--store"}).ok());
+  std::ofstream(base.path + "/musclefs.conf") << "\nlisten = tcp://127.0.0.1\n";
+  c = ParseConfig({"serve", "--base", base.path});
+  REQUIRE(!c.ok());
+  CHECK(c.status().message().find("musclefs.conf:2: bad address 'tcp://127.0.0.1'") == base.path.size() + 1);
+  std::ofstream(base.path + "/musclefs.conf") << "";
+  auto l = ParseConfig({"serve", "--base", base.path, "--listen", "udp://x:1"});
+  REQUIRE(!l.ok());
+  CHECK(l.status().message().find("option --listen: bad address 'udp://x:1'") == 0);
   CHECK(!ParseConfig({"dance"}).ok());
   CHECK(ParseConfig({})->command == "help");
   CHECK(ParseConfig({"serve", "--help"})->command == "help");

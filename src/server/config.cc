@@ -6,6 +6,8 @@
 #include <fstream>
 #include <vector>
 
+#include "transport/endpoint.h"
+
 namespace muscle::server {
 
 const char* Usage() {
@@ -67,6 +69,8 @@ Status SetKey(Config& c, const std::string& key, const std::string& value,
   if (key == "store") {
     c.server.store_path = value;
   } else if (key == "listen") {
+    auto e = transport::ParseEndpoint(value);  // checked here to name file:line or flag
+    if (!e.ok()) return Status(EINVAL, where + ": " + e.status().message());
     c.server.listen.push_back(value);
   } else if (key == "allow-plaintext-network") {
     if (value != "yes" && value != "no" && value != "true" && value != "false")
