@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <fstream>
 #include <limits>
+#include <set>
 #include <sstream>
 
 #include "9p/client.h"
@@ -148,6 +149,28 @@ TEST_CASE("Treaddir: an offset past every cookie is the end of the directory") {
     REQUIRE(p.ok());
     CHECK(p->names.empty());
   }
+  // A count too small for the next entry is an error, not the end.
+  CHECK(c.ReadDirPage(1, 0, 20).err() == EINVAL);
+  auto first = c.ReadDirPage(1, 0, 30);  // "." only
+  REQUIRE(first.ok());
+  REQUIRE(first->names == std::vector<std::string>{"."});
+  MakeFile(c, std::string(200, 'n'));
+  std::set<std::string> names;
+  uint64_t off = 0;
+  for (int i = 0; i < 20; i++) {
+    auto p = c.ReadDirPage(1, off, 100);
+    if (!p.ok()) {
+      CHECK(p.err() == EINVAL);  // at the long name
+      break;
+    }
+    REQUIRE(!p->names.empty());  // never a premature end
+    names.insert(p->names.begin(), p->names.end());
+    off = p->next_offset;
+  }
+  CHECK(names.size() == 7);
+  auto rest = c.ReadDirPage(1, off, 300);
+  REQUIRE(rest.ok());
+  CHECK(rest->names == std::vector<std::string>{std::string(200, 'n')});
   // Still a directory check for files.
   REQUIRE(c.WalkPath(0, 2, "f0").ok());
   REQUIRE(c.Open(2, O_RDONLY).ok());

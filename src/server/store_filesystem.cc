@@ -129,8 +129,12 @@ FsReply ReadDir(Store& s, FsRequest& req, const Treaddir& m) {
   uint64_t offset = std::min(m.offset, kPastEveryCookie);
   Rreaddir r;
   WireWriter w(r.data.bytes);
+  bool too_small = false;  // not even the next entry fits
   Status st = s.ReadDir(req.ino, offset, [&](const store::DirEntry& e) {
-    if (w.size() + 24 + e.name.size() > m.count) return false;
+    if (w.size() + 24 + e.name.size() > m.count) {
+      too_small = w.size() == 0;
+      return false;
+    }
     Qid q = QidOf(e.attr);
     w.u8(q.type);
     w.u32(q.version);
@@ -141,6 +145,9 @@ FsReply ReadDir(Store& s, FsRequest& req, const Treaddir& m) {
     return true;
   });
   if (!st.ok()) return Err(st);
+  // An empty reply means the end of the directory; when the next entry
+  // exists but does not fit, say so (as getdents does) instead.
+  if (too_small) return Err(EINVAL);
   return FsReply{std::move(r), {}};
 }
 
