@@ -1,3 +1,4 @@
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -167,4 +168,44 @@ TEST_CASE("startup warnings name every plain TCP listener") {
   CHECK(w[0].find("every local user") != std::string::npos);
   CHECK(w[1].find("tcp://0.0.0.0:99") == 0);
   CHECK(w[1].find("network") != std::string::npos);
+}
+
+TEST_CASE("the config file must be a regular file only its owner can change") {
+  TempBase base;
+  std::string conf = base.path + "/musclefs.conf";
+  // A FIFO used to hang start-up (std::ifstream blocks opening it).
+  REQUIRE(mkfifo(conf.c_str(), 0600) == 0);
+  auto f = ParseConfig({"serve", "--base", base.path});
+  REQUIRE(!f.ok());
+  CHECK(f.status().message() == conf + " is not a regular file");
+  unlink(conf.c_str());
+  REQUIRE(mkdir(conf.c_str(), 0700) == 0);
+  CHECK(!ParseConfig({"serve", "--base", base.path}).ok());
+  rmdir(conf.c_str());
+  // Anyone who can write it can open a listener or lift a read-only rule.
+  std::ofstream(conf) << "access = alice read-only\n";
+  REQUIRE(chmod(conf.c_str(), 0664) == 0);
+  auto w = ParseConfig({"serve", "--base", base.path});
+  REQUIRE(!w.ok());
+  CHECK(w.status().message() ==
+        conf + " is writable by group or others (mode 0664); fix it with: chmod go-w " + conf);
+  REQUIRE(chmod(conf.c_str(), 0644) == 0);
+  auto ok = ParseConfig({"serve", "--base", base.path});
+  REQUIRE(ok.ok());
+  CHECK(ok->server.access["alice"].read_only);
+  if (geteuid() == 0) {
+    // Owned by someone else (root running the tests can arrange that).
+    REQUIRE(chown(conf.c_str(), 65534, 65534) == 0);
+    auto o = ParseConfig({"serve", "--base", base.path});
+    REQUIRE(!o.ok());
+    CHECK(o.status().message().find("is owned by uid 65534") != std::string::npos);
+    REQUIRE(chown(conf.c_str(), 0, 0) == 0);
+  } else {  // (root reads any file: only another user can test this)
+    // A file that exists but cannot be read is an error, not "no settings"
+    // (the read-only rule above would silently vanish).
+    REQUIRE(chmod(conf.c_str(), 0200) == 0);
+    auto u = ParseConfig({"serve", "--base", base.path});
+    REQUIRE(!u.ok());
+    CHECK(u.status().message().find("cannot read " + conf) == 0);
+  }
 }

@@ -1,9 +1,14 @@
 #include "server/config.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <cstdio>
 #include <cstdlib>
-#include <fstream>
+#include <cstring>
+#include <sstream>
 #include <vector>
 
 #include "transport/endpoint.h"
@@ -135,9 +140,56 @@ Status SetKey(Config& c, const std::string& key, const std::string& value,
   return Status::Ok();
 }
 
+std::string ModeText(mode_t m) {
+  char b[8];
+  snprintf(b, sizeof b, "%04o", unsigned(m & 07777));
+  return b;
+}
+
+// The file says who may connect and with what rights (listen, access), so
+// like sshd's StrictModes it must be a regular file that only its owner
+// (the user running musclefs, or root) can change. A missing file is fine;
+// one that cannot be read is an error, not silently no settings.
+Result<std::string> ReadConfigText(const std::string& path) {
+  // O_NONBLOCK: a FIFO must not hang start-up before fstat refuses it.
+  int fd = open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return std::string();
+    return Status(errno, "cannot read " + path + ": " + strerror(errno));
+  }
+  struct stat st;
+  Status bad = Status::Ok();
+  if (fstat(fd, &st) != 0)
+    bad = Status(errno, "cannot read " + path + ": " + strerror(errno));
+  else if (!S_ISREG(st.st_mode))
+    bad = Status(EINVAL, path + " is not a regular file");
+  else if (st.st_uid != geteuid() && st.st_uid != 0)
+    bad = Status(EPERM, path + " is owned by uid " + std::to_string(st.st_uid) +
+                            ", not by the user running musclefs (uid " +
+                            std::to_string(geteuid()) + ") or root; fix it with: chown " +
+                            std::to_string(geteuid()) + " " + path);
+  else if (st.st_mode & 022)
+    bad = Status(EPERM, path + " is writable by group or others (mode " +
+                            ModeText(st.st_mode) + "); fix it with: chmod go-w " + path);
+  std::string text;
+  char buf[4096];
+  while (bad.ok()) {
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) bad = Status(errno, "cannot read " + path + ": " + strerror(errno));
+    if (n <= 0) break;
+    text.append(buf, size_t(n));
+    if (text.size() > (1 << 20)) bad = Status(EFBIG, path + " is larger than 1 MiB");
+  }
+  close(fd);
+  if (!bad.ok()) return bad;
+  return text;
+}
+
 Status ReadConfigFile(Config& c, const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return Status::Ok();  // optional
+  auto text = ReadConfigText(path);
+  if (!text.ok()) return text.status();
+  std::istringstream in(*text);
   std::string line;
   int n = 0;
   while (std::getline(in, line)) {
