@@ -10,6 +10,25 @@
 using namespace muscle;
 using namespace muscle::server;
 
+namespace {
+// Writes $BASE/musclefs.conf with mode 0644 whatever the umask (a group-
+// or world-writable file is refused).
+struct ConfFile {
+  explicit ConfFile(const TempBase& b) : path(b.path + "/musclefs.conf"), out(path) {}
+  ~ConfFile() {
+    out.close();
+    chmod(path.c_str(), 0644);
+  }
+  template <class T>
+  ConfFile& operator<<(const T& v) {
+    out << v;
+    return *this;
+  }
+  std::string path;
+  std::ofstream out;
+};
+}  // namespace
+
 TEST_CASE("defaults come from the base directory") {
   TempBase base;
   auto c = ParseConfig({"serve", "--base", base.path});
@@ -25,7 +44,7 @@ TEST_CASE("defaults come from the base directory") {
 
 TEST_CASE("config file values, overridden by flags") {
   TempBase base;
-  std::ofstream(base.path + "/musclefs.conf")
+  ConfFile(base)
       << "# comment\nstore = /x/y.db\nlisten = tcp://127.0.0.1:1\nlisten = unix:/s\n"
          "msize = 65536\n";
   auto c = ParseConfig({"serve", "--base", base.path});
@@ -41,11 +60,11 @@ TEST_CASE("config file values, overridden by flags") {
 
 TEST_CASE("errors name the file and line or the flag") {
   TempBase base;
-  std::ofstream(base.path + "/musclefs.conf") << "store = a\nbogus line\n";
+  ConfFile(base) << "store = a\nbogus line\n";
   auto c = ParseConfig({"serve", "--base", base.path});
   REQUIRE(!c.ok());
   CHECK(c.status().message().find("musclefs.conf:2") != std::string::npos);
-  std::ofstream(base.path + "/musclefs.conf") << "msize = 12\n";
+  ConfFile(base) << "msize = 12\n";
   c = ParseConfig({"serve", "--base", base.path});
   REQUIRE(!c.ok());
   CHECK(c.status().message().find("msize") != std::string::npos);
@@ -53,11 +72,11 @@ TEST_CASE("errors name the file and line or the flag") {
   REQUIRE(!f.ok());
   CHECK(f.status().message().find("--frobnicate") != std::string::npos);
   CHECK(!ParseConfig({"serve", "--store"}).ok());
-  std::ofstream(base.path + "/musclefs.conf") << "\nlisten = tcp://127.0.0.1\n";
+  ConfFile(base) << "\nlisten = tcp://127.0.0.1\n";
   c = ParseConfig({"serve", "--base", base.path});
   REQUIRE(!c.ok());
   CHECK(c.status().message().find("musclefs.conf:2: bad address 'tcp://127.0.0.1'") == base.path.size() + 1);
-  std::ofstream(base.path + "/musclefs.conf") << "";
+  ConfFile(base) << "";
   auto l = ParseConfig({"serve", "--base", base.path, "--listen", "udp://x:1"});
   REQUIRE(!l.ok());
   CHECK(l.status().message().find("option --listen: bad address 'udp://x:1'") == 0);
@@ -95,7 +114,7 @@ TEST_CASE("endpoints parse and plaintext on a network address is refused") {
 
 TEST_CASE("TLS settings: file values, flag overrides, ranges") {
   TempBase base;
-  std::ofstream(base.path + "/musclefs.conf")
+  ConfFile(base)
       << "tls-ticket-lifetime = 0\nmax-failed-handshakes = 3\nhandshake-timeout-ms = 500\n";
   auto c = ParseConfig({"serve", "--base", base.path});
   REQUIRE(c.ok());
@@ -113,7 +132,7 @@ TEST_CASE("TLS settings: file values, flag overrides, ranges") {
 
 TEST_CASE("a flag on the command line wins over the file, also when it equals the default") {
   TempBase base;
-  std::ofstream(base.path + "/musclefs.conf")
+  ConfFile(base)
       << "msize = 65536\ncommit-interval-ms = 5000\nhandshake-timeout-ms = 500\n"
          "max-failed-handshakes = 3\ntls-ticket-lifetime = 0\nkeys = /file/keys\n"
          "store = /file/store.db\nlisten = tcp://127.0.0.1:1\n"
@@ -183,7 +202,7 @@ TEST_CASE("the config file must be a regular file only its owner can change") {
   CHECK(!ParseConfig({"serve", "--base", base.path}).ok());
   rmdir(conf.c_str());
   // Anyone who can write it can open a listener or lift a read-only rule.
-  std::ofstream(conf) << "access = alice read-only\n";
+  ConfFile(base) << "access = alice read-only\n";
   REQUIRE(chmod(conf.c_str(), 0664) == 0);
   auto w = ParseConfig({"serve", "--base", base.path});
   REQUIRE(!w.ok());
