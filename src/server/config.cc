@@ -47,7 +47,9 @@ options:
 
 The config file $BASE/musclefs.conf may set store, listen, keys, access,
 msize, commit-interval-ms, handshake-timeout-ms, max-failed-handshakes,
-tls-ticket-lifetime and allow-plaintext-network as "key = value" lines. SIGHUP reloads the keys file.
+tls-ticket-lifetime and allow-plaintext-network as "key = value" lines; a
+flag on the command line always wins over it. It must be owned by you or
+root and not writable by group or others. SIGHUP reloads the keys file.
 )";
 }
 
