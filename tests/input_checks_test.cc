@@ -208,6 +208,26 @@ TEST_CASE("musclefs serve without --listen opens only the unix socket, mode 0600
   CHECK(text.find("WARNING") == std::string::npos);
 }
 
+TEST_CASE("the store and the files beside it are private, also in a base readable by all") {
+  TempDir dir;
+  REQUIRE(chmod(dir.path.c_str(), 0755) == 0);
+  {
+    ChildServer srv({"--base", dir.path}, "unix:" + dir.path + "/musclefs.sock",
+                    dir.path + "/server.log");
+    Client c;
+    Connect(c, "unix:" + dir.path + "/musclefs.sock");
+    MakeFile(c, "f");
+    REQUIRE(c.WalkPath(0, 1, "f").ok());
+    REQUIRE(c.Fsync(1).ok());
+    for (const char* name : {"store.db", "store.db-wal", "musclefs.sock", "musclefs.pid"}) {
+      INFO(name);
+      struct stat st;
+      REQUIRE(stat((dir.path + "/" + name).c_str(), &st) == 0);
+      CHECK((st.st_mode & 077) == 0);
+    }
+  }
+}
+
 TEST_CASE("a plain TCP listener is opened only when asked for, with a warning in the log") {
   TempDir dir;
   std::string log = dir.path + "/server.log";

@@ -119,6 +119,7 @@ static void TuneMalloc() {
 
 int main(int argc, char** argv) {
   TuneMalloc();
+  umask(077);  // the store, its WAL, the socket and the pid file are the owner's alone
   std::vector<std::string> args(argv + 1, argv + argc);
   auto c = server::ParseConfig(args);
   if (!c.ok()) {
