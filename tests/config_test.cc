@@ -72,6 +72,10 @@ TEST_CASE("errors name the file and line or the flag") {
   REQUIRE(!f.ok());
   CHECK(f.status().message().find("--frobnicate") != std::string::npos);
   CHECK(!ParseConfig({"serve", "--store"}).ok());
+  // An empty --base would put the store, socket and config file in "/".
+  auto eb = ParseConfig({"serve", "--base", ""});
+  REQUIRE(!eb.ok());
+  CHECK(eb.status().message().find("--base") == 0);
   ConfFile(base) << "\nlisten = tcp://127.0.0.1\n";
   c = ParseConfig({"serve", "--base", base.path});
   REQUIRE(!c.ok());

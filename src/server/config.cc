@@ -249,6 +249,7 @@ Result<Config> ParseConfig(const std::vector<std::string>& args) {
     } else if (a == "--base") {
       auto v = value();
       if (!v.ok()) return v.status();
+      if (v->empty()) return Status(EINVAL, "--base needs a directory, got ''");
       c.base = *v;
       have_base = true;
     } else if (a.rfind("--", 0) == 0) {
