@@ -1,10 +1,17 @@
 #include "server/config.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <cstdio>
 #include <cstdlib>
-#include <fstream>
+#include <cstring>
+#include <sstream>
 #include <vector>
+
+#include "transport/endpoint.h"
 
 namespace muscle::server {
 
@@ -17,9 +24,11 @@ options:
   --base DIR         base directory (default $MUSCLE_BASE, else $HOME/lib/muscle)
   --store FILE       store database (default $BASE/store.db; ":memory:" for an
                      ephemeral tree)
-  --listen ADDR      unix:PATH, tcp://HOST:PORT (loopback) or tls://HOST:PORT
-                     (TLS-PSK, any address); repeatable
-                     (default unix:$BASE/musclefs.sock and tcp://127.0.0.1:5640)
+  --listen ADDR      unix:PATH (mode 0600), tcp://HOST:PORT (loopback) or
+                     tls://HOST:PORT (TLS-PSK, any address); repeatable
+                     (default unix:$BASE/musclefs.sock only). Plain tcp:// has
+                     no authentication: on 127.0.0.1 every local user can
+                     connect and act as any uid, root included
   --keys FILE        PSK keys for tls:// listeners (default $BASE/keys;
                      manage with muscle keys)
   --access "NAME [root=/path] [read-only]"
@@ -38,7 +47,9 @@ options:
 
 The config file $BASE/musclefs.conf may set store, listen, keys, access,
 msize, commit-interval-ms, handshake-timeout-ms, max-failed-handshakes,
-tls-ticket-lifetime and allow-plaintext-network as "key = value" lines. SIGHUP reloads the keys file.
+tls-ticket-lifetime and allow-plaintext-network as "key = value" lines; a
+flag on the command line always wins over it. It must be owned by you or
+root and not writable by group or others. SIGHUP reloads the keys file.
 )";
 }
 
@@ -65,6 +76,8 @@ Status SetKey(Config& c, const std::string& key, const std::string& value,
   if (key == "store") {
     c.server.store_path = value;
   } else if (key == "listen") {
+    auto e = transport::ParseEndpoint(value);  // checked here to name file:line or flag
+    if (!e.ok()) return Status(EINVAL, where + ": " + e.status().message());
     c.server.listen.push_back(value);
   } else if (key == "allow-plaintext-network") {
     if (value != "yes" && value != "no" && value != "true" && value != "false")
@@ -129,9 +142,56 @@ Status SetKey(Config& c, const std::string& key, const std::string& value,
   return Status::Ok();
 }
 
+std::string ModeText(mode_t m) {
+  char b[8];
+  snprintf(b, sizeof b, "%04o", unsigned(m & 07777));
+  return b;
+}
+
+// The file says who may connect and with what rights (listen, access), so
+// like sshd's StrictModes it must be a regular file that only its owner
+// (the user running musclefs, or root) can change. A missing file is fine;
+// one that cannot be read is an error, not silently no settings.
+Result<std::string> ReadConfigText(const std::string& path) {
+  // O_NONBLOCK: a FIFO must not hang start-up before fstat refuses it.
+  int fd = open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return std::string();
+    return Status(errno, "cannot read " + path + ": " + strerror(errno));
+  }
+  struct stat st;
+  Status bad = Status::Ok();
+  if (fstat(fd, &st) != 0)
+    bad = Status(errno, "cannot read " + path + ": " + strerror(errno));
+  else if (!S_ISREG(st.st_mode))
+    bad = Status(EINVAL, path + " is not a regular file");
+  else if (st.st_uid != geteuid() && st.st_uid != 0)
+    bad = Status(EPERM, path + " is owned by uid " + std::to_string(st.st_uid) +
+                            ", not by the user running musclefs (uid " +
+                            std::to_string(geteuid()) + ") or root; fix it with: chown " +
+                            std::to_string(geteuid()) + " " + path);
+  else if (st.st_mode & 022)
+    bad = Status(EPERM, path + " is writable by group or others (mode " +
+                            ModeText(st.st_mode) + "); fix it with: chmod go-w " + path);
+  std::string text;
+  char buf[4096];
+  while (bad.ok()) {
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) bad = Status(errno, "cannot read " + path + ": " + strerror(errno));
+    if (n <= 0) break;
+    text.append(buf, size_t(n));
+    if (text.size() > (1 << 20)) bad = Status(EFBIG, path + " is larger than 1 MiB");
+  }
+  close(fd);
+  if (!bad.ok()) return bad;
+  return text;
+}
+
 Status ReadConfigFile(Config& c, const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return Status::Ok();  // optional
+  auto text = ReadConfigText(path);
+  if (!text.ok()) return text.status();
+  std::istringstream in(*text);
   std::string line;
   int n = 0;
   while (std::getline(in, line)) {
@@ -164,8 +224,15 @@ Result<Config> ParseConfig(const std::vector<std::string>& args) {
   c.command = args[0];
   if (c.command != "serve" && c.command != "check")
     return Status(EINVAL, "unknown command '" + c.command + "' (see musclefs --help)");
+  // Flags are checked here (so a bad one is reported even without a
+  // config file) and applied again after the file, in order: a flag given
+  // on the command line always wins, whatever its value.
+  struct Given {
+    std::string key, value, where;
+  };
+  std::vector<Given> given;
   Config flags;
-  bool have_store = false, have_base = false;
+  bool have_base = false;
   for (size_t i = 1; i < args.size(); i++) {
     const std::string& a = args[i];
     auto value = [&]() -> Result<std::string> {
@@ -175,19 +242,20 @@ Result<Config> ParseConfig(const std::vector<std::string>& args) {
     if (a == "-D") {
       c.trace = true;
     } else if (a == "--allow-plaintext-network") {
-      flags.server.allow_plaintext_network = true;
+      given.push_back({"allow-plaintext-network", "yes", "option " + a});
     } else if (a == "--help" || a == "-h") {
       c.command = "help";
       return c;
     } else if (a == "--base") {
       auto v = value();
       if (!v.ok()) return v.status();
+      if (v->empty()) return Status(EINVAL, "--base needs a directory, got ''");
       c.base = *v;
       have_base = true;
     } else if (a.rfind("--", 0) == 0) {
       auto v = value();
       if (!v.ok()) return v.status();
-      if (a == "--store") have_store = true;
+      given.push_back({a.substr(2), *v, "option " + a});
       MUSCLE_RETURN_IF_ERROR(SetKey(flags, a.substr(2), *v, "option " + a, false));
     } else {
       return Status(EINVAL, "unexpected argument '" + a + "' (see musclefs --help)");
@@ -195,28 +263,46 @@ Result<Config> ParseConfig(const std::vector<std::string>& args) {
   }
   if (!have_base) c.base = DefaultBase();
   MUSCLE_RETURN_IF_ERROR(ReadConfigFile(c, c.base + "/musclefs.conf"));
-  if (have_store) c.server.store_path = flags.server.store_path;
-  if (!flags.server.listen.empty()) c.server.listen = flags.server.listen;
-  if (flags.server.allow_plaintext_network) c.server.allow_plaintext_network = true;
-  if (flags.server.max_msize != p9::kMaxMsize) c.server.max_msize = flags.server.max_msize;
-  if (flags.server.commit_interval != std::chrono::milliseconds(1000))
-    c.server.commit_interval = flags.server.commit_interval;
-  if (c.server.store_path.empty()) c.server.store_path = c.base + "/store.db";
-  if (!flags.server.keys_path.empty()) c.server.keys_path = flags.server.keys_path;
-  if (c.server.keys_path.empty()) c.server.keys_path = c.base + "/keys";
-  if (flags.server.handshake_timeout != std::chrono::milliseconds(10000))
-    c.server.handshake_timeout = flags.server.handshake_timeout;
-  if (flags.server.max_failed_handshakes != 10)
-    c.server.max_failed_handshakes = flags.server.max_failed_handshakes;
-  if (flags.server.ticket_lifetime_seconds != tls::TicketSealer::kDefaultLifetimeSeconds)
-    c.server.ticket_lifetime_seconds = flags.server.ticket_lifetime_seconds;
-  if (!flags.server.access.empty())
-    for (auto& [k, v] : flags.server.access) c.server.access[k] = v;
-  if (c.server.listen.empty()) {
-    c.server.listen.push_back("unix:" + c.base + "/musclefs.sock");
-    c.server.listen.push_back("tcp://127.0.0.1:5640");
+  bool listen_replaced = false;
+  for (const Given& g : given) {
+    if (g.key == "listen" && !listen_replaced) {
+      c.server.listen.clear();  // --listen replaces the file's listen lines
+      listen_replaced = true;
+    }
+    if (g.key == "access") {
+      // Replaces the file's rule for the same identity, keeps the others.
+      Config one;
+      MUSCLE_RETURN_IF_ERROR(SetKey(one, g.key, g.value, g.where, false));
+      for (auto& [name, rule] : one.server.access) c.server.access[name] = rule;
+      continue;
+    }
+    MUSCLE_RETURN_IF_ERROR(SetKey(c, g.key, g.value, g.where, false));
   }
+  if (c.server.store_path.empty()) c.server.store_path = c.base + "/store.db";
+  if (c.server.keys_path.empty()) c.server.keys_path = c.base + "/keys";
+  // Plain 9P over TCP has no authentication: on loopback every local user
+  // could act as any uid. The default is the unix socket (mode 0600) only.
+  if (c.server.listen.empty()) c.server.listen.push_back("unix:" + c.base + "/musclefs.sock");
   return c;
+}
+
+std::vector<std::string> ListenerWarnings(const std::vector<transport::Endpoint>& eps) {
+  std::vector<std::string> out;
+  for (const auto& e : eps) {
+    if (e.kind != transport::Endpoint::kTcp || e.tls) continue;
+    if (e.IsLoopback())
+      out.push_back(e.text +
+                    " is plain 9P without authentication: every local user and "
+                    "process on this machine can connect and act as any uid, root "
+                    "included. Use the unix socket (mode 0600) or tls:// unless "
+                    "every local user is trusted");
+    else
+      out.push_back(e.text +
+                    " is plain 9P on a network address: file names and contents "
+                    "cross the network unencrypted, and anyone who can reach it "
+                    "can connect and act as any uid, root included");
+  }
+  return out;
 }
 
 std::vector<std::string> MountHints(const std::vector<transport::Endpoint>& eps,

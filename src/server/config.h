@@ -2,9 +2,12 @@
 //
 // The base directory is --base, else $MUSCLE_BASE, else $HOME/lib/muscle.
 // An optional config file $BASE/musclefs.conf holds "key = value" lines
-// (keys: store, listen, allow-plaintext-network, msize,
-// commit-interval-ms); command-line flags override it, and any --listen on
-// the command line replaces the file's listen lines.
+// (keys: store, listen, keys, access, allow-plaintext-network, msize,
+// commit-interval-ms, handshake-timeout-ms, max-failed-handshakes,
+// tls-ticket-lifetime); a flag given on the command line always overrides
+// it (whatever its value), any --listen on the command line replaces the
+// file's listen lines, and --access replaces the file's rule for that
+// identity. Without any listen, only unix:$BASE/musclefs.sock is opened.
 #pragma once
 
 #include <string>
@@ -27,6 +30,9 @@ struct Config {
 Result<Config> ParseConfig(const std::vector<std::string>& args);
 std::string DefaultBase();
 const char* Usage();
+// One line per plain-TCP listener saying who can reach it, for the
+// startup log (plain 9P has no authentication).
+std::vector<std::string> ListenerWarnings(const std::vector<transport::Endpoint>& eps);
 // The mount commands a user can type for the bound endpoints.
 std::vector<std::string> MountHints(const std::vector<transport::Endpoint>& eps,
                                     uint32_t msize);

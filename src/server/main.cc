@@ -58,6 +58,7 @@ int Serve(const server::Config& c) {
   }
   Log("serving store %s", c.server.store_path.c_str());
   for (const auto& e : srv.bound()) Log("listening on %s", e.text.c_str());
+  for (const auto& w : server::ListenerWarnings(srv.bound())) Log("WARNING: %s", w.c_str());
   for (const auto& m : server::MountHints(srv.bound(), c.server.max_msize))
     Log("to mount: %s", m.c_str());
   struct SignalContext {
@@ -118,6 +119,7 @@ static void TuneMalloc() {
 
 int main(int argc, char** argv) {
   TuneMalloc();
+  umask(077);  // the store, its WAL, the socket and the pid file are the owner's alone
   std::vector<std::string> args(argv + 1, argv + argc);
   auto c = server::ParseConfig(args);
   if (!c.ok()) {

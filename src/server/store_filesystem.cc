@@ -4,6 +4,9 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 
+#include <algorithm>
+#include <cstdint>
+
 #include "9p/wire.h"
 
 namespace muscle::server {
@@ -24,6 +27,29 @@ namespace {
 
 constexpr uint32_t kV9fsMagic = 0x01021997;
 constexpr uint32_t kAtRemoveDir = 0x200;
+constexpr int64_t kNsPerSec = 1000000000;
+
+// Store times are signed nanoseconds since 1970; 9P carries seconds and
+// nanoseconds as u64 (Linux sends the signed tv_sec, so times before 1970
+// arrive as two's complement). Floor division keeps nsec in [0, 1e9).
+void SplitTime(int64_t ns, uint64_t& sec, uint64_t& nsec) {
+  int64_t s = ns / kNsPerSec, n = ns % kNsPerSec;
+  if (n < 0) {
+    s -= 1;
+    n += kNsPerSec;
+  }
+  sec = uint64_t(s);
+  nsec = uint64_t(n);
+}
+
+// The inverse; false (EINVAL) when nsec is not below 1e9 or the time does
+// not fit in int64 nanoseconds (about 1678-2262).
+bool JoinTime(uint64_t sec, uint64_t nsec, int64_t& ns) {
+  if (nsec >= uint64_t(kNsPerSec)) return false;
+  int64_t scaled;
+  if (__builtin_mul_overflow(int64_t(sec), kNsPerSec, &scaled)) return false;
+  return !__builtin_add_overflow(scaled, int64_t(nsec), &ns);
+}
 
 Rgetattr GetattrOf(const Attr& a) {
   Rgetattr r;
@@ -37,14 +63,10 @@ Rgetattr GetattrOf(const Attr& a) {
   r.size = a.size;
   r.blksize = 128 * 1024;
   r.blocks = a.blocks;
-  r.atime_sec = uint64_t(a.atime_ns / 1000000000);
-  r.atime_nsec = uint64_t(a.atime_ns % 1000000000);
-  r.mtime_sec = uint64_t(a.mtime_ns / 1000000000);
-  r.mtime_nsec = uint64_t(a.mtime_ns % 1000000000);
-  r.ctime_sec = uint64_t(a.ctime_ns / 1000000000);
-  r.ctime_nsec = uint64_t(a.ctime_ns % 1000000000);
-  r.btime_sec = uint64_t(a.btime_ns / 1000000000);
-  r.btime_nsec = uint64_t(a.btime_ns % 1000000000);
+  SplitTime(a.atime_ns, r.atime_sec, r.atime_nsec);
+  SplitTime(a.mtime_ns, r.mtime_sec, r.mtime_nsec);
+  SplitTime(a.ctime_ns, r.ctime_sec, r.ctime_nsec);
+  SplitTime(a.btime_ns, r.btime_sec, r.btime_nsec);
   return r;
 }
 
@@ -100,10 +122,19 @@ uint8_t DirentType(uint32_t mode) { return uint8_t((mode & S_IFMT) >> 12); }
 FsReply ReadDir(Store& s, FsRequest& req, const Treaddir& m) {
   // Entries are encoded as the store produces them, until the next one
   // would not fit in count bytes (qid[13] offset[8] type[1] name[s]).
+  // The store's cookies are 2 + a dirent id (an int64), so no cookie is
+  // above INT64_MAX + 2; larger offsets (which would wrap to negative ids
+  // in the store and restart the listing) are past the end.
+  constexpr uint64_t kPastEveryCookie = uint64_t(INT64_MAX) + 2;
+  uint64_t offset = std::min(m.offset, kPastEveryCookie);
   Rreaddir r;
   WireWriter w(r.data.bytes);
-  Status st = s.ReadDir(req.ino, m.offset, [&](const store::DirEntry& e) {
-    if (w.size() + 24 + e.name.size() > m.count) return false;
+  bool too_small = false;  // not even the next entry fits
+  Status st = s.ReadDir(req.ino, offset, [&](const store::DirEntry& e) {
+    if (w.size() + 24 + e.name.size() > m.count) {
+      too_small = w.size() == 0;
+      return false;
+    }
     Qid q = QidOf(e.attr);
     w.u8(q.type);
     w.u32(q.version);
@@ -114,6 +145,9 @@ FsReply ReadDir(Store& s, FsRequest& req, const Treaddir& m) {
     return true;
   });
   if (!st.ok()) return Err(st);
+  // An empty reply means the end of the directory; when the next entry
+  // exists but does not fit, say so (as getdents does) instead.
+  if (too_small) return Err(EINVAL);
   return FsReply{std::move(r), {}};
 }
 
@@ -130,20 +164,24 @@ FsReply SetAttr(Store& s, FsRequest& req, const Tsetattr& m) {
   int64_t now = store::NowNs();
   if (m.valid & kSetAtime) {
     a.set_atime = true;
-    a.atime_ns = (m.valid & kSetAtimeSet)
-                     ? int64_t(m.atime_sec) * 1000000000 + int64_t(m.atime_nsec)
-                     : now;
+    a.atime_ns = now;
+    if ((m.valid & kSetAtimeSet) && !JoinTime(m.atime_sec, m.atime_nsec, a.atime_ns))
+      return Err(EINVAL);
   }
   if (m.valid & kSetMtime) {
     a.set_mtime = true;
-    a.mtime_ns = (m.valid & kSetMtimeSet)
-                     ? int64_t(m.mtime_sec) * 1000000000 + int64_t(m.mtime_nsec)
-                     : now;
+    a.mtime_ns = now;
+    if ((m.valid & kSetMtimeSet) && !JoinTime(m.mtime_sec, m.mtime_nsec, a.mtime_ns))
+      return Err(EINVAL);
   }
   auto r = s.SetAttr(req.ino, a);
   if (!r.ok()) return Err(r.status());
   return FsReply{Rsetattr{}, {}};
 }
+
+// Xattr names are C strings to every client (the list is NUL-separated):
+// one with a NUL byte could be neither named nor listed.
+bool XattrNameOk(const std::string& name) { return name.find('\0') == std::string::npos; }
 
 template <class R>
 FsReply Created(Result<Attr> a) {
@@ -194,8 +232,11 @@ FsReply StoreFileSystem::Execute(Store& s, FsRequest& req) {
   }
   if (auto* m = std::get_if<Tmkdir>(&msg))
     return Created<Rmkdir>(s.Create(req.ino, m->name, S_IFDIR | (m->mode & 07777), req.uid, m->gid));
-  if (auto* m = std::get_if<Tsymlink>(&msg))
+  if (auto* m = std::get_if<Tsymlink>(&msg)) {
+    // A target is a C string to every client: "a\0b" would read back as "a".
+    if (m->symtgt.find('\0') != std::string::npos) return Err(EINVAL);
     return Created<Rsymlink>(s.Create(req.ino, m->name, S_IFLNK | 0777, req.uid, m->gid, 0, m->symtgt));
+  }
   if (auto* m = std::get_if<Tmknod>(&msg)) {
     uint32_t type = m->mode & S_IFMT;
     if (type == 0) type = S_IFREG;
@@ -270,6 +311,7 @@ FsReply StoreFileSystem::Execute(Store& s, FsRequest& req) {
     return st.ok() ? FsReply{Rfsync{}, {}} : Err(st);
   }
   if (auto* m = std::get_if<Txattrwalk>(&msg)) {
+    if (!XattrNameOk(m->name)) return Err(EINVAL);
     auto v = m->name.empty() ? s.ListXattr(req.ino) : s.GetXattr(req.ino, m->name);
     if (!v.ok()) return Err(v.status());
     uint64_t size = v->size();
@@ -279,8 +321,9 @@ FsReply StoreFileSystem::Execute(Store& s, FsRequest& req) {
     Status st;
     if (req.xattr) {
       const auto& x = *req.xattr;
-      st = x.value.empty() && (x.flags & 2) ? s.RemoveXattr(req.ino, x.name)
-                                            : s.SetXattr(req.ino, x.name, x.value, x.flags);
+      if (!XattrNameOk(x.name)) st = Status(EINVAL);
+      else st = x.value.empty() && (x.flags & 2) ? s.RemoveXattr(req.ino, x.name)
+                                                 : s.SetXattr(req.ino, x.name, x.value, x.flags);
     }
     Status u = s.Unref(req.ino);
     if (st.ok()) st = u;

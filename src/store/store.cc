@@ -780,6 +780,8 @@ Status Store::ReadDir(uint64_t dir, uint64_t cookie,
   if (!d.ok()) return d.status();
   if (!IsDir(d->mode)) return Status(ENOTDIR);
   // Cookies: 1 = after ".", 2 = after "..", 2+id = after dirent id.
+  // Past every possible id (ids are int64): nothing left to list.
+  if (cookie > uint64_t(INT64_MAX) + 2) return Status::Ok();
   if (cookie == 0 && !emit({1, ".", *d})) return Status::Ok();
   if (cookie <= 1) {
     auto p = Parent(dir);

@@ -82,6 +82,7 @@ mkdir -p "$work/srv"
 } > "$work/srv/keys"
 chmod 600 "$work/srv/keys"
 printf 'access = reader read-only\naccess = confined root=/deep/a\n' > "$work/srv/musclefs.conf"
+chmod 644 "$work/srv/musclefs.conf"  # musclefs refuses a group/world-writable one
 wait_port() {
   for _ in $(seq 100); do
     (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0
