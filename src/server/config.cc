@@ -18,6 +18,8 @@ namespace muscle::server {
 const char* Usage() {
   return R"(usage: musclefs serve [options]     serve the tree over 9P2000.L
        musclefs check [options]     verify the store (re-hashes every chunk)
+       musclefs gc [options]        compact pack files, give dead space back
+       musclefs upgrade [options]   migrate an older store format in place
        musclefs --help
 
 options:
@@ -222,7 +224,8 @@ Result<Config> ParseConfig(const std::vector<std::string>& args) {
     return c;
   }
   c.command = args[0];
-  if (c.command != "serve" && c.command != "check")
+  if (c.command != "serve" && c.command != "check" && c.command != "gc" &&
+      c.command != "upgrade")
     return Status(EINVAL, "unknown command '" + c.command + "' (see musclefs --help)");
   // Flags are checked here (so a bad one is reported even without a
   // config file) and applied again after the file, in order: a flag given

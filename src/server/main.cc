@@ -37,10 +37,42 @@ int Check(const server::Config& c) {
          c.server.store_path.c_str(), (unsigned long long)r.inodes,
          (unsigned long long)r.extents, (unsigned long long)r.chunks,
          (unsigned long long)r.chunk_bytes);
+  printf("packs: %llu (%llu bytes, %llu not used by any live chunk)\n",
+         (unsigned long long)r.packs, (unsigned long long)r.pack_bytes,
+         (unsigned long long)r.unreferenced_bytes);
   if (h.ok()) printf("root hash %s\n", store::HexOf(*h).c_str());
   for (const auto& p : r.problems) printf("PROBLEM: %s\n", p.c_str());
   printf("%s\n", r.ok() ? "ok" : "FAILED");
   return r.ok() ? 0 : 1;
+}
+
+// Opening a store migrates an older format in place (with log lines);
+// upgrade does only that, gc then compacts every pack with dead records.
+int Maintain(const server::Config& c) {
+  struct stat st;
+  if (stat(c.server.store_path.c_str(), &st) != 0) {
+    fprintf(stderr, "musclefs: no store at %s (pass --store FILE or --base DIR)\n",
+            c.server.store_path.c_str());
+    return 2;
+  }
+  auto s = store::Store::Open(c.server.store_path);
+  if (!s.ok()) {
+    fprintf(stderr, "musclefs: %s\n", s.status().ToString().c_str());
+    return 2;
+  }
+  if (c.command == "upgrade") {
+    printf("store %s: format 2 (pack files)\n", c.server.store_path.c_str());
+    return 0;
+  }
+  auto r = (*s)->CollectGarbage(true);
+  if (!r.ok()) {
+    fprintf(stderr, "musclefs: gc: %s\n", r.status().ToString().c_str());
+    return 1;
+  }
+  printf("store %s: %llu packs compacted, %llu bytes copied, %llu bytes freed\n",
+         c.server.store_path.c_str(), (unsigned long long)r->packs_removed,
+         (unsigned long long)r->bytes_copied, (unsigned long long)r->bytes_freed);
+  return 0;
 }
 
 int Serve(const server::Config& c) {
@@ -132,5 +164,6 @@ int main(int argc, char** argv) {
   }
   SetTraceEnabled(c->trace);
   if (c->command == "check") return Check(*c);
+  if (c->command == "gc" || c->command == "upgrade") return Maintain(*c);
   return Serve(*c);
 }
