@@ -253,7 +253,13 @@ SweepResult RunWithFault(uint32_t seed, uint64_t nth, int error, bool persistent
 }  // namespace
 
 TEST_CASE("fault sweep: the Nth write, sync or truncate fails; nothing acknowledged is lost") {
-  for (uint32_t seed : {7u, 11u}) {
+  // MUSCLE_FAULT_SEEDS=N sweeps seeds 1..N instead (a longer run by hand).
+  std::vector<uint32_t> seeds{7u, 11u};
+  if (const char* n = getenv("MUSCLE_FAULT_SEEDS")) {
+    seeds.clear();
+    for (uint32_t i = 1; i <= uint32_t(atoi(n)); i++) seeds.push_back(i);
+  }
+  for (uint32_t seed : seeds) {
     SweepResult clean = RunWithFault(seed, 0, 0, false);
     REQUIRE(clean.ops_seen > 10);
     CHECK(clean.rollbacks == 0);

@@ -94,6 +94,19 @@ Result<uint32_t> Store::Write(uint64_t ino, uint64_t offset,
   if (!S_ISREG(a->mode)) return Status(EINVAL);
   if (data.empty()) return uint32_t(0);
   MUSCLE_RETURN_IF_ERROR(CheckSpace(data.size()));
+  // Make room before taking the data, so that a write that fails has no
+  // effect at all (a flush failing afterwards would leave it buffered).
+  {
+    auto d = dirty_.find(ino);
+    if (d != dirty_.end() && d->second.bytes + data.size() > file_buffer_limit) {
+      s = Atomically([&]() -> Status { return FlushFile(ino); });
+      if (!s.ok()) return s;
+    }
+    while (!dirty_.empty() && dirty_bytes_ + data.size() > total_buffer_limit)
+      MUSCLE_RETURN_IF_ERROR(FlushLargest());
+    a = LoadAttr(ino);
+    if (!a.ok()) return a.status();
+  }
   uint64_t lo = offset, hi = offset + data.size();
   a->size = std::max(a->size, hi);
   a->mtime_ns = a->ctime_ns = NowNs();
@@ -160,11 +173,6 @@ Result<uint32_t> Store::Write(uint64_t ino, uint64_t offset,
     dirty_bytes_ += buf.size() - removed;
     ranges.emplace(start, std::move(buf));
   }
-  if (f.bytes >= file_buffer_limit) {
-    s = Atomically([&]() -> Status { return FlushFile(ino); });
-    if (!s.ok()) return s;
-  }
-  while (dirty_bytes_ > total_buffer_limit) MUSCLE_RETURN_IF_ERROR(FlushLargest());
   return uint32_t(data.size());
 }
 

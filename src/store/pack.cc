@@ -176,9 +176,13 @@ Result<PackSet::Location> PackSet::Append(std::string_view data, const unsigned 
   uint32_t n = uint32_t(data.size());
   for (int i = 0; i < 4; i++) head[i] = uint8_t(n >> (8 * i));
   memcpy(head + 4, hash, 32);
-  if (int e = vfs::FileWrite(*fd, head, sizeof head, open_size_))
-    return Err(e, "write " + PathOf(open_id_));
-  if (int e = vfs::FileWrite(*fd, data.data(), data.size(), open_size_ + kRecordHeader))
+  auto put = [&](const void* p, size_t n, uint64_t at) {
+    int e = vfs::FileWrite(*fd, p, n, at);
+    if (e == ENOSPC && on_full && on_full()) e = vfs::FileWrite(*fd, p, n, at);
+    return e;
+  };
+  if (int e = put(head, sizeof head, open_size_)) return Err(e, "write " + PathOf(open_id_));
+  if (int e = put(data.data(), data.size(), open_size_ + kRecordHeader))
     return Err(e, "write " + PathOf(open_id_));
   Location at{open_id_, open_size_ + kRecordHeader};
   open_size_ += kRecordHeader + data.size();

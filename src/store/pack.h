@@ -19,6 +19,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <string_view>
@@ -34,6 +35,9 @@ class PackSet {
   static constexpr size_t kRecordHeader = 36;  // length + hash
   // A pack is sealed and a new one opened once it reaches this size.
   uint64_t pack_target = 32u << 20;
+  // Called when a write fails for lack of space; returns true when it
+  // freed some (the store's reserve), and the write is tried once more.
+  std::function<bool()> on_full;
 
   struct Location {
     uint64_t pack;

@@ -103,6 +103,7 @@ Status Store::Init(const std::string& path) {
   if (!memory_) {
     reserve_path_ = path + "-reserve";
     vfs::SetFullHandler(path_, [this] { return ReleaseReserve(); });
+    packs_.on_full = [this] { return ReleaseReserve(); };
   }
   MUSCLE_RETURN_IF_ERROR(db_.Open(path));
   sqlite3_busy_timeout(db_.raw(), 5000);
