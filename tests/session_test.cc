@@ -217,3 +217,98 @@ TEST_CASE("xattr fids: write then commit at clunk, read from the walk result") {
   h.Send(6, Tread{2, 1, 10});
   CHECK(std::get<Rread>(h.Last()).data.bytes == "bc");
 }
+
+TEST_CASE("a fid being rebound: later requests on it wait, replies come in request order") {
+  Harness h;
+  h.Ready();
+  h.Send(2, Twalk{0, 2, {"f"}});
+  h.fs.Complete(0, Rwalk{{Qid{0, 0, 7}}});  // fid 2 -> inode 7, one reference
+  h.replies.clear();
+  // Pipelined: walk fid 2 onto itself (no names), then clunk it.
+  h.Send(3, Twalk{2, 2, {}});
+  h.Send(4, Tclunk{2});
+  CHECK(h.replies.empty());  // the clunk waits for the walk
+  REQUIRE(h.fs.pending.size() == 1);
+  h.fs.Complete(0, Rwalk{{}});  // the file system moved the reference 7 -> 7
+  REQUIRE(h.replies.size() == 2);
+  CHECK(h.replies[0].first == 3);
+  CHECK(std::holds_alternative<Rwalk>(h.replies[0].second));
+  CHECK(h.replies[1].first == 4);
+  CHECK(std::holds_alternative<Rclunk>(h.replies[1].second));
+  // Exactly one reference given back.
+  CHECK(h.fs.released == std::vector<uint64_t>{7});
+}
+
+TEST_CASE("a fid rebound by Tlcreate: a pipelined read waits and sees the new file") {
+  Harness h;
+  h.Ready();
+  h.Send(2, Twalk{0, 2, {}});
+  h.fs.Complete(0, Rwalk{{}});
+  h.replies.clear();
+  h.Send(3, Tlcreate{2, "new", O_RDWR, 0644, 0});
+  h.Send(4, Tread{2, 0, 100});
+  REQUIRE(h.fs.pending.size() == 1);
+  h.fs.Complete(0, Rlcreate{Qid{0, 0, 9}, 0});
+  REQUIRE(h.fs.pending.size() == 1);  // the read, on the created file
+  CHECK(h.fs.pending[0].req.ino == 9);
+  h.fs.Complete(0, Rread{});
+  REQUIRE(h.replies.size() == 2);
+  CHECK(h.replies[0].first == 3);
+  CHECK(h.replies[1].first == 4);
+}
+
+TEST_CASE("a reset while a fid is rebound gives back exactly one reference") {
+  Harness h;
+  h.Ready();
+  h.Send(2, Twalk{0, 2, {"a"}});
+  h.fs.Complete(0, Rwalk{{Qid{0, 0, 7}}});
+  h.Send(3, Twalk{2, 2, {"b"}});  // fid 2: 7 -> 8, in flight
+  h.Send(kNoTag, Tversion{1 << 20, "9P2000.L"});  // reset
+  std::vector<uint64_t> at_reset = h.fs.released;
+  CHECK(std::count(at_reset.begin(), at_reset.end(), 7) == 0);  // the walk owns it
+  h.fs.Complete(0, Rwalk{{Qid{0, 0, 8}}});  // moved 7 -> 8
+  CHECK(std::count(h.fs.released.begin(), h.fs.released.end(), 8) == 1);
+  CHECK(std::count(h.fs.released.begin(), h.fs.released.end(), 7) == 0);
+}
+
+TEST_CASE("the attach root cannot be removed or renamed through its fid") {
+  Harness h;
+  h.Ready();
+  h.Send(2, Tremove{0});
+  CHECK(h.LastErr() == EBUSY);
+  CHECK(h.fs.pending.empty());
+  CHECK(h.fs.released == std::vector<uint64_t>{1});  // Tremove clunks the fid anyway
+  h.Send(3, Tattach{5, kNoFid, "", "", 0});
+  h.fs.Complete(0, Rattach{Qid{kQtDir, 0, 1}});
+  h.Send(4, Trename{5, 5, "elsewhere"});
+  CHECK(h.LastErr() == EBUSY);
+}
+
+TEST_CASE("a read-only identity gets no write lock") {
+  FakeFs fs;
+  LockTable locks;
+  std::vector<Message> replies;
+  SessionOptions o{65536, ENOENT, "test"};
+  o.read_only = true;
+  auto s = std::make_shared<Session>(
+      fs, locks, o,
+      [&](std::string f) {
+        replies.push_back(Decode(reinterpret_cast<const uint8_t*>(f.data()), f.size()).msg);
+      },
+      [](const char*) {});
+  auto send = [&](uint16_t tag, const Message& m) {
+    std::string f;
+    Encode(tag, m, f);
+    s->OnFrame(reinterpret_cast<const uint8_t*>(f.data()), f.size());
+  };
+  send(kNoTag, Tversion{1 << 20, "9P2000.L"});
+  send(1, Tattach{0, kNoFid, "", "", 0});
+  fs.Complete(0, Rattach{Qid{kQtDir, 0, 1}});
+  send(2, Tlock{0, kLockWrite, 0, 0, 0, 1, "c"});
+  auto* e = std::get_if<Rlerror>(&replies.back());
+  REQUIRE(e);
+  CHECK(e->ecode == EROFS);
+  send(3, Tlock{0, kLockRead, 0, 0, 0, 1, "c"});
+  CHECK(std::holds_alternative<Rlock>(replies.back()));
+  s->Shutdown();
+}

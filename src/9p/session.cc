@@ -2,6 +2,8 @@
 
 #include <fcntl.h>
 
+#include <cstdlib>
+
 #include "9p/codec.h"
 #include "common/log.h"
 
@@ -25,8 +27,11 @@ void Session::Reset() {
   generation_++;
   for (auto& [num, fid] : fids_) {
     fid->live = false;
-    // Pending fids release their reference when their request finishes.
-    if (fid->kind == Fid::kInode || fid->kind == Fid::kXattrWrite) fs_.Release(fid->ino);
+    fid->waiting.clear();
+    // Pending fids, and fids being rebound, release their reference when
+    // their request finishes.
+    if (fid->rebinding == 0 && (fid->kind == Fid::kInode || fid->kind == Fid::kXattrWrite))
+      fs_.Release(fid->ino);
   }
   fids_.clear();
   inflight_.clear();
@@ -71,6 +76,16 @@ void Session::OnFrame(const uint8_t* frame, size_t len) {
 
 void Session::Reply(uint16_t tag, Message msg) {
   if (closed_) return;
+  if (!inflight_.count(tag)) {
+    // Every request is answered exactly once: a reply to a tag that is not
+    // in flight is a bug in this file.
+    Log("%s: BUG: reply %s to tag %u, which is not in flight (dropped)", options_.peer.c_str(),
+        Trace(tag, msg).c_str(), tag);
+#ifndef NDEBUG
+    abort();
+#endif
+    return;
+  }
   if (TraceEnabled()) Log("%s -> %s", options_.peer.c_str(), Trace(tag, msg).c_str());
   std::string frame;
   Encode(tag, msg, frame);
@@ -101,13 +116,16 @@ void Session::DropFid(uint32_t num) {
   fids_.erase(it);
 }
 
-void Session::Submit(uint16_t tag, FsRequest req,
-                     std::function<void(FsReply&)> after) {
+void Session::Submit(uint16_t tag, FsRequest req, std::function<void(FsReply&)> after,
+                     FidPtr rebinds) {
   uint64_t gen = generation_;
   auto self = shared_from_this();
-  fs_.Submit(std::move(req), [self, tag, gen, after = std::move(after)](FsReply r) {
+  fs_.Submit(std::move(req), [self, tag, gen, after = std::move(after),
+                              rebinds = std::move(rebinds)](FsReply r) {
     if (after) after(r);
     if (self->generation_ == gen) self->Reply(tag, std::move(r.msg));
+    // Requests that waited for this one go after its reply.
+    if (rebinds) self->Rebound(rebinds);
   });
 }
 
@@ -190,6 +208,7 @@ void Session::Handle(uint16_t tag, Twalk& m) {
   FsRequest req{m, from->ino};
   req.uid = from->uid;
   req.root_ino = from->root_ino;
+  if (to == from) from->rebinding++;
   Submit(tag, std::move(req), [this, from, to, want, num = m.newfid](FsReply& r) {
     auto* w = std::get_if<Rwalk>(&r.msg);
     bool complete = w && w->wqids.size() == want;
@@ -207,8 +226,10 @@ void Session::Handle(uint16_t tag, Twalk& m) {
       if (!to->live) fs_.Release(to->ino);
     } else if (to != from && to->live) {
       DropFid(num);
+    } else if (to == from && !from->live) {
+      fs_.Release(from->ino);  // reset while in flight: the old binding stays ours
     }
-  });
+  }, to == from ? from : nullptr);
 }
 
 template <>
@@ -233,15 +254,16 @@ void Session::Handle(uint16_t tag, Tlcreate& m) {
   if (f->open) return Error(tag, EBUSY);
   FsRequest req{m, f->ino};
   req.uid = f->uid;
+  f->rebinding++;
   Submit(tag, std::move(req), [this, f, flags = m.flags](FsReply& r) {
     if (auto* c = std::get_if<Rlcreate>(&r.msg)) {
       f->ino = c->qid.path;
       f->qtype = c->qid.type;
       f->open = true;
       f->open_flags = flags;
-      if (!f->live) fs_.Release(f->ino);
     }
-  });
+    if (!f->live) fs_.Release(f->ino);
+  }, f);
 }
 
 template <>
@@ -322,6 +344,12 @@ void Session::Handle(uint16_t tag, Tremove& m) {
     if (f->kind == Fid::kXattrWrite) fs_.Release(f->ino);
     return Error(tag, EBADF);
   }
+  if (f->ino == f->root_ino) {
+    // The attach root (a confined identity's whole tree) is not removed
+    // through itself, as rmdir of a mount point is EBUSY.
+    fs_.Release(f->ino);
+    return Error(tag, EBUSY);
+  }
   FsRequest req{m, f->ino};
   req.uid = f->uid;
   Submit(tag, std::move(req));
@@ -374,6 +402,9 @@ template <>
 void Session::Handle(uint16_t tag, Tlock& m) {
   FidPtr f = Established(m.fid);
   if (!f) return Error(tag, EBADF);
+  // A write lock keeps writers out: not something a read-only identity
+  // may hold.
+  if (options_.read_only && m.type == kLockWrite) return Error(tag, EROFS);
   LockOwner owner{this, m.proc_id, m.client_id};
   Reply(tag, Rlock{locks_.Lock(f->ino, m.type, m.start, m.length, owner)});
 }
@@ -418,7 +449,44 @@ static bool Modifies(const Message& msg) {
          std::holds_alternative<Tremove>(msg) || std::holds_alternative<Twrite>(msg);
 }
 
+bool Session::WaitForFid(uint16_t tag, Message& msg) {
+  FidPtr busy;
+  auto check = [&](uint32_t num) {
+    auto it = fids_.find(num);
+    if (!busy && it != fids_.end() && it->second->rebinding > 0) busy = it->second;
+  };
+  std::visit(
+      [&](auto& m) {
+        if constexpr (requires { m.fid; }) check(m.fid);
+        if constexpr (requires { m.dfid; }) check(m.dfid);
+        if constexpr (requires { m.newfid; }) check(m.newfid);
+        if constexpr (requires { m.dirfid; }) check(m.dirfid);
+        if constexpr (requires { m.olddirfid; }) check(m.olddirfid);
+        if constexpr (requires { m.newdirfid; }) check(m.newdirfid);
+      },
+      msg);
+  if (!busy) return false;
+  busy->waiting.emplace_back(tag, std::move(msg));
+  return true;
+}
+
+void Session::Rebound(const FidPtr& f) {
+  if (f->rebinding > 0) f->rebinding--;
+  // Run what waited, in order, until one of them rebinds the fid again
+  // (the rest then wait for that one).
+  while (f->rebinding == 0 && !f->waiting.empty() && !closed_) {
+    auto next = std::move(f->waiting.front());
+    f->waiting.erase(f->waiting.begin());
+    Dispatch(next.first, std::move(next.second));
+  }
+}
+
 void Session::Dispatch(uint16_t tag, Message&& msg) {
+  if (WaitForFid(tag, msg)) return;
+  if (auto* r = std::get_if<Trename>(&msg)) {
+    FidPtr f = Established(r->fid);
+    if (f && f->ino == f->root_ino) return Error(tag, EBUSY);  // see Tremove
+  }
   if (options_.read_only && Modifies(msg)) {
     // Tremove clunks its fid even when it fails.
     if (auto* r = std::get_if<Tremove>(&msg)) {

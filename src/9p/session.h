@@ -5,7 +5,15 @@
 // The transport feeds complete frames to OnFrame and supplies a send
 // function; replies may go out in any order, as requests finish. Every
 // request gets exactly one reply unless the session is reset (Tversion) or
-// shut down. A reply to a flushed request always precedes the Rflush.
+// shut down (Reply checks it: a second reply to a tag is a bug, fatal in
+// debug builds). A reply to a flushed request always precedes the Rflush.
+//
+// Fid references: a fid bound to an inode holds one reference on it. The
+// file system takes it (attach, walk, create) and the session gives it
+// back (clunk, remove, reset). While a request that rebinds a fid is in
+// flight (Twalk onto itself, Tlcreate), that request owns the reference
+// and later requests naming the fid wait for it, so they see its outcome
+// and are answered after it: replies per fid come in request order.
 //
 // Threading and lifetime: a Session lives on the event-loop thread and is
 // held by shared_ptr; requests in flight keep it alive until they finish.
@@ -80,10 +88,18 @@ class Session : public std::enable_shared_from_this<Session> {
     std::string xattr_data;
     uint64_t xattr_size = 0;
     uint32_t xattr_flags = 0;
+    // Requests in flight that rebind this fid, and requests that arrived
+    // meanwhile naming it (dispatched in order once it is free).
+    uint32_t rebinding = 0;
+    std::vector<std::pair<uint16_t, Message>> waiting;
   };
   using FidPtr = std::shared_ptr<Fid>;
 
   void Dispatch(uint16_t tag, Message&& msg);
+  // Queues the request on a fid that is being rebound; true if queued.
+  bool WaitForFid(uint16_t tag, Message& msg);
+  // A rebinding request on f finished: run what waited for it.
+  void Rebound(const FidPtr& f);
   void Reply(uint16_t tag, Message msg);
   void Error(uint16_t tag, int err) { Reply(tag, Rlerror{uint32_t(err)}); }
   void Finish(uint16_t tag);
@@ -91,9 +107,10 @@ class Session : public std::enable_shared_from_this<Session> {
   void DropFid(uint32_t fid);
   FidPtr Established(uint32_t fid);
   // Sends to the file system; `after` runs on success or failure before
-  // the reply goes out, for fid bookkeeping.
+  // the reply goes out, for fid bookkeeping. `rebinds`: the fid this
+  // request rebinds (its rebinding count was raised), freed after the reply.
   void Submit(uint16_t tag, FsRequest req,
-              std::function<void(FsReply&)> after = nullptr);
+              std::function<void(FsReply&)> after = nullptr, FidPtr rebinds = nullptr);
 
   template <class T> void Handle(uint16_t tag, T& m);
   template <class T>
