@@ -9,6 +9,34 @@
 
 namespace muscle::p9 {
 
+namespace {
+// Xattr buffer bytes held by every session of this process (loop thread).
+size_t g_xattr_bytes = 0;
+
+// The largest reply a request can get, for the budget taken before it
+// runs (replies other than data carry a few hundred bytes at most).
+size_t ReplyBudget(const Message& msg, uint32_t msize) {
+  if (auto* r = std::get_if<Tread>(&msg)) return std::min(r->count, msize) + kIoHeaderSize;
+  if (auto* r = std::get_if<Treaddir>(&msg)) return std::min(r->count, msize) + kIoHeaderSize;
+  return 512;
+}
+}  // namespace
+
+Session::Fid::~Fid() {
+  g_xattr_bytes -= xattr_accounted;
+  if (session_xattr) *session_xattr -= xattr_accounted;
+}
+
+bool Session::AccountXattr(const FidPtr& f, size_t bytes) {
+  if (*xattr_bytes_ + bytes > kMaxXattrBytes || g_xattr_bytes + bytes > kMaxXattrBytesProcess)
+    return false;
+  f->session_xattr = xattr_bytes_;
+  f->xattr_accounted += bytes;
+  *xattr_bytes_ += bytes;
+  g_xattr_bytes += bytes;
+  return true;
+}
+
 Session::Session(FileSystem& fs, LockTable& locks, SessionOptions options,
                  SendFn send, CloseFn close)
     : fs_(fs), locks_(locks), options_(std::move(options)),
@@ -35,6 +63,8 @@ void Session::Reset() {
   }
   fids_.clear();
   inflight_.clear();
+  reserved_.clear();
+  reserved_total_ = 0;
   locks_.ReleaseSession(this);
 }
 
@@ -59,6 +89,11 @@ void Session::OnFrame(const uint8_t* frame, size_t len) {
     return;
   }
   if (TraceEnabled()) Log("%s <- %s", options_.peer.c_str(), Trace(d.tag, d.msg).c_str());
+  if (!std::holds_alternative<Tversion>(d.msg) && msize_ != 0) {
+    size_t budget = len + ReplyBudget(d.msg, msize_);
+    reserved_[d.tag] = budget;
+    reserved_total_ += budget;
+  }
   if (d.type % 2 == 1) {  // an R-message sent by a client
     inflight_[d.tag];
     Error(d.tag, EOPNOTSUPP);
@@ -99,6 +134,11 @@ void Session::Finish(uint16_t tag) {
   if (it == inflight_.end()) return;
   std::vector<uint16_t> flushes = std::move(it->second);
   inflight_.erase(it);
+  auto r = reserved_.find(tag);
+  if (r != reserved_.end()) {
+    reserved_total_ -= r->second;
+    reserved_.erase(r);
+  }
   for (uint16_t f : flushes) Reply(f, Rflush{});
   if (on_reply) on_reply();
 }
@@ -157,6 +197,7 @@ void Session::Handle(uint16_t tag, Tauth&) {
 template <>
 void Session::Handle(uint16_t tag, Tattach& m) {
   if (fids_.count(m.fid)) return Error(tag, EBADF);
+  if (FidsFull()) return Error(tag, EMFILE);
   if (m.afid != kNoFid) return Error(tag, EBADF);
   auto fid = std::make_shared<Fid>();
   if (m.n_uname != kNoUid) fid->uid = m.n_uname;
@@ -199,6 +240,7 @@ void Session::Handle(uint16_t tag, Twalk& m) {
   FidPtr to = from;
   if (m.newfid != m.fid) {
     if (fids_.count(m.newfid)) return Error(tag, EBADF);
+    if (FidsFull()) return Error(tag, EMFILE);
     to = std::make_shared<Fid>();
     to->uid = from->uid;
     to->root_ino = from->root_ino;
@@ -369,7 +411,10 @@ void Session::Handle(uint16_t tag, Txattrwalk& m) {
   FidPtr f = Established(m.fid);
   if (!f) return Error(tag, EBADF);
   if (m.newfid == m.fid || fids_.count(m.newfid)) return Error(tag, EBADF);
+  if (FidsFull()) return Error(tag, EMFILE);
   auto x = std::make_shared<Fid>();
+  // The value (at most kMaxXattrValue) is held by the fid until clunked.
+  if (!AccountXattr(x, 65536)) return Error(tag, ENOSPC);
   fids_[m.newfid] = x;
   FsRequest req{m, f->ino};
   Submit(tag, std::move(req), [this, x, num = m.newfid](FsReply& r) {
@@ -388,6 +433,7 @@ void Session::Handle(uint16_t tag, Txattrcreate& m) {
   if (!f || f->open) return Error(tag, EBADF);
   if (m.attr_size > 65536) return Error(tag, E2BIG);
   if (m.name.empty() || m.name.size() > 255) return Error(tag, EINVAL);
+  if (!AccountXattr(f, size_t(m.attr_size))) return Error(tag, ENOSPC);
   // The fid now stands for the attribute being written; it is stored at
   // clunk. It keeps the inode reference it had.
   f->kind = Fid::kXattrWrite;

@@ -68,6 +68,16 @@ class Session : public std::enable_shared_from_this<Session> {
   uint32_t max_frame() const { return msize_ ? msize_ : options_.max_msize; }
   uint32_t msize() const { return msize_; }
   size_t in_flight() const { return inflight_.size(); }
+  // Bytes the requests in flight may take: their frames plus the largest
+  // reply each can get (a Tread's count, say). Counted when a request is
+  // taken, before any work, so that the transport can stop taking more.
+  size_t reserved_bytes() const { return reserved_total_; }
+
+  // Limits per session (and, for xattr buffers, per process). Past them
+  // a request gets EMFILE (fids) or ENOSPC (xattr buffers).
+  static constexpr size_t kMaxFids = 16384;
+  static constexpr size_t kMaxXattrBytes = 1u << 20;           // per session
+  static constexpr size_t kMaxXattrBytesProcess = 64u << 20;   // all sessions
   size_t fid_count() const { return fids_.size(); }
   void Shutdown();
   // Called whenever a reply finishes a request (the transport uses it for
@@ -92,6 +102,11 @@ class Session : public std::enable_shared_from_this<Session> {
     // meanwhile naming it (dispatched in order once it is free).
     uint32_t rebinding = 0;
     std::vector<std::pair<uint16_t, Message>> waiting;
+    // Bytes of xattr buffer this fid holds, counted in *session_xattr and
+    // the process-wide total until the fid is gone.
+    size_t xattr_accounted = 0;
+    std::shared_ptr<size_t> session_xattr;
+    ~Fid();
   };
   using FidPtr = std::shared_ptr<Fid>;
 
@@ -127,6 +142,13 @@ class Session : public std::enable_shared_from_this<Session> {
   std::unordered_map<uint32_t, FidPtr> fids_;
   // Tags in flight -> tags of Tflush requests waiting for them.
   std::unordered_map<uint16_t, std::vector<uint16_t>> inflight_;
+  std::unordered_map<uint16_t, size_t> reserved_;  // per tag in flight
+  size_t reserved_total_ = 0;
+  std::shared_ptr<size_t> xattr_bytes_ = std::make_shared<size_t>(0);
+  // Counts `bytes` of xattr buffer for f; false (nothing counted) when a
+  // limit would be passed.
+  bool AccountXattr(const FidPtr& f, size_t bytes);
+  bool FidsFull() const { return fids_.size() >= kMaxFids; }
 };
 
 }  // namespace muscle::p9

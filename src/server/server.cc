@@ -159,12 +159,34 @@ void Server::Shutdown(std::function<void()> done) {
   listeners_.clear();
   std::vector<transport::Connection*> all(connections_.begin(), connections_.end());
   for (auto* c : all) c->Drain();
+  if (!connections_.empty()) {
+    // A client that never reads its replies must not hold shutdown forever.
+    grace_timer_ = new uv_timer_t;
+    uv_timer_init(loop_, grace_timer_);
+    grace_timer_->data = this;
+    uv_timer_start(
+        grace_timer_,
+        [](uv_timer_t* t) {
+          auto* self = static_cast<Server*>(t->data);
+          Log("shutdown: closing %zu connections that did not finish within %lld ms",
+              self->connections_.size(), (long long)self->options_.shutdown_grace.count());
+          std::vector<transport::Connection*> left(self->connections_.begin(),
+                                                   self->connections_.end());
+          for (auto* c : left) c->Close("shutdown grace period over");
+        },
+        uint64_t(options_.shutdown_grace.count()), 0);
+  }
   MaybeFinishShutdown();
 }
 
 void Server::MaybeFinishShutdown() {
   if (!shutting_down_ || worker_stopping_ || !connections_.empty()) return;
   worker_stopping_ = true;
+  if (grace_timer_) {
+    uv_close(reinterpret_cast<uv_handle_t*>(grace_timer_),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+    grace_timer_ = nullptr;
+  }
   if (!worker_) {
     if (done_) done_();
     return;

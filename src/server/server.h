@@ -48,6 +48,9 @@ struct ServerOptions {
   int max_failed_handshakes = 10;
   // Session tickets (tls/session_tickets.h); 0 turns resumption off.
   uint32_t ticket_lifetime_seconds = tls::TicketSealer::kDefaultLifetimeSeconds;
+  // Shutdown waits this long for connections to finish their requests and
+  // take their replies, then closes the rest.
+  std::chrono::milliseconds shutdown_grace{10000};
 };
 
 class Server {
@@ -87,6 +90,7 @@ class Server {
   ServerOptions options_;
   bool shutting_down_ = false;
   bool worker_stopping_ = false;
+  uv_timer_t* grace_timer_ = nullptr;  // running during shutdown
   std::function<void()> done_;
 };
 

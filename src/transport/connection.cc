@@ -76,18 +76,31 @@ void Connection::StartSession(p9::SessionOptions options) {
       fs_, locks_, std::move(options), [this](std::string f) { Send(std::move(f)); },
       [this](const char* why) { Close(why); });
   session_->on_reply = [this] {
-    ReleaseIdleBuffers();
-    UpdateReading();
+    Resume();
     MaybeFinishDrain();
   };
   UpdateReading();
   if (in_used_) ProcessFrames();
 }
 
+// Budget freed (a reply sent or written): take the frames that waited,
+// then read again if there is still room.
+void Connection::Resume() {
+  if (closing_) return;
+  if (!processing_ && session_ && !draining_ && in_used_ >= 4 && CanTakeMore()) ProcessFrames();
+  if (closing_) return;
+  ReleaseIdleBuffers();
+  UpdateReading();
+}
+
+bool Connection::CanTakeMore() const {
+  return session_ && session_->in_flight() < kMaxInFlight &&
+         session_->reserved_bytes() + uv_stream_get_write_queue_size(stream_) < kMaxQueuedBytes;
+}
+
 void Connection::UpdateReading() {
   if (closing_) return;
-  bool want = !draining_ && (!session_ || (session_->in_flight() < kMaxInFlight &&
-                                           uv_stream_get_write_queue_size(stream_) < kMaxQueuedBytes));
+  bool want = !draining_ && (!session_ || CanTakeMore());
   if (want == reading_) return;
   reading_ = want;
   if (!want) {
@@ -149,16 +162,20 @@ void Connection::OnPlaintext(const char* data, size_t len) {
 }
 
 void Connection::ProcessFrames() {
+  if (processing_) return;
+  processing_ = true;
   size_t pos = 0;
-  while (!closing_ && in_used_ - pos >= 4) {
+  while (!closing_ && in_used_ - pos >= 4 && CanTakeMore()) {
     const uint8_t* p = reinterpret_cast<const uint8_t*>(in_.data()) + pos;
     uint32_t size = uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 |
                     uint32_t(p[3]) << 24;
     if (size < p9::kHeaderSize) {
+      processing_ = false;
       Close("frame size below 9P header size");
       return;
     }
     if (size > session_->max_frame()) {
+      processing_ = false;
       Close("frame larger than msize");
       return;
     }
@@ -169,6 +186,7 @@ void Connection::ProcessFrames() {
     session_->OnFrame(p, size);
     pos += size;
   }
+  processing_ = false;
   if (closing_) return;
   if (pos) {
     memmove(in_.data(), in_.data() + pos, in_used_ - pos);
@@ -209,7 +227,7 @@ void Connection::WriteRaw(std::string bytes) {
     delete w;
     c->writes_pending_--;
     if (status < 0 && status != UV_ECANCELED) c->Close(uv_strerror(status));
-    c->UpdateReading();
+    c->Resume();
     c->MaybeFinishDrain();
   });
   if (rc < 0) {

@@ -7,10 +7,13 @@
 // peer's identity into session options (attach root, read-only) or refuses
 // it, and the Session starts.
 //
-// Back-pressure: reading pauses while the session has kMaxInFlight requests
-// outstanding or more than kMaxQueuedBytes of replies wait to be written,
-// so a client that floods requests or never reads cannot grow server
-// memory without bound. A frame larger than the negotiated msize, or a size
+// Back-pressure: frames are taken from the input only while the session has
+// fewer than kMaxInFlight requests outstanding and the bytes they may need
+// (Session::reserved_bytes: frames plus largest replies, counted before
+// any work) plus replies waiting to be written stay under kMaxQueuedBytes;
+// reading pauses while they do not, and resumes as replies drain. So a
+// client that pipelines big reads and never reads the replies costs at
+// most about kMaxQueuedBytes + one msize. A frame larger than the negotiated msize, or a size
 // field below the 9P header size, closes the connection.
 //
 // Lifetime: a Connection owns its uv handles and deletes itself once they
@@ -80,6 +83,9 @@ class Connection {
   void WriteRaw(std::string bytes);
   void UpdateReading();
   void MaybeFinishDrain();
+  // Whether the session may take another request now.
+  bool CanTakeMore() const;
+  void Resume();
   void ReleaseIdleBuffers();
   void HandleClosed();
 
@@ -99,6 +105,7 @@ class Connection {
   bool reading_ = false;
   bool closing_ = false;
   bool draining_ = false;
+  bool processing_ = false;  // inside ProcessFrames (replies can re-enter)
   size_t writes_pending_ = 0;
 };
 
