@@ -14,6 +14,46 @@ std::atomic<bool> g_trace{false};
 const char* g_name = "musclefs";
 }
 
+std::string EscapeForLog(std::string_view in) {
+  static const char* kHex = "0123456789abcdef";
+  std::string out;
+  out.reserve(in.size());
+  auto escape = [&](unsigned char c) {
+    out += "\\x";
+    out += kHex[c >> 4];
+    out += kHex[c & 15];
+  };
+  size_t i = 0;
+  while (i < in.size()) {
+    unsigned char c = static_cast<unsigned char>(in[i]);
+    if (c >= 0x20 && c < 0x7f) {
+      if (c == '\\') out += '\\';
+      out += char(c);
+      i++;
+      continue;
+    }
+    // A whole, shortest-form UTF-8 sequence of a printable character
+    // passes; C1 controls (U+0080-U+009F), stray and overlong bytes and
+    // every ASCII control (newline, ESC) are escaped.
+    size_t n = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+    bool ok = n > 0 && i + n <= in.size();
+    for (size_t k = 1; ok && k < n; k++)
+      ok = (static_cast<unsigned char>(in[i + k]) & 0xc0) == 0x80;
+    if (ok && n == 2 && c == 0xc2 && static_cast<unsigned char>(in[i + 1]) < 0xa0) ok = false;
+    if (ok && n == 3 && c == 0xe0 && static_cast<unsigned char>(in[i + 1]) < 0xa0) ok = false;
+    if (ok && n == 4 && c == 0xf0 && static_cast<unsigned char>(in[i + 1]) < 0x90) ok = false;
+    if (ok && n == 4 && c == 0xf4 && static_cast<unsigned char>(in[i + 1]) > 0x8f) ok = false;
+    if (!ok) {
+      escape(c);
+      i++;
+      continue;
+    }
+    out.append(in.substr(i, n));
+    i += n;
+  }
+  return out;
+}
+
 void Log(const char* fmt, ...) {
   char line[4096];
   timespec ts;
@@ -28,8 +68,12 @@ void Log(const char* fmt, ...) {
   int m = vsnprintf(line + n, sizeof line - n - 1, fmt, ap);
   va_end(ap);
   size_t len = size_t(n) + (m < 0 ? 0 : std::min<size_t>(size_t(m), sizeof line - n - 2));
-  line[len++] = '\n';
-  ssize_t w = write(2, line, len);
+  // One event, one line: whatever the arguments hold (names, identities
+  // and messages from peers included) cannot start another line or send
+  // terminal escapes.
+  std::string out = std::string(line, size_t(n)) + EscapeForLog(std::string_view(line + n, len - size_t(n)));
+  out += '\n';
+  ssize_t w = write(2, out.data(), out.size());
   (void)w;
 }
 
