@@ -127,6 +127,17 @@ ChildServer::ChildServer(const std::vector<std::string>& args, const std::string
     argv.push_back(const_cast<char*>(MUSCLEFS_BINARY));
     argv.push_back(const_cast<char*>("serve"));
     for (auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    // Each test server gets its own base (pid file, keys) unless the test
+    // chose one: never the user's $HOME/lib/muscle.
+    std::string base;
+    bool has_base = false;
+    for (auto& a : args) has_base |= a == "--base";
+    if (!has_base) {
+      char tmpl[] = "/tmp/musclefs-child-base-XXXXXX";
+      if (mkdtemp(tmpl)) base = tmpl;
+      argv.push_back(const_cast<char*>("--base"));
+      argv.push_back(base.data());
+    }
     argv.push_back(nullptr);
     execv(MUSCLEFS_BINARY, argv.data());
     _exit(127);

@@ -20,6 +20,7 @@
 #include "auth/keys.h"
 #include "auth/keys_file.h"
 #include "bench/bench.h"
+#include "common/file_lock.h"
 #include "common/log.h"
 #include "server/config.h"
 #include "transport/relay.h"
@@ -96,12 +97,16 @@ int Fail(const std::string& msg) {
   return 1;
 }
 
+// Signals only the live process that holds the pid file's lock: a pid
+// file left behind by a crash names nobody (its pid may be reused).
 void TellServer(const Args& a) {
-  std::ifstream in(Base(a) + "/musclefs.pid");
-  int pid = 0;
-  if (!(in >> pid) || pid <= 0) return;
+  pid_t pid = FileLock::PidFileHolder(Base(a) + "/musclefs.pid");
+  if (pid <= 0) {
+    printf("no musclefs is running for %s; the keys take effect when it starts\n", Base(a).c_str());
+    return;
+  }
   if (kill(pid, SIGHUP) == 0)
-    printf("told the running musclefs (pid %d) to reload its keys\n", pid);
+    printf("told the running musclefs (pid %d) to reload its keys\n", int(pid));
 }
 
 int Keys(const Args& a) {

@@ -1,6 +1,8 @@
 // musclefs: serve a content-addressed SQLite tree over 9P2000.L.
 #include <malloc.h>
 #include <sys/stat.h>
+
+#include "common/file_lock.h"
 #include <uv.h>
 
 #include <csignal>
@@ -81,6 +83,14 @@ int Serve(const server::Config& c) {
     // Create the base directory (and parents) the first time.
     if (!dir.empty() && dir != c.server.store_path) MakeDirs(dir, 0700);
   }
+  // One server per base: the pid file is locked for the server's life and
+  // tells `muscle keys` whom to signal.
+  MakeDirs(c.base, 0700);
+  auto pid_lock = FileLock::PidFile(c.base + "/musclefs.pid");
+  if (!pid_lock.ok()) {
+    fprintf(stderr, "musclefs: %s\n", pid_lock.status().message().c_str());
+    return 1;
+  }
   uv_loop_t* loop = uv_default_loop();
   server::Server srv(loop);
   Status s = srv.Start(c.server);
@@ -121,15 +131,8 @@ int Serve(const server::Config& c) {
       &ctx.hup,
       [](uv_signal_t* h, int) { static_cast<SignalContext*>(h->data)->srv->ReloadKeys(); },
       SIGHUP);
-  // Lets `muscle keys` tell this server to reload.
-  std::string pidfile = c.base + "/musclefs.pid";
-  if (FILE* f = fopen(pidfile.c_str(), "w")) {
-    fprintf(f, "%d\n", int(getpid()));
-    fclose(f);
-  }
   signal(SIGPIPE, SIG_IGN);
   uv_run(loop, UV_RUN_DEFAULT);
-  unlink(pidfile.c_str());
   Log("stopped");
   return 0;
 }

@@ -13,6 +13,7 @@
 #include <ctime>
 #include <map>
 
+#include "common/file_lock.h"
 #include "common/log.h"
 #include "store/statements.h"
 #include "store/vfs.h"
@@ -104,6 +105,15 @@ Status Store::Init(const std::string& path) {
     reserve_path_ = path + "-reserve";
     vfs::SetFullHandler(path_, [this] { return ReleaseReserve(); });
     packs_.on_full = [this] { return ReleaseReserve(); };
+  }
+  if (!memory_) {
+    // One user of a store at a time: a second server, or `musclefs check`
+    // next to a running one (it would purge files the server keeps open).
+    auto lock = FileLock::Exclusive(path + "-lock");
+    if (!lock.ok())
+      return Status(EBUSY, "store " + path + " is in use (a musclefs serving it?): " +
+                               lock.status().message());
+    lock_ = std::move(*lock);
   }
   MUSCLE_RETURN_IF_ERROR(db_.Open(path));
   sqlite3_busy_timeout(db_.raw(), 5000);

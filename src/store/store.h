@@ -42,6 +42,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/file_lock.h"
 #include "common/result.h"
 #include "store/pack.h"
 #include "store/sqlite.h"
@@ -292,6 +293,7 @@ class Store {
   Status TruncateData(uint64_t ino, uint64_t old_size, uint64_t new_size);
   Status FlushLargest();
 
+  std::unique_ptr<FileLock> lock_;  // held while open (store.db-lock)
   Db db_;
   std::unique_ptr<Statements> st_;
   bool memory_ = false;
