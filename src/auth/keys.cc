@@ -32,30 +32,62 @@ std::string DecodeSecret(const std::string& text) {
   return out;
 }
 
-Status CheckPrivate(const std::string& path) {
-  struct stat st;
-  if (stat(path.c_str(), &st) != 0)
-    return Status(errno, "cannot read keys file " + path +
+// Opens without blocking (a FIFO would hang), then checks what was opened
+// (no race between check and read): a regular file, owned by us or root,
+// with no permission for group or others, as OpenSSH's StrictModes wants.
+Result<std::string> ReadPrivateFile(const std::string& path, bool check_permissions) {
+  int fd = open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0)
+    return Status(errno, "cannot read keys file " + path + ": " + strerror(errno) +
                              " (create it with: muscle keys add NAME)");
-  if (st.st_mode & 077)
-    return Status(EPERM, "keys file " + path + " is readable by group or others (mode " +
-                             [&] {
-                               char b[8];
-                               snprintf(b, sizeof b, "%04o", st.st_mode & 07777);
-                               return std::string(b);
-                             }() +
-                             "); fix it with: chmod 600 " + path);
+  struct stat st;
+  auto fail = [&](Status s) {
+    close(fd);
+    return s;
+  };
+  if (fstat(fd, &st) != 0) return fail(Status(errno, "cannot stat keys file " + path));
+  if (!S_ISREG(st.st_mode))
+    return fail(Status(EINVAL, "keys file " + path + " is not a regular file"));
+  if (check_permissions) {
+    if (st.st_uid != geteuid() && st.st_uid != 0)
+      return fail(Status(EPERM, "keys file " + path + " is owned by uid " +
+                                    std::to_string(st.st_uid) + ", not by this user (uid " +
+                                    std::to_string(geteuid()) + ") or root; fix it with: chown " +
+                                    std::to_string(geteuid()) + " " + path));
+    if (st.st_mode & 077) {
+      char b[8];
+      snprintf(b, sizeof b, "%04o", st.st_mode & 07777);
+      return fail(Status(EPERM, "keys file " + path + " is readable by group or others (mode " +
+                                    b + "); fix it with: chmod 600 " + path));
+    }
+  }
+  std::string text;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return fail(Status(errno, "cannot read keys file " + path));
+    if (n == 0) break;
+    text.append(buf, size_t(n));
+    if (text.size() > (16u << 20)) return fail(Status(EFBIG, "keys file " + path + " is too large"));
+  }
+  close(fd);
+  mbedtls_platform_zeroize(buf, sizeof buf);
+  return text;
+}
+
+Status CheckPrivate(const std::string& path) {
+  auto text = ReadPrivateFile(path, true);
+  if (!text.ok()) return text.status();
+  mbedtls_platform_zeroize(text->data(), text->size());
   return Status::Ok();
 }
 
 Result<std::shared_ptr<const KeyTable>> KeyTable::Load(const std::string& path,
                                                        bool check_permissions) {
-  if (check_permissions) MUSCLE_RETURN_IF_ERROR(CheckPrivate(path));
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Status(errno ? errno : EIO, "cannot read keys file " + path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  std::string text = ss.str();
+  auto read = ReadPrivateFile(path, check_permissions);
+  if (!read.ok()) return read.status();
+  std::string& text = *read;
   auto r = Parse(text, path);
   mbedtls_platform_zeroize(text.data(), text.size());
   return r;

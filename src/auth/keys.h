@@ -64,5 +64,9 @@ std::string DecodeSecret(const std::string& text);
 Result<std::string> NewHexSecret();
 // Checks that only the owner can read `path`; the error names the fix.
 Status CheckPrivate(const std::string& path);
+// The file's contents, read only if it is a regular file (a FIFO or device
+// is refused without blocking) and, with check_permissions, owned by this
+// user or root and closed to group and others.
+Result<std::string> ReadPrivateFile(const std::string& path, bool check_permissions);
 
 }  // namespace muscle::auth

@@ -1,6 +1,7 @@
 #include "auth/keys_file.h"
 
 #include <fcntl.h>
+#include <mbedtls/platform_util.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -19,12 +20,18 @@ Result<std::vector<std::string>> ReadLines(const std::string& path, bool& exists
   exists = stat(path.c_str(), &st) == 0;
   std::vector<std::string> lines;
   if (!exists) return lines;
-  MUSCLE_RETURN_IF_ERROR(CheckPrivate(path));
-  auto table = KeyTable::Load(path);
+  auto text = ReadPrivateFile(path, true);
+  if (!text.ok()) return text.status();
+  auto table = KeyTable::Parse(*text, path);  // refuse to edit a broken file
   if (!table.ok()) return table.status();
-  std::ifstream in(path);
-  std::string line;
-  while (std::getline(in, line)) lines.push_back(line);
+  size_t pos = 0;
+  while (pos < text->size()) {
+    size_t eol = text->find('\n', pos);
+    if (eol == std::string::npos) eol = text->size();
+    lines.push_back(text->substr(pos, eol - pos));
+    pos = eol + 1;
+  }
+  mbedtls_platform_zeroize(text->data(), text->size());
   return lines;
 }
 
