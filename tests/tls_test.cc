@@ -359,3 +359,38 @@ TEST_CASE("the relay carries the native client over TLS and explains failures") 
   uv_run(&loop, UV_RUN_DEFAULT);
   uv_loop_close(&loop);
 }
+
+TEST_CASE("silent connections neither lock an address out nor count as failed logins") {
+  TempDir dir;
+  WriteKeys(dir.path + "/keys", "client-a:" + kGoodHex + "\n");
+  server::ServerOptions o = TlsOptions(dir.path);
+  o.max_concurrent_handshakes = 8;
+  InProcessServer srv(o);
+  int port = srv.endpoints()[0].port;
+  // 20 connections from 127.0.0.3 that never send a byte.
+  std::vector<int> silent;
+  for (int i = 0; i < 20; i++) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in src{};
+    src.sin_family = AF_INET;
+    inet_pton(AF_INET, "127.0.0.3", &src.sin_addr);
+    REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&src), sizeof src) == 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(uint16_t(port));
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    silent.push_back(fd);
+  }
+  // While they hold the address's handshake slots, more are refused...
+  usleep(100000);
+  TlsTestClient during;
+  CHECK_FALSE(during.Connect(port, "client-a", kGoodHex, "127.0.0.3").ok());
+  // ...once they time out (400 ms here), the legitimate client gets in:
+  // timeouts are not failed authentications.
+  usleep(900000);
+  TlsTestClient after;
+  REQUIRE(after.Connect(port, "client-a", kGoodHex, "127.0.0.3").ok());
+  Version(after);
+  for (int fd : silent) close(fd);
+}

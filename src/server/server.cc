@@ -118,8 +118,17 @@ Status Server::ReloadKeys() {
   return Status::Ok();
 }
 
+void Server::EndHandshake(const std::string& address, const std::shared_ptr<bool>& counted) {
+  if (!*counted) return;
+  *counted = false;
+  auto it = handshaking_.find(address);
+  if (it != handshaking_.end() && --it->second <= 0) handshaking_.erase(it);
+}
+
 void Server::Accept(uv_stream_t* stream, std::string peer, bool tls) {
   transport::ConnectionOptions co;
+  // Whether this connection still counts as a handshake under way.
+  auto handshake = std::make_shared<bool>(tls);
   co.session.max_msize = options_.max_msize;
   std::string address = AddressOf(peer);
   if (tls) {
@@ -131,18 +140,32 @@ void Server::Accept(uv_stream_t* stream, std::string peer, bool tls) {
       });
       return;
     }
+    int& busy = handshaking_[address];
+    if (busy >= options_.max_concurrent_handshakes) {
+      Log("%s: refused: %d TLS handshakes already under way from %s", peer.c_str(), busy,
+          address.c_str());
+      if (busy == 0) handshaking_.erase(address);
+      uv_close(reinterpret_cast<uv_handle_t*>(stream), [](uv_handle_t* h) {
+        delete reinterpret_cast<uv_tcp_t*>(h);
+      });
+      return;
+    }
+    busy++;
     co.tls = tls_.get();
     co.handshake_timeout = options_.handshake_timeout;
     co.authorize = [this](const std::string& id) { return Authorize(id); };
-    co.on_handshake = [this, peer, address](bool ok, bool failed, const std::string& detail) {
+    co.on_handshake = [this, peer, address, handshake](bool ok, bool failed,
+                                                        const std::string& detail) {
       Log("%s: TLS handshake %s: %s", peer.c_str(), ok ? "ok" : failed ? "FAILED" : "not completed",
           detail.c_str());
+      EndHandshake(address, handshake);
       if (failed) RecordFailure(address);
     };
   }
   auto* c = new transport::Connection(stream, peer, *fs_, locks_, std::move(co));
   connections_.insert(c);
-  c->on_closed = [this](transport::Connection* c) {
+  c->on_closed = [this, address, handshake](transport::Connection* c) {
+    EndHandshake(address, handshake);  // closed before its handshake ended
     connections_.erase(c);
     MaybeFinishShutdown();
   };

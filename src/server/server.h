@@ -46,6 +46,8 @@ struct ServerOptions {
   std::map<std::string, AccessRule> access;
   std::chrono::milliseconds handshake_timeout{10000};
   int max_failed_handshakes = 10;
+  // Handshakes under way at once from one address; more are refused.
+  int max_concurrent_handshakes = 16;
   // Session tickets (tls/session_tickets.h); 0 turns resumption off.
   uint32_t ticket_lifetime_seconds = tls::TicketSealer::kDefaultLifetimeSeconds;
   // Shutdown waits this long for connections to finish their requests and
@@ -75,6 +77,7 @@ class Server {
   Result<p9::SessionOptions> Authorize(const std::string& identity);
   bool RateLimited(const std::string& address);
   void RecordFailure(const std::string& address);
+  void EndHandshake(const std::string& address, const std::shared_ptr<bool>& counted);
   void MaybeFinishShutdown();
 
   uv_loop_t* loop_;
@@ -85,6 +88,8 @@ class Server {
   std::unique_ptr<tls::TlsContext> tls_;
   // Failed handshake times per peer address (without port).
   std::map<std::string, std::vector<uint64_t>> failures_;
+  // TLS handshakes under way per peer address.
+  std::map<std::string, int> handshaking_;
   std::vector<transport::Listener*> listeners_;
   std::set<transport::Connection*> connections_;
   ServerOptions options_;

@@ -46,7 +46,7 @@ void Connection::Start() {
       timer_,
       [](uv_timer_t* t) {
         auto* c = static_cast<Connection*>(t->data);
-        if (c->options_.on_handshake) c->options_.on_handshake(false, true, "handshake timed out");
+        if (c->options_.on_handshake) c->options_.on_handshake(false, false, "handshake timed out");
         c->Close("TLS handshake timed out");
       },
       uint64_t(options_.handshake_timeout.count()), 0);
@@ -143,7 +143,7 @@ void Connection::OnRead(ssize_t n, const uv_buf_t* buf) {
   Status s = tls_->Feed(buf->base, size_t(n));
   if (!s.ok() && !closing_) {
     if (!was_ready && !tls_->ready() && options_.on_handshake)
-      options_.on_handshake(false, true, (tls_->identity().empty()
+      options_.on_handshake(false, !tls_->identity().empty(), (tls_->identity().empty()
                                         ? std::string("no identity")
                                         : "identity '" + tls_->identity() + "'" +
                                               (tls_->identity_known() ? "" : " (unknown)")) +

@@ -42,8 +42,10 @@ struct ConnectionOptions {
   // error to refuse it.
   std::function<Result<p9::SessionOptions>(const std::string& identity)> authorize;
   // TLS only: handshake outcome, for logs and rate limiting. `failed`
-  // says the peer tried and failed (bad key, unknown identity, garbage,
-  // timeout), as opposed to closing before it said anything.
+  // says the peer failed to authenticate: it named an identity and had
+  // the wrong key, or one this server does not know or refuses. A timeout,
+  // garbage or a peer that closes early is not a failed authentication
+  // (slow and silent peers are bounded by a cap on concurrent handshakes).
   std::function<void(bool ok, bool failed, const std::string& detail)> on_handshake;
 };
 

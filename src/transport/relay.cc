@@ -56,6 +56,7 @@ class Relay::Pair {
 
   std::string error_;
   bool ready_ = false;
+  bool heard_from_server_ = false;  // any bytes back before the handshake ended
 
  private:
   uv_stream_t* Remote() { return reinterpret_cast<uv_stream_t*>(&remote_); }
@@ -104,10 +105,17 @@ class Relay::Pair {
   void OnRemoteRead(ssize_t n, const uv_buf_t* buf) {
     if (n == 0) return;
     if (n < 0) {
-      Close(ready_ ? "" : ExplainHandshakeFailure(relay_.options_.identity,
-                                                  Status(ECONNRESET, "server closed the connection")));
+      if (ready_) Close("");
+      else if (!heard_from_server_)
+        Close("the server closed the connection before answering the TLS handshake: it may be "
+              "refusing this address for now (too many failed or simultaneous handshakes from "
+              "it), or this is not a musclefs TLS port");
+      else
+        Close(ExplainHandshakeFailure(relay_.options_.identity,
+                                      Status(ECONNRESET, "server closed the connection")));
       return;
     }
+    heard_from_server_ = true;
     bool was_ready = ready_;
     Status s = tls_->Feed(buf->base, size_t(n));
     if (!s.ok()) {
