@@ -102,9 +102,15 @@ TEST_CASE("malformed frames get an error or a closed connection") {
     REQUIRE(c.Version(16 << 20).ok());
     CHECK(c.msize() == 65536);
     REQUIRE(c.Attach(0).ok());
-    // A frame larger than the negotiated msize closes the connection.
-    std::string big(70000, 'x');
-    CHECK(c.Write(0, 0, big).ok() == false);
+    // On a file open for writing, a frame within msize works...
+    REQUIRE(c.Walk(0, 1, {}).ok());
+    REQUIRE(c.Create(1, "msize-test", O_RDWR, 0644).ok());
+    CHECK(c.Write(1, 0, std::string(60000, 'y')).ok());
+    // ...and one larger than the negotiated msize closes the connection.
+    std::string frame;
+    Encode(7, Twrite{1, 0, Data{std::string(70000, 'x')}}, frame);
+    REQUIRE(c.SendRaw(frame).ok());
+    CHECK_FALSE(c.Receive().ok());  // closed, no reply
     StillServes(good);
   }
   SECTION("requests before Tversion, and a tiny msize") {

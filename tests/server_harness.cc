@@ -76,7 +76,12 @@ void InProcessServer::Run(server::ServerOptions o) {
     if (!s.ok()) uv_async_send(&stop_);
     uv_run(&loop_, UV_RUN_DEFAULT);
     server_ = nullptr;
-    uv_loop_close(&loop_);
+    // A handle left open is a leak in the server: fail loudly.
+    int rc = uv_loop_close(&loop_);
+    if (rc != 0) {
+      fprintf(stderr, "InProcessServer: uv_loop_close: %s (a handle was leaked)\n", uv_strerror(rc));
+      abort();
+    }
   });
   std::unique_lock<std::mutex> lk(mu);
   cv.wait(lk, [&] { return ready; });

@@ -340,7 +340,7 @@ TEST_CASE("the relay carries the native client over TLS and explains failures") 
       relay.Stop();
       uv_run(&loop, UV_RUN_DEFAULT);
     }
-    uv_loop_close(&loop);
+    CHECK(uv_loop_close(&loop) == 0);
     return s;
   };
   CHECK(run_relay(kGoodHex, "unix:" + dir.path + "/relay.sock").ok());
@@ -357,7 +357,7 @@ TEST_CASE("the relay carries the native client over TLS and explains failures") 
     CHECK(s.message().find("must stay on this machine") != std::string::npos);
   }
   uv_run(&loop, UV_RUN_DEFAULT);
-  uv_loop_close(&loop);
+  CHECK(uv_loop_close(&loop) == 0);
 }
 
 TEST_CASE("silent connections neither lock an address out nor count as failed logins") {
