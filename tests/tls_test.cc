@@ -6,7 +6,9 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -393,4 +395,37 @@ TEST_CASE("silent connections neither lock an address out nor count as failed lo
   REQUIRE(after.Connect(port, "client-a", kGoodHex, "127.0.0.3").ok());
   Version(after);
   for (int fd : silent) close(fd);
+}
+
+TEST_CASE("muscle relay listens on a private unix socket unless told otherwise") {
+  TempDir dir;
+  WriteKeys(dir.path + "/keys", "client-a:" + kGoodHex + "\n");
+  InProcessServer srv(TlsOptions(dir.path));
+  int port = srv.endpoints()[0].port;
+  std::string client = dir.path + "/client";
+  mkdir(client.c_str(), 0700);
+  WriteKeys(client + "/keys", "client-a:" + kGoodHex + "\n");
+  std::string muscle = std::string(MUSCLEFS_BINARY);
+  muscle = muscle.substr(0, muscle.rfind('/')) + "/muscle";
+  std::string connect = "127.0.0.1:" + std::to_string(port);
+  pid_t pid = fork();
+  if (pid == 0) {
+    int devnull = open("/dev/null", O_WRONLY);
+    dup2(devnull, 2);
+    execl(muscle.c_str(), "muscle", "relay", "--base", client.c_str(), "--connect",
+          connect.c_str(), "--identity", "client-a", (char*)nullptr);
+    _exit(127);
+  }
+  std::string sock = client + "/relay.sock";
+  struct stat st {};
+  for (int i = 0; i < 200 && stat(sock.c_str(), &st) != 0; i++) usleep(10000);
+  REQUIRE(S_ISSOCK(st.st_mode));
+  CHECK((st.st_mode & 0777) == 0600);
+  Client c;
+  REQUIRE(c.Connect("unix:" + sock).ok());
+  REQUIRE(c.Version(65536).ok());
+  CHECK(c.Attach(0).ok());
+  kill(pid, SIGTERM);
+  int status;
+  waitpid(pid, &status, 0);
 }

@@ -21,6 +21,7 @@
 #include "auth/keys_file.h"
 #include "bench/bench.h"
 #include "common/file_lock.h"
+#include "common/fs_util.h"
 #include "common/log.h"
 #include "server/config.h"
 #include "transport/relay.h"
@@ -37,7 +38,7 @@ const char* kUsage = R"(usage:
   muscle keys rotate NAME     give an identity a new secret
   muscle relay --connect HOST:PORT --identity NAME [--listen ADDR]
                               carry local plaintext 9P to a musclefs TLS port
-                              (default --listen tcp://127.0.0.1:2323)
+                              (default --listen unix:$BASE/relay.sock, mode 0600)
   muscle mount HOST:PORT DIR --identity NAME [--msize N] [--aname PATH] [-o OPTS]
                               mount through a private relay (trans=fd)
   muscle umount DIR
@@ -172,7 +173,11 @@ int Relay(const Args& a) {
   if (it == a.opts.end()) return Fail("relay needs --connect HOST:PORT");
   auto o = RelaySetup(a, it->second);
   if (!o.ok()) return Fail(o.status().message());
-  std::string listen = a.opts.count("listen") ? a.opts.at("listen") : "tcp://127.0.0.1:2323";
+  // The relay holds this identity's key: by default only this user (and
+  // root) can reach it, through a unix socket of mode 0600. A TCP port,
+  // even on 127.0.0.1, lets every local user act as the identity.
+  std::string listen = a.opts.count("listen") ? a.opts.at("listen") : "unix:" + Base(a) + "/relay.sock";
+  if (!a.opts.count("listen")) MakeDirs(Base(a), 0700);
   auto ep = transport::ParseEndpoint(listen.find("://") == std::string::npos &&
                                              listen.rfind("unix:", 0) != 0
                                          ? "tcp://" + listen
@@ -193,6 +198,10 @@ int Relay(const Args& a) {
   };
   Log("relay: %s -> %s as identity '%s' (TLS-PSK)", listen.c_str(), it->second.c_str(),
       identity.c_str());
+  if (ep->kind == transport::Endpoint::kTcp)
+    Log("relay: WARNING: %s is a TCP port: every local user and process that can connect to it "
+        "acts as identity '%s'; the default unix socket (mode 0600) does not allow that",
+        listen.c_str(), identity.c_str());
   if (ep->kind == transport::Endpoint::kTcp)
     Log("relay: mount with: mount -t 9p -o trans=tcp,port=%d,version=9p2000.L,msize=1048576 %s /mnt",
         ep->port, ep->host.c_str());

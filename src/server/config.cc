@@ -315,8 +315,8 @@ std::vector<std::string> MountHints(const std::vector<transport::Endpoint>& eps,
   for (const auto& e : eps) {
     if (e.tls)
       out.push_back("on a client: muscle relay --connect THIS-HOST:" + std::to_string(e.port) +
-                    " --identity NAME, then mount -t 9p -o trans=tcp,port=2323" + opts +
-                    " 127.0.0.1 /mnt; or muscle mount THIS-HOST:" + std::to_string(e.port) +
+                    " --identity NAME, then mount -t 9p -o trans=unix" + opts +
+                    " $HOME/lib/muscle/relay.sock /mnt; or muscle mount THIS-HOST:" + std::to_string(e.port) +
                     " /mnt --identity NAME");
     else if (e.kind == transport::Endpoint::kUnix)
       out.push_back("mount -t 9p -o trans=unix" + opts + " " + e.path + " /mnt");
