@@ -56,6 +56,8 @@ for m in $mods; do
   basename "$m" >> "$root/mods/order"
 done
 gcc -static -O2 -o "$root/vmtool" "$here/vmtool.c"
+gcc -static -O2 -o "$root/fsx" "$here/fsx.c"
+gcc -static -O2 -o "$root/fsstress" "$here/fsstress.c"
 # muscle (for muscle mount inside the guest) with the shared libraries it uses.
 cp "$build/muscle" "$root/muscle"
 for lib in $(ldd "$build/muscle" | grep -o '/[^ ]*'); do
