@@ -136,7 +136,12 @@ capture() {  # port file-name marker endpoint
   [ "$("$build/tests/muscle9p" "$4" cat "$2")" = "$3" ] || fail "read back through $4"
   sleep 1
   $sudo kill "$tp"; wait "$tp" 2>/dev/null || true
-  [ -s "$work/$1.pcap" ] || fail "tcpdump captured nothing on port $1"
+  # A pcap file is never empty (it has a header): count the packets, so
+  # that a capture that missed the session cannot pass the checks below.
+  local n
+  n=$($sudo tcpdump -nr "$work/$1.pcap" 2>/dev/null | wc -l)
+  [ "$n" -ge 10 ] || fail "tcpdump captured $n packets on port $1 (the session was not captured)"
+  echo "captured $n packets on port $1"
 }
 marker="MARKER-$(date +%s)-plaintext-should-never-be-seen"
 capture "$tls" secret-name-on-tls.txt "$marker" "tcp://127.0.0.1:$rp"
