@@ -6,6 +6,8 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
 #include <cstdint>
 #include <fstream>
@@ -202,6 +204,8 @@ TEST_CASE("musclefs serve without --listen opens only the unix socket, mode 0600
     CHECK((st.st_mode & 0777) == 0600);
     Client c;
     Connect(c, "unix:" + dir.path + "/musclefs.sock");
+    for (int i = 0; i < 500 && ReadText(log).find("to mount:") == std::string::npos; i++)
+      usleep(10000);
   }
   std::string text = ReadText(log);
   INFO(text);
@@ -238,6 +242,10 @@ TEST_CASE("a plain TCP listener is opened only when asked for, with a warning in
     ChildServer srv({"--base", dir.path, "--store", ":memory:", "--listen",
                      "unix:" + dir.path + "/s", "--listen", "tcp://127.0.0.1:0"},
                     "unix:" + dir.path + "/s", log);
+    // The socket accepts before the start-up lines are written (slowly,
+    // under the sanitizers): wait for them.
+    for (int i = 0; i < 500 && ReadText(log).find("to mount:") == std::string::npos; i++)
+      usleep(10000);
   }
   std::string text = ReadText(log);
   INFO(text);
