@@ -145,6 +145,8 @@ capture() {  # port file-name marker endpoint
 }
 marker="MARKER-$(date +%s)-plaintext-should-never-be-seen"
 capture "$tls" secret-name-on-tls.txt "$marker" "tcp://127.0.0.1:$rp"
+# The session really is in the capture: TLS 1.2 application-data records.
+LC_ALL=C grep -qaP '\x17\x03\x03' "$work/$tls.pcap" || fail "no TLS application data in the capture of port $tls"
 grep -aq "$marker" "$work/$tls.pcap" && fail "file contents visible on the TLS port"
 grep -aq "secret-name-on-tls" "$work/$tls.pcap" && fail "file name visible on the TLS port"
 capture "$native" control-name.txt "$marker" "tcp://127.0.0.1:$native"
