@@ -24,6 +24,7 @@ TEST_CASE("a uname or aname with newlines cannot forge a log line") {
     std::string forged = "x\n2026-11-24T10:00:00.000Z musclefs: 10.0.0.1: TLS handshake ok: identity 'admin'\x1b[2K";
     (void)c.Rpc(Tattach{0, kNoFid, forged, forged, 0});
     (void)c.Rpc(Tattach{1, kNoFid, "", forged, 0});
+    (void)c.Rpc(Tattach{2, kNoFid, "x\" uid=0 aname=\"/etc", "", 0});
   }
   std::ifstream in(log);
   std::string line;
@@ -38,5 +39,15 @@ TEST_CASE("a uname or aname with newlines cannot forge a log line") {
     }
   }
   CHECK(lines_with_identity == 2);
+  std::string all;
+  {
+    std::ifstream again(log);
+    std::stringstream ss;
+    ss << again.rdbuf();
+    all = ss.str();
+  }
+  // A quote in a uname cannot end its field.
+  CHECK(all.find("uname=\"x\\x22 uid=0 aname=\\x22/etc\"") != std::string::npos);
+  CHECK(all.find("uname=\"x\" uid=0") == std::string::npos);
   CHECK(escaped >= 1);
 }

@@ -122,6 +122,14 @@ InProcessServer::~InProcessServer() { Stop(); }
 
 ChildServer::ChildServer(const std::vector<std::string>& args, const std::string& endpoint,
                          const std::string& log_path) {
+  // Each test server gets its own base (pid file, keys) unless the test
+  // chose one: never the user's $HOME/lib/muscle.
+  bool has_base = false;
+  for (auto& a : args) has_base |= a == "--base";
+  if (!has_base) {
+    char tmpl[] = "/tmp/musclefs-child-base-XXXXXX";
+    if (mkdtemp(tmpl)) base_ = tmpl;
+  }
   pid_ = fork();
   if (pid_ == 0) {
     if (!log_path.empty()) {
@@ -132,16 +140,9 @@ ChildServer::ChildServer(const std::vector<std::string>& args, const std::string
     argv.push_back(const_cast<char*>(MUSCLEFS_BINARY));
     argv.push_back(const_cast<char*>("serve"));
     for (auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    // Each test server gets its own base (pid file, keys) unless the test
-    // chose one: never the user's $HOME/lib/muscle.
-    std::string base;
-    bool has_base = false;
-    for (auto& a : args) has_base |= a == "--base";
-    if (!has_base) {
-      char tmpl[] = "/tmp/musclefs-child-base-XXXXXX";
-      if (mkdtemp(tmpl)) base = tmpl;
+    if (!base_.empty()) {
       argv.push_back(const_cast<char*>("--base"));
-      argv.push_back(base.data());
+      argv.push_back(base_.data());
     }
     argv.push_back(nullptr);
     execv(MUSCLEFS_BINARY, argv.data());
@@ -164,6 +165,11 @@ ChildServer::~ChildServer() {
   if (pid_ > 0) {
     kill(pid_, SIGKILL);
     Wait();
+  }
+  if (!base_.empty()) {
+    std::string cmd = "rm -rf '" + base_ + "'";
+    if (system(cmd.c_str()) != 0) {
+    }
   }
 }
 

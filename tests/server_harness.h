@@ -65,6 +65,7 @@ class ChildServer {
 
  private:
   pid_t pid_ = -1;
+  std::string base_;  // a temporary base made for this server, removed after
 };
 
 std::string RandomBytes(size_t n, uint32_t seed);

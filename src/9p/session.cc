@@ -206,7 +206,8 @@ void Session::Handle(uint16_t tag, Tattach& m) {
   if (!options_.attach_root.empty()) m.aname = options_.attach_root + "/" + m.aname;
   Log("%s: attach%s%s uname=\"%s\" uid=%u aname=\"%s\"%s", options_.peer.c_str(),
       options_.identity.empty() ? "" : " by identity ", options_.identity.c_str(),
-      m.uname.c_str(), fid->uid, m.aname.c_str(), options_.read_only ? " read-only" : "");
+      QuotedForLog(m.uname).c_str(), fid->uid, QuotedForLog(m.aname).c_str(),
+      options_.read_only ? " read-only" : "");
   FsRequest req{m};
   req.uid = fid->uid;
   Submit(tag, std::move(req), [this, fid, num = m.fid](FsReply& r) {

@@ -27,7 +27,6 @@ std::string EscapeForLog(std::string_view in) {
   while (i < in.size()) {
     unsigned char c = static_cast<unsigned char>(in[i]);
     if (c >= 0x20 && c < 0x7f) {
-      if (c == '\\') out += '\\';
       out += char(c);
       i++;
       continue;
@@ -50,6 +49,17 @@ std::string EscapeForLog(std::string_view in) {
     }
     out.append(in.substr(i, n));
     i += n;
+  }
+  return out;
+}
+
+std::string QuotedForLog(std::string_view in) {
+  std::string out;
+  out.reserve(in.size());
+  for (char c : in) {
+    if (c == '\\') out += "\\\\";
+    else if (c == '"') out += "\\x22";
+    else out += c;
   }
   return out;
 }

@@ -13,10 +13,13 @@
 namespace muscle {
 
 void Log(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
-// Printable ASCII and well-formed UTF-8 of printable characters stay; a
-// backslash doubles; every other byte (controls, newline, ESC, C1, stray
-// or overlong UTF-8) becomes \xNN.
+// Printable ASCII and well-formed UTF-8 of printable characters stay;
+// every other byte (controls, newline, ESC, C1, stray or overlong UTF-8)
+// becomes \xNN. Log applies it to every line.
 std::string EscapeForLog(std::string_view in);
+// For a peer string shown between double quotes: a backslash doubles and a
+// quote becomes \x22, so the string cannot end its field and fake another.
+std::string QuotedForLog(std::string_view in);
 void SetTraceEnabled(bool on);
 // The program name at the start of each line (default "musclefs"); set
 // once at start-up, before any other thread logs.
