@@ -86,6 +86,12 @@ auto Store::Atomically(F&& f) -> decltype(f()) {
   savepoint_depth_++;
   auto r = f();
   savepoint_depth_--;
+  if (r.ok() && (txn_lost_ || sqlite3_get_autocommit(db_.raw()))) {
+    // f() swallowed the error of a statement that cost the transaction.
+    Status lost(EIO, "the transaction was abandoned after an I/O error");
+    ForgetUncommitted(lost);
+    return lost;
+  }
   if (r.ok()) {
     s = db_.Exec("RELEASE op");
     if (!s.ok()) {

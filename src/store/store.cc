@@ -118,7 +118,12 @@ Status Store::Init(const std::string& path) {
   MUSCLE_RETURN_IF_ERROR(db_.Open(path));
   sqlite3_busy_timeout(db_.raw(), 5000);
   sqlite3_rollback_hook(db_.raw(), [](void* self) { static_cast<Store*>(self)->txn_lost_ = true; }, this);
-  MUSCLE_RETURN_IF_ERROR(db_.Exec(
+  // Nothing commits but an explicit Commit(): after SQLite abandons a
+  // transaction, statements of the failing operation would otherwise each
+  // commit on their own (autocommit) while memory believes them rolled back.
+  sqlite3_commit_hook(db_.raw(), [](void* self) { return static_cast<Store*>(self)->committing_ ? 0 : 1; }, this);
+  // (Switching to WAL writes the database header: a commit of its own.)
+  MUSCLE_RETURN_IF_ERROR(Commit(
       "PRAGMA page_size=16384; PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
       "PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY;"));
   MUSCLE_RETURN_IF_ERROR(db_.Exec("BEGIN IMMEDIATE"));
@@ -175,10 +180,10 @@ Status Store::Init(const std::string& path) {
     db_.Exec("ROLLBACK");
     return s;
   }
-  MUSCLE_RETURN_IF_ERROR(db_.Exec("COMMIT"));
+  MUSCLE_RETURN_IF_ERROR(Commit("COMMIT"));
   if (version == 1) {
     Log("store: migrated %s to format 2; compacting the database", path.c_str());
-    Status v = db_.Exec("VACUUM");
+    Status v = Commit("VACUUM");
     if (!v.ok()) Log("store: VACUUM after migration failed (the store is fine, only larger): %s",
                      v.ToString().c_str());
   }
@@ -248,7 +253,7 @@ Status Store::MigrateV1() {
   if (!id.ok()) return id.status();
   // The id is committed before any pack is written, so a migration cut
   // short finds its own packs again (and removes them) next time.
-  MUSCLE_RETURN_IF_ERROR(db_.Exec("COMMIT; BEGIN IMMEDIATE"));
+  MUSCLE_RETURN_IF_ERROR(Commit("COMMIT; BEGIN IMMEDIATE"));
   MUSCLE_RETURN_IF_ERROR(packs_.Open(PackDir(), *id, {}));
   MUSCLE_RETURN_IF_ERROR(db_.Exec(
       "CREATE TABLE chunks_v2(id INTEGER PRIMARY KEY, hash BLOB NOT NULL UNIQUE, "
@@ -427,7 +432,18 @@ Status Store::CheckSpace(size_t adding) {
   return Status(ENOSPC);
 }
 
+Status Store::Commit(const char* sql) {
+  committing_ = true;
+  Status s = db_.Exec(sql);
+  committing_ = false;
+  return s;
+}
+
 Status Store::Begin() {
+  // A transaction SQLite abandoned is not silently replaced: the operation
+  // fails, and the end of it forgets the lost work (OpScope).
+  if (in_txn_ && (txn_lost_ || sqlite3_get_autocommit(db_.raw())))
+    return Status(EIO, "the transaction was abandoned after an I/O error");
   if (in_txn_) return Status::Ok();
   MUSCLE_RETURN_IF_ERROR(db_.Exec("BEGIN IMMEDIATE"));
   in_txn_ = true;
@@ -869,7 +885,9 @@ Status Store::SetXattr(uint64_t ino, std::string_view name,
   return Atomically([&]() -> Status {
     auto a = LoadAttr(ino);
     if (!a.ok()) return a.status();
-    bool exists = GetXattr(ino, name).ok();
+    auto old = GetXattr(ino, name);
+    if (!old.ok() && old.err() != ENODATA) return old.status();
+    bool exists = old.ok();
     if ((flags & 1) && exists) return Status(EEXIST);
     if ((flags & 2) && !exists) return Status(ENODATA);
     Stmt& q = st_->put_xattr;
@@ -937,7 +955,7 @@ Status Store::Sync(bool durable) {
     q.Bind(1, int64_t(next_ino_));
     s = q.Run();
   }
-  if (s.ok()) s = db_.Exec("COMMIT");
+  if (s.ok()) s = Commit("COMMIT");
   if (!s.ok()) {
     ForgetUncommitted(s);
     return s;

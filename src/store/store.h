@@ -228,6 +228,8 @@ class Store {
   Status MigrateV1();
   Status RecordPack(uint64_t sealed, uint64_t sealed_size, uint64_t started);
   Status Begin();
+  // The only way anything commits (see the commit hook in Init).
+  Status Commit(const char* sql);
   // After a failed statement or commit: if SQLite abandoned the whole
   // transaction, forget every uncommitted change in memory too.
   void AfterFailure(const Status& why);
@@ -307,6 +309,7 @@ class Store {
   int savepoint_depth_ = 0;
   int op_depth_ = 0;
   bool txn_lost_ = false;  // set by SQLite's rollback hook
+  bool committing_ = false;  // inside Commit(): the commit hook lets it through
   uint64_t next_ino_ = 0;       // never handed out twice, even after rollback
   uint64_t persisted_next_ino_ = 0;
   uint64_t rollbacks_ = 0;
