@@ -4,6 +4,7 @@
 //   muscle mount SERVER:PORT DIR ...         mount through a private relay
 //   muscle umount DIR
 #include <fcntl.h>
+#include <netdb.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -24,6 +25,8 @@
 #include "common/fs_util.h"
 #include "common/log.h"
 #include "server/config.h"
+#include "tls/ktls.h"
+#include "tls/tls_channel.h"
 #include "transport/relay.h"
 
 using namespace muscle;
@@ -40,7 +43,10 @@ const char* kUsage = R"(usage:
                               carry local plaintext 9P to a musclefs TLS port
                               (default --listen unix:$BASE/relay.sock, mode 0600)
   muscle mount HOST:PORT DIR --identity NAME [--msize N] [--aname PATH] [-o OPTS]
-                              mount through a private relay (trans=fd)
+                 [--relay]    mount with the kernel's own TLS on the socket
+                              (trans=fd, no process left running); where the
+                              kernel has no TLS, or with --relay, through a
+                              private relay process
   muscle umount DIR
   muscle bench --target ADDR ...   9P load generator (muscle bench --help)
 
@@ -55,7 +61,7 @@ struct Args {
   std::vector<std::string> positional;
   std::map<std::string, std::string> opts;
   std::vector<std::string> mount_opts;
-  bool trace = false, allow_network = false, foreground = false;
+  bool trace = false, allow_network = false, foreground = false, force_relay = false;
 };
 
 Result<Args> Parse(int argc, char** argv, int from) {
@@ -65,6 +71,7 @@ Result<Args> Parse(int argc, char** argv, int from) {
     if (s == "-D") a.trace = true;
     else if (s == "--allow-plaintext-network") a.allow_network = true;
     else if (s == "--foreground") a.foreground = true;
+    else if (s == "--relay") a.force_relay = true;
     else if (s == "-o") {
       if (i + 1 >= argc) return Status(EINVAL, "-o needs a value");
       a.mount_opts.push_back(argv[++i]);
@@ -219,10 +226,91 @@ int Relay(const Args& a) {
   return 0;
 }
 
+// The options for mount -t 9p on descriptor fd.
+std::string MountOptions(const Args& a, int fd) {
+  std::string msize = a.opts.count("msize") ? a.opts.at("msize") : "1048576";
+  std::string opts = "trans=fd,rfdno=" + std::to_string(fd) + ",wfdno=" + std::to_string(fd) +
+                     ",version=9p2000.L,msize=" + msize;
+  if (a.opts.count("aname")) opts += ",aname=" + a.opts.at("aname");
+  for (auto& m : a.mount_opts) opts += "," + m;
+  return opts;
+}
+
+// Runs mount(8) with descriptor fd open; true when it succeeded.
+bool RunMount(const Args& a, const std::string& opts) {
+  pid_t m = fork();
+  if (m == 0) {
+    std::string source = "muscle@" + a.positional[1];
+    execlp("mount", "mount", "-t", "9p", "-o", opts.c_str(), source.c_str(),
+           a.positional[2].c_str(), nullptr);
+    _exit(127);
+  }
+  int st = 0;
+  waitpid(m, &st, 0);
+  return WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
+Result<int> ConnectTcp(const std::string& host, uint16_t port) {
+  addrinfo hints{}, *res = nullptr;
+  hints.ai_socktype = SOCK_STREAM;
+  int g = getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &res);
+  if (g != 0) return Status(ENOENT, "cannot resolve " + host + ": " + gai_strerror(g));
+  int err = ECONNREFUSED;
+  for (addrinfo* ai = res; ai; ai = ai->ai_next) {
+    int fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
+    if (fd < 0) continue;
+    if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
+      freeaddrinfo(res);
+      return fd;
+    }
+    err = errno;
+    close(fd);
+  }
+  freeaddrinfo(res);
+  return Status(err, "cannot connect to " + host + ":" + std::to_string(port) + ": " +
+                         strerror(err));
+}
+
+// muscle mount on the kernel's TLS: the handshake here, then the socket
+// itself goes to the kernel's 9p client and no process of ours stays.
+// Returns 0 when mounted, 1 on a failure to report, and -1 when the
+// kernel has no TLS (the caller falls back to a relay).
+int MountKernelTls(const Args& a, const transport::RelayOptions& o) {
+  auto ctx = tls::TlsContext::ForClient(o.identity, o.key);
+  if (!ctx.ok()) return Fail(ctx.status().message());
+  auto fd = ConnectTcp(o.server_host, o.server_port);
+  if (!fd.ok()) return Fail(fd.status().message());
+  std::string suite;
+  Status s = tls::HandshakeForKernel(*fd, **ctx, &suite);
+  if (!s.ok()) {
+    close(*fd);
+    if (s.err() == ENOENT) {
+      fprintf(stderr, "muscle: kernel TLS not available (%s); mounting through a private relay\n",
+              s.message().c_str());
+      return -1;
+    }
+    return Fail("TLS handshake with " + a.positional[1] + " as identity '" + o.identity +
+                "' failed: " + s.message());
+  }
+  std::string opts = MountOptions(a, *fd);
+  bool ok = RunMount(a, opts);
+  close(*fd);
+  if (!ok)
+    return Fail("mount -t 9p -o " + opts + " muscle@" + a.positional[1] + " " + a.positional[2] +
+                " failed");
+  printf("mounted %s on %s (kernel TLS, %s; no relay process); unmount with: muscle umount %s\n",
+         a.positional[1].c_str(), a.positional[2].c_str(), suite.c_str(), a.positional[2].c_str());
+  return 0;
+}
+
 int Mount(const Args& a) {
   if (a.positional.size() != 3) return Fail("usage: muscle mount HOST:PORT DIR --identity NAME");
   auto o = RelaySetup(a, a.positional[1]);
   if (!o.ok()) return Fail(o.status().message());
+  if (!a.force_relay) {
+    int rc = MountKernelTls(a, *o);
+    if (rc >= 0) return rc;
+  }
   std::string dir = a.positional[2];
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) return Fail(std::string("socketpair: ") + strerror(errno));
@@ -277,21 +365,10 @@ int Mount(const Args& a) {
     waitpid(pid, nullptr, 0);
     return Fail(msg.empty() ? "relay failed to start" : msg);
   }
-  std::string msize = a.opts.count("msize") ? a.opts.at("msize") : "1048576";
-  std::string opts = "trans=fd,rfdno=" + std::to_string(sv[0]) + ",wfdno=" + std::to_string(sv[0]) +
-                     ",version=9p2000.L,msize=" + msize;
-  if (a.opts.count("aname")) opts += ",aname=" + a.opts.at("aname");
-  for (auto& m : a.mount_opts) opts += "," + m;
-  pid_t m = fork();
-  if (m == 0) {
-    std::string source = "muscle@" + a.positional[1];
-    execlp("mount", "mount", "-t", "9p", "-o", opts.c_str(), source.c_str(), dir.c_str(), nullptr);
-    _exit(127);
-  }
-  int st = 0;
-  waitpid(m, &st, 0);
+  std::string opts = MountOptions(a, sv[0]);
+  bool mounted = RunMount(a, opts);
   close(sv[0]);
-  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+  if (!mounted) {
     kill(pid, SIGTERM);
     return Fail("mount -t 9p -o " + opts + " muscle@" + a.positional[1] + " " + dir + " failed");
   }

@@ -4,6 +4,7 @@
 
 #include <cstring>
 
+#include "tls/ktls.h"
 #include "tls/tls_engine.h"
 
 namespace muscle::tls {
@@ -70,6 +71,67 @@ class TlsChannel : public p9::Channel {
 };
 
 }  // namespace
+
+namespace {
+
+Status SendAll(int fd, const std::string& b) {
+  size_t off = 0;
+  while (off < b.size()) {
+    ssize_t n = send(fd, b.data() + off, b.size() - off, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Status(errno, std::string("send: ") + strerror(errno));
+    }
+    off += size_t(n);
+  }
+  return Status::Ok();
+}
+
+Status RecvExactly(int fd, char* p, size_t len) {
+  while (len > 0) {
+    ssize_t n = recv(fd, p, len, 0);
+    if (n == 0) return Status(ECONNRESET, "server closed the connection during the TLS handshake");
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Status(errno, std::string("recv: ") + strerror(errno));
+    }
+    p += n;
+    len -= size_t(n);
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status HandshakeForKernel(int fd, TlsContext& ctx, std::string* suite) {
+  TlsEngine engine(ctx);
+  Status send_error;
+  engine.on_ciphertext = [&](std::string b) {
+    if (send_error.ok()) send_error = SendAll(fd, b);
+  };
+  engine.on_plaintext = [](const char*, size_t) {};
+  MUSCLE_RETURN_IF_ERROR(engine.Start());
+  char rec[kRecordHeader + kMaxRecordCiphertext];
+  while (!engine.ready()) {
+    MUSCLE_RETURN_IF_ERROR(send_error);
+    MUSCLE_RETURN_IF_ERROR(RecvExactly(fd, rec, kRecordHeader));
+    size_t n = size_t(uint8_t(rec[3])) << 8 | uint8_t(rec[4]);
+    if (n > kMaxRecordCiphertext) return Status(EPROTO, "TLS record too long during the handshake");
+    MUSCLE_RETURN_IF_ERROR(RecvExactly(fd, rec + kRecordHeader, n));
+    MUSCLE_RETURN_IF_ERROR(engine.Feed(rec, kRecordHeader + n));
+  }
+  MUSCLE_RETURN_IF_ERROR(send_error);
+  if (suite) *suite = engine.suite();
+  if (engine.records() != TlsEngine::Records::kUserspace)
+    return Status(ENOENT, "the server chose " + engine.suite() +
+                              ", which kernel TLS does not take over here");
+  auto keys = engine.KeysForKernel();
+  if (!keys.ok()) return keys.status();
+  Status s = InstallKernelTls(fd, *keys);
+  keys->Wipe();
+  if (s.ok()) engine.MovedToKernel();
+  return s;
+}
 
 Result<std::unique_ptr<p9::Channel>> StartTlsChannel(int fd, TlsContext& ctx) {
   auto ch = std::make_unique<TlsChannel>(fd, ctx);

@@ -18,4 +18,13 @@ namespace muscle::tls {
 // `ctx` (a client context) must outlive the channel.
 Result<std::unique_ptr<p9::Channel>> StartTlsChannel(int fd, TlsContext& ctx);
 
+// Does the handshake on the connected TCP socket `fd` (blocking, reading
+// one record at a time so that nothing past the handshake is consumed),
+// then installs the traffic keys in the kernel (ktls.h): the socket then
+// carries plaintext 9P and can be handed to the kernel's 9p client.
+// ENOENT: the kernel has no TLS; the socket has been through the
+// handshake and must be closed by the caller, who may connect again and
+// use a userspace relay. `suite` gets the negotiated cipher suite.
+Status HandshakeForKernel(int fd, TlsContext& ctx, std::string* suite = nullptr);
+
 }  // namespace muscle::tls

@@ -66,6 +66,7 @@ Status TlsContext::Init(bool server) {
   mbedtls_ssl_conf_ciphersuites(&conf_, kSuites);
   mbedtls_ssl_conf_curves(&conf_, kCurves);
   mbedtls_ssl_conf_renegotiation(&conf_, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
+  mbedtls_ssl_conf_export_keys_ext_cb(&conf_, ExportKeys, this);
   return Status::Ok();
 }
 
@@ -155,6 +156,30 @@ int TlsContext::TicketParse(void* ctx, mbedtls_ssl_session* session, unsigned ch
   return 0;
 }
 
+int TlsContext::ExportKeys(void* ctx, const unsigned char*, const unsigned char* kb,
+                           size_t maclen, size_t keylen, size_t ivlen, const unsigned char*,
+                           const unsigned char*, mbedtls_tls_prf_types) {
+  auto* self = static_cast<TlsContext*>(ctx);
+  TlsEngine* engine = self->handshaking_;
+  // The key block of an AEAD suite is client key, server key, client IV,
+  // server IV; ChaCha20-Poly1305 is the one with 32-byte keys and a
+  // 12-byte IV (AES-GCM has a 4-byte implicit IV).
+  if (!engine || !self->offload_ || maclen != 0 || keylen != 32 || ivlen != 12) return 0;
+  auto keys = std::make_unique<TrafficKeys>();
+  const unsigned char* ck = kb;
+  const unsigned char* sk = kb + 32;
+  const unsigned char* civ = kb + 64;
+  const unsigned char* siv = kb + 76;
+  bool server = self->server_;
+  memcpy(keys->tx.key, server ? sk : ck, 32);
+  memcpy(keys->tx.iv, server ? siv : civ, 12);
+  memcpy(keys->rx.key, server ? ck : sk, 32);
+  memcpy(keys->rx.iv, server ? civ : siv, 12);
+  if (engine->exported_) engine->exported_->Wipe();
+  engine->exported_ = std::move(keys);
+  return 0;
+}
+
 TlsEngine::TlsEngine(TlsContext& ctx) : ctx_(ctx) {
   mbedtls_ssl_init(&ssl_);
   mbedtls_ssl_setup(&ssl_, ctx.config());
@@ -163,6 +188,7 @@ TlsEngine::TlsEngine(TlsContext& ctx) : ctx_(ctx) {
 }
 
 TlsEngine::~TlsEngine() {
+  if (exported_) exported_->Wipe();
   mbedtls_ssl_free(&ssl_);
   mbedtls_platform_zeroize(pending_plain_.data(), pending_plain_.size());
 }
@@ -197,10 +223,86 @@ int TlsEngine::BioRecv(void* ctx, unsigned char* buf, size_t len) {
 }
 
 void TlsEngine::FlushOut() {
-  if (out_.empty() || !on_ciphertext) return;
+  if (out_.empty() || !on_ciphertext || in_flush_) return;
   std::string b;
   b.swap(out_);
+  // The transport may close the connection from here; Close() must then
+  // neither re-enter mbedTLS nor flush again.
+  in_flush_ = true;
   on_ciphertext(std::move(b));
+  in_flush_ = false;
+}
+
+namespace {
+uint64_t GetU64(const unsigned char* p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; i++) v = v << 8 | p[i];
+  return v;
+}
+}  // namespace
+
+Status TlsEngine::StartRecordLayer() {
+  std::unique_ptr<TrafficKeys> keys = std::move(exported_);
+  if (!keys || suite().find("CHACHA20-POLY1305") == std::string::npos) {
+    if (keys) keys->Wipe();
+    return Status::Ok();  // mbedTLS keeps the records
+  }
+  // The handshake's Finished messages were the first records under these
+  // keys; mbedTLS counted them.
+  keys->tx.seq = GetU64(ssl_.cur_out_ctr);
+  keys->rx.seq = GetU64(ssl_.in_ctr);
+  record_ = std::make_unique<RecordLayer>(*keys);
+  keys->Wipe();
+  mode_ = Records::kUserspace;
+  return Status::Ok();
+}
+
+Status TlsEngine::ReadRecords(const char* data, size_t len) {
+  plain_.clear();
+  Result<size_t> r = record_->Read(data, len, &plain_, &out_);
+  // Records opened before a failure were genuine: deliver them.
+  if (!plain_.empty() && on_plaintext) on_plaintext(plain_.data(), plain_.size());
+  if (!r.ok()) {
+    failed_ = true;
+    FlushOut();  // the alert
+    return r.status();
+  }
+  FlushOut();
+  size_t used = *r;
+  if (data == in_.data() + in_pos_) {
+    in_pos_ += used;
+    if (in_pos_ == in_.size()) {
+      in_.clear();
+      in_pos_ = 0;
+    } else if (in_pos_ > kMaxRecordCiphertext) {
+      in_.erase(0, in_pos_);
+      in_pos_ = 0;
+    }
+  } else {
+    in_.append(data + used, len - used);  // a partial record waits for the rest
+  }
+  return Status::Ok();
+}
+
+Result<TrafficKeys> TlsEngine::KeysForKernel() const {
+  if (mode_ != Records::kUserspace || failed_)
+    return Status(EINVAL, "the connection is not on the userspace record layer");
+  if (in_.size() != in_pos_ || !out_.empty())
+    return Status(EAGAIN, "TLS records are in flight; the kernel cannot take over mid-stream");
+  return record_->Export();
+}
+
+void TlsEngine::MovedToKernel() {
+  record_.reset();
+  mode_ = Records::kKernel;
+}
+
+const char* TlsEngine::records_name() const {
+  switch (mode_) {
+    case Records::kKernel: return "kernel";
+    case Records::kUserspace: return "userspace";
+    default: return "mbedtls";
+  }
 }
 
 Status TlsEngine::Fail(const char* what, int rc) {
@@ -213,6 +315,15 @@ Status TlsEngine::Start() { return Pump(); }
 
 Status TlsEngine::Feed(const char* data, size_t len) {
   if (failed_) return Status(EPROTO, "TLS connection already failed");
+  if (mode_ == Records::kKernel) {
+    if (on_plaintext) on_plaintext(data, len);
+    return Status::Ok();
+  }
+  if (mode_ == Records::kUserspace) {
+    if (in_.size() == in_pos_) return ReadRecords(data, len);
+    in_.append(data, len);
+    return ReadRecords(in_.data() + in_pos_, in_.size() - in_pos_);
+  }
   in_.append(data, len);
   return Pump();
 }
@@ -231,11 +342,17 @@ Status TlsEngine::Pump() {
     }
     ready_ = true;
     if (ctx_.sessions_) ctx_.sessions_->Save(ssl_);
+    MUSCLE_RETURN_IF_ERROR(StartRecordLayer());
     if (on_ready) on_ready();
     if (!pending_plain_.empty()) {
       std::string p;
       p.swap(pending_plain_);
       MUSCLE_RETURN_IF_ERROR(WriteNow(p.data(), p.size()));
+    }
+    if (mode_ == Records::kKernel) return Status::Ok();  // nothing was left over
+    if (mode_ == Records::kUserspace) {
+      if (in_.size() == in_pos_) return Status::Ok();
+      return ReadRecords(in_.data() + in_pos_, in_.size() - in_pos_);
     }
   }
   unsigned char buf[16384];
@@ -263,6 +380,25 @@ Status TlsEngine::Write(const char* data, size_t len) {
 }
 
 Status TlsEngine::WriteNow(const char* data, size_t len) {
+  if (mode_ == Records::kKernel) {
+    if (on_ciphertext) on_ciphertext(std::string(data, len));
+    return Status::Ok();
+  }
+  if (mode_ == Records::kUserspace) {
+    // A batch at a time, so the peer opens the first records of a large
+    // reply while the rest is sealed.
+    for (size_t off = 0; off < len;) {
+      size_t n = std::min(kSendBatch, len - off);
+      Status s = record_->Write(data + off, n, &out_);
+      if (!s.ok()) {
+        failed_ = true;
+        return s;
+      }
+      FlushOut();
+      off += n;
+    }
+    return Status::Ok();
+  }
   size_t off = 0;
   while (off < len) {
     int rc = mbedtls_ssl_write(&ssl_, reinterpret_cast<const unsigned char*>(data) + off,
@@ -279,6 +415,14 @@ Status TlsEngine::WriteNow(const char* data, size_t len) {
 }
 
 void TlsEngine::Close() {
+  if (mode_ == Records::kKernel) return;
+  if (mode_ == Records::kUserspace) {
+    if (ready_ && !failed_ && !in_flush_) {
+      record_->CloseNotify(&out_);
+      FlushOut();
+    }
+    return;
+  }
   if (ready_ && !failed_ && !in_bio_) {
     mbedtls_ssl_close_notify(&ssl_);
     FlushOut();

@@ -31,6 +31,7 @@
 #include <string>
 
 #include "auth/keys.h"
+#include "tls/record_layer.h"
 #include "tls/session_tickets.h"
 #include "common/result.h"
 
@@ -58,6 +59,10 @@ class TlsContext {
 
   mbedtls_ssl_config* config() { return &conf_; }
   bool is_server() const { return server_; }
+  // Whether connections move to the fast record layer (record_layer.h)
+  // after a ChaCha20-Poly1305 handshake (default); off, mbedTLS seals and
+  // opens every record (the tests use that as the reference peer).
+  void set_record_offload(bool on) { offload_ = on; }
   TicketSealer* tickets() { return tickets_.get(); }
 
  private:
@@ -70,8 +75,12 @@ class TlsContext {
                          const unsigned char* end, size_t* tlen, uint32_t* lifetime);
   static int TicketParse(void* ctx, mbedtls_ssl_session* session, unsigned char* buf,
                          size_t len);
+  static int ExportKeys(void* ctx, const unsigned char* ms, const unsigned char* kb, size_t maclen,
+                        size_t keylen, size_t ivlen, const unsigned char client_random[32],
+                        const unsigned char server_random[32], mbedtls_tls_prf_types prf);
 
   bool server_ = false;
+  bool offload_ = true;
   bool initialised_ = false;
   KeyLookup lookup_;
   std::unique_ptr<TicketSealer> tickets_;
@@ -109,6 +118,22 @@ class TlsEngine {
   // Server side: the client resumed a session from a ticket (no key exchange).
   bool resumed() const { return resumed_; }
   std::string suite() const;
+  // Which code seals and opens records after the handshake: mbedTLS, the
+  // record layer on libcrypto, or the kernel (after DetachForKernel).
+  enum class Records { kMbedTls, kUserspace, kKernel };
+  Records records() const { return mode_; }
+  // For a socket about to be switched to kernel TLS (ktls.h): the traffic
+  // keys with the sequence numbers of the next records. Only possible when
+  // the record layer is in use and no received ciphertext is left over
+  // (EAGAIN otherwise: the caller keeps the userspace layer). The caller
+  // wipes the keys, installs them, and calls MovedToKernel on success.
+  Result<TrafficKeys> KeysForKernel() const;
+  // The kernel has the keys: from now on the engine passes bytes through
+  // unchanged both ways (the kernel does the crypto) and Close sends
+  // nothing.
+  void MovedToKernel();
+  // "kernel", "userspace" or "mbedtls", for logs.
+  const char* records_name() const;
 
   std::function<void(const char* data, size_t len)> on_plaintext;
   std::function<void(std::string bytes)> on_ciphertext;
@@ -122,6 +147,8 @@ class TlsEngine {
   Status WriteNow(const char* data, size_t len);
   void FlushOut();
   Status Fail(const char* what, int rc);
+  Status StartRecordLayer();
+  Status ReadRecords(const char* data, size_t len);
 
   TlsContext& ctx_;
   mbedtls_ssl_context ssl_;
@@ -135,7 +162,14 @@ class TlsEngine {
   bool identity_known_ = false;
   bool resumed_ = false;
   bool in_bio_ = false;  // inside BioSend, called from mbedTLS
+  bool in_flush_ = false;  // inside on_ciphertext
   auth::Secret dummy_key_;
+  Records mode_ = Records::kMbedTls;
+  // Keys exported during the handshake (ChaCha20-Poly1305 only), until the
+  // record layer takes them.
+  std::unique_ptr<TrafficKeys> exported_;
+  std::unique_ptr<RecordLayer> record_;
+  std::string plain_;  // scratch for opened records
 };
 
 // Human-readable mbedTLS error.

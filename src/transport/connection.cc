@@ -1,8 +1,11 @@
 #include "transport/connection.h"
 
+#include "tls/ktls.h"
+
 #include <cstring>
 
 #include "common/log.h"
+#include "tls/ktls.h"
 
 namespace muscle::transport {
 
@@ -56,8 +59,10 @@ void Connection::Start() {
 void Connection::OnHandshake() {
   uv_timer_stop(timer_);
   identity_ = tls_->identity();
+  if (!MoveToKernelTls()) return;
   std::string detail = "identity '" + identity_ + "' suite " + tls_->suite() +
-                       (tls_->resumed() ? " (resumed)" : "");
+                       (tls_->resumed() ? " (resumed)" : "") + " records " +
+                       tls_->records_name();
   auto opts = options_.authorize ? options_.authorize(identity_)
                                  : Result<p9::SessionOptions>(options_.session);
   if (!opts.ok()) {
@@ -67,6 +72,30 @@ void Connection::OnHandshake() {
   }
   if (options_.on_handshake) options_.on_handshake(true, false, detail);
   StartSession(*opts);
+}
+
+// Where the kernel has TLS, it seals and opens this TCP connection's
+// records from now on; otherwise the userspace record layer does.
+// False when that failed half-way and the connection is closed.
+bool Connection::MoveToKernelTls() {
+  if (stream_->type != UV_TCP || !tls::KernelTlsMayWork()) return true;
+  auto keys = tls_->KeysForKernel();
+  if (!keys.ok()) return true;
+  uv_os_fd_t fd;
+  if (uv_fileno(reinterpret_cast<uv_handle_t*>(stream_), &fd) != 0) {
+    keys->Wipe();
+    return true;
+  }
+  Status s = tls::InstallKernelTls(fd, *keys);
+  keys->Wipe();
+  if (s.ok()) {
+    tls_->MovedToKernel();
+  } else if (s.err() != ENOENT) {
+    Log("%s: kernel TLS: %s", peer_.c_str(), s.message().c_str());
+    Close("kernel TLS failed");
+    return false;
+  }
+  return true;
 }
 
 void Connection::StartSession(p9::SessionOptions options) {

@@ -78,6 +78,7 @@ class Connection {
   ~Connection();
   void OnRead(ssize_t n, const uv_buf_t* buf);
   void OnPlaintext(const char* data, size_t len);
+  bool MoveToKernelTls();
   void OnHandshake();
   void StartSession(p9::SessionOptions options);
   void ProcessFrames();

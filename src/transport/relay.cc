@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "common/log.h"
+#include "tls/ktls.h"
 
 namespace muscle::transport {
 
@@ -30,7 +31,11 @@ class Relay::Pair {
     tls_->on_plaintext = [this](const char* d, size_t n) { Send(local_, std::string(d, n)); };
     tls_->on_ready = [this] {
       ready_ = true;
-      if (probe_) Close("");
+      if (probe_) {
+        Close("");
+        return;
+      }
+      MoveToKernelTls();
     };
   }
 
@@ -60,6 +65,28 @@ class Relay::Pair {
 
  private:
   uv_stream_t* Remote() { return reinterpret_cast<uv_stream_t*>(&remote_); }
+
+  // Where the kernel has TLS, it seals and opens the server connection's
+  // records; the relay then only copies plaintext.
+  void MoveToKernelTls() {
+    if (!tls::KernelTlsMayWork()) return;
+    auto keys = tls_->KeysForKernel();
+    if (!keys.ok()) return;
+    uv_os_fd_t fd;
+    Status s = uv_fileno(reinterpret_cast<uv_handle_t*>(&remote_), &fd) == 0
+                   ? tls::InstallKernelTls(fd, *keys)
+                   : Status(ENOENT, "no descriptor");
+    keys->Wipe();
+    if (s.ok()) {
+      tls_->MovedToKernel();
+      if (!relay_.kernel_tls_logged_) {
+        relay_.kernel_tls_logged_ = true;
+        Log("relay: the kernel seals and opens the TLS records (kernel TLS)");
+      }
+    } else if (s.err() != ENOENT) {
+      Close("kernel TLS: " + s.message());
+    }
+  }
 
   static void OnHandleClosed(uv_handle_t* h) {
     auto* p = static_cast<Pair*>(h->data);

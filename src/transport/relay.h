@@ -62,6 +62,7 @@ class Relay {
   std::unique_ptr<tls::TlsContext> tls_;
   Listener* listener_ = nullptr;
   std::set<Pair*> pairs_;
+  bool kernel_tls_logged_ = false;
 };
 
 // "HOST:PORT" or "[V6]:PORT" -> host, port.
