@@ -29,6 +29,7 @@ void LockTable::Subtract(std::vector<Range>& ranges, uint64_t first,
 
 uint8_t LockTable::Lock(uint64_t ino, uint8_t type, uint64_t start,
                         uint64_t length, const LockOwner& owner) {
+  std::lock_guard<std::mutex> g(mu_);
   if (type > kLockUnlock) return kLockError;
   uint64_t first, last;
   Span(start, length, first, last);
@@ -47,6 +48,7 @@ uint8_t LockTable::Lock(uint64_t ino, uint8_t type, uint64_t start,
 
 LockInfo LockTable::Test(uint64_t ino, uint8_t type, uint64_t start,
                          uint64_t length, const LockOwner& owner) const {
+  std::lock_guard<std::mutex> g(mu_);
   LockInfo info;
   auto it = locks_.find(ino);
   if (it == locks_.end() || type == kLockUnlock) return info;
@@ -66,6 +68,7 @@ LockInfo LockTable::Test(uint64_t ino, uint8_t type, uint64_t start,
 }
 
 void LockTable::ReleaseSession(const void* session) {
+  std::lock_guard<std::mutex> g(mu_);
   for (auto it = locks_.begin(); it != locks_.end();) {
     auto& v = it->second;
     std::erase_if(v, [&](const Range& r) { return r.owner.session == session; });
@@ -74,6 +77,7 @@ void LockTable::ReleaseSession(const void* session) {
 }
 
 size_t LockTable::size() const {
+  std::lock_guard<std::mutex> g(mu_);
   size_t n = 0;
   for (auto& [ino, v] : locks_) n += v.size();
   return n;

@@ -4,11 +4,12 @@
 // kLockBlocked at once and the client retries. An owner is (session,
 // proc_id, client_id); all of a session's locks go when it ends.
 //
-// Threading: one LockTable is shared by all sessions of a server and used
-// only on the event-loop thread.
+// Threading: one LockTable is shared by all sessions of a server, on all
+// of its event loops; every method takes the table's mutex.
 #pragma once
 
 #include <cstdint>
+#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -52,6 +53,7 @@ class LockTable {
                    uint64_t& last);
   void Subtract(std::vector<Range>& ranges, uint64_t first, uint64_t last,
                 const LockOwner& owner);
+  mutable std::mutex mu_;
   std::unordered_map<uint64_t, std::vector<Range>> locks_;
 };
 

@@ -1,5 +1,7 @@
 #include "9p/session.h"
 
+#include <atomic>
+
 #include <fcntl.h>
 
 #include <cstdlib>
@@ -10,8 +12,8 @@
 namespace muscle::p9 {
 
 namespace {
-// Xattr buffer bytes held by every session of this process (loop thread).
-size_t g_xattr_bytes = 0;
+// Xattr buffer bytes held by every session of this process (all loops).
+std::atomic<size_t> g_xattr_bytes{0};
 
 // The largest reply a request can get, for the budget taken before it
 // runs (replies other than data carry a few hundred bytes at most).

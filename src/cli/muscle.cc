@@ -276,7 +276,9 @@ Result<int> ConnectTcp(const std::string& host, uint16_t port) {
 // Returns 0 when mounted, 1 on a failure to report, and -1 when the
 // kernel has no TLS (the caller falls back to a relay).
 int MountKernelTls(const Args& a, const transport::RelayOptions& o) {
-  auto ctx = tls::TlsContext::ForClient(o.identity, o.key);
+  // With a session cache the server sends a ticket, inside the handshake
+  // (as TLS 1.2 does), so the kernel never sees a non-data record.
+  auto ctx = tls::TlsContext::ForClient(o.identity, o.key, std::make_shared<tls::SessionCache>());
   if (!ctx.ok()) return Fail(ctx.status().message());
   auto fd = ConnectTcp(o.server_host, o.server_port);
   if (!fd.ok()) return Fail(fd.status().message());

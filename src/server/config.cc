@@ -39,6 +39,9 @@ options:
   --max-failed-handshakes N  per peer address per minute (default 10)
   --tls-ticket-lifetime S    seconds a TLS session ticket lets a client
                      resume without a key exchange (default 3600; 0 = off)
+  --loops N          event loops TLS connections are spread over (their
+                     records are sealed on the loop's thread; default 0 =
+                     one per core; 1 = everything on the main loop)
   --allow-plaintext-network
                      allow plain TCP on a non-loopback address (file contents
                      and names cross the network unencrypted)
@@ -49,7 +52,7 @@ options:
 
 The config file $BASE/musclefs.conf may set store, listen, keys, access,
 msize, commit-interval-ms, handshake-timeout-ms, max-failed-handshakes,
-tls-ticket-lifetime and allow-plaintext-network as "key = value" lines; a
+tls-ticket-lifetime, loops and allow-plaintext-network as "key = value" lines; a
 flag on the command line always wins over it. It must be owned by you or
 root and not writable by group or others. SIGHUP reloads the keys file.
 )";
@@ -99,6 +102,10 @@ Status SetKey(Config& c, const std::string& key, const std::string& value,
     uint64_t v;
     MUSCLE_RETURN_IF_ERROR(number(1, 1000000, v));
     c.server.max_failed_handshakes = int(v);
+  } else if (key == "loops") {
+    uint64_t v;
+    MUSCLE_RETURN_IF_ERROR(number(0, 256, v));
+    c.server.loops = int(v);
   } else if (key == "tls-ticket-lifetime") {
     uint64_t v;
     MUSCLE_RETURN_IF_ERROR(number(0, 86400, v));

@@ -1,6 +1,11 @@
 #include "server/server.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <csignal>
+#include <cstring>
+#include <thread>
 
 #include "common/log.h"
 
@@ -8,6 +13,7 @@ namespace muscle::server {
 
 Server::~Server() {
   for (auto* l : listeners_) l->Close();
+  for (auto& sh : shards_) sh->thread.Stop();
 }
 
 Status Server::Start(const ServerOptions& options) {
@@ -36,7 +42,7 @@ Status Server::Start(const ServerOptions& options) {
       keys_ = *keys;
       auto ctx = tls::TlsContext::ForServer(
           [this](const std::string& id) { return keys_->Find(id); },
-          options.ticket_lifetime_seconds);
+          options.ticket_lifetime_seconds);  // the main loop's
       if (!ctx.ok()) return ctx.status();
       tls_ = std::move(*ctx);
     }
@@ -48,6 +54,25 @@ Status Server::Start(const ServerOptions& options) {
         [this, tls](uv_stream_t* s, std::string peer) { Accept(s, std::move(peer), tls); });
     if (!l.ok()) return l.status();
     listeners_.push_back(*l);
+  }
+  // More event loops for TLS connections, each with its own TLS context
+  // (tickets shared, so a session resumes on any loop).
+  int loops = options.loops > 0 ? options.loops
+                                : int(std::max(1u, std::thread::hardware_concurrency()));
+  if (tls_ && loops > 1) {
+    mailbox_ = new Mailbox(loop_);
+    for (int i = 1; i < loops; i++) {
+      auto sh = std::make_unique<Shard>();
+      Shard* raw = sh.get();
+      raw->keys = keys_;
+      auto ctx = tls::TlsContext::ForServer(
+          [raw](const std::string& id) { return raw->keys ? raw->keys->Find(id) : nullptr; },
+          tls_->shared_tickets());
+      if (!ctx.ok()) return ctx.status();
+      raw->tls = std::move(*ctx);
+      raw->thread.Start();
+      shards_.push_back(std::move(sh));
+    }
   }
   return Status::Ok();
 }
@@ -83,8 +108,10 @@ void Server::RecordFailure(const std::string& address) {
   failures_[address].push_back(NowSeconds());
 }
 
-Result<p9::SessionOptions> Server::Authorize(const std::string& identity) {
-  if (!keys_ || !keys_->Find(identity)) return Status(EPERM, "unknown identity");
+// Called on the loop of the connection, with that loop's keys.
+Result<p9::SessionOptions> Server::Authorize(const std::shared_ptr<const auth::KeyTable>& keys,
+                                             const std::string& identity) const {
+  if (!keys || !keys->Find(identity)) return Status(EPERM, "unknown identity");
   p9::SessionOptions so;
   so.max_msize = options_.max_msize;
   so.identity = identity;
@@ -107,15 +134,29 @@ Status Server::ReloadKeys() {
   auto old = keys_;
   keys_ = *keys;
   Log("keys reloaded from %s: %zu identities", options_.keys_path.c_str(), keys_->size());
+  DropChangedIdentities(connections_, *old, *keys_);
+  for (auto& sh : shards_) {
+    Shard* raw = sh.get();
+    std::shared_ptr<const auth::KeyTable> now = keys_;
+    raw->thread.Post([raw, old, now] {
+      raw->keys = now;
+      DropChangedIdentities(raw->connections, *old, *now);
+    });
+  }
+  return Status::Ok();
+}
+
+void Server::DropChangedIdentities(std::set<transport::Connection*>& connections,
+                                   const auth::KeyTable& before_keys,
+                                   const auth::KeyTable& now_keys) {
   std::vector<transport::Connection*> drop;
-  for (auto* c : connections_) {
+  for (auto* c : connections) {
     if (!c->is_tls() || c->identity().empty()) continue;
-    const auth::Secret* now = keys_->Find(c->identity());
-    const auth::Secret* before = old->Find(c->identity());
+    const auth::Secret* now = now_keys.Find(c->identity());
+    const auth::Secret* before = before_keys.Find(c->identity());
     if (!now || !before || now->bytes() != before->bytes()) drop.push_back(c);
   }
   for (auto* c : drop) c->Close("identity removed or its key changed");
-  return Status::Ok();
 }
 
 void Server::EndHandshake(const std::string& address, const std::shared_ptr<bool>& counted) {
@@ -151,9 +192,14 @@ void Server::Accept(uv_stream_t* stream, std::string peer, bool tls) {
       return;
     }
     busy++;
+    size_t k = next_loop_++ % (shards_.size() + 1);
+    if (k > 0) {
+      HandOff(shards_[k - 1].get(), stream, peer, address, handshake);
+      return;
+    }
     co.tls = tls_.get();
     co.handshake_timeout = options_.handshake_timeout;
-    co.authorize = [this](const std::string& id) { return Authorize(id); };
+    co.authorize = [this](const std::string& id) { return Authorize(keys_, id); };
     co.on_handshake = [this, peer, address, handshake](bool ok, bool failed,
                                                         const std::string& detail) {
       Log("%s: TLS handshake %s: %s", peer.c_str(), ok ? "ok" : failed ? "FAILED" : "not completed",
@@ -174,6 +220,66 @@ void Server::Accept(uv_stream_t* stream, std::string peer, bool tls) {
   if (shutting_down_) c->Drain();
 }
 
+// Moves an accepted TLS socket to another loop, where its connection lives.
+void Server::HandOff(Shard* shard, uv_stream_t* stream, std::string peer, std::string address,
+                     std::shared_ptr<bool> handshake) {
+  uv_os_fd_t fd = -1;
+  int moved = uv_fileno(reinterpret_cast<uv_handle_t*>(stream), &fd) == 0
+                  ? fcntl(fd, F_DUPFD_CLOEXEC, 0)
+                  : -1;
+  uv_close(reinterpret_cast<uv_handle_t*>(stream),
+           [](uv_handle_t* h) { delete reinterpret_cast<uv_tcp_t*>(h); });
+  if (moved < 0) {
+    Log("%s: cannot move the connection to another loop: %s", peer.c_str(), strerror(errno));
+    EndHandshake(address, handshake);
+    return;
+  }
+  remote_connections_++;
+  shard->thread.Post([this, shard, moved, peer, address, handshake] {
+    auto* tcp = new uv_tcp_t;
+    uv_tcp_init(shard->thread.loop(), tcp);
+    if (uv_tcp_open(tcp, moved) != 0) {
+      close(moved);
+      uv_close(reinterpret_cast<uv_handle_t*>(tcp),
+               [](uv_handle_t* h) { delete reinterpret_cast<uv_tcp_t*>(h); });
+      mailbox_->Post([this, address, handshake] {
+        EndHandshake(address, handshake);
+        remote_connections_--;
+        MaybeFinishShutdown();
+      });
+      return;
+    }
+    transport::ConnectionOptions co;
+    co.session.max_msize = options_.max_msize;
+    co.tls = shard->tls.get();
+    co.handshake_timeout = options_.handshake_timeout;
+    co.authorize = [this, shard](const std::string& id) { return Authorize(shard->keys, id); };
+    co.on_handshake = [this, peer, address, handshake](bool ok, bool failed,
+                                                        const std::string& detail) {
+      Log("%s: TLS handshake %s: %s", peer.c_str(), ok ? "ok" : failed ? "FAILED" : "not completed",
+          detail.c_str());
+      mailbox_->Post([this, address, handshake, failed] {
+        EndHandshake(address, handshake);
+        if (failed) RecordFailure(address);
+      });
+    };
+    auto* c = new transport::Connection(reinterpret_cast<uv_stream_t*>(tcp), peer, *fs_, locks_,
+                                        std::move(co));
+    shard->connections.insert(c);
+    c->on_closed = [this, shard, address, handshake](transport::Connection* c) {
+      shard->connections.erase(c);
+      mailbox_->Post([this, address, handshake] {
+        EndHandshake(address, handshake);  // closed before its handshake ended
+        remote_connections_--;
+        MaybeFinishShutdown();
+      });
+    };
+    if (TraceEnabled()) Log("%s: connected", peer.c_str());
+    c->Start();
+    if (shard->draining) c->Drain();
+  });
+}
+
 void Server::Shutdown(std::function<void()> done) {
   if (shutting_down_) return;
   shutting_down_ = true;
@@ -182,7 +288,15 @@ void Server::Shutdown(std::function<void()> done) {
   listeners_.clear();
   std::vector<transport::Connection*> all(connections_.begin(), connections_.end());
   for (auto* c : all) c->Drain();
-  if (!connections_.empty()) {
+  for (auto& sh : shards_) {
+    Shard* raw = sh.get();
+    raw->thread.Post([raw] {
+      raw->draining = true;
+      std::vector<transport::Connection*> all(raw->connections.begin(), raw->connections.end());
+      for (auto* c : all) c->Drain();
+    });
+  }
+  if (connections() > 0) {
     // A client that never reads its replies must not hold shutdown forever.
     grace_timer_ = new uv_timer_t;
     uv_timer_init(loop_, grace_timer_);
@@ -192,10 +306,18 @@ void Server::Shutdown(std::function<void()> done) {
         [](uv_timer_t* t) {
           auto* self = static_cast<Server*>(t->data);
           Log("shutdown: closing %zu connections that did not finish within %lld ms",
-              self->connections_.size(), (long long)self->options_.shutdown_grace.count());
+              self->connections(), (long long)self->options_.shutdown_grace.count());
           std::vector<transport::Connection*> left(self->connections_.begin(),
                                                    self->connections_.end());
           for (auto* c : left) c->Close("shutdown grace period over");
+          for (auto& sh : self->shards_) {
+            Shard* raw = sh.get();
+            raw->thread.Post([raw] {
+              std::vector<transport::Connection*> left(raw->connections.begin(),
+                                                       raw->connections.end());
+              for (auto* c : left) c->Close("shutdown grace period over");
+            });
+          }
         },
         uint64_t(options_.shutdown_grace.count()), 0);
   }
@@ -203,20 +325,31 @@ void Server::Shutdown(std::function<void()> done) {
 }
 
 void Server::MaybeFinishShutdown() {
-  if (!shutting_down_ || worker_stopping_ || !connections_.empty()) return;
+  if (!shutting_down_ || worker_stopping_ || connections() > 0) return;
   worker_stopping_ = true;
   if (grace_timer_) {
     uv_close(reinterpret_cast<uv_handle_t*>(grace_timer_),
              [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
     grace_timer_ = nullptr;
   }
-  if (!worker_) {
+  // The store worker first (its last completions go to their loops), then
+  // the extra loops, then the main loop's mailbox.
+  auto finish = [this] {
+    for (auto& sh : shards_) sh->thread.Stop();
+    if (mailbox_) {
+      mailbox_->Close([this] {
+        if (done_) done_();
+      });
+      mailbox_ = nullptr;
+      return;
+    }
     if (done_) done_();
+  };
+  if (!worker_) {
+    finish();
     return;
   }
-  worker_->Stop([this] {
-    if (done_) done_();
-  });
+  worker_->Stop(finish);
 }
 
 }  // namespace muscle::server

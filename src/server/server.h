@@ -1,7 +1,17 @@
 // A running musclefs server: the store worker, the file system on it, the
-// shared lock table, listeners and connections, all on one libuv loop.
+// shared lock table, listeners and connections.
 //
-// Threading: every method is called on the loop thread. Lifetime: Start()
+// Listeners, plain connections, signals and all bookkeeping (rate limits,
+// handshakes under way, connection counts, shutdown) live on the main
+// loop. TLS connections, whose records cost CPU of their own, are dealt in
+// turn to the main loop and to extra loops on threads of their own
+// (ServerOptions::loops): the accepted socket moves to that loop, which
+// runs the connection, its TLS engine and its session; the store worker
+// answers it there. A loop's connections are touched only on its thread:
+// the main loop reaches them through that loop's mailbox (key reloads,
+// drain, close), and they report back through the main loop's mailbox.
+//
+// Threading: every method is called on the main loop's thread. Lifetime: Start()
 // once; Shutdown() stops accepting, lets requests in flight finish and be
 // written, commits the store durably and then calls `done`; destroy the
 // Server after that.
@@ -21,6 +31,7 @@
 #include "auth/keys.h"
 #include "tls/tls_engine.h"
 #include "common/result.h"
+#include "server/loop_thread.h"
 #include "server/store_filesystem.h"
 #include "server/store_worker.h"
 #include "transport/connection.h"
@@ -53,6 +64,10 @@ struct ServerOptions {
   // Shutdown waits this long for connections to finish their requests and
   // take their replies, then closes the rest.
   std::chrono::milliseconds shutdown_grace{10000};
+  // Event loops in all (the main one included) that TLS connections are
+  // dealt to in turn, each on its own thread: 0 means one per core, 1
+  // keeps everything on the main loop.
+  int loops = 0;
 };
 
 class Server {
@@ -66,15 +81,29 @@ class Server {
   void Shutdown(std::function<void()> done);
   // Endpoints actually bound (ports resolved), in --listen order.
   std::vector<transport::Endpoint> bound() const;
-  size_t connections() const { return connections_.size(); }
+  size_t connections() const { return connections_.size() + remote_connections_; }
   // Re-reads the keys file. A broken file keeps the old keys (the error is
   // returned and logged); live connections of identities that were removed
   // or whose key changed are closed.
   Status ReloadKeys();
 
  private:
+  // An extra event loop and what lives on it (touched on its thread only,
+  // but for `thread`).
+  struct Shard {
+    LoopThread thread;
+    std::unique_ptr<tls::TlsContext> tls;
+    std::shared_ptr<const auth::KeyTable> keys;  // this loop's copy
+    std::set<transport::Connection*> connections;
+    bool draining = false;
+  };
   void Accept(uv_stream_t* stream, std::string peer, bool tls);
-  Result<p9::SessionOptions> Authorize(const std::string& identity);
+  void HandOff(Shard* shard, uv_stream_t* stream, std::string peer, std::string address,
+               std::shared_ptr<bool> handshake);
+  Result<p9::SessionOptions> Authorize(const std::shared_ptr<const auth::KeyTable>& keys,
+                                       const std::string& identity) const;
+  static void DropChangedIdentities(std::set<transport::Connection*>& connections,
+                                    const auth::KeyTable& before, const auth::KeyTable& now);
   bool RateLimited(const std::string& address);
   void RecordFailure(const std::string& address);
   void EndHandshake(const std::string& address, const std::shared_ptr<bool>& counted);
@@ -91,7 +120,11 @@ class Server {
   // TLS handshakes under way per peer address.
   std::map<std::string, int> handshaking_;
   std::vector<transport::Listener*> listeners_;
-  std::set<transport::Connection*> connections_;
+  std::set<transport::Connection*> connections_;  // on the main loop
+  std::vector<std::unique_ptr<Shard>> shards_;
+  size_t next_loop_ = 0;
+  size_t remote_connections_ = 0;  // connections on the shards
+  Mailbox* mailbox_ = nullptr;      // the main loop's, for the shards' reports
   ServerOptions options_;
   bool shutting_down_ = false;
   bool worker_stopping_ = false;

@@ -27,7 +27,7 @@ StoreWorker::~StoreWorker() {
 void StoreWorker::Run(Job job) {
   {
     std::lock_guard<std::mutex> g(mu_);
-    jobs_.push_back(std::move(job));
+    jobs_.push_back(Queued{std::move(job), Mailbox::Current()});
   }
   cv_.notify_one();
 }
@@ -53,7 +53,7 @@ void StoreWorker::ThreadMain() {
     if (!s.ok()) Log("store: background commit failed: %s", s.ToString().c_str());
   };
   for (;;) {
-    Job job;
+    Queued job;
     {
       std::unique_lock<std::mutex> lk(mu_);
       if (jobs_.empty() && !stopping_) {
@@ -75,12 +75,16 @@ void StoreWorker::ThreadMain() {
       job = std::move(jobs_.front());
       jobs_.pop_front();
     }
-    Completion c = job(*store_);
-    {
-      std::lock_guard<std::mutex> g(mu_);
-      done_.push_back(c ? std::move(c) : Completion([] {}));
+    Completion c = job.job(*store_);
+    if (job.reply_to) {
+      job.reply_to->Post(c ? std::move(c) : Completion([] {}));
+    } else {
+      {
+        std::lock_guard<std::mutex> g(mu_);
+        done_.push_back(c ? std::move(c) : Completion([] {}));
+      }
+      uv_async_send(&async_);
     }
-    uv_async_send(&async_);
     // Under a steady stream of jobs the queue is never empty when the wait
     // ends, so commits are also due here, not only when idle.
     if (std::chrono::steady_clock::now() - last_tick >= tick) tick_now();

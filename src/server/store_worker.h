@@ -7,6 +7,10 @@
 // interval (between jobs), so buffered writes are committed within the
 // store's commit interval whether the server is idle or busy.
 //
+// A job queued from another event loop's thread that named its mailbox
+// (loop_thread.h) has its completion run on that loop instead; such loops
+// must outlive Stop().
+//
 // Lifetime: create and Stop() on the loop thread. Stop() runs every queued
 // job, commits durably, joins the thread and closes the async handle; the
 // object may be destroyed once the loop has run the close callback (Stop
@@ -23,6 +27,7 @@
 #include <thread>
 #include <vector>
 
+#include "server/loop_thread.h"
 #include "store/store.h"
 
 namespace muscle::server {
@@ -37,7 +42,8 @@ class StoreWorker {
   StoreWorker(const StoreWorker&) = delete;
   StoreWorker& operator=(const StoreWorker&) = delete;
 
-  // Queues a job. Called on the loop thread. A null completion is allowed.
+  // Queues a job. Called on the loop thread, or on another loop's thread
+  // (see above). A null completion is allowed.
   void Run(Job job);
   // Finishes all jobs, commits durably and stops the thread. `closed` runs
   // on the loop thread when the worker's handle is closed.
@@ -53,7 +59,11 @@ class StoreWorker {
   std::thread thread_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<Job> jobs_;
+  struct Queued {
+    Job job;
+    Mailbox* reply_to;  // null: this worker's own loop
+  };
+  std::deque<Queued> jobs_;
   std::vector<Completion> done_;
   bool stopping_ = false;
   std::function<void()> closed_;

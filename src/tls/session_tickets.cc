@@ -72,6 +72,7 @@ Status TicketSealer::Seal(const Owner& owner, const mbedtls_ssl_session& session
                           unsigned char* start, const unsigned char* end, size_t* len) {
   if (owner.identity.empty() || owner.identity.size() > 255 || owner.key_digest.size() != kDigestLen)
     return Status(EINVAL, "ticket owner");
+  std::lock_guard<std::mutex> g(mu_);
   auto age = std::chrono::steady_clock::now() - current_.created;
   if (!current_.valid || age >= std::chrono::seconds(lifetime_) || current_.nonces_used >= (1ull << 40))
     RotateKey();
@@ -113,6 +114,7 @@ Status TicketSealer::Seal(const Owner& owner, const mbedtls_ssl_session& session
 Status TicketSealer::Open(const unsigned char* ticket, size_t len, mbedtls_ssl_session* session,
                           Owner* owner) {
   if (len < kHeader + 8 + 1 + kDigestLen + kTagLen) return Status(EINVAL, "ticket too short");
+  std::lock_guard<std::mutex> g(mu_);
   Key* key = KeyById(uint32_t(GetBE(ticket, kIdLen)));
   if (!key) return Status(EINVAL, "ticket key unknown or retired");
   size_t plain_len = len - kHeader - kTagLen;

@@ -16,8 +16,9 @@
 // Client: a SessionCache keeps the last session of one server/identity for
 // the next connection.
 //
-// Threading: a TicketSealer is used on one thread (the server loop). A
-// SessionCache may be shared by threads (the benchmark's connections).
+// Threading: a TicketSealer may be shared by threads (the server's event
+// loops, so a ticket issued on one opens on any); a SessionCache too (the
+// benchmark's connections).
 #pragma once
 
 #include <mbedtls/ssl.h>
@@ -55,7 +56,10 @@ class TicketSealer {
 
   uint32_t lifetime_seconds() const { return lifetime_; }
   // For tests: makes the next Seal start a new key, as if a lifetime passed.
-  void RotateForTest() { RotateKey(); }
+  void RotateForTest() {
+    std::lock_guard<std::mutex> g(mu_);
+    RotateKey();
+  }
 
  private:
   struct Key {
@@ -69,6 +73,7 @@ class TicketSealer {
   Key* KeyById(uint32_t id);
 
   uint32_t lifetime_;
+  std::mutex mu_;  // guards the keys
   Key current_;
   Key previous_;
   uint32_t next_id_ = 1;

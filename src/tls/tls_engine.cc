@@ -72,12 +72,19 @@ Status TlsContext::Init(bool server) {
 
 Result<std::unique_ptr<TlsContext>> TlsContext::ForServer(KeyLookup lookup,
                                                          uint32_t ticket_lifetime_seconds) {
+  return ForServer(std::move(lookup), ticket_lifetime_seconds > 0
+                                          ? std::make_shared<TicketSealer>(ticket_lifetime_seconds)
+                                          : nullptr);
+}
+
+Result<std::unique_ptr<TlsContext>> TlsContext::ForServer(KeyLookup lookup,
+                                                         std::shared_ptr<TicketSealer> tickets) {
   std::unique_ptr<TlsContext> c(new TlsContext());
   MUSCLE_RETURN_IF_ERROR(c->Init(true));
   c->lookup_ = std::move(lookup);
   mbedtls_ssl_conf_psk_cb(&c->conf_, PskCallback, c.get());
-  if (ticket_lifetime_seconds > 0) {
-    c->tickets_ = std::make_unique<TicketSealer>(ticket_lifetime_seconds);
+  if (tickets) {
+    c->tickets_ = std::move(tickets);
     mbedtls_ssl_conf_session_tickets_cb(&c->conf_, TicketWrite, TicketParse, c.get());
   }
   return c;

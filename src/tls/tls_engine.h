@@ -48,6 +48,10 @@ class TlsContext {
   static Result<std::unique_ptr<TlsContext>> ForServer(
       KeyLookup lookup,
       uint32_t ticket_lifetime_seconds = TicketSealer::kDefaultLifetimeSeconds);
+  // A server context issuing and accepting tickets with `tickets` (null:
+  // no resumption), shared with other contexts: one per event loop.
+  static Result<std::unique_ptr<TlsContext>> ForServer(KeyLookup lookup,
+                                                       std::shared_ptr<TicketSealer> tickets);
   // With a cache, handshakes resume the cached session when the server
   // accepts it, and store the session they end with.
   static Result<std::unique_ptr<TlsContext>> ForClient(
@@ -64,6 +68,7 @@ class TlsContext {
   // opens every record (the tests use that as the reference peer).
   void set_record_offload(bool on) { offload_ = on; }
   TicketSealer* tickets() { return tickets_.get(); }
+  std::shared_ptr<TicketSealer> shared_tickets() const { return tickets_; }
 
  private:
   friend class TlsEngine;
@@ -83,7 +88,7 @@ class TlsContext {
   bool offload_ = true;
   bool initialised_ = false;
   KeyLookup lookup_;
-  std::unique_ptr<TicketSealer> tickets_;
+  std::shared_ptr<TicketSealer> tickets_;
   std::shared_ptr<SessionCache> sessions_;
   // The engine inside mbedtls_ssl_handshake, for the ticket callbacks
   // (which mbedTLS gives no connection argument).

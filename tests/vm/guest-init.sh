@@ -22,14 +22,70 @@ check() { [ "$1" = "$2" ] || fail "$3: got '$1', want '$2'"; }
 case "$TRANS" in
   tcp) mount -t 9p -o trans=tcp,port=$PORT,version=9p2000.L,msize=524288 10.0.2.2 $M \
          || fail "mount" ;;
-  fd) # muscle mount: a private relay handing the kernel one end of a socketpair
+  fd) # muscle mount without the tls module: it says so and falls back to
+      # a private relay handing the kernel one end of a socketpair.
       r=$(/muscle mount 10.0.2.2:$PORT $M --identity guest --keys /keys --msize 524288 2>&1) \
          || fail "muscle mount: $r"
+      case "$r" in *"kernel TLS not available"*"relay pid"*) ;; *) fail "no fallback message: $r" ;; esac
+      ps | grep -q "[/]muscle mount" || fail "no relay process after the fallback mount"
       grep -q "trans=fd" /proc/mounts || fail "not a trans=fd mount: $(cat /proc/mounts)" ;;
   *) fail "unknown transport $TRANS" ;;
 esac
 echo "MUSCLE-MOUNTED"
 DEEP=$M/deep/a/b/c/d/e/f/g/h/i/j/k/l/m/n/o/p/q/r/s/t
+tls_stat() { awk -v k=$1 '$1 == k { print $2 }' /proc/net/tls_stat; }
+no_muscle_process() {  # nothing of ours runs but musclefs serve
+  for i in $(seq 25); do ps | grep -q "[/]muscle " || return 0; sleep 0.2; done
+  fail "$1: a muscle process is still running: $(ps | grep '[/]muscle ')"
+}
+# Kernel TLS (after the fallback above): muscle mount hands the TLS socket
+# itself to the kernel's 9p client; the kernel seals and opens records.
+ktls_phase() {
+  for m in $(cat /mods/ktls/order); do insmod /mods/ktls/$m.ko || fail "insmod $m"; done
+  mkdir -p /k /k2 /k3 /tmp/gs
+  # 1. This guest's kernel against the host's server (userspace records there).
+  r=$(/muscle mount 10.0.2.2:$PORT /k --identity guest --keys /keys --msize 524288 2>&1) \
+    || fail "muscle mount on kernel TLS: $r"
+  case "$r" in *"kernel TLS"*"no relay process"*) ;; *) fail "not on kernel TLS: $r" ;; esac
+  no_muscle_process "kernel-TLS mount"
+  check "$(sha256sum < /k/big)" "$(cat /k/big.sha256)" "64 MiB read through kernel TLS"
+  dd if=/dev/urandom of=/tmp/kt bs=1M count=8 2>/dev/null
+  cp /tmp/kt /k/ktls-file || fail "write through kernel TLS"
+  sleep 2  # idle: nothing but application data may arrive meanwhile
+  check "$(sha256sum < /k/ktls-file)" "$(sha256sum < /tmp/kt)" "read back through kernel TLS"
+  [ "$(tls_stat TlsCurrTxSw)" -ge 1 ] || fail "tls_stat: no kernel TLS transmit session: $(cat /proc/net/tls_stat)"
+  [ "$(tls_stat TlsCurrRxSw)" -ge 1 ] || fail "tls_stat: no kernel TLS receive session"
+  check "$(tls_stat TlsDecryptError)" 0 "kernel TLS decrypt errors"
+  umount /k || fail "umount kernel-TLS mount"
+  # 2. muscle relay on kernel TLS (the relay copies plaintext only).
+  /muscle relay --keys /keys --identity guest --connect 10.0.2.2:$PORT --listen unix:/tmp/relay.sock \
+    2>/tmp/relay.log &
+  rp=$!
+  for i in $(seq 50); do [ -S /tmp/relay.sock ] && break; sleep 0.2; done
+  mount -t 9p -o trans=unix,version=9p2000.L,msize=524288 /tmp/relay.sock /k3 || fail "mount through relay"
+  check "$(sha256sum < /k3/ktls-file)" "$(sha256sum < /tmp/kt)" "read through the kernel-TLS relay"
+  umount /k3; kill $rp
+  grep -q "kernel TLS" /tmp/relay.log || fail "relay not on kernel TLS: $(cat /tmp/relay.log)"
+  # 3. A server in this guest on kernel TLS too: both ends in the kernel.
+  /musclefs serve --base /tmp/gs --store :memory: --keys /keys --listen tls://127.0.0.1:4433 \
+    2>/tmp/gs.log &
+  sp=$!
+  for i in $(seq 50); do grep -q "listening" /tmp/gs.log && break; sleep 0.2; done
+  r=$(/muscle mount 127.0.0.1:4433 /k2 --identity guest --keys /keys --msize 524288 2>&1) \
+    || fail "muscle mount of the guest's server: $r $(cat /tmp/gs.log)"
+  cp /tmp/kt /k2/f || fail "write to the guest's server"
+  mkdir /k2/d && for i in 1 2 3 4 5 6 7 8 9 10; do echo $i > /k2/d/$i; done
+  check "$(sha256sum < /k2/f)" "$(sha256sum < /tmp/kt)" "read back from the guest's server"
+  check "$(cat /k2/d/* | wc -l)" 10 "small files on the guest's server"
+  grep -q "records kernel" /tmp/gs.log || fail "guest server not on kernel TLS: $(cat /tmp/gs.log)"
+  [ "$(tls_stat TlsCurrTxSw)" -ge 2 ] || fail "tls_stat: want 2 kernel TLS sessions: $(cat /proc/net/tls_stat)"
+  no_muscle_process "kernel-TLS mount of the guest's server"
+  # A server shutdown ends the mount as a TCP close does: errors, no hang.
+  kill -TERM $sp; wait $sp
+  timeout 20 ls /k2/d >/dev/null 2>&1 && fail "the mount still works after the server stopped"
+  timeout 20 umount /k2 || umount -l /k2 || fail "umount after the server stopped"
+  echo "MUSCLE-KTLS-OK tls_stat: $(tr '\n' ' ' < /proc/net/tls_stat)"
+}
 
 if [ "$PHASE" = write ]; then
   start=$(date +%s)
@@ -150,6 +206,7 @@ elif [ "$PHASE" = verify ] || [ "$PHASE" = rules ]; then
     echo "MUSCLE-RULES-OK"
   fi
   if [ "$TRANS" = fd ]; then /muscle umount $M || fail "muscle umount"; else umount $M || fail "umount"; fi
+  if [ "$PHASE" = rules ]; then ktls_phase; fi
   echo "MUSCLE-VERIFY-OK"
 else
   fail "unknown phase $PHASE"
