@@ -196,7 +196,7 @@ TlsEngine::TlsEngine(TlsContext& ctx) : ctx_(ctx) {
 
 TlsEngine::~TlsEngine() {
   if (exported_) exported_->Wipe();
-  mbedtls_ssl_free(&ssl_);
+  if (!ssl_freed_) mbedtls_ssl_free(&ssl_);
   mbedtls_platform_zeroize(pending_plain_.data(), pending_plain_.size());
 }
 
@@ -261,6 +261,11 @@ Status TlsEngine::StartRecordLayer() {
   record_ = std::make_unique<RecordLayer>(*keys);
   keys->Wipe();
   mode_ = Records::kUserspace;
+  // mbedTLS has nothing left to do: its record buffers (~33 KiB per
+  // connection) and key material go now.
+  suite_ = suite();
+  mbedtls_ssl_free(&ssl_);
+  ssl_freed_ = true;
   return Status::Ok();
 }
 
@@ -269,6 +274,7 @@ Status TlsEngine::ReadRecords(const char* data, size_t len) {
   Result<size_t> r = record_->Read(data, len, &plain_, &out_);
   // Records opened before a failure were genuine: deliver them.
   if (!plain_.empty() && on_plaintext) on_plaintext(plain_.data(), plain_.size());
+  if (plain_.capacity() > 4 * kMaxRecordPlaintext) std::string().swap(plain_);
   if (!r.ok()) {
     failed_ = true;
     FlushOut();  // the alert
@@ -437,6 +443,7 @@ void TlsEngine::Close() {
 }
 
 std::string TlsEngine::suite() const {
+  if (ssl_freed_) return suite_;
   const char* s = mbedtls_ssl_get_ciphersuite(&ssl_);
   return s ? s : "none";
 }

@@ -175,6 +175,8 @@ class TlsEngine {
   std::unique_ptr<TrafficKeys> exported_;
   std::unique_ptr<RecordLayer> record_;
   std::string plain_;  // scratch for opened records
+  bool ssl_freed_ = false;  // mbedTLS's context freed once the record layer took over
+  std::string suite_;       // its suite, kept
 };
 
 // Human-readable mbedTLS error.
