@@ -72,6 +72,10 @@ pass "a client without a PSK is refused"
 
 # --- stunnel client -> musclefs TLS, diod tools through it ---
 echo "hello through stunnel" | "$build/tests/muscle9p" "tcp://127.0.0.1:$native" put greeting.txt
+# Many full 16 KiB records and a partial one, both ways through OpenSSL.
+head -c 3000001 /dev/urandom > "$work/big.bin"
+"$build/tests/muscle9p" "tcp://127.0.0.1:$native" put big.bin < "$work/big.bin"
+big_sha=$(sha256sum < "$work/big.bin")
 sc=$(port)
 cat > "$work/stunnel-client.conf" <<CONF
 foreground = yes
@@ -89,9 +93,13 @@ wait_port "$sc"
 diodls -s "127.0.0.1:$sc" -a / -l | grep -q greeting.txt || fail "diodls through stunnel client"
 [ "$(diodcat -s "127.0.0.1:$sc" -a / greeting.txt)" = "hello through stunnel" ] || fail "diodcat through stunnel client"
 grep -q "TLS handshake ok: identity 'client-a'" "$work/server.log" || fail "server did not log the identity"
+[ "$(diodcat -s "127.0.0.1:$sc" -a / big.bin | sha256sum)" = "$big_sha" ] || fail "3 MB through stunnel client differs"
+# Our record layer sealed what stunnel's OpenSSL opened.
+grep -q "identity 'client-a' suite TLS-ECDHE-PSK-WITH-CHACHA20-POLY1305-SHA256.* records userspace" \
+  "$work/server.log" || fail "the userspace record layer did not carry the stunnel connection"
 # stunnel keeps the session; its second connection resumes from our ticket.
 grep -q "identity 'client-a' suite .* (resumed)" "$work/server.log" || fail "stunnel did not resume the TLS session"
-pass "stunnel client -> musclefs TLS listener (diodls, diodcat; second connection resumed)"
+pass "stunnel client -> musclefs TLS listener (diodls, diodcat of 3 MB, userspace records; second connection resumed)"
 
 # --- muscle relay -> stunnel server -> musclefs native ---
 ss=$(port); rl=$(port)
@@ -111,7 +119,8 @@ wait_port "$ss"
 pids+=($!)
 wait_port "$rl"
 [ "$(diodcat -s "127.0.0.1:$rl" -a / greeting.txt)" = "hello through stunnel" ] || fail "diodcat through relay + stunnel server"
-pass "muscle relay -> stunnel server -> musclefs native listener (diodcat)"
+[ "$(diodcat -s "127.0.0.1:$rl" -a / big.bin | sha256sum)" = "$big_sha" ] || fail "3 MB through relay + stunnel server differs"
+pass "muscle relay -> stunnel server -> musclefs native listener (diodcat, 3 MB)"
 
 # --- relay error messages ---
 echo "client-a:$(printf '%064d' 0)" > "$work/wrong.keys"; chmod 600 "$work/wrong.keys"
