@@ -37,6 +37,8 @@ options:
                      confine a TLS identity to a subtree and/or make it read-only
   --handshake-timeout-ms N   (default 10000)
   --max-failed-handshakes N  per peer address per minute (default 10)
+  --max-concurrent-handshakes N  TLS handshakes under way at once per peer
+                     address; more are refused (default 128)
   --tls-ticket-lifetime S    seconds a TLS session ticket lets a client
                      resume without a key exchange (default 3600; 0 = off)
   --loops N          event loops TLS connections are spread over (their
@@ -52,7 +54,8 @@ options:
 
 The config file $BASE/musclefs.conf may set store, listen, keys, access,
 msize, commit-interval-ms, handshake-timeout-ms, max-failed-handshakes,
-tls-ticket-lifetime, loops and allow-plaintext-network as "key = value" lines; a
+tls-ticket-lifetime, loops, max-concurrent-handshakes and
+allow-plaintext-network as "key = value" lines; a
 flag on the command line always wins over it. It must be owned by you or
 root and not writable by group or others. SIGHUP reloads the keys file.
 )";
@@ -102,6 +105,10 @@ Status SetKey(Config& c, const std::string& key, const std::string& value,
     uint64_t v;
     MUSCLE_RETURN_IF_ERROR(number(1, 1000000, v));
     c.server.max_failed_handshakes = int(v);
+  } else if (key == "max-concurrent-handshakes") {
+    uint64_t v;
+    MUSCLE_RETURN_IF_ERROR(number(1, 100000, v));
+    c.server.max_concurrent_handshakes = int(v);
   } else if (key == "loops") {
     uint64_t v;
     MUSCLE_RETURN_IF_ERROR(number(0, 256, v));

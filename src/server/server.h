@@ -57,8 +57,11 @@ struct ServerOptions {
   std::map<std::string, AccessRule> access;
   std::chrono::milliseconds handshake_timeout{10000};
   int max_failed_handshakes = 10;
-  // Handshakes under way at once from one address; more are refused.
-  int max_concurrent_handshakes = 16;
+  // Handshakes under way at once from one address; more are refused. A
+  // burst of legitimate clients behind one address (a NAT, a benchmark
+  // opening 64 connections) stays under it; silent peers are bounded by
+  // it and the handshake timeout.
+  int max_concurrent_handshakes = 128;
   // Session tickets (tls/session_tickets.h); 0 turns resumption off.
   uint32_t ticket_lifetime_seconds = tls::TicketSealer::kDefaultLifetimeSeconds;
   // Shutdown waits this long for connections to finish their requests and
