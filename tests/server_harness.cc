@@ -25,12 +25,12 @@ TempDir::TempDir() {
 TempDir::~TempDir() { RunCommand("rm -rf '" + path + "'"); }
 
 InProcessServer::InProcessServer(const std::string& store_path, const std::string& dir,
-                                 uint32_t max_msize) {
+                                 uint32_t max_msize, std::chrono::milliseconds commit_interval) {
   server::ServerOptions o;
   o.store_path = store_path;
   o.listen = {"unix:" + dir + "/sock", "tcp://127.0.0.1:0"};
   o.max_msize = max_msize;
-  o.commit_interval = std::chrono::milliseconds(200);
+  o.commit_interval = commit_interval;
   Run(o);
   unix_ = "unix:" + bound_[0].path;
   tcp_ = "tcp://127.0.0.1:" + std::to_string(bound_[1].port);

@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <string>
+#include <chrono>
 #include <functional>
 #include <mutex>
 #include <thread>
@@ -25,7 +26,8 @@ class InProcessServer {
  public:
   // Starts a server on a unix socket and loopback TCP (port 0) in `dir`.
   explicit InProcessServer(const std::string& store_path, const std::string& dir,
-                           uint32_t max_msize = p9::kMaxMsize);
+                           uint32_t max_msize = p9::kMaxMsize,
+                           std::chrono::milliseconds commit_interval = std::chrono::milliseconds(200));
   // Any options; endpoints() lists what was bound, in listen order.
   explicit InProcessServer(const server::ServerOptions& options);
   std::vector<transport::Endpoint> endpoints() const { return bound_; }
