@@ -270,7 +270,6 @@ FsReply ReadDirStats(Store& s, FsRequest& req, const Tread& m) {
   Rread r;
   std::string& out = r.data.bytes;
   uint64_t next = from;
-  bool too_small = false;
   Status failed;
   Status st = s.ReadDir(req.ino, from, [&](const store::DirEntry& e) {
     auto a = s.GetAttr(e.attr.ino);
@@ -289,7 +288,6 @@ FsReply ReadDirStats(Store& s, FsRequest& req, const Tread& m) {
     else EncodeStat(static_cast<const Stat&>(stat), out);
     if (out.size() > m.count) {
       out.resize(before);
-      too_small = before == 0;
       return false;
     }
     next = e.cookie;
@@ -297,7 +295,9 @@ FsReply ReadDirStats(Store& s, FsRequest& req, const Tread& m) {
   });
   if (!st.ok()) return Err(st);
   if (!failed.ok()) return Err(failed);
-  if (too_small) return Err(EINVAL);
+  // When not even the next record fits, the read is empty, as lib9p's: the
+  // Linux client keeps reading into the rest of its buffer until a read
+  // comes back empty, so an error there would fail the whole listing.
   FsReply reply{std::move(r), {}};
   reply.next_cookie = next;
   return reply;

@@ -24,7 +24,8 @@ p9::FsReply Create9(store::Store& s, p9::FsRequest& req, const p9::TcreateU& m);
 p9::FsReply Stat9(store::Store& s, p9::FsRequest& req);
 p9::FsReply Wstat9(store::Store& s, p9::FsRequest& req, const p9::TwstatU& m);
 // A Tread of a directory: whole stat records after *req.dir_cookie, no
-// "." or "..", as many as fit in count bytes.
+// "." or "..", as many as fit in count bytes (none, an empty read, when
+// the next one does not fit).
 p9::FsReply ReadDirStats(store::Store& s, p9::FsRequest& req, const p9::Tread& m);
 
 // The stat record of a file named `name` (with the .u fields filled; a
