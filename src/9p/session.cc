@@ -31,11 +31,12 @@ Message ErrorIn(Dialect d, uint32_t e) {
   return Rerror{std::move(text)};
 }
 
-// A uname that is a decimal number is that uid (9P2000 has no n_uname).
-uint32_t UidOfUname(const std::string& uname) {
-  if (uname.empty() || uname.size() > 10) return kNoUid;
+// The number a decimal string spells (a uname that is a uid, since 9P2000
+// has no n_uname; the fid of a .u DMLINK), else kNoUid.
+uint32_t DecimalOf(const std::string& text) {
+  if (text.empty() || text.size() > 10) return kNoUid;
   uint64_t v = 0;
-  for (char c : uname) {
+  for (char c : text) {
     if (c < '0' || c > '9') return kNoUid;
     v = v * 10 + uint64_t(c - '0');
   }
@@ -239,7 +240,7 @@ void Session::Handle(uint16_t tag, Tattach& m) {
   if (m.afid != kNoFid) return Error(tag, EBADF);
   auto fid = std::make_shared<Fid>();
   uint32_t uid = m.n_uname;
-  if (uid == kNoUid && dialect_ != k9P2000L) uid = UidOfUname(m.uname);
+  if (uid == kNoUid && dialect_ != k9P2000L) uid = DecimalOf(m.uname);
   fid->uid = uid != kNoUid ? uid : 65534;  // "nobody"
   fids_[m.fid] = fid;
   if (!options_.attach_root.empty()) m.aname = options_.attach_root + "/" + m.aname;
@@ -394,7 +395,7 @@ void Session::Handle(uint16_t tag, TcreateU& m) {
   req.dialect = dialect_;
   if (m.perm & kDmLink) {
     // .u hard link: the extension names the fid of the file to link.
-    uint32_t num = UidOfUname(m.extension.substr(0, m.extension.find('\n')));
+    uint32_t num = DecimalOf(m.extension.substr(0, m.extension.find('\n')));
     FidPtr g = num == kNoUid ? nullptr : Established(num);
     if (!g) return Error(tag, EBADF);
     req.ino2 = g->ino;

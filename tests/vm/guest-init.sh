@@ -49,10 +49,10 @@ dialect_workload() {  # dir version
   echo more >> $D/sub/deeper/f
   check "$(cat $D/sub/deeper/f)" "hello
 more" "$2: append"
-  head -c 4194304 /dev/urandom > /tmp/r-$2
-  cp /tmp/r-$2 $D/random || fail "$2: write 4 MiB"
+  head -c 1048576 /dev/urandom > /tmp/r-$2
+  cp /tmp/r-$2 $D/random || fail "$2: write 1 MiB"
   sha256sum < /tmp/r-$2 > $D/random.sha256
-  check "$(sha256sum < $D/random)" "$(cat $D/random.sha256)" "$2: 4 MiB read back"
+  check "$(sha256sum < $D/random)" "$(cat $D/random.sha256)" "$2: 1 MiB read back"
   rm /tmp/r-$2
   /vmtool fsync $D/random >/dev/null || fail "$2: fsync"
   truncate -s 1000 $D/random && check "$(stat -c %s $D/random)" 1000 "$2: truncate"
@@ -64,11 +64,8 @@ more" "$2: append"
   check "$(stat -c %Y $D/sub/deeper/g)" 981173106 "$2: utimes"
   mkdir $D/many
   i=0
-  while [ $i -lt 600 ]; do : > $D/many/e-$i; i=$((i+1)); done
-  check "$(ls $D/many | wc -l)" 600 "$2: readdir of 600"
-  check "$(ls $D/many | sort -u | wc -l)" 600 "$2: readdir entries unique"
-  check "$(ls $M/many | wc -l)" 5000 "$2 mounted: .L readdir of 5000 still right"
-  check "$(ls $1/many | wc -l)" 5000 "$2: readdir of the 5000 the .L mount made"
+  while [ $i -lt 200 ]; do : > $D/many/e-$i; i=$((i+1)); done
+  check "$(ls $D/many | sort -u | wc -l)" 200 "$2: readdir of 200, unique"
   check "$(cat $1/deep/a/b/c/d/e/f/g/h/i/j/k/l/m/n/o/p/q/r/s/t/file)" hello "$2: read what .L wrote"
   check "$(cat $1/d2/h | head -n1)" line1 "$2: read .L's renamed file"
   if [ $2 = 9p2000.u ]; then
@@ -183,6 +180,9 @@ line2" "renamed content"
   dialect_mount /p 9p2000 $PORT 65536
   dialect_workload /u 9p2000.u
   dialect_workload /p 9p2000
+  # 5000 entries as stat records at msize 64 KiB: many reads, each
+  # continuing where the last ended.
+  check "$(ls /p/many | sort -u | wc -l)" 5000 "9p2000: readdir of the 5000 the .L mount made"
   # Written by .u, read by 9p2000, and the other way round.
   check "$(cat /p/dialect-9p2000.u/random.sha256)" "$(cat /u/dialect-9p2000.u/random.sha256)" "9p2000 reads .u's file"
   check "$(sha256sum < /u/dialect-9p2000/random)" "$(sha256sum < $M/dialect-9p2000/random)" ".u reads 9p2000's file"
@@ -211,6 +211,7 @@ elif [ "$PHASE" = verify ] || [ "$PHASE" = rules ]; then
   if [ "$PHASE" = verify ]; then
     # The stat dialects through the same TLS relay, after the restart:
     # what each wrote in the first boot, and the 64 MiB file .L wrote.
+    t=$(date +%s)
     dialect_mount /u 9p2000.u $PORT 524288
     dialect_mount /p 9p2000 $PORT 131072
     check "$(sha256sum < /p/big)" "$(cat $M/big.sha256)" "9p2000 reads .L's 64 MiB after restart"
@@ -221,13 +222,13 @@ elif [ "$PHASE" = verify ] || [ "$PHASE" = rules ]; then
       done
     done
     check "$(readlink /u/dialect-9p2000.u/sl)" sub/deeper/g ".u symlink after restart"
-    check "$(ls /p/many | wc -l)" 5000 "9p2000 readdir through TLS"
+    check "$(ls /u/many | wc -l)" 5000 "9p2000.u readdir through TLS"
     echo "through 9p2000 over TLS" > /p/written-by-9p2000 || fail "9p2000 write through TLS"
     check "$(cat $M/written-by-9p2000)" "through 9p2000 over TLS" ".L reads 9p2000's TLS write"
     echo "through .u over TLS" > /u/written-by-9p2000.u || fail ".u write through TLS"
     check "$(cat /p/written-by-9p2000.u)" "through .u over TLS" "9p2000 reads .u's TLS write"
     umount /u; umount /p
-    echo "MUSCLE-DIALECTS-TLS-OK"
+    echo "MUSCLE-DIALECTS-TLS-OK $(($(date +%s) - t))s"
   fi
   if [ "$PHASE" = rules ]; then
     # Access rules through the kernel: a read-only identity and one
