@@ -1,15 +1,47 @@
-// Round trip of every message type, and rejection of truncated, padded and
-// garbage frames.
+// Round trip of every message type of every dialect, the dialect picking
+// between layouts that share a type number, and rejection of truncated,
+// padded and garbage frames.
 #include <catch2/catch.hpp>
 #include <cstring>
 #include <random>
 #include <set>
 
 #include "9p/codec.h"
+#include "9p/wire.h"
 
 using namespace muscle::p9;
 
 namespace {
+
+// The lowest dialect a message belongs to, to decode it in.
+Dialect DialectFor(const Message& m) {
+  uint8_t d = DialectsOf(m);
+  return Dialect(d & -d);
+}
+
+Decoded DecodeIn(const std::string& frame, Dialect d) {
+  return Decode(reinterpret_cast<const uint8_t*>(frame.data()), frame.size(), d);
+}
+
+StatU SampleStat() {
+  StatU st;
+  st.type = 1;
+  st.dev = 2;
+  st.qid = Qid{kQtSymlink, 3, 4};
+  st.mode = kDmSymlink | 0777;
+  st.atime = 1000;
+  st.mtime = 2000;
+  st.length = 6;
+  st.name = "ln";
+  st.uid = "1000";
+  st.gid = "100";
+  st.muid = "1000";
+  st.extension = "target";
+  st.n_uid = 1000;
+  st.n_gid = 100;
+  st.n_muid = 1000;
+  return st;
+}
 
 // One filled-in example of every message type.
 std::vector<Message> Examples() {
@@ -44,6 +76,13 @@ std::vector<Message> Examples() {
       Twalk{0, 1, {"a", "b", "c"}}, Rwalk{{q, q}}, Tread{1, 1ULL << 33, 65536},
       Rread{Data{std::string(1000, 'x')}}, Twrite{1, 77, Data{"hello"}}, Rwrite{5},
       Tclunk{1}, Rclunk{}, Tremove{1}, Rremove{},
+      // 9P2000 and 9P2000.u
+      Rerror{"No such file or directory"}, RerrorU{"Permission denied", EACCES},
+      Tauth2000{5, "glenda", ""}, Tattach2000{0, kNoFid, "glenda", "/usr"},
+      Topen{1, kORdwr | kOTrunc}, Ropen{q, 8192}, Tcreate{1, "f", 0644, kOWrite | kORclose},
+      TcreateU{1, "ln", kDmSymlink | 0777, kORead, "../target"}, Rcreate{q, 0}, Tstat{1},
+      Rstat{static_cast<Stat>(SampleStat())}, RstatU{SampleStat()},
+      Twstat{1, static_cast<Stat>(DontTouchStat())}, TwstatU{1, SampleStat()}, Rwstat{},
   };
 }
 
@@ -57,8 +96,8 @@ TEST_CASE("every message type survives encode/decode") {
     seen.insert(m.index());
     std::string frame;
     Encode(42, m, frame);
-    Decoded d = Decode(reinterpret_cast<const uint8_t*>(frame.data()), frame.size());
-    INFO(NameOf(m));
+    Decoded d = DecodeIn(frame, DialectFor(m));
+    INFO(NameOf(m) << " index " << m.index());
     REQUIRE(d.status == DecodeStatus::kOk);
     CHECK(d.tag == 42);
     CHECK(d.type == TypeOf(m));
@@ -67,8 +106,88 @@ TEST_CASE("every message type survives encode/decode") {
     Encode(42, d.msg, again);
     CHECK(again == frame);
     CHECK(!Trace(42, m).empty());
+    // Every dialect the message belongs to decodes it the same way.
+    for (Dialect other : {k9P2000, k9P2000u, k9P2000L}) {
+      if (!(DialectsOf(m) & other)) continue;
+      Decoded o = DecodeIn(frame, other);
+      REQUIRE(o.status == DecodeStatus::kOk);
+      CHECK(o.msg.index() == m.index());
+    }
   }
   CHECK(seen.size() == std::variant_size_v<Message>);
+}
+
+TEST_CASE("the negotiated dialect picks the layout of a shared type number") {
+  std::string attach;  // with n_uname: 9P2000.u and .L
+  Encode(1, Tattach{0, kNoFid, "u", "a", 1000}, attach);
+  CHECK(std::holds_alternative<Tattach>(DecodeIn(attach, k9P2000L).msg));
+  CHECK(std::holds_alternative<Tattach>(DecodeIn(attach, k9P2000u).msg));
+  CHECK(DecodeIn(attach, k9P2000).status == DecodeStatus::kMalformed);  // 4 bytes too many
+  std::string plain;
+  Encode(1, Tattach2000{0, kNoFid, "u", "a"}, plain);
+  Decoded p = DecodeIn(plain, k9P2000);
+  REQUIRE(p.status == DecodeStatus::kOk);
+  CHECK(std::get<Tattach2000>(p.msg).aname == "a");
+  CHECK(DecodeIn(plain, k9P2000u).status == DecodeStatus::kMalformed);  // n_uname missing
+  std::string create;
+  Encode(1, TcreateU{1, "x", 0644, kORead, "ext"}, create);
+  CHECK(std::get<TcreateU>(DecodeIn(create, k9P2000u).msg).extension == "ext");
+  CHECK(DecodeIn(create, k9P2000).status == DecodeStatus::kMalformed);
+  CHECK(DecodeIn(create, k9P2000L).status == DecodeStatus::kUnknownType);
+  // .L messages are unknown to the stat dialects, and theirs to .L.
+  std::string lopen, open;
+  Encode(1, Tlopen{1, 0}, lopen);
+  Encode(1, Topen{1, kORead}, open);
+  CHECK(DecodeIn(lopen, k9P2000).status == DecodeStatus::kUnknownType);
+  CHECK(DecodeIn(lopen, k9P2000u).status == DecodeStatus::kUnknownType);
+  CHECK(DecodeIn(open, k9P2000L).status == DecodeStatus::kUnknownType);
+  // A .u stat is 9P2000's plus extension[s] n_uid[4] n_gid[4] n_muid[4].
+  std::string rstat, rstatu;
+  Encode(1, Rstat{static_cast<Stat>(SampleStat())}, rstat);
+  Encode(1, RstatU{SampleStat()}, rstatu);
+  CHECK(rstatu.size() == rstat.size() + 2 + 6 + 12);
+  CHECK(DecodeIn(rstatu, k9P2000).status == DecodeStatus::kMalformed);
+}
+
+TEST_CASE("stat records: the wire layout of stat(5), two counts, and directory entries") {
+  Stat st;
+  st.qid = Qid{kQtDir, 7, 9};
+  st.mode = kDmDir | 0755;
+  st.name = "d";
+  st.uid = st.gid = st.muid = "0";
+  std::string frame;
+  Encode(3, Rstat{st}, frame);
+  // size[4] type[1] tag[2] n[2] then the record: size[2] type[2] dev[4]
+  // qid[13] mode[4] atime[4] mtime[4] length[8] and four strings.
+  size_t record = 2 + 2 + 4 + 13 + 4 + 4 + 4 + 8 + (2 + 1) * 4;
+  REQUIRE(frame.size() == 7 + 2 + record);
+  CHECK(uint8_t(frame[7]) == record);        // n: the whole record
+  CHECK(uint8_t(frame[9]) == record - 2);    // size: what follows it
+  CHECK(uint8_t(frame[9 + 2 + 2 + 4]) == kQtDir);
+  // The two counts must agree.
+  std::string bad = frame;
+  bad[7] = char(record + 1);
+  CHECK(DecodeIn(bad, k9P2000).status == DecodeStatus::kMalformed);
+  bad = frame;
+  bad[9] = char(record - 3);
+  CHECK(DecodeIn(bad, k9P2000).status == DecodeStatus::kMalformed);
+  // Directory reads carry records back to back, without n.
+  std::string dir;
+  EncodeStat(st, dir);
+  EncodeStat(SampleStat(), dir);  // a .u one, to decode as .u below
+  CHECK(dir.size() == record + StatSize(SampleStat()));
+  WireReader r(reinterpret_cast<const uint8_t*>(dir.data()), dir.size());
+  Stat a;
+  StatU b;
+  REQUIRE(DecodeStat(r, a));
+  CHECK(a == st);
+  REQUIRE(DecodeStat(r, b));
+  CHECK(b == SampleStat());
+  CHECK(r.remaining() == 0);
+  // A record cut short fails the reader.
+  WireReader cut(reinterpret_cast<const uint8_t*>(dir.data()), record - 1);
+  CHECK(!DecodeStat(cut, a));
+  CHECK(!cut.ok());
 }
 
 TEST_CASE("wire layout matches the 9P spec for Tversion") {
@@ -89,7 +208,7 @@ TEST_CASE("truncated frames are malformed, never read past the end") {
         uint32_t n = uint32_t(t.size());
         memcpy(t.data(), &n, 4);
       }
-      Decoded d = Decode(reinterpret_cast<const uint8_t*>(t.data()), t.size());
+      Decoded d = DecodeIn(t, DialectFor(m));
       INFO(NameOf(m) << " cut at " << cut);
       CHECK(d.status != DecodeStatus::kOk);
     }
@@ -126,13 +245,18 @@ TEST_CASE("trailing bytes, wrong size fields, bad counts are rejected") {
         DecodeStatus::kMalformed);
 }
 
-TEST_CASE("unknown and legacy message types are reported as unknown") {
+TEST_CASE("unknown message types, and types of other dialects, are reported as unknown") {
   for (uint8_t type : {0, 1, 100 + 12, 114, 124, 126, 200, 255}) {
     std::string frame("\x07\x00\x00\x00\x00\x01\x00", 7);
     frame[4] = char(type);
     Decoded d = Decode(reinterpret_cast<const uint8_t*>(frame.data()), frame.size());
     CHECK(d.status == DecodeStatus::kUnknownType);
     CHECK(d.tag == 1);
+  }
+  for (uint8_t type : {0, 7, 12, 24, 40, 200, 255}) {
+    std::string frame("\x07\x00\x00\x00\x00\x01\x00", 7);
+    frame[4] = char(type);
+    for (Dialect d : {k9P2000, k9P2000u}) CHECK(DecodeIn(frame, d).status == DecodeStatus::kUnknownType);
   }
 }
 
@@ -147,8 +271,10 @@ TEST_CASE("random garbage never crashes the decoder") {
       uint32_t n = uint32_t(len);
       memcpy(b.data(), &n, 4);
     }
-    Decoded d = Decode(reinterpret_cast<const uint8_t*>(b.data()), b.size());
-    (void)d;
+    for (Dialect dl : {k9P2000, k9P2000u, k9P2000L}) {
+      Decoded d = Decode(reinterpret_cast<const uint8_t*>(b.data()), b.size(), dl);
+      (void)d;
+    }
   }
   SUCCEED();
 }

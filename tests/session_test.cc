@@ -3,6 +3,7 @@
 #include <fcntl.h>
 
 #include <catch2/catch.hpp>
+#include <cstring>
 #include <deque>
 
 #include "9p/codec.h"
@@ -42,7 +43,7 @@ struct Harness {
     s = std::make_shared<Session>(
         fs, locks, SessionOptions{65536, ENOENT, "test"},
         [this](std::string f) {
-          Decoded d = Decode(reinterpret_cast<const uint8_t*>(f.data()), f.size());
+          Decoded d = Decode(reinterpret_cast<const uint8_t*>(f.data()), f.size(), s->dialect());
           REQUIRE(d.status == DecodeStatus::kOk);
           replies.emplace_back(d.tag, std::move(d.msg));
         },
@@ -61,13 +62,23 @@ struct Harness {
   }
   Message Last() { return replies.back().second; }
   int LastErr() {
-    auto* e = std::get_if<Rlerror>(&replies.back().second);
-    return e ? int(e->ecode) : 0;
+    if (auto* e = std::get_if<Rlerror>(&replies.back().second)) return int(e->ecode);
+    if (auto* e = std::get_if<RerrorU>(&replies.back().second)) return int(e->errnum);
+    if (auto* e = std::get_if<Rerror>(&replies.back().second))
+      return e->ename.empty() ? -1 : ErrnoOfText(e->ename);
+    return 0;
+  }
+  // 9P2000's Rerror carries only strerror's text.
+  static int ErrnoOfText(const std::string& text) {
+    for (int e = 1; e < 200; e++)
+      if (text == strerror(e)) return e;
+    return -1;
   }
   // version + attach fid 0 to inode 1.
-  void Ready() {
-    Send(kNoTag, Tversion{1 << 20, "9P2000.L"});
-    Send(1, Tattach{0, kNoFid, "", "", 0});
+  void Ready(const char* version = "9P2000.L") {
+    Send(kNoTag, Tversion{1 << 20, version});
+    if (std::string(version) == "9P2000") Send(1, Tattach2000{0, kNoFid, "", ""});
+    else Send(1, Tattach{0, kNoFid, "", "", 0});
     fs.Complete(0, Rattach{Qid{kQtDir, 0, 1}});
     replies.clear();
   }
@@ -89,7 +100,7 @@ TEST_CASE("version negotiates msize and resets the session") {
   CHECK(std::get<Rversion>(h.Last()).version == "9P2000.L");
   CHECK(h.s->fid_count() == 0);
   CHECK(h.fs.released == std::vector<uint64_t>{1});
-  h.Send(kNoTag, Tversion{8192, "9P2000.u"});
+  h.Send(kNoTag, Tversion{8192, "9P2001"});
   CHECK(std::get<Rversion>(h.Last()).version == "unknown");
   h.Send(2, Tclunk{0});
   CHECK(h.LastErr() == EPROTO);
@@ -310,5 +321,283 @@ TEST_CASE("a read-only identity gets no write lock") {
   CHECK(e->ecode == EROFS);
   send(3, Tlock{0, kLockRead, 0, 0, 0, 1, "c"});
   CHECK(std::holds_alternative<Rlock>(replies.back()));
+  s->Shutdown();
+}
+
+// --- 9P2000 and 9P2000.u ---
+
+TEST_CASE("Tversion chooses the dialect; each dialect answers errors its own way") {
+  Harness h;
+  h.Send(kNoTag, Tversion{1 << 20, "9P2000"});
+  CHECK(std::get<Rversion>(h.Last()).version == "9P2000");
+  CHECK(h.s->dialect() == k9P2000);
+  h.Send(1, Tclunk{9});
+  REQUIRE(std::holds_alternative<Rerror>(h.Last()));
+  CHECK(std::get<Rerror>(h.Last()).ename == strerror(EBADF));
+  // A 9P2000.L message is not part of 9P2000.
+  h.Send(2, Tlopen{0, 0});
+  CHECK(h.LastErr() == EOPNOTSUPP);
+  h.Send(kNoTag, Tversion{1 << 20, "9P2000.u"});
+  CHECK(std::get<Rversion>(h.Last()).version == "9P2000.u");
+  h.Send(3, Tclunk{9});
+  REQUIRE(std::holds_alternative<RerrorU>(h.Last()));
+  CHECK(std::get<RerrorU>(h.Last()).errnum == EBADF);
+  // version(5): an unknown "9P2000.x" gets the base protocol.
+  h.Send(kNoTag, Tversion{1 << 20, "9P2000.x"});
+  CHECK(std::get<Rversion>(h.Last()).version == "9P2000");
+  h.Send(kNoTag, Tversion{1 << 20, "9P2000.L"});
+  CHECK(h.s->dialect() == k9P2000L);
+  h.Send(4, Tclunk{9});
+  CHECK(std::holds_alternative<Rlerror>(h.Last()));
+  // An error from the file system is translated too.
+  h.Send(kNoTag, Tversion{1 << 20, "9P2000.u"});
+  h.Send(5, Tattach{0, kNoFid, "", "", 0});
+  h.fs.Complete(0, Rlerror{ENOENT});
+  CHECK(std::get<RerrorU>(h.Last()).errnum == ENOENT);
+  CHECK(std::get<RerrorU>(h.Last()).ename == strerror(ENOENT));
+}
+
+TEST_CASE("9P2000 attach: a decimal uname is the uid, other names are nobody") {
+  Harness h;
+  h.Send(kNoTag, Tversion{1 << 20, "9P2000"});
+  h.Send(1, Tattach2000{0, kNoFid, "1000", ""});
+  REQUIRE(h.fs.pending.size() == 1);
+  CHECK(std::holds_alternative<Tattach>(h.fs.pending[0].req.msg));  // the .u form
+  CHECK(h.fs.pending[0].req.uid == 1000);
+  h.fs.Complete(0, Rattach{Qid{kQtDir, 0, 1}});
+  h.Send(2, Tattach2000{1, kNoFid, "glenda", ""});
+  CHECK(h.fs.pending[0].req.uid == 65534);
+  h.fs.Complete(0, Rattach{Qid{kQtDir, 0, 1}});
+  h.Send(kNoTag, Tversion{1 << 20, "9P2000.u"});
+  h.Send(3, Tattach{0, kNoFid, "glenda", "", 77});  // n_uname wins
+  CHECK(h.fs.pending[0].req.uid == 77);
+}
+
+TEST_CASE("Topen modes decide what a fid may read and write") {
+  for (const char* version : {"9P2000", "9P2000.u"}) {
+    INFO(version);
+    Harness h;
+    h.Ready(version);
+    auto walk_open = [&](uint32_t fid, uint64_t ino, uint8_t qtype, uint8_t mode) {
+      h.Send(10, Twalk{0, fid, {"x"}});
+      h.fs.Complete(0, Rwalk{{Qid{qtype, 0, ino}}});
+      h.Send(11, Topen{fid, mode});
+      if (h.fs.pending.empty()) return;  // refused by the session
+      CHECK(std::get<Topen>(h.fs.pending[0].req.msg).mode == mode);
+      h.fs.Complete(0, Ropen{Qid{qtype, 0, ino}, 0});
+    };
+    walk_open(1, 5, kQtFile, kORead);
+    h.Send(12, Twrite{1, 0, Data{"x"}});
+    CHECK(h.LastErr() == EBADF);
+    h.Send(13, Topen{1, kORead});
+    CHECK(h.LastErr() == EBUSY);  // already open
+    walk_open(2, 6, kQtFile, kOWrite);
+    h.Send(14, Tread{2, 0, 10});
+    CHECK(h.LastErr() == EBADF);
+    h.Send(15, Twrite{2, 0, Data{"x"}});
+    REQUIRE(h.fs.pending.size() == 1);
+    h.fs.Complete(0, Rwrite{1});
+    walk_open(3, 7, kQtFile, kOExec);  // OEXEC reads
+    h.Send(16, Tread{3, 0, 10});
+    REQUIRE(h.fs.pending.size() == 1);
+    CHECK(!h.fs.pending[0].req.dir_cookie);  // a file read, not a directory one
+    h.fs.Complete(0, Rread{});
+    walk_open(4, 8, kQtFile, kORdwr | kOTrunc);
+    h.Send(17, Tread{4, 0, 10});
+    h.fs.Complete(0, Rread{});
+    h.Send(18, Twrite{4, 0, Data{"x"}});
+    h.fs.Complete(0, Rwrite{1});
+    CHECK(std::holds_alternative<Rwrite>(h.Last()));
+    // Directories: read only, never truncated or removed at close.
+    for (uint8_t bad : {uint8_t(kOWrite), uint8_t(kORdwr), uint8_t(kORead | kOTrunc),
+                        uint8_t(kORead | kORclose)}) {
+      h.Send(19, Twalk{0, 9, {"d"}});
+      h.fs.Complete(0, Rwalk{{Qid{kQtDir, 0, 20}}});
+      h.Send(20, Topen{9, bad});
+      CHECK(h.LastErr() == EISDIR);
+      CHECK(h.fs.pending.empty());
+      h.Send(21, Tclunk{9});
+    }
+  }
+}
+
+TEST_CASE("ORCLOSE removes the file at clunk") {
+  Harness h;
+  h.Ready("9P2000");
+  h.Send(1, Twalk{0, 1, {"tmp"}});
+  h.fs.Complete(0, Rwalk{{Qid{kQtFile, 0, 5}}});
+  h.Send(2, Topen{1, kORdwr | kORclose});
+  h.fs.Complete(0, Ropen{Qid{kQtFile, 0, 5}, 0});
+  h.Send(3, Tclunk{1});
+  REQUIRE(h.fs.pending.size() == 1);
+  CHECK(std::holds_alternative<Tremove>(h.fs.pending[0].req.msg));
+  CHECK(h.fs.pending[0].req.ino == 5);
+  h.fs.Complete(0, Rremove{});
+  CHECK(std::holds_alternative<Rclunk>(h.Last()));
+  CHECK(h.s->fid_count() == 1);
+  // Without ORCLOSE a read-only clunk never reaches the file system.
+  h.Send(4, Twalk{0, 2, {"f"}});
+  h.fs.Complete(0, Rwalk{{Qid{kQtFile, 0, 6}}});
+  h.Send(5, Topen{2, kORead});
+  h.fs.Complete(0, Ropen{Qid{kQtFile, 0, 6}, 0});
+  h.Send(6, Tclunk{2});
+  CHECK(h.fs.pending.empty());
+  CHECK(std::holds_alternative<Rclunk>(h.Last()));
+}
+
+TEST_CASE("directory reads continue only from 0 or where the last read ended") {
+  Harness h;
+  h.Ready("9P2000.u");
+  h.Send(1, Twalk{0, 1, {}});
+  h.fs.Complete(0, Rwalk{});
+  h.Send(2, Topen{1, kORead});
+  h.fs.Complete(0, Ropen{Qid{kQtDir, 0, 1}, 0});
+  auto read = [&](uint64_t offset) {
+    h.Send(3, Tread{1, offset, 4096});
+  };
+  read(0);
+  REQUIRE(h.fs.pending.size() == 1);
+  REQUIRE(h.fs.pending[0].req.dir_cookie);
+  CHECK(*h.fs.pending[0].req.dir_cookie == 0);
+  FsReply page{Rread{Data{std::string(300, 's')}}, {}};
+  page.next_cookie = 77;
+  auto p = std::move(h.fs.pending[0]);
+  h.fs.pending.clear();
+  p.done(std::move(page));
+  read(300);
+  REQUIRE(h.fs.pending.size() == 1);
+  CHECK(*h.fs.pending[0].req.dir_cookie == 77);
+  h.fs.Complete(0, Rread{});  // the end: offset stays at 300
+  read(299);
+  CHECK(h.LastErr() == EINVAL);
+  CHECK(h.fs.pending.empty());
+  read(300);
+  CHECK(*h.fs.pending[0].req.dir_cookie == 77);
+  h.fs.Complete(0, Rread{});
+  read(0);  // rewind
+  CHECK(*h.fs.pending[0].req.dir_cookie == 0);
+  h.fs.Complete(0, Rread{});
+}
+
+TEST_CASE("Tcreate: the .u form for the file system, the fid opened on the new file") {
+  Harness h;
+  h.Ready("9P2000");
+  h.Send(1, Twalk{0, 1, {}});
+  h.fs.Complete(0, Rwalk{});
+  h.Send(2, Tcreate{1, "new", 0644, kOWrite});
+  REQUIRE(h.fs.pending.size() == 1);
+  auto& c = std::get<TcreateU>(h.fs.pending[0].req.msg);
+  CHECK(c.name == "new");
+  CHECK(c.perm == 0644);
+  CHECK(c.extension.empty());
+  CHECK(h.fs.pending[0].req.dialect == k9P2000);
+  h.Send(3, Twrite{1, 0, Data{"abc"}});  // waits for the create
+  h.fs.Complete(0, Rcreate{Qid{kQtFile, 0, 9}, 0});
+  REQUIRE(h.fs.pending.size() == 1);
+  CHECK(h.fs.pending[0].req.ino == 9);
+  h.fs.Complete(0, Rwrite{3});
+  h.Send(4, Tread{1, 0, 10});
+  CHECK(h.LastErr() == EBADF);  // opened OWRITE
+  // Create needs an unopened directory fid; a directory is not created
+  // open for writing.
+  h.Send(5, Tcreate{1, "again", 0644, kORead});
+  CHECK(h.LastErr() == EBUSY);
+  h.Send(6, Twalk{0, 2, {"f"}});
+  h.fs.Complete(0, Rwalk{{Qid{kQtFile, 0, 10}}});
+  h.Send(7, Tcreate{2, "x", 0644, kORead});
+  CHECK(h.LastErr() == ENOTDIR);
+  h.Send(8, Twalk{0, 3, {}});
+  h.fs.Complete(0, Rwalk{});
+  h.Send(9, Tcreate{3, "d", kDmDir | 0755, kOWrite});
+  CHECK(h.LastErr() == EISDIR);
+  CHECK(h.fs.pending.empty());
+}
+
+TEST_CASE(".u Tcreate with DMLINK names the linked file by its fid") {
+  Harness h;
+  h.Ready("9P2000.u");
+  h.Send(1, Twalk{0, 1, {"target"}});
+  h.fs.Complete(0, Rwalk{{Qid{kQtFile, 0, 12}}});
+  h.Send(2, Twalk{0, 2, {}});
+  h.fs.Complete(0, Rwalk{});
+  h.Send(3, TcreateU{2, "hard", kDmLink, kORead, "1\n"});
+  REQUIRE(h.fs.pending.size() == 1);
+  CHECK(h.fs.pending[0].req.ino2 == 12);
+  h.fs.Complete(0, Rcreate{Qid{kQtFile, 0, 12}, 0});
+  h.Send(4, Twalk{0, 3, {}});
+  h.fs.Complete(0, Rwalk{});
+  h.Send(5, TcreateU{3, "hard2", kDmLink, kORead, "99\n"});
+  CHECK(h.LastErr() == EBADF);
+}
+
+TEST_CASE("Twstat: 9P2000's record arrives with .u's fields untouched; rules of the session") {
+  Harness h;
+  h.Ready("9P2000");
+  Stat st = DontTouchStat();
+  st.mode = 0600;
+  st.name = "renamed";
+  h.Send(1, Twalk{0, 1, {"f"}});
+  h.fs.Complete(0, Rwalk{{Qid{kQtFile, 0, 5}}});
+  h.Send(2, Twstat{1, st});
+  REQUIRE(h.fs.pending.size() == 1);
+  auto& w = std::get<TwstatU>(h.fs.pending[0].req.msg);
+  CHECK(w.stat.mode == 0600);
+  CHECK(w.stat.name == "renamed");
+  CHECK(w.stat.n_uid == kNoUid);
+  CHECK(w.stat.n_gid == kNoUid);
+  CHECK(w.stat.extension.empty());
+  h.fs.Complete(0, Rwstat{});
+  CHECK(std::holds_alternative<Rwstat>(h.Last()));
+  // The attach root is not renamed through itself.
+  h.Send(3, Twstat{0, st});
+  CHECK(h.LastErr() == EBUSY);
+}
+
+TEST_CASE("a read-only identity: reading opens and a sync wstat pass, changes get EROFS") {
+  FakeFs fs;
+  LockTable locks;
+  std::vector<Message> replies;
+  SessionOptions o{65536, ENOENT, "test"};
+  o.read_only = true;
+  std::shared_ptr<Session> s;
+  s = std::make_shared<Session>(
+      fs, locks, o,
+      [&](std::string f) {
+        replies.push_back(
+            Decode(reinterpret_cast<const uint8_t*>(f.data()), f.size(), s->dialect()).msg);
+      },
+      [](const char*) {});
+  auto send = [&](uint16_t tag, const Message& m) {
+    std::string f;
+    Encode(tag, m, f);
+    s->OnFrame(reinterpret_cast<const uint8_t*>(f.data()), f.size());
+  };
+  auto err = [&]() {
+    auto* e = std::get_if<RerrorU>(&replies.back());
+    return e ? int(e->errnum) : 0;
+  };
+  send(kNoTag, Tversion{1 << 20, "9P2000.u"});
+  send(1, Tattach{0, kNoFid, "", "", 0});
+  fs.Complete(0, Rattach{Qid{kQtDir, 0, 1}});
+  send(2, Twalk{0, 1, {"f"}});
+  fs.Complete(0, Rwalk{{Qid{kQtFile, 0, 5}}});
+  for (uint8_t mode : {uint8_t(kOWrite), uint8_t(kORdwr), uint8_t(kORead | kOTrunc),
+                       uint8_t(kORead | kORclose)}) {
+    send(3, Topen{1, mode});
+    CHECK(err() == EROFS);
+  }
+  send(4, TcreateU{0, "x", 0644, kORead, ""});
+  CHECK(err() == EROFS);
+  StatU chmod = DontTouchStat();
+  chmod.mode = 0600;
+  send(5, TwstatU{1, chmod});
+  CHECK(err() == EROFS);
+  send(6, TwstatU{1, DontTouchStat()});  // fsync
+  REQUIRE(fs.pending.size() == 1);
+  fs.Complete(0, Rwstat{});
+  send(7, Topen{1, kORead});
+  REQUIRE(fs.pending.size() == 1);
+  fs.Complete(0, Ropen{Qid{kQtFile, 0, 5}, 0});
+  CHECK(std::holds_alternative<Ropen>(replies.back()));
   s->Shutdown();
 }

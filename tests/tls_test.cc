@@ -85,10 +85,12 @@ class TlsTestClient {
         uint32_t size;
         memcpy(&size, plain_.data(), 4);
         if (plain_.size() >= size) {
-          Decoded d = Decode(reinterpret_cast<const uint8_t*>(plain_.data()), size);
+          Decoded d = Decode(reinterpret_cast<const uint8_t*>(plain_.data()), size, dialect);
           plain_.erase(0, size);
           if (d.status != DecodeStatus::kOk) return Status(EPROTO, "bad reply");
           if (auto* e = std::get_if<Rlerror>(&d.msg)) return Status(int(e->ecode));
+          if (auto* e = std::get_if<RerrorU>(&d.msg)) return Status(int(e->errnum), e->ename);
+          if (auto* e = std::get_if<Rerror>(&d.msg)) return Status(EIO, e->ename);
           return d.msg;
         }
       }
@@ -97,6 +99,7 @@ class TlsTestClient {
   }
   bool Ready() const { return engine_ && engine_->ready(); }
   int fd() const { return fd_; }
+  Dialect dialect = k9P2000L;  // replies are decoded in it
 
  private:
   int fd_ = -1;
@@ -206,6 +209,51 @@ TEST_CASE("TLS handshakes: good, wrong key, unknown identity, plain bytes, idle"
   TlsTestClient again;
   REQUIRE(again.Connect(port, "client-a", kGoodHex).ok());
   Version(again);
+}
+
+TEST_CASE("9P2000 and 9P2000.u over TLS, with the identity's access rules") {
+  TempDir dir;
+  std::string reader_hex(64, 'a');
+  WriteKeys(dir.path + "/keys", "client-a:" + kGoodHex + "\nreader:" + reader_hex + "\n");
+  server::ServerOptions o = TlsOptions(dir.path);
+  o.access["reader"] = server::AccessRule{"", true};
+  InProcessServer srv(o);
+  int port = srv.endpoints()[0].port;
+  for (std::string version : {"9P2000", "9P2000.u"}) {
+    INFO(version);
+    bool u = version == "9P2000.u";
+    TlsTestClient c;
+    REQUIRE(c.Connect(port, "client-a", kGoodHex).ok());
+    auto v = c.Rpc(kNoTag, Tversion{65536, version});
+    REQUIRE(v.ok());
+    REQUIRE(std::get<Rversion>(*v).version == version);
+    c.dialect = u ? k9P2000u : k9P2000;
+    REQUIRE((u ? c.Rpc(1, Tattach{0, kNoFid, "", "", 0}) : c.Rpc(1, Tattach2000{0, kNoFid, "0", ""})).ok());
+    REQUIRE(c.Rpc(2, Twalk{0, 1, {}}).ok());
+    std::string name = "over-tls-" + version;
+    REQUIRE((u ? c.Rpc(3, TcreateU{1, name, 0644, kORdwr, ""}) : c.Rpc(3, Tcreate{1, name, 0644, kORdwr})).ok());
+    REQUIRE(c.Rpc(4, Twrite{1, 0, Data{"secret"}}).ok());
+    auto r = c.Rpc(5, Tread{1, 0, 100});
+    REQUIRE(r.ok());
+    CHECK(std::get<Rread>(*r).data.bytes == "secret");
+    REQUIRE(c.Rpc(6, Tclunk{1}).ok());
+    CHECK(c.Rpc(7, Twalk{0, 2, {"missing"}}).status().message() == strerror(ENOENT));
+    // The read-only identity reads it and changes nothing, in the dialect.
+    TlsTestClient ro;
+    REQUIRE(ro.Connect(port, "reader", reader_hex).ok());
+    REQUIRE(ro.Rpc(kNoTag, Tversion{65536, version}).ok());
+    ro.dialect = c.dialect;
+    REQUIRE((u ? ro.Rpc(1, Tattach{0, kNoFid, "", "", 0}) : ro.Rpc(1, Tattach2000{0, kNoFid, "0", ""})).ok());
+    REQUIRE(ro.Rpc(2, Twalk{0, 1, {name}}).ok());
+    auto w = ro.Rpc(3, Topen{1, kOWrite});
+    REQUIRE(!w.ok());
+    CHECK(w.status().message() == strerror(EROFS));
+    if (u) CHECK(w.status().err() == EROFS);
+    REQUIRE(ro.Rpc(4, Topen{1, kORead}).ok());
+    auto back = ro.Rpc(5, Tread{1, 0, 100});
+    REQUIRE(back.ok());
+    CHECK(std::get<Rread>(*back).data.bytes == "secret");
+  }
 }
 
 TEST_CASE("a flood of failed handshakes from one address is rate limited") {

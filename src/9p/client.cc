@@ -109,7 +109,7 @@ Result<Message> Client::Receive(uint16_t* tag) {
   std::string frame(size, '\0');
   memcpy(frame.data(), hdr, 4);
   MUSCLE_RETURN_IF_ERROR(ReadFull(frame.data() + 4, size - 4));
-  Decoded d = Decode(reinterpret_cast<const uint8_t*>(frame.data()), frame.size());
+  Decoded d = Decode(reinterpret_cast<const uint8_t*>(frame.data()), frame.size(), dialect_);
   if (d.status != DecodeStatus::kOk) return Status(EPROTO, "undecodable reply");
   if (tag) *tag = d.tag;
   return std::move(d.msg);
@@ -125,6 +125,8 @@ Result<Message> Client::Rpc(const Message& msg) {
     if (!r.ok()) return r;
     if (got != tag) continue;  // a late reply to something else
     if (auto* e = std::get_if<Rlerror>(&*r)) return Status(int(e->ecode));
+    if (auto* e = std::get_if<RerrorU>(&*r)) return Status(int(e->errnum), e->ename);
+    if (auto* e = std::get_if<Rerror>(&*r)) return Status(EIO, e->ename);
     return r;
   }
 }
@@ -136,10 +138,11 @@ static Result<R> Expect(Result<Message> m) {
   return Status(EPROTO, std::string("unexpected reply ") + NameOf(*m));
 }
 
-Status Client::Version(uint32_t msize) {
-  auto r = Expect<Rversion>(Rpc(Tversion{msize, "9P2000.L"}));
+Status Client::Version(uint32_t msize, const std::string& version) {
+  auto r = Expect<Rversion>(Rpc(Tversion{msize, version}));
   if (!r.ok()) return r.status();
-  if (r->version != "9P2000.L") return Status(EPROTO, "server speaks " + r->version);
+  if (r->version != version) return Status(EPROTO, "server speaks " + r->version);
+  dialect_ = version == "9P2000" ? k9P2000 : version == "9P2000.u" ? k9P2000u : k9P2000L;
   msize_ = r->msize;
   return Status::Ok();
 }

@@ -1,6 +1,9 @@
 // A small blocking 9P2000.L client, used by the tests, the crash and
 // bad-input harnesses, and tools. One request at a time per call of Rpc;
-// Send/Receive allow several in flight.
+// Send/Receive allow several in flight. Version() can negotiate 9P2000 or
+// 9P2000.u instead; the conveniences below are .L's, and the other
+// dialects' messages go through Rpc (an Rerror becomes a Status: its
+// errno in .u, EIO with the text in 9P2000).
 //
 // Not thread-safe; one Client per thread. It owns its socket.
 #pragma once
@@ -51,7 +54,8 @@ class Client {
   Result<Message> Rpc(const Message& msg);
 
   // Conveniences over Rpc.
-  Status Version(uint32_t msize = 1024 * 1024);
+  // Replies are decoded in the dialect `version` names once it is agreed.
+  Status Version(uint32_t msize = 1024 * 1024, const std::string& version = "9P2000.L");
   Result<Qid> Attach(uint32_t fid, const std::string& aname = "",
                      uint32_t uid = 0);
   Result<std::vector<Qid>> Walk(uint32_t fid, uint32_t newfid,
@@ -90,6 +94,7 @@ class Client {
   int fd_ = -1;
   std::unique_ptr<Channel> channel_;
   uint32_t msize_ = 8192;
+  Dialect dialect_ = k9P2000L;
   uint16_t next_tag_ = 1;
 };
 

@@ -8,8 +8,31 @@
 namespace muscle::p9 {
 namespace {
 
+template <class T>
+concept Record = requires { T::kRecord; };
+
 struct DecodeVisitor {
   WireReader& r;
+  // A stat record: size[2] then exactly that many bytes of fields.
+  template <Record R>
+  void record(R& rec) {
+    uint16_t size = r.u16();
+    std::string_view body = r.bytes(size);
+    if (!r.ok()) return;
+    WireReader sub(reinterpret_cast<const uint8_t*>(body.data()), body.size());
+    DecodeVisitor v{sub};
+    rec.fields(v);
+    if (!sub.ok() || sub.remaining() != 0) r.fail();
+  }
+  // As a message field: stat[n], a count that must be the record's size + 2.
+  template <Record R>
+  void operator()(const char*, R& rec) {
+    uint16_t n = r.u16();
+    if (!r.ok() || r.remaining() < 2) return r.fail();
+    size_t before = r.remaining();
+    record(rec);
+    if (r.ok() && before - r.remaining() != n) r.fail();
+  }
   void operator()(const char*, uint8_t& v) { v = r.u8(); }
   void operator()(const char*, uint16_t& v) { v = r.u16(); }
   void operator()(const char*, uint32_t& v) { v = r.u32(); }
@@ -40,6 +63,22 @@ struct DecodeVisitor {
 
 struct EncodeVisitor {
   WireWriter& w;
+  template <Record R>
+  void record(const R& rec) {
+    size_t at = w.size();
+    w.u16(0);
+    EncodeVisitor v{w};
+    const_cast<R&>(rec).fields(v);
+    size_t n = w.size() - at - 2;
+    w.patch_u16(at, uint16_t(n));
+  }
+  template <Record R>
+  void operator()(const char*, const R& rec) {
+    size_t at = w.size();
+    w.u16(0);
+    record(rec);
+    w.patch_u16(at, uint16_t(w.size() - at - 2));
+  }
   void operator()(const char*, uint8_t v) { w.u8(v); }
   void operator()(const char*, uint16_t v) { w.u16(v); }
   void operator()(const char*, uint32_t v) { w.u32(v); }
@@ -87,6 +126,17 @@ std::string Quote(const std::string& s) {
 
 struct TraceVisitor {
   std::string& out;
+  template <Record R>
+  void operator()(const char* n, const R& rec) {
+    out += ' ';
+    out += n;
+    out += "={";
+    std::string inner;
+    TraceVisitor v{inner};
+    const_cast<R&>(rec).fields(v);
+    out += inner.empty() ? inner : inner.substr(1);
+    out += '}';
+  }
   void field(const char* name, const std::string& value) {
     out += ' ';
     out += name;
@@ -117,12 +167,12 @@ struct TraceVisitor {
 // Builds the decode table: for each alternative of Message, if its kType
 // matches, decode into it.
 template <size_t... I>
-bool DecodeInto(uint8_t type, WireReader& r, Message& out,
+bool DecodeInto(uint8_t type, Dialect dialect, WireReader& r, Message& out,
                 std::index_sequence<I...>) {
   bool found = false;
   auto try_one = [&](auto tag) {
     using T = std::variant_alternative_t<decltype(tag)::value, Message>;
-    if (found || T::kType != type) return;
+    if (found || T::kType != type || !(DialectsOf<T>() & dialect)) return;
     found = true;
     T m;
     DecodeVisitor v{r};
@@ -135,7 +185,7 @@ bool DecodeInto(uint8_t type, WireReader& r, Message& out,
 
 }  // namespace
 
-Decoded Decode(const uint8_t* frame, size_t len) {
+Decoded Decode(const uint8_t* frame, size_t len, Dialect dialect) {
   Decoded d;
   WireReader r(frame, len);
   uint32_t size = r.u32();
@@ -145,7 +195,7 @@ Decoded Decode(const uint8_t* frame, size_t len) {
     d.status = DecodeStatus::kMalformed;
     return d;
   }
-  if (!DecodeInto(d.type, r, d.msg,
+  if (!DecodeInto(d.type, dialect, r, d.msg,
                   std::make_index_sequence<std::variant_size_v<Message>>{})) {
     d.status = DecodeStatus::kUnknownType;
     return d;
@@ -171,8 +221,39 @@ void Encode(uint16_t tag, const Message& msg, std::string& out) {
   w.patch_u32(start, uint32_t(w.size() - start));
 }
 
+void EncodeStat(const Stat& st, std::string& out) {
+  WireWriter w(out);
+  EncodeVisitor{w}.record(st);
+}
+void EncodeStat(const StatU& st, std::string& out) {
+  WireWriter w(out);
+  EncodeVisitor{w}.record(st);
+}
+bool DecodeStat(WireReader& r, Stat& st) {
+  DecodeVisitor{r}.record(st);
+  return r.ok();
+}
+bool DecodeStat(WireReader& r, StatU& st) {
+  DecodeVisitor{r}.record(st);
+  return r.ok();
+}
+size_t StatSize(const Stat& st) {
+  std::string b;
+  EncodeStat(st, b);
+  return b.size();
+}
+size_t StatSize(const StatU& st) {
+  std::string b;
+  EncodeStat(st, b);
+  return b.size();
+}
+
 uint8_t TypeOf(const Message& msg) {
   return std::visit([](const auto& m) { return m.kType; }, msg);
+}
+
+uint8_t DialectsOf(const Message& msg) {
+  return std::visit([](const auto& m) { return DialectsOf<std::decay_t<decltype(m)>>(); }, msg);
 }
 
 const char* NameOf(const Message& msg) {

@@ -28,6 +28,11 @@ struct FsRequest {
                           // Trenameat newdirfid), else 0
   uint32_t uid = 0;       // numeric user the fid was attached as
   uint64_t root_ino = 0;  // the fid's attach root; ".." there stays put
+  Dialect dialect = k9P2000L;  // the session's, for stat records and create rules
+  // For a Tread of an open directory in 9P2000/9P2000.u: the listing
+  // continues after this cookie (0: from the start) and the reply's stat
+  // records fit in count bytes; FsReply::next_cookie says where it ended.
+  std::optional<uint64_t> dir_cookie;
   // For Tclunk of a fid made by Txattrcreate: the attribute to store.
   struct XattrCommit {
     std::string name;
@@ -40,6 +45,7 @@ struct FsRequest {
 struct FsReply {
   Message msg;             // an R-message or Rlerror
   std::string xattr_data;  // for Rxattrwalk: the value or name list
+  uint64_t next_cookie = 0;  // for a directory Tread: continue after this
 };
 
 class FileSystem {
@@ -48,9 +54,12 @@ class FileSystem {
   virtual ~FileSystem() = default;
 
   // Requests and the references they take:
-  // - Tattach, a complete Twalk, Tlcreate: the new inode gains a reference
-  //   held by the new fid. A complete in-place Twalk (newfid == fid) and
-  //   Tlcreate drop the reference of the fid's previous inode.
+  // - Tattach, a complete Twalk, Tlcreate, TcreateU: the new inode gains a
+  //   reference held by the new fid. A complete in-place Twalk (newfid ==
+  //   fid), Tlcreate and TcreateU drop the reference of the fid's previous
+  //   inode.
+  // 9P2000 requests arrive in their 9P2000.u form (TcreateU, TwstatU,
+  // Tattach); Tstat is answered with Rstat or RstatU as req.dialect says.
   // - Tclunk and Tremove drop the fid's reference (whatever the outcome).
   virtual void Submit(FsRequest req, Done done) = 0;
 

@@ -1,9 +1,18 @@
-// The 9P2000.L messages musclefs understands, described once.
+// The 9P messages musclefs understands (9P2000, 9P2000.u and 9P2000.L),
+// described once.
 //
 // Each message is a plain struct with a kType constant and a fields()
 // template that names every wire field in order. The codec (codec.h) derives
 // decoding, encoding and the human-readable trace from fields(), so adding a
 // message means adding one struct here and one entry in Message.
+//
+// Dialects: a message belongs to the dialects in its kDialects mask (9P2000.L
+// only when it has none). Some type numbers mean different layouts in
+// different dialects (Tattach and Tauth have n_uname in .u and .L but not in
+// 9P2000; Tcreate, Rstat and Twstat carry the .u extension fields; Rerror
+// carries an errno in .u): those are separate structs with the same kType
+// and disjoint masks, and the decoder picks the one of the session's
+// negotiated dialect.
 #pragma once
 
 #include <cstdint>
@@ -23,6 +32,15 @@ constexpr uint32_t kHeaderSize = 7;
 constexpr uint32_t kIoHeaderSize = 24;
 constexpr uint32_t kMinMsize = 4096;
 constexpr uint32_t kMaxMsize = 1024 * 1024;
+
+// Bits of a dialect mask; a session speaks exactly one.
+enum Dialect : uint8_t {
+  k9P2000 = 1,
+  k9P2000u = 2,
+  k9P2000L = 4,
+};
+constexpr uint8_t kLegacyDialects = k9P2000 | k9P2000u;  // the stat dialects
+constexpr uint8_t kAllDialects = k9P2000 | k9P2000u | k9P2000L;
 
 enum QidType : uint8_t {
   kQtDir = 0x80,
@@ -62,6 +80,37 @@ enum SetattrBits : uint32_t {
   kSetMtimeSet = 0x100,
 };
 
+// 9P2000 open/create modes (open(5)); kOAppend and kOExcl are .u's.
+enum OpenMode : uint32_t {
+  kORead = 0,
+  kOWrite = 1,
+  kORdwr = 2,
+  kOExec = 3,
+  kOTrunc = 0x10,
+  kOCexec = 0x20,
+  kORclose = 0x40,
+  kOAppend = 0x80,
+  kOExcl = 0x1000,
+};
+
+// Permission/mode bits of 9P2000 (stat(5)) and 9P2000.u.
+enum DirMode : uint32_t {
+  kDmDir = 0x80000000,
+  kDmAppend = 0x40000000,
+  kDmExcl = 0x20000000,
+  kDmMount = 0x10000000,
+  kDmAuth = 0x08000000,
+  kDmTmp = 0x04000000,
+  kDmSymlink = 0x02000000,  // .u
+  kDmLink = 0x01000000,     // .u: Tcreate of a hard link
+  kDmDevice = 0x00800000,   // .u
+  kDmNamedPipe = 0x00200000,
+  kDmSocket = 0x00100000,
+  kDmSetuid = 0x00080000,
+  kDmSetgid = 0x00040000,
+  kDmSetvtx = 0x00010000,
+};
+
 enum LockType : uint8_t { kLockRead = 0, kLockWrite = 1, kLockUnlock = 2 };
 enum LockStatus : uint8_t {
   kLockSuccess = 0,
@@ -79,6 +128,51 @@ enum LockStatus : uint8_t {
   }
 
 #define F(name) v(#name, name)
+
+// The stat record of 9P2000 (stat(5)). On the wire: size[2] then these
+// fields; as a message field (Rstat, Twstat) it is stat[n], a count[2]
+// (size + 2) before the record. In Twstat, ~0 integers and empty strings
+// mean "don't touch".
+struct Stat {
+  uint16_t type = 0;
+  uint32_t dev = 0;
+  Qid qid;
+  uint32_t mode = 0, atime = 0, mtime = 0;
+  uint64_t length = 0;
+  std::string name, uid, gid, muid;
+  static constexpr bool kRecord = true;
+  MUSCLE_FIELDS(F(type); F(dev); F(qid); F(mode); F(atime); F(mtime); F(length); F(name); F(uid);
+                F(gid); F(muid))
+  bool operator==(const Stat&) const = default;
+};
+// 9P2000.u's: the same followed by extension[s] (symlink target, "b 8 1"
+// / "c 4 64" for devices, a fid number for DMLINK) and numeric ids.
+struct StatU : Stat {
+  std::string extension;
+  uint32_t n_uid = kNoUid, n_gid = kNoUid, n_muid = kNoUid;
+  MUSCLE_FIELDS(Stat::fields(v); F(extension); F(n_uid); F(n_gid); F(n_muid))
+  bool operator==(const StatU&) const = default;
+};
+// A Twstat record that changes nothing (Plan 9's nulldir): every integer
+// ~0, every string empty. Sent as is, it asks for the file to be synced.
+inline StatU DontTouchStat() {
+  StatU s;
+  s.type = 0xffff;
+  s.dev = 0xffffffff;
+  s.qid = Qid{0xff, 0xffffffff, ~uint64_t(0)};
+  s.mode = s.atime = s.mtime = 0xffffffff;
+  s.length = ~uint64_t(0);
+  return s;
+}
+// True when a Twstat record asks for no change (muid, which no server
+// keeps, and the extension do not count).
+inline bool ChangesNothing(const StatU& st) {
+  StatU none = DontTouchStat();
+  return st.type == none.type && st.dev == none.dev && st.qid == none.qid &&
+         st.mode == none.mode && st.atime == none.atime && st.mtime == none.mtime &&
+         st.length == none.length && st.name.empty() && st.uid.empty() && st.gid.empty() &&
+         st.n_uid == kNoUid && st.n_gid == kNoUid;
+}
 
 struct Rlerror { static constexpr uint8_t kType = 7; static constexpr const char* kName = "Rlerror";
   uint32_t ecode = 0; MUSCLE_FIELDS(F(ecode)) };
@@ -175,44 +269,82 @@ struct Tunlinkat { static constexpr uint8_t kType = 76; static constexpr const c
   uint32_t dirfid = 0; std::string name; uint32_t flags = 0; MUSCLE_FIELDS(F(dirfid); F(name); F(flags)) };
 struct Runlinkat { static constexpr uint8_t kType = 77; static constexpr const char* kName = "Runlinkat";
   MUSCLE_FIELDS((void)v) };
-struct Tversion { static constexpr uint8_t kType = 100; static constexpr const char* kName = "Tversion";
+struct Tversion { static constexpr uint8_t kDialects = kAllDialects; static constexpr uint8_t kType = 100; static constexpr const char* kName = "Tversion";
   uint32_t msize = 0; std::string version; MUSCLE_FIELDS(F(msize); F(version)) };
-struct Rversion { static constexpr uint8_t kType = 101; static constexpr const char* kName = "Rversion";
+struct Rversion { static constexpr uint8_t kDialects = kAllDialects; static constexpr uint8_t kType = 101; static constexpr const char* kName = "Rversion";
   uint32_t msize = 0; std::string version; MUSCLE_FIELDS(F(msize); F(version)) };
-struct Tauth { static constexpr uint8_t kType = 102; static constexpr const char* kName = "Tauth";
+struct Tauth { static constexpr uint8_t kDialects = k9P2000u | k9P2000L; static constexpr uint8_t kType = 102; static constexpr const char* kName = "Tauth";
   uint32_t afid = 0; std::string uname, aname; uint32_t n_uname = 0;
   MUSCLE_FIELDS(F(afid); F(uname); F(aname); F(n_uname)) };
-struct Rauth { static constexpr uint8_t kType = 103; static constexpr const char* kName = "Rauth";
+struct Rauth { static constexpr uint8_t kDialects = kAllDialects; static constexpr uint8_t kType = 103; static constexpr const char* kName = "Rauth";
   Qid aqid; MUSCLE_FIELDS(F(aqid)) };
-struct Tattach { static constexpr uint8_t kType = 104; static constexpr const char* kName = "Tattach";
+struct Tattach { static constexpr uint8_t kDialects = k9P2000u | k9P2000L; static constexpr uint8_t kType = 104; static constexpr const char* kName = "Tattach";
   uint32_t fid = 0, afid = 0; std::string uname, aname; uint32_t n_uname = 0;
   MUSCLE_FIELDS(F(fid); F(afid); F(uname); F(aname); F(n_uname)) };
-struct Rattach { static constexpr uint8_t kType = 105; static constexpr const char* kName = "Rattach";
+struct Rattach { static constexpr uint8_t kDialects = kAllDialects; static constexpr uint8_t kType = 105; static constexpr const char* kName = "Rattach";
   Qid qid; MUSCLE_FIELDS(F(qid)) };
-struct Tflush { static constexpr uint8_t kType = 108; static constexpr const char* kName = "Tflush";
+struct Tflush { static constexpr uint8_t kDialects = kAllDialects; static constexpr uint8_t kType = 108; static constexpr const char* kName = "Tflush";
   uint16_t oldtag = 0; MUSCLE_FIELDS(F(oldtag)) };
-struct Rflush { static constexpr uint8_t kType = 109; static constexpr const char* kName = "Rflush";
+struct Rflush { static constexpr uint8_t kDialects = kAllDialects; static constexpr uint8_t kType = 109; static constexpr const char* kName = "Rflush";
   MUSCLE_FIELDS((void)v) };
-struct Twalk { static constexpr uint8_t kType = 110; static constexpr const char* kName = "Twalk";
+struct Twalk { static constexpr uint8_t kDialects = kAllDialects; static constexpr uint8_t kType = 110; static constexpr const char* kName = "Twalk";
   uint32_t fid = 0, newfid = 0; std::vector<std::string> wnames; MUSCLE_FIELDS(F(fid); F(newfid); F(wnames)) };
-struct Rwalk { static constexpr uint8_t kType = 111; static constexpr const char* kName = "Rwalk";
+struct Rwalk { static constexpr uint8_t kDialects = kAllDialects; static constexpr uint8_t kType = 111; static constexpr const char* kName = "Rwalk";
   std::vector<Qid> wqids; MUSCLE_FIELDS(F(wqids)) };
-struct Tread { static constexpr uint8_t kType = 116; static constexpr const char* kName = "Tread";
+struct Tread { static constexpr uint8_t kDialects = kAllDialects; static constexpr uint8_t kType = 116; static constexpr const char* kName = "Tread";
   uint32_t fid = 0; uint64_t offset = 0; uint32_t count = 0; MUSCLE_FIELDS(F(fid); F(offset); F(count)) };
-struct Rread { static constexpr uint8_t kType = 117; static constexpr const char* kName = "Rread";
+struct Rread { static constexpr uint8_t kDialects = kAllDialects; static constexpr uint8_t kType = 117; static constexpr const char* kName = "Rread";
   Data data; MUSCLE_FIELDS(F(data)) };
-struct Twrite { static constexpr uint8_t kType = 118; static constexpr const char* kName = "Twrite";
+struct Twrite { static constexpr uint8_t kDialects = kAllDialects; static constexpr uint8_t kType = 118; static constexpr const char* kName = "Twrite";
   uint32_t fid = 0; uint64_t offset = 0; Data data; MUSCLE_FIELDS(F(fid); F(offset); F(data)) };
-struct Rwrite { static constexpr uint8_t kType = 119; static constexpr const char* kName = "Rwrite";
+struct Rwrite { static constexpr uint8_t kDialects = kAllDialects; static constexpr uint8_t kType = 119; static constexpr const char* kName = "Rwrite";
   uint32_t count = 0; MUSCLE_FIELDS(F(count)) };
-struct Tclunk { static constexpr uint8_t kType = 120; static constexpr const char* kName = "Tclunk";
+struct Tclunk { static constexpr uint8_t kDialects = kAllDialects; static constexpr uint8_t kType = 120; static constexpr const char* kName = "Tclunk";
   uint32_t fid = 0; MUSCLE_FIELDS(F(fid)) };
-struct Rclunk { static constexpr uint8_t kType = 121; static constexpr const char* kName = "Rclunk";
+struct Rclunk { static constexpr uint8_t kDialects = kAllDialects; static constexpr uint8_t kType = 121; static constexpr const char* kName = "Rclunk";
   MUSCLE_FIELDS((void)v) };
-struct Tremove { static constexpr uint8_t kType = 122; static constexpr const char* kName = "Tremove";
+struct Tremove { static constexpr uint8_t kDialects = kAllDialects; static constexpr uint8_t kType = 122; static constexpr const char* kName = "Tremove";
   uint32_t fid = 0; MUSCLE_FIELDS(F(fid)) };
-struct Rremove { static constexpr uint8_t kType = 123; static constexpr const char* kName = "Rremove";
+struct Rremove { static constexpr uint8_t kDialects = kAllDialects; static constexpr uint8_t kType = 123; static constexpr const char* kName = "Rremove";
   MUSCLE_FIELDS((void)v) };
+
+// 9P2000 and 9P2000.u only.
+#define LEGACY(T, n, ...) \
+  static constexpr uint8_t kDialects = __VA_ARGS__; static constexpr uint8_t kType = n; static constexpr const char* kName = #T
+struct Rerror { LEGACY(Rerror, 107, k9P2000);
+  std::string ename; MUSCLE_FIELDS(F(ename)) };
+struct RerrorU { LEGACY(Rerror, 107, k9P2000u);
+  std::string ename; uint32_t errnum = 0; MUSCLE_FIELDS(F(ename); F(errnum)) };
+struct Tauth2000 { LEGACY(Tauth, 102, k9P2000);
+  uint32_t afid = 0; std::string uname, aname; MUSCLE_FIELDS(F(afid); F(uname); F(aname)) };
+struct Tattach2000 { LEGACY(Tattach, 104, k9P2000);
+  uint32_t fid = 0, afid = 0; std::string uname, aname;
+  MUSCLE_FIELDS(F(fid); F(afid); F(uname); F(aname)) };
+struct Topen { LEGACY(Topen, 112, kLegacyDialects);
+  uint32_t fid = 0; uint8_t mode = 0; MUSCLE_FIELDS(F(fid); F(mode)) };
+struct Ropen { LEGACY(Ropen, 113, kLegacyDialects);
+  Qid qid; uint32_t iounit = 0; MUSCLE_FIELDS(F(qid); F(iounit)) };
+struct Tcreate { LEGACY(Tcreate, 114, k9P2000);
+  uint32_t fid = 0; std::string name; uint32_t perm = 0; uint8_t mode = 0;
+  MUSCLE_FIELDS(F(fid); F(name); F(perm); F(mode)) };
+struct TcreateU { LEGACY(Tcreate, 114, k9P2000u);
+  uint32_t fid = 0; std::string name; uint32_t perm = 0; uint8_t mode = 0; std::string extension;
+  MUSCLE_FIELDS(F(fid); F(name); F(perm); F(mode); F(extension)) };
+struct Rcreate { LEGACY(Rcreate, 115, kLegacyDialects);
+  Qid qid; uint32_t iounit = 0; MUSCLE_FIELDS(F(qid); F(iounit)) };
+struct Tstat { LEGACY(Tstat, 124, kLegacyDialects);
+  uint32_t fid = 0; MUSCLE_FIELDS(F(fid)) };
+struct Rstat { LEGACY(Rstat, 125, k9P2000);
+  Stat stat; MUSCLE_FIELDS(F(stat)) };
+struct RstatU { LEGACY(Rstat, 125, k9P2000u);
+  StatU stat; MUSCLE_FIELDS(F(stat)) };
+struct Twstat { LEGACY(Twstat, 126, k9P2000);
+  uint32_t fid = 0; Stat stat; MUSCLE_FIELDS(F(fid); F(stat)) };
+struct TwstatU { LEGACY(Twstat, 126, k9P2000u);
+  uint32_t fid = 0; StatU stat; MUSCLE_FIELDS(F(fid); F(stat)) };
+struct Rwstat { LEGACY(Rwstat, 127, kLegacyDialects);
+  MUSCLE_FIELDS((void)v) };
+#undef LEGACY
 
 #undef F
 #undef MUSCLE_FIELDS
@@ -226,6 +358,15 @@ using Message =
                  Tlink, Rlink, Tmkdir, Rmkdir, Trenameat, Rrenameat, Tunlinkat,
                  Runlinkat, Tversion, Rversion, Tauth, Rauth, Tattach, Rattach,
                  Tflush, Rflush, Twalk, Rwalk, Tread, Rread, Twrite, Rwrite,
-                 Tclunk, Rclunk, Tremove, Rremove>;
+                 Tclunk, Rclunk, Tremove, Rremove, Rerror, RerrorU, Tauth2000,
+                 Tattach2000, Topen, Ropen, Tcreate, TcreateU, Rcreate, Tstat,
+                 Rstat, RstatU, Twstat, TwstatU, Rwstat>;
+
+// The dialects a message type belongs to (9P2000.L unless it says).
+template <class T>
+constexpr uint8_t DialectsOf() {
+  if constexpr (requires { T::kDialects; }) return T::kDialects;
+  else return k9P2000L;
+}
 
 }  // namespace muscle::p9

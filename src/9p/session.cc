@@ -5,6 +5,7 @@
 #include <fcntl.h>
 
 #include <cstdlib>
+#include <cstring>
 
 #include "9p/codec.h"
 #include "common/log.h"
@@ -22,6 +23,28 @@ size_t ReplyBudget(const Message& msg, uint32_t msize) {
   if (auto* r = std::get_if<Treaddir>(&msg)) return std::min(r->count, msize) + kIoHeaderSize;
   return 512;
 }
+
+// An error as the dialect sends it. 9P2000 has only the text; Linux maps
+// the strerror texts back to errnos (net/9p/error.c).
+Message ErrorIn(Dialect d, uint32_t e) {
+  if (d == k9P2000L) return Rlerror{e};
+  std::string text = strerror(int(e));
+  if (d == k9P2000u) return RerrorU{std::move(text), e};
+  return Rerror{std::move(text)};
+}
+
+// The number a decimal string spells (a uname that is a uid, since 9P2000
+// has no n_uname; the fid of a .u DMLINK), else kNoUid.
+uint32_t DecimalOf(const std::string& text) {
+  if (text.empty() || text.size() > 10) return kNoUid;
+  uint64_t v = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') return kNoUid;
+    v = v * 10 + uint64_t(c - '0');
+  }
+  return v < kNoUid ? uint32_t(v) : kNoUid;
+}
+
 }  // namespace
 
 Session::Fid::~Fid() {
@@ -72,7 +95,7 @@ void Session::Reset() {
 
 void Session::OnFrame(const uint8_t* frame, size_t len) {
   if (closed_) return;
-  Decoded d = Decode(frame, len);
+  Decoded d = Decode(frame, len, dialect_);
   if (d.status == DecodeStatus::kMalformed && len < kHeaderSize) {
     close_("frame shorter than a 9P header");
     return;
@@ -123,6 +146,8 @@ void Session::Reply(uint16_t tag, Message msg) {
 #endif
     return;
   }
+  if (auto* e = std::get_if<Rlerror>(&msg); e && dialect_ != k9P2000L)
+    msg = ErrorIn(dialect_, e->ecode);
   if (TraceEnabled()) Log("%s -> %s", options_.peer.c_str(), Trace(tag, msg).c_str());
   std::string frame;
   Encode(tag, msg, frame);
@@ -181,10 +206,24 @@ void Session::Handle(uint16_t tag, Tversion& m) {
   Reset();
   if (tag != kNoTag) inflight_[tag];
   uint32_t msize = std::min(m.msize, options_.max_msize);
-  bool ok = m.version.rfind("9P2000.L", 0) == 0 && msize >= kMinMsize;
+  // version(5): a version this server does not know but that starts with
+  // "9P2000." is answered with "9P2000".
+  const char* version = "unknown";
+  if (m.version.rfind("9P2000.L", 0) == 0) {
+    dialect_ = k9P2000L;
+    version = "9P2000.L";
+  } else if (m.version.rfind("9P2000.u", 0) == 0) {
+    dialect_ = k9P2000u;
+    version = "9P2000.u";
+  } else if (m.version == "9P2000" || m.version.rfind("9P2000.", 0) == 0) {
+    dialect_ = k9P2000;
+    version = "9P2000";
+  }
+  bool ok = std::strcmp(version, "unknown") != 0 && msize >= kMinMsize;
   msize_ = ok ? msize : 0;
+  if (!ok) dialect_ = k9P2000L;
   std::string frame;
-  Rversion r{msize, ok ? "9P2000.L" : "unknown"};
+  Rversion r{msize, ok ? version : "unknown"};
   if (TraceEnabled()) Log("%s -> %s", options_.peer.c_str(), Trace(tag, r).c_str());
   Encode(tag, r, frame);
   send_(std::move(frame));
@@ -202,8 +241,9 @@ void Session::Handle(uint16_t tag, Tattach& m) {
   if (FidsFull()) return Error(tag, EMFILE);
   if (m.afid != kNoFid) return Error(tag, EBADF);
   auto fid = std::make_shared<Fid>();
-  if (m.n_uname != kNoUid) fid->uid = m.n_uname;
-  else fid->uid = 65534;  // "nobody"
+  uint32_t uid = m.n_uname;
+  if (uid == kNoUid && dialect_ != k9P2000L) uid = DecimalOf(m.uname);
+  fid->uid = uid != kNoUid ? uid : 65534;  // "nobody"
   fids_[m.fid] = fid;
   if (!options_.attach_root.empty()) m.aname = options_.attach_root + "/" + m.aname;
   Log("%s: attach%s%s uname=\"%s\" uid=%u aname=\"%s\"%s", options_.peer.c_str(),
@@ -311,6 +351,79 @@ void Session::Handle(uint16_t tag, Tlcreate& m) {
   }, f);
 }
 
+// The fid is open with 9P2000 mode `mode`: what it may read and write.
+void Session::OpenedBy(const FidPtr& f, uint8_t mode) {
+  f->open = true;
+  switch (mode & 3) {
+    case kOWrite: f->open_flags = O_WRONLY; break;
+    case kORdwr: f->open_flags = O_RDWR; break;
+    default: f->open_flags = O_RDONLY; break;  // OREAD, OEXEC
+  }
+  f->remove_on_close = mode & kORclose;
+  f->dir_offset = 0;
+  f->dir_cookie = 0;
+}
+
+template <>
+void Session::Handle(uint16_t tag, Topen& m) {
+  FidPtr f = Established(m.fid);
+  if (!f) return Error(tag, EBADF);
+  if (f->open) return Error(tag, EBUSY);
+  // open(5): a directory is only read, never truncated or removed on close.
+  bool writes = (m.mode & 3) == kOWrite || (m.mode & 3) == kORdwr;
+  if ((f->qtype & kQtDir) && (writes || (m.mode & (kOTrunc | kORclose)))) return Error(tag, EISDIR);
+  if (f->ino == f->root_ino && (m.mode & kORclose)) return Error(tag, EBUSY);  // see Tremove
+  FsRequest req{m, f->ino};
+  req.uid = f->uid;
+  req.dialect = dialect_;
+  Submit(tag, std::move(req), [this, f, mode = m.mode](FsReply& r) {
+    if (auto* o = std::get_if<Ropen>(&r.msg)) {
+      f->qtype = o->qid.type;
+      OpenedBy(f, mode);
+    }
+  });
+}
+
+template <>
+void Session::Handle(uint16_t tag, TcreateU& m) {
+  FidPtr f = Established(m.fid);
+  if (!f) return Error(tag, EBADF);
+  if (f->open) return Error(tag, EBUSY);
+  if (!(f->qtype & kQtDir)) return Error(tag, ENOTDIR);
+  bool writes = (m.mode & 3) == kOWrite || (m.mode & 3) == kORdwr;
+  if ((m.perm & kDmDir) && (writes || (m.mode & kOTrunc))) return Error(tag, EISDIR);
+  FsRequest req{m, f->ino};
+  req.uid = f->uid;
+  req.dialect = dialect_;
+  if (m.perm & kDmLink) {
+    // .u hard link: the extension names the fid of the file to link.
+    uint32_t num = DecimalOf(m.extension.substr(0, m.extension.find('\n')));
+    FidPtr g = num == kNoUid ? nullptr : Established(num);
+    if (!g) return Error(tag, EBADF);
+    req.ino2 = g->ino;
+  }
+  f->rebinding++;
+  Submit(tag, std::move(req), [this, f, mode = m.mode](FsReply& r) {
+    if (auto* c = std::get_if<Rcreate>(&r.msg)) {
+      f->ino = c->qid.path;
+      f->qtype = c->qid.type;
+      OpenedBy(f, mode);
+    }
+    if (!f->live) fs_.Release(f->ino);
+  }, f);
+}
+
+template <>
+void Session::Handle(uint16_t tag, TwstatU& m) {
+  FidPtr f = Established(m.fid);
+  if (!f) return Error(tag, EBADF);
+  if (!m.stat.name.empty() && f->ino == f->root_ino) return Error(tag, EBUSY);  // see Trename
+  FsRequest req{m, f->ino};
+  req.uid = f->uid;
+  req.dialect = dialect_;
+  Submit(tag, std::move(req));
+}
+
 template <>
 void Session::Handle(uint16_t tag, Tread& m) {
   auto it = fids_.find(m.fid);
@@ -328,6 +441,19 @@ void Session::Handle(uint16_t tag, Tread& m) {
   m.count = count;
   FsRequest req{m, f->ino};
   req.uid = f->uid;
+  req.dialect = dialect_;
+  if (dialect_ != k9P2000L && (f->qtype & kQtDir)) {
+    // A directory is read as stat records; seeking is allowed only back
+    // to the start (stat(5), read(5)).
+    if (m.offset != 0 && m.offset != f->dir_offset) return Error(tag, EINVAL);
+    req.dir_cookie = m.offset == 0 ? 0 : f->dir_cookie;
+    return Submit(tag, std::move(req), [f, offset = m.offset](FsReply& r) {
+      if (auto* rr = std::get_if<Rread>(&r.msg); rr && !rr->data.bytes.empty()) {
+        f->dir_offset = offset + rr->data.bytes.size();
+        f->dir_cookie = r.next_cookie;
+      }
+    });
+  }
   Submit(tag, std::move(req));
 }
 
@@ -358,6 +484,14 @@ void Session::Handle(uint16_t tag, Tclunk& m) {
   DropFid(m.fid);  // clunk frees the fid whatever happens next
   if (f->kind == Fid::kPending) return Error(tag, EBADF);
   if (f->kind == Fid::kXattrRead) return Reply(tag, Rclunk{});
+  if (f->remove_on_close && f->kind == Fid::kInode) {
+    // ORCLOSE: the clunk removes the file (and drops the reference).
+    FsRequest req{Tremove{m.fid}, f->ino};
+    req.uid = f->uid;
+    return Submit(tag, std::move(req), [](FsReply& r) {
+      if (std::holds_alternative<Rremove>(r.msg)) r.msg = Rclunk{};
+    });
+  }
   if (f->kind == Fid::kInode && (!f->open || (f->open_flags & O_ACCMODE) == O_RDONLY)) {
     // Nothing to flush and nothing that can fail: drop the reference in
     // the background and answer now (saves a trip to the store thread on
@@ -478,6 +612,7 @@ void Session::HandleSimple(uint16_t tag, T& m, uint32_t fid, uint32_t fid2) {
   if (!f) return Error(tag, EBADF);
   FsRequest req{m, f->ino};
   req.uid = f->uid;
+  req.dialect = dialect_;
   if (fid2 != kNoFid) {
     FidPtr g = Established(fid2);
     if (!g) return Error(tag, EBADF);
@@ -490,6 +625,10 @@ void Session::HandleSimple(uint16_t tag, T& m, uint32_t fid, uint32_t fid2) {
 static bool Modifies(const Message& msg) {
   if (auto* o = std::get_if<Tlopen>(&msg))
     return (o->flags & O_ACCMODE) != O_RDONLY || (o->flags & O_TRUNC);
+  if (auto* o = std::get_if<Topen>(&msg))
+    return (o->mode & 3) == kOWrite || (o->mode & 3) == kORdwr || (o->mode & (kOTrunc | kORclose));
+  if (auto* w = std::get_if<TwstatU>(&msg)) return !ChangesNothing(w->stat);
+  if (std::holds_alternative<TcreateU>(msg)) return true;
   return std::holds_alternative<Tlcreate>(msg) || std::holds_alternative<Tsymlink>(msg) ||
          std::holds_alternative<Tmknod>(msg) || std::holds_alternative<Trename>(msg) ||
          std::holds_alternative<Tsetattr>(msg) || std::holds_alternative<Txattrcreate>(msg) ||
@@ -530,7 +669,23 @@ void Session::Rebound(const FidPtr& f) {
   }
 }
 
-void Session::Dispatch(uint16_t tag, Message&& msg) {
+Message Session::Normalized(Message&& msg) const {
+  if (auto* a = std::get_if<Tattach2000>(&msg))
+    return Tattach{a->fid, a->afid, std::move(a->uname), std::move(a->aname), kNoUid};
+  if (auto* a = std::get_if<Tauth2000>(&msg))
+    return Tauth{a->afid, std::move(a->uname), std::move(a->aname), kNoUid};
+  if (auto* c = std::get_if<Tcreate>(&msg))
+    return TcreateU{c->fid, std::move(c->name), c->perm, c->mode, ""};
+  if (auto* w = std::get_if<Twstat>(&msg)) {
+    TwstatU u{w->fid, DontTouchStat()};
+    static_cast<Stat&>(u.stat) = std::move(w->stat);
+    return u;
+  }
+  return std::move(msg);
+}
+
+void Session::Dispatch(uint16_t tag, Message&& in) {
+  Message msg = Normalized(std::move(in));
   if (WaitForFid(tag, msg)) return;
   if (auto* r = std::get_if<Trename>(&msg)) {
     FidPtr f = Established(r->fid);
@@ -550,7 +705,9 @@ void Session::Dispatch(uint16_t tag, Message&& msg) {
   std::visit(
       [&](auto& m) {
         using T = std::decay_t<decltype(m)>;
-        if constexpr (std::is_same_v<T, Tstatfs> || std::is_same_v<T, Tgetattr> ||
+        if constexpr (std::is_same_v<T, Tstat>)
+          HandleSimple(tag, m, m.fid, kNoFid);
+        else if constexpr (std::is_same_v<T, Tstatfs> || std::is_same_v<T, Tgetattr> ||
                       std::is_same_v<T, Tsetattr> || std::is_same_v<T, Treadlink> ||
                       std::is_same_v<T, Tfsync>)
           HandleSimple(tag, m, m.fid, kNoFid);

@@ -1,6 +1,16 @@
-// One 9P2000.L conversation: version/msize negotiation, tags, fids, flush,
+// One 9P conversation: version/msize negotiation, tags, fids, flush,
 // open-state checks, xattr fids and locks. File behaviour is delegated to
 // a FileSystem (filesystem.h).
+//
+// Dialects: Tversion chooses 9P2000.L, 9P2000.u or 9P2000; frames are
+// decoded in the negotiated dialect, and errors go out as that dialect's
+// (Rlerror, or Rerror with a text and, in .u, an errno). The file system
+// sees one form of each request: the session turns 9P2000's Tattach,
+// Tauth, Tcreate and Twstat into their .u forms (with "don't touch"
+// extension fields). The session keeps 9P2000's open state: Topen's mode
+// decides what the fid may read and write (OEXEC reads), ORCLOSE removes
+// the file at clunk, and a read of an open directory continues only from
+// 0 or from where the previous read of that fid ended (stat(5)).
 //
 // The transport feeds complete frames to OnFrame and supplies a send
 // function; replies may go out in any order, as requests finish. Every
@@ -67,6 +77,8 @@ class Session : public std::enable_shared_from_this<Session> {
   // Largest frame the transport should accept now.
   uint32_t max_frame() const { return msize_ ? msize_ : options_.max_msize; }
   uint32_t msize() const { return msize_; }
+  // The negotiated dialect (9P2000.L until a Tversion chooses another).
+  Dialect dialect() const { return dialect_; }
   size_t in_flight() const { return inflight_.size(); }
   // Bytes the requests in flight may take: their frames plus the largest
   // reply each can get (a Tread's count, say). Counted when a request is
@@ -92,7 +104,12 @@ class Session : public std::enable_shared_from_this<Session> {
     uint8_t qtype = 0;
     uint32_t uid = 0;
     bool open = false;
-    uint32_t open_flags = 0;
+    uint32_t open_flags = 0;  // O_RDONLY/O_WRONLY/O_RDWR (Topen's mode mapped)
+    bool remove_on_close = false;  // Topen/Tcreate with ORCLOSE
+    // Directory reads in the stat dialects: the byte offset the last read
+    // ended at and the file system's cookie to continue from there.
+    uint64_t dir_offset = 0;
+    uint64_t dir_cookie = 0;
     bool live = true;
     std::string xattr_name;
     std::string xattr_data;
@@ -117,6 +134,9 @@ class Session : public std::enable_shared_from_this<Session> {
   void Rebound(const FidPtr& f);
   void Reply(uint16_t tag, Message msg);
   void Error(uint16_t tag, int err) { Reply(tag, Rlerror{uint32_t(err)}); }
+  // The negotiated dialect's form of request m (see the top of this file).
+  Message Normalized(Message&& m) const;
+  void OpenedBy(const FidPtr& f, uint8_t mode);
   void Finish(uint16_t tag);
   void Reset();
   void DropFid(uint32_t fid);
@@ -137,6 +157,7 @@ class Session : public std::enable_shared_from_this<Session> {
   SendFn send_;
   CloseFn close_;
   uint32_t msize_ = 0;  // 0 until a Tversion succeeds
+  Dialect dialect_ = k9P2000L;
   uint64_t generation_ = 0;
   bool closed_ = false;
   std::unordered_map<uint32_t, FidPtr> fids_;

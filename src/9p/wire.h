@@ -81,6 +81,11 @@ class WireWriter {
   }
   void bytes(std::string_view s) { out_.append(s.data(), s.size()); }
   size_t size() const { return out_.size(); }
+  // Overwrites a u16 already written at byte offset `at`.
+  void patch_u16(size_t at, uint16_t v) {
+    out_[at] = char(v & 0xff);
+    out_[at + 1] = char(v >> 8);
+  }
   // Overwrites a u32 already written at byte offset `at`.
   void patch_u32(size_t at, uint32_t v) {
     for (int i = 0; i < 4; i++) out_[at + i] = char((v >> (8 * i)) & 0xff);

@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "9p/wire.h"
+#include "server/stat_dialects.h"
 
 namespace muscle::server {
 
@@ -279,6 +280,11 @@ FsReply StoreFileSystem::Execute(Store& s, FsRequest& req) {
     if (!t.ok()) return Err(t.status());
     return FsReply{Rreadlink{*t}, {}};
   }
+  if (auto* m = std::get_if<Topen>(&msg)) return Open9(s, req, *m);
+  if (auto* m = std::get_if<TcreateU>(&msg)) return Create9(s, req, *m);
+  if (std::get_if<Tstat>(&msg)) return Stat9(s, req);
+  if (auto* m = std::get_if<TwstatU>(&msg)) return Wstat9(s, req, *m);
+  if (auto* m = std::get_if<Tread>(&msg); m && req.dir_cookie) return ReadDirStats(s, req, *m);
   if (auto* m = std::get_if<Tread>(&msg)) {
     Rread r;
     Status st = s.Read(req.ino, m->offset, m->count, r.data.bytes);

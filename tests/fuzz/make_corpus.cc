@@ -57,6 +57,15 @@ int main(int argc, char** argv) {
       {"getlock", Tgetlock{1, kLockRead, 0, 100, 1, "client"}},
       {"flush", Tflush{3}},
       {"auth", Tauth{5, "user", "", 0}},
+      // 9P2000 and 9P2000.u (the fuzzer decodes each input in every dialect)
+      {"auth-9p2000", Tauth2000{5, "glenda", ""}},
+      {"attach-9p2000", Tattach2000{0, kNoFid, "glenda", ""}},
+      {"open", Topen{1, kORdwr | kOTrunc}},
+      {"create-9p2000", Tcreate{1, "new", 0644, kOWrite | kORclose}},
+      {"create-9p2000u", TcreateU{1, "ln", kDmSymlink | 0777, kORead, "target"}},
+      {"stat", Tstat{1}},
+      {"wstat-9p2000", Twstat{1, Stat(DontTouchStat())}},
+      {"wstat-9p2000u", TwstatU{1, DontTouchStat()}},
   };
   uint16_t tag = 1;
   std::string conversation;
@@ -79,6 +88,39 @@ int main(int argc, char** argv) {
   Encode(17, Twalk{2, 2, {}}, s);
   Encode(18, Tclunk{2}, s);
   Put(root + "/session", "create-write-read", s);
+  // The stat dialects: a new Tversion resets the harness's session into
+  // 9P2000 / 9P2000.u, then create, write, stat, wstat, directory reads.
+  for (const char* version : {"9P2000", "9P2000.u"}) {
+    bool u = std::string(version) == "9P2000.u";
+    std::string c;
+    Encode(kNoTag, Tversion{65536, version}, c);
+    if (u) Encode(1, Tattach{0, kNoFid, "", "", 1000}, c);
+    else Encode(1, Tattach2000{0, kNoFid, "1000", ""}, c);
+    Encode(2, Twalk{0, 1, {}}, c);
+    if (u) Encode(3, TcreateU{1, "f", 0644, kORdwr, ""}, c);
+    else Encode(3, Tcreate{1, "f", 0644, kORdwr}, c);
+    Encode(4, Twrite{1, 0, Data{"data"}}, c);
+    Encode(5, Tstat{1}, c);
+    StatU w = DontTouchStat();
+    w.mode = 0600;
+    w.name = "g";
+    if (u) Encode(6, TwstatU{1, w}, c);
+    else Encode(6, Twstat{1, Stat(w)}, c);
+    Encode(7, Tclunk{1}, c);
+    Encode(8, Twalk{0, 2, {}}, c);
+    Encode(9, Topen{2, kORead}, c);
+    Encode(10, Tread{2, 0, 8192}, c);
+    Encode(11, Tread{2, 0, 8192}, c);
+    Encode(12, Tclunk{2}, c);
+    if (u) {
+      Encode(13, Twalk{0, 3, {}}, c);
+      Encode(14, TcreateU{3, "ln", kDmSymlink | 0777, kORead, "g"}, c);
+      Encode(15, Tclunk{3}, c);
+    }
+    Encode(16, Twalk{0, 4, {"g"}}, c);
+    Encode(17, Tremove{4}, c);
+    Put(root + "/session", u ? "dialect-9p2000u" : "dialect-9p2000", c);
+  }
   Put(root + "/session", "every-request", conversation);
   Put(root + "/keys", "two", "# comment\nlaptop:0123456789abcdef0123456789abcdef\nphone:a text secret 16+ chars\n");
   Put(root + "/config", "sample",

@@ -87,6 +87,68 @@ ktls_phase() {
   echo "MUSCLE-KTLS-OK tls_stat: $(tr '\n' ' ' < /proc/net/tls_stat)"
 }
 
+# The stat dialects: mounts the same server with version=$2 on $1 (port
+# $3, msize $4) and runs the workload those dialects support (9p2000 has
+# no symlinks, links, devices, owners or xattrs; .u has symlinks, links,
+# fifos and numeric owners). Files of the .L mount $M are read back
+# through it and its own files through $M: one tree for every dialect.
+dialect_mount() {  # dir version port msize
+  mkdir -p $1
+  mount -t 9p -o trans=tcp,port=$3,version=$2,msize=$4 10.0.2.2 $1 || fail "mount $2"
+  grep -q "$1 9p .*version=$2" /proc/mounts || grep -q "$1 9p" /proc/mounts || fail "$2 not mounted"
+}
+dialect_workload() {  # dir version
+  D=$1/dialect-$2
+  mkdir -p $D/sub/deeper || fail "$2: mkdir -p"
+  echo hello > $D/sub/deeper/f || fail "$2: create"
+  check "$(cat $D/sub/deeper/f)" hello "$2: read back"
+  echo more >> $D/sub/deeper/f
+  check "$(cat $D/sub/deeper/f)" "hello
+more" "$2: append"
+  head -c 1048576 /dev/urandom > /tmp/r-$2
+  cp /tmp/r-$2 $D/random || fail "$2: write 1 MiB"
+  sha256sum < /tmp/r-$2 > $D/random.sha256
+  check "$(sha256sum < $D/random)" "$(cat $D/random.sha256)" "$2: 1 MiB read back"
+  rm /tmp/r-$2
+  /vmtool fsync $D/random >/dev/null || fail "$2: fsync"
+  truncate -s 1000 $D/random && check "$(stat -c %s $D/random)" 1000 "$2: truncate"
+  mv $D/sub/deeper/f $D/sub/deeper/g || fail "$2: rename"
+  [ -e $D/sub/deeper/f ] && fail "$2: old name still there"
+  check "$(head -n1 $D/sub/deeper/g)" hello "$2: renamed content"
+  chmod 604 $D/sub/deeper/g && check "$(stat -c %a $D/sub/deeper/g)" 604 "$2: chmod"
+  touch -d "2001-02-03 04:05:06" $D/sub/deeper/g
+  check "$(stat -c %Y $D/sub/deeper/g)" 981173106 "$2: utimes"
+  mkdir $D/many
+  i=0
+  while [ $i -lt 200 ]; do : > $D/many/e-$i; i=$((i+1)); done
+  check "$(ls $D/many | sort -u | wc -l)" 200 "$2: readdir of 200, unique"
+  check "$(cat $1/deep/a/b/c/d/e/f/g/h/i/j/k/l/m/n/o/p/q/r/s/t/file)" hello "$2: read what .L wrote"
+  check "$(cat $1/d2/h | head -n1)" line1 "$2: read .L's renamed file"
+  if [ $2 = 9p2000.u ]; then
+    ln -s sub/deeper/g $D/sl || fail "$2: symlink"
+    check "$(readlink $D/sl)" sub/deeper/g "$2: readlink"
+    check "$(head -n1 $D/sl)" hello "$2: read through symlink"
+    check "$(readlink $1/sl)" d2/h "$2: readlink of .L's symlink"
+    ln $D/sub/deeper/g $D/hard || fail "$2: link"
+    check "$(stat -c %i $D/hard)" "$(stat -c %i $D/sub/deeper/g)" "$2: hard link inode"
+    mkfifo $D/fifo && [ -p $D/fifo ] || fail "$2: mkfifo"
+    chown 321:654 $D/sub/deeper/g && check "$(stat -c %u:%g $D/sub/deeper/g)" 321:654 "$2: chown"
+    check "$(stat -c %u:%g $1/hl)" 123:456 "$2: .L's owner"
+    echo old > $D/over && mv $D/over $D/sub/over || fail "$2: mv across directories (EXDEV, copied)"
+    check "$(cat $D/sub/over)" old "$2: moved across directories"
+    echo x > $D/sub/a && echo y > $D/sub/b && mv $D/sub/a $D/sub/b || fail "$2: rename over existing"
+    check "$(cat $D/sub/b)" x "$2: renamed over"
+  fi
+  mkdir -p $D/trash/x/y && echo a > $D/trash/x/y/z
+  rm -rf $D/trash || fail "$2: rm -rf"
+  [ -e $D/trash ] && fail "$2: rm -rf left something"
+  # Cross-dialect: what this mount wrote, through the .L mount.
+  check "$(sha256sum < $M/dialect-$2/random | cut -c1-16)" "$(sha256sum < $D/random | cut -c1-16)" "$2: .L reads it"
+  check "$(stat -c %s $M/dialect-$2/random)" 1000 "$2: .L sees the size"
+  check "$(stat -c %a $M/dialect-$2/sub/deeper/g)" 604 "$2: .L sees the mode"
+  echo "MUSCLE-DIALECT-OK $2"
+}
+
 if [ "$PHASE" = write ]; then
   start=$(date +%s)
   mkdir -p $DEEP || fail "mkdir -p"
@@ -169,6 +231,22 @@ line2" "renamed content"
   r=$(/fsstress $M/stress 4 2000 7) || fail "fsstress: $r"
   echo "MUSCLE-FSSTRESS-OK $(($(date +%s) - t))s: $r"
   rm -rf $M/stress $M/fsx.dat || fail "remove the stress tree"
+  t=$(date +%s)
+  dialect_mount /u 9p2000.u $PORT 524288
+  dialect_mount /p 9p2000 $PORT 65536
+  dialect_workload /u 9p2000.u
+  dialect_workload /p 9p2000
+  # 5000 entries as stat records at msize 64 KiB: many reads, each
+  # continuing where the last ended.
+  check "$(ls /p/many | sort -u | wc -l)" 5000 "9p2000: readdir of the 5000 the .L mount made"
+  # Written by .u, read by 9p2000, and the other way round.
+  check "$(cat /p/dialect-9p2000.u/random.sha256)" "$(cat /u/dialect-9p2000.u/random.sha256)" "9p2000 reads .u's file"
+  check "$(sha256sum < /u/dialect-9p2000/random)" "$(sha256sum < $M/dialect-9p2000/random)" ".u reads 9p2000's file"
+  check "$(readlink $M/dialect-9p2000.u/sl)" sub/deeper/g ".L reads .u's symlink"
+  check "$(stat -c %u:%g $M/dialect-9p2000.u/sub/deeper/g)" 321:654 ".L sees .u's chown"
+  umount /u || fail "umount 9p2000.u"
+  umount /p || fail "umount 9p2000"
+  echo "MUSCLE-DIALECTS-OK $(($(date +%s) - t))s"
   sync
   umount $M || fail "umount"
   echo "MUSCLE-WRITE-OK $(($(date +%s) - start))s"
@@ -186,6 +264,29 @@ elif [ "$PHASE" = verify ] || [ "$PHASE" = rules ]; then
   [ -e $M/trash ] && fail "removed tree came back"
   echo "through $TRANS $(date)" > $M/written-through-$TRANS || fail "write through $TRANS"
   check "$(cat $M/written-through-$TRANS | cut -c1-7)" "through" "read back through $TRANS"
+  if [ "$PHASE" = verify ]; then
+    # The stat dialects through the same TLS relay, after the restart:
+    # what each wrote in the first boot, and part of the big file .L wrote.
+    t=$(date +%s)
+    dialect_mount /u 9p2000.u $PORT 524288
+    dialect_mount /p 9p2000 $PORT 131072
+    check "$(head -c 16777216 /p/big | sha256sum)" "$(head -c 16777216 $M/big | sha256sum)" \
+      "9p2000 reads the first 16 MiB of .L's big file after restart"
+    for v in 9p2000 9p2000.u; do
+      for d in /u /p $M; do
+        check "$(sha256sum < $d/dialect-$v/random | cut -c1-16)" \
+          "$(sha256sum < $M/dialect-$v/random | cut -c1-16)" "$v's file through $d after restart"
+      done
+    done
+    check "$(readlink /u/dialect-9p2000.u/sl)" sub/deeper/g ".u symlink after restart"
+    check "$(ls /u/many | wc -l)" 5000 "9p2000.u readdir through TLS"
+    echo "through 9p2000 over TLS" > /p/written-by-9p2000 || fail "9p2000 write through TLS"
+    check "$(cat $M/written-by-9p2000)" "through 9p2000 over TLS" ".L reads 9p2000's TLS write"
+    echo "through .u over TLS" > /u/written-by-9p2000.u || fail ".u write through TLS"
+    check "$(cat /p/written-by-9p2000.u)" "through .u over TLS" "9p2000 reads .u's TLS write"
+    umount /u; umount /p
+    echo "MUSCLE-DIALECTS-TLS-OK $(($(date +%s) - t))s"
+  fi
   if [ "$PHASE" = rules ]; then
     # Access rules through the kernel: a read-only identity and one
     # confined to deep/a, each through its own relay on the host.

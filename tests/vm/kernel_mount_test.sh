@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The real Linux 9p client against musclefs: boots a Debian kernel under
 # qemu (TCG), mounts the server with mount -t 9p, runs the workload in
-# guest-init.sh, restarts the server, mounts again and verifies. Also lists
+# guest-init.sh, restarts the server, mounts again and verifies. The first
+# two boots also mount with version=9p2000.u and version=9p2000 (natively,
+# then through muscle relay's TLS) and check that files written through
+# one dialect read the same through the others. Also lists
 # and reads what the kernel wrote with diod's userspace tools (diodls,
 # diodcat), an independent 9P2000.L client.
 #
