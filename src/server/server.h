@@ -75,6 +75,10 @@ class Server {
  private:
   void Accept(uv_stream_t* stream, std::string peer, bool tls);
   Result<p9::SessionOptions> Authorize(const std::string& identity);
+  // A local identity claim (transport/claim.h) from a trusted unix peer:
+  // the identity must be known (an access rule or a key names it); the
+  // claim's root lies below the identity's root, and read-only sticks.
+  Result<p9::SessionOptions> AuthorizeClaim(const std::string& line, std::string* identity);
   bool RateLimited(const std::string& address);
   void RecordFailure(const std::string& address);
   void EndHandshake(const std::string& address, const std::shared_ptr<bool>& counted);
