@@ -34,7 +34,8 @@ options:
   --keys FILE        PSK keys for tls:// listeners (default $BASE/keys;
                      manage with muscle keys)
   --access "NAME [root=/path] [read-only]"
-                     confine a TLS identity to a subtree and/or make it read-only
+                     confine an identity (TLS, or SSH through muscle stdio
+                     --identity) to a subtree and/or make it read-only
   --handshake-timeout-ms N   (default 10000)
   --max-failed-handshakes N  per peer address per minute (default 10)
   --tls-ticket-lifetime S    seconds a TLS session ticket lets a client
