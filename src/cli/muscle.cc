@@ -47,7 +47,8 @@ const char* kUsage = R"(usage:
                               carry 9P between stdin/stdout and the local server's
                               unix socket (for ssh; muscle stdio --help)
   muscle mount --ssh [USER@]HOST DIR [--base DIR] [--identity NAME] [--root /PATH]
-               [--read-only] [--ssh-command CMD] [--msize N] [--aname PATH] [-o OPTS]
+               [--read-only] [--ssh-command CMD] [--remote-muscle PATH] [--msize N]
+               [--aname PATH] [-o OPTS]
                               mount through `ssh HOST muscle stdio` (trans=fd)
   muscle bench --target ADDR ...   9P load generator (muscle bench --help)
 

@@ -68,9 +68,11 @@ int SshMountMain(int argc, char** argv) {
       if (s == "--root") claim.root = v;
       remote.push_back(s);
       remote.push_back(v);
-    } else if (s == "--ssh-command" || s == "--msize" || s == "--aname" || s == "-o") {
+    } else if (s == "--ssh-command" || s == "--msize" || s == "--aname" || s == "-o" ||
+               s == "--remote-muscle") {
       if (!value(v)) return Fail(s + " needs a value");
       if (s == "--ssh-command") ssh_command = v;
+      else if (s == "--remote-muscle") remote[0] = v;
       else if (s == "--msize") msize = v;
       else if (s == "--aname") aname = v;
       else mount_opts.push_back(v);

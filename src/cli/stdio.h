@@ -13,7 +13,7 @@ int StdioMain(int argc, char** argv);
 
 // muscle mount --ssh [USER@]HOST DIR [--base DIR] [--identity NAME]
 //              [--root /PATH] [--read-only] [--ssh-command CMD] [--msize N]
-//              [--aname PATH] [-o OPTS]
+//              [--aname PATH] [-o OPTS] [--remote-muscle PATH]
 // Runs `ssh HOST muscle stdio ...` on one end of a socketpair and mounts
 // the other end with trans=fd; ssh is then the only process left.
 int SshMountMain(int argc, char** argv);

@@ -149,6 +149,41 @@ grep -q "local claim accepted: identity 'reader' root=\"/\" read-only" "$work/se
 grep -q "local claim accepted: identity 'proj' root=\"/projects/x\"" "$work/server.log" || fail "subtree claim not logged"
 pass "the server logs each claim with its rule"
 
+# --- muscle mount --ssh, with a stand-in for mount(8) ---
+# (this kernel may have no 9p; the qemu test is where the kernel mounts.)
+# The stand-in does what the kernel does with trans=fd: it keeps the fd
+# and speaks 9P on it; here socat joins the fd to a socket muscle9p uses.
+mkdir -p "$work/fakebin"
+cat > "$work/fakebin/mount" <<FAKE
+#!/bin/sh
+echo "\$@" > "$work/mount.args"
+[ -f "$work/mount.fail" ] && exit 32
+fd=\$(echo "\$4" | sed -n 's/.*rfdno=\([0-9]*\).*/\1/p')
+socat FD:\$fd UNIX-LISTEN:$work/kernel.sock </dev/null >/dev/null 2>"$work/fake-mount.log" &
+for i in 1 2 3 4 5 6 7 8 9 10; do [ -S "$work/kernel.sock" ] && exit 0; sleep 0.1; done
+exit 1
+FAKE
+chmod +x "$work/fakebin/mount"
+sshcmd="ssh -F /dev/null -i $work/full -p $port -o IdentitiesOnly=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile=$work/known_hosts -o LogLevel=ERROR"
+PATH=$work/fakebin:$PATH "$muscle" mount --ssh root@127.0.0.1 /mnt/nowhere --base "$base" \
+  --ssh-command "$sshcmd" --remote-muscle "$muscle" > "$work/mount.out" 2>"$work/mount.log" || fail "muscle mount --ssh failed"
+grep -q "^-t 9p -o trans=fd,rfdno=[0-9]*,wfdno=[0-9]*,version=9p2000.L,msize=1048576 muscle@ssh:root@127.0.0.1 /mnt/nowhere\$" \
+  "$work/mount.args" || fail "mount arguments: $(cat "$work/mount.args")"
+sshpid=$(sed -n 's/.*(ssh pid \([0-9]*\)).*/\1/p' "$work/mount.out")
+[ -n "$sshpid" ] && kill -0 "$sshpid" || fail "no ssh left after muscle mount --ssh: $(cat "$work/mount.out")"
+[ "$(ps -o comm= --ppid "$sshpid" | grep -c .)" = 0 ] || fail "ssh has children"
+pgrep -f "^$muscle mount" >/dev/null && fail "a muscle mount process is left: $(pgrep -af "^$muscle mount")"
+[ "$("$m9p" "unix:$work/kernel.sock" cat /top.txt)" = top-secret ] || fail "9P over the mount's fd through ssh"
+for _ in $(seq 50); do kill -0 "$sshpid" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$sshpid" 2>/dev/null && fail "ssh still runs after the fd's holder closed it (umount)"
+touch "$work/mount.fail"
+if PATH=$work/fakebin:$PATH "$muscle" mount --ssh root@127.0.0.1 /mnt/nowhere --ssh-command "$sshcmd" --remote-muscle "$muscle" \
+     >/dev/null 2>"$work/mount-fail.log"; then fail "a failed mount reported success"; fi
+grep -q "failed" "$work/mount-fail.log" || fail "no message for a failed mount"
+sleep 0.3; pgrep -f "UserKnownHostsFile=$work/known_hosts -o LogLevel=ERROR -o BatchMode=yes" >/dev/null \
+  && fail "ssh left running after a failed mount"
+pass "muscle mount --ssh: mount -t 9p -o trans=fd,... gets ssh's socket, 9P flows on it, only ssh is left and it ends with the fd; a failed mount stops ssh"
+
 # --- errors ---
 kill "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true
 set +e
