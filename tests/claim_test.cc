@@ -1,6 +1,8 @@
 // Local identity claims (transport/claim.h) on the unix socket, as
 // `muscle stdio` makes them for SSH users, and the half-close that lets a
 // client shut down its sending side and still get every reply.
+#include "transport/claim.h"
+
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -12,7 +14,6 @@
 #include "9p/client.h"
 #include "9p/codec.h"
 #include "server_harness.h"
-#include "transport/claim.h"
 
 using namespace muscle;
 using namespace muscle::p9;
@@ -73,7 +74,8 @@ TEST_CASE("claim lines parse strictly") {
     CHECK(!ParseClaim(bad).ok());
   }
   transport::Claim in{"bob", "/x/y", true};
-  auto out = ParseClaim(transport::FormatClaim(in).substr(0, transport::FormatClaim(in).size() - 1));
+  auto out =
+      ParseClaim(transport::FormatClaim(in).substr(0, transport::FormatClaim(in).size() - 1));
   REQUIRE(out.ok());
   CHECK((out->identity == "bob" && out->root == "/x/y" && out->read_only));
 }
@@ -196,7 +198,7 @@ TEST_CASE("a half-closed connection gets every reply, then the server closes") {
     }
     CHECK(pos == got.size());
     std::sort(types.begin() + 1, types.end());
-    CHECK(types == std::vector<uint8_t>{Rversion::kType, Rattach::kType, Rattach::kType,
-                                        Rattach::kType});
+    CHECK(types ==
+          std::vector<uint8_t>{Rversion::kType, Rattach::kType, Rattach::kType, Rattach::kType});
   }
 }

@@ -1,12 +1,13 @@
 // musclefs serve --check-config: what would stop a server from starting is
 // a problem; what it would do is a note.
+#include "server/config_check.h"
+
 #include <sys/stat.h>
 
 #include <catch2/catch.hpp>
 #include <fstream>
 
 #include "server/config.h"
-#include "server/config_check.h"
 #include "server_harness_lite.h"
 
 using namespace muscle;
@@ -42,7 +43,8 @@ TEST_CASE("check-config reports what would stop the server") {
     auto r = CheckWith(dir.path, "listen = tcp://192.0.2.1:5640\n");
     CHECK(!r.ok());
     CHECK(Mentions(r.problems, "tcp://192.0.2.1:5640"));
-    CHECK(CheckWith(dir.path, "listen = tcp://192.0.2.1:5640\nallow-plaintext-network = yes\n").ok());
+    CHECK(
+        CheckWith(dir.path, "listen = tcp://192.0.2.1:5640\nallow-plaintext-network = yes\n").ok());
   }
   SECTION("a TLS listener without a keys file, or with an empty one") {
     auto r = CheckWith(dir.path, "listen = tls://127.0.0.1:3004\n");
@@ -50,7 +52,8 @@ TEST_CASE("check-config reports what would stop the server") {
     CHECK(Mentions(r.problems, "keys"));
     std::ofstream(dir.path + "/keys") << "";
     chmod((dir.path + "/keys").c_str(), 0600);
-    CHECK(Mentions(CheckWith(dir.path, "listen = tls://127.0.0.1:3004\n").problems, "no identities"));
+    CHECK(
+        Mentions(CheckWith(dir.path, "listen = tls://127.0.0.1:3004\n").problems, "no identities"));
   }
   SECTION("a keys file others can read") {
     std::ofstream(dir.path + "/keys") << "a:0123456789abcdef0123456789abcdef\n";

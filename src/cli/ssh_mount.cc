@@ -71,11 +71,16 @@ int SshMountMain(int argc, char** argv) {
     } else if (s == "--ssh-command" || s == "--msize" || s == "--aname" || s == "-o" ||
                s == "--remote-muscle") {
       if (!value(v)) return Fail(s + " needs a value");
-      if (s == "--ssh-command") ssh_command = v;
-      else if (s == "--remote-muscle") remote[0] = v;
-      else if (s == "--msize") msize = v;
-      else if (s == "--aname") aname = v;
-      else mount_opts.push_back(v);
+      if (s == "--ssh-command")
+        ssh_command = v;
+      else if (s == "--remote-muscle")
+        remote[0] = v;
+      else if (s == "--msize")
+        msize = v;
+      else if (s == "--aname")
+        aname = v;
+      else
+        mount_opts.push_back(v);
     } else if (s.rfind("-", 0) == 0) {
       return Fail("unknown option " + s + " (see muscle --help)");
     } else if (dir.empty()) {
@@ -84,7 +89,8 @@ int SshMountMain(int argc, char** argv) {
       return Fail("usage: muscle mount --ssh [USER@]HOST DIR [options]");
     }
   }
-  if (host.empty() || dir.empty()) return Fail("usage: muscle mount --ssh [USER@]HOST DIR [options]");
+  if (host.empty() || dir.empty())
+    return Fail("usage: muscle mount --ssh [USER@]HOST DIR [options]");
   if (host[0] == '-') return Fail("host may not start with '-': " + host);
   if (Status s = transport::CheckClaim(claim); !s.ok()) return Fail(s.message());
   for (char c : msize)
@@ -122,8 +128,8 @@ int SshMountMain(int argc, char** argv) {
   close(sv[1]);
   // The kernel's end must survive exec of mount: clear close-on-exec.
   fcntl(sv[0], F_SETFD, 0);
-  std::string opts = "trans=fd,rfdno=" + std::to_string(sv[0]) + ",wfdno=" +
-                     std::to_string(sv[0]) + ",version=9p2000.L,msize=" + msize;
+  std::string opts = "trans=fd,rfdno=" + std::to_string(sv[0]) + ",wfdno=" + std::to_string(sv[0]) +
+                     ",version=9p2000.L,msize=" + msize;
   if (!aname.empty()) opts += ",aname=" + aname;
   for (auto& m : mount_opts) opts += "," + m;
   std::string source = "muscle@ssh:" + host;

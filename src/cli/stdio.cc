@@ -5,9 +5,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
-#include <atomic>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -66,7 +66,8 @@ Result<std::string> ReadAnswer(int fd) {
     ssize_t n = read(fd, &ch, 1);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return Status(errno, std::string("reading the server's answer: ") + strerror(errno));
-    if (n == 0) return Status(ECONNRESET, "the server closed the connection before answering the claim");
+    if (n == 0)
+      return Status(ECONNRESET, "the server closed the connection before answering the claim");
     if (ch == '\n') return line;
     line += ch;
   }
@@ -94,10 +95,14 @@ int StdioMain(int argc, char** argv) {
     } else if (s == "--base" || s == "--socket" || s == "--identity" || s == "--root") {
       std::string v;
       if (!value(v)) return Fail(s + " needs a value");
-      if (s == "--base") base = v;
-      else if (s == "--socket") socket_path = v;
-      else if (s == "--identity") claim.identity = v, claiming = true;
-      else claim.root = v, claiming = true;
+      if (s == "--base")
+        base = v;
+      else if (s == "--socket")
+        socket_path = v;
+      else if (s == "--identity")
+        claim.identity = v, claiming = true;
+      else
+        claim.root = v, claiming = true;
     } else {
       fputs(kStdioUsage, stderr);
       return Fail("unknown argument '" + s + "'");
@@ -112,7 +117,8 @@ int StdioMain(int argc, char** argv) {
 
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
-  if (socket_path.size() >= sizeof addr.sun_path) return Fail("socket path too long: " + socket_path);
+  if (socket_path.size() >= sizeof addr.sun_path)
+    return Fail("socket path too long: " + socket_path);
   memcpy(addr.sun_path, socket_path.data(), socket_path.size());
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return Fail(std::string("socket: ") + strerror(errno));
@@ -156,8 +162,7 @@ int StdioMain(int argc, char** argv) {
   up.detach();
   if (int r = up_result.load(); status == 0 && r != 0) {
     int e = r < 0 ? -r : r;
-    status = Fail(std::string(r < 0 ? "reading stdin: " : "writing to the server: ") +
-                  strerror(e));
+    status = Fail(std::string(r < 0 ? "reading stdin: " : "writing to the server: ") + strerror(e));
   }
   fflush(stderr);
   _exit(status);

@@ -37,8 +37,8 @@ void CheckWritableDir(const std::string& dir, const std::string& what, ConfigRep
     return;
   }
   if (access(d.c_str(), W_OK | X_OK) != 0)
-    r.problems.push_back(what + ": " + d + " is not writable by uid " +
-                         std::to_string(geteuid()) + " (" + strerror(errno) + ")");
+    r.problems.push_back(what + ": " + d + " is not writable by uid " + std::to_string(geteuid()) +
+                         " (" + strerror(errno) + ")");
   else if (d != dir && r.created.insert(dir).second)
     r.notes.push_back(dir + " does not exist yet; musclefs will create it");
 }
@@ -72,7 +72,8 @@ ConfigReport CheckConfig(const Config& c) {
       r.problems.push_back("listen " + text +
                            ": plain 9P on a network address is refused (listen on 127.0.0.1, "
                            "a unix socket or tls://, or set allow-plaintext-network)");
-    if (ep->kind == transport::Endpoint::kUnix) CheckWritableDir(DirOf(ep->path), "listen " + text, r);
+    if (ep->kind == transport::Endpoint::kUnix)
+      CheckWritableDir(DirOf(ep->path), "listen " + text, r);
     r.notes.push_back("listen: " + text);
     eps.push_back(*ep);
   }

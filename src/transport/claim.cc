@@ -20,7 +20,8 @@ Status CheckClaim(const Claim& c) {
   if (c.root[0] != '/') return Status(EINVAL, "root must be an absolute path (/sub/tree)");
   if (c.root.size() > 512) return Status(EINVAL, "root longer than 512 bytes");
   for (unsigned char ch : c.root)
-    if (ch <= ' ' || ch == 0x7f) return Status(EINVAL, "root may not hold spaces or control characters");
+    if (ch <= ' ' || ch == 0x7f)
+      return Status(EINVAL, "root may not hold spaces or control characters");
   size_t i = 1;
   while (i < c.root.size()) {
     size_t j = c.root.find('/', i);
@@ -30,8 +31,7 @@ Status CheckClaim(const Claim& c) {
       return Status(EINVAL, "root may not hold empty, . or .. components");
     i = j + 1;
   }
-  if (c.root.size() > 1 && c.root.back() == '/')
-    return Status(EINVAL, "root may not end with /");
+  if (c.root.size() > 1 && c.root.back() == '/') return Status(EINVAL, "root may not end with /");
   return Status::Ok();
 }
 
