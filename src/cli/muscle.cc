@@ -21,6 +21,7 @@
 #include "auth/keys.h"
 #include "auth/keys_file.h"
 #include "bench/bench.h"
+#include "cli/stdio.h"
 #include "common/file_lock.h"
 #include "common/fs_util.h"
 #include "common/log.h"
@@ -48,6 +49,13 @@ const char* kUsage = R"(usage:
                               kernel has no TLS, or with --relay, through a
                               private relay process
   muscle umount DIR
+  muscle stdio [--base DIR] [--identity NAME] [--root /PATH] [--read-only]
+                              carry 9P between stdin/stdout and the local server's
+                              unix socket (for ssh; muscle stdio --help)
+  muscle mount --ssh [USER@]HOST DIR [--base DIR] [--identity NAME] [--root /PATH]
+               [--read-only] [--ssh-command CMD] [--remote-muscle PATH] [--msize N]
+               [--aname PATH] [-o OPTS]
+                              mount through `ssh HOST muscle stdio` (trans=fd)
   muscle bench --target ADDR ...   9P load generator (muscle bench --help)
 
 common options:
@@ -401,6 +409,8 @@ int main(int argc, char** argv) {
   }
   SetLogName("muscle");
   if (!strcmp(argv[1], "bench")) return bench::BenchMain(argc - 2, argv + 2);
+  if (!strcmp(argv[1], "stdio")) return cli::StdioMain(argc - 2, argv + 2);
+  if (cli::WantsSshMount(argc, argv)) return cli::SshMountMain(argc - 2, argv + 2);
   auto a = Parse(argc, argv, 1);
   if (!a.ok()) return Fail(a.status().message());
   SetTraceEnabled(a->trace);

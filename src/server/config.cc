@@ -34,7 +34,8 @@ options:
   --keys FILE        PSK keys for tls:// listeners (default $BASE/keys;
                      manage with muscle keys)
   --access "NAME [root=/path] [read-only]"
-                     confine a TLS identity to a subtree and/or make it read-only
+                     confine an identity (TLS, or SSH through muscle stdio
+                     --identity) to a subtree and/or make it read-only
   --handshake-timeout-ms N   (default 10000)
   --max-failed-handshakes N  per peer address per minute (default 10)
   --max-concurrent-handshakes N  TLS handshakes under way at once per peer
@@ -51,13 +52,17 @@ options:
   --commit-interval-ms N
                      how long un-fsynced writes may wait before commit (default 1000)
   -D                 trace every 9P message to stderr
+  --check-config     (serve) validate musclefs.conf, flags, listen addresses
+                     and the keys file, print what would be served, exit 0
+                     if it would start and 1 if not
 
 The config file $BASE/musclefs.conf may set store, listen, keys, access,
 msize, commit-interval-ms, handshake-timeout-ms, max-failed-handshakes,
 tls-ticket-lifetime, loops, max-concurrent-handshakes and
 allow-plaintext-network as "key = value" lines; a
 flag on the command line always wins over it. It must be owned by you or
-root and not writable by group or others. SIGHUP reloads the keys file.
+root and not writable by group or others. SIGHUP (systemctl reload)
+reloads the keys file.
 )";
 }
 
@@ -258,6 +263,9 @@ Result<Config> ParseConfig(const std::vector<std::string>& args) {
     };
     if (a == "-D") {
       c.trace = true;
+    } else if (a == "--check-config") {
+      if (c.command != "serve") return Status(EINVAL, "--check-config goes with serve");
+      c.check_config = true;
     } else if (a == "--allow-plaintext-network") {
       given.push_back({"allow-plaintext-network", "yes", "option " + a});
     } else if (a == "--help" || a == "-h") {

@@ -23,6 +23,8 @@ struct Config {
   std::string base;
   ServerOptions server;
   bool trace = false;
+  // serve --check-config: validate and exit (server/config_check.h).
+  bool check_config = false;
 };
 
 // Parses argv (after the program name). Errors name the flag or the

@@ -8,12 +8,14 @@
 #include <csignal>
 #include <cerrno>
 #include <cstdio>
+#include <algorithm>
 #include <cstring>
 #include <unistd.h>
 
 #include "common/fs_util.h"
 #include "common/log.h"
 #include "server/config.h"
+#include "server/config_check.h"
 #include "server/server.h"
 #include "store/store.h"
 
@@ -74,6 +76,19 @@ int Maintain(const server::Config& c) {
   printf("store %s: %llu packs compacted, %llu bytes copied, %llu bytes freed\n",
          c.server.store_path.c_str(), (unsigned long long)r->packs_removed,
          (unsigned long long)r->bytes_copied, (unsigned long long)r->bytes_freed);
+  return 0;
+}
+
+int CheckConfiguration(const server::Config& c) {
+  server::ConfigReport r = server::CheckConfig(c);
+  printf("musclefs: base %s, config %s/musclefs.conf\n", c.base.c_str(), c.base.c_str());
+  for (const auto& n : r.notes) printf("musclefs: %s\n", n.c_str());
+  for (const auto& p : r.problems) fprintf(stderr, "musclefs: ERROR: %s\n", p.c_str());
+  if (!r.ok()) {
+    fprintf(stderr, "musclefs: configuration FAILED (%zu problems)\n", r.problems.size());
+    return 1;
+  }
+  printf("musclefs: configuration ok\n");
   return 0;
 }
 
@@ -157,6 +172,11 @@ int main(int argc, char** argv) {
   umask(077);  // the store, its WAL, the socket and the pid file are the owner's alone
   std::vector<std::string> args(argv + 1, argv + argc);
   auto c = server::ParseConfig(args);
+  bool checking = std::find(args.begin(), args.end(), "--check-config") != args.end();
+  if (!c.ok() && checking) {
+    fprintf(stderr, "musclefs: %s\nmusclefs: configuration FAILED\n", c.status().message().c_str());
+    return 1;
+  }
   if (!c.ok()) {
     fprintf(stderr, "musclefs: %s\n", c.status().message().c_str());
     return 2;
@@ -166,6 +186,7 @@ int main(int argc, char** argv) {
     return args.empty() ? 2 : 0;
   }
   SetTraceEnabled(c->trace);
+  if (c->check_config) return CheckConfiguration(*c);
   if (c->command == "check") return Check(*c);
   if (c->command == "gc" || c->command == "upgrade") return Maintain(*c);
   return Serve(*c);

@@ -1,6 +1,7 @@
 #include "server/server.h"
 
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -8,6 +9,7 @@
 #include <thread>
 
 #include "common/log.h"
+#include "transport/claim.h"
 
 namespace muscle::server {
 
@@ -89,6 +91,18 @@ std::string AddressOf(const std::string& peer) {
   return colon == std::string::npos ? peer : peer.substr(0, colon);
 }
 uint64_t NowSeconds() { return uint64_t(time(nullptr)); }
+
+// Whether the peer of an accepted unix stream runs as this server's user
+// or root, the only ones who may claim an identity (transport/claim.h).
+bool PeerMayClaim(uv_stream_t* stream) {
+  if (stream->type != UV_NAMED_PIPE) return false;
+  uv_os_fd_t fd;
+  if (uv_fileno(reinterpret_cast<uv_handle_t*>(stream), &fd) != 0) return false;
+  struct ucred cred;
+  socklen_t len = sizeof cred;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return false;
+  return cred.uid == geteuid() || cred.uid == 0;
+}
 }  // namespace
 
 bool Server::RateLimited(const std::string& address) {
@@ -120,6 +134,33 @@ Result<p9::SessionOptions> Server::Authorize(const std::shared_ptr<const auth::K
     so.attach_root = it->second.root;
     so.read_only = it->second.read_only;
   }
+  return so;
+}
+
+Result<p9::SessionOptions> Server::AuthorizeClaim(const std::string& line,
+                                                  std::string* identity) {
+  auto claim = transport::ParseClaim(line);
+  if (!claim.ok()) return claim.status();
+  p9::SessionOptions so;
+  so.max_msize = options_.max_msize;
+  AccessRule rule;
+  if (!claim->identity.empty()) {
+    auto it = options_.access.find(claim->identity);
+    bool keyed = keys_ && keys_->Find(claim->identity);
+    if (it == options_.access.end() && !keyed)
+      return Status(EPERM, "unknown identity '" + claim->identity +
+                               "' (no access rule in musclefs.conf and no key names it)");
+    if (it != options_.access.end()) rule = it->second;
+  }
+  so.identity = claim->identity;
+  so.attach_root = rule.root;
+  if (!claim->root.empty()) {
+    std::string below = rule.root;
+    while (!below.empty() && below.back() == '/') below.pop_back();
+    so.attach_root = below + claim->root;
+  }
+  so.read_only = rule.read_only || claim->read_only;
+  *identity = claim->identity;
   return so;
 }
 
@@ -208,6 +249,10 @@ void Server::Accept(uv_stream_t* stream, std::string peer, bool tls) {
       if (failed) RecordFailure(address);
     };
   }
+  if (!tls && PeerMayClaim(stream))
+    co.claim = [this](const std::string& line, std::string* identity) {
+      return AuthorizeClaim(line, identity);
+    };
   auto* c = new transport::Connection(stream, peer, *fs_, locks_, std::move(co));
   connections_.insert(c);
   c->on_closed = [this, address, handshake](transport::Connection* c) {
@@ -215,7 +260,7 @@ void Server::Accept(uv_stream_t* stream, std::string peer, bool tls) {
     connections_.erase(c);
     MaybeFinishShutdown();
   };
-  if (TraceEnabled()) Log("%s: connected", peer.c_str());
+  Log("%s: connected", peer.c_str());
   c->Start();
   if (shutting_down_) c->Drain();
 }

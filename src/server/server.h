@@ -107,6 +107,10 @@ class Server {
                                        const std::string& identity) const;
   static void DropChangedIdentities(std::set<transport::Connection*>& connections,
                                     const auth::KeyTable& before, const auth::KeyTable& now);
+  // A local identity claim (transport/claim.h) from a trusted unix peer:
+  // the identity must be known (an access rule or a key names it); the
+  // claim's root lies below the identity's root, and read-only sticks.
+  Result<p9::SessionOptions> AuthorizeClaim(const std::string& line, std::string* identity);
   bool RateLimited(const std::string& address);
   void RecordFailure(const std::string& address);
   void EndHandshake(const std::string& address, const std::shared_ptr<bool>& counted);

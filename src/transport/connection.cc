@@ -6,6 +6,7 @@
 
 #include "common/log.h"
 #include "tls/ktls.h"
+#include "transport/claim.h"
 
 namespace muscle::transport {
 
@@ -34,6 +35,11 @@ Connection::~Connection() {
 
 void Connection::Start() {
   if (!options_.tls) {
+    if (options_.claim) {
+      claim_pending_ = true;
+      UpdateReading();
+      return;
+    }
     StartSession(options_.session);
     return;
   }
@@ -98,6 +104,40 @@ bool Connection::MoveToKernelTls() {
   return true;
 }
 
+void Connection::TakeClaim() {
+  size_t n = std::min(in_used_, kClaimPrefix.size());
+  if (in_.compare(0, n, kClaimPrefix.data(), n) != 0) {
+    claim_pending_ = false;  // a 9P client: no claim
+    StartSession(options_.session);
+    return;
+  }
+  size_t nl = in_.find('\n', 0);
+  if (nl < in_used_ && nl > kMaxClaimLine) return Close("identity claim line too long");
+  if (nl >= in_used_) {
+    if (in_used_ > kMaxClaimLine) Close("identity claim line too long");
+    return;  // wait for the rest of the line
+  }
+  claim_pending_ = false;
+  std::string line = in_.substr(0, nl);
+  memmove(in_.data(), in_.data() + nl + 1, in_used_ - nl - 1);
+  in_used_ -= nl + 1;
+  std::string identity;
+  auto opts = options_.claim(line, &identity);
+  if (!opts.ok()) {
+    Log("%s: claim refused: %s", peer_.c_str(), opts.status().message().c_str());
+    WriteRaw("error: " + opts.status().message() + "\n");
+    in_used_ = 0;
+    Drain();  // closes once the answer is written
+    return;
+  }
+  identity_ = identity;
+  Log("%s: local claim accepted: identity '%s' root=\"%s\"%s", peer_.c_str(), identity.c_str(),
+      QuotedForLog(opts->attach_root.empty() ? "/" : opts->attach_root).c_str(),
+      opts->read_only ? " read-only" : "");
+  WriteRaw("ok\n");
+  StartSession(*opts);
+}
+
 void Connection::StartSession(p9::SessionOptions options) {
   options.peer = peer_;
   if (!identity_.empty()) options.peer += "/" + identity_;
@@ -129,7 +169,7 @@ bool Connection::CanTakeMore() const {
 
 void Connection::UpdateReading() {
   if (closing_) return;
-  bool want = !draining_ && (!session_ || CanTakeMore());
+  bool want = !draining_ && !input_ended_ && (!session_ || CanTakeMore());
   if (want == reading_) return;
   reading_ = want;
   if (!want) {
@@ -157,6 +197,15 @@ void Connection::UpdateReading() {
 
 void Connection::OnRead(ssize_t n, const uv_buf_t* buf) {
   if (n == 0) return;
+  if (n == UV_EOF && !tls_ && session_) {
+    // Half-close: answer what was received, then close (MaybeFinishDrain).
+    input_ended_ = true;
+    reading_ = false;
+    uv_read_stop(stream_);
+    if (!processing_ && in_used_ >= 4 && CanTakeMore()) ProcessFrames();
+    MaybeFinishDrain();
+    return;
+  }
   if (n < 0) {
     if (tls_ && !tls_->ready() && options_.on_handshake)
       options_.on_handshake(false, false, "peer closed during handshake");
@@ -165,6 +214,7 @@ void Connection::OnRead(ssize_t n, const uv_buf_t* buf) {
   }
   if (!tls_) {
     in_used_ += size_t(n);
+    if (claim_pending_) return TakeClaim();
     ProcessFrames();
     return;
   }
@@ -276,7 +326,8 @@ void Connection::Drain() {
 }
 
 void Connection::MaybeFinishDrain() {
-  if (draining_ && !closing_ && (!session_ || session_->in_flight() == 0) && writes_pending_ == 0)
+  if ((draining_ || input_ended_) && !closing_ && (!session_ || session_->in_flight() == 0) &&
+      writes_pending_ == 0)
     Close(nullptr);
 }
 
@@ -290,7 +341,7 @@ void Connection::Close(const char* why) {
   if (closing_) return;
   closing_ = true;
   if (why) Log("%s: closing connection: %s", peer_.c_str(), why);
-  else if (TraceEnabled()) Log("%s: disconnected", peer_.c_str());
+  else Log("%s: disconnected", peer_.c_str());
   if (session_) session_->Shutdown();
   if (tls_) tls_->Close();  // close_notify, written before the handle closes
   if (reading_) uv_read_stop(stream_);

@@ -13,7 +13,11 @@
 // any work) plus replies waiting to be written stay under kMaxQueuedBytes;
 // reading pauses while they do not, and resumes as replies drain. So a
 // client that pipelines big reads and never reads the replies costs at
-// most about kMaxQueuedBytes + one msize. A frame larger than the negotiated msize, or a size
+// most about kMaxQueuedBytes + one msize.
+//
+// End of input (a plain client's shutdown(SHUT_WR)) is a half-close: the
+// requests already received are answered and written, then the connection
+// closes. A frame larger than the negotiated msize, or a size
 // field below the 9P header size, closes the connection.
 //
 // Lifetime: a Connection owns its uv handles and deletes itself once they
@@ -47,6 +51,13 @@ struct ConnectionOptions {
   // garbage or a peer that closes early is not a failed authentication
   // (slow and silent peers are bounded by a cap on concurrent handshakes).
   std::function<void(bool ok, bool failed, const std::string& detail)> on_handshake;
+  // Plain connections only: when set, the connection may begin with an
+  // identity claim line (transport/claim.h); it is passed here (without
+  // its newline) and turned into session options, or refused with an
+  // error the client is told before the connection closes. Without a
+  // claim line the session starts with `session`. Set it only for peers
+  // that may make claims (the server's own user on a unix socket).
+  std::function<Result<p9::SessionOptions>(const std::string& line, std::string* identity)> claim;
 };
 
 class Connection {
@@ -80,6 +91,9 @@ class Connection {
   void OnPlaintext(const char* data, size_t len);
   bool MoveToKernelTls();
   void OnHandshake();
+  // Before the session of a connection that may claim an identity: waits
+  // for enough bytes to tell a claim line from a 9P frame.
+  void TakeClaim();
   void StartSession(p9::SessionOptions options);
   void ProcessFrames();
   void Send(std::string frame);
@@ -108,6 +122,8 @@ class Connection {
   bool reading_ = false;
   bool closing_ = false;
   bool draining_ = false;
+  bool claim_pending_ = false;  // options_.claim set, first bytes not seen yet
+  bool input_ended_ = false;    // the peer half-closed (plain only)
   bool processing_ = false;  // inside ProcessFrames (replies can re-enter)
   size_t writes_pending_ = 0;
 };
