@@ -7,7 +7,7 @@
 namespace muscle::server {
 
 StoreWorker::StoreWorker(uv_loop_t* loop, std::unique_ptr<store::Store> store)
-    : loop_(loop), store_(std::move(store)) {
+    : loop_(loop), store_(std::move(store)), gate_(store_->gate()) {
   uv_async_init(loop_, &async_, OnAsync);
   async_.data = this;
   thread_ = std::thread([this] { ThreadMain(); });

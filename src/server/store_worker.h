@@ -37,8 +37,13 @@ class StoreWorker {
   StoreWorker(const StoreWorker&) = delete;
   StoreWorker& operator=(const StoreWorker&) = delete;
 
-  // Queues a job. Called on the loop thread. A null completion is allowed.
+  // Queues a job. Called on the loop thread, or on a reader thread handing
+  // over a request it could not answer (server/reader_pool.h). A null
+  // completion is allowed.
   void Run(Job job);
+  // The store's gate for reader connections (null for an in-memory store).
+  // Thread-safe; valid as long as this object.
+  const std::shared_ptr<store::ReadGate>& gate() const { return gate_; }
   // Finishes all jobs, commits durably and stops the thread. `closed` runs
   // on the loop thread when the worker's handle is closed.
   void Stop(std::function<void()> closed);
@@ -50,6 +55,7 @@ class StoreWorker {
   uv_loop_t* loop_;
   uv_async_t async_;
   std::unique_ptr<store::Store> store_;
+  std::shared_ptr<store::ReadGate> gate_;
   std::thread thread_;
   std::mutex mu_;
   std::condition_variable cv_;

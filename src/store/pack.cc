@@ -70,7 +70,7 @@ Result<int> PackSet::Fd(uint64_t id) {
     if (victim->first == open_id_) ++victim;
     if (victim != fds_.end()) Close(victim->first);
   }
-  int fd = open(PathOf(id).c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+  int fd = open(PathOf(id).c_str(), (read_only_ ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0) return Err(errno, "open pack " + PathOf(id));
   fds_[id] = fd;
   return fd;

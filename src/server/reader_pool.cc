@@ -1,0 +1,102 @@
+#include "server/reader_pool.h"
+
+#include <sched.h>
+
+namespace muscle::server {
+
+namespace {
+// As the writer's (store_worker.cc): a client waiting for each reply sends
+// the next request within tens of microseconds, sooner than a sleeping
+// thread wakes in a VM.
+constexpr auto kSpinBeforeSleep = std::chrono::microseconds(100);
+}  // namespace
+
+ReaderPool::ReaderPool(uv_loop_t* loop) : loop_(loop) {}
+
+Result<std::unique_ptr<ReaderPool>> ReaderPool::Open(uv_loop_t* loop, const std::string& path,
+                                                     int threads) {
+  std::unique_ptr<ReaderPool> p(new ReaderPool(loop));
+  for (int i = 0; i < threads; i++) {
+    auto r = store::Store::OpenReader(path);
+    if (!r.ok()) return r.status();
+    p->readers_.push_back(std::move(*r));
+  }
+  uv_async_init(loop, &p->async_, OnAsync);
+  p->async_.data = p.get();
+  for (auto& r : p->readers_) {
+    store::Store* s = r.get();
+    p->threads_.emplace_back([pool = p.get(), s] { pool->ThreadMain(*s); });
+  }
+  return p;
+}
+
+ReaderPool::~ReaderPool() { Join(); }
+
+void ReaderPool::Join() {
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  for (auto& t : threads_)
+    if (t.joinable()) t.join();
+  readers_.clear();
+}
+
+void ReaderPool::Run(Job job) {
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    jobs_.push_back(std::move(job));
+  }
+  cv_.notify_one();
+}
+
+void ReaderPool::ThreadMain(store::Store& reader) {
+  for (;;) {
+    Job job;
+    {
+      std::unique_lock<std::mutex> lk(mu_);
+      if (jobs_.empty() && !stopping_) {
+        auto until = std::chrono::steady_clock::now() + kSpinBeforeSleep;
+        while (jobs_.empty() && !stopping_ && std::chrono::steady_clock::now() < until) {
+          lk.unlock();
+          sched_yield();
+          lk.lock();
+        }
+      }
+      cv_.wait(lk, [&] { return stopping_ || !jobs_.empty(); });
+      if (jobs_.empty()) break;  // stopping, and every job done
+      job = std::move(jobs_.front());
+      jobs_.pop_front();
+    }
+    Completion c = job(reader);
+    if (!c) continue;
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      done_.push_back(std::move(c));
+    }
+    uv_async_send(&async_);
+  }
+}
+
+void ReaderPool::OnAsync(uv_async_t* handle) {
+  auto* self = static_cast<ReaderPool*>(handle->data);
+  std::vector<Completion> batch;
+  {
+    std::lock_guard<std::mutex> g(self->mu_);
+    batch.swap(self->done_);
+  }
+  for (auto& c : batch) c();
+}
+
+void ReaderPool::Stop(std::function<void()> closed) {
+  Join();
+  OnAsync(&async_);  // completions that arrived after the last wake-up
+  closed_ = std::move(closed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&async_), [](uv_handle_t* h) {
+    auto* self = static_cast<ReaderPool*>(h->data);
+    if (self->closed_) self->closed_();
+  });
+}
+
+}  // namespace muscle::server
