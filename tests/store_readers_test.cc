@@ -2,6 +2,8 @@
 // server/reader_pool.h): what a reader may answer, compaction and rewrites
 // under concurrent reads, and the server answering reads while the writer
 // is busy, with every acknowledged write visible to the next read.
+#include <dirent.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include <catch2/catch.hpp>
@@ -33,8 +35,8 @@ std::unique_ptr<Store> OpenWriter(const std::string& path) {
   return std::move(*s);
 }
 
-std::unique_ptr<Store> OpenReader(const std::string& path) {
-  auto s = Store::OpenReader(path);
+std::unique_ptr<Store> OpenReader(const std::string& path, std::shared_ptr<ReadGate> gate) {
+  auto s = Store::OpenReader(path, std::move(gate));
   INFO(s.status().ToString());
   REQUIRE(s.ok());
   return std::move(*s);
@@ -65,6 +67,22 @@ Status ReadAll(Store& s, uint64_t ino, std::string& out) {
   return Status::Ok();
 }
 
+// Descriptors of this process that name removed pack files.
+int DeletedPacksOpen() {
+  int n = 0;
+  DIR* d = opendir("/proc/self/fd");
+  if (!d) return -1;
+  while (dirent* e = readdir(d)) {
+    char link[4096];
+    ssize_t len = readlinkat(dirfd(d), e->d_name, link, sizeof link - 1);
+    if (len <= 0) continue;
+    link[len] = 0;
+    if (strstr(link, ".pack (deleted)")) n++;
+  }
+  closedir(d);
+  return n;
+}
+
 }  // namespace
 
 TEST_CASE("readers: a reader sees commits; the gate refuses what the writer changed since") {
@@ -73,7 +91,7 @@ TEST_CASE("readers: a reader sees commits; the gate refuses what the writer chan
   auto w = OpenWriter(path);
   auto gate = w->gate();
   REQUIRE(gate);
-  auto r = OpenReader(path);
+  auto r = OpenReader(path, gate);
 
   uint64_t g0 = gate->generation();
   auto f = w->Create(kRootIno, "f", S_IFREG | 0644, 0, 0);
@@ -127,7 +145,7 @@ TEST_CASE("readers: references taken and dropped through the gate keep files ali
   REQUIRE(f.ok());
   REQUIRE(w->Write(f->ino, 0, "kept").ok());
   REQUIRE(w->Sync(false).ok());
-  auto r = OpenReader(path);
+  auto r = OpenReader(path, gate);
 
   // A reader's walk to f takes the new fid's reference with its result.
   uint64_t g = gate->generation();
@@ -188,7 +206,7 @@ TEST_CASE("readers: compaction and rewrites under concurrent reads never show wr
   std::mutex mu;
   std::string first_wrong;
   auto reader = [&](int seed) {
-    auto r = OpenReader(path);
+    auto r = OpenReader(path, gate);
     std::mt19937 rng(seed);
     std::string data;
     while (!stop) {
@@ -209,6 +227,10 @@ TEST_CASE("readers: compaction and rewrites under concurrent reads never show wr
       }
     }
   };
+  // A reader that read before the compaction and then sat idle.
+  auto idle = OpenReader(path, gate);
+  std::string before;
+  REQUIRE(ReadAll(*idle, inos[1], before).ok());
   std::thread r1(reader, 1), r2(reader, 2);
   for (int i = 0; i < kFiles; i += 2) REQUIRE(w->Unlink(kRootIno, "f" + std::to_string(i), false).ok());
   REQUIRE(w->Sync(true).ok());
@@ -231,6 +253,10 @@ TEST_CASE("readers: compaction and rewrites under concurrent reads never show wr
   CHECK(accepted > 0);
   auto report = w->Check();
   for (auto& p : report.problems) FAIL_CHECK(p);
+  // The idle reader lets go of the removed packs, so their space is freed.
+  CHECK(DeletedPacksOpen() > 0);
+  idle->ReaderTick();
+  CHECK(DeletedPacksOpen() == 0);
 }
 
 namespace {
@@ -249,7 +275,7 @@ struct Rig {
     auto w = Store::Open(path);
     REQUIRE(w.ok());
     worker = std::make_unique<server::StoreWorker>(&loop, std::move(*w));
-    auto r = server::ReaderPool::Open(&loop, path, 2);
+    auto r = server::ReaderPool::Open(&loop, path, worker->gate(), 2);
     REQUIRE(r.ok());
     readers = std::move(*r);
     fs = std::make_unique<server::StoreFileSystem>(*worker, readers.get());

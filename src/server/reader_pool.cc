@@ -9,15 +9,17 @@ namespace {
 // the next request within tens of microseconds, sooner than a sleeping
 // thread wakes in a VM.
 constexpr auto kSpinBeforeSleep = std::chrono::microseconds(100);
+constexpr auto kIdleTick = std::chrono::seconds(1);
 }  // namespace
 
 ReaderPool::ReaderPool(uv_loop_t* loop) : loop_(loop) {}
 
 Result<std::unique_ptr<ReaderPool>> ReaderPool::Open(uv_loop_t* loop, const std::string& path,
+                                                     std::shared_ptr<store::ReadGate> gate,
                                                      int threads) {
   std::unique_ptr<ReaderPool> p(new ReaderPool(loop));
   for (int i = 0; i < threads; i++) {
-    auto r = store::Store::OpenReader(path);
+    auto r = store::Store::OpenReader(path, gate);
     if (!r.ok()) return r.status();
     p->readers_.push_back(std::move(*r));
   }
@@ -64,11 +66,17 @@ void ReaderPool::ThreadMain(store::Store& reader) {
           lk.lock();
         }
       }
-      cv_.wait(lk, [&] { return stopping_ || !jobs_.empty(); });
+      // Woken now and then while idle to let go of removed packs.
+      if (!cv_.wait_for(lk, kIdleTick, [&] { return stopping_ || !jobs_.empty(); })) {
+        lk.unlock();
+        reader.ReaderTick();
+        continue;
+      }
       if (jobs_.empty()) break;  // stopping, and every job done
       job = std::move(jobs_.front());
       jobs_.pop_front();
     }
+    reader.ReaderTick();
     Completion c = job(reader);
     if (!c) continue;
     {

@@ -34,8 +34,10 @@ class ReaderPool {
   using Completion = std::function<void()>;
   using Job = std::function<Completion(store::Store&)>;
 
-  // `threads` reader connections to the store at `path`.
+  // `threads` reader connections to the store at `path`, whose writer
+  // has `gate`.
   static Result<std::unique_ptr<ReaderPool>> Open(uv_loop_t* loop, const std::string& path,
+                                                  std::shared_ptr<store::ReadGate> gate,
                                                   int threads);
   ~ReaderPool();
   ReaderPool(const ReaderPool&) = delete;

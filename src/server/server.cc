@@ -20,7 +20,7 @@ Status Server::Start(const ServerOptions& options) {
   (*store)->commit_interval = options.commit_interval;
   worker_ = std::make_unique<StoreWorker>(loop_, std::move(*store));
   if (options.store_readers > 0 && worker_->gate()) {
-    auto readers = ReaderPool::Open(loop_, options.store_path, options.store_readers);
+    auto readers = ReaderPool::Open(loop_, options.store_path, worker_->gate(), options.store_readers);
     if (!readers.ok()) return readers.status();
     readers_ = std::move(*readers);
   }

@@ -262,6 +262,10 @@ Status PackSet::Walk(uint64_t pack, uint64_t size, std::vector<Record>& out) {
   return Status::Ok();
 }
 
+void PackSet::CloseAll() {
+  while (!fds_.empty()) Close(fds_.begin()->first);
+}
+
 Status PackSet::Remove(uint64_t pack) {
   Close(pack);
   if (unlink(PathOf(pack).c_str()) != 0 && errno != ENOENT) return Err(errno, "remove " + PathOf(pack));

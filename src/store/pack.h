@@ -85,6 +85,8 @@ class PackSet {
   // Every record of a pack up to `size`, in order.
   Status Walk(uint64_t pack, uint64_t size, std::vector<Record>& out);
   Status Remove(uint64_t pack);
+  // Closes every cached descriptor (a reader's, after packs were removed).
+  void CloseAll();
 
   uint64_t open_pack() const { return open_id_; }
   uint64_t open_size() const { return open_size_; }

@@ -13,6 +13,16 @@ void ReadGate::Published() {
   dirty_.clear();
 }
 
+void ReadGate::PackRemoved() {
+  std::lock_guard<std::mutex> g(mu_);
+  packs_removed_++;
+}
+
+uint64_t ReadGate::packs_removed() const {
+  std::lock_guard<std::mutex> g(mu_);
+  return packs_removed_;
+}
+
 bool ReadGate::ClaimUnreferenced(uint64_t ino) {
   std::lock_guard<std::mutex> g(mu_);
   if (refs_.count(ino)) return false;

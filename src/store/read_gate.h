@@ -42,6 +42,10 @@ class ReadGate {
   // After a commit, or after the open transaction was rolled back as a
   // whole: the writer's state is the committed state again.
   void Published();
+  // After a pack file was removed (compaction): readers close the
+  // descriptors they cached, so that its space really goes.
+  void PackRemoved();
+  uint64_t packs_removed() const;
   // True (and the inode is marked dirty) when no fid references `ino`:
   // the writer may purge it. False when something still does.
   bool ClaimUnreferenced(uint64_t ino);
@@ -77,6 +81,7 @@ class ReadGate {
  private:
   mutable std::mutex mu_;
   uint64_t generation_ = 0;
+  uint64_t packs_removed_ = 0;
   std::unordered_set<uint64_t> dirty_;
   std::unordered_map<uint64_t, uint32_t> refs_;
   uint64_t validated_ = 0, refused_ = 0;

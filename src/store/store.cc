@@ -98,16 +98,19 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& path) {
   return s;
 }
 
-Result<std::unique_ptr<Store>> Store::OpenReader(const std::string& path) {
+Result<std::unique_ptr<Store>> Store::OpenReader(const std::string& path,
+                                                 std::shared_ptr<ReadGate> gate) {
   std::unique_ptr<Store> s(new Store());
-  Status st = s->InitReader(path);
+  Status st = s->InitReader(path, std::move(gate));
   if (!st.ok()) return st;
   return s;
 }
 
-Status Store::InitReader(const std::string& path) {
+Status Store::InitReader(const std::string& path, std::shared_ptr<ReadGate> gate) {
   path_ = path;
   read_only_ = true;
+  gate_ = std::move(gate);
+  packs_removed_seen_ = gate_->packs_removed();
   if (path == ":memory:") return Status(EINVAL, "an in-memory store has no reader connections");
   MUSCLE_RETURN_IF_ERROR(db_.Open(path));
   sqlite3_busy_timeout(db_.raw(), 5000);
@@ -115,6 +118,13 @@ Status Store::InitReader(const std::string& path) {
   st_ = std::make_unique<Statements>(db_);
   packs_.OpenForReading(PackDir());
   return Status::Ok();
+}
+
+void Store::ReaderTick() {
+  uint64_t removed = gate_->packs_removed();
+  if (removed == packs_removed_seen_) return;
+  packs_removed_seen_ = removed;
+  packs_.CloseAll();
 }
 
 Status Store::Init(const std::string& path) {

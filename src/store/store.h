@@ -106,8 +106,12 @@ class Store {
   // A read-only connection to the store a writer (Open) has open at
   // `path`; only the reading methods (GetAttr, Lookup, Parent, ReadDir,
   // GetStatFs, Read, ReadLink, GetXattr, ListXattr) may be called. Not for
-  // ":memory:". The writer must outlive it.
-  static Result<std::unique_ptr<Store>> OpenReader(const std::string& path);
+  // ":memory:". The writer must outlive it; `gate` is the writer's.
+  static Result<std::unique_ptr<Store>> OpenReader(const std::string& path,
+                                                   std::shared_ptr<ReadGate> gate);
+  // On a reader, between requests: closes cached descriptors of packs the
+  // writer has removed since, so that their space is freed.
+  void ReaderTick();
   ~Store();
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
@@ -237,7 +241,7 @@ class Store {
   };
 
   Status Init(const std::string& path);
-  Status InitReader(const std::string& path);
+  Status InitReader(const std::string& path, std::shared_ptr<ReadGate> gate);
   std::string PackDir() const;
   Status OpenPacks();
   Result<std::string> StoreId();
@@ -318,6 +322,7 @@ class Store {
   bool read_only_ = false;  // a reader connection (OpenReader)
   // Dirty inodes, commits and fid references (see read_gate.h).
   std::shared_ptr<ReadGate> gate_ = std::make_shared<ReadGate>();
+  uint64_t packs_removed_seen_ = 0;  // a reader's view of gate_->packs_removed()
   std::string path_;
   bool in_txn_ = false;
   std::chrono::steady_clock::time_point txn_started_;
