@@ -382,7 +382,11 @@ void StoreFileSystem::Submit(FsRequest req, Done done) {
   readers_->Run([this, gate, gen, shared, done = std::move(done)](Store& r) -> ReaderPool::Completion {
     ReadTrace trace;
     auto reply = std::make_shared<FsReply>(Execute(r, *shared, &trace));
-    if (gate->Validate(gen, trace.inos, trace.all, trace.change, trace.ref_ino))
+    // An I/O error on a reader (a pack removed under it, SQLite busy) is
+    // the writer's to confirm or not.
+    auto* err = std::get_if<Rlerror>(&reply->msg);
+    bool io_error = err && err->ecode == EIO;
+    if (!io_error && gate->Validate(gen, trace.inos, trace.all, trace.change, trace.ref_ino))
       return [this, done, reply] {
         served_by_readers_++;
         done(std::move(*reply));
