@@ -377,7 +377,10 @@ FsReply StoreFileSystem::Execute(Store& s, FsRequest& req, ReadTrace* trace) {
 void StoreFileSystem::Submit(FsRequest req, Done done) {
   auto shared = std::make_shared<FsRequest>(std::move(req));
   std::shared_ptr<store::ReadGate> gate = worker_.gate();
-  if (!readers_ || !gate || !ForReaders(*gate, *shared)) return RunOnWriter(shared, std::move(done));
+  // An idle writer answers at once (its thread is awake, and a reply from
+  // it needs no validation); readers take what would wait behind its work.
+  if (!readers_ || !gate || worker_.idle() || !ForReaders(*gate, *shared))
+    return RunOnWriter(shared, std::move(done));
   uint64_t gen = gate->generation();
   readers_->Run([this, gate, gen, shared, done = std::move(done)](Store& r) -> ReaderPool::Completion {
     ReadTrace trace;

@@ -4,8 +4,9 @@
 //
 // Reads and lookups (Tgetattr, Twalk to a new fid, Tlopen without
 // truncation, Tread, Treaddir, Treadlink, Txattrwalk, Tstatfs, Tclunk of a
-// plain fid) go to a reader when there is a pool and the inode they name is
-// not dirty (store/read_gate.h); everything else, and every read whose
+// plain fid) go to a reader when there is a pool, the writer is busy (an
+// idle writer answers at once) and the inode they name is not dirty
+// (store/read_gate.h); everything else, and every read whose
 // result the gate does not confirm, runs on the writer. So a client always
 // reads what was acknowledged to it (a dirty inode's reads run on the
 // writer, which also holds the buffered writes), and a large write does

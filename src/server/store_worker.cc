@@ -25,6 +25,7 @@ StoreWorker::~StoreWorker() {
 }
 
 void StoreWorker::Run(Job job) {
+  busy_.fetch_add(1, std::memory_order_relaxed);
   {
     std::lock_guard<std::mutex> g(mu_);
     jobs_.push_back(std::move(job));
@@ -49,7 +50,9 @@ void StoreWorker::ThreadMain() {
   auto last_tick = std::chrono::steady_clock::now();
   auto tick_now = [&] {
     last_tick = std::chrono::steady_clock::now();
+    busy_.fetch_add(1, std::memory_order_relaxed);
     Status s = store_->Tick();
+    busy_.fetch_sub(1, std::memory_order_relaxed);
     if (!s.ok()) Log("store: background commit failed: %s", s.ToString().c_str());
   };
   for (;;) {
@@ -76,6 +79,7 @@ void StoreWorker::ThreadMain() {
       jobs_.pop_front();
     }
     Completion c = job(*store_);
+    busy_.fetch_sub(1, std::memory_order_relaxed);
     {
       std::lock_guard<std::mutex> g(mu_);
       done_.push_back(c ? std::move(c) : Completion([] {}));

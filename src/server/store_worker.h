@@ -15,6 +15,7 @@
 
 #include <uv.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -41,6 +42,10 @@ class StoreWorker {
   // over a request it could not answer (server/reader_pool.h). A null
   // completion is allowed.
   void Run(Job job);
+  // True when no job is queued or running and no commit is under way: a
+  // read sent now is answered at once (the file system then prefers the
+  // writer, whose thread is awake, to a reader). Thread-safe, a hint only.
+  bool idle() const { return busy_.load(std::memory_order_relaxed) == 0; }
   // The store's gate for reader connections (null for an in-memory store).
   // Thread-safe; valid as long as this object.
   const std::shared_ptr<store::ReadGate>& gate() const { return gate_; }
@@ -60,6 +65,7 @@ class StoreWorker {
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Job> jobs_;
+  std::atomic<int> busy_{0};  // jobs queued or running, plus 1 during a tick
   std::vector<Completion> done_;
   bool stopping_ = false;
   std::function<void()> closed_;
