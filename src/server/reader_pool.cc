@@ -12,12 +12,10 @@ constexpr auto kSpinBeforeSleep = std::chrono::microseconds(100);
 constexpr auto kIdleTick = std::chrono::seconds(1);
 }  // namespace
 
-ReaderPool::ReaderPool(uv_loop_t* loop) : loop_(loop) {}
-
 Result<std::unique_ptr<ReaderPool>> ReaderPool::Open(uv_loop_t* loop, const std::string& path,
                                                      std::shared_ptr<store::ReadGate> gate,
                                                      int threads) {
-  std::unique_ptr<ReaderPool> p(new ReaderPool(loop));
+  std::unique_ptr<ReaderPool> p(new ReaderPool());
   for (int i = 0; i < threads; i++) {
     auto r = store::Store::OpenReader(path, gate);
     if (!r.ok()) return r.status();

@@ -50,12 +50,11 @@ class ReaderPool {
   void Stop(std::function<void()> closed);
 
  private:
-  explicit ReaderPool(uv_loop_t* loop);
+  ReaderPool() = default;
   void ThreadMain(store::Store& reader);
   static void OnAsync(uv_async_t* handle);
   void Join();
 
-  uv_loop_t* loop_;
   uv_async_t async_;
   std::vector<std::unique_ptr<store::Store>> readers_;
   std::vector<std::thread> threads_;
