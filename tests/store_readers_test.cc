@@ -382,3 +382,57 @@ TEST_CASE("readers: lookups and reads are answered while the writer is busy") {
   REQUIRE(data);
   CHECK(data->data.bytes == "acknowledged and more");
 }
+
+TEST_CASE("readers: a read of a file with acknowledged, uncommitted writes waits for the writer") {
+  Rig rig;
+  auto made = rig.Call(p9::Tlcreate{1, "f", 2, 0644, 0}, kRootIno);
+  REQUIRE(made);
+  auto* created = std::get_if<p9::Rlcreate>(&made->msg);
+  REQUIRE(created);
+  uint64_t f = created->qid.path;
+  REQUIRE(rig.Call(p9::Twrite{2, 0, p9::Data{"old"}}, f));
+  REQUIRE(rig.Call(p9::Tfsync{2, 0}, f));  // "old" committed
+  auto wr = rig.Call(p9::Twrite{2, 0, p9::Data{"new"}}, f);
+  REQUIRE(wr);
+  REQUIRE(std::get_if<p9::Rwrite>(&wr->msg));  // acknowledged, not committed
+  std::mutex mu;
+  std::condition_variable cv;
+  bool release = false, blocked = false;
+  rig.worker->Run([&](Store&) -> server::StoreWorker::Completion {
+    std::unique_lock<std::mutex> l(mu);
+    blocked = true;
+    cv.notify_all();
+    cv.wait(l, [&] { return release; });
+    return nullptr;
+  });
+  {
+    std::unique_lock<std::mutex> l(mu);
+    cv.wait(l, [&] { return blocked; });
+  }
+  // The writer is busy, so reads are offered to readers; this one names a
+  // dirty file, and a reader would answer "old".
+  p9::FsRequest req;
+  req.msg = p9::Tread{2, 0, 100};
+  req.ino = f;
+  req.root_ino = kRootIno;
+  std::optional<p9::FsReply> got;
+  rig.fs->Submit(std::move(req), [&](p9::FsReply r) { got = std::move(r); });
+  for (int i = 0; i < 300 && !got; i++) {
+    uv_run(&rig.loop, UV_RUN_NOWAIT);
+    std::this_thread::sleep_for(1ms);
+  }
+  CHECK_FALSE(got);  // waiting for the writer
+  {
+    std::lock_guard<std::mutex> l(mu);
+    release = true;
+  }
+  cv.notify_all();
+  for (int i = 0; i < 5000 && !got; i++) {
+    uv_run(&rig.loop, UV_RUN_NOWAIT);
+    std::this_thread::sleep_for(1ms);
+  }
+  REQUIRE(got);
+  auto* data = std::get_if<p9::Rread>(&got->msg);
+  REQUIRE(data);
+  CHECK(data->data.bytes == "new");
+}
