@@ -436,3 +436,50 @@ TEST_CASE("readers: a read of a file with acknowledged, uncommitted writes waits
   REQUIRE(data);
   CHECK(data->data.bytes == "new");
 }
+
+TEST_CASE("readers: a read sent after a write of the same file, both in flight, sees the write") {
+  Rig rig;
+  auto made = rig.Call(p9::Tlcreate{1, "f", 2, 0644, 0}, kRootIno);
+  REQUIRE(made);
+  uint64_t f = std::get<p9::Rlcreate>(made->msg).qid.path;
+  REQUIRE(rig.Call(p9::Twrite{2, 0, p9::Data{"old"}}, f));
+  REQUIRE(rig.Call(p9::Tfsync{2, 0}, f));  // committed: the file is clean
+  std::mutex mu;
+  std::condition_variable cv;
+  bool release = false, blocked = false;
+  rig.worker->Run([&](Store&) -> server::StoreWorker::Completion {
+    std::unique_lock<std::mutex> l(mu);
+    blocked = true;
+    cv.notify_all();
+    cv.wait(l, [&] { return release; });
+    return nullptr;
+  });
+  {
+    std::unique_lock<std::mutex> l(mu);
+    cv.wait(l, [&] { return blocked; });
+  }
+  // Pipelined, as one session sends them: the write waits behind the busy
+  // writer; the read must not overtake it on a reader.
+  std::vector<p9::FsReply> replies;
+  for (p9::Message m : {p9::Message(p9::Twrite{2, 0, p9::Data{"new"}}), p9::Message(p9::Tread{2, 0, 100})}) {
+    p9::FsRequest req;
+    req.msg = std::move(m);
+    req.ino = f;
+    req.root_ino = kRootIno;
+    rig.fs->Submit(std::move(req), [&](p9::FsReply r) { replies.push_back(std::move(r)); });
+  }
+  {
+    std::lock_guard<std::mutex> l(mu);
+    release = true;
+  }
+  cv.notify_all();
+  for (int i = 0; i < 5000 && replies.size() < 2; i++) {
+    uv_run(&rig.loop, UV_RUN_NOWAIT);
+    std::this_thread::sleep_for(1ms);
+  }
+  REQUIRE(replies.size() == 2);
+  REQUIRE(std::get_if<p9::Rwrite>(&replies[0].msg));
+  auto* data = std::get_if<p9::Rread>(&replies[1].msg);
+  REQUIRE(data);
+  CHECK(data->data.bytes == "new");
+}

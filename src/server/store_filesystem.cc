@@ -379,8 +379,18 @@ void StoreFileSystem::Submit(FsRequest req, Done done) {
   std::shared_ptr<store::ReadGate> gate = worker_.gate();
   // An idle writer answers at once (its thread is awake, and a reply from
   // it needs no validation); readers take what would wait behind its work.
-  if (!readers_ || !gate || worker_.idle() || !ForReaders(*gate, *shared))
-    return RunOnWriter(shared, std::move(done));
+  if (!readers_ || !gate || worker_.idle() || !ForReaders(*gate, *shared)) {
+    if (!gate || !readers_) return RunOnWriter(shared, std::move(done));
+    // Later reads of these inodes wait for this request (in order).
+    uint64_t inos[2] = {shared->ino, shared->ino2};
+    for (uint64_t ino : inos)
+      if (ino) gate->Pending(ino, +1);
+    return RunOnWriter(shared, [gate, inos, done = std::move(done)](FsReply r) {
+      for (uint64_t ino : inos)
+        if (ino) gate->Pending(ino, -1);
+      done(std::move(r));
+    });
+  }
   uint64_t gen = gate->generation();
   readers_->Run([this, gate, gen, shared, done = std::move(done)](Store& r) -> ReaderPool::Completion {
     ReadTrace trace;

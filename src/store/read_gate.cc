@@ -30,6 +30,13 @@ bool ReadGate::ClaimUnreferenced(uint64_t ino) {
   return true;
 }
 
+void ReadGate::Pending(uint64_t ino, int delta) {
+  std::lock_guard<std::mutex> g(mu_);
+  int& n = pending_[ino];
+  n += delta;
+  if (n <= 0) pending_.erase(ino);
+}
+
 void ReadGate::Ref(uint64_t ino) {
   std::lock_guard<std::mutex> g(mu_);
   refs_[ino]++;
@@ -56,7 +63,7 @@ uint64_t ReadGate::generation() const {
 
 bool ReadGate::IsDirty(uint64_t ino) const {
   std::lock_guard<std::mutex> g(mu_);
-  return dirty_.count(ino) != 0;
+  return dirty_.count(ino) != 0 || pending_.count(ino) != 0;
 }
 
 bool ReadGate::AllClean() const {

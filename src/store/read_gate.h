@@ -50,6 +50,11 @@ class ReadGate {
   // the writer may purge it. False when something still does.
   bool ClaimUnreferenced(uint64_t ino);
 
+  // A request about `ino` was queued for the writer (+1) or has run there
+  // (-1). Reads of an inode with work queued go to the writer too, after
+  // that work, as they did when every request went there in order.
+  void Pending(uint64_t ino, int delta);
+
   // --- references held by fids ---
   void Ref(uint64_t ino);
   // Drops one reference; true when it was the last.
@@ -58,6 +63,7 @@ class ReadGate {
 
   // --- reader side ---
   uint64_t generation() const;
+  // Dirty, or with work queued for the writer (Pending).
   bool IsDirty(uint64_t ino) const;
   // True when nothing is dirty at all (statfs counts every inode).
   bool AllClean() const;
@@ -84,6 +90,7 @@ class ReadGate {
   uint64_t packs_removed_ = 0;
   std::unordered_set<uint64_t> dirty_;
   std::unordered_map<uint64_t, uint32_t> refs_;
+  std::unordered_map<uint64_t, int> pending_;
   uint64_t validated_ = 0, refused_ = 0;
 };
 
