@@ -5,8 +5,8 @@
 // Reads and lookups (Tgetattr, Twalk to a new fid, Tlopen without
 // truncation, Tread, Treaddir, Treadlink, Txattrwalk, Tstatfs, Tclunk of a
 // plain fid) go to a reader when there is a pool, the writer is busy (an
-// idle writer answers at once) and the inode they name is not dirty
-// (store/read_gate.h); everything else, and every read whose
+// idle writer answers at once) and the inode they name is neither dirty
+// nor waiting for a request queued for the writer (store/read_gate.h); everything else, and every read whose
 // result the gate does not confirm, runs on the writer. So a client always
 // reads what was acknowledged to it (a dirty inode's reads run on the
 // writer, which also holds the buffered writes), and a large write does
