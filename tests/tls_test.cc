@@ -14,6 +14,7 @@
 #include <catch2/catch.hpp>
 #include <cstring>
 #include <fstream>
+#include <thread>
 
 #include "9p/client.h"
 #include "9p/codec.h"
@@ -484,6 +485,7 @@ TEST_CASE("TLS connections dealt to several event loops: each works, reloads and
   WriteKeys(keys, "a:" + kGoodHex + "\nb:" + kOtherHex + "\n");
   auto o = TlsOptions(dir.path);
   o.loops = 3;
+  o.store_path = dir.path + "/store.db";
   auto srv = std::make_unique<InProcessServer>(o);
   int port = srv->endpoints()[0].port;
   // Six connections: two on each loop, a and b on every loop.
@@ -519,6 +521,29 @@ TEST_CASE("TLS connections dealt to several event loops: each works, reloads and
       CHECK(std::get<Rread>(*r).data.bytes == "from " + std::to_string(i));
       REQUIRE(c->Rpc(5, Tclunk{2}).ok());
     }
+  }
+  // One connection writes while the others read on every loop: with a
+  // store on disk, reads then go to the reader threads (and back to the
+  // asking loop; debug builds assert that each reply runs on its loop).
+  {
+    bool wrote = true;  // Catch's macros stay on this thread
+    std::thread writer([&] {
+      auto* c = as[0].get();
+      wrote = c->Rpc(10, Tattach{7, kNoFid, "", "", 0}).ok() &&
+              c->Rpc(11, Tlcreate{7, "busy", O_RDWR, 0644, 0}).ok();
+      std::string chunk(60000, 'w');
+      for (int i = 0; i < 150 && wrote; i++)
+        wrote = c->Rpc(12, Twrite{7, uint64_t(i) * 60000, Data{chunk}}).ok();
+      wrote = wrote && c->Rpc(13, Tclunk{7}).ok();
+    });
+    for (int round = 0; round < 40; round++)
+      for (auto& c : bs) {
+        REQUIRE(c->Rpc(20, Twalk{1, 8, {"f1"}}).ok());
+        REQUIRE(c->Rpc(21, Tgetattr{8, kGetattrBasic}).ok());
+        REQUIRE(c->Rpc(22, Tclunk{8}).ok());
+      }
+    writer.join();
+    CHECK(wrote);
   }
   // Removing b cuts its connections on every loop; a's stay.
   WriteKeys(keys, "a:" + kGoodHex + "\n");

@@ -51,15 +51,17 @@ options:
   --msize BYTES      largest message size offered (4096-1048576, default 1048576)
   --commit-interval-ms N
                      how long un-fsynced writes may wait before commit (default 1000)
+  --store-readers N  threads answering reads and lookups on their own store
+                     connections, beside the one writer (0-16, default 2)
   -D                 trace every 9P message to stderr
   --check-config     (serve) validate musclefs.conf, flags, listen addresses
                      and the keys file, print what would be served, exit 0
                      if it would start and 1 if not
 
 The config file $BASE/musclefs.conf may set store, listen, keys, access,
-msize, commit-interval-ms, handshake-timeout-ms, max-failed-handshakes,
-tls-ticket-lifetime, loops, max-concurrent-handshakes and
-allow-plaintext-network as "key = value" lines; a
+msize, commit-interval-ms, store-readers, handshake-timeout-ms,
+max-failed-handshakes, tls-ticket-lifetime, loops, max-concurrent-handshakes
+and allow-plaintext-network as "key = value" lines; a
 flag on the command line always wins over it. It must be owned by you or
 root and not writable by group or others. SIGHUP (systemctl reload)
 reloads the keys file.
@@ -156,6 +158,10 @@ Status SetKey(Config& c, const std::string& key, const std::string& value,
     uint64_t v;
     MUSCLE_RETURN_IF_ERROR(number(1, 60000, v));
     c.server.commit_interval = std::chrono::milliseconds(v);
+  } else if (key == "store-readers") {
+    uint64_t v;
+    MUSCLE_RETURN_IF_ERROR(number(0, 16, v));
+    c.server.store_readers = int(v);
   } else {
     return Status(EINVAL, where + ": unknown " + (from_file ? "key '" : "option '--") +
                               key + "' (see musclefs --help)");

@@ -27,7 +27,12 @@ Status Server::Start(const ServerOptions& options) {
   if (!store.ok()) return store.status();
   (*store)->commit_interval = options.commit_interval;
   worker_ = std::make_unique<StoreWorker>(loop_, std::move(*store));
-  fs_ = std::make_unique<StoreFileSystem>(*worker_);
+  if (options.store_readers > 0 && worker_->gate()) {
+    auto readers = ReaderPool::Open(loop_, options.store_path, worker_->gate(), options.store_readers);
+    if (!readers.ok()) return readers.status();
+    readers_ = std::move(*readers);
+  }
+  fs_ = std::make_unique<StoreFileSystem>(*worker_, readers_.get());
   std::vector<transport::Endpoint> eps;
   for (const std::string& text : options.listen) {
     auto ep = transport::ParseEndpoint(text);
@@ -394,7 +399,10 @@ void Server::MaybeFinishShutdown() {
     finish();
     return;
   }
-  worker_->Stop(finish);
+  // Readers first: a read they cannot confirm is handed to the writer.
+  auto stop_writer = [this, finish] { worker_->Stop(finish); };
+  if (readers_) readers_->Stop(stop_writer);
+  else stop_writer();
 }
 
 }  // namespace muscle::server

@@ -50,6 +50,9 @@ struct ServerOptions {
   bool allow_plaintext_network = false;
   uint32_t max_msize = p9::kMaxMsize;
   std::chrono::milliseconds commit_interval{1000};
+  // Threads with their own read connection to the store answering reads
+  // and lookups (server/reader_pool.h); 0 = everything on the writer.
+  int store_readers = 2;
   // TLS: the keys file (stunnel PSKsecrets format), per-identity rules,
   // handshake timeout, and failed handshakes allowed per peer address per
   // minute before further connections from it are refused.
@@ -118,6 +121,7 @@ class Server {
 
   uv_loop_t* loop_;
   std::unique_ptr<StoreWorker> worker_;
+  std::unique_ptr<ReaderPool> readers_;
   std::unique_ptr<StoreFileSystem> fs_;
   p9::LockTable locks_;
   std::shared_ptr<const auth::KeyTable> keys_;

@@ -1,5 +1,7 @@
 #include "server/store_filesystem.h"
 
+#include <cassert>
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -91,9 +93,10 @@ Result<Attr> WalkPath(Store& s, const std::string& path) {
   return cur;
 }
 
-FsReply Walk(Store& s, FsRequest& req, const Twalk& m) {
+FsReply Walk(Store& s, FsRequest& req, const Twalk& m, ReadTrace* trace) {
   Rwalk r;
   uint64_t cur = req.ino;
+  if (trace) trace->inos.push_back(cur);
   for (const std::string& name : m.wnames) {
     auto d = s.GetAttr(cur);
     bool at_root = cur == store::kRootIno || cur == req.root_ino;
@@ -108,10 +111,17 @@ FsReply Walk(Store& s, FsRequest& req, const Twalk& m) {
     }
     r.wqids.push_back(QidOf(*next));
     cur = next->ino;
+    if (trace) trace->inos.push_back(cur);
   }
   if (m.wnames.empty()) {
     auto a = s.GetAttr(cur);
     if (!a.ok()) return Err(a.status());
+  }
+  if (trace) {
+    // The new fid's reference is taken when the gate accepts the result.
+    trace->change = store::ReadGate::RefChange::kRef;
+    trace->ref_ino = cur;
+    return FsReply{std::move(r), {}};
   }
   s.Ref(cur);
   if (m.newfid == m.fid) s.Unref(req.ino);
@@ -120,7 +130,7 @@ FsReply Walk(Store& s, FsRequest& req, const Twalk& m) {
 
 uint8_t DirentType(uint32_t mode) { return uint8_t((mode & S_IFMT) >> 12); }
 
-FsReply ReadDir(Store& s, FsRequest& req, const Treaddir& m) {
+FsReply ReadDir(Store& s, FsRequest& req, const Treaddir& m, ReadTrace* trace) {
   // Entries are encoded as the store produces them, until the next one
   // would not fit in count bytes (qid[13] offset[8] type[1] name[s]).
   // The store's cookies are 2 + a dirent id (an int64), so no cookie is
@@ -136,6 +146,7 @@ FsReply ReadDir(Store& s, FsRequest& req, const Treaddir& m) {
       too_small = w.size() == 0;
       return false;
     }
+    if (trace) trace->inos.push_back(e.attr.ino);  // its qid version is read
     Qid q = QidOf(e.attr);
     w.u8(q.type);
     w.u32(q.version);
@@ -194,8 +205,41 @@ FsReply Created(Result<Attr> a) {
 
 }  // namespace
 
-FsReply StoreFileSystem::Execute(Store& s, FsRequest& req) {
+bool StoreFileSystem::ForReaders(const store::ReadGate& gate, const FsRequest& req) {
+  const Message& msg = req.msg;
+  bool reads = false;
+  if (std::get_if<Tgetattr>(&msg) || std::get_if<Tread>(&msg) || std::get_if<Treaddir>(&msg) ||
+      std::get_if<Treadlink>(&msg) || std::get_if<Txattrwalk>(&msg)) {
+    reads = true;
+  } else if (auto* m = std::get_if<Twalk>(&msg)) {
+    reads = m->newfid != m->fid;  // in place, the old inode's reference goes
+  } else if (auto* m = std::get_if<Tlopen>(&msg)) {
+    reads = !(m->flags & O_TRUNC) || (m->flags & O_ACCMODE) == O_RDONLY;
+  } else if (std::get_if<Tclunk>(&msg)) {
+    reads = !req.xattr;
+  } else if (std::get_if<Tstatfs>(&msg)) {
+    return gate.AllClean();
+  }
+  // A dirty inode's reads belong to the writer (which also holds its
+  // buffered data); asking a reader first would only waste its work.
+  return reads && !gate.IsDirty(req.ino);
+}
+
+FsReply StoreFileSystem::Execute(Store& s, FsRequest& req, ReadTrace* trace) {
   Message& msg = req.msg;
+  if (trace) {
+    trace->inos.push_back(req.ino);
+    if (std::get_if<Tstatfs>(&msg)) trace->all = true;
+    if (std::get_if<Tclunk>(&msg)) {
+      // Dropping a reference needs the writer only for a file that may go
+      // away with it (unlinked) or holds buffered writes (then dirty).
+      auto a = s.GetAttr(req.ino);
+      trace->change = a.ok() && a->nlink > 0 ? store::ReadGate::RefChange::kUnrefLinked
+                                             : store::ReadGate::RefChange::kUnref;
+      trace->ref_ino = req.ino;
+      return FsReply{Rclunk{}, {}};
+    }
+  }
   if (auto* m = std::get_if<Tattach>(&msg)) {
     auto a = WalkPath(s, m->aname);
     if (!a.ok()) return Err(a.status());
@@ -203,7 +247,7 @@ FsReply StoreFileSystem::Execute(Store& s, FsRequest& req) {
     s.Ref(a->ino);
     return FsReply{Rattach{QidOf(*a)}, {}};
   }
-  if (auto* m = std::get_if<Twalk>(&msg)) return Walk(s, req, *m);
+  if (auto* m = std::get_if<Twalk>(&msg)) return Walk(s, req, *m, trace);
   if (std::get_if<Tgetattr>(&msg)) {
     auto a = s.GetAttr(req.ino);
     if (!a.ok()) return Err(a.status());
@@ -296,7 +340,7 @@ FsReply StoreFileSystem::Execute(Store& s, FsRequest& req) {
     if (!n.ok()) return Err(n.status());
     return FsReply{Rwrite{*n}, {}};
   }
-  if (auto* m = std::get_if<Treaddir>(&msg)) return ReadDir(s, req, *m);
+  if (auto* m = std::get_if<Treaddir>(&msg)) return ReadDir(s, req, *m, trace);
   if (std::get_if<Tstatfs>(&msg)) {
     auto f = s.GetStatFs();
     if (!f.ok()) return Err(f.status());
@@ -340,10 +384,59 @@ FsReply StoreFileSystem::Execute(Store& s, FsRequest& req) {
 
 void StoreFileSystem::Submit(FsRequest req, Done done) {
   auto shared = std::make_shared<FsRequest>(std::move(req));
-  worker_.Run([shared, done = std::move(done)](Store& s) -> StoreWorker::Completion {
-    auto reply = std::make_shared<FsReply>(Execute(s, *shared));
-    return [done, reply]() { done(std::move(*reply)); };
-  });
+  // The loop this request came from, where its reply must run (the main
+  // loop's is null), also when a reader hands it on to the writer.
+  Mailbox* home = Mailbox::Current();
+  done = [home, done = std::move(done)](FsReply r) {
+    assert(Mailbox::Current() == home && "a 9P reply ran on another loop's thread");
+    (void)home;
+    done(std::move(r));
+  };
+  std::shared_ptr<store::ReadGate> gate = worker_.gate();
+  // An idle writer answers at once (its thread is awake, and a reply from
+  // it needs no validation); readers take what would wait behind its work.
+  if (!readers_ || !gate || worker_.idle() || !ForReaders(*gate, *shared)) {
+    if (!gate || !readers_) return RunOnWriter(shared, std::move(done), home);
+    // Later reads of these inodes wait for this request (in order).
+    uint64_t inos[2] = {shared->ino, shared->ino2};
+    for (uint64_t ino : inos)
+      if (ino) gate->Pending(ino, +1);
+    return RunOnWriter(
+        shared,
+        [gate, inos, done = std::move(done)](FsReply r) {
+          for (uint64_t ino : inos)
+            if (ino) gate->Pending(ino, -1);
+          done(std::move(r));
+        },
+        home);
+  }
+  uint64_t gen = gate->generation();
+  readers_->Run([this, gate, gen, shared, home, done = std::move(done)](Store& r) -> ReaderPool::Completion {
+    ReadTrace trace;
+    auto reply = std::make_shared<FsReply>(Execute(r, *shared, &trace));
+    // An I/O error on a reader (a pack removed under it, SQLite busy) is
+    // the writer's to confirm or not.
+    auto* err = std::get_if<Rlerror>(&reply->msg);
+    bool io_error = err && err->ecode == EIO;
+    if (!io_error && gate->Validate(gen, trace.inos, trace.all, trace.change, trace.ref_ino))
+      return [this, done, reply] {
+        served_by_readers_++;
+        done(std::move(*reply));
+      };
+    // Stale (the writer changed something it read, or a commit raced it):
+    // the writer answers instead.
+    RunOnWriter(shared, done, home);
+    return nullptr;
+  }, home);
+}
+
+void StoreFileSystem::RunOnWriter(std::shared_ptr<FsRequest> shared, Done done, Mailbox* home) {
+  worker_.Run(
+      [shared, done = std::move(done)](Store& s) -> StoreWorker::Completion {
+        auto reply = std::make_shared<FsReply>(Execute(s, *shared));
+        return [done, reply]() { done(std::move(*reply)); };
+      },
+      home);
 }
 
 void StoreFileSystem::Release(uint64_t ino) {

@@ -1,26 +1,65 @@
 // The FileSystem (9p/filesystem.h) backed by the SQLite store: translates
-// decoded 9P requests into Store calls, run on the StoreWorker thread.
+// decoded 9P requests into Store calls, run on the StoreWorker thread or,
+// for requests that only read, on the reader pool.
 //
-// Threading: Submit and Release are called on the loop thread; Execute runs
-// on the worker thread; replies are delivered on the loop thread.
+// Reads and lookups (Tgetattr, Twalk to a new fid, Tlopen without
+// truncation, Tread, Treaddir, Treadlink, Txattrwalk, Tstatfs, Tclunk of a
+// plain fid) go to a reader when there is a pool, the writer is busy (an
+// idle writer answers at once) and the inode they name is neither dirty
+// nor waiting for a request queued for the writer (store/read_gate.h); everything else, and every read whose
+// result the gate does not confirm, runs on the writer. So a client always
+// reads what was acknowledged to it (a dirty inode's reads run on the
+// writer, which also holds the buffered writes), and a large write does
+// not hold up other files' lookups.
+//
+// Threading: Submit and Release are called on an event loop's thread (the
+// main loop or another one, server/loop_thread.h); Execute runs on the
+// worker or a reader thread; a reply is delivered on the loop that asked.
 #pragma once
 
+#include <atomic>
+
 #include "9p/filesystem.h"
+#include "server/reader_pool.h"
 #include "server/store_worker.h"
 
 namespace muscle::server {
 
+// What a request executed on a reader looked at and would change in the
+// gate (see ReadGate::Validate).
+struct ReadTrace {
+  std::vector<uint64_t> inos;
+  bool all = false;
+  store::ReadGate::RefChange change = store::ReadGate::RefChange::kNone;
+  uint64_t ref_ino = 0;
+};
+
 class StoreFileSystem : public p9::FileSystem {
  public:
-  explicit StoreFileSystem(StoreWorker& worker) : worker_(worker) {}
+  // `readers` may be null (everything on the writer); it must outlive
+  // this object's use.
+  explicit StoreFileSystem(StoreWorker& worker, ReaderPool* readers = nullptr)
+      : worker_(worker), readers_(readers) {}
   void Submit(p9::FsRequest req, Done done) override;
   void Release(uint64_t ino) override;
 
   // The translation itself; public for tests that drive a Store directly.
-  static p9::FsReply Execute(store::Store& s, p9::FsRequest& req);
+  // With a trace, `s` is a reader: only requests ForReaders accepts may be
+  // passed, nothing is changed, and the trace says what to validate.
+  static p9::FsReply Execute(store::Store& s, p9::FsRequest& req, ReadTrace* trace = nullptr);
+  // True when `req` only reads and may be tried on a reader now.
+  static bool ForReaders(const store::ReadGate& gate, const p9::FsRequest& req);
+
+  // Requests answered by readers, and handed back to the writer after the
+  // gate refused a reader's result (for tests and the log).
+  uint64_t served_by_readers() const { return served_by_readers_; }
 
  private:
+  void RunOnWriter(std::shared_ptr<p9::FsRequest> req, Done done, Mailbox* home);
+
   StoreWorker& worker_;
+  ReaderPool* readers_;
+  std::atomic<uint64_t> served_by_readers_{0};  // completions, on any loop
 };
 
 p9::Qid QidOf(const store::Attr& a);

@@ -7,7 +7,7 @@
 namespace muscle::server {
 
 StoreWorker::StoreWorker(uv_loop_t* loop, std::unique_ptr<store::Store> store)
-    : loop_(loop), store_(std::move(store)) {
+    : loop_(loop), store_(std::move(store)), gate_(store_->gate()) {
   uv_async_init(loop_, &async_, OnAsync);
   async_.data = this;
   thread_ = std::thread([this] { ThreadMain(); });
@@ -24,10 +24,11 @@ StoreWorker::~StoreWorker() {
   }
 }
 
-void StoreWorker::Run(Job job) {
+void StoreWorker::Run(Job job, Mailbox* reply_to) {
+  busy_.fetch_add(1, std::memory_order_relaxed);
   {
     std::lock_guard<std::mutex> g(mu_);
-    jobs_.push_back(Queued{std::move(job), Mailbox::Current()});
+    jobs_.push_back(Queued{std::move(job), reply_to});
   }
   cv_.notify_one();
 }
@@ -49,7 +50,9 @@ void StoreWorker::ThreadMain() {
   auto last_tick = std::chrono::steady_clock::now();
   auto tick_now = [&] {
     last_tick = std::chrono::steady_clock::now();
+    busy_.fetch_add(1, std::memory_order_relaxed);
     Status s = store_->Tick();
+    busy_.fetch_sub(1, std::memory_order_relaxed);
     if (!s.ok()) Log("store: background commit failed: %s", s.ToString().c_str());
   };
   for (;;) {
@@ -76,6 +79,7 @@ void StoreWorker::ThreadMain() {
       jobs_.pop_front();
     }
     Completion c = job.job(*store_);
+    busy_.fetch_sub(1, std::memory_order_relaxed);
     if (job.reply_to) {
       job.reply_to->Post(c ? std::move(c) : Completion([] {}));
     } else {

@@ -19,6 +19,7 @@
 
 #include <uv.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -42,9 +43,19 @@ class StoreWorker {
   StoreWorker(const StoreWorker&) = delete;
   StoreWorker& operator=(const StoreWorker&) = delete;
 
-  // Queues a job. Called on the loop thread, or on another loop's thread
-  // (see above). A null completion is allowed.
-  void Run(Job job);
+  // Queues a job. Called on the loop thread, on another loop's thread
+  // (see above), or on a reader thread handing over a request it could
+  // not answer (server/reader_pool.h). The completion runs on `reply_to`'s
+  // loop (default: the calling thread's mailbox, else this worker's loop).
+  // A null completion is allowed.
+  void Run(Job job, Mailbox* reply_to = Mailbox::Current());
+  // True when no job is queued or running and no commit is under way: a
+  // read sent now is answered at once (the file system then prefers the
+  // writer, whose thread is awake, to a reader). Thread-safe, a hint only.
+  bool idle() const { return busy_.load(std::memory_order_relaxed) == 0; }
+  // The store's gate for reader connections (null for an in-memory store).
+  // Thread-safe; valid as long as this object.
+  const std::shared_ptr<store::ReadGate>& gate() const { return gate_; }
   // Finishes all jobs, commits durably and stops the thread. `closed` runs
   // on the loop thread when the worker's handle is closed.
   void Stop(std::function<void()> closed);
@@ -56,6 +67,7 @@ class StoreWorker {
   uv_loop_t* loop_;
   uv_async_t async_;
   std::unique_ptr<store::Store> store_;
+  std::shared_ptr<store::ReadGate> gate_;
   std::thread thread_;
   std::mutex mu_;
   std::condition_variable cv_;
@@ -64,6 +76,7 @@ class StoreWorker {
     Mailbox* reply_to;  // null: this worker's own loop
   };
   std::deque<Queued> jobs_;
+  std::atomic<int> busy_{0};  // jobs queued or running, plus 1 during a tick
   std::vector<Completion> done_;
   bool stopping_ = false;
   std::function<void()> closed_;

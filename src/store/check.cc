@@ -164,7 +164,7 @@ CheckReport Store::Check() {
                   ", expected " + std::to_string(2 + subdirs));
         if (ino != int64_t(kRootIno) && names != 1)
           problem(where + ": directory has " + std::to_string(names) + " names");
-      } else if (nlink != names && !refs_.count(uint64_t(ino))) {
+      } else if (nlink != names && !gate_->Referenced(uint64_t(ino))) {
         problem(where + ": link count " + std::to_string(nlink) + " but " +
                 std::to_string(names) + " names");
       }
@@ -202,7 +202,7 @@ CheckReport Store::Check() {
     while (all.Step()) {
       uint64_t ino = uint64_t(all.Int(0));
       if (seen.count(ino)) continue;
-      if (all.Int(1) == 0 && refs_.count(ino)) continue;  // unlinked, still open
+      if (all.Int(1) == 0 && gate_->Referenced(ino)) continue;  // unlinked, still open
       if (unreachable++ < 20) problem("inode " + std::to_string(ino) + ": not reachable from the root");
     }
     if (unreachable > 0)

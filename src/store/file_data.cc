@@ -615,6 +615,7 @@ Result<Store::GcReport> Store::CollectGarbage(bool all) {
     MUSCLE_RETURN_IF_ERROR(s);
     MUSCLE_RETURN_IF_ERROR(Sync(true));
     MUSCLE_RETURN_IF_ERROR(packs_.Remove(p.id));
+    gate_->PackRemoved();
     report.packs_removed++;
     report.bytes_freed += p.size;
     if (!all) break;

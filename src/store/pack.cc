@@ -70,7 +70,7 @@ Result<int> PackSet::Fd(uint64_t id) {
     if (victim->first == open_id_) ++victim;
     if (victim != fds_.end()) Close(victim->first);
   }
-  int fd = open(PathOf(id).c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+  int fd = open(PathOf(id).c_str(), (read_only_ ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0) return Err(errno, "open pack " + PathOf(id));
   fds_[id] = fd;
   return fd;
@@ -260,6 +260,10 @@ Status PackSet::Walk(uint64_t pack, uint64_t size, std::vector<Record>& out) {
     at = r.offset + r.length;
   }
   return Status::Ok();
+}
+
+void PackSet::CloseAll() {
+  while (!fds_.empty()) Close(fds_.begin()->first);
 }
 
 Status PackSet::Remove(uint64_t pack) {

@@ -15,7 +15,8 @@
 // I/O passes through the same seams as SQLite's (store/vfs.h): injected
 // faults and power-loss simulation apply to packs too.
 //
-// Threading: not thread-safe; owned by the Store, used on its thread.
+// Threading: not thread-safe; owned by the Store, used on its thread (each
+// reader store has its own PackSet opened for reading).
 #pragma once
 
 #include <cstdint>
@@ -63,6 +64,13 @@ class PackSet {
   Status Open(const std::string& dir, const std::string& owner,
               const std::map<uint64_t, uint64_t>& committed);
 
+  // For a reader: only Read is used, on descriptors of its own opened
+  // read-only; nothing is checked or truncated (the writer did that).
+  void OpenForReading(const std::string& dir) {
+    dir_ = dir;
+    read_only_ = true;
+  }
+
   // Appends a record; new_pack is set when the append started a new pack
   // (the caller records it in the index).
   Result<Location> Append(std::string_view data, const unsigned char (&hash)[32],
@@ -77,6 +85,8 @@ class PackSet {
   // Every record of a pack up to `size`, in order.
   Status Walk(uint64_t pack, uint64_t size, std::vector<Record>& out);
   Status Remove(uint64_t pack);
+  // Closes every cached descriptor (a reader's, after packs were removed).
+  void CloseAll();
 
   uint64_t open_pack() const { return open_id_; }
   uint64_t open_size() const { return open_size_; }
@@ -91,6 +101,7 @@ class PackSet {
   void Close(uint64_t id);
 
   std::string dir_;
+  bool read_only_ = false;
   uint64_t open_id_ = 0;
   uint64_t open_size_ = 0;
   std::map<uint64_t, int> fds_;       // open descriptors (a small cache)

@@ -84,7 +84,7 @@ std::string DirOf(const std::string& path) {
 
 Store::~Store() {
   st_.reset();
-  if (!memory_) vfs::SetFullHandler(path_, nullptr);
+  if (!memory_ && !read_only_) vfs::SetFullHandler(path_, nullptr);
   if (!memory_pack_dir_.empty()) {
     for (uint64_t id : packs_.Packs()) packs_.Remove(id);
     rmdir(memory_pack_dir_.c_str());
@@ -96,6 +96,35 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& path) {
   Status st = s->Init(path);
   if (!st.ok()) return st;
   return s;
+}
+
+Result<std::unique_ptr<Store>> Store::OpenReader(const std::string& path,
+                                                 std::shared_ptr<ReadGate> gate) {
+  std::unique_ptr<Store> s(new Store());
+  Status st = s->InitReader(path, std::move(gate));
+  if (!st.ok()) return st;
+  return s;
+}
+
+Status Store::InitReader(const std::string& path, std::shared_ptr<ReadGate> gate) {
+  path_ = path;
+  read_only_ = true;
+  gate_ = std::move(gate);
+  packs_removed_seen_ = gate_->packs_removed();
+  if (path == ":memory:") return Status(EINVAL, "an in-memory store has no reader connections");
+  MUSCLE_RETURN_IF_ERROR(db_.Open(path));
+  sqlite3_busy_timeout(db_.raw(), 5000);
+  MUSCLE_RETURN_IF_ERROR(db_.Exec("PRAGMA query_only=1; PRAGMA cache_size=-16384;"));
+  st_ = std::make_unique<Statements>(db_);
+  packs_.OpenForReading(PackDir());
+  return Status::Ok();
+}
+
+void Store::ReaderTick() {
+  uint64_t removed = gate_->packs_removed();
+  if (removed == packs_removed_seen_) return;
+  packs_removed_seen_ = removed;
+  packs_.CloseAll();
 }
 
 Status Store::Init(const std::string& path) {
@@ -118,6 +147,14 @@ Status Store::Init(const std::string& path) {
   MUSCLE_RETURN_IF_ERROR(db_.Open(path));
   sqlite3_busy_timeout(db_.raw(), 5000);
   sqlite3_rollback_hook(db_.raw(), [](void* self) { static_cast<Store*>(self)->txn_lost_ = true; }, this);
+  // Every change to an inode's entries, data or xattrs also updates its
+  // row, so a changed inode row is what makes an inode dirty for readers.
+  sqlite3_update_hook(
+      db_.raw(),
+      [](void* self, int, const char*, const char* table, sqlite3_int64 row) {
+        if (strcmp(table, "inodes") == 0) static_cast<Store*>(self)->gate_->MarkDirty(uint64_t(row));
+      },
+      this);
   // Nothing commits but an explicit Commit(): after SQLite abandons a
   // transaction, statements of the failing operation would otherwise each
   // commit on their own (autocommit) while memory believes them rolled back.
@@ -339,6 +376,7 @@ void Store::ForgetUncommitted(const Status& why) {
   dirty_.clear();
   dirty_bytes_ = 0;
   set_aside_.clear();
+  gate_->Published();  // the committed state is the writer's again
   rollbacks_++;
   Log("store: %s; the changes since the last commit were rolled back "
       "(%zu files had buffered writes); files created since then are gone",
@@ -436,6 +474,9 @@ Status Store::Commit(const char* sql) {
   committing_ = true;
   Status s = db_.Exec(sql);
   committing_ = false;
+  // Readers see the commit from now on (and must not trust reads that
+  // raced it); only then may its freed pack space be punched or removed.
+  if (s.ok()) gate_->Published();
   return s;
 }
 
@@ -625,7 +666,7 @@ Status Store::DropLink(uint64_t ino, bool is_dir) {
 Status Store::PurgeIfUnused(uint64_t ino) {
   auto a = LoadAttr(ino);
   if (!a.ok()) return a.status();
-  if (a->nlink > 0 || refs_.count(ino)) return Status::Ok();
+  if (a->nlink > 0 || !gate_->ClaimUnreferenced(ino)) return Status::Ok();
   return PurgeInode(ino);
 }
 
@@ -914,14 +955,11 @@ Status Store::RemoveXattr(uint64_t ino, std::string_view name) {
   });
 }
 
-void Store::Ref(uint64_t ino) { refs_[ino]++; }
+void Store::Ref(uint64_t ino) { gate_->Ref(ino); }
 
 Status Store::Unref(uint64_t ino) {
   OpScope op(this);
-  auto it = refs_.find(ino);
-  if (it == refs_.end()) return Status::Ok();
-  if (--it->second > 0) return Status::Ok();
-  refs_.erase(it);
+  if (!gate_->Unref(ino)) return Status::Ok();
   return Atomically([&]() -> Status {
     Status s = FlushFile(ino);
     if (!s.ok() && s.err() != ESTALE) return s;

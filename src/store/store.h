@@ -27,8 +27,13 @@
 // file system plus pages the database freed). Writes are also refused
 // before they are buffered when that room runs short.
 //
-// Threading: a Store is not thread-safe. The server owns exactly one and
-// calls it only from its store worker thread (server/store_worker.h).
+// Threading: a Store is not thread-safe. The server owns exactly one
+// writer and calls it only from its store worker thread
+// (server/store_worker.h). Reader stores (OpenReader) are further SQLite
+// connections to the same file that only read: each is used by one thread
+// of the reader pool (server/reader_pool.h), sees the last commit, and
+// learns from the writer's ReadGate (store/read_gate.h) whether what it
+// read is current.
 #pragma once
 
 #include <array>
@@ -45,6 +50,7 @@
 #include "common/file_lock.h"
 #include "common/result.h"
 #include "store/pack.h"
+#include "store/read_gate.h"
 #include "store/sqlite.h"
 
 namespace muscle::store {
@@ -97,6 +103,15 @@ class Store {
  public:
   // Opens or creates the store at `path` (":memory:" for an ephemeral one).
   static Result<std::unique_ptr<Store>> Open(const std::string& path);
+  // A read-only connection to the store a writer (Open) has open at
+  // `path`; only the reading methods (GetAttr, Lookup, Parent, ReadDir,
+  // GetStatFs, Read, ReadLink, GetXattr, ListXattr) may be called. Not for
+  // ":memory:". The writer must outlive it; `gate` is the writer's.
+  static Result<std::unique_ptr<Store>> OpenReader(const std::string& path,
+                                                   std::shared_ptr<ReadGate> gate);
+  // On a reader, between requests: closes cached descriptors of packs the
+  // writer has removed since, so that their space is freed.
+  void ReaderTick();
   ~Store();
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
@@ -145,9 +160,13 @@ class Store {
 
   // --- lifetime of open files ---
   // A reference held by a client (a fid). An inode whose link count falls to
-  // zero lives until its last reference is dropped.
+  // zero lives until its last reference is dropped. The references live in
+  // the gate, where readers take and drop them too (writer only).
   void Ref(uint64_t ino);
   Status Unref(uint64_t ino);
+
+  // What readers may serve (writer only; null on a reader or in memory).
+  std::shared_ptr<ReadGate> gate() const { return memory_ || read_only_ ? nullptr : gate_; }
 
   // --- durability ---
   // Turns buffered writes of one file into chunks (inside the transaction).
@@ -222,6 +241,7 @@ class Store {
   };
 
   Status Init(const std::string& path);
+  Status InitReader(const std::string& path, std::shared_ptr<ReadGate> gate);
   std::string PackDir() const;
   Status OpenPacks();
   Result<std::string> StoreId();
@@ -299,12 +319,15 @@ class Store {
   Db db_;
   std::unique_ptr<Statements> st_;
   bool memory_ = false;
+  bool read_only_ = false;  // a reader connection (OpenReader)
+  // Dirty inodes, commits and fid references (see read_gate.h).
+  std::shared_ptr<ReadGate> gate_ = std::make_shared<ReadGate>();
+  uint64_t packs_removed_seen_ = 0;  // a reader's view of gate_->packs_removed()
   std::string path_;
   bool in_txn_ = false;
   std::chrono::steady_clock::time_point txn_started_;
   std::unordered_map<uint64_t, DirtyFile> dirty_;
   size_t dirty_bytes_ = 0;
-  std::unordered_map<uint64_t, uint32_t> refs_;
   std::vector<std::pair<uint64_t, DirtyFile>> set_aside_;
   int savepoint_depth_ = 0;
   int op_depth_ = 0;

@@ -37,7 +37,10 @@ const char* kUsage = R"(usage: muscle bench --target ADDR [options]
   --target ADDR      unix:PATH, tcp://HOST:PORT, or tls://HOST:PORT (TLS-PSK)
   --identity NAME --keys FILE   for tls:// targets
   --workload LIST    comma-separated: seqwrite,seqread,smallfiles,getattr,
-                     readdir,connect,idle (default all but idle)
+                     readdir,connect,idle, getattr-busy (default all but idle
+                     and getattr-busy). getattr-busy runs getattr on --conns
+                     connections while one more writes --size bytes (as
+                     seqwrite), and reports the getattr latency under that load
   --conns N          concurrent connections (default 1)
   --size BYTES       seqwrite/seqread total size (default 1073741824)
   --msize BYTES      requested msize (default 524288)
@@ -134,6 +137,7 @@ class Bench {
     if (w == "seqread") return {Seq(false)};
     if (w == "smallfiles") return {SmallFiles()};
     if (w == "getattr") return {Getattr()};
+    if (w == "getattr-busy") return GetattrBusy();
     if (w == "readdir") return {Readdir()};
     if (w == "connect") {
       if (!IsTls()) return {ConnectRate(true)};
@@ -273,8 +277,10 @@ class Bench {
 
   // Runs op() repeatedly on every connection for o_.seconds; collects
   // per-op latency.
+  // With `until`, runs until it becomes true instead.
   Row Timed(Row r, const std::function<Status(Client&, int, uint64_t)>& setup,
-            const std::function<Status(Client&, int, uint64_t)>& op) {
+            const std::function<Status(Client&, int, uint64_t)>& op,
+            const std::atomic<bool>* until = nullptr) {
     std::vector<std::vector<float>> lat(size_t(o_.conns));
     std::atomic<uint64_t> ops{0};
     auto end = Clock::now() + std::chrono::duration_cast<Clock::duration>(
@@ -284,7 +290,7 @@ class Bench {
       Status s = Connect(c);
       if (!s.ok()) return Fail("connect", s);
       if (setup && !(s = setup(c, i, 0)).ok()) return Fail("setup", s);
-      for (uint64_t k = 0; Clock::now() < end; k++) {
+      for (uint64_t k = 0; until ? !until->load() : Clock::now() < end; k++) {
         auto t0 = Clock::now();
         if (!(s = op(c, i, k)).ok()) return Fail(r.workload, s);
         lat[size_t(i)].push_back(float(std::chrono::duration<double, std::micro>(Clock::now() - t0).count()));
@@ -349,7 +355,36 @@ class Bench {
     return Status::Ok();
   }
 
-  Row Getattr() {
+  // getattr while one more connection writes o_.size bytes; the getattr
+  // clients run exactly as long as the write.
+  std::vector<Row> GetattrBusy() {
+    std::string dir = "getattr-" + std::to_string(o_.entries);
+    Status s = EnsureDir(dir, o_.entries);
+    if (!s.ok()) Fail("setup", s);
+    Options wo = o_;
+    wo.conns = 1;
+    wo.quiet = true;
+    Bench writer(wo);
+    Row w{"seqwrite", 1, "MB/s"};
+    if (!(s = writer.Init()).ok()) {
+      w.note = "ERROR " + s.ToString();
+      return {w};
+    }
+    std::atomic<bool> written{false};
+    std::thread t([&] {
+      w = writer.Seq(true);
+      written = true;
+    });
+    Row g = Getattr(&written);
+    t.join();
+    g.workload = "getattr-busy";
+    w.workload = "seqwrite-busy";
+    w.note += ", beside getattr";
+    g.note += ", beside a " + std::to_string(o_.size >> 20) + " MiB write";
+    return {g, w};
+  }
+
+  Row Getattr(const std::atomic<bool>* until = nullptr) {
     std::string dir = "getattr-" + std::to_string(o_.entries);
     Status s = EnsureDir(dir, o_.entries);
     if (!s.ok()) Fail("setup", s);
@@ -362,7 +397,8 @@ class Bench {
           MUSCLE_RETURN_IF_ERROR(c.Walk(1, 2, {name}).status());
           MUSCLE_RETURN_IF_ERROR(c.GetAttr(2).status());
           return c.Clunk(2);
-        });
+        },
+        until);
   }
 
   Row Readdir() {
