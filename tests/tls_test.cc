@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <cstring>
 #include <fstream>
@@ -527,16 +528,19 @@ TEST_CASE("TLS connections dealt to several event loops: each works, reloads and
   // asking loop; debug builds assert that each reply runs on its loop).
   {
     bool wrote = true;  // Catch's macros stay on this thread
+    std::atomic<bool> writing{true};
     std::thread writer([&] {
       auto* c = as[0].get();
       wrote = c->Rpc(10, Tattach{7, kNoFid, "", "", 0}).ok() &&
               c->Rpc(11, Tlcreate{7, "busy", O_RDWR, 0644, 0}).ok();
       std::string chunk(60000, 'w');
-      for (int i = 0; i < 150 && wrote; i++)
+      // 30 MB: the writer flushes chunks to packs several times meanwhile.
+      for (int i = 0; i < 500 && wrote; i++)
         wrote = c->Rpc(12, Twrite{7, uint64_t(i) * 60000, Data{chunk}}).ok();
       wrote = wrote && c->Rpc(13, Tclunk{7}).ok();
+      writing = false;
     });
-    for (int round = 0; round < 40; round++)
+    for (int round = 0; round < 40 || writing; round++)
       for (auto& c : bs) {
         REQUIRE(c->Rpc(20, Twalk{1, 8, {"f1"}}).ok());
         REQUIRE(c->Rpc(21, Tgetattr{8, kGetattrBasic}).ok());
