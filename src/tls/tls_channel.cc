@@ -11,6 +11,19 @@ namespace muscle::tls {
 
 namespace {
 
+Status SendAll(int fd, const std::string& b) {
+  size_t off = 0;
+  while (off < b.size()) {
+    ssize_t n = send(fd, b.data() + off, b.size() - off, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Status(errno, std::string("send: ") + strerror(errno));
+    }
+    off += size_t(n);
+  }
+  return Status::Ok();
+}
+
 class TlsChannel : public p9::Channel {
  public:
   TlsChannel(int fd, TlsContext& ctx) : fd_(fd) {
@@ -44,16 +57,7 @@ class TlsChannel : public p9::Channel {
 
  private:
   void Flush(const std::string& b) {
-    size_t off = 0;
-    while (off < b.size() && send_error_.ok()) {
-      ssize_t n = send(fd_, b.data() + off, b.size() - off, MSG_NOSIGNAL);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        send_error_ = Status(errno, "send");
-        return;
-      }
-      off += size_t(n);
-    }
+    if (send_error_.ok()) send_error_ = SendAll(fd_, b);
   }
   Status Pump() {
     char buf[65536];
@@ -73,19 +77,6 @@ class TlsChannel : public p9::Channel {
 }  // namespace
 
 namespace {
-
-Status SendAll(int fd, const std::string& b) {
-  size_t off = 0;
-  while (off < b.size()) {
-    ssize_t n = send(fd, b.data() + off, b.size() - off, MSG_NOSIGNAL);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return Status(errno, std::string("send: ") + strerror(errno));
-    }
-    off += size_t(n);
-  }
-  return Status::Ok();
-}
 
 Status RecvExactly(int fd, char* p, size_t len) {
   while (len > 0) {
