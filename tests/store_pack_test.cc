@@ -178,7 +178,7 @@ TEST_CASE("format 1 stores made by the previous release are migrated at open") {
     REQUIRE(v.Step());
     CHECK(v.Int(0) == 1);
   }
-  for (int round = 0; round < 2; round++) {  // the second open finds format 2
+  for (int round = 0; round < 2; round++) {  // the second open finds format 3
     auto s = Open(path);
     auto docs = s->Lookup(kRootIno, "docs");
     REQUIRE(docs.ok());
@@ -202,7 +202,7 @@ TEST_CASE("format 1 stores made by the previous release are migrated at open") {
   REQUIRE(db.Open(path, true).ok());
   Stmt v(db, "SELECT value FROM meta WHERE key='schema'");
   REQUIRE(v.Step());
-  CHECK(v.Int(0) == 2);
+  CHECK(v.Int(0) == 3);
   CHECK(Stat(PackPath(base.path, 1)).st_size > 300000);
 }
 

@@ -28,6 +28,15 @@ struct FsRequest {
                           // Trenameat newdirfid), else 0
   uint32_t uid = 0;       // numeric user the fid was attached as
   uint64_t root_ino = 0;  // the fid's attach root; ".." there stays put
+  // For a Tattach to a view ("@snapshots[/...]", "@ctl"): the identity's
+  // access rule, which the file system applies itself (the session
+  // prefixes attach_root to any other aname).
+  struct Rule {
+    std::string root;  // relative, "" for the whole tree
+    bool read_only = false;
+    bool may_snapshot = false;
+  };
+  std::optional<Rule> rule;
   Dialect dialect = k9P2000L;  // the session's, for stat records and create rules
   // For a Tread of an open directory in 9P2000/9P2000.u: the listing
   // continues after this cookie (0: from the start) and the reply's stat

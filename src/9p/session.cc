@@ -245,16 +245,35 @@ void Session::Handle(uint16_t tag, Tattach& m) {
   if (uid == kNoUid && dialect_ != k9P2000L) uid = DecimalOf(m.uname);
   fid->uid = uid != kNoUid ? uid : 65534;  // "nobody"
   fids_[m.fid] = fid;
-  if (!options_.attach_root.empty()) m.aname = options_.attach_root + "/" + m.aname;
+  std::string_view bare = m.aname;
+  while (!bare.empty() && bare.front() == '/') bare.remove_prefix(1);
+  bool view = !bare.empty() && bare.front() == '@';
+  bool control = bare == "@ctl";
+  std::optional<FsRequest::Rule> rule;
+  if (view) {
+    // Views apply the access rule themselves (a confined identity sees its
+    // own subtree in every snapshot).
+    rule.emplace();
+    std::string_view root = options_.attach_root;
+    while (!root.empty() && root.front() == '/') root.remove_prefix(1);
+    rule->root = std::string(root);
+    rule->read_only = options_.read_only;
+    rule->may_snapshot = options_.may_snapshot;
+    m.aname = std::string(bare);
+  } else if (!options_.attach_root.empty()) {
+    m.aname = options_.attach_root + "/" + m.aname;
+  }
   Log("%s: attach%s%s uname=\"%s\" uid=%u aname=\"%s\"%s", options_.peer.c_str(),
       options_.identity.empty() ? "" : " by identity ", options_.identity.c_str(),
       QuotedForLog(m.uname).c_str(), fid->uid, QuotedForLog(m.aname).c_str(),
       options_.read_only ? " read-only" : "");
   FsRequest req{m};
   req.uid = fid->uid;
-  Submit(tag, std::move(req), [this, fid, num = m.fid](FsReply& r) {
+  req.rule = std::move(rule);
+  Submit(tag, std::move(req), [this, fid, control, num = m.fid](FsReply& r) {
     if (auto* a = std::get_if<Rattach>(&r.msg)) {
       fid->kind = Fid::kInode;
+      fid->control = control;
       fid->ino = a->qid.path;
       fid->root_ino = a->qid.path;
       fid->qtype = a->qid.type;
@@ -287,6 +306,7 @@ void Session::Handle(uint16_t tag, Twalk& m) {
     to = std::make_shared<Fid>();
     to->uid = from->uid;
     to->root_ino = from->root_ino;
+    to->control = from->control;
     fids_[m.newfid] = to;
   }
   size_t want = m.wnames.size();
@@ -637,6 +657,16 @@ static bool Modifies(const Message& msg) {
          std::holds_alternative<Tremove>(msg) || std::holds_alternative<Twrite>(msg);
 }
 
+// Writing a control file (the file system checks each command).
+bool Session::OnControlFile(const Message& msg) const {
+  uint32_t num = kNoFid;
+  if (auto* w = std::get_if<Twrite>(&msg)) num = w->fid;
+  else if (auto* o = std::get_if<Tlopen>(&msg)) num = o->fid;
+  else if (auto* o = std::get_if<Topen>(&msg)) num = o->fid;
+  auto it = fids_.find(num);
+  return it != fids_.end() && it->second->control;
+}
+
 bool Session::WaitForFid(uint16_t tag, Message& msg) {
   FidPtr busy;
   auto check = [&](uint32_t num) {
@@ -691,7 +721,7 @@ void Session::Dispatch(uint16_t tag, Message&& in) {
     FidPtr f = Established(r->fid);
     if (f && f->ino == f->root_ino) return Error(tag, EBUSY);  // see Tremove
   }
-  if (options_.read_only && Modifies(msg)) {
+  if (options_.read_only && Modifies(msg) && !OnControlFile(msg)) {
     // Tremove clunks its fid even when it fails.
     if (auto* r = std::get_if<Tremove>(&msg)) {
       auto it = fids_.find(r->fid);

@@ -56,6 +56,10 @@ struct SessionOptions {
   std::string identity;
   std::string attach_root;
   bool read_only = false;
+  // May take, prune and restore snapshots (aname @ctl): the local
+  // administrator (unix socket, plain listeners) or an identity whose rule
+  // says "snapshot".
+  bool may_snapshot = false;
 };
 
 class Session : public std::enable_shared_from_this<Session> {
@@ -106,6 +110,10 @@ class Session : public std::enable_shared_from_this<Session> {
     bool open = false;
     uint32_t open_flags = 0;  // O_RDONLY/O_WRONLY/O_RDWR (Topen's mode mapped)
     bool remove_on_close = false;  // Topen/Tcreate with ORCLOSE
+    // Attached with aname "@ctl": a control file, whose writes are commands
+    // the file system checks against the access rule itself (so read-only
+    // identities may write it).
+    bool control = false;
     // Directory reads in the stat dialects: the byte offset the last read
     // ended at and the file system's cookie to continue from there.
     uint64_t dir_offset = 0;
@@ -130,6 +138,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void Dispatch(uint16_t tag, Message&& msg);
   // Queues the request on a fid that is being rebound; true if queued.
   bool WaitForFid(uint16_t tag, Message& msg);
+  bool OnControlFile(const Message& msg) const;
   // A rebinding request on f finished: run what waited for it.
   void Rebound(const FidPtr& f);
   void Reply(uint16_t tag, Message msg);

@@ -27,6 +27,7 @@
 #include "common/log.h"
 #include "server/config.h"
 #include "tls/ktls.h"
+#include "cli/snapshots.h"
 #include "tls/tls_channel.h"
 #include "transport/relay.h"
 
@@ -56,6 +57,10 @@ const char* kUsage = R"(usage:
                [--read-only] [--ssh-command CMD] [--remote-muscle PATH] [--msize N]
                [--aname PATH] [-o OPTS]
                               mount through `ssh HOST muscle stdio` (trans=fd)
+  muscle snapshot [NAME] | snapshots | history PATH | diff [A [B [PATH]]]
+  muscle restore SNAP PATH [--to DEST] | snapshot prune --keep-last N ...
+                              snapshots of a running server's tree
+                              (muscle snapshot --help)
   muscle bench --target ADDR ...   9P load generator (muscle bench --help)
 
 common options:
@@ -411,6 +416,7 @@ int main(int argc, char** argv) {
   if (!strcmp(argv[1], "bench")) return bench::BenchMain(argc - 2, argv + 2);
   if (!strcmp(argv[1], "stdio")) return cli::StdioMain(argc - 2, argv + 2);
   if (cli::WantsSshMount(argc, argv)) return cli::SshMountMain(argc - 2, argv + 2);
+  if (cli::IsSnapshotCommand(argv[1])) return cli::SnapshotMain(argc - 1, argv + 1);
   auto a = Parse(argc, argv, 1);
   if (!a.ok()) return Fail(a.status().message());
   SetTraceEnabled(a->trace);

@@ -33,9 +33,13 @@ options:
                      connect and act as any uid, root included
   --keys FILE        PSK keys for tls:// listeners (default $BASE/keys;
                      manage with muscle keys)
-  --access "NAME [root=/path] [read-only]"
+  --access "NAME [root=/path] [read-only] [snapshot]"
                      confine an identity (TLS, or SSH through muscle stdio
-                     --identity) to a subtree and/or make it read-only
+                     --identity) to a subtree and/or make it read-only;
+                     "snapshot" lets it take, prune and restore snapshots
+  --snapshot-every DURATION
+                     take a snapshot of the tree this often (e.g. 15m, 1h,
+                     1d; default off); browse them with aname=@snapshots
   --handshake-timeout-ms N   (default 10000)
   --max-failed-handshakes N  per peer address per minute (default 10)
   --max-concurrent-handshakes N  TLS handshakes under way at once per peer
@@ -59,7 +63,7 @@ options:
                      if it would start and 1 if not
 
 The config file $BASE/musclefs.conf may set store, listen, keys, access,
-msize, commit-interval-ms, store-readers, handshake-timeout-ms,
+msize, commit-interval-ms, store-readers, snapshot-every, handshake-timeout-ms,
 max-failed-handshakes, tls-ticket-lifetime, loops, max-concurrent-handshakes
 and allow-plaintext-network as "key = value" lines; a
 flag on the command line always wins over it. It must be owned by you or
@@ -125,7 +129,7 @@ Status SetKey(Config& c, const std::string& key, const std::string& value,
     MUSCLE_RETURN_IF_ERROR(number(0, 86400, v));
     c.server.ticket_lifetime_seconds = uint32_t(v);
   } else if (key == "access") {
-    // access = IDENTITY [root=/sub/tree] [read-only]
+    // access = IDENTITY [root=/sub/tree] [read-only] [snapshot]
     std::vector<std::string> words;
     size_t i = 0;
     while (i < value.size()) {
@@ -135,7 +139,7 @@ Status SetKey(Config& c, const std::string& key, const std::string& value,
       i = j + 1;
     }
     if (words.empty())
-      return Status(EINVAL, where + ": access needs an identity: access = NAME [root=/path] [read-only]");
+      return Status(EINVAL, where + ": access needs an identity: access = NAME [root=/path] [read-only] [snapshot]");
     AccessRule rule;
     for (size_t w = 1; w < words.size(); w++) {
       if (words[w].rfind("root=", 0) == 0) {
@@ -146,9 +150,11 @@ Status SetKey(Config& c, const std::string& key, const std::string& value,
         rule.read_only = true;
       } else if (words[w] == "read-write" || words[w] == "rw") {
         rule.read_only = false;
+      } else if (words[w] == "snapshot") {
+        rule.snapshot = true;
       } else {
         return Status(EINVAL, where + ": unknown access word '" + words[w] +
-                                  "' (use root=/path, read-only or read-write)");
+                                  "' (use root=/path, read-only, read-write or snapshot)");
       }
     }
     if (c.server.access.count(words[0]))
@@ -162,6 +168,18 @@ Status SetKey(Config& c, const std::string& key, const std::string& value,
     uint64_t v;
     MUSCLE_RETURN_IF_ERROR(number(0, 16, v));
     c.server.store_readers = int(v);
+  } else if (key == "snapshot-every") {
+    // A duration: N followed by s, m, h or d; "off" or 0 disables.
+    char* end = nullptr;
+    unsigned long long v = strtoull(value.c_str(), &end, 10);
+    uint64_t unit = 0;
+    if (value == "off" || value == "0") unit = 1, v = 0;
+    else if (end && end != value.c_str() && end[0] && !end[1])
+      unit = end[0] == 's' ? 1 : end[0] == 'm' ? 60 : end[0] == 'h' ? 3600 : end[0] == 'd' ? 86400 : 0;
+    if (unit == 0 || v * unit > 366ull * 86400 || (v && v * unit < 60))
+      return Status(EINVAL, where + ": snapshot-every must be a duration of at least 1m "
+                                    "(e.g. 15m, 1h, 1d) or off, got '" + value + "'");
+    c.server.snapshot_every = std::chrono::seconds(v * unit);
   } else {
     return Status(EINVAL, where + ": unknown " + (from_file ? "key '" : "option '--") +
                               key + "' (see musclefs --help)");

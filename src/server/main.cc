@@ -44,6 +44,8 @@ int Check(const server::Config& c) {
   printf("packs: %llu (%llu bytes, %llu not used by any live chunk)\n",
          (unsigned long long)r.packs, (unsigned long long)r.pack_bytes,
          (unsigned long long)r.unreferenced_bytes);
+  printf("snapshots: %llu (%llu tree objects, every one re-hashed and decoded)\n",
+         (unsigned long long)r.snapshots, (unsigned long long)r.objects);
   if (h.ok()) printf("root hash %s\n", store::HexOf(*h).c_str());
   for (const auto& p : r.problems) printf("PROBLEM: %s\n", p.c_str());
   printf("%s\n", r.ok() ? "ok" : "FAILED");

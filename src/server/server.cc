@@ -1,4 +1,5 @@
 #include "server/server.h"
+#include "server/control.h"
 
 #include <fcntl.h>
 #include <sys/socket.h>
@@ -26,6 +27,8 @@ Status Server::Start(const ServerOptions& options) {
   auto store = store::Store::Open(options.store_path);
   if (!store.ok()) return store.status();
   (*store)->commit_interval = options.commit_interval;
+  (*store)->snapshot_every = options.snapshot_every;
+  (*store)->control_handler = RunControl;
   worker_ = std::make_unique<StoreWorker>(loop_, std::move(*store));
   if (options.store_readers > 0 && worker_->gate()) {
     auto readers = ReaderPool::Open(loop_, options.store_path, worker_->gate(), options.store_readers);
@@ -138,6 +141,7 @@ Result<p9::SessionOptions> Server::Authorize(const std::shared_ptr<const auth::K
   if (it != options_.access.end()) {
     so.attach_root = it->second.root;
     so.read_only = it->second.read_only;
+    so.may_snapshot = it->second.snapshot;
   }
   return so;
 }
@@ -165,6 +169,8 @@ Result<p9::SessionOptions> Server::AuthorizeClaim(const std::string& line,
     so.attach_root = below + claim->root;
   }
   so.read_only = rule.read_only || claim->read_only;
+  // No identity claimed: the server host's own user (the socket is its).
+  so.may_snapshot = claim->identity.empty() ? !so.read_only : rule.snapshot;
   *identity = claim->identity;
   return so;
 }
@@ -217,6 +223,9 @@ void Server::Accept(uv_stream_t* stream, std::string peer, bool tls) {
   // Whether this connection still counts as a handshake under way.
   auto handshake = std::make_shared<bool>(tls);
   co.session.max_msize = options_.max_msize;
+  // Plain listeners (the unix socket, loopback TCP when forced) carry the
+  // local administrator; TLS sessions get their identity's rule.
+  co.session.may_snapshot = !tls;
   std::string address = AddressOf(peer);
   if (tls) {
     if (RateLimited(address)) {

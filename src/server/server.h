@@ -42,6 +42,7 @@ namespace muscle::server {
 struct AccessRule {
   std::string root;  // attach root inside the tree; empty = whole tree
   bool read_only = false;
+  bool snapshot = false;  // may take, prune and restore snapshots
 };
 
 struct ServerOptions {
@@ -53,6 +54,7 @@ struct ServerOptions {
   // Threads with their own read connection to the store answering reads
   // and lookups (server/reader_pool.h); 0 = everything on the writer.
   int store_readers = 2;
+  std::chrono::seconds snapshot_every{0};  // 0: no scheduled snapshots
   // TLS: the keys file (stunnel PSKsecrets format), per-identity rules,
   // handshake timeout, and failed handshakes allowed per peer address per
   // minute before further connections from it are refused.

@@ -203,10 +203,41 @@ FsReply Created(Result<Attr> a) {
   return FsReply{r, {}};
 }
 
+// Attach names of the views: "@snapshots" (every snapshot a directory),
+// "@snapshots/NAME[/path]" (one snapshot, or a directory in it; NAME may
+// be a root hash or a unique prefix of it) and "@ctl" (a control file).
+FsReply AttachView(Store& s, const FsRequest::Rule& rule, const std::string& aname) {
+  Result<Attr> a = Status(ENOENT);
+  if (aname == "@ctl") {
+    std::string context;
+    context += rule.may_snapshot ? 'S' : '-';
+    context += rule.read_only ? 'R' : '-';
+    context += rule.root;
+    a = s.NewControlFile(std::move(context));
+  } else if (aname == "@snapshots" || aname.rfind("@snapshots/", 0) == 0) {
+    a = s.SnapshotsRoot(rule.root);
+    size_t i = sizeof("@snapshots") - 1;
+    while (a.ok() && i < aname.size()) {
+      size_t j = aname.find('/', i + 1);
+      if (j == std::string::npos) j = aname.size();
+      std::string name = aname.substr(i + 1, j - i - 1);
+      i = j;
+      if (name.empty() || name == ".") continue;
+      if (name == "..") return Err(EACCES);
+      a = s.Lookup(a->ino, name);
+    }
+    if (a.ok() && !S_ISDIR(a->mode)) return Err(ENOTDIR);
+  }
+  if (!a.ok()) return Err(a.status());
+  s.Ref(a->ino);
+  return FsReply{Rattach{QidOf(*a)}, {}};
+}
+
 }  // namespace
 
 bool StoreFileSystem::ForReaders(const store::ReadGate& gate, const FsRequest& req) {
   const Message& msg = req.msg;
+  if (Store::IsView(req.ino)) return false;  // views live on the writer
   bool reads = false;
   if (std::get_if<Tgetattr>(&msg) || std::get_if<Tread>(&msg) || std::get_if<Treaddir>(&msg) ||
       std::get_if<Treadlink>(&msg) || std::get_if<Txattrwalk>(&msg)) {
@@ -239,6 +270,15 @@ FsReply StoreFileSystem::Execute(Store& s, FsRequest& req, ReadTrace* trace) {
       trace->ref_ino = req.ino;
       return FsReply{Rclunk{}, {}};
     }
+  }
+  if (auto* m = std::get_if<Tattach>(&msg); m && req.rule) return AttachView(s, *req.rule, m->aname);
+  if (Store::IsView(req.ino) && !s.IsControlFile(req.ino)) {
+    // Snapshots are read-only, whatever the mode bits say.
+    if (auto* m = std::get_if<Tlopen>(&msg); m && ((m->flags & O_ACCMODE) != O_RDONLY || (m->flags & O_TRUNC)))
+      return Err(EROFS);
+    if (auto* m = std::get_if<Topen>(&msg); m && ((m->mode & 3) != kORead && (m->mode & 3) != kOExec))
+      return Err(EROFS);
+    if (auto* m = std::get_if<Topen>(&msg); m && (m->mode & (kOTrunc | kORclose))) return Err(EROFS);
   }
   if (auto* m = std::get_if<Tattach>(&msg)) {
     auto a = WalkPath(s, m->aname);

@@ -95,16 +95,38 @@ CheckReport Store::Check() {
     Stmt orphan(db_, "SELECT c.id FROM chunks c LEFT JOIN packs p ON p.id=c.pack WHERE p.id IS NULL");
     while (orphan.Step()) problem("chunk " + std::to_string(orphan.Int(0)) + ": its pack is not indexed");
   }
+  // References: extents, tree objects naming their children, inode caches
+  // and snapshot roots (store.h, "snapshots") each hold one.
   {
-    Stmt q(db_,
-           "SELECT c.id, c.refs, coalesce(x.n, 0) FROM chunks c LEFT JOIN "
-           "(SELECT chunk, count(*) AS n FROM extents GROUP BY chunk) x "
-           "ON x.chunk=c.id");
-    while (q.Step())
-      if (q.Int(1) != q.Int(2))
-        problem("chunk " + std::to_string(q.Int(0)) + ": refs " +
-                std::to_string(q.Int(1)) + " but " + std::to_string(q.Int(2)) +
-                " extents use it");
+    std::map<int64_t, int64_t> expected;
+    {
+      Stmt q(db_, "SELECT chunk, count(*) FROM extents GROUP BY chunk");
+      while (q.Step()) expected[q.Int(0)] += q.Int(1);
+    }
+    {
+      Stmt q(db_, "SELECT obj, count(*) FROM inodes WHERE obj IS NOT NULL GROUP BY obj");
+      while (q.Step()) expected[q.Int(0)] += q.Int(1);
+    }
+    {
+      Stmt q(db_, "SELECT root, count(*) FROM snapshots GROUP BY root");
+      while (q.Step()) expected[q.Int(0)] += q.Int(1);
+    }
+    Status o = CheckObjects(r, expected);
+    if (!o.ok()) problem("tree objects: " + o.ToString());
+    Stmt q(db_, "SELECT id, refs FROM chunks");
+    std::unordered_set<int64_t> present;
+    while (q.Step()) {
+      present.insert(q.Int(0));
+      auto it = expected.find(q.Int(0));
+      int64_t want = it == expected.end() ? 0 : it->second;
+      if (q.Int(1) != want)
+        problem("chunk " + std::to_string(q.Int(0)) + ": refs " + std::to_string(q.Int(1)) +
+                " but " + std::to_string(want) + " references (extents, objects, snapshots) use it");
+    }
+    for (auto& [id, n] : expected)
+      if (!present.count(id))
+        problem("chunk " + std::to_string(id) + ": referenced " + std::to_string(n) +
+                " times but missing");
   }
   {
     Stmt q(db_,
@@ -241,6 +263,44 @@ class Hasher {
 };
 
 }  // namespace
+
+// Every tree object decodes, and every hash it names is a chunk (counted
+// in `refs`); snapshot roots and inode caches are objects.
+Status Store::CheckObjects(CheckReport& r, std::map<int64_t, int64_t>& refs) {
+  auto problem = [&](std::string p) {
+    if (r.problems.size() < 1000) r.problems.push_back(std::move(p));
+  };
+  Stmt q(db_, "SELECT id, pack, offset, size FROM chunks WHERE kind=1");
+  std::string bytes;
+  while (q.Step()) {
+    r.objects++;
+    int64_t id = q.Int(0);
+    bytes.resize(size_t(q.Int(3)));
+    Status rs = packs_.Read(uint64_t(q.Int(1)), uint64_t(q.Int(2)), bytes.size(), bytes.data());
+    if (!rs.ok()) continue;  // reported with the chunk above
+    auto o = DecodeObject(bytes);
+    if (!o.ok()) {
+      problem("object " + std::to_string(id) + ": " + o.status().message());
+      continue;
+    }
+    for (const ObjectHash& h : ChildrenOf(*o)) {
+      Stmt c(db_, "SELECT id FROM chunks WHERE hash=?");
+      c.Bind(1, std::string_view(reinterpret_cast<const char*>(h.data()), 32));
+      if (c.Step()) refs[c.Int(0)]++;
+      else problem("object " + std::to_string(id) + " names a missing chunk " + HexOfHash(h));
+    }
+  }
+  if (q.failed()) return q.Error("objects");
+  Stmt s(db_,
+         "SELECT 'snapshot ' || s.name, s.root FROM snapshots s LEFT JOIN chunks c ON c.id=s.root "
+         "WHERE c.kind IS NOT 1 UNION ALL SELECT 'inode ' || i.ino, i.obj FROM inodes i "
+         "LEFT JOIN chunks c ON c.id=i.obj WHERE i.obj IS NOT NULL AND c.kind IS NOT 1");
+  while (s.Step()) problem(std::string(s.Blob(0)) + ": its object " + std::to_string(s.Int(1)) + " is not a tree object");
+  r.snapshots = 0;
+  Stmt n(db_, "SELECT count(*) FROM snapshots");
+  if (n.Step()) r.snapshots = uint64_t(n.Int(0));
+  return Status::Ok();
+}
 
 // Iterative (an explicit stack of directories being hashed), so a tree of
 // any depth is hashed without recursion; a directory met again below

@@ -70,6 +70,7 @@ void CutBlock::Run(const std::atomic<bool>* cancel) {
 Status Store::Read(uint64_t ino, uint64_t offset, uint32_t count,
                    std::string& out) {
   OpScope op(this);
+  if (IsView(ino)) return ViewRead(ino, offset, count, out);
   out.clear();
   auto a = LoadAttr(ino);
   if (!a.ok()) return a.status();
@@ -84,6 +85,7 @@ Status Store::Read(uint64_t ino, uint64_t offset, uint32_t count,
 Result<uint32_t> Store::Write(uint64_t ino, uint64_t offset,
                               std::string_view data) {
   OpScope op(this);
+  if (IsView(ino)) return ViewWrite(ino, offset, data);
   if (offset > kMaxFileSize || data.size() > kMaxFileSize - offset)
     return Status(EFBIG);
   Status s = Begin();
@@ -417,30 +419,52 @@ Result<int64_t> Store::PutChunk(std::string_view data, const unsigned char (&has
   return int64_t(sqlite3_last_insert_rowid(db_.raw()));
 }
 
+// A chunk whose last reference goes is deleted (its space is punched after
+// the commit); a dead tree object drops the references it held on its
+// children in turn (iteratively: a deep tree cannot exhaust the stack).
 Status Store::DropChunk(int64_t chunk) {
-  Stmt& r = st_->ref_chunk;
-  r.Bind(1, -1).Bind(2, chunk);
-  MUSCLE_RETURN_IF_ERROR(r.Run());
-  Stmt& q = st_->chunk_refs;
-  int64_t refs = 0;
-  {
-    Stmt::Scope scope(q);
-    q.Bind(1, chunk);
-    if (q.Step()) refs = q.Int(0);
-    if (q.failed()) return q.Error("chunk refs");
+  std::vector<int64_t> work{chunk};
+  while (!work.empty()) {
+    int64_t id = work.back();
+    work.pop_back();
+    Stmt& r = st_->ref_chunk;
+    r.Bind(1, -1).Bind(2, id);
+    MUSCLE_RETURN_IF_ERROR(r.Run());
+    Stmt& q = st_->chunk_refs;
+    int64_t refs = 0, kind = 0;
+    {
+      Stmt::Scope scope(q);
+      q.Bind(1, id);
+      if (q.Step()) refs = q.Int(0), kind = q.Int(1);
+      if (q.failed()) return q.Error("chunk refs");
+    }
+    if (refs > 0) continue;
+    uint64_t pack, offset, size;
+    {
+      Stmt& loc = st_->chunk_location;
+      Stmt::Scope scope(loc);
+      loc.Bind(1, id);
+      if (!loc.Step()) return loc.failed() ? loc.Error("chunk location") : Status(EIO, "chunk vanished");
+      pack = uint64_t(loc.Int(0)), offset = uint64_t(loc.Int(1)), size = uint64_t(loc.Int(2));
+    }
+    if (kind == 1) {
+      std::string bytes(size, '\0');
+      MUSCLE_RETURN_IF_ERROR(packs_.Read(pack, offset, size, bytes.data()));
+      auto o = DecodeObject(bytes);
+      if (!o.ok()) return Status(EIO, "tree object " + std::to_string(id) + ": " + o.status().message());
+      for (const ObjectHash& h : ChildrenOf(*o)) {
+        auto child = ChunkIdOf(h);
+        if (!child.ok()) return child.status();
+        work.push_back(*child);
+      }
+    }
+    punches_.push_back({pack, offset, size});
+    garbage_since_gc_ = true;
+    Stmt& d = st_->delete_chunk;
+    d.Bind(1, id);
+    MUSCLE_RETURN_IF_ERROR(d.Run());
   }
-  if (refs > 0) return Status::Ok();
-  {
-    Stmt& loc = st_->chunk_location;
-    Stmt::Scope scope(loc);
-    loc.Bind(1, chunk);
-    if (!loc.Step()) return loc.failed() ? loc.Error("chunk location") : Status(EIO, "chunk vanished");
-    punches_.push_back({uint64_t(loc.Int(0)), uint64_t(loc.Int(1)), uint64_t(loc.Int(2))});
-  }
-  garbage_since_gc_ = true;
-  Stmt& d = st_->delete_chunk;
-  d.Bind(1, chunk);
-  return d.Run();
+  return Status::Ok();
 }
 
 Status Store::DeleteExtentsFrom(uint64_t ino, uint64_t from) {

@@ -53,9 +53,24 @@ struct Store::Statements {
                      "INSERT INTO chunks(hash,size,refs,pack,offset) VALUES(?,?,1,?,?)"),
         chunk_location(db, "SELECT pack, offset, size FROM chunks WHERE id=?"),
         ref_chunk(db, "UPDATE chunks SET refs=refs+? WHERE id=?"),
-        chunk_refs(db, "SELECT refs FROM chunks WHERE id=?"),
+        chunk_refs(db, "SELECT refs, kind FROM chunks WHERE id=?"),
         delete_chunk(db, "DELETE FROM chunks WHERE id=?"),
-        chunk_hash(db, "SELECT hash FROM chunks WHERE id=?") {}
+        chunk_hash(db, "SELECT hash FROM chunks WHERE id=?"),
+        insert_object(db,
+                      "INSERT INTO chunks(hash,size,refs,pack,offset,kind) VALUES(?,?,1,?,?,1)"),
+        chunk_by_hash(db, "SELECT id, pack, offset, size, kind FROM chunks WHERE hash=?"),
+        set_kind(db, "UPDATE chunks SET kind=1 WHERE id=?"),
+        inode_obj(db, "SELECT obj, mode, parent FROM inodes WHERE ino=?"),
+        set_obj(db, "UPDATE inodes SET obj=? WHERE ino=?"),
+        parents_of(db, "SELECT parent FROM dirents WHERE ino=?"),
+        freeze_list(db,
+                    "SELECT d.name, i.ino, i.mode, i.uid, i.gid, i.size, i.rdev, i.mtime, "
+                    "i.ctime, i.btime, i.obj, c.hash FROM dirents d JOIN inodes i ON "
+                    "i.ino=d.ino LEFT JOIN chunks c ON c.id=i.obj WHERE d.parent=? "
+                    "ORDER BY d.name"),
+        file_chunks(db,
+                    "SELECT e.offset, e.length, e.chunk, c.hash FROM extents e JOIN chunks c "
+                    "ON c.id=e.chunk WHERE e.ino=? ORDER BY e.offset") {}
 
   Stmt get_inode, put_inode, insert_inode, delete_inode, get_parent,
       set_parent, get_target, count_inodes;
@@ -65,6 +80,8 @@ struct Store::Statements {
   Stmt extent_at_or_before, extents_from, insert_extent, delete_extent;
   Stmt find_chunk, insert_chunk, chunk_location, ref_chunk, chunk_refs, delete_chunk,
       chunk_hash;
+  Stmt insert_object, chunk_by_hash, set_kind, inode_obj, set_obj, parents_of, freeze_list,
+      file_chunks;
 };
 
 // Runs f() inside a savepoint of the open transaction: if f fails, every

@@ -15,6 +15,7 @@
 
 #include "common/file_lock.h"
 #include "common/log.h"
+#include "store/snapshot_internal.h"
 #include "store/statements.h"
 #include "store/vfs.h"
 
@@ -35,7 +36,7 @@ CREATE TABLE IF NOT EXISTS inodes(
   uid INTEGER NOT NULL, gid INTEGER NOT NULL, nlink INTEGER NOT NULL,
   rdev INTEGER NOT NULL, size INTEGER NOT NULL, atime INTEGER NOT NULL,
   mtime INTEGER NOT NULL, ctime INTEGER NOT NULL, btime INTEGER NOT NULL,
-  version INTEGER NOT NULL, target BLOB, merkle BLOB);
+  version INTEGER NOT NULL, target BLOB, obj INTEGER);
 CREATE TABLE IF NOT EXISTS dirents(
   id INTEGER PRIMARY KEY, parent INTEGER NOT NULL, name BLOB NOT NULL,
   ino INTEGER NOT NULL, UNIQUE(parent, name));
@@ -47,20 +48,34 @@ CREATE TABLE IF NOT EXISTS extents(
 CREATE TABLE IF NOT EXISTS xattrs(
   ino INTEGER NOT NULL, name BLOB NOT NULL, value BLOB NOT NULL,
   PRIMARY KEY(ino, name)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS snapshots(
-  id INTEGER PRIMARY KEY, created INTEGER NOT NULL, root_hash BLOB NOT NULL,
-  note TEXT);
 )sql";
 
-// Format 2: chunk data in pack files (store/pack.h); format 1 kept it in
-// chunks.data and is migrated at open.
-constexpr int kSchemaVersion = 2;
+// Format 3: snapshots (tree objects as chunks of kind 1, inodes.obj,
+// the snapshots table); format 2 put chunk data in pack files
+// (store/pack.h); format 1 kept it in chunks.data. Older formats are
+// migrated at open.
+constexpr int kSchemaVersion = 3;
 const char* kChunksV2 = R"sql(
 CREATE TABLE chunks(
   id INTEGER PRIMARY KEY, hash BLOB NOT NULL UNIQUE, size INTEGER NOT NULL,
-  refs INTEGER NOT NULL, pack INTEGER NOT NULL, offset INTEGER NOT NULL);
+  refs INTEGER NOT NULL, pack INTEGER NOT NULL, offset INTEGER NOT NULL,
+  kind INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX chunks_by_pack ON chunks(pack, offset);
 CREATE TABLE packs(id INTEGER PRIMARY KEY, size INTEGER NOT NULL);
+)sql";
+const char* kSnapshotsV3 = R"sql(
+CREATE TABLE snapshots(
+  id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, created INTEGER NOT NULL,
+  root INTEGER NOT NULL, last_chunk INTEGER NOT NULL, added INTEGER NOT NULL,
+  mode INTEGER NOT NULL, uid INTEGER NOT NULL, gid INTEGER NOT NULL,
+  mtime INTEGER NOT NULL, ctime INTEGER NOT NULL, btime INTEGER NOT NULL);
+)sql";
+// Format 2 -> 3: the v2 schema had an unused snapshots table and an
+// unused inodes.merkle column (kept: columns are not dropped in place).
+const char* kMigrateV2 = R"sql(
+ALTER TABLE inodes ADD COLUMN obj INTEGER;
+ALTER TABLE chunks ADD COLUMN kind INTEGER NOT NULL DEFAULT 0;
+DROP TABLE IF EXISTS snapshots;
 )sql";
 
 bool IsDir(uint32_t mode) { return S_ISDIR(mode); }
@@ -81,6 +96,8 @@ std::string DirOf(const std::string& path) {
 }
 
 }  // namespace
+
+Store::Store() = default;
 
 Store::~Store() {
   st_.reset();
@@ -152,7 +169,11 @@ Status Store::Init(const std::string& path) {
   sqlite3_update_hook(
       db_.raw(),
       [](void* self, int, const char*, const char* table, sqlite3_int64 row) {
-        if (strcmp(table, "inodes") == 0) static_cast<Store*>(self)->gate_->MarkDirty(uint64_t(row));
+        if (strcmp(table, "inodes") == 0) {
+          auto* st = static_cast<Store*>(self);
+          st->gate_->MarkDirty(uint64_t(row));
+          if (st->tracking_changes_) st->changed_.insert(uint64_t(row));
+        }
       },
       this);
   // Nothing commits but an explicit Commit(): after SQLite abandons a
@@ -172,14 +193,21 @@ Status Store::Init(const std::string& path) {
   }
   if (s.ok() && version == 0) {
     s = db_.Exec(kChunksV2);
+    if (s.ok()) s = db_.Exec(kSnapshotsV3);
     Stmt ins(db_, "INSERT INTO meta(key, value) VALUES('schema', ?)");
     ins.Bind(1, int64_t(kSchemaVersion));
     if (s.ok()) s = ins.Run();
   } else if (s.ok() && version == 1) {
     s = MigrateV1();
-  } else if (s.ok() && version != kSchemaVersion) {
+  } else if (s.ok() && version != 2 && version != kSchemaVersion) {
     s = Status(EINVAL, "store " + path + " has schema version " + std::to_string(version) +
-                           ", this musclefs reads 1 and " + std::to_string(kSchemaVersion));
+                           ", this musclefs reads 1 to " + std::to_string(kSchemaVersion));
+  }
+  if (s.ok() && (version == 1 || version == 2)) {
+    s = db_.Exec(kMigrateV2);
+    if (s.ok()) s = db_.Exec(kSnapshotsV3);
+    if (s.ok()) s = db_.Exec("UPDATE meta SET value=3 WHERE key='schema'");
+    if (s.ok()) Log("store: %s upgraded to format 3 (snapshots)", path.c_str());
   }
   if (s.ok() && version != 1) s = OpenPacks();
   if (s.ok()) {
@@ -187,7 +215,8 @@ Status Store::Init(const std::string& path) {
     if (!root.Step()) {
       int64_t now = NowNs();
       Stmt ins(db_,
-               "INSERT INTO inodes VALUES(1,1,?,?,?,2,0,0,?,?,?,?,1,NULL,NULL)");
+               "INSERT INTO inodes(ino,parent,mode,uid,gid,nlink,rdev,size,atime,mtime,"
+               "ctime,btime,version) VALUES(1,1,?,?,?,2,0,0,?,?,?,?,1)");
       ins.Bind(1, int64_t(S_IFDIR | 0755)).Bind(2, int64_t(getuid()))
           .Bind(3, int64_t(getgid())).Bind(4, now).Bind(5, now).Bind(6, now)
           .Bind(7, now);
@@ -200,6 +229,10 @@ Status Store::Init(const std::string& path) {
                  "(SELECT max(ino) + 1 FROM inodes))");
     next_ino_ = hi.Step() ? uint64_t(hi.Int(0)) : 2;
     persisted_next_ino_ = next_ino_;
+  }
+  if (s.ok()) {
+    Stmt any(db_, "SELECT 1 FROM inodes WHERE obj IS NOT NULL LIMIT 1");
+    objects_exist_ = any.Step();
   }
   if (s.ok()) {
     // Files unlinked while open when the server last stopped.
@@ -537,6 +570,7 @@ Status Store::StoreAttr(const Attr& a) {
 
 Result<Attr> Store::GetAttr(uint64_t ino) {
   OpScope op(this);
+  if (IsView(ino)) return ViewAttr(ino);
   return LoadAttr(ino);
 }
 
@@ -551,6 +585,7 @@ Result<std::pair<int64_t, uint64_t>> Store::LookupEntry(uint64_t dir,
 
 Result<Attr> Store::Lookup(uint64_t dir, std::string_view name) {
   OpScope op(this);
+  if (IsView(dir)) return ViewLookup(dir, name);
   if (name == ".") return LoadAttr(dir);
   if (name == "..") {
     auto p = Parent(dir);
@@ -564,6 +599,11 @@ Result<Attr> Store::Lookup(uint64_t dir, std::string_view name) {
 
 Result<uint64_t> Store::Parent(uint64_t dir) {
   OpScope op(this);
+  if (IsView(dir)) {
+    auto a = ViewLookup(dir, "..");
+    if (!a.ok()) return a.status();
+    return a->ino;
+  }
   Stmt& q = st_->get_parent;
   Stmt::Scope scope(q);
   q.Bind(1, int64_t(dir));
@@ -584,6 +624,7 @@ Status Store::TouchDir(uint64_t dir, int nlink_delta) {
 Result<Attr> Store::Create(uint64_t dir, std::string_view name, uint32_t mode,
                            uint32_t uid, uint32_t gid, uint64_t rdev,
                            std::string_view symlink_target) {
+  if (IsView(dir)) return Status(EROFS);
   OpScope op(this);
   MUSCLE_RETURN_IF_ERROR(CheckName(name));
   if (S_ISLNK(mode) && (symlink_target.empty() || symlink_target.size() > 4096))
@@ -629,6 +670,7 @@ Result<Attr> Store::Create(uint64_t dir, std::string_view name, uint32_t mode,
 
 Result<Attr> Store::Link(uint64_t dir, std::string_view name, uint64_t ino) {
   OpScope op(this);
+  if (IsView(dir) || IsView(ino)) return Status(EROFS);
   MUSCLE_RETURN_IF_ERROR(CheckName(name));
   MUSCLE_RETURN_IF_ERROR(CheckSpace(0));
   return Atomically([&]() -> Result<Attr> {
@@ -678,6 +720,7 @@ Status Store::PurgeInode(uint64_t ino) {
     dirty_.erase(it);
   }
   MUSCLE_RETURN_IF_ERROR(DeleteExtentsFrom(ino, 0));
+  MUSCLE_RETURN_IF_ERROR(DropCachedObject(ino));
   Stmt& dx = st_->delete_xattrs;
   dx.Bind(1, int64_t(ino));
   MUSCLE_RETURN_IF_ERROR(dx.Run());
@@ -698,6 +741,7 @@ Status Store::CheckEmptyDir(uint64_t dir) {
 
 Status Store::Unlink(uint64_t dir, std::string_view name, bool remove_dir) {
   OpScope op(this);
+  if (IsView(dir)) return Status(EROFS);
   if (name == "." ) return Status(EINVAL);
   if (name == "..") return Status(ENOTEMPTY);
   MUSCLE_RETURN_IF_ERROR(CheckName(name));
@@ -721,6 +765,7 @@ Status Store::Unlink(uint64_t dir, std::string_view name, bool remove_dir) {
 Status Store::Rename(uint64_t old_dir, std::string_view old_name,
                      uint64_t new_dir, std::string_view new_name) {
   OpScope op(this);
+  if (IsView(old_dir) || IsView(new_dir)) return Status(EROFS);
   MUSCLE_RETURN_IF_ERROR(CheckName(old_name));
   MUSCLE_RETURN_IF_ERROR(CheckName(new_name));
   return Atomically([&]() -> Status {
@@ -783,6 +828,7 @@ Status Store::Rename(uint64_t old_dir, std::string_view old_name,
 
 Result<Attr> Store::SetAttr(uint64_t ino, const SetAttrRequest& req) {
   OpScope op(this);
+  if (IsView(ino)) return Status(EROFS);
   return Atomically([&]() -> Result<Attr> {
     auto a = LoadAttr(ino);
     if (!a.ok()) return a.status();
@@ -811,6 +857,7 @@ Result<Attr> Store::SetAttr(uint64_t ino, const SetAttrRequest& req) {
 
 Result<std::pair<uint64_t, std::string>> Store::FindName(uint64_t ino) {
   OpScope op(this);
+  if (IsView(ino)) return ViewFindName(ino);
   Stmt& q = st_->find_name;
   Stmt::Scope scope(q);
   q.Bind(1, int64_t(ino));
@@ -820,6 +867,7 @@ Result<std::pair<uint64_t, std::string>> Store::FindName(uint64_t ino) {
 
 Result<std::string> Store::ReadLink(uint64_t ino) {
   OpScope op(this);
+  if (IsView(ino)) return ViewReadLink(ino);
   Stmt& q = st_->get_target;
   Stmt::Scope scope(q);
   q.Bind(1, int64_t(ino));
@@ -844,6 +892,7 @@ Result<std::vector<DirEntry>> Store::ReadDir(uint64_t dir, uint64_t cookie,
 Status Store::ReadDir(uint64_t dir, uint64_t cookie,
                       const std::function<bool(const DirEntry&)>& emit) {
   OpScope op(this);
+  if (IsView(dir)) return ViewReadDir(dir, cookie, emit);
   auto d = LoadAttr(dir);
   if (!d.ok()) return d.status();
   if (!IsDir(d->mode)) return Status(ENOTDIR);
@@ -896,6 +945,7 @@ Result<StatFs> Store::GetStatFs() {
 
 Result<std::string> Store::GetXattr(uint64_t ino, std::string_view name) {
   OpScope op(this);
+  if (IsView(ino)) return Status(ENODATA);
   Stmt& q = st_->get_xattr;
   Stmt::Scope scope(q);
   q.Bind(1, int64_t(ino)).Bind(2, name, true);
@@ -905,6 +955,7 @@ Result<std::string> Store::GetXattr(uint64_t ino, std::string_view name) {
 
 Result<std::string> Store::ListXattr(uint64_t ino) {
   OpScope op(this);
+  if (IsView(ino)) return std::string();
   Stmt& q = st_->list_xattr;
   Stmt::Scope scope(q);
   q.Bind(1, int64_t(ino));
@@ -920,6 +971,7 @@ Result<std::string> Store::ListXattr(uint64_t ino) {
 Status Store::SetXattr(uint64_t ino, std::string_view name,
                        std::string_view value, uint32_t flags) {
   OpScope op(this);
+  if (IsView(ino)) return Status(EROFS);
   if (name.empty() || name.size() > kMaxNameLen) return Status(ERANGE);
   if (value.size() > kMaxXattrValue) return Status(E2BIG);
   MUSCLE_RETURN_IF_ERROR(CheckSpace(value.size()));
@@ -942,6 +994,7 @@ Status Store::SetXattr(uint64_t ino, std::string_view name,
 
 Status Store::RemoveXattr(uint64_t ino, std::string_view name) {
   OpScope op(this);
+  if (IsView(ino)) return Status(EROFS);
   return Atomically([&]() -> Status {
     if (!GetXattr(ino, name).ok()) return Status(ENODATA);
     Stmt& q = st_->delete_xattr;
@@ -955,10 +1008,17 @@ Status Store::RemoveXattr(uint64_t ino, std::string_view name) {
   });
 }
 
-void Store::Ref(uint64_t ino) { gate_->Ref(ino); }
+void Store::Ref(uint64_t ino) {
+  if (IsView(ino)) return ViewRef(ino);
+  gate_->Ref(ino);
+}
 
 Status Store::Unref(uint64_t ino) {
   OpScope op(this);
+  if (IsView(ino)) {
+    ViewUnref(ino);
+    return Status::Ok();
+  }
   if (!gate_->Unref(ino)) return Status::Ok();
   return Atomically([&]() -> Status {
     Status s = FlushFile(ino);
@@ -981,7 +1041,8 @@ Status Store::Sync(bool durable) {
   // and makes every commit, not only Tfsync's, survive power loss.
   // Pack data is synced first: no committed row ever names unsynced data.
   (void)durable;
-  Status s = packs_.Sync();
+  Status s = ApplyInvalidations();
+  if (s.ok()) s = packs_.Sync();
   if (s.ok() && packs_.open_pack() != 0 &&
       (packs_.open_pack() != committed_pack_ || packs_.open_size() != committed_pack_size_)) {
     Stmt q(db_, "UPDATE packs SET size=? WHERE id=?");
@@ -1039,6 +1100,17 @@ Status Store::Tick() {
     auto gc = CollectGarbage(false);
     if (!gc.ok()) Log("store: background compaction failed: %s", gc.status().ToString().c_str());
     else if (gc->packs_removed) garbage_since_gc_ = true;  // maybe more to do
+  }
+  if (snapshot_every.count() > 0 && !low_space_) {
+    int64_t now = NowNs(), last = 0;
+    {
+      Stmt q(db_, "SELECT coalesce(max(created), 0) FROM snapshots");
+      if (q.Step()) last = q.Int(0);
+    }
+    if (now - last >= int64_t(snapshot_every.count()) * 1000000000) {
+      auto snap = TakeSnapshot();
+      if (!snap.ok()) Log("store: scheduled snapshot failed: %s", snap.status().ToString().c_str());
+    }
   }
   if (!in_txn_ && dirty_.empty()) return Status::Ok();
   auto age = std::chrono::steady_clock::now() - txn_started_;

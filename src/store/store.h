@@ -45,6 +45,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "common/file_lock.h"
@@ -52,6 +53,7 @@
 #include "store/pack.h"
 #include "store/read_gate.h"
 #include "store/sqlite.h"
+#include "store/tree_object.h"
 
 namespace muscle::store {
 
@@ -92,6 +94,7 @@ struct StatFs {
 struct CheckReport {
   uint64_t chunks = 0, chunk_bytes = 0, inodes = 0, extents = 0;
   uint64_t packs = 0, pack_bytes = 0, unreferenced_bytes = 0;
+  uint64_t objects = 0, snapshots = 0;  // tree objects (among the chunks)
   std::vector<std::string> problems;
   bool ok() const { return problems.empty(); }
 };
@@ -198,6 +201,80 @@ class Store {
   // sorted entries and their hashes; a file's its metadata and chunk list).
   Result<Hash> TreeHash(uint64_t ino = kRootIno);
 
+  // --- snapshots (snapshots.cc; format in man/musclefs-store.5) ---
+  // A snapshot freezes the live tree into tree objects (tree_object.h)
+  // stored as chunks; every inode caches its current object (inodes.obj,
+  // one reference), a change to an inode drops the cache of it and of every
+  // directory above it (at the next commit), so a snapshot builds objects
+  // only for what changed since the last one and shares the rest.
+  // References: an extent holds one on its chunk, an object one on each
+  // child it names, an inode cache one on its object, a snapshot one on
+  // its root object; a chunk whose count falls to zero is deleted, and a
+  // dead object drops its children's references in turn.
+  struct SnapshotInfo {
+    int64_t id = 0;
+    std::string name;
+    int64_t created_ns = 0;
+    ObjectHash root{};         // the root directory's object
+    uint64_t added_bytes = 0;  // chunks and objects new since the previous snapshot
+    Attr root_attr;            // the root directory's metadata
+  };
+  // Names the snapshot after its time (UTC, e.g. 2026-11-24T10:15:00Z)
+  // when `name` is empty. Commits (durably) before it returns.
+  Result<SnapshotInfo> TakeSnapshot(std::string_view name = {});
+  Result<std::vector<SnapshotInfo>> ListSnapshots();  // oldest first
+  // By name, else by root hash or a unique prefix of it (4+ hex digits).
+  Result<SnapshotInfo> FindSnapshot(std::string_view ref);
+  // restic's forget policy; a snapshot kept by any rule stays. Returns the
+  // snapshots removed (or that would be, with dry_run).
+  struct PrunePolicy {
+    int keep_last = 0, keep_hourly = 0, keep_daily = 0, keep_weekly = 0;
+    bool dry_run = false;
+  };
+  Result<std::vector<SnapshotInfo>> Prune(const PrunePolicy& policy);
+  // Added ('+'), removed ('-') and modified ('M') paths below `path`
+  // between snapshot `a` and `b` ("" for b: the live tree now). Unchanged
+  // subtrees (equal hashes) are skipped without being read.
+  struct Change {
+    char what;
+    std::string path;  // relative to `path`; directories end in '/'
+  };
+  Result<std::vector<Change>> Diff(std::string_view a, std::string_view b, std::string_view path);
+  // The snapshots in which `path` changed, newest first: its entry there
+  // (absent when it was removed).
+  struct PathVersion {
+    SnapshotInfo snapshot;
+    bool present = false;
+    TreeEntry entry;
+  };
+  Result<std::vector<PathVersion>> History(std::string_view path);
+  // Brings `path` of snapshot `snap` back into the live tree at `dest`
+  // (default: the same path), sharing its chunks (no data is copied). A
+  // regular file or symlink at dest is replaced; a directory must not exist.
+  Result<Attr> Restore(std::string_view snap, std::string_view path, std::string_view dest);
+  // The object named by `hash` (decoded, cached); ENOENT when no chunk of
+  // that hash exists.
+  Result<std::shared_ptr<const TreeObject>> LoadObject(const ObjectHash& hash);
+  // The entry at `path` (slash-separated, relative) below a directory object.
+  Result<TreeEntry> ResolveIn(const ObjectHash& dir, const Attr& dir_attr, std::string_view path);
+
+  // --- read-only views (snapshot_view.cc) ---
+  // Inode numbers with kViewBit set name nodes of the read-only snapshot
+  // tree (aname @snapshots) and control files (aname @ctl); the reading
+  // methods serve them from tree objects, and every changing method
+  // answers EROFS. Writer only (readers never see them).
+  static constexpr uint64_t kViewBit = uint64_t(1) << 62;
+  static bool IsView(uint64_t ino) { return ino & kViewBit; }
+  // The node for @snapshots as an identity confined to `confine` (a
+  // relative path, "" for the whole tree) sees it.
+  Result<Attr> SnapshotsRoot(std::string_view confine);
+  // A control file: what is written to it is passed to control_handler
+  // with `context`, whose answer reads back from it.
+  Result<Attr> NewControlFile(std::string context);
+  bool IsControlFile(uint64_t ino) const;
+  std::function<std::string(Store&, const std::string& context, std::string_view command)>
+      control_handler;
+
   // True while space is short (see "Disk full" above).
   bool low_space() const { return low_space_; }
   // How many times uncommitted work was rolled back by a failure.
@@ -220,11 +297,13 @@ class Store {
   std::chrono::milliseconds space_check_interval{500};
   // Least time between background compactions.
   std::chrono::milliseconds gc_interval{10000};
+  // Tick takes a snapshot when the last one is this old (0: never).
+  std::chrono::seconds snapshot_every{0};
   size_t file_buffer_limit = 8u << 20;   // per file, then flush it
   size_t total_buffer_limit = 64u << 20;  // all files, then flush the largest
 
  private:
-  Store() = default;
+  Store();
   struct Statements;
   struct DirtyFile {
     std::map<uint64_t, std::string> ranges;  // disjoint, non-adjacent
@@ -302,6 +381,38 @@ class Store {
   Status PurgeInode(uint64_t ino);
   Status CheckName(std::string_view name);
   Status CheckEmptyDir(uint64_t dir);
+
+  // Snapshots (snapshots.cc).
+  Status ApplyInvalidations();
+  Result<std::pair<int64_t, ObjectHash>> Freeze(uint64_t ino);
+  Result<std::pair<int64_t, ObjectHash>> PutObject(const TreeObject& o,
+                                                   const std::vector<int64_t>& child_ids);
+  Result<std::pair<int64_t, ObjectHash>> FileObject(uint64_t ino, const Attr& a);
+  Status RefChildren(const std::vector<int64_t>& ids);
+  Result<int64_t> ChunkIdOf(const ObjectHash& h);
+  Status DropCachedObject(uint64_t ino);
+  Result<Attr> RestoreEntry(uint64_t dir, const std::string& name, const TreeEntry& e);
+  struct SnapshotRow;
+  // Changed inodes whose cached objects are dropped at the next commit.
+  std::unordered_set<uint64_t> changed_;
+  bool tracking_changes_ = true;
+  bool objects_exist_ = false;  // some inode caches an object
+  struct ObjectCache;
+  std::unique_ptr<ObjectCache> object_cache_;
+  struct View;
+  std::unique_ptr<View> view_;
+  Status CheckObjects(CheckReport& r, std::map<int64_t, int64_t>& refs);
+  // The view's side of the reading methods (snapshot_view.cc).
+  Result<Attr> ViewAttr(uint64_t ino);
+  Result<Attr> ViewLookup(uint64_t dir, std::string_view name);
+  Status ViewReadDir(uint64_t dir, uint64_t cookie,
+                     const std::function<bool(const DirEntry&)>& emit);
+  Status ViewRead(uint64_t ino, uint64_t offset, uint32_t count, std::string& out);
+  Result<uint32_t> ViewWrite(uint64_t ino, uint64_t offset, std::string_view data);
+  Result<std::string> ViewReadLink(uint64_t ino);
+  Result<std::pair<uint64_t, std::string>> ViewFindName(uint64_t ino);
+  void ViewRef(uint64_t ino);
+  void ViewUnref(uint64_t ino);
 
   // Data path (file_data.cc).
   Status ReadLogical(uint64_t ino, uint64_t offset, size_t len, char* out);

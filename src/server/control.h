@@ -1,0 +1,36 @@
+// The @ctl control file: what `muscle snapshot`, `snapshots`, `history`,
+// `diff`, `restore` and `snapshot prune` send to a running server.
+//
+// Protocol: each write to a control file is one command, its words
+// separated by NUL bytes (so paths may hold any other byte); reading the
+// file from offset 0 then returns the answer: a first line "ok" or
+// "error ENAME: message", then one line per result with tab-separated
+// fields, in which tab, newline and backslash are escaped as \t, \n, \\.
+// (Grammar and fields in musclefs(8), CONTROL.)
+//
+// Access: the attach's rule travels in the context string (see
+// StoreFileSystem's AttachView): "S" or "-" (may take, prune and restore
+// snapshots), "R" or "-" (read-only identity), then the confining root. A
+// confined identity names paths below its root and sees only that subtree
+// in every snapshot.
+//
+// Threading: runs on the store worker thread (the writer's), from
+// Store::Write on a control file.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "store/store.h"
+
+namespace muscle::server {
+
+std::string RunControl(store::Store& s, const std::string& context, std::string_view command);
+
+// For clients: the words of a command, joined as the protocol wants, and
+// an answer's lines split into fields (escapes undone).
+std::string ControlCommand(const std::vector<std::string>& words);
+std::vector<std::vector<std::string>> ControlFields(std::string_view answer);
+
+}  // namespace muscle::server
