@@ -552,3 +552,33 @@ TEST_CASE("kill -9 during snapshots, prune and gc: every completed snapshot is i
     RequireClean(*s);
   }
 }
+
+TEST_CASE("a format 2 store made by the previous release is upgraded and snapshots") {
+  // tests/store/fixtures/v2-store: made by musclefs 2eeaefa (packs, no
+  // snapshots): docs/a.bin (300,000 bytes), docs/a-copy.bin (the same),
+  // docs/link -> a.bin, hello.txt; deleted.txt was written and removed.
+  TempBase base;
+  std::string src = MUSCLE_SOURCE_DIR "/tests/store/fixtures/v2-store";
+  REQUIRE(system(("cp -r " + src + "/store.db " + src + "/packs " + base.path + "/").c_str()) == 0);
+  REQUIRE(system(("chmod 700 " + base.path + "/packs").c_str()) == 0);
+  std::string db = base.path + "/store.db";
+  CHECK(Count(db, "SELECT value FROM meta WHERE key='schema'") == 2);
+  std::string a_hash;
+  for (int round = 0; round < 2; round++) {
+    auto s = Open(db);
+    RequireClean(*s);
+    auto a = Walk(*s, kRootIno, "docs/a.bin");
+    REQUIRE(a.ok());
+    CHECK(a->size == 300000);
+    CHECK(ReadAll(*s, a->ino) == ReadAll(*s, Walk(*s, kRootIno, "docs/a-copy.bin")->ino));
+    CHECK(ReadAll(*s, Walk(*s, kRootIno, "hello.txt")->ino) == "hello v2\n");
+    CHECK(Walk(*s, kRootIno, "deleted.txt").err() == ENOENT);
+    auto snap = s->TakeSnapshot("after-upgrade-" + std::to_string(round));
+    REQUIRE(snap.ok());
+    auto back = SnapRead(*s, snap->name, "docs/a.bin");
+    REQUIRE(back.ok());
+    CHECK(*back == ReadAll(*s, a->ino));
+    RequireClean(*s);
+  }
+  CHECK(Count(db, "SELECT value FROM meta WHERE key='schema'") == 3);
+}

@@ -1,0 +1,184 @@
+// Snapshots through a running server: the @snapshots and @ctl attach names
+// over 9P, read-only browsing, and the access rules (confined, read-only,
+// and the "snapshot" right), with identities claimed on the unix socket
+// as muscle stdio does (transport/claim.h); TLS uses the same rules.
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <catch2/catch.hpp>
+
+#include "9p/client.h"
+#include "server/control.h"
+#include "server_harness.h"
+
+using namespace muscle;
+using namespace muscle::p9;
+using muscle::test::InProcessServer;
+using muscle::test::TempDir;
+
+namespace {
+
+std::string Claim(Client& c, const std::string& line) {
+  REQUIRE(c.SendRaw(line).ok());
+  std::string answer;
+  char ch;
+  while (read(c.fd(), &ch, 1) == 1 && ch != '\n') answer += ch;
+  return answer;
+}
+
+// Connects (as `claim`, or as the local administrator when empty).
+void Connect(Client& c, const std::string& ep, const std::string& claim) {
+  REQUIRE(c.Connect(ep).ok());
+  if (!claim.empty()) REQUIRE(Claim(c, claim) == "ok");
+  REQUIRE(c.Version().ok());
+}
+
+// One control command on a fresh @ctl attach; the whole answer.
+std::string Control(Client& c, const std::vector<std::string>& words, uint32_t fid = 90) {
+  auto q = c.Attach(fid, "@ctl");
+  REQUIRE(q.ok());
+  REQUIRE(c.Open(fid, O_RDWR).ok());
+  REQUIRE(c.Write(fid, 0, server::ControlCommand(words)).ok());
+  auto a = c.ReadAll(fid);
+  REQUIRE(a.ok());
+  REQUIRE(c.Clunk(fid).ok());
+  return *a;
+}
+
+std::string ReadPath(Client& c, uint32_t root, const std::string& path, uint32_t fid = 50) {
+  Status s = c.WalkPath(root, fid, path);
+  if (!s.ok()) return "<" + s.ToString() + ">";
+  REQUIRE(c.Open(fid, O_RDONLY).ok());
+  auto d = c.ReadAll(fid);
+  REQUIRE(c.Clunk(fid).ok());
+  REQUIRE(d.ok());
+  return *d;
+}
+
+void Put(Client& c, uint32_t dir, const std::string& name, const std::string& data) {
+  uint32_t fid = 60;
+  REQUIRE(c.Walk(dir, fid, {}).ok());
+  auto q = c.Create(fid, name, O_WRONLY | O_TRUNC, 0644);
+  if (!q.ok()) {
+    REQUIRE(c.Clunk(fid).ok());
+    REQUIRE(c.Walk(dir, fid, {name}).ok());
+    REQUIRE(c.Open(fid, O_WRONLY | O_TRUNC).ok());
+  }
+  REQUIRE(c.WriteAll(fid, data).ok());
+  REQUIRE(c.Clunk(fid).ok());
+}
+
+}  // namespace
+
+TEST_CASE("snapshots over 9P: browse read-only, control by right, confined to a subtree") {
+  TempDir dir;
+  server::ServerOptions o;
+  o.store_path = dir.path + "/store.db";
+  o.listen = {"unix:" + dir.path + "/sock"};
+  o.access["sub"] = server::AccessRule{"/sub", false, false};
+  o.access["ro"] = server::AccessRule{"", true, false};
+  o.access["snap"] = server::AccessRule{"", false, true};
+  o.access["subsnap"] = server::AccessRule{"/sub", false, true};
+  InProcessServer srv(o);
+  std::string ep = "unix:" + srv.endpoints()[0].path;
+
+  Client admin;
+  Connect(admin, ep, "");
+  REQUIRE(admin.Attach(0).ok());
+  REQUIRE(admin.Mkdir(0, "sub", 0755).ok());
+  REQUIRE(admin.Walk(0, 1, {"sub"}).ok());
+  Put(admin, 1, "f", "v1");
+  Put(admin, 0, "top", "t1");
+  std::string answer = Control(admin, {"snapshot", "s1"});
+  INFO(answer);
+  REQUIRE(answer.rfind("ok\ns1\t", 0) == 0);
+  Put(admin, 1, "f", "v2 (newer)");
+  REQUIRE(admin.Unlink(0, "top").ok());
+
+  SECTION("the administrator browses every snapshot, read-only") {
+    REQUIRE(admin.Attach(10, "@snapshots").ok());
+    REQUIRE(admin.Walk(10, 9, {}).ok());
+    REQUIRE(admin.Open(9, O_RDONLY).ok());
+    auto names = admin.ReadDirNames(9);
+    REQUIRE(names.ok());
+    CHECK(std::count(names->begin(), names->end(), "s1") == 1);
+    CHECK(ReadPath(admin, 10, "s1/sub/f") == "v1");
+    CHECK(ReadPath(admin, 10, "s1/top") == "t1");
+    CHECK(ReadPath(admin, 0, "sub/f") == "v2 (newer)");
+    // Attach one snapshot, or a directory in it.
+    REQUIRE(admin.Attach(11, "@snapshots/s1/sub").ok());
+    CHECK(ReadPath(admin, 11, "f") == "v1");
+    auto up = admin.Walk(11, 12, {".."});  // the attach root stays put
+    REQUIRE(up.ok());
+    CHECK(ReadPath(admin, 12, "f") == "v1");
+    CHECK(!admin.Attach(13, "@snapshots/nope").ok());
+    CHECK(!admin.Attach(13, "@snapshots/s1/top").ok());  // not a directory
+    CHECK(!admin.Attach(13, "@other").ok());
+    // Every change fails with EROFS.
+    REQUIRE(admin.Walk(10, 20, {"s1", "sub", "f"}).ok());
+    auto w = admin.Open(20, O_WRONLY);
+    REQUIRE(!w.ok());
+    CHECK(w.status().err() == EROFS);
+    REQUIRE(admin.Walk(10, 21, {"s1", "sub"}).ok());
+    auto c = admin.Create(21, "new", O_WRONLY, 0644);
+    REQUIRE(!c.ok());
+    CHECK(c.status().err() == EROFS);
+    REQUIRE(admin.Walk(10, 22, {"s1", "sub"}).ok());
+    CHECK(admin.Mkdir(22, "d", 0755).status().err() == EROFS);
+    CHECK(admin.Unlink(22, "f").err() == EROFS);
+    auto g = admin.GetAttr(20);
+    REQUIRE(g.ok());
+    CHECK(g->size == 2);
+    CHECK(g->qid.path != 0);
+  }
+  SECTION("a confined identity sees its own subtree in every snapshot") {
+    Client c;
+    Connect(c, ep, "muscle-claim identity=sub\n");
+    REQUIRE(c.Attach(0, "@snapshots").ok());
+    CHECK(ReadPath(c, 0, "s1/f") == "v1");
+    CHECK(ReadPath(c, 0, "s1/top").find("<") == 0);  // outside its root
+    CHECK(ReadPath(c, 0, "s1/sub/f").find("<") == 0);
+    auto up = c.Walk(0, 1, {"s1", "..", "..", "top"});
+    CHECK(!(up.ok() && up->size() == 4));
+    // It may list and read history, not take, prune or restore.
+    std::string list = Control(c, {"snapshots"});
+    CHECK(list.rfind("ok\ns1\t", 0) == 0);
+    CHECK(list.find("\t-\n") != std::string::npos);  // no global "added" figure
+    CHECK(Control(c, {"history", "f"}).find("ok\n") == 0);
+    CHECK(Control(c, {"snapshot"}).rfind("error EPERM", 0) == 0);
+    CHECK(Control(c, {"restore", "s1", "f"}).rfind("error EPERM", 0) == 0);
+    CHECK(Control(c, {"prune", "keep-last", "1"}).rfind("error EPERM", 0) == 0);
+  }
+  SECTION("a read-only identity may browse and list, not restore") {
+    Client c;
+    Connect(c, ep, "muscle-claim identity=ro\n");
+    REQUIRE(c.Attach(0, "@snapshots").ok());
+    CHECK(ReadPath(c, 0, "s1/top") == "t1");
+    CHECK(Control(c, {"snapshots"}).rfind("ok\ns1", 0) == 0);
+    CHECK(Control(c, {"snapshot"}).rfind("error EPERM", 0) == 0);
+    REQUIRE(c.Attach(1).ok());
+    CHECK(c.Mkdir(1, "x", 0755).status().err() == EROFS);
+  }
+  SECTION("the snapshot right: take, restore inside its root, prune") {
+    Client c;
+    Connect(c, ep, "muscle-claim identity=subsnap\n");
+    std::string a = Control(c, {"snapshot", "by-subsnap"});
+    CHECK(a.rfind("ok\nby-subsnap", 0) == 0);
+    CHECK(Control(c, {"restore", "s1", "f"}) == "ok\nf\n");
+    CHECK(ReadPath(admin, 0, "sub/f") == "v1");
+    // Paths are below its root: "top" is /sub/top, which s1 does not have.
+    CHECK(Control(c, {"restore", "s1", "top"}).rfind("error ENOENT", 0) == 0);
+    CHECK(Control(c, {"restore", "s1", "../top"}).rfind("error EINVAL", 0) == 0);
+    Client s;
+    Connect(s, ep, "muscle-claim identity=snap\n");
+    CHECK(Control(s, {"restore", "s1", "top", "top-back"}) == "ok\ntop-back\n");
+    CHECK(ReadPath(admin, 0, "top-back") == "t1");
+    std::string d = Control(s, {"diff", "s1", "", ""});
+    CHECK(d.find("+\ttop-back\n") != std::string::npos);
+    CHECK(Control(s, {"prune", "keep-last", "1", "dry-run"}) .find("ok\ns1\t") == 0);
+    CHECK(Control(s, {"prune", "keep-last", "1"}).find("ok\ns1\t") == 0);
+    CHECK(Control(s, {"snapshots"}).find("s1") == std::string::npos);
+    CHECK(Control(s, {"frobnicate"}).rfind("error EINVAL", 0) == 0);
+  }
+}
