@@ -232,3 +232,25 @@ TEST_CASE("the config file must be a regular file only its owner can change") {
     CHECK(u.status().message().find("cannot read " + conf) == 0);
   }
 }
+
+TEST_CASE("snapshot settings: snapshot-every durations and the access word") {
+  TempBase base;
+  ConfFile(base) << "snapshot-every = 15m\naccess = alice root=/a snapshot\naccess = bob read-only\n";
+  auto c = ParseConfig({"serve", "--base", base.path});
+  REQUIRE(c.ok());
+  CHECK(c->server.snapshot_every == std::chrono::seconds(900));
+  CHECK(c->server.access["alice"].snapshot);
+  CHECK(c->server.access["alice"].root == "/a");
+  CHECK(!c->server.access["bob"].snapshot);
+  for (auto [flag, secs] : std::vector<std::pair<const char*, int64_t>>{
+           {"2h", 7200}, {"1d", 86400}, {"off", 0}, {"0", 0}, {"90s", 90}}) {
+    INFO(flag);
+    auto d = ParseConfig({"serve", "--base", base.path, "--snapshot-every", flag});
+    REQUIRE(d.ok());
+    CHECK(d->server.snapshot_every == std::chrono::seconds(secs));
+  }
+  for (const char* bad : {"30s", "15", "15x", "m", "-1m", "400d", ""}) {
+    INFO(bad);
+    CHECK(!ParseConfig({"serve", "--base", base.path, "--snapshot-every", bad}).ok());
+  }
+}

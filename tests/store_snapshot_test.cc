@@ -582,3 +582,22 @@ TEST_CASE("a format 2 store made by the previous release is upgraded and snapsho
   }
   CHECK(Count(db, "SELECT value FROM meta WHERE key='schema'") == 3);
 }
+
+TEST_CASE("scheduled snapshots: Tick takes one when the last is old enough") {
+  TempBase base;
+  auto s = Open(base.path + "/store.db");
+  MakeFile(*s, kRootIno, "f", "x");
+  REQUIRE(s->Tick().ok());
+  CHECK(s->ListSnapshots()->empty());  // off by default
+  s->snapshot_every = std::chrono::seconds(1);
+  REQUIRE(s->Tick().ok());
+  REQUIRE(s->ListSnapshots()->size() == 1);
+  REQUIRE(s->Tick().ok());
+  CHECK(s->ListSnapshots()->size() == 1);  // the last one is too recent
+  usleep(1100000);
+  REQUIRE(s->Tick().ok());
+  auto list = s->ListSnapshots();
+  REQUIRE(list->size() == 2);
+  CHECK((*list)[1].root == (*list)[0].root);  // nothing changed: the same tree
+  CHECK((*list)[1].name != (*list)[0].name);
+}

@@ -21,6 +21,13 @@
 
 namespace muscle::p9 {
 
+// An identity's access rule, as a view applies it (FsRequest::rule).
+struct AttachRule {
+  std::string root;  // relative, "" for the whole tree
+  bool read_only = false;
+  bool may_snapshot = false;
+};
+
 struct FsRequest {
   Message msg;            // the decoded T-message
   uint64_t ino = 0;       // inode of the message's first fid
@@ -31,11 +38,7 @@ struct FsRequest {
   // For a Tattach to a view ("@snapshots[/...]", "@ctl"): the identity's
   // access rule, which the file system applies itself (the session
   // prefixes attach_root to any other aname).
-  struct Rule {
-    std::string root;  // relative, "" for the whole tree
-    bool read_only = false;
-    bool may_snapshot = false;
-  };
+  using Rule = AttachRule;
   std::optional<Rule> rule;
   Dialect dialect = k9P2000L;  // the session's, for stat records and create rules
   // For a Tread of an open directory in 9P2000/9P2000.u: the listing
