@@ -300,6 +300,33 @@ snapshots_phase() {
   umount /c1
   mount -t 9p -o trans=tcp,port=$(arg confport),version=9p2000.L,aname=@snapshots/before/.. 10.0.2.2 /c1 2>/dev/null \
     && fail "confined: mounted @snapshots/before/.."
+  # The hash muscle snapshots shows the confined identity (its subtree's)
+  # names the snapshot for it too.
+  snap_mount /c2 $(arg confport) @snapshots/$(arg confhash)
+  check "$(cat /c2/snapfile)" confined-old "confined: @snapshots/<prefix $(arg confhash) of its hash in before>"
+  umount /c2
+  echo "MUSCLE-SNAP-RULES-OK"
+  # Taken, restored and pruned from the guest (identity guest has the
+  # snapshot right) while @snapshots is mounted and a file of a pruned
+  # snapshot is open.
+  CONN="--connect 10.0.2.2:$(arg tlsport) --identity guest --keys /keys"
+  r=$(/muscle snapshot from-guest $CONN 2>&1) || fail "muscle snapshot in the guest: $r"
+  check "$(ls $S | tr '\n' ' ')" "$THIRD after before from-guest " "a new snapshot in the mounted @snapshots"
+  check "$(cat $S/from-guest/snap/third)" kept "snap/third in from-guest"
+  r=$(/muscle restore before snap/gone $CONN 2>&1) || fail "muscle restore in the guest: $r"
+  check "$(sha256sum < $M/snap/gone | cut -d' ' -f1)" "$GONE" "snap/gone restored from before"
+  exec 3< $S/before/snap/over || fail "open a file of before"
+  cd $S/before/snap || fail "cd into before"
+  r=$(/muscle snapshot prune --keep-last 1 $CONN 2>&1) || fail "prune in the guest: $r"
+  check "$(ls $S)" from-guest "@snapshots after prune --keep-last 1"
+  [ -e $S/before ] && fail "before is still there after the prune"
+  r1=$(dd bs=65536 count=1 <&3 2>&1 | tail -n1)
+  r2=$(ls . 2>&1)
+  r3=$(cat $S/after/snap/keep 2>&1)
+  echo "MUSCLE-SNAP-PRUNED (open file: $r1) (its directory: $r2) (a pruned snapshot's file: $r3)"
+  cd /; exec 3<&-
+  check "$(sha256sum < $M/snap/gone | cut -d' ' -f1)" "$GONE" "restored file after the prune"
+  check "$(cat $S/from-guest/snap/keep)" kept "from-guest after the prune"
   umount $S || fail "umount @snapshots"
   umount $M || fail "umount"
   echo "MUSCLE-SNAP-OK $(($(date +%s) - start))s"

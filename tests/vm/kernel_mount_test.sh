@@ -110,7 +110,8 @@ mkdir -p "$work/srv"
   echo "confined:$(printf 'c%.0s' $(seq 32))"
 } > "$work/srv/keys"
 chmod 600 "$work/srv/keys"
-printf 'access = reader read-only\naccess = confined root=/deep/a\n' > "$work/srv/musclefs.conf"
+printf 'access = reader read-only\naccess = confined root=/deep/a\naccess = guest snapshot\n' \
+  > "$work/srv/musclefs.conf"
 chmod 644 "$work/srv/musclefs.conf"  # musclefs refuses a group/world-writable one
 wait_port() {
   for _ in $(seq 100); do
@@ -161,7 +162,7 @@ run_guest() {  # phase trans port marker timeout [more kernel arguments]
 # snapshot "after", snap/third written, an unnamed snapshot (named by its
 # time). The guest gets the expected hashes on its command line.
 snapshots_phase() {
-  local d=$work/snapdata m9="$build/tests/muscle9p" ep="127.0.0.1:$port" out hash third
+  local d=$work/snapdata m9="$build/tests/muscle9p" ep="127.0.0.1:$port" out hash third confhash
   mkdir -p "$d"
   head -c 3000000 /dev/urandom > "$d/over-old"
   head -c 200000 /dev/urandom > "$d/over-new"
@@ -191,16 +192,25 @@ snapshots_phase() {
   snap snapshots
   out=$(snap diff before after)
   echo "$out"
-  echo "$out" | grep -q "^M /snap/over" && echo "$out" | grep -q "^- /snap/gone" \
+  echo "$out" | grep -qx "M snap/over" && echo "$out" | grep -qx -- "- snap/gone" \
     || { echo "FAIL: muscle diff before after: $out" >&2; exit 1; }
-  snap history /snap/over
+  snap history snap/over
+  # What muscle snapshots shows the confined identity: its subtree's hash.
+  out=$("$build/muscle" snapshots --connect "127.0.0.1:$tls_port" --identity confined --keys "$work/srv/keys") \
+    || { echo "FAIL: muscle snapshots as the confined identity: $out" >&2; exit 1; }
+  echo "$out"
+  confhash=$(echo "$out" | awk '$1 == "before" { print substr($3, 1, 8) }')
   sha() { sha256sum < "$1" | cut -d' ' -f1; }
   run_guest snapshots tcp "$port" MUSCLE-SNAP-OK 900 \
     "muscle.old=$(sha "$d/over-old") muscle.new=$(sha "$d/over-new") muscle.gone=$(sha "$d/gone") \
 muscle.oldpart=$(dd if="$d/over-old" bs=4096 skip=500 count=3 2>/dev/null | sha256sum | cut -d' ' -f1) \
-muscle.hash=$hash muscle.third=$third"
+muscle.hash=$hash muscle.third=$third muscle.confhash=$confhash muscle.tlsport=$tls_port"
   grep -q "attach by identity confined .*aname=\"@snapshots\"" "$work/server.log" \
     || { echo "FAIL: no @snapshots attach by the confined identity logged" >&2; exit 1; }
+  out=$(snap snapshots)
+  echo "$out"
+  [ "$(echo "$out" | awk 'NR > 1 { print $1 }')" = from-guest ] \
+    || { echo "FAIL: want only the snapshot from-guest after the guest's prune" >&2; exit 1; }
 }
 
 if [ -n "${MUSCLE_VM_ONLY:-}" ]; then
