@@ -354,6 +354,18 @@ Result<std::pair<int64_t, ObjectHash>> Store::Freeze(uint64_t ino) {
       }
       auto a = LoadAttr(c.ino);
       if (!a.ok()) return a.status();
+      if (a->nlink > 1) {
+        // Another name of this file, frozen since this directory was
+        // listed, holds the inode's one cached object: share it.
+        auto have = cached(c.ino);
+        if (!have.ok()) return have.status();
+        if (*have) {
+          c.obj = (*have)->first;
+          c.entry.object = (*have)->second;
+          f.next++;
+          continue;
+        }
+      }
       auto made = FileObject(c.ino, *a);
       if (!made.ok()) return made.status();
       MUSCLE_RETURN_IF_ERROR(set_obj(c.ino, made->first));
