@@ -119,7 +119,7 @@ Result<Attr> Store::ViewLookup(uint64_t dir, std::string_view name) {
   ViewNode parent = it->second;  // (the table may rehash below)
   TreeEntry entry;
   if (parent.kind == ViewNode::kList) {
-    auto s = FindSnapshot(name);
+    auto s = FindSnapshot(name, parent.confine);
     if (!s.ok()) return Status(s.err() == EINVAL ? ENOENT : s.err());
     auto e = ResolveIn(s->root, s->root_attr, parent.confine);
     if (!e.ok() || !S_ISDIR(e->mode)) return Status(ENOENT);  // not in that snapshot

@@ -354,6 +354,18 @@ Result<std::pair<int64_t, ObjectHash>> Store::Freeze(uint64_t ino) {
       }
       auto a = LoadAttr(c.ino);
       if (!a.ok()) return a.status();
+      if (a->nlink > 1) {
+        // Another name of this file, frozen since this directory was
+        // listed, holds the inode's one cached object: share it.
+        auto have = cached(c.ino);
+        if (!have.ok()) return have.status();
+        if (*have) {
+          c.obj = (*have)->first;
+          c.entry.object = (*have)->second;
+          f.next++;
+          continue;
+        }
+      }
       auto made = FileObject(c.ino, *a);
       if (!made.ok()) return made.status();
       MUSCLE_RETURN_IF_ERROR(set_obj(c.ino, made->first));
@@ -458,7 +470,7 @@ Result<std::vector<Store::SnapshotInfo>> Store::ListSnapshots() {
   return out;
 }
 
-Result<Store::SnapshotInfo> Store::FindSnapshot(std::string_view ref) {
+Result<Store::SnapshotInfo> Store::FindSnapshot(std::string_view ref, std::string_view confine) {
   OpScope op(this);
   {
     Stmt q(db_, (std::string("SELECT ") + SnapshotRow::kColumns + " WHERE s.name=?").c_str());
@@ -469,14 +481,25 @@ Result<Store::SnapshotInfo> Store::FindSnapshot(std::string_view ref) {
   if (ref.size() >= 4 && ref.size() <= 64 && IsHex(ref)) {
     auto all = ListSnapshots();
     if (!all.ok()) return all.status();
-    const SnapshotInfo* found = nullptr;
-    for (auto it = all->rbegin(); it != all->rend(); ++it) {
-      if (HexOfHash(it->root).compare(0, ref.size(), ref) != 0) continue;
-      if (found && found->root != it->root)
-        return Status(EINVAL, "snapshot hash prefix '" + std::string(ref) + "' is ambiguous");
-      if (!found) found = &*it;  // the newest of those with that tree
+    // Pass 0 (confined only): the hash of `confine` in each snapshot;
+    // pass 1: the root's.
+    for (int pass = confine.empty() ? 1 : 0; pass < 2; pass++) {
+      const SnapshotInfo* found = nullptr;
+      ObjectHash found_hash{};
+      for (auto it = all->rbegin(); it != all->rend(); ++it) {
+        ObjectHash h = it->root;
+        if (pass == 0) {
+          auto e = ResolveIn(it->root, it->root_attr, confine);
+          if (!e.ok() || !S_ISDIR(e->mode)) continue;  // not in that snapshot
+          h = e->object;
+        }
+        if (HexOfHash(h).compare(0, ref.size(), ref) != 0) continue;
+        if (found && found_hash != h)
+          return Status(EINVAL, "snapshot hash prefix '" + std::string(ref) + "' is ambiguous");
+        if (!found) found = &*it, found_hash = h;  // the newest of those with that tree
+      }
+      if (found) return *found;
     }
-    if (found) return *found;
   }
   return Status(ENOENT, "no snapshot '" + std::string(ref) + "'");
 }

@@ -224,7 +224,10 @@ class Store {
   Result<SnapshotInfo> TakeSnapshot(std::string_view name = {});
   Result<std::vector<SnapshotInfo>> ListSnapshots();  // oldest first
   // By name, else by root hash or a unique prefix of it (4+ hex digits).
-  Result<SnapshotInfo> FindSnapshot(std::string_view ref);
+  // With `confine` (a confined identity's root, relative), a hash names
+  // first the snapshot whose `confine` directory has it (the hash that
+  // identity is shown), then as without.
+  Result<SnapshotInfo> FindSnapshot(std::string_view ref, std::string_view confine = {});
   // restic's forget policy; a snapshot kept by any rule stays. Returns the
   // snapshots removed (or that would be, with dry_run).
   struct PrunePolicy {

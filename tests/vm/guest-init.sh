@@ -149,6 +149,193 @@ more" "$2: append"
   echo "MUSCLE-DIALECT-OK $2"
 }
 
+# Snapshots through the kernel (phase snapshots): the host wrote snap/over,
+# snap/gone, snap/keep and deep/a/snapfile, took snapshot "before",
+# overwrote snap/over and deep/a/snapfile, removed snap/gone, took "after",
+# wrote snap/third and took an unnamed one (named by its time, $THIRD).
+# $M is the live tree (plain port); the expected hashes come on the
+# command line.
+erofs() {  # what command...: the command must fail with EROFS
+  what=$1; shift
+  r=$("$@" 2>&1) && fail "$what succeeded in a snapshot"
+  case "$r" in *"Read-only file system"*) ;; *) fail "$what: want EROFS, got: $r" ;; esac
+}
+snap_mount() {  # dir port aname
+  mkdir -p $1
+  mount -t 9p -o trans=tcp,port=$2,version=9p2000.L,msize=524288,aname=$3 10.0.2.2 $1 \
+    || fail "mount aname=$3 on port $2"
+}
+snapshots_phase() {
+  start=$(date +%s)
+  OLD=$(arg old); NEW=$(arg new); GONE=$(arg gone); HASH=$(arg hash); THIRD=$(arg third)
+  RPORT=$(arg relayport); S=/s
+  # The live tree was overwritten and the file removed.
+  check "$(sha256sum < $M/snap/over | cut -d' ' -f1)" "$NEW" "live snap/over is the new version"
+  [ -e $M/snap/gone ] && fail "live snap/gone still there"
+  snap_mount $S $PORT @snapshots
+  check "$(ls $S | tr '\n' ' ')" "$THIRD after before " "ls @snapshots"
+  check "$(ls -a $S | wc -l)" 5 "ls -a @snapshots (with . and ..)"
+  [ -d $S/before ] && [ -d $S/$THIRD ] || fail "snapshot directories are not directories"
+  check "$(stat -c %a $S)" 555 "mode of @snapshots"
+  # The old versions, and the file removed from the live tree.
+  check "$(sha256sum < $S/before/snap/over | cut -d' ' -f1)" "$OLD" "old version of snap/over"
+  check "$(stat -c %s $S/before/snap/over)" 3000000 "old size of snap/over"
+  check "$(sha256sum < $S/after/snap/over | cut -d' ' -f1)" "$NEW" "snap/over in after"
+  check "$(sha256sum < $S/before/snap/gone | cut -d' ' -f1)" "$GONE" "removed file in before"
+  [ -e $S/after/snap/gone ] && fail "snap/gone in after"
+  [ -e $S/before/snap/third ] && fail "snap/third in before"
+  check "$(cat $S/$THIRD/snap/third)" kept "snap/third in the unnamed snapshot"
+  check "$(cat $S/before/snap/keep)" kept "unchanged file in before"
+  check "$(cat $S/before/deep/a/snapfile)" confined-old "deep/a/snapfile in before"
+  # Reads at offsets (dd skip) and a copy back into the live tree.
+  check "$(dd if=$S/before/snap/over bs=4096 skip=500 count=3 2>/dev/null | sha256sum | cut -d' ' -f1)" \
+    "$(arg oldpart)" "12 KiB at offset 2 MB of the old version"
+  cp $S/before/snap/gone $M/snap/gone-restored || fail "copy out of the snapshot"
+  check "$(sha256sum < $M/snap/gone-restored | cut -d' ' -f1)" "$GONE" "copied back into the live tree"
+  rm $M/snap/gone-restored
+  # Inode numbers: readdir's and stat's agree, and stay across lookups.
+  check "$(ls -i $S/before/snap | awk '$2 == "keep" { print $1 }')" "$(stat -c %i $S/before/snap/keep)" \
+    "readdir and stat agree on the inode"
+  check "$(ls -id $S/before | awk '{ print $1 }')" "$(ls -i $S | awk '$2 == "before" { print $1 }')" \
+    "snapshot directory inode"
+  [ "$(stat -c %i $S/before/snap/keep)" = "$(stat -c %i $S/after/snap/keep)" ] \
+    && fail "one inode number for a file in two snapshots"
+  # The whole tree, as the kernel walks it: the unnamed snapshot is the
+  # live tree as it was; before is it without snap/third, with snap/gone.
+  (cd $M && find . | sort) > /tmp/l-live
+  (cd $S/$THIRD && find . | sort) > /tmp/l-third
+  (cd $S/before && find . | sort) > /tmp/l-before
+  check "$(md5sum < /tmp/l-third)" "$(md5sum < /tmp/l-live)" "find in the unnamed snapshot = find in the live tree"
+  check "$(grep -vx ./snap/gone /tmp/l-before | md5sum)" "$(grep -vx ./snap/third /tmp/l-third | md5sum)" \
+    "find in before"
+  echo "MUSCLE-SNAP-WALK-OK $(wc -l < /tmp/l-live) names"
+  if [ -f $M/big ]; then  # the tree of the earlier phases: 64 MiB, links, owners
+    t=$(date +%s)
+    check "$(sha256sum < $S/before/big)" "$(cat $M/big.sha256)" "64 MiB from a snapshot"
+    echo "MUSCLE-SNAP-BIG-OK $(($(date +%s) - t))s"
+    check "$(readlink $S/before/sl)" d2/h "symlink in a snapshot"
+    check "$(head -n1 $S/before/sl)" line1 "read through a symlink in a snapshot"
+    check "$(stat -c %a:%u:%g:%Y $S/before/hl)" 640:123:456:981173106 "mode/owner/mtime in a snapshot"
+    check "$(cat $S/before/d2/h)" "$(cat $M/d2/h)" "hard-linked file in a snapshot"
+    check "$(ls $S/before/many | wc -l)" 5000 "5000 entries in a snapshot"
+    check "$(cat $S/before/deep/a/b/c/d/e/f/g/h/i/j/k/l/m/n/o/p/q/r/s/t/file)" hello "deep file in a snapshot"
+  fi
+  df $S >/dev/null || fail "statfs of @snapshots"
+  # Every change is refused with EROFS, in a snapshot and in the list.
+  B=$S/before/snap
+  erofs "overwrite" sh -c "echo x > $B/over"
+  erofs "append" sh -c "echo x >> $B/over"
+  erofs "write in place" dd if=/dev/zero of=$B/over bs=1 count=1 conv=notrunc
+  erofs "truncate" truncate -s 0 $B/keep
+  erofs "create" touch $B/new
+  erofs "create by shell" sh -c "echo x > $B/new2"
+  erofs "utimes" touch -d "2001-02-03 04:05:06" $B/keep
+  erofs "chmod" chmod 600 $B/keep
+  erofs "chown" chown 1:1 $B/keep
+  erofs "unlink" rm $B/keep
+  erofs "mkdir" mkdir $B/d
+  erofs "rmdir" rmdir $S/after/snap
+  erofs "rename" mv $B/keep $B/keep2
+  erofs "symlink" ln -s keep $B/sl
+  erofs "link" ln $B/keep $B/hard
+  erofs "mkfifo" mkfifo $B/fifo
+  erofs "setxattr" /vmtool setxattr $B/keep user.x y
+  erofs "mkdir in @snapshots" mkdir $S/new
+  erofs "rmdir of a snapshot" rmdir $S/before
+  erofs "rename of a snapshot" mv $S/before $S/renamed
+  check "$(sha256sum < $B/over | cut -d' ' -f1)" "$OLD" "old version after the refused writes"
+  check "$(cat $B/keep):$(stat -c %a $B/keep)" kept:644 "keep after the refused writes"
+  check "$(ls $B | tr '\n' ' ')" "gone keep over " "nothing made in the snapshot"
+  check "$(ls $S | wc -l)" 3 "nothing made in @snapshots"
+  echo "MUSCLE-SNAP-EROFS-OK"
+  # One snapshot as the root of a mount: by name, by a prefix of its root
+  # hash, a directory in it; unknown names fail.
+  snap_mount /s1 $PORT @snapshots/before
+  check "$(ls /s1/snap | tr '\n' ' ')" "gone keep over " "@snapshots/before"
+  check "$(sha256sum < /s1/snap/gone | cut -d' ' -f1)" "$GONE" "removed file through @snapshots/before"
+  erofs "create in @snapshots/before" touch /s1/new
+  snap_mount /s2 $PORT @snapshots/$HASH
+  check "$(sha256sum < /s2/snap/over | cut -d' ' -f1)" "$OLD" "@snapshots/<hash prefix $HASH>"
+  snap_mount /s3 $PORT @snapshots/before/snap
+  check "$(ls /s3 | tr '\n' ' ')" "gone keep over " "@snapshots/before/snap"
+  mkdir -p /s4
+  mount -t 9p -o trans=tcp,port=$PORT,version=9p2000.L,aname=@snapshots/nosuch 10.0.2.2 /s4 2>/dev/null \
+    && fail "mounted @snapshots/nosuch"
+  mount -t 9p -o trans=tcp,port=$PORT,version=9p2000.L,aname=@snapshots/before/snap/keep 10.0.2.2 /s4 2>/dev/null \
+    && fail "mounted a file of a snapshot"
+  umount /s1 && umount /s2 && umount /s3 || fail "umount the one-snapshot mounts"
+  echo "MUSCLE-SNAP-NATIVE-OK $(($(date +%s) - start))s"
+  # Through muscle relay (TLS to the server).
+  snap_mount /r $RPORT @snapshots
+  check "$(ls /r | tr '\n' ' ')" "$THIRD after before " "ls @snapshots through the relay"
+  check "$(sha256sum < /r/before/snap/over | cut -d' ' -f1)" "$OLD" "old version through the relay"
+  check "$(sha256sum < /r/before/snap/gone | cut -d' ' -f1)" "$GONE" "removed file through the relay"
+  check "$(sha256sum < /r/after/snap/over | cut -d' ' -f1)" "$NEW" "after through the relay"
+  erofs "overwrite through the relay" sh -c "echo x > /r/before/snap/over"
+  erofs "unlink through the relay" rm /r/before/snap/keep
+  erofs "mkdir through the relay" mkdir /r/before/d
+  snap_mount /r1 $RPORT @snapshots/after
+  check "$(cat /r1/deep/a/snapfile)" confined-new "@snapshots/after through the relay"
+  umount /r1 && umount /r || fail "umount the relay's snapshot mounts"
+  echo "MUSCLE-SNAP-RELAY-OK"
+  # The read-only identity browses; the confined one (root=/deep/a) sees
+  # its subtree in every snapshot, and nothing above it.
+  snap_mount /ro $(arg roport) @snapshots
+  check "$(ls /ro | tr '\n' ' ')" "$THIRD after before " "ls @snapshots as the read-only identity"
+  check "$(sha256sum < /ro/before/snap/over | cut -d' ' -f1)" "$OLD" "old version as the read-only identity"
+  erofs "create as the read-only identity" touch /ro/before/snap/new
+  umount /ro
+  snap_mount /c $(arg confport) @snapshots
+  check "$(ls /c | tr '\n' ' ')" "$THIRD after before " "ls @snapshots as the confined identity"
+  case " $(ls /c/before | tr '\n' ' ') " in *" snapfile "*) ;; *) fail "confined: no snapfile in before: $(ls /c/before)" ;; esac
+  [ -e /c/before/snap ] || [ -e /c/before/deep ] || [ -e /c/before/big ] && fail "confined identity sees outside its subtree"
+  check "$(cat /c/before/snapfile)" confined-old "confined: old version"
+  check "$(cat /c/after/snapfile)" confined-new "confined: new version"
+  check "$(ls /c/before | tr '\n' ' ')" "$(ls $S/before/deep/a | tr '\n' ' ')" "confined: its before is before's deep/a"
+  erofs "write as the confined identity" sh -c "echo x > /c/before/snapfile"
+  umount /c
+  snap_mount /c1 $(arg confport) @snapshots/before
+  check "$(cat /c1/snapfile)" confined-old "confined: @snapshots/before is its subtree"
+  [ -e /c1/deep ] || [ -e /c1/snap ] && fail "confined: @snapshots/before shows outside"
+  umount /c1
+  mount -t 9p -o trans=tcp,port=$(arg confport),version=9p2000.L,aname=@snapshots/before/.. 10.0.2.2 /c1 2>/dev/null \
+    && fail "confined: mounted @snapshots/before/.."
+  # The hash muscle snapshots shows the confined identity (its subtree's)
+  # names the snapshot for it too.
+  snap_mount /c2 $(arg confport) @snapshots/$(arg confhash)
+  check "$(cat /c2/snapfile)" confined-old "confined: @snapshots/<prefix $(arg confhash) of its hash in before>"
+  umount /c2
+  echo "MUSCLE-SNAP-RULES-OK"
+  # Taken, restored and pruned from the guest (identity guest has the
+  # snapshot right) while @snapshots is mounted and a file of a pruned
+  # snapshot is open.
+  CONN="--connect 10.0.2.2:$(arg tlsport) --identity guest --keys /keys"
+  r=$(/muscle snapshot from-guest $CONN 2>&1) || fail "muscle snapshot in the guest: $r"
+  check "$(ls $S | tr '\n' ' ')" "$THIRD after before from-guest " "a new snapshot in the mounted @snapshots"
+  check "$(cat $S/from-guest/snap/third)" kept "snap/third in from-guest"
+  r=$(/muscle restore before snap/gone $CONN 2>&1) || fail "muscle restore in the guest: $r"
+  check "$(sha256sum < $M/snap/gone | cut -d' ' -f1)" "$GONE" "snap/gone restored from before"
+  exec 3< $S/before/snap/over || fail "open a file of before"
+  cd $S/before/snap || fail "cd into before"
+  r=$(/muscle snapshot prune --keep-last 1 $CONN 2>&1) || fail "prune in the guest: $r"
+  check "$(ls $S)" from-guest "@snapshots after prune --keep-last 1"
+  # The open file of the pruned snapshot fails to read (its chunks are
+  # gone), the pruned snapshots cannot be looked up.
+  r1=$(dd bs=65536 count=1 <&3 2>&1 >/dev/null) && fail "read an open file of a pruned snapshot"
+  r2=$(ls . 2>&1 | tr '\n' ' ')
+  r3=$(cat $S/after/snap/keep 2>&1) && fail "read a file of a pruned snapshot: $r3"
+  case "$r3" in *"No such file"*) ;; *) fail "a pruned snapshot's file: want ENOENT, got: $r3" ;; esac
+  echo "MUSCLE-SNAP-PRUNED (open file: $r1) (its directory: $r2) (a pruned snapshot's file: $r3)"
+  cd /; exec 3<&-
+  # (Only now: a dentry the kernel holds, e.g. a cwd's, is not looked up again.)
+  [ -e $S/before ] && fail "before is still there after the prune"
+  check "$(sha256sum < $M/snap/gone | cut -d' ' -f1)" "$GONE" "restored file after the prune"
+  check "$(cat $S/from-guest/snap/keep)" kept "from-guest after the prune"
+  umount $S || fail "umount @snapshots"
+  umount $M || fail "umount"
+  echo "MUSCLE-SNAP-OK $(($(date +%s) - start))s"
+}
+
 if [ "$PHASE" = write ]; then
   start=$(date +%s)
   mkdir -p $DEEP || fail "mkdir -p"
@@ -309,6 +496,8 @@ elif [ "$PHASE" = verify ] || [ "$PHASE" = rules ]; then
   if [ "$TRANS" = fd ]; then /muscle umount $M || fail "muscle umount"; else umount $M || fail "umount"; fi
   if [ "$PHASE" = rules ]; then ktls_phase; fi
   echo "MUSCLE-VERIFY-OK"
+elif [ "$PHASE" = snapshots ]; then
+  snapshots_phase
 else
   fail "unknown phase $PHASE"
 fi

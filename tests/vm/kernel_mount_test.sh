@@ -7,8 +7,14 @@
 # one dialect read the same through the others. Also lists
 # and reads what the kernel wrote with diod's userspace tools (diodls,
 # diodcat), an independent 9P2000.L client.
+# Then snapshots: the host writes files, takes snapshots around an
+# overwrite and a removal, and the guest mounts aname=@snapshots (natively,
+# through muscle relay, as the read-only and the confined identity), reads
+# the old versions and sees every change refused with EROFS.
 #
 # usage: kernel_mount_test.sh BUILD_DIR
+# MUSCLE_VM_ONLY=snapshots runs only the snapshots phase, on a small tree
+# of its own (the default runs every phase, as tools/test does).
 # Needs: qemu-system-x86, busybox-static, cpio, diod (tools/test installs
 # them). The kernel and initramfs are cached under $MUSCLE_VM_CACHE
 # (default ~/.cache/musclefs-vm), keyed by the kernel package version.
@@ -104,7 +110,8 @@ mkdir -p "$work/srv"
   echo "confined:$(printf 'c%.0s' $(seq 32))"
 } > "$work/srv/keys"
 chmod 600 "$work/srv/keys"
-printf 'access = reader read-only\naccess = confined root=/deep/a\n' > "$work/srv/musclefs.conf"
+printf 'access = reader read-only\naccess = confined root=/deep/a\naccess = guest snapshot\n' \
+  > "$work/srv/musclefs.conf"
 chmod 644 "$work/srv/musclefs.conf"  # musclefs refuses a group/world-writable one
 wait_port() {
   for _ in $(seq 100); do
@@ -114,8 +121,10 @@ wait_port() {
   echo "nothing listening on $1" >&2; cat "$work/server.log" >&2; exit 1
 }
 start_server() {
+  # (the unix socket: muscle snapshot talks to the server there, as admin)
   "$build/musclefs" serve --store "$store" --listen "tcp://127.0.0.1:$port" \
-    --listen "tls://127.0.0.1:$tls_port" --base "$work/srv" 2>>"$work/server.log" &
+    --listen "tls://127.0.0.1:$tls_port" --listen "unix:$work/srv/musclefs.sock" \
+    --base "$work/srv" 2>>"$work/server.log" &
   server_pid=$!
   wait_port "$port"
 }
@@ -131,11 +140,11 @@ stop_server() {
   wait "$server_pid" || { echo "server exited with $?" >&2; exit 1; }
   server_pid=
 }
-run_guest() {  # phase trans port marker timeout
+run_guest() {  # phase trans port marker timeout [more kernel arguments]
   local phase=$1 trans=$2 gport=$3 marker=$4 t0=$SECONDS log=$work/guest-$1-$2.log
   timeout "$5" qemu-system-x86_64 -accel tcg -m 1024 -nographic -no-reboot \
     -kernel "$vmlinuz" -initrd "$work/initrd.gz" \
-    -append "console=ttyS0 panic=-1 quiet muscle.phase=$phase muscle.port=$gport muscle.trans=$trans muscle.roport=$ro_port muscle.confport=$conf_port" \
+    -append "console=ttyS0 panic=-1 quiet muscle.phase=$phase muscle.port=$gport muscle.trans=$trans muscle.roport=$ro_port muscle.confport=$conf_port muscle.relayport=$relay_port ${6:-}" \
     -netdev user,id=n0 -device virtio-net-pci,netdev=n0 > "$log" 2>&1 || true
   grep -a "MUSCLE-" "$log" | tr -d '\r' || true
   if ! grep -aq "$marker" "$log"; then
@@ -148,35 +157,103 @@ run_guest() {  # phase trans port marker timeout
   echo "phase $phase over $trans passed in $((SECONDS - t0)) s"
 }
 
-start_server
-run_guest write tcp "$port" MUSCLE-WRITE-OK 900
+# Snapshots: files written through the server (muscle9p on the plain
+# port), snapshot "before", snap/over overwritten and snap/gone removed,
+# snapshot "after", snap/third written, an unnamed snapshot (named by its
+# time). The guest gets the expected hashes on its command line.
+snapshots_phase() {
+  local d=$work/snapdata m9="$build/tests/muscle9p" ep="127.0.0.1:$port" out hash third confhash
+  mkdir -p "$d"
+  head -c 3000000 /dev/urandom > "$d/over-old"
+  head -c 200000 /dev/urandom > "$d/over-new"
+  head -c 100000 /dev/urandom > "$d/gone"
+  echo kept > "$d/keep"
+  "$m9" "$ep" mkdir snap
+  "$m9" "$ep" stat deep >/dev/null 2>&1 || "$m9" "$ep" mkdir deep
+  "$m9" "$ep" stat deep/a >/dev/null 2>&1 || "$m9" "$ep" mkdir deep/a
+  "$m9" "$ep" put snap/over < "$d/over-old"
+  "$m9" "$ep" put snap/gone < "$d/gone"
+  "$m9" "$ep" put snap/keep < "$d/keep"
+  echo confined-old | "$m9" "$ep" put deep/a/snapfile
+  snap() { "$build/muscle" "$@" --base "$work/srv"; }
+  out=$(snap snapshot before) || { echo "FAIL: muscle snapshot before: $out" >&2; exit 1; }
+  echo "$out"
+  hash=$(echo "$out" | sed -n 's/.*: root \([0-9a-f]*\),.*/\1/p' | cut -c1-8)
+  [ ${#hash} = 8 ] || { echo "FAIL: no root hash in: $out" >&2; exit 1; }
+  "$m9" "$ep" put snap/over < "$d/over-new"
+  "$m9" "$ep" rm snap/gone
+  echo confined-new | "$m9" "$ep" put deep/a/snapfile
+  out=$(snap snapshot after) || { echo "FAIL: muscle snapshot after: $out" >&2; exit 1; }
+  echo "$out"
+  "$m9" "$ep" put snap/third < "$d/keep"
+  out=$(snap snapshot) || { echo "FAIL: muscle snapshot: $out" >&2; exit 1; }
+  echo "$out"
+  third=$(echo "$out" | sed -n 's/^snapshot \([^ ]*\) taken.*/\1/p')
+  snap snapshots
+  out=$(snap diff before after)
+  echo "$out"
+  echo "$out" | grep -qx "M snap/over" && echo "$out" | grep -qx -- "- snap/gone" \
+    || { echo "FAIL: muscle diff before after: $out" >&2; exit 1; }
+  snap history snap/over
+  # What muscle snapshots shows the confined identity: its subtree's hash.
+  out=$("$build/muscle" snapshots --connect "127.0.0.1:$tls_port" --identity confined --keys "$work/srv/keys") \
+    || { echo "FAIL: muscle snapshots as the confined identity: $out" >&2; exit 1; }
+  echo "$out"
+  confhash=$(echo "$out" | awk '$1 == "before" { print substr($3, 1, 8) }')
+  sha() { sha256sum < "$1" | cut -d' ' -f1; }
+  run_guest snapshots tcp "$port" MUSCLE-SNAP-OK 900 \
+    "muscle.old=$(sha "$d/over-old") muscle.new=$(sha "$d/over-new") muscle.gone=$(sha "$d/gone") \
+muscle.oldpart=$(dd if="$d/over-old" bs=4096 skip=500 count=3 2>/dev/null | sha256sum | cut -d' ' -f1) \
+muscle.hash=$hash muscle.third=$third muscle.confhash=$confhash muscle.tlsport=$tls_port"
+  grep -q "attach by identity confined .*aname=\"@snapshots\"" "$work/server.log" \
+    || { echo "FAIL: no @snapshots attach by the confined identity logged" >&2; exit 1; }
+  out=$(snap snapshots)
+  echo "$out"
+  [ "$(echo "$out" | awk 'NR > 1 { print $1 }')" = from-guest ] \
+    || { echo "FAIL: want only the snapshot from-guest after the guest's prune" >&2; exit 1; }
+}
 
-# diod's tools as a second, independent client.
-listing=$(diodls -s "127.0.0.1:$port" -a / -l 2>&1) || { echo "FAIL: diodls: $listing" >&2; exit 1; }
-echo "$listing" | grep -q "big" || { echo "FAIL: diodls does not list big: $listing" >&2; exit 1; }
-diod_sha=$(diodcat -s "127.0.0.1:$port" -a / big | sha256sum)
-[ "$diod_sha" = "$(diodcat -s "127.0.0.1:$port" -a / big.sha256)" ] \
-  || { echo "FAIL: diodcat read of big differs: $diod_sha" >&2; exit 1; }
-echo "diodls/diodcat: listed and read what the kernel wrote"
+if [ -n "${MUSCLE_VM_ONLY:-}" ]; then
+  [ "$MUSCLE_VM_ONLY" = snapshots ] || { echo "MUSCLE_VM_ONLY: only 'snapshots' can run alone" >&2; exit 2; }
+  start_server
+  start_relay guest "$relay_port"
+  start_relay reader "$ro_port"
+  start_relay confined "$conf_port"
+else
+  start_server
+  run_guest write tcp "$port" MUSCLE-WRITE-OK 900
 
-stop_server
-"$build/musclefs" check --store "$store" | tail -2
-start_server
-# After the restart: verify through muscle relay (TLS), then through
-# muscle mount inside the guest (trans=fd over a socketpair, TLS outside),
-# with the access rules checked through two more relays.
-start_relay guest "$relay_port"
-run_guest verify tcp "$relay_port" MUSCLE-VERIFY-OK 600
-start_relay reader "$ro_port"
-start_relay confined "$conf_port"
-run_guest rules fd "$tls_port" MUSCLE-KTLS-OK 600
-grep -aq MUSCLE-RULES-OK "$work"/guest-rules-fd.log || { echo "FAIL: rules phase incomplete" >&2; exit 1; }
-grep -q "attach by identity reader" "$work/server.log" || { echo "FAIL: no attach by reader logged" >&2; exit 1; }
-# The guest's kernel-TLS mount of this server (userspace records here,
-# the kernel's on the other end) completed a handshake.
-grep -q "identity 'guest' suite TLS-ECDHE-PSK-WITH-CHACHA20-POLY1305-SHA256.* records userspace" \
-  "$work/server.log" || { echo "FAIL: no userspace-records handshake logged" >&2; exit 1; }
+  # diod's tools as a second, independent client.
+  listing=$(diodls -s "127.0.0.1:$port" -a / -l 2>&1) || { echo "FAIL: diodls: $listing" >&2; exit 1; }
+  echo "$listing" | grep -q "big" || { echo "FAIL: diodls does not list big: $listing" >&2; exit 1; }
+  diod_sha=$(diodcat -s "127.0.0.1:$port" -a / big | sha256sum)
+  [ "$diod_sha" = "$(diodcat -s "127.0.0.1:$port" -a / big.sha256)" ] \
+    || { echo "FAIL: diodcat read of big differs: $diod_sha" >&2; exit 1; }
+  echo "diodls/diodcat: listed and read what the kernel wrote"
+
+  stop_server
+  "$build/musclefs" check --store "$store" | tail -2
+  start_server
+  # After the restart: verify through muscle relay (TLS), then through
+  # muscle mount inside the guest (trans=fd over a socketpair, TLS outside),
+  # with the access rules checked through two more relays.
+  start_relay guest "$relay_port"
+  run_guest verify tcp "$relay_port" MUSCLE-VERIFY-OK 600
+  start_relay reader "$ro_port"
+  start_relay confined "$conf_port"
+  run_guest rules fd "$tls_port" MUSCLE-KTLS-OK 600
+  grep -aq MUSCLE-RULES-OK "$work"/guest-rules-fd.log || { echo "FAIL: rules phase incomplete" >&2; exit 1; }
+  grep -q "attach by identity reader" "$work/server.log" || { echo "FAIL: no attach by reader logged" >&2; exit 1; }
+  # The guest's kernel-TLS mount of this server (userspace records here,
+  # the kernel's on the other end) completed a handshake.
+  grep -q "identity 'guest' suite TLS-ECDHE-PSK-WITH-CHACHA20-POLY1305-SHA256.* records userspace" \
+    "$work/server.log" || { echo "FAIL: no userspace-records handshake logged" >&2; exit 1; }
+fi
+snapshots_phase
 for p in "${relay_pids[@]}"; do kill "$p"; done
 stop_server
-"$build/musclefs" check --store "$store" | tail -1 | grep -qx ok || { echo "FAIL: store check" >&2; exit 1; }
+# (after the snapshots too: check re-hashes every tree object)
+check_out=$("$build/musclefs" check --store "$store") || true
+echo "$check_out" | tail -2
+echo "$check_out" | tail -1 | grep -qx ok || { echo "FAIL: store check" >&2; exit 1; }
 echo "kernel mount test passed"
