@@ -182,3 +182,87 @@ TEST_CASE("snapshots over 9P: browse read-only, control by right, confined to a 
     CHECK(Control(s, {"frobnicate"}).rfind("error EINVAL", 0) == 0);
   }
 }
+
+TEST_CASE("snapshots over 9P2000.u and 9P2000: directories list as stat records") {
+  TempDir dir;
+  server::ServerOptions o;
+  o.store_path = dir.path + "/store.db";
+  o.listen = {"unix:" + dir.path + "/sock"};
+  InProcessServer srv(o);
+  std::string ep = "unix:" + srv.endpoints()[0].path;
+  Client admin;
+  Connect(admin, ep, "");
+  REQUIRE(admin.Attach(0).ok());
+  REQUIRE(admin.Mkdir(0, "d", 0755).ok());
+  REQUIRE(admin.Walk(0, 1, {"d"}).ok());
+  for (int i = 0; i < 40; i++) Put(admin, 1, "file-" + std::to_string(i), "x");
+  REQUIRE(Control(admin, {"snapshot", "s"}).rfind("ok\n", 0) == 0);
+  for (const char* version : {"9P2000.u", "9P2000"}) {
+    INFO(version);
+    Client c;
+    REQUIRE(c.Connect(ep).ok());
+    REQUIRE(c.Version(8192, version).ok());
+    Message attach = std::string(version) == "9P2000" ? Message(Tattach2000{0, kNoFid, "0", "@snapshots/s/d"})
+                                                      : Message(Tattach{0, kNoFid, "", "@snapshots/s/d", 0});
+    REQUIRE(c.Rpc(attach).ok());
+    REQUIRE(c.Rpc(Twalk{0, 1, {}}).ok());
+    REQUIRE(c.Rpc(Topen{1, kORead}).ok());
+    size_t records = 0;
+    uint64_t offset = 0;
+    for (;;) {
+      auto r = c.Rpc(Tread{1, offset, 1000});  // a few records per read
+      INFO((r.ok() ? "" : r.status().ToString()));
+      REQUIRE(r.ok());
+      const std::string& b = std::get<Rread>(*r).data.bytes;
+      if (b.empty()) break;
+      offset += b.size();
+      for (size_t i = 0; i + 2 <= b.size(); records++) i += 2 + (uint8_t(b[i]) | uint8_t(b[i + 1]) << 8);
+    }
+    CHECK(records == 40);
+    auto w = c.Rpc(Topen{1, kOWrite});
+    CHECK(!w.ok());
+  }
+}
+
+TEST_CASE("control files are bounded; a claimed root alone gives no snapshot right") {
+  TempDir dir;
+  server::ServerOptions o;
+  o.store_path = dir.path + "/store.db";
+  o.listen = {"unix:" + dir.path + "/sock"};
+  InProcessServer srv(o);
+  std::string ep = "unix:" + srv.endpoints()[0].path;
+  Client admin;
+  Connect(admin, ep, "");
+  REQUIRE(admin.Attach(0).ok());
+  REQUIRE(admin.Mkdir(0, "sub", 0755).ok());
+  REQUIRE(Control(admin, {"snapshot", "s"}).rfind("ok\n", 0) == 0);
+  {
+    // muscle stdio --root /sub, without an identity: confined, no right.
+    Client c;
+    Connect(c, ep, "muscle-claim root=/sub\n");
+    CHECK(Control(c, {"prune", "keep-last", "1"}).rfind("error EPERM", 0) == 0);
+    CHECK(Control(c, {"snapshot"}).rfind("error EPERM", 0) == 0);
+    // It does not see, nor may it probe, the whole tree's root hash.
+    std::string list = Control(admin, {"snapshots"});
+    std::string root_hash = server::ControlFields(list)[1][2];
+    REQUIRE(c.Attach(1, "@snapshots").ok());
+    auto by_root = c.Walk(1, 2, {root_hash.substr(0, 12)});
+    CHECK(!(by_root.ok() && by_root->size() == 1));
+    std::string mine = server::ControlFields(Control(c, {"snapshots"}))[1][2];
+    CHECK(mine != root_hash);
+    auto by_mine = c.Walk(1, 3, {mine.substr(0, 12)});
+    CHECK((by_mine.ok() && by_mine->size() == 1));
+  }
+  // At most 1024 control files at once, and they are given back on clunk.
+  Client many;
+  Connect(many, ep, "");
+  int opened = 0;
+  for (uint32_t fid = 100; fid < 100 + 1100; fid++) {
+    if (!many.Attach(fid, "@ctl").ok()) break;
+    opened++;
+  }
+  CHECK(opened == 1024);
+  REQUIRE(many.Clunk(100).ok());
+  CHECK(many.Attach(5000, "@ctl").ok());
+  CHECK(!many.Attach(5001, "@ctl").ok());
+}

@@ -121,8 +121,13 @@ std::string RunControl(Store& s, const std::string& context, std::string_view co
     if (Status p = need_snapshot_right(); !p.ok()) return ErrorLine(p);
     auto r = s.TakeSnapshot(w.size() > 1 ? w[1] : "");
     if (!r.ok()) return ErrorLine(r.status());
-    out += Escape(r->name) + "\t" + Iso(r->created_ns) + "\t" + store::HexOfHash(r->root) + "\t" +
-           std::to_string(r->added_bytes) + "\n";
+    std::string hash = store::HexOfHash(r->root), added = std::to_string(r->added_bytes);
+    if (!ctx.root.empty()) {  // as in "snapshots": its subtree only
+      auto e = s.ResolveIn(r->root, r->root_attr, ctx.root);
+      hash = e.ok() ? store::HexOfHash(e->object) : "-";
+      added = "-";
+    }
+    out += Escape(r->name) + "\t" + Iso(r->created_ns) + "\t" + hash + "\t" + added + "\n";
     return out;
   }
   if (cmd == "snapshots") {

@@ -170,7 +170,8 @@ Result<p9::SessionOptions> Server::AuthorizeClaim(const std::string& line,
   }
   so.read_only = rule.read_only || claim->read_only;
   // No identity claimed: the server host's own user (the socket is its).
-  so.may_snapshot = claim->identity.empty() ? !so.read_only : rule.snapshot;
+  // (A claimed root confines it: then only a rule's "snapshot" gives it.)
+  so.may_snapshot = claim->identity.empty() ? !so.read_only && claim->root.empty() : rule.snapshot;
   *identity = claim->identity;
   return so;
 }

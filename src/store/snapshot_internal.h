@@ -72,7 +72,15 @@ struct ViewNode {
 struct Store::View {
   std::unordered_map<uint64_t, ViewNode> nodes;
   uint64_t next_control = 1;
+  // Nodes nothing holds are forgotten when the table passes scan_above
+  // (at least kMaxNodes); after a pass it is raised to twice what is left,
+  // so lookups cost O(1) amortized even when most nodes are held.
   static constexpr size_t kMaxNodes = 65536;
+  size_t scan_above = kMaxNodes;
+  // Control files open at once, and the bytes their answers hold.
+  static constexpr size_t kMaxControlFiles = 1024;
+  static constexpr size_t kMaxReplyBytes = 64u << 20;
+  size_t control_files = 0, reply_bytes = 0;
 };
 
 }  // namespace muscle::store

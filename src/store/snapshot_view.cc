@@ -80,6 +80,9 @@ Result<Attr> Store::NewControlFile(std::string context) {
   OpScope op(this);
   if (read_only_) return Status(EROFS);
   if (!view_) view_ = std::make_unique<View>();
+  if (view_->control_files >= View::kMaxControlFiles)
+    return Status(EMFILE, "too many control files open (" + std::to_string(View::kMaxControlFiles) + ")");
+  view_->control_files++;
   uint64_t id = NodeId(0, "@ctl", std::to_string(view_->next_control++));
   ViewNode& n = view_->nodes[id];
   n.kind = ViewNode::kControl;
@@ -136,6 +139,11 @@ Result<Attr> Store::ViewLookup(uint64_t dir, std::string_view name) {
   } else {
     return Status(ENOTDIR);
   }
+  return MakeNode(dir, name, entry);
+}
+
+// The node for `name` in directory node `dir` (made, or refreshed).
+Attr Store::MakeNode(uint64_t dir, std::string_view name, const TreeEntry& entry) {
   uint64_t id = NodeId(dir, "", name);
   auto [slot, fresh] = view_->nodes.try_emplace(id);
   ViewNode& n = slot->second;
@@ -148,12 +156,14 @@ Result<Attr> Store::ViewLookup(uint64_t dir, std::string_view name) {
   n.entry = entry;
   n.attr = AttrOf(id, entry);
   Attr out = n.attr;
-  if (view_->nodes.size() > View::kMaxNodes) {
-    // Forget nodes nothing holds, leaves first, until well below the cap.
+  if (view_->nodes.size() > view_->scan_above) {
+    // Forget nodes nothing holds, leaves first (a few passes).
     for (int pass = 0; pass < 8 && view_->nodes.size() > View::kMaxNodes / 2; pass++) {
+      size_t before = view_->nodes.size();
       for (auto i = view_->nodes.begin(); i != view_->nodes.end();) {
         ViewNode& v = i->second;
-        if (v.refs == 0 && v.children == 0 && i->first != id && v.kind == ViewNode::kEntry) {
+        if (v.refs == 0 && v.children == 0 && i->first != id && i->first != dir &&
+            v.kind == ViewNode::kEntry) {
           auto p = view_->nodes.find(v.parent);
           if (p != view_->nodes.end() && p->first != i->first) p->second.children--;
           i = view_->nodes.erase(i);
@@ -161,7 +171,9 @@ Result<Attr> Store::ViewLookup(uint64_t dir, std::string_view name) {
           ++i;
         }
       }
+      if (view_->nodes.size() == before) break;
     }
+    view_->scan_above = std::max(View::kMaxNodes, view_->nodes.size() * 2);
   }
   return out;
 }
@@ -201,18 +213,21 @@ Status Store::ViewReadDir(uint64_t dir, uint64_t cookie,
       }
       e.cookie = 3 + i;
       e.name = s.name;
-      e.attr = AttrOf(NodeId(dir, "", s.name), te);
+      te.name = s.name;
+      e.attr = MakeNode(dir, s.name, te);
       if (!emit(e)) return Status::Ok();
     }
     return Status::Ok();
   }
   auto o = LoadObject(node.entry.object);
   if (!o.ok()) return o.status();
-  const auto& es = (*o)->entries;
-  for (size_t i = from; i < es.size(); i++) {
+  // Each entry gets its node, so that clients that stat entries by their
+  // number as they list them (9P2000, 9P2000.u) find it.
+  auto keep = *o;  // (the object stays alive while nodes are made)
+  for (size_t i = from; i < keep->entries.size(); i++) {
     e.cookie = 3 + i;
-    e.name = es[i].name;
-    e.attr = AttrOf(NodeId(dir, "", es[i].name), es[i]);
+    e.name = keep->entries[i].name;
+    e.attr = MakeNode(dir, e.name, keep->entries[i]);
     if (!emit(e)) return Status::Ok();
   }
   return Status::Ok();
@@ -262,7 +277,14 @@ Result<uint32_t> Store::ViewWrite(uint64_t ino, uint64_t offset, std::string_vie
   std::string context = it->second.context;
   std::string reply = control_handler(*this, context, data);
   auto again = view_->nodes.find(ino);  // the handler may have changed the table
-  if (again != view_->nodes.end()) again->second.reply = std::move(reply);
+  if (again == view_->nodes.end()) return uint32_t(data.size());
+  std::string& held = again->second.reply;
+  view_->reply_bytes -= held.size();
+  if (view_->reply_bytes + reply.size() > View::kMaxReplyBytes)
+    reply = "error ENOMEM: the answer (" + std::to_string(reply.size()) +
+            " bytes) does not fit beside the answers other control files hold; narrow it (a PATH)\n";
+  held = std::move(reply);
+  view_->reply_bytes += held.size();
   return uint32_t(data.size());
 }
 
@@ -294,7 +316,11 @@ void Store::ViewUnref(uint64_t ino) {
   if (!view_) return;
   auto it = view_->nodes.find(ino);
   if (it == view_->nodes.end() || it->second.refs == 0) return;
-  if (--it->second.refs == 0 && it->second.kind == ViewNode::kControl) view_->nodes.erase(it);
+  if (--it->second.refs == 0 && it->second.kind == ViewNode::kControl) {
+    view_->control_files--;
+    view_->reply_bytes -= it->second.reply.size();
+    view_->nodes.erase(it);
+  }
 }
 
 }  // namespace muscle::store

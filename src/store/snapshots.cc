@@ -197,11 +197,17 @@ Status Store::DropCachedObject(uint64_t ino) {
   return DropChunk(obj);
 }
 
+// The changed inodes stay in changed_ until their transaction commits
+// (Sync clears it then): a savepoint rolled back after this ran undoes the
+// invalidations but maybe not the changes, which are applied again (it is
+// idempotent).
 Status Store::ApplyInvalidations() {
   if (changed_.empty()) return Status::Ok();
+  if (!objects_exist_) {
+    changed_.clear();  // no cache to drop: objects are built from the tree as it is
+    return Status::Ok();
+  }
   std::vector<uint64_t> work(changed_.begin(), changed_.end());
-  changed_.clear();
-  if (!objects_exist_) return Status::Ok();
   std::unordered_set<uint64_t> done;
   while (!work.empty()) {
     uint64_t ino = work.back();
@@ -218,13 +224,16 @@ Status Store::ApplyInvalidations() {
         if (q.failed()) return q.Error("inode object");
         continue;  // deleted (PurgeInode dropped its object)
       }
-      if (q.IsNull(0)) continue;  // stale already, and so is every directory above
-      obj = q.Int(0);
       mode = uint32_t(q.Int(1));
       parent = uint64_t(q.Int(2));
+      uint32_t type = mode & S_IFMT;
+      bool has_object = type == S_IFDIR || type == S_IFREG || type == S_IFLNK;
+      // Stale already, and so is every directory above; a device, fifo or
+      // socket never has an object: its metadata lives in its directories'.
+      if (q.IsNull(0) && has_object) continue;
+      obj = q.IsNull(0) ? 0 : q.Int(0);
     }
-    MUSCLE_RETURN_IF_ERROR(DropCachedObject(ino));
-    (void)obj;
+    if (obj) MUSCLE_RETURN_IF_ERROR(DropCachedObject(ino));
     if (S_ISDIR(mode)) {
       if (ino != kRootIno) work.push_back(parent);
       continue;
@@ -483,7 +492,8 @@ Result<Store::SnapshotInfo> Store::FindSnapshot(std::string_view ref, std::strin
     if (!all.ok()) return all.status();
     // Pass 0 (confined only): the hash of `confine` in each snapshot;
     // pass 1: the root's.
-    for (int pass = confine.empty() ? 1 : 0; pass < 2; pass++) {
+    // (A confined identity does not see, and may not probe, root hashes.)
+    for (int pass = confine.empty() ? 1 : 0; pass < (confine.empty() ? 2 : 1); pass++) {
       const SnapshotInfo* found = nullptr;
       ObjectHash found_hash{};
       for (auto it = all->rbegin(); it != all->rend(); ++it) {

@@ -403,6 +403,7 @@ void Store::ForgetUncommitted(const Status& why) {
   savepoint_depth_ = 0;
   txn_lost_ = false;
   punches_.clear();
+  changed_.clear();  // the changes are gone with the transaction
   Status p = packs_.RollBackTo(committed_pack_, committed_pack_size_);
   if (!p.ok()) Log("store: rolling the open pack back failed: %s", p.ToString().c_str());
   size_t files = dirty_.size();
@@ -1059,6 +1060,7 @@ Status Store::Sync(bool durable) {
     ForgetUncommitted(s);
     return s;
   }
+  changed_.clear();  // their invalidations are committed with them
   in_txn_ = false;
   persisted_next_ino_ = next_ino_;
   committed_pack_ = packs_.open_pack();

@@ -415,6 +415,7 @@ class Store {
   Result<std::string> ViewReadLink(uint64_t ino);
   Result<std::pair<uint64_t, std::string>> ViewFindName(uint64_t ino);
   void ViewRef(uint64_t ino);
+  Attr MakeNode(uint64_t dir, std::string_view name, const TreeEntry& entry);
   void ViewUnref(uint64_t ino);
 
   // Data path (file_data.cc).
