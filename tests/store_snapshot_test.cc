@@ -754,3 +754,29 @@ TEST_CASE("a damaged tree object nothing needs does not stop commits") {
   auto r = s->Check();
   CHECK_FALSE(r.ok());  // the damage is reported
 }
+
+TEST_CASE("listing @snapshots continues where it was when snapshots come and go") {
+  TempBase base;
+  auto s = Open(base.path + "/store.db");
+  uint64_t f = MakeFile(*s, kRootIno, "f", "0");
+  for (const char* n : {"a", "b", "c", "d"}) {
+    REQUIRE(s->Write(f, 0, n).ok());
+    REQUIRE(s->TakeSnapshot(n).ok());
+  }
+  auto root = s->SnapshotsRoot("");
+  REQUIRE(root.ok());
+  auto first = s->ReadDir(root->ino, 0, 4);  // ".", "..", "a", "b"
+  REQUIRE(first.ok());
+  REQUIRE(first->size() == 4);
+  CHECK((*first)[3].name == "b");
+  Store::PrunePolicy p;
+  p.keep_last = 2;  // a and b go
+  REQUIRE(s->Prune(p).ok());
+  REQUIRE(s->TakeSnapshot("e").ok());
+  auto rest = s->ReadDir(root->ino, (*first)[3].cookie, 10);
+  REQUIRE(rest.ok());
+  std::vector<std::string> names;
+  for (auto& e : *rest) names.push_back(e.name);
+  CHECK(names == std::vector<std::string>{"c", "d", "e"});
+  CHECK(s->GetAttr(root->ino)->version != root->version);
+}

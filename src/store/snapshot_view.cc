@@ -70,7 +70,8 @@ Result<Attr> Store::SnapshotsRoot(std::string_view confine) {
   a.uid = root->uid;
   a.gid = root->gid;
   a.nlink = 2;
-  a.version = list->size();
+  // Changes whenever a snapshot is added or removed (ids only grow).
+  a.version = (list->empty() ? 0 : uint64_t(list->back().id)) ^ (uint64_t(list->size()) << 32);
   int64_t t = list->empty() ? root->btime_ns : list->back().created_ns;
   a.atime_ns = a.mtime_ns = a.ctime_ns = a.btime_ns = t;
   return a;
@@ -194,10 +195,13 @@ Status Store::ViewReadDir(uint64_t dir, uint64_t cookie,
   size_t from = cookie >= 3 ? size_t(cookie - 2) : 0;
   DirEntry e;
   if (node.kind == ViewNode::kList) {
+    // Here the cookie after a snapshot is 3 + its id, so a listing that a
+    // prune or a new snapshot interrupts neither skips nor repeats one.
     auto list = ListSnapshots();
     if (!list.ok()) return list.status();
-    for (size_t i = from; i < list->size(); i++) {
+    for (size_t i = 0; i < list->size(); i++) {
       const SnapshotInfo& s = (*list)[i];
+      if (cookie >= 3 && uint64_t(s.id) + 3 <= cookie) continue;
       TreeEntry te;
       if (node.confine.empty()) {
         te = TreeEntry{};
@@ -211,7 +215,7 @@ Status Store::ViewReadDir(uint64_t dir, uint64_t cookie,
         if (!r.ok() || !S_ISDIR(r->mode)) continue;  // not in that snapshot
         te = *r;
       }
-      e.cookie = 3 + i;
+      e.cookie = 3 + uint64_t(s.id);
       e.name = s.name;
       te.name = s.name;
       e.attr = MakeNode(dir, s.name, te);
