@@ -99,11 +99,17 @@ class PackSet {
   Result<int> Fd(uint64_t id);
   Status Create(uint64_t id);
   void Close(uint64_t id);
+  // Starts (does not wait for) the disk writes of the open pack's bytes
+  // appended since the last call, once there are kWritebackStep of them
+  // (or any, with `all`).
+  void StartWriteback(int fd, bool all);
+  static constexpr uint64_t kWritebackStep = 4u << 20;
 
   std::string dir_;
   bool read_only_ = false;
   uint64_t open_id_ = 0;
   uint64_t open_size_ = 0;
+  uint64_t writeback_from_ = 0;  // open pack bytes before this: writeback started
   std::map<uint64_t, int> fds_;       // open descriptors (a small cache)
   std::vector<uint64_t> unsynced_;   // packs written since the last Sync
 };

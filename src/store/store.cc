@@ -373,6 +373,7 @@ void Store::ForgetUncommitted(const Status& why) {
   Status p = packs_.RollBackTo(committed_pack_, committed_pack_size_);
   if (!p.ok()) Log("store: rolling the open pack back failed: %s", p.ToString().c_str());
   size_t files = dirty_.size();
+  precut_.Drop(Precut::kAll);
   dirty_.clear();
   dirty_bytes_ = 0;
   set_aside_.clear();
@@ -384,6 +385,7 @@ void Store::ForgetUncommitted(const Status& why) {
 }
 
 void Store::SetAside(uint64_t ino, DirtyFile&& f) {
+  precut_.Drop(ino);
   dirty_bytes_ -= f.bytes;
   if (savepoint_depth_ > 0) set_aside_.emplace_back(ino, std::move(f));
 }

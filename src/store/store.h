@@ -50,6 +50,7 @@
 #include "common/file_lock.h"
 #include "common/result.h"
 #include "store/pack.h"
+#include "store/precut.h"
 #include "store/read_gate.h"
 #include "store/sqlite.h"
 
@@ -355,6 +356,9 @@ class Store {
   std::chrono::steady_clock::time_point last_gc_;
   std::string flush_scratch_[2];  // FlushRange's block buffers, kept for reuse
   std::string spare_buffer_;      // a flushed write buffer, kept for reuse
+  // Cuts and hashes appends ahead of their flush (file_data.cc); last, so
+  // that its helper stops before the buffers it reads are freed.
+  Precut precut_;
 };
 
 int64_t NowNs();

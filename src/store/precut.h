@@ -1,0 +1,83 @@
+// Cutting and hashing a stream of appends ahead of its flush.
+//
+// A sequential writer fills a file's write buffer and the store flushes it
+// every few MiB; cutting (gear hash) and hashing (SHA-256) that data is
+// most of a flush's CPU, and while the store thread did it no write was
+// taken. Precut does that work on a helper thread as the appends arrive,
+// over the buffer in place, so the flush finds the chunks of most of the
+// buffer already cut and hashed and only writes them out.
+//
+// The chain of cuts starts at the buffer's first byte; a flush starts at
+// the start of the stored extent before it, so it cuts as before until one
+// of its cut points is the start of a chain cut and takes the chain from
+// there (cut points depend only on the chunk start and the bytes, so from a
+// common cut on both are the same: nothing changes on disk).
+//
+// Ownership and threading: owned by the Store and called only on its
+// thread; runs one helper thread of its own. The helper reads the buffer
+// the store thread appends to: the store keeps the bytes already offered
+// in place and unchanged (an append within the buffer's capacity only
+// writes past them) and calls Pause before anything else touches that
+// buffer (reallocating, overwriting, moving its bytes, freeing it) and
+// Drop when the bytes may no longer be what was offered.
+#pragma once
+
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace muscle::store {
+
+class Precut {
+ public:
+  struct Cut {
+    uint64_t offset;  // in the file
+    uint32_t length;
+    unsigned char hash[32];
+  };
+
+  Precut() = default;
+  ~Precut();
+  Precut(const Precut&) = delete;
+  Precut& operator=(const Precut&) = delete;
+
+  // After an append to the buffered range of `ino` that starts at file
+  // offset `lo` and now holds `size` bytes at `base`. Starts a new chain
+  // (dropping the old one) unless this continues the range being cut.
+  // Hands new bytes to the helper once there are enough of them.
+  void Offered(uint64_t ino, uint64_t lo, const char* base, size_t size);
+  // Waits until the helper is not reading the buffer (it resumes at the
+  // next Offered). Cuts made so far are kept.
+  void Pause();
+  // Pause, then forget the chain of `ino` (of any file with kAll).
+  static constexpr uint64_t kAll = ~uint64_t(0);
+  void Drop(uint64_t ino);
+  // Pause, then the cuts of `ino`'s chain (ordered, contiguous; empty when
+  // there is none). Valid until the next call on this object.
+  const std::vector<Cut>& CutsOf(uint64_t ino);
+
+ private:
+  void Main();
+  void StartLocked();
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::thread thread_;
+  bool stopping_ = false;
+  bool busy_ = false;  // the helper is reading the buffer
+  // The chain: the buffered range [lo_, lo_ + size_) at base_, cut from
+  // lo_ up to next_; the helper may cut up to avail_.
+  uint64_t ino_ = 0;
+  bool active_ = false;
+  uint64_t lo_ = 0;
+  const char* base_ = nullptr;
+  size_t size_ = 0;
+  uint64_t next_ = 0;
+  uint64_t avail_ = 0;
+  std::vector<Cut> cuts_;
+};
+
+}  // namespace muscle::store
