@@ -33,6 +33,8 @@ constexpr uint64_t kMaxFileSize = uint64_t(1) << 50;
 // helper thread from this size on.
 constexpr size_t kFlushBlock = 1u << 20;
 constexpr size_t kParallelCutMin = 512u << 10;
+// FlushAhead flushes a stream's buffer once this much of it is cut.
+constexpr size_t kFlushAheadMin = 2u << 20;
 
 // A run of file data being re-chunked: its chunk boundaries and hashes.
 // The bytes after the last cut (not yet decidable) carry into the next
@@ -206,6 +208,40 @@ Result<uint32_t> Store::Write(uint64_t ino, uint64_t offset,
     ranges.emplace(start, std::move(buf));
   }
   return uint32_t(data.size());
+}
+
+bool Store::FlushAhead() {
+  OpScope op(this);
+  uint64_t ino, lo, cut_end;
+  if (!precut_.Peek(&ino, &lo, &cut_end) || cut_end < lo + kFlushAheadMin) return false;
+  auto d = dirty_.find(ino);
+  if (d == dirty_.end()) return false;
+  auto r = d->second.ranges.find(lo);
+  if (r == d->second.ranges.end() || r->second.size() < cut_end - lo) return false;
+  auto a = LoadAttr(ino);
+  if (!a.ok() || a->size < cut_end) return false;
+  // A failure leaves the buffer as it was; the flush at the limit (or the
+  // next commit) meets the error again and reports it.
+  Status s = Atomically([&]() -> Status { return FlushRange(ino, lo, cut_end, a->size); });
+  if (!s.ok()) return false;
+  // [lo, cut_end) is stored now: the buffer keeps only what follows.
+  precut_.Pause();
+  std::string& buf = r->second;
+  size_t n = size_t(cut_end - lo);
+  d->second.bytes -= n;
+  dirty_bytes_ -= n;
+  if (n == buf.size()) {
+    precut_.Drop(ino);
+    d->second.ranges.erase(r);
+    if (d->second.ranges.empty()) dirty_.erase(d);
+    return true;
+  }
+  buf.erase(0, n);
+  auto node = d->second.ranges.extract(r);  // the string stays where it is
+  node.key() = cut_end;
+  d->second.ranges.insert(std::move(node));
+  precut_.Rebase(cut_end, buf.data(), buf.size());
+  return true;
 }
 
 Status Store::FlushLargest() {

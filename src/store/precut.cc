@@ -1,5 +1,11 @@
 #include "store/precut.h"
 
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+
 #include "store/chunker.h"
 #include "store/sha256.h"
 
@@ -8,6 +14,7 @@ namespace muscle::store {
 namespace {
 // Hand the helper at least this much new data at a time (fewer wake-ups).
 constexpr size_t kPrecutStep = 256u << 10;
+constexpr int kHelperNice = 19;
 }  // namespace
 
 Precut::~Precut() {
@@ -22,7 +29,7 @@ Precut::~Precut() {
 void Precut::Offered(uint64_t ino, uint64_t lo, const char* base, size_t size) {
   std::unique_lock<std::mutex> lk(mu_);
   if (!active_ || ino != ino_ || lo != lo_ || size < size_t(next_ - lo_)) {
-    cv_.wait(lk, [&] { return !busy_; });
+    WaitIdle(lk);
     active_ = true;
     ino_ = ino;
     lo_ = lo;
@@ -54,6 +61,10 @@ void Precut::StartLocked() {
 }
 
 void Precut::Main() {
+  // Below the threads a request waits on (the event loops, the store
+  // thread), so that on a busy machine they preempt the cutting at once
+  // instead of waiting for its time slice.
+  (void)setpriority(PRIO_PROCESS, pid_t(syscall(SYS_gettid)), kHelperNice);
   std::unique_lock<std::mutex> lk(mu_);
   for (;;) {
     cv_.wait(lk, [&] { return stopping_ || busy_; });
@@ -64,7 +75,7 @@ void Precut::Main() {
     uint64_t lo = lo_, at = next_, end = avail_;
     lk.unlock();
     std::vector<Cut> made;
-    for (;;) {
+    while (!stop_.load(std::memory_order_relaxed)) {
       size_t len = FindChunkEnd(p + (at - lo), size_t(end - at), false);
       if (len == 0) break;
       Cut c{at, uint32_t(len), {}};
@@ -76,20 +87,28 @@ void Precut::Main() {
     cuts_.insert(cuts_.end(), made.begin(), made.end());
     next_ = at;
     // More arrived meanwhile: go on (unless nothing new can be cut).
-    if (avail_ > end && avail_ - next_ >= kPrecutStep && !stopping_) continue;
+    if (avail_ > end && avail_ - next_ >= kPrecutStep && !stopping_ && !stop_) continue;
     busy_ = false;
     cv_.notify_all();
   }
 }
 
+void Precut::WaitIdle(std::unique_lock<std::mutex>& lk) {
+  if (!busy_) return;
+  // The helper stops at its next chunk; what it cut so far is kept.
+  stop_ = true;
+  cv_.wait(lk, [&] { return !busy_; });
+  stop_ = false;
+}
+
 void Precut::Pause() {
   std::unique_lock<std::mutex> lk(mu_);
-  cv_.wait(lk, [&] { return !busy_; });
+  WaitIdle(lk);
 }
 
 void Precut::Drop(uint64_t ino) {
   std::unique_lock<std::mutex> lk(mu_);
-  cv_.wait(lk, [&] { return !busy_; });
+  WaitIdle(lk);
   if (ino == kAll || ino == ino_) {
     active_ = false;
     cuts_.clear();
@@ -97,10 +116,32 @@ void Precut::Drop(uint64_t ino) {
   }
 }
 
+bool Precut::Peek(uint64_t* ino, uint64_t* lo, uint64_t* cut_end) {
+  std::lock_guard<std::mutex> g(mu_);
+  if (!active_) return false;
+  *ino = ino_;
+  *lo = lo_;
+  *cut_end = next_;
+  return true;
+}
+
+void Precut::Rebase(uint64_t new_lo, const char* base, size_t size) {
+  std::unique_lock<std::mutex> lk(mu_);
+  WaitIdle(lk);
+  auto keep = std::lower_bound(cuts_.begin(), cuts_.end(), new_lo,
+                               [](const Cut& c, uint64_t o) { return c.offset < o; });
+  cuts_.erase(cuts_.begin(), keep);
+  lo_ = new_lo;
+  base_ = base;
+  size_ = size;
+  if (next_ < new_lo) next_ = new_lo;
+  avail_ = lo_ + size_;
+}
+
 const std::vector<Precut::Cut>& Precut::CutsOf(uint64_t ino) {
   static const std::vector<Cut> kNone;
   std::unique_lock<std::mutex> lk(mu_);
-  cv_.wait(lk, [&] { return !busy_; });
+  WaitIdle(lk);
   if (!active_ || ino != ino_) return kNone;
   return cuts_;
 }

@@ -22,6 +22,7 @@
 // Drop when the bytes may no longer be what was offered.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -58,16 +59,25 @@ class Precut {
   // Pause, then the cuts of `ino`'s chain (ordered, contiguous; empty when
   // there is none). Valid until the next call on this object.
   const std::vector<Cut>& CutsOf(uint64_t ino);
+  // Without waiting: the chain's file and range start, and where its cuts
+  // end so far. False when there is no chain.
+  bool Peek(uint64_t* ino, uint64_t* lo, uint64_t* cut_end);
+  // After the store flushed [lo, new_lo) of the chain's range and moved the
+  // rest to the front of the buffer (now at `base`, `size` bytes): the
+  // chain goes on from new_lo, a cut point of it. Call Pause first.
+  void Rebase(uint64_t new_lo, const char* base, size_t size);
 
  private:
   void Main();
   void StartLocked();
+  void WaitIdle(std::unique_lock<std::mutex>& lk);
 
   std::mutex mu_;
   std::condition_variable cv_;
   std::thread thread_;
   bool stopping_ = false;
   bool busy_ = false;  // the helper is reading the buffer
+  std::atomic<bool> stop_{false};  // asks the helper to stop at its next chunk
   // The chain: the buffered range [lo_, lo_ + size_) at base_, cut from
   // lo_ up to next_; the helper may cut up to avail_.
   uint64_t ino_ = 0;

@@ -176,6 +176,11 @@ class Store {
   // (WAL with synchronous=FULL) before this returns. `durable` documents
   // the caller's intent (Tfsync); every commit is durable.
   Status Sync(bool durable);
+  // For the worker, when no request is waiting: flushes the front of a
+  // write buffer whose chunks the helper already cut (precut.h), up to its
+  // last cut, so that a stream's flushes fill the gaps between its writes
+  // instead of stalling one of them at the buffer limit. True when it did.
+  bool FlushAhead();
   // Called periodically: commits if work has waited longer than the commit
   // interval, and flushes files if buffers are large.
   Status Tick();
