@@ -1,9 +1,5 @@
 #include "store/precut.h"
 
-#include <sys/resource.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-
 #include <algorithm>
 
 #include "store/chunker.h"
@@ -14,7 +10,6 @@ namespace muscle::store {
 namespace {
 // Hand the helper at least this much new data at a time (fewer wake-ups).
 constexpr size_t kPrecutStep = 256u << 10;
-constexpr int kHelperNice = 19;
 }  // namespace
 
 Precut::~Precut() {
@@ -61,10 +56,6 @@ void Precut::StartLocked() {
 }
 
 void Precut::Main() {
-  // Below the threads a request waits on (the event loops, the store
-  // thread), so that on a busy machine they preempt the cutting at once
-  // instead of waiting for its time slice.
-  (void)setpriority(PRIO_PROCESS, pid_t(syscall(SYS_gettid)), kHelperNice);
   std::unique_lock<std::mutex> lk(mu_);
   for (;;) {
     cv_.wait(lk, [&] { return stopping_ || busy_; });
