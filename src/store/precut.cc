@@ -1,6 +1,7 @@
 #include "store/precut.h"
 
 #include <algorithm>
+#include <system_error>
 
 #include "store/chunker.h"
 #include "store/sha256.h"
