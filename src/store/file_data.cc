@@ -169,7 +169,7 @@ Result<uint32_t> Store::Write(uint64_t ino, uint64_t offset,
       // size (in a recycled buffer when there is one) instead of doubling.
       // The helper cutting ahead (precut.h) reads the bytes before `old`:
       // it waits while they move.
-      if (old + data.size() > buf.capacity()) precut_.Pause();
+      if (old + data.size() > buf.capacity()) precut_.Pause(ino);
       if (old + data.size() > buf.capacity() && old + data.size() > (1u << 20) &&
           buf.capacity() < file_buffer_limit) {
         std::string grown;
@@ -225,7 +225,7 @@ bool Store::FlushAhead() {
   Status s = Atomically([&]() -> Status { return FlushRange(ino, lo, cut_end, a->size); });
   if (!s.ok()) return false;
   // [lo, cut_end) is stored now: the buffer keeps only what follows.
-  precut_.Pause();
+  precut_.Pause(ino);
   std::string& buf = r->second;
   size_t n = size_t(cut_end - lo);
   d->second.bytes -= n;
@@ -709,6 +709,7 @@ Result<Store::GcReport> Store::CollectGarbage(bool all) {
         MUSCLE_RETURN_IF_ERROR(packs_.Punch(id, r.offset, r.length));
       }
     }
+    MUSCLE_RETURN_IF_ERROR(packs_.WaitPunches());
   }
   last_gc_ = std::chrono::steady_clock::now();
   return report;

@@ -41,6 +41,13 @@ bool ParseName(const char* name, uint64_t* id) {
 }  // namespace
 
 PackSet::~PackSet() {
+  (void)WaitPunches();
+  {
+    std::lock_guard<std::mutex> g(punch_mu_);
+    punch_stop_ = true;
+  }
+  punch_cv_.notify_all();
+  if (puncher_.joinable()) puncher_.join();
   for (auto& [id, fd] : fds_) {
     vfs::FileClosed(fd);
     close(fd);
@@ -252,9 +259,57 @@ Status PackSet::Punch(uint64_t pack, uint64_t offset, uint64_t length) {
   if (lo >= hi) return Status::Ok();
   auto fd = Fd(pack);
   if (!fd.ok()) return fd.status();
+  // The helper's own descriptor: the pack may be closed (or compacted away)
+  // here before the hole is punched.
+  int own = fcntl(*fd, F_DUPFD_CLOEXEC, 0);
+  if (own >= 0) {
+    std::lock_guard<std::mutex> g(punch_mu_);
+    if (!puncher_.joinable()) {
+      try {
+        puncher_ = std::thread([this] { PunchMain(); });
+      } catch (const std::system_error&) {
+      }
+    }
+    if (puncher_.joinable()) {
+      holes_.push_back({own, lo, hi - lo});
+      punch_cv_.notify_all();
+      return Status::Ok();
+    }
+    close(own);
+  }
   if (fallocate(*fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off_t(lo), off_t(hi - lo)) != 0)
     return Err(errno, "punch " + PathOf(pack));
   return Status::Ok();
+}
+
+void PackSet::PunchMain() {
+  std::unique_lock<std::mutex> lk(punch_mu_);
+  for (;;) {
+    punch_cv_.wait(lk, [&] { return punch_stop_ || !holes_.empty(); });
+    if (holes_.empty()) return;  // stopping, nothing left
+    Hole h = holes_.front();
+    holes_.pop_front();
+    punching_ = true;
+    lk.unlock();
+    int e = fallocate(h.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off_t(h.offset),
+                      off_t(h.length)) == 0 ? 0 : errno;
+    close(h.fd);
+    lk.lock();
+    punching_ = false;
+    if (e && !punch_errno_) {
+      punch_errno_ = e;
+      punch_error_ = "punch a pack of " + dir_;
+    }
+    if (holes_.empty()) punch_cv_.notify_all();
+  }
+}
+
+Status PackSet::WaitPunches() {
+  std::unique_lock<std::mutex> lk(punch_mu_);
+  punch_cv_.wait(lk, [&] { return holes_.empty() && !punching_; });
+  int e = punch_errno_;
+  punch_errno_ = 0;
+  return e ? Err(e, punch_error_) : Status::Ok();
 }
 
 Status PackSet::Walk(uint64_t pack, uint64_t size, std::vector<Record>& out) {

@@ -25,7 +25,10 @@ Precut::~Precut() {
 void Precut::Offered(uint64_t ino, uint64_t lo, const char* base, size_t size) {
   std::unique_lock<std::mutex> lk(mu_);
   if (!active_ || ino != ino_ || lo != lo_ || size < size_t(next_ - lo_)) {
-    WaitIdle(lk);
+    // Another stream (or a new range of this one) takes the helper over
+    // only when it is free, and only for a buffer worth cutting ahead: a
+    // write never waits for that, and small files leave the chain alone.
+    if (busy_ || size < kPrecutStep) return;
     active_ = true;
     ino_ = ino;
     lo_ = lo;
@@ -93,19 +96,18 @@ void Precut::WaitIdle(std::unique_lock<std::mutex>& lk) {
   stop_ = false;
 }
 
-void Precut::Pause() {
+void Precut::Pause(uint64_t ino) {
   std::unique_lock<std::mutex> lk(mu_);
-  WaitIdle(lk);
+  if (active_ && ino == ino_) WaitIdle(lk);
 }
 
 void Precut::Drop(uint64_t ino) {
   std::unique_lock<std::mutex> lk(mu_);
+  if (!active_ || (ino != kAll && ino != ino_)) return;
   WaitIdle(lk);
-  if (ino == kAll || ino == ino_) {
-    active_ = false;
-    cuts_.clear();
-    base_ = nullptr;
-  }
+  active_ = false;
+  cuts_.clear();
+  base_ = nullptr;
 }
 
 bool Precut::Peek(uint64_t* ino, uint64_t* lo, uint64_t* cut_end) {
@@ -133,8 +135,8 @@ void Precut::Rebase(uint64_t new_lo, const char* base, size_t size) {
 const std::vector<Precut::Cut>& Precut::CutsOf(uint64_t ino) {
   static const std::vector<Cut> kNone;
   std::unique_lock<std::mutex> lk(mu_);
-  WaitIdle(lk);
   if (!active_ || ino != ino_) return kNone;
+  WaitIdle(lk);
   return cuts_;
 }
 

@@ -46,18 +46,21 @@ class Precut {
   Precut& operator=(const Precut&) = delete;
 
   // After an append to the buffered range of `ino` that starts at file
-  // offset `lo` and now holds `size` bytes at `base`. Starts a new chain
-  // (dropping the old one) unless this continues the range being cut.
-  // Hands new bytes to the helper once there are enough of them.
+  // offset `lo` and now holds `size` bytes at `base`. Continues the chain
+  // when this is its range; else starts a new chain there (dropping the
+  // old one) if the helper is free and the range is big enough. Hands new
+  // bytes to the helper once there are enough of them. Never waits.
   void Offered(uint64_t ino, uint64_t lo, const char* base, size_t size);
-  // Waits until the helper is not reading the buffer (it resumes at the
-  // next Offered). Cuts made so far are kept.
-  void Pause();
+  // When the chain is `ino`'s: stops the helper at its next chunk and
+  // waits until it is not reading the buffer (it resumes at the next
+  // Offered). Cuts made so far are kept.
+  void Pause(uint64_t ino);
   // Pause, then forget the chain of `ino` (of any file with kAll).
   static constexpr uint64_t kAll = ~uint64_t(0);
   void Drop(uint64_t ino);
   // Pause, then the cuts of `ino`'s chain (ordered, contiguous; empty when
-  // there is none). Valid until the next call on this object.
+  // the chain is another file's or there is none). Valid until the next
+  // call on this object.
   const std::vector<Cut>& CutsOf(uint64_t ino);
   // Without waiting: the chain's file and range start, and where its cuts
   // end so far. False when there is no chain.
