@@ -60,6 +60,16 @@ void StoreWorker::ThreadMain() {
     {
       std::unique_lock<std::mutex> lk(mu_);
       if (jobs_.empty() && !stopping_) {
+        // Nothing waiting: flush ahead what a writer streamed in (no
+        // request waits for it now).
+        lk.unlock();
+        busy_.fetch_add(1, std::memory_order_relaxed);
+        bool flushed = store_->FlushAhead();
+        busy_.fetch_sub(1, std::memory_order_relaxed);
+        lk.lock();
+        if (flushed) continue;
+      }
+      if (jobs_.empty() && !stopping_) {
         // Yielding, so that other threads on this core still run.
         auto until = std::chrono::steady_clock::now() + kSpinBeforeSleep;
         while (jobs_.empty() && std::chrono::steady_clock::now() < until) {

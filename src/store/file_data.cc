@@ -20,6 +20,7 @@
 
 #include "common/log.h"
 #include "store/chunker.h"
+#include "store/precut.h"
 #include "store/sha256.h"
 #include "store/statements.h"
 #include "store/store.h"
@@ -33,6 +34,8 @@ constexpr uint64_t kMaxFileSize = uint64_t(1) << 50;
 // helper thread from this size on.
 constexpr size_t kFlushBlock = 1u << 20;
 constexpr size_t kParallelCutMin = 512u << 10;
+// FlushAhead flushes a stream's buffer once this much of it is cut.
+constexpr size_t kFlushAheadMin = 2u << 20;
 
 // A run of file data being re-chunked: its chunk boundaries and hashes.
 // The bytes after the last cut (not yet decidable) carry into the next
@@ -43,9 +46,21 @@ struct CutBlock {
     unsigned char hash[32];
   };
   std::string data;
+  uint64_t file_offset = 0;  // of data[0]
   bool at_end = false;
   std::vector<Cut> cuts;
   size_t cut_bytes = 0;
+  // Cuts made ahead of the flush (precut.h) over the same bytes: a chunk
+  // that starts where one of them starts is that one.
+  const std::vector<Precut::Cut>* known = nullptr;
+  // Bytes of `data` past the end of the known cuts (what Run computes).
+  size_t Unknown() const {
+    uint64_t end = file_offset + data.size();
+    if (!known || known->empty()) return data.size();
+    uint64_t known_end = known->back().offset + known->back().length;
+    uint64_t from = std::max(known_end, file_offset);
+    return from >= end ? 0 : size_t(end - from);
+  }
   // Pure CPU work over `data`; safe on another thread. Stops early when
   // *cancel becomes true.
   void Run(const std::atomic<bool>* cancel);
@@ -55,8 +70,21 @@ void CutBlock::Run(const std::atomic<bool>* cancel) {
   cuts.clear();
   cut_bytes = 0;
   const auto* p = reinterpret_cast<const uint8_t*>(data.data());
+  auto k = known ? known->begin() : std::vector<Precut::Cut>::const_iterator();
   while (cut_bytes < data.size()) {
     if (cancel && cancel->load(std::memory_order_relaxed)) return;
+    if (known) {
+      uint64_t at = file_offset + cut_bytes;
+      k = std::lower_bound(k, known->end(), at,
+                           [](const Precut::Cut& c, uint64_t o) { return c.offset < o; });
+      if (k != known->end() && k->offset == at && cut_bytes + k->length <= data.size()) {
+        Cut c{cut_bytes, k->length, {}};
+        memcpy(c.hash, k->hash, 32);
+        cuts.push_back(c);
+        cut_bytes += k->length;
+        continue;
+      }
+    }
     size_t len = FindChunkEnd(p + cut_bytes, data.size() - cut_bytes, at_end);
     if (len == 0) return;  // undecided tail: carried into the next block
     Cut c{cut_bytes, len, {}};
@@ -142,6 +170,9 @@ Result<uint32_t> Store::Write(uint64_t ino, uint64_t offset,
     if (at == old) {
       // An append: no zero-fill first. Streams grow straight to the flush
       // size (in a recycled buffer when there is one) instead of doubling.
+      // The helper cutting ahead (precut.h) reads the bytes before `old`:
+      // it waits while they move.
+      if (old + data.size() > buf.capacity()) precut_.Pause(ino);
       if (old + data.size() > buf.capacity() && old + data.size() > (1u << 20) &&
           buf.capacity() < file_buffer_limit) {
         std::string grown;
@@ -151,13 +182,16 @@ Result<uint32_t> Store::Write(uint64_t ino, uint64_t offset,
         buf.swap(grown);
       }
       buf.append(data);
+      precut_.Offered(ino, it->first, buf.data(), buf.size());
     } else {
+      precut_.Drop(ino);  // bytes it cut may change
       if (at + data.size() > old) buf.resize(at + data.size());
       memcpy(buf.data() + at, data.data(), data.size());
     }
     f.bytes += buf.size() - old;
     dirty_bytes_ += buf.size() - old;
   } else {
+    if (merged) precut_.Drop(ino);  // the buffers it reads are replaced
     uint64_t start = lo, end = hi;
     if (merged) {
       start = std::min(lo, it->first);
@@ -177,6 +211,40 @@ Result<uint32_t> Store::Write(uint64_t ino, uint64_t offset,
     ranges.emplace(start, std::move(buf));
   }
   return uint32_t(data.size());
+}
+
+bool Store::FlushAhead() {
+  OpScope op(this);
+  uint64_t ino, lo, cut_end;
+  if (!precut_.Peek(&ino, &lo, &cut_end) || cut_end < lo + kFlushAheadMin) return false;
+  auto d = dirty_.find(ino);
+  if (d == dirty_.end()) return false;
+  auto r = d->second.ranges.find(lo);
+  if (r == d->second.ranges.end() || r->second.size() < cut_end - lo) return false;
+  auto a = LoadAttr(ino);
+  if (!a.ok() || a->size < cut_end) return false;
+  // A failure leaves the buffer as it was; the flush at the limit (or the
+  // next commit) meets the error again and reports it.
+  Status s = Atomically([&]() -> Status { return FlushRange(ino, lo, cut_end, a->size); });
+  if (!s.ok()) return false;
+  // [lo, cut_end) is stored now: the buffer keeps only what follows.
+  precut_.Pause(ino);
+  std::string& buf = r->second;
+  size_t n = size_t(cut_end - lo);
+  d->second.bytes -= n;
+  dirty_bytes_ -= n;
+  if (n == buf.size()) {
+    precut_.Drop(ino);
+    d->second.ranges.erase(r);
+    if (d->second.ranges.empty()) dirty_.erase(d);
+    return true;
+  }
+  buf.erase(0, n);
+  auto node = d->second.ranges.extract(r);  // the string stays where it is
+  node.key() = cut_end;
+  d->second.ranges.insert(std::move(node));
+  precut_.Rebase(cut_end, buf.data(), buf.size());
+  return true;
 }
 
 Status Store::FlushLargest() {
@@ -283,8 +351,11 @@ Status Store::FlushRange(uint64_t ino, uint64_t lo, uint64_t hi,
     return size_t(std::min<uint64_t>(want, kFlushBlock));
   };
   // Fills `b` with the carried tail plus new data.
+  const std::vector<Precut::Cut>& known = precut_.CutsOf(ino);
   auto fill = [&](CutBlock& b, std::string_view carry) -> Status {
     b.data.assign(carry.data(), carry.size());
+    b.file_offset = pos - carry.size();
+    b.known = known.empty() ? nullptr : &known;
     size_t target = block_target();
     while (b.data.size() < target && pos < data_end) {
       size_t n = size_t(std::min<uint64_t>(target - b.data.size(), data_end - pos));
@@ -340,7 +411,7 @@ Status Store::FlushRange(uint64_t ino, uint64_t lo, uint64_t hi,
     // thread) while inserting the previous one.
     std::atomic<bool> cancel{false};
     std::future<void> cutting;
-    if (b.data.size() >= kParallelCutMin) {
+    if (b.Unknown() >= kParallelCutMin) {
       try {
         cutting = std::async(std::launch::async, [&b, &cancel] { b.Run(&cancel); });
       } catch (const std::system_error&) {
@@ -670,6 +741,7 @@ Result<Store::GcReport> Store::CollectGarbage(bool all) {
         MUSCLE_RETURN_IF_ERROR(packs_.Punch(id, r.offset, r.length));
       }
     }
+    MUSCLE_RETURN_IF_ERROR(packs_.WaitPunches());
   }
   last_gc_ = std::chrono::steady_clock::now();
   return report;

@@ -41,6 +41,13 @@ bool ParseName(const char* name, uint64_t* id) {
 }  // namespace
 
 PackSet::~PackSet() {
+  (void)WaitPunches();
+  {
+    std::lock_guard<std::mutex> g(punch_mu_);
+    punch_stop_ = true;
+  }
+  punch_cv_.notify_all();
+  if (puncher_.joinable()) puncher_.join();
   for (auto& [id, fd] : fds_) {
     vfs::FileClosed(fd);
     close(fd);
@@ -88,6 +95,7 @@ Status PackSet::Create(uint64_t id) {
   MUSCLE_RETURN_IF_ERROR(SyncDir(dir_));
   open_id_ = id;
   open_size_ = kHeaderSize;
+  writeback_from_ = kHeaderSize;
   return Status::Ok();
 }
 
@@ -158,6 +166,7 @@ Status PackSet::Open(const std::string& dir, const std::string& owner,
   if (committed.empty()) return Status::Ok();  // the first Append creates pack 1
   open_id_ = committed.rbegin()->first;
   open_size_ = committed.rbegin()->second;
+  writeback_from_ = open_size_;
   return Status::Ok();
 }
 
@@ -167,6 +176,10 @@ Result<PackSet::Location> PackSet::Append(std::string_view data, const unsigned 
   if (open_id_ == 0 || open_size_ + kRecordHeader + data.size() > pack_target) {
     if (open_id_ != 0 && std::find(unsynced_.begin(), unsynced_.end(), open_id_) == unsynced_.end())
       unsynced_.push_back(open_id_);
+    if (open_id_ != 0) {
+      auto old = Fd(open_id_);
+      if (old.ok()) StartWriteback(*old, true);  // the sealed pack's tail
+    }
     MUSCLE_RETURN_IF_ERROR(Create(open_id_ + 1));
     *new_pack = true;
   }
@@ -187,7 +200,19 @@ Result<PackSet::Location> PackSet::Append(std::string_view data, const unsigned 
   Location at{open_id_, open_size_ + kRecordHeader};
   open_size_ += kRecordHeader + data.size();
   if (unsynced_.empty() || unsynced_.back() != open_id_) unsynced_.push_back(open_id_);
+  StartWriteback(*fd, false);
   return at;
+}
+
+void PackSet::StartWriteback(int fd, bool all) {
+  if (writeback_from_ > open_size_) writeback_from_ = open_size_;
+  uint64_t n = open_size_ - writeback_from_;
+  if (n == 0 || (!all && n < kWritebackStep)) return;
+  // A hint: start writing these pages out now, without waiting, so that the
+  // commit's sync finds them (mostly) written instead of doing all the disk
+  // work while the store thread waits. Failures show at that sync.
+  (void)sync_file_range(fd, off_t(writeback_from_), off_t(n), SYNC_FILE_RANGE_WRITE);
+  writeback_from_ = open_size_;
 }
 
 Status PackSet::Read(uint64_t pack, uint64_t offset, size_t len, char* out) {
@@ -219,6 +244,7 @@ Status PackSet::RollBackTo(uint64_t pack, uint64_t size) {
                   unsynced_.end());
   open_id_ = pack;
   open_size_ = size;
+  writeback_from_ = size;
   if (pack == 0) return Status::Ok();
   auto fd = Fd(pack);
   if (!fd.ok()) return fd.status();
@@ -233,9 +259,57 @@ Status PackSet::Punch(uint64_t pack, uint64_t offset, uint64_t length) {
   if (lo >= hi) return Status::Ok();
   auto fd = Fd(pack);
   if (!fd.ok()) return fd.status();
+  // The helper's own descriptor: the pack may be closed (or compacted away)
+  // here before the hole is punched.
+  int own = fcntl(*fd, F_DUPFD_CLOEXEC, 0);
+  if (own >= 0) {
+    std::lock_guard<std::mutex> g(punch_mu_);
+    if (!puncher_.joinable()) {
+      try {
+        puncher_ = std::thread([this] { PunchMain(); });
+      } catch (const std::system_error&) {
+      }
+    }
+    if (puncher_.joinable()) {
+      holes_.push_back({own, lo, hi - lo});
+      punch_cv_.notify_all();
+      return Status::Ok();
+    }
+    close(own);
+  }
   if (fallocate(*fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off_t(lo), off_t(hi - lo)) != 0)
     return Err(errno, "punch " + PathOf(pack));
   return Status::Ok();
+}
+
+void PackSet::PunchMain() {
+  std::unique_lock<std::mutex> lk(punch_mu_);
+  for (;;) {
+    punch_cv_.wait(lk, [&] { return punch_stop_ || !holes_.empty(); });
+    if (holes_.empty()) return;  // stopping, nothing left
+    Hole h = holes_.front();
+    holes_.pop_front();
+    punching_ = true;
+    lk.unlock();
+    int e = fallocate(h.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off_t(h.offset),
+                      off_t(h.length)) == 0 ? 0 : errno;
+    close(h.fd);
+    lk.lock();
+    punching_ = false;
+    if (e && !punch_errno_) {
+      punch_errno_ = e;
+      punch_error_ = "punch a pack of " + dir_;
+    }
+    if (holes_.empty()) punch_cv_.notify_all();
+  }
+}
+
+Status PackSet::WaitPunches() {
+  std::unique_lock<std::mutex> lk(punch_mu_);
+  punch_cv_.wait(lk, [&] { return holes_.empty() && !punching_; });
+  int e = punch_errno_;
+  punch_errno_ = 0;
+  return e ? Err(e, punch_error_) : Status::Ok();
 }
 
 Status PackSet::Walk(uint64_t pack, uint64_t size, std::vector<Record>& out) {

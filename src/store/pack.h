@@ -16,14 +16,19 @@
 // faults and power-loss simulation apply to packs too.
 //
 // Threading: not thread-safe; owned by the Store, used on its thread (each
-// reader store has its own PackSet opened for reading).
+// reader store has its own PackSet opened for reading). Holes are punched
+// on a helper thread of its own, through descriptors of its own.
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "common/result.h"
@@ -80,8 +85,14 @@ class PackSet {
   Status Sync();
   // Forgets everything after (pack, size): removes newer packs, truncates.
   Status RollBackTo(uint64_t pack, uint64_t size);
-  // Gives back the space of a dead record's data.
+  // Gives back the space of a dead record's data. The hole is punched by a
+  // helper thread (with the file system's discard, a punch can take a
+  // quarter of a millisecond, and a large delete makes thousands); an
+  // error shows at WaitPunches.
   Status Punch(uint64_t pack, uint64_t offset, uint64_t length);
+  // Waits until every hole asked for is punched; the first error since the
+  // last call, if any.
+  Status WaitPunches();
   // Every record of a pack up to `size`, in order.
   Status Walk(uint64_t pack, uint64_t size, std::vector<Record>& out);
   Status Remove(uint64_t pack);
@@ -99,11 +110,30 @@ class PackSet {
   Result<int> Fd(uint64_t id);
   Status Create(uint64_t id);
   void Close(uint64_t id);
+  // Starts (does not wait for) the disk writes of the open pack's bytes
+  // appended since the last call, once there are kWritebackStep of them
+  // (or any, with `all`).
+  void StartWriteback(int fd, bool all);
+  static constexpr uint64_t kWritebackStep = 4u << 20;
 
   std::string dir_;
   bool read_only_ = false;
   uint64_t open_id_ = 0;
   uint64_t open_size_ = 0;
+  uint64_t writeback_from_ = 0;  // open pack bytes before this: writeback started
+  // The punching helper: (descriptor of its own, offset, length) to do.
+  struct Hole {
+    int fd;
+    uint64_t offset, length;
+  };
+  void PunchMain();
+  std::mutex punch_mu_;
+  std::condition_variable punch_cv_;
+  std::deque<Hole> holes_;
+  bool punching_ = false, punch_stop_ = false;
+  int punch_errno_ = 0;
+  std::string punch_error_;
+  std::thread puncher_;
   std::map<uint64_t, int> fds_;       // open descriptors (a small cache)
   std::vector<uint64_t> unsynced_;   // packs written since the last Sync
 };

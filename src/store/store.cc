@@ -407,6 +407,7 @@ void Store::ForgetUncommitted(const Status& why) {
   Status p = packs_.RollBackTo(committed_pack_, committed_pack_size_);
   if (!p.ok()) Log("store: rolling the open pack back failed: %s", p.ToString().c_str());
   size_t files = dirty_.size();
+  precut_.Drop(Precut::kAll);
   dirty_.clear();
   dirty_bytes_ = 0;
   set_aside_.clear();
@@ -418,6 +419,7 @@ void Store::ForgetUncommitted(const Status& why) {
 }
 
 void Store::SetAside(uint64_t ino, DirtyFile&& f) {
+  precut_.Drop(ino);
   dirty_bytes_ -= f.bytes;
   if (savepoint_depth_ > 0) set_aside_.emplace_back(ino, std::move(f));
 }
@@ -1041,7 +1043,6 @@ Status Store::Sync(bool durable) {
   // (one per commit interval or Tfsync), so this costs one fsync per batch
   // and makes every commit, not only Tfsync's, survive power loss.
   // Pack data is synced first: no committed row ever names unsynced data.
-  (void)durable;
   Status s = ApplyInvalidations();
   if (s.ok()) s = packs_.Sync();
   if (s.ok() && packs_.open_pack() != 0 &&
@@ -1075,6 +1076,15 @@ Status Store::Sync(bool durable) {
     }
   }
   punches_.clear();
+  // Tfsync (and the tests) return with the space given back; the other
+  // commits leave the punching to the pack helper.
+  if (durable) {
+    Status ps = packs_.WaitPunches();
+    if (!ps.ok() && !punch_failed_) {
+      Log("store: cannot free space in packs (%s); musclefs gc compacts them", ps.ToString().c_str());
+      punch_failed_ = true;
+    }
+  }
   return Status::Ok();
 }
 

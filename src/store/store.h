@@ -51,6 +51,7 @@
 #include "common/file_lock.h"
 #include "common/result.h"
 #include "store/pack.h"
+#include "store/precut.h"
 #include "store/read_gate.h"
 #include "store/sqlite.h"
 #include "store/tree_object.h"
@@ -178,6 +179,11 @@ class Store {
   // (WAL with synchronous=FULL) before this returns. `durable` documents
   // the caller's intent (Tfsync); every commit is durable.
   Status Sync(bool durable);
+  // For the worker, when no request is waiting: flushes the front of a
+  // write buffer whose chunks the helper already cut (precut.h), up to its
+  // last cut, so that a stream's flushes fill the gaps between its writes
+  // instead of stalling one of them at the buffer limit. True when it did.
+  bool FlushAhead();
   // Called periodically: commits if work has waited longer than the commit
   // interval, and flushes files if buffers are large.
   Status Tick();
@@ -470,6 +476,9 @@ class Store {
   std::chrono::steady_clock::time_point last_gc_;
   std::string flush_scratch_[2];  // FlushRange's block buffers, kept for reuse
   std::string spare_buffer_;      // a flushed write buffer, kept for reuse
+  // Cuts and hashes appends ahead of their flush (file_data.cc); last, so
+  // that its helper stops before the buffers it reads are freed.
+  Precut precut_;
 };
 
 int64_t NowNs();
