@@ -24,15 +24,6 @@ std::string Escape(std::string_view s) {
   return out;
 }
 
-std::string Iso(int64_t ns) {
-  time_t t = time_t(ns / 1000000000);
-  struct tm tm;
-  gmtime_r(&t, &tm);
-  char buf[32];
-  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
 std::string ErrorLine(const Status& s) {
   const char* name = strerrorname_np(s.err() ? s.err() : EIO);
   std::string msg = s.message().empty() ? strerror(s.err() ? s.err() : EIO) : s.message();
@@ -127,7 +118,7 @@ std::string RunControl(Store& s, const std::string& context, std::string_view co
       hash = e.ok() ? store::HexOfHash(e->object) : "-";
       added = "-";
     }
-    out += Escape(r->name) + "\t" + Iso(r->created_ns) + "\t" + hash + "\t" + added + "\n";
+    out += Escape(r->name) + "\t" + store::UtcTime(r->created_ns) + "\t" + hash + "\t" + added + "\n";
     return out;
   }
   if (cmd == "snapshots") {
@@ -143,7 +134,7 @@ std::string RunControl(Store& s, const std::string& context, std::string_view co
         hash = store::HexOfHash(e->object);
         added = "-";
       }
-      out += Escape(i.name) + "\t" + Iso(i.created_ns) + "\t" + hash + "\t" + added + "\n";
+      out += Escape(i.name) + "\t" + store::UtcTime(i.created_ns) + "\t" + hash + "\t" + added + "\n";
     }
     return out;
   }
@@ -152,7 +143,7 @@ std::string RunControl(Store& s, const std::string& context, std::string_view co
     auto h = s.History(ctx.Path(w[1]));
     if (!h.ok()) return ErrorLine(h.status());
     for (const auto& v : *h) {
-      out += Escape(v.snapshot.name) + "\t" + Iso(v.snapshot.created_ns) + "\t";
+      out += Escape(v.snapshot.name) + "\t" + store::UtcTime(v.snapshot.created_ns) + "\t";
       if (!v.present) {
         out += "removed\t-\t-\n";
         continue;
@@ -161,7 +152,7 @@ std::string RunControl(Store& s, const std::string& context, std::string_view co
                          : S_ISREG(v.entry.mode) ? "file" : "node";
       out += std::string(type) + "\t" + std::to_string(v.entry.size) + "\t" +
              (v.entry.has_object ? store::HexOfHash(v.entry.object) : "-") + "\t" +
-             Iso(v.entry.mtime_ns) + "\n";
+             store::UtcTime(v.entry.mtime_ns) + "\n";
     }
     return out;
   }
@@ -208,7 +199,7 @@ std::string RunControl(Store& s, const std::string& context, std::string_view co
     }
     auto r = s.Prune(policy);
     if (!r.ok()) return ErrorLine(r.status());
-    for (const auto& i : *r) out += Escape(i.name) + "\t" + Iso(i.created_ns) + "\n";
+    for (const auto& i : *r) out += Escape(i.name) + "\t" + store::UtcTime(i.created_ns) + "\n";
     if (!policy.dry_run && !r->empty()) {
       // Give the space back now rather than at the next background pass.
       auto gc = s.CollectGarbage(false);

@@ -40,15 +40,6 @@ ObjectHash HashFrom(std::string_view b) {
   return h;
 }
 
-std::string TimeName(int64_t ns) {
-  time_t t = time_t(ns / 1000000000);
-  struct tm tm;
-  gmtime_r(&t, &tm);
-  char buf[32];
-  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
 bool IsHex(std::string_view s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
@@ -90,6 +81,15 @@ bool SameMetadata(const TreeEntry& a, const TreeEntry& b) {
 }
 
 }  // namespace
+
+std::string UtcTime(int64_t ns, const char* format) {
+  time_t t = time_t(ns / 1000000000);
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  char buf[64];
+  strftime(buf, sizeof buf, format, &tm);
+  return buf;
+}
 
 struct Store::SnapshotRow {
   static constexpr const char* kColumns =
@@ -426,12 +426,12 @@ Result<Store::SnapshotInfo> Store::TakeSnapshot(std::string_view name) {
     if (!ra.ok()) return ra.status();
     SnapshotInfo i;
     i.created_ns = NowNs();
-    i.name = name.empty() ? TimeName(i.created_ns) : std::string(name);
+    i.name = name.empty() ? UtcTime(i.created_ns) : std::string(name);
     for (int n = 2; name.empty(); n++) {
       Stmt q(db_, "SELECT 1 FROM snapshots WHERE name=?");
       q.BindText(1, i.name);
       if (!q.Step()) break;
-      i.name = TimeName(i.created_ns) + "-" + std::to_string(n);
+      i.name = UtcTime(i.created_ns) + "-" + std::to_string(n);
     }
     {
       Stmt q(db_, "SELECT 1 FROM snapshots WHERE name=?");
@@ -577,17 +577,9 @@ Result<std::vector<Store::SnapshotInfo>> Store::Prune(const PrunePolicy& p) {
       if (++used == n) break;
     }
   };
-  auto fmt = [](int64_t ns, const char* f) {
-    time_t t = time_t(ns / 1000000000);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    char buf[32];
-    strftime(buf, sizeof buf, f, &tm);
-    return std::string(buf);
-  };
-  bucketed(p.keep_hourly, [&](int64_t ns) { return fmt(ns, "%Y-%m-%d %H"); });
-  bucketed(p.keep_daily, [&](int64_t ns) { return fmt(ns, "%Y-%m-%d"); });
-  bucketed(p.keep_weekly, [&](int64_t ns) { return fmt(ns, "%G-%V"); });
+  bucketed(p.keep_hourly, [&](int64_t ns) { return UtcTime(ns, "%Y-%m-%d %H"); });
+  bucketed(p.keep_daily, [&](int64_t ns) { return UtcTime(ns, "%Y-%m-%d"); });
+  bucketed(p.keep_weekly, [&](int64_t ns) { return UtcTime(ns, "%G-%V"); });
   std::vector<SnapshotInfo> removed;
   for (const SnapshotInfo& s : *all)
     if (!keep.count(s.id)) removed.push_back(s);

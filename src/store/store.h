@@ -482,5 +482,8 @@ class Store {
 };
 
 int64_t NowNs();
+// A time (ns since the epoch) in UTC, by strftime's `format`; the default
+// is how snapshots are named and listed (2026-11-24T10:15:00Z).
+std::string UtcTime(int64_t ns, const char* format = "%Y-%m-%dT%H:%M:%SZ");
 
 }  // namespace muscle::store
