@@ -284,10 +284,9 @@ Status Store::CheckObjects(CheckReport& r, std::map<int64_t, int64_t>& refs) {
       continue;
     }
     for (const ObjectHash& h : ChildrenOf(*o)) {
-      Stmt c(db_, "SELECT id FROM chunks WHERE hash=?");
-      c.Bind(1, std::string_view(reinterpret_cast<const char*>(h.data()), 32));
-      if (c.Step()) refs[c.Int(0)]++;
-      else problem("object " + std::to_string(id) + " names a missing chunk " + HexOfHash(h));
+      auto child = ChunkIdOf(h);
+      if (child.ok()) refs[*child]++;
+      else problem("object " + std::to_string(id) + ": " + child.status().message());
     }
   }
   if (q.failed()) return q.Error("objects");
