@@ -263,27 +263,6 @@ bool RunMount(const Args& a, const std::string& opts) {
   return WIFEXITED(st) && WEXITSTATUS(st) == 0;
 }
 
-Result<int> ConnectTcp(const std::string& host, uint16_t port) {
-  addrinfo hints{}, *res = nullptr;
-  hints.ai_socktype = SOCK_STREAM;
-  int g = getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &res);
-  if (g != 0) return Status(ENOENT, "cannot resolve " + host + ": " + gai_strerror(g));
-  int err = ECONNREFUSED;
-  for (addrinfo* ai = res; ai; ai = ai->ai_next) {
-    int fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
-    if (fd < 0) continue;
-    if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
-      freeaddrinfo(res);
-      return fd;
-    }
-    err = errno;
-    close(fd);
-  }
-  freeaddrinfo(res);
-  return Status(err, "cannot connect to " + host + ":" + std::to_string(port) + ": " +
-                         strerror(err));
-}
-
 // muscle mount on the kernel's TLS: the handshake here, then the socket
 // itself goes to the kernel's 9p client and no process of ours stays.
 // Returns 0 when mounted, 1 on a failure to report, and -1 when the
@@ -293,7 +272,7 @@ int MountKernelTls(const Args& a, const transport::RelayOptions& o) {
   // (as TLS 1.2 does), so the kernel never sees a non-data record.
   auto ctx = tls::TlsContext::ForClient(o.identity, o.key, std::make_shared<tls::SessionCache>());
   if (!ctx.ok()) return Fail(ctx.status().message());
-  auto fd = ConnectTcp(o.server_host, o.server_port);
+  auto fd = transport::ConnectTcp(o.server_host, o.server_port);
   if (!fd.ok()) return Fail(fd.status().message());
   std::string suite;
   Status s = tls::HandshakeForKernel(*fd, **ctx, &suite);

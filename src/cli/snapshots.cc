@@ -1,8 +1,6 @@
 #include "cli/snapshots.h"
 
 #include <fcntl.h>
-#include <netdb.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -64,26 +62,6 @@ struct Connection {
   p9::Client client;
 };
 
-Result<int> ConnectTcp(const std::string& host, int port) {
-  addrinfo hints{}, *res = nullptr;
-  hints.ai_socktype = SOCK_STREAM;
-  int g = getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &res);
-  if (g != 0) return Status(ENOENT, "cannot resolve " + host + ": " + gai_strerror(g));
-  int err = ECONNREFUSED;
-  for (addrinfo* ai = res; ai; ai = ai->ai_next) {
-    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
-    if (fd < 0) continue;
-    if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
-      freeaddrinfo(res);
-      return fd;
-    }
-    err = errno;
-    close(fd);
-  }
-  freeaddrinfo(res);
-  return Status(err, "cannot connect to " + host + ":" + std::to_string(port) + ": " + strerror(err));
-}
-
 Status Open(const Options& o, Connection& c) {
   std::string base = o.opts.count("base") ? o.opts.at("base") : server::DefaultBase();
   if (o.opts.count("connect")) {
@@ -103,7 +81,7 @@ Status Open(const Options& o, Connection& c) {
     auto ctx = tls::TlsContext::ForClient(identity, *k);
     if (!ctx.ok()) return ctx.status();
     c.ctx = std::move(*ctx);
-    auto fd = ConnectTcp(host, port);
+    auto fd = transport::ConnectTcp(host, port);
     if (!fd.ok()) return fd.status();
     c.client.Adopt(*fd);
     auto ch = tls::StartTlsChannel(*fd, *c.ctx);

@@ -1,6 +1,7 @@
 #include "transport/relay.h"
 
 #include <netdb.h>
+#include <unistd.h>
 
 #include <cstring>
 
@@ -208,6 +209,27 @@ class Relay::Pair {
   bool local_paused_ = false, remote_paused_ = false;
   int open_ = 2;
 };
+
+Result<int> ConnectTcp(const std::string& host, int port) {
+  addrinfo hints{}, *res = nullptr;
+  hints.ai_socktype = SOCK_STREAM;
+  int g = getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &res);
+  if (g != 0) return Status(ENOENT, "cannot resolve " + host + ": " + gai_strerror(g));
+  int err = ECONNREFUSED;
+  for (addrinfo* ai = res; ai; ai = ai->ai_next) {
+    int fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
+    if (fd < 0) continue;
+    if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
+      freeaddrinfo(res);
+      return fd;
+    }
+    err = errno;
+    close(fd);
+  }
+  freeaddrinfo(res);
+  return Status(err, "cannot connect to " + host + ":" + std::to_string(port) + ": " +
+                         strerror(err));
+}
 
 Status SplitHostPort(const std::string& text, std::string& host, int& port) {
   size_t colon = text.rfind(':');

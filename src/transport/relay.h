@@ -67,6 +67,10 @@ class Relay {
 
 // "HOST:PORT" or "[V6]:PORT" -> host, port.
 Status SplitHostPort(const std::string& text, std::string& host, int& port);
+// A blocking TCP connection to the first of HOST's addresses that accepts
+// (for muscle mount and the snapshot commands). The descriptor is not
+// close-on-exec: muscle mount hands it to mount(8).
+Result<int> ConnectTcp(const std::string& host, int port);
 // Explains a failed client handshake to a user.
 std::string ExplainHandshakeFailure(const std::string& identity, const Status& s);
 
