@@ -24,7 +24,7 @@ struct FakeFs : FileSystem {
   void Submit(FsRequest req, Done done) override {
     pending.push_back({std::move(req), std::move(done)});
   }
-  void Release(uint64_t ino) override { released.push_back(ino); }
+  void Unref(uint64_t ino) override { released.push_back(ino); }
   // Completes request i with reply m.
   void Complete(size_t i, Message m) {
     auto p = std::move(pending[i]);

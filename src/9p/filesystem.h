@@ -60,24 +60,33 @@ struct FsReply {
   uint64_t next_cookie = 0;  // for a directory Tread: continue after this
 };
 
+// References: a fid bound to an inode holds one reference on it, which
+// keeps an unlinked file alive until the last fid naming it is gone. The
+// session's fid table is their owner: it alone decides which fid holds
+// which reference and gives each back (Unref) when the fid is forgotten.
+// What a request does to references is a fact of its row (9p/ops.h:
+// kBindsNew, kRebinds, kReleases); the file system applies that row, in
+// one place, at the instant the request takes effect (a walk's target must
+// be referenced before anything else may purge it), and its handlers never
+// take or drop references themselves.
 class FileSystem {
  public:
   using Done = std::function<void(FsReply)>;
   virtual ~FileSystem() = default;
 
-  // Requests and the references they take:
-  // - Tattach, a complete Twalk, Tlcreate, TcreateU: the new inode gains a
-  //   reference held by the new fid. A complete in-place Twalk (newfid ==
-  //   fid), Tlcreate and TcreateU drop the reference of the fid's previous
-  //   inode.
+  // Runs one request and calls done with its reply. The references its
+  // row names are taken or given back as the reply is made: a successful
+  // Tattach, complete Twalk, Tlcreate or TcreateU references the new
+  // inode (and an in-place Twalk, Tlcreate and TcreateU give back the
+  // fid's previous one); Tclunk and Tremove give back the fid's reference
+  // whatever the outcome.
   // 9P2000 requests arrive in their 9P2000.u form (TcreateU, TwstatU,
   // Tattach); Tstat is answered with Rstat or RstatU as req.dialect says.
-  // - Tclunk and Tremove drop the fid's reference (whatever the outcome).
   virtual void Submit(FsRequest req, Done done) = 0;
 
-  // Drops a reference without a reply (fids abandoned by a disconnect or a
-  // session reset).
-  virtual void Release(uint64_t ino) = 0;
+  // Gives back a reference without a reply (a fid clunked without work,
+  // or forgotten by a disconnect or a session reset).
+  virtual void Unref(uint64_t ino) = 0;
 };
 
 }  // namespace muscle::p9

@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "9p/codec.h"
+#include "9p/ops.h"
 #include "common/log.h"
 
 namespace muscle::p9 {
@@ -15,14 +16,6 @@ namespace muscle::p9 {
 namespace {
 // Xattr buffer bytes held by every session of this process (all loops).
 std::atomic<size_t> g_xattr_bytes{0};
-
-// The largest reply a request can get, for the budget taken before it
-// runs (replies other than data carry a few hundred bytes at most).
-size_t ReplyBudget(const Message& msg, uint32_t msize) {
-  if (auto* r = std::get_if<Tread>(&msg)) return std::min(r->count, msize) + kIoHeaderSize;
-  if (auto* r = std::get_if<Treaddir>(&msg)) return std::min(r->count, msize) + kIoHeaderSize;
-  return 512;
-}
 
 // An error as the dialect sends it. 9P2000 has only the text; Linux maps
 // the strerror texts back to errnos (net/9p/error.c).
@@ -81,10 +74,9 @@ void Session::Reset() {
   for (auto& [num, fid] : fids_) {
     fid->live = false;
     fid->waiting.clear();
-    // Pending fids, and fids being rebound, release their reference when
-    // their request finishes.
-    if (fid->rebinding == 0 && (fid->kind == Fid::kInode || fid->kind == Fid::kXattrWrite))
-      fs_.Release(fid->ino);
+    // Pending fids, and fids being rebound, give their reference back when
+    // their request finishes (Submit).
+    if (fid->rebinding == 0) GiveBack(*fid);
   }
   fids_.clear();
   inflight_.clear();
@@ -183,22 +175,24 @@ void Session::DropFid(uint32_t num) {
   fids_.erase(it);
 }
 
+void Session::GiveBack(const Fid& f) {
+  if (f.kind == Fid::kInode || f.kind == Fid::kXattrWrite) fs_.Unref(f.ino);
+}
+
 void Session::Submit(uint16_t tag, FsRequest req, std::function<void(FsReply&)> after,
-                     FidPtr rebinds) {
+                     FidPtr binds) {
   uint64_t gen = generation_;
   auto self = shared_from_this();
   fs_.Submit(std::move(req), [self, tag, gen, after = std::move(after),
-                              rebinds = std::move(rebinds)](FsReply r) {
+                              binds = std::move(binds)](FsReply r) {
     if (after) after(r);
+    // A fid forgotten (clunk of its number impossible: a reset or shutdown)
+    // while this request bound it: what it holds now goes back.
+    if (binds && !binds->live) self->GiveBack(*binds);
     if (self->generation_ == gen) self->Reply(tag, std::move(r.msg));
     // Requests that waited for this one go after its reply.
-    if (rebinds) self->Rebound(rebinds);
+    if (binds) self->Rebound(binds);
   });
-}
-
-template <class T>
-void Session::Handle(uint16_t tag, T&) {
-  Error(tag, EOPNOTSUPP);
 }
 
 template <>
@@ -277,11 +271,10 @@ void Session::Handle(uint16_t tag, Tattach& m) {
       fid->ino = a->qid.path;
       fid->root_ino = a->qid.path;
       fid->qtype = a->qid.type;
-      if (!fid->live) fs_.Release(fid->ino);
     } else if (fid->live) {
       DropFid(num);
     }
-  });
+  }, fid);
 }
 
 template <>
@@ -328,13 +321,10 @@ void Session::Handle(uint16_t tag, Twalk& m) {
       }
       to->kind = Fid::kInode;
       to->open = false;
-      if (!to->live) fs_.Release(to->ino);
     } else if (to != from && to->live) {
       DropFid(num);
-    } else if (to == from && !from->live) {
-      fs_.Release(from->ino);  // reset while in flight: the old binding stays ours
     }
-  }, to == from ? from : nullptr);
+  }, to);
 }
 
 template <>
@@ -367,7 +357,6 @@ void Session::Handle(uint16_t tag, Tlcreate& m) {
       f->open = true;
       f->open_flags = flags;
     }
-    if (!f->live) fs_.Release(f->ino);
   }, f);
 }
 
@@ -429,7 +418,6 @@ void Session::Handle(uint16_t tag, TcreateU& m) {
       f->qtype = c->qid.type;
       OpenedBy(f, mode);
     }
-    if (!f->live) fs_.Release(f->ino);
   }, f);
 }
 
@@ -517,14 +505,14 @@ void Session::Handle(uint16_t tag, Tclunk& m) {
     // the background and answer now (saves a trip to the store thread on
     // every walk/getattr/clunk). The release is queued before any later
     // request, so ordering is unchanged.
-    fs_.Release(f->ino);
+    GiveBack(*f);
     return Reply(tag, Rclunk{});
   }
   FsRequest req{m, f->ino};
   req.uid = f->uid;
   if (f->kind == Fid::kXattrWrite) {
     if (f->xattr_data.size() != f->xattr_size) {
-      fs_.Release(f->ino);
+      GiveBack(*f);
       return Error(tag, EINVAL);
     }
     req.xattr = FsRequest::XattrCommit{f->xattr_name, std::move(f->xattr_data),
@@ -540,13 +528,13 @@ void Session::Handle(uint16_t tag, Tremove& m) {
   FidPtr f = it->second;
   DropFid(m.fid);
   if (f->kind != Fid::kInode) {
-    if (f->kind == Fid::kXattrWrite) fs_.Release(f->ino);
+    GiveBack(*f);
     return Error(tag, EBADF);
   }
   if (f->ino == f->root_ino) {
     // The attach root (a confined identity's whole tree) is not removed
     // through itself, as rmdir of a mount point is EBUSY.
-    fs_.Release(f->ino);
+    GiveBack(*f);
     return Error(tag, EBUSY);
   }
   FsRequest req{m, f->ino};
@@ -625,64 +613,66 @@ void Session::Handle(uint16_t tag, Tgetlock& m) {
   }
 }
 
-// Requests whose only fid rule is "the fid(s) must name an inode".
-template <class T>
-void Session::HandleSimple(uint16_t tag, T& m, uint32_t fid, uint32_t fid2) {
-  FidPtr f = Established(fid);
-  if (!f) return Error(tag, EBADF);
-  FsRequest req{m, f->ino};
-  req.uid = f->uid;
+// Requests whose row says the session's whole rule is "the fid(s) must
+// name an inode" (9p/ops.h, SessionRule::kGeneric).
+template <class T, class R>
+void Session::HandleSimple(uint16_t tag, T& m, R) {
+  constexpr size_t kCount = std::tuple_size_v<std::decay_t<decltype(R::kFids)>>;
+  static_assert(kCount == 1 || kCount == 2, "a generic request names one or two fids");
+  FidPtr f[2];
+  size_t i = 0;
+  std::apply([&](auto... field) { ((f[i++] = Established(m.*field)), ...); }, R::kFids);
+  for (size_t j = 0; j < kCount; j++)
+    if (!f[j]) return Error(tag, EBADF);
+  FsRequest req{m, f[0]->ino};
+  req.uid = f[0]->uid;
   req.dialect = dialect_;
-  if (fid2 != kNoFid) {
-    FidPtr g = Established(fid2);
-    if (!g) return Error(tag, EBADF);
-    req.ino2 = g->ino;
-  }
+  if (kCount == 2) req.ino2 = f[1]->ino;
   Submit(tag, std::move(req));
 }
 
-// Requests that change the tree (or open it for change).
-static bool Modifies(const Message& msg) {
-  if (auto* o = std::get_if<Tlopen>(&msg))
-    return (o->flags & O_ACCMODE) != O_RDONLY || (o->flags & O_TRUNC);
-  if (auto* o = std::get_if<Topen>(&msg))
-    return (o->mode & 3) == kOWrite || (o->mode & 3) == kORdwr || (o->mode & (kOTrunc | kORclose));
-  if (auto* w = std::get_if<TwstatU>(&msg)) return !ChangesNothing(w->stat);
-  if (std::holds_alternative<TcreateU>(msg)) return true;
-  return std::holds_alternative<Tlcreate>(msg) || std::holds_alternative<Tsymlink>(msg) ||
-         std::holds_alternative<Tmknod>(msg) || std::holds_alternative<Trename>(msg) ||
-         std::holds_alternative<Tsetattr>(msg) || std::holds_alternative<Txattrcreate>(msg) ||
-         std::holds_alternative<Tlink>(msg) || std::holds_alternative<Tmkdir>(msg) ||
-         std::holds_alternative<Trenameat>(msg) || std::holds_alternative<Tunlinkat>(msg) ||
-         std::holds_alternative<Tremove>(msg) || std::holds_alternative<Twrite>(msg);
+// The fid a request names first (its row's first kFids field), if any.
+template <class T, class R>
+static uint32_t FirstFid(const T& m, R) {
+  if constexpr (std::tuple_size_v<std::decay_t<decltype(R::kFids)>> == 0) return kNoFid;
+  else return m.*std::get<0>(R::kFids);
 }
 
-// Writing a control file (the file system checks each command).
-bool Session::OnControlFile(const Message& msg) const {
-  uint32_t num = kNoFid;
-  if (auto* w = std::get_if<Twrite>(&msg)) num = w->fid;
-  else if (auto* o = std::get_if<Tlopen>(&msg)) num = o->fid;
-  else if (auto* o = std::get_if<Topen>(&msg)) num = o->fid;
-  auto it = fids_.find(num);
-  return it != fids_.end() && it->second->control;
+template <class T, class R>
+void Session::Run(uint16_t tag, T& m, R) {
+  if constexpr (R::kServed == Served::kNormalized) {
+    return Error(tag, EOPNOTSUPP);  // unreachable: Normalized() turned it into its .u form
+  } else {
+    uint32_t first = FirstFid(m, R{});
+    if constexpr (R::kNotOnRoot) {
+      FidPtr f = Established(first);
+      if (f && f->ino == f->root_ino) return Error(tag, EBUSY);  // see Tremove
+    }
+    if (options_.read_only && R::ChangesTree(m)) {
+      // Writing a control file is allowed: the file system checks each
+      // command against the rule itself.
+      auto it = fids_.find(first);
+      bool control = R::kWritesControl && it != fids_.end() && it->second->control;
+      if (!control) {
+        // A request that clunks its fid does so even when it fails.
+        if (R::kRefs == Refs::kReleases && it != fids_.end()) {
+          if (it->second->kind == Fid::kInode) GiveBack(*it->second);
+          DropFid(first);
+        }
+        return Error(tag, EROFS);
+      }
+    }
+    if constexpr (R::kSession == SessionRule::kGeneric) HandleSimple(tag, m, R{});
+    else Handle(tag, m);
+  }
 }
 
 bool Session::WaitForFid(uint16_t tag, Message& msg) {
   FidPtr busy;
-  auto check = [&](uint32_t num) {
+  ForEachFid(msg, [&](uint32_t num) {
     auto it = fids_.find(num);
     if (!busy && it != fids_.end() && it->second->rebinding > 0) busy = it->second;
-  };
-  std::visit(
-      [&](auto& m) {
-        if constexpr (requires { m.fid; }) check(m.fid);
-        if constexpr (requires { m.dfid; }) check(m.dfid);
-        if constexpr (requires { m.newfid; }) check(m.newfid);
-        if constexpr (requires { m.dirfid; }) check(m.dirfid);
-        if constexpr (requires { m.olddirfid; }) check(m.olddirfid);
-        if constexpr (requires { m.newdirfid; }) check(m.newdirfid);
-      },
-      msg);
+  });
   if (!busy) return false;
   busy->waiting.emplace_back(tag, std::move(msg));
   return true;
@@ -717,44 +707,11 @@ Message Session::Normalized(Message&& msg) const {
 void Session::Dispatch(uint16_t tag, Message&& in) {
   Message msg = Normalized(std::move(in));
   if (WaitForFid(tag, msg)) return;
-  if (auto* r = std::get_if<Trename>(&msg)) {
-    FidPtr f = Established(r->fid);
-    if (f && f->ino == f->root_ino) return Error(tag, EBUSY);  // see Tremove
-  }
-  if (options_.read_only && Modifies(msg) && !OnControlFile(msg)) {
-    // Tremove clunks its fid even when it fails.
-    if (auto* r = std::get_if<Tremove>(&msg)) {
-      auto it = fids_.find(r->fid);
-      if (it != fids_.end()) {
-        if (it->second->kind == Fid::kInode) fs_.Release(it->second->ino);
-        DropFid(r->fid);
-      }
-    }
-    return Error(tag, EROFS);
-  }
   std::visit(
       [&](auto& m) {
         using T = std::decay_t<decltype(m)>;
-        if constexpr (std::is_same_v<T, Tstat>)
-          HandleSimple(tag, m, m.fid, kNoFid);
-        else if constexpr (std::is_same_v<T, Tstatfs> || std::is_same_v<T, Tgetattr> ||
-                      std::is_same_v<T, Tsetattr> || std::is_same_v<T, Treadlink> ||
-                      std::is_same_v<T, Tfsync>)
-          HandleSimple(tag, m, m.fid, kNoFid);
-        else if constexpr (std::is_same_v<T, Tmkdir> || std::is_same_v<T, Tmknod>)
-          HandleSimple(tag, m, m.dfid, kNoFid);
-        else if constexpr (std::is_same_v<T, Tsymlink>)
-          HandleSimple(tag, m, m.fid, kNoFid);
-        else if constexpr (std::is_same_v<T, Tunlinkat>)
-          HandleSimple(tag, m, m.dirfid, kNoFid);
-        else if constexpr (std::is_same_v<T, Tlink>)
-          HandleSimple(tag, m, m.dfid, m.fid);
-        else if constexpr (std::is_same_v<T, Trename>)
-          HandleSimple(tag, m, m.fid, m.dfid);
-        else if constexpr (std::is_same_v<T, Trenameat>)
-          HandleSimple(tag, m, m.olddirfid, m.newdirfid);
-        else
-          Handle(tag, m);
+        if constexpr (kIsRequest<T>) Run(tag, m, Op<T>{});
+        else Error(tag, EOPNOTSUPP);  // unreachable: OnFrame answers R-messages
       },
       msg);
 }

@@ -18,12 +18,17 @@
 // shut down (Reply checks it: a second reply to a tag is a bug, fatal in
 // debug builds). A reply to a flushed request always precedes the Rflush.
 //
-// Fid references: a fid bound to an inode holds one reference on it. The
-// file system takes it (attach, walk, create) and the session gives it
-// back (clunk, remove, reset). While a request that rebinds a fid is in
-// flight (Twalk onto itself, Tlcreate), that request owns the reference
-// and later requests naming the fid wait for it, so they see its outcome
-// and are answered after it: replies per fid come in request order.
+// Fid references: a fid bound to an inode holds one reference on it, and
+// the fid table here owns them (filesystem.h, "References"): the file
+// system applies what a request's row says (9p/ops.h), and GiveBack is the
+// one place where a fid's reference is given back without a request
+// (clunk of a plain fid, reset, shutdown). While a request that rebinds a
+// fid is in flight (Twalk onto itself, Tlcreate), that request owns the
+// reference and later requests naming the fid wait for it, so they see its
+// outcome and are answered after it: replies per fid come in request order.
+//
+// Which requests change the tree, which fids they name, how large a reply
+// can be: all from the rows in 9p/ops.h.
 //
 // Threading and lifetime: a Session lives on the event-loop thread and is
 // held by shared_ptr; requests in flight keep it alive until they finish.
@@ -138,7 +143,6 @@ class Session : public std::enable_shared_from_this<Session> {
   void Dispatch(uint16_t tag, Message&& msg);
   // Queues the request on a fid that is being rebound; true if queued.
   bool WaitForFid(uint16_t tag, Message& msg);
-  bool OnControlFile(const Message& msg) const;
   // A rebinding request on f finished: run what waited for it.
   void Rebound(const FidPtr& f);
   void Reply(uint16_t tag, Message msg);
@@ -152,13 +156,21 @@ class Session : public std::enable_shared_from_this<Session> {
   FidPtr Established(uint32_t fid);
   // Sends to the file system; `after` runs on success or failure before
   // the reply goes out, for fid bookkeeping. `rebinds`: the fid this
-  // request rebinds (its rebinding count was raised), freed after the reply.
+  // request binds to its result: a new fid, or one being rebound (its
+  // rebinding count was raised; what waited for it runs after the reply).
+  // If the fid was forgotten meanwhile (reset), what it holds goes back.
   void Submit(uint16_t tag, FsRequest req,
-              std::function<void(FsReply&)> after = nullptr, FidPtr rebinds = nullptr);
+              std::function<void(FsReply&)> after = nullptr, FidPtr binds = nullptr);
 
+  // Applies the request's row (9p/ops.h): the attach-root and read-only
+  // rules, then the generic handler or the request's own.
+  template <class T, class R> void Run(uint16_t tag, T& m, R row);
+  // A request's own rules (SessionRule::kOwn rows); one specialization each.
   template <class T> void Handle(uint16_t tag, T& m);
-  template <class T>
-  void HandleSimple(uint16_t tag, T& m, uint32_t fid, uint32_t fid2);
+  template <class T, class R> void HandleSimple(uint16_t tag, T& m, R row);
+  // Gives back the inode reference f holds, if any (the one place that
+  // does: the fid table owns every reference, see "Fid references").
+  void GiveBack(const Fid& f);
 
   FileSystem& fs_;
   LockTable& locks_;

@@ -169,8 +169,6 @@ FsReply Create9(Store& s, FsRequest& req, const TcreateU& m) {
     made = s.Create(req.ino, m.name, S_IFREG | perm, req.uid, dir->gid);
   }
   if (!made.ok()) return Err(made.status());
-  s.Ref(made->ino);
-  s.Unref(req.ino);
   Qid q = QidOf(*made);
   if (!dotu && !S_ISDIR(made->mode)) q.type = kQtFile;
   return FsReply{Rcreate{q, 0}, {}};

@@ -18,8 +18,8 @@
 namespace muscle::server {
 
 p9::FsReply Open9(store::Store& s, p9::FsRequest& req, const p9::Topen& m);
-// Also takes over the fid (reference moves from the directory to the new
-// file), as Tlcreate.
+// The fid moves from the directory to the new file, as with Tlcreate (its
+// row in 9p/ops.h says so; Execute moves the reference).
 p9::FsReply Create9(store::Store& s, p9::FsRequest& req, const p9::TcreateU& m);
 p9::FsReply Stat9(store::Store& s, p9::FsRequest& req);
 p9::FsReply Wstat9(store::Store& s, p9::FsRequest& req, const p9::TwstatU& m);

@@ -2,7 +2,8 @@
 // decoded 9P requests into Store calls, run on the StoreWorker thread or,
 // for requests that only read, on the reader pool.
 //
-// Reads and lookups (Tgetattr, Twalk to a new fid, Tlopen without
+// Reads and lookups (the requests whose row in 9p/ops.h says
+// Served::kReader: Tgetattr, Twalk to a new fid, Tlopen without
 // truncation, Tread, Treaddir, Treadlink, Txattrwalk, Tstatfs, Tclunk of a
 // plain fid) go to a reader when there is a pool, the writer is busy (an
 // idle writer answers at once) and the inode they name is neither dirty
@@ -12,7 +13,7 @@
 // writer, which also holds the buffered writes), and a large write does
 // not hold up other files' lookups.
 //
-// Threading: Submit and Release are called on an event loop's thread (the
+// Threading: Submit and Unref are called on an event loop's thread (the
 // main loop or another one, server/loop_thread.h); Execute runs on the
 // worker or a reader thread; a reply is delivered on the loop that asked.
 #pragma once
@@ -41,13 +42,16 @@ class StoreFileSystem : public p9::FileSystem {
   explicit StoreFileSystem(StoreWorker& worker, ReaderPool* readers = nullptr)
       : worker_(worker), readers_(readers) {}
   void Submit(p9::FsRequest req, Done done) override;
-  void Release(uint64_t ino) override;
+  void Unref(uint64_t ino) override;
 
-  // The translation itself; public for tests that drive a Store directly.
-  // With a trace, `s` is a reader: only requests ForReaders accepts may be
-  // passed, nothing is changed, and the trace says what to validate.
+  // The translation itself (store_handlers.cc): the request's row
+  // (9p/ops.h) applied around its handler. Public for tests that drive a
+  // Store directly. With a trace, `s` is a reader: only requests
+  // ForReaders accepts may be passed, nothing is changed, and the trace
+  // says what to validate.
   static p9::FsReply Execute(store::Store& s, p9::FsRequest& req, ReadTrace* trace = nullptr);
-  // True when `req` only reads and may be tried on a reader now.
+  // True when `req` only reads and may be tried on a reader now (its row
+  // says Served::kReader and ReaderMay, and what it reads is clean).
   static bool ForReaders(const store::ReadGate& gate, const p9::FsRequest& req);
 
   // Requests answered by readers, and handed back to the writer after the

@@ -25,7 +25,7 @@ struct SyncFs : FileSystem {
   void Submit(FsRequest req, Done done) override {
     done(server::StoreFileSystem::Execute(s, req));
   }
-  void Release(uint64_t ino) override { (void)s.Unref(ino); }
+  void Unref(uint64_t ino) override { (void)s.Unref(ino); }
 };
 
 store::Store& TheStore() {
