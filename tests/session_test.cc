@@ -300,7 +300,7 @@ TEST_CASE("a read-only identity gets no write lock") {
   LockTable locks;
   std::vector<Message> replies;
   SessionOptions o{65536, ENOENT, "test"};
-  o.read_only = true;
+  o.rule.read_only = true;
   auto s = std::make_shared<Session>(
       fs, locks, o,
       [&](std::string f) {
@@ -558,7 +558,7 @@ TEST_CASE("a read-only identity: reading opens and a sync wstat pass, changes ge
   LockTable locks;
   std::vector<Message> replies;
   SessionOptions o{65536, ENOENT, "test"};
-  o.read_only = true;
+  o.rule.read_only = true;
   std::shared_ptr<Session> s;
   s = std::make_shared<Session>(
       fs, locks, o,

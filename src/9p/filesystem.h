@@ -18,15 +18,9 @@
 #include <string>
 
 #include "9p/messages.h"
+#include "auth/access_rule.h"
 
 namespace muscle::p9 {
-
-// An identity's access rule, as a view applies it (FsRequest::rule).
-struct AttachRule {
-  std::string root;  // relative, "" for the whole tree
-  bool read_only = false;
-  bool may_snapshot = false;
-};
 
 struct FsRequest {
   Message msg;            // the decoded T-message
@@ -37,9 +31,8 @@ struct FsRequest {
   uint64_t root_ino = 0;  // the fid's attach root; ".." there stays put
   // For a Tattach to a view ("@snapshots[/...]", "@ctl"): the identity's
   // access rule, which the file system applies itself (the session
-  // prefixes attach_root to any other aname).
-  using Rule = AttachRule;
-  std::optional<Rule> rule;
+  // prefixes rule.root to any other aname).
+  std::optional<auth::AccessRule> rule;
   Dialect dialect = k9P2000L;  // the session's, for stat records and create rules
   // For a Tread of an open directory in 9P2000/9P2000.u: the listing
   // continues after this cookie (0: from the start) and the reply's stat

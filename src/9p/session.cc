@@ -243,24 +243,19 @@ void Session::Handle(uint16_t tag, Tattach& m) {
   while (!bare.empty() && bare.front() == '/') bare.remove_prefix(1);
   bool view = !bare.empty() && bare.front() == '@';
   bool control = bare == "@ctl";
-  std::optional<FsRequest::Rule> rule;
+  std::optional<auth::AccessRule> rule;
   if (view) {
     // Views apply the access rule themselves (a confined identity sees its
     // own subtree in every snapshot).
-    rule.emplace();
-    std::string_view root = options_.attach_root;
-    while (!root.empty() && root.front() == '/') root.remove_prefix(1);
-    rule->root = std::string(root);
-    rule->read_only = options_.read_only;
-    rule->may_snapshot = options_.may_snapshot;
+    rule = options_.rule;
     m.aname = std::string(bare);
-  } else if (!options_.attach_root.empty()) {
-    m.aname = options_.attach_root + "/" + m.aname;
+  } else if (!options_.rule.root.empty()) {
+    m.aname = options_.rule.root + "/" + m.aname;
   }
   Log("%s: attach%s%s uname=\"%s\" uid=%u aname=\"%s\"%s", options_.peer.c_str(),
       options_.identity.empty() ? "" : " by identity ", options_.identity.c_str(),
       QuotedForLog(m.uname).c_str(), fid->uid, QuotedForLog(m.aname).c_str(),
-      options_.read_only ? " read-only" : "");
+      options_.rule.read_only ? " read-only" : "");
   FsRequest req{m};
   req.uid = fid->uid;
   req.rule = std::move(rule);
@@ -595,7 +590,7 @@ void Session::Handle(uint16_t tag, Tlock& m) {
   if (!f) return Error(tag, EBADF);
   // A write lock keeps writers out: not something a read-only identity
   // may hold.
-  if (options_.read_only && m.type == kLockWrite) return Error(tag, EROFS);
+  if (options_.rule.read_only && m.type == kLockWrite) return Error(tag, EROFS);
   LockOwner owner{this, m.proc_id, m.client_id};
   Reply(tag, Rlock{locks_.Lock(f->ino, m.type, m.start, m.length, owner)});
 }
@@ -648,7 +643,7 @@ void Session::Run(uint16_t tag, T& m, R) {
       FidPtr f = Established(first);
       if (f && f->ino == f->root_ino) return Error(tag, EBUSY);  // see Tremove
     }
-    if (options_.read_only && R::ChangesTree(m)) {
+    if (options_.rule.read_only && R::ChangesTree(m)) {
       // Writing a control file is allowed: the file system checks each
       // command against the rule itself.
       auto it = fids_.find(first);

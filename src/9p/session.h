@@ -45,6 +45,7 @@
 #include <vector>
 
 #include "9p/filesystem.h"
+#include "auth/access_rule.h"
 #include "9p/lock_table.h"
 #include "9p/messages.h"
 
@@ -55,16 +56,13 @@ struct SessionOptions {
   // What Tauth gets: Linux/diod clients treat ENOENT as "no auth needed".
   uint32_t auth_errno = ENOENT;
   std::string peer;  // for logs
-  // Access rules of the authenticated identity (TLS): attaches resolve
-  // below attach_root and walks never leave it; read_only answers every
-  // modifying request with EROFS.
+  // The authenticated identity (TLS, a claim) and its access rule:
+  // attaches resolve below rule.root and walks never leave it; read_only
+  // answers every request that changes the tree with EROFS; snapshot
+  // (aname @ctl) is the local administrator's (unix socket, plain
+  // listeners) or an identity's whose rule says "snapshot".
   std::string identity;
-  std::string attach_root;
-  bool read_only = false;
-  // May take, prune and restore snapshots (aname @ctl): the local
-  // administrator (unix socket, plain listeners) or an identity whose rule
-  // says "snapshot".
-  bool may_snapshot = false;
+  auth::AccessRule rule;
 };
 
 class Session : public std::enable_shared_from_this<Session> {

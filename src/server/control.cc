@@ -30,15 +30,12 @@ std::string ErrorLine(const Status& s) {
   return std::string("error ") + (name ? name : "EIO") + ": " + Escape(msg) + "\n";
 }
 
+// The client's rule, with its root as the views name subtrees.
 struct Context {
   bool may_snapshot = false, read_only = false;
   std::string root;  // relative, "" = whole tree
-  explicit Context(const std::string& c) {
-    may_snapshot = c.size() > 0 && c[0] == 'S';
-    read_only = c.size() > 1 && c[1] == 'R';
-    if (c.size() > 2) root = c.substr(2);
-    while (!root.empty() && root.back() == '/') root.pop_back();
-  }
+  explicit Context(const auth::AccessRule& rule)
+      : may_snapshot(rule.snapshot), read_only(rule.read_only), root(rule.Relative()) {}
   // A path the client named, as a path of the whole tree.
   std::string Path(std::string_view p) const {
     while (!p.empty() && p.front() == '/') p.remove_prefix(1);
@@ -86,8 +83,8 @@ std::vector<std::vector<std::string>> ControlFields(std::string_view answer) {
   return lines;
 }
 
-std::string RunControl(Store& s, const std::string& context, std::string_view command) {
-  Context ctx(context);
+std::string RunControl(Store& s, const auth::AccessRule& rule, std::string_view command) {
+  Context ctx(rule);
   std::vector<std::string> w;
   {
     size_t i = 0;

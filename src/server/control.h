@@ -8,11 +8,10 @@
 // fields, in which tab, newline and backslash are escaped as \t, \n, \\.
 // (Grammar and fields in musclefs(8), CONTROL.)
 //
-// Access: the attach's rule travels in the context string (see
-// StoreFileSystem's AttachView): "S" or "-" (may take, prune and restore
-// snapshots), "R" or "-" (read-only identity), then the confining root. A
-// confined identity names paths below its root and sees only that subtree
-// in every snapshot.
+// Access: each control file carries the access rule of the client that
+// attached it (auth/access_rule.h): snapshot (may take, prune and restore
+// snapshots), read_only, and the confining root. A confined identity names
+// paths below its root and sees only that subtree in every snapshot.
 //
 // Threading: runs on the store worker thread (the writer's), from
 // Store::Write on a control file.
@@ -26,7 +25,7 @@
 
 namespace muscle::server {
 
-std::string RunControl(store::Store& s, const std::string& context, std::string_view command);
+std::string RunControl(store::Store& s, const auth::AccessRule& rule, std::string_view command);
 
 // For clients: the words of a command, joined as the protocol wants, and
 // an answer's lines split into fields (escapes undone).

@@ -138,11 +138,7 @@ Result<p9::SessionOptions> Server::Authorize(const std::shared_ptr<const auth::K
   so.max_msize = options_.max_msize;
   so.identity = identity;
   auto it = options_.access.find(identity);
-  if (it != options_.access.end()) {
-    so.attach_root = it->second.root;
-    so.read_only = it->second.read_only;
-    so.may_snapshot = it->second.snapshot;
-  }
+  if (it != options_.access.end()) so.rule = it->second;
   return so;
 }
 
@@ -162,16 +158,18 @@ Result<p9::SessionOptions> Server::AuthorizeClaim(const std::string& line,
     if (it != options_.access.end()) rule = it->second;
   }
   so.identity = claim->identity;
-  so.attach_root = rule.root;
+  // The claim narrows the rule: a root below it, read-only on top.
+  so.rule.root = rule.root;
   if (!claim->root.empty()) {
     std::string below = rule.root;
     while (!below.empty() && below.back() == '/') below.pop_back();
-    so.attach_root = below + claim->root;
+    so.rule.root = below + claim->root;
   }
-  so.read_only = rule.read_only || claim->read_only;
+  so.rule.read_only = rule.read_only || claim->read_only;
   // No identity claimed: the server host's own user (the socket is its).
   // (A claimed root confines it: then only a rule's "snapshot" gives it.)
-  so.may_snapshot = claim->identity.empty() ? !so.read_only && claim->root.empty() : rule.snapshot;
+  so.rule.snapshot =
+      claim->identity.empty() ? !so.rule.read_only && claim->root.empty() : rule.snapshot;
   *identity = claim->identity;
   return so;
 }
@@ -226,7 +224,7 @@ void Server::Accept(uv_stream_t* stream, std::string peer, bool tls) {
   co.session.max_msize = options_.max_msize;
   // Plain listeners (the unix socket, loopback TCP when forced) carry the
   // local administrator; TLS sessions get their identity's rule.
-  co.session.may_snapshot = !tls;
+  co.session.rule.snapshot = !tls;
   std::string address = AddressOf(peer);
   if (tls) {
     if (RateLimited(address)) {

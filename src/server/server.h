@@ -33,17 +33,14 @@
 #include "common/result.h"
 #include "server/loop_thread.h"
 #include "server/store_filesystem.h"
+#include "auth/access_rule.h"
 #include "server/store_worker.h"
 #include "transport/connection.h"
 #include "transport/listener.h"
 
 namespace muscle::server {
 
-struct AccessRule {
-  std::string root;  // attach root inside the tree; empty = whole tree
-  bool read_only = false;
-  bool snapshot = false;  // may take, prune and restore snapshots
-};
+using AccessRule = auth::AccessRule;
 
 struct ServerOptions {
   std::string store_path;           // SQLite file, or ":memory:"

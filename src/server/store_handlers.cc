@@ -203,16 +203,12 @@ FsReply Created(Result<Attr> a) {
 // Attach names of the views: "@snapshots" (every snapshot a directory),
 // "@snapshots/NAME[/path]" (one snapshot, or a directory in it; NAME may
 // be a root hash or a unique prefix of it) and "@ctl" (a control file).
-FsReply AttachView(Store& s, const FsRequest::Rule& rule, const std::string& aname) {
+FsReply AttachView(Store& s, const auth::AccessRule& rule, const std::string& aname) {
   Result<Attr> a = Status(ENOENT);
   if (aname == "@ctl") {
-    std::string context;
-    context += rule.may_snapshot ? 'S' : '-';
-    context += rule.read_only ? 'R' : '-';
-    context += rule.root;
-    a = s.NewControlFile(std::move(context));
+    a = s.NewControlFile(rule);
   } else if (aname == "@snapshots" || aname.rfind("@snapshots/", 0) == 0) {
-    a = s.SnapshotsRoot(rule.root);
+    a = s.SnapshotsRoot(rule.Relative());
     size_t i = sizeof("@snapshots") - 1;
     while (a.ok() && i < aname.size()) {
       size_t j = aname.find('/', i + 1);

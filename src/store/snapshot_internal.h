@@ -66,7 +66,8 @@ struct ViewNode {
   std::string confine;  // kList: the subtree each snapshot shows
   uint32_t refs = 0;    // fids
   uint32_t children = 0;  // nodes naming it as parent
-  std::string context, reply;  // kControl
+  auth::AccessRule rule;  // kControl: the client's, for its commands
+  std::string reply;      // kControl
 };
 
 struct Store::View {

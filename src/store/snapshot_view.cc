@@ -77,7 +77,7 @@ Result<Attr> Store::SnapshotsRoot(std::string_view confine) {
   return a;
 }
 
-Result<Attr> Store::NewControlFile(std::string context) {
+Result<Attr> Store::NewControlFile(const auth::AccessRule& rule) {
   OpScope op(this);
   if (read_only_) return Status(EROFS);
   if (!view_) view_ = std::make_unique<View>();
@@ -88,7 +88,7 @@ Result<Attr> Store::NewControlFile(std::string context) {
   ViewNode& n = view_->nodes[id];
   n.kind = ViewNode::kControl;
   n.parent = id;
-  n.context = std::move(context);
+  n.rule = rule;
   n.attr = Attr{};
   n.attr.ino = id;
   n.attr.mode = S_IFREG | 0600;
@@ -278,8 +278,8 @@ Result<uint32_t> Store::ViewWrite(uint64_t ino, uint64_t offset, std::string_vie
   if (it == view_->nodes.end() || it->second.kind != ViewNode::kControl) return Status(EROFS);
   (void)offset;  // each write is one command
   if (!control_handler) return Status(EOPNOTSUPP);
-  std::string context = it->second.context;
-  std::string reply = control_handler(*this, context, data);
+  auth::AccessRule rule = it->second.rule;  // the handler may change the table
+  std::string reply = control_handler(*this, rule, data);
   auto again = view_->nodes.find(ino);  // the handler may have changed the table
   if (again == view_->nodes.end()) return uint32_t(data.size());
   std::string& held = again->second.reply;

@@ -48,6 +48,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "auth/access_rule.h"
 #include "common/file_lock.h"
 #include "common/result.h"
 #include "store/pack.h"
@@ -278,10 +279,11 @@ class Store {
   // relative path, "" for the whole tree) sees it.
   Result<Attr> SnapshotsRoot(std::string_view confine);
   // A control file: what is written to it is passed to control_handler
-  // with `context`, whose answer reads back from it.
-  Result<Attr> NewControlFile(std::string context);
+  // with the access rule of the client that attached it, and the answer
+  // reads back from it.
+  Result<Attr> NewControlFile(const auth::AccessRule& rule);
   bool IsControlFile(uint64_t ino) const;
-  std::function<std::string(Store&, const std::string& context, std::string_view command)>
+  std::function<std::string(Store&, const auth::AccessRule& rule, std::string_view command)>
       control_handler;
 
   // True while space is short (see "Disk full" above).

@@ -132,8 +132,8 @@ void Connection::TakeClaim() {
   }
   identity_ = identity;
   Log("%s: local claim accepted: identity '%s' root=\"%s\"%s", peer_.c_str(), identity.c_str(),
-      QuotedForLog(opts->attach_root.empty() ? "/" : opts->attach_root).c_str(),
-      opts->read_only ? " read-only" : "");
+      QuotedForLog(opts->rule.root.empty() ? "/" : opts->rule.root).c_str(),
+      opts->rule.read_only ? " read-only" : "");
   WriteRaw("ok\n");
   StartSession(*opts);
 }

@@ -38,12 +38,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   store::Store* s = Fixture();
   static int runs = 0;
-  std::string context;
-  context += data[0] & 1 ? 'S' : '-';
-  context += data[0] & 2 ? 'R' : '-';
-  if (data[0] & 4) context += "sub";
+  auth::AccessRule rule;
+  rule.snapshot = data[0] & 1;
+  rule.read_only = data[0] & 2;
+  if (data[0] & 4) rule.root = "/sub";
   std::string_view cmd(reinterpret_cast<const char*>(data + 1), size - 1);
-  std::string answer = server::RunControl(*s, context, cmd);
+  std::string answer = server::RunControl(*s, rule, cmd);
   if (answer.rfind("ok\n", 0) != 0 && answer.rfind("error ", 0) != 0) abort();
   if (++runs % 2000 == 0 && !s->Check().ok()) abort();
   return 0;
