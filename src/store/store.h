@@ -208,7 +208,9 @@ class Store {
   // sorted entries and their hashes; a file's its metadata and chunk list).
   Result<Hash> TreeHash(uint64_t ino = kRootIno);
 
-  // --- snapshots (snapshots.cc; format in man/musclefs-store.5) ---
+  // --- snapshots (snapshots.cc: catalog and prune; snapshot_objects.cc:
+  // tree objects; snapshot_history.cc: diff, history, restore; format in
+  // man/musclefs-store.5) ---
   // A snapshot freezes the live tree into tree objects (tree_object.h)
   // stored as chunks; every inode caches its current object (inodes.obj,
   // one reference), a change to an inode drops the cache of it and of every
@@ -393,7 +395,7 @@ class Store {
   Status CheckName(std::string_view name);
   Status CheckEmptyDir(uint64_t dir);
 
-  // Snapshots (snapshots.cc).
+  // Snapshots (snapshot_objects.cc, snapshots.cc, snapshot_history.cc).
   Status ApplyInvalidations();
   Result<std::pair<int64_t, ObjectHash>> Freeze(uint64_t ino);
   Result<std::pair<int64_t, ObjectHash>> PutObject(const TreeObject& o,
