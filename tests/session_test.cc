@@ -601,3 +601,29 @@ TEST_CASE("a read-only identity: reading opens and a sync wstat pass, changes ge
   CHECK(std::holds_alternative<Ropen>(replies.back()));
   s->Shutdown();
 }
+
+// A reply can make the transport hand the session its next frames at once
+// (Connection's on_reply resumes reading): requests that arrive while the
+// reply to a new fid's attach is going out may rebind that fid, and the
+// attach, which never rebound it, must not end their rebinding.
+TEST_CASE("requests arriving during a new fid's reply: a rebind of it is not ended by the attach") {
+  Harness h;
+  h.Send(kNoTag, Tversion{1 << 20, "9P2000.L"});
+  h.Send(1, Tattach{1, kNoFid, "", "", 0});
+  bool sent = false;
+  h.s->on_reply = [&] {
+    if (sent) return;
+    sent = true;
+    h.Send(2, Twalk{1, 1, {"a"}});  // rebinds fid 1
+    h.Send(3, Tclunk{1});           // waits for the walk
+  };
+  h.fs.Complete(0, Rattach{Qid{kQtDir, 0, 1}});
+  REQUIRE(h.fs.pending.size() == 1);  // the walk
+  CHECK(h.replies.size() == 2);       // Rversion, Rattach; the clunk still waits
+  CHECK(h.fs.released.empty());
+  h.fs.Complete(0, Rwalk{{Qid{0, 0, 5}}});
+  REQUIRE(h.replies.size() == 4);
+  CHECK(std::holds_alternative<Rwalk>(h.replies[2].second));
+  CHECK(std::holds_alternative<Rclunk>(h.replies[3].second));
+  CHECK(h.fs.released == std::vector<uint64_t>{5});  // the walk's target, once
+}

@@ -23,6 +23,7 @@
 // - kNotOnRoot: the first fid must not be the attach root (EBUSY, as
 //   renaming a mount point is). kWritesControl: allowed to a read-only
 //   identity on a control file (@ctl), whose commands the file system checks.
+//   kOpens: an open that may be for change (the snapshot views refuse those).
 // - ReplyBytes(m, msize): the largest reply, for the budget taken before
 //   the request runs (default: a few hundred bytes).
 //
@@ -70,9 +71,16 @@ struct Row {
   // On a control file (aname @ctl) it is allowed to read-only identities:
   // the file system checks each command written against the rule.
   static constexpr bool kWritesControl = false;
+  // Opens for change, which only the file system's view guard can refuse
+  // on a snapshot (the store never sees open modes; every other change
+  // reaches the store, which refuses snapshot nodes itself, EROFS).
+  static constexpr bool kOpens = false;
   // Reads every inode (statfs): a reader may answer only when nothing is dirty.
   static constexpr bool kReadsAll = false;
-  static constexpr bool ChangesTree(const auto&) { return C == Changes::kAlways; }
+  static constexpr bool ChangesTree(const auto&) {
+    static_assert(C != Changes::kByArgs, "a kByArgs row says which arguments change the tree");
+    return C == Changes::kAlways;
+  }
   static constexpr bool ReaderMay(const auto&, const FsRequest&) { return S == Served::kReader; }
   static constexpr Refs RefsOf(const auto&) { return R; }
   static constexpr size_t ReplyBytes(const auto&, uint32_t) { return 512; }
@@ -99,6 +107,7 @@ template <> struct Op<Tstatfs> : Simple<Changes::kNever, Served::kReader> {
 template <> struct Op<Tlopen> : Row<Changes::kByArgs, Served::kReader> {
   static constexpr auto kFids = Fids(&Tlopen::fid);
   static constexpr bool kWritesControl = true;
+  static constexpr bool kOpens = true;
   static constexpr bool ChangesTree(const Tlopen& m) {
     return (m.flags & O_ACCMODE) != O_RDONLY || (m.flags & O_TRUNC);
   }
@@ -216,6 +225,7 @@ template <> struct Op<Tattach2000> : Row<Changes::kNever, Served::kNormalized> {
 template <> struct Op<Topen> : Row<Changes::kByArgs, Served::kWriter> {
   static constexpr auto kFids = Fids(&Topen::fid);
   static constexpr bool kWritesControl = true;
+  static constexpr bool kOpens = true;
   static constexpr bool ChangesTree(const Topen& m) {
     return (m.mode & 3) == kOWrite || (m.mode & 3) == kORdwr || (m.mode & (kOTrunc | kORclose));
   }
@@ -231,7 +241,13 @@ template <> struct Op<TcreateU> : Row<Changes::kAlways, Served::kWriter, Refs::k
 template <> struct Op<Tstat> : Simple<Changes::kNever, Served::kWriter> {
   static constexpr auto kFids = Fids(&Tstat::fid);
 };
-template <> struct Op<Twstat> : Row<Changes::kByArgs, Served::kNormalized> {};
+template <> struct Op<Twstat> : Row<Changes::kByArgs, Served::kNormalized> {
+  static bool ChangesTree(const Twstat& m) {
+    StatU u = DontTouchStat();
+    static_cast<Stat&>(u) = m.stat;
+    return !ChangesNothing(u);
+  }
+};
 template <> struct Op<TwstatU> : Row<Changes::kByArgs, Served::kWriter> {
   static constexpr auto kFids = Fids(&TwstatU::fid);
   static bool ChangesTree(const TwstatU& m) { return !ChangesNothing(m.stat); }

@@ -183,15 +183,18 @@ void Session::Submit(uint16_t tag, FsRequest req, std::function<void(FsReply&)> 
                      FidPtr binds) {
   uint64_t gen = generation_;
   auto self = shared_from_this();
+  // Only a request that raised the fid's rebinding count lowers it again
+  // (a new fid's count belongs to the requests that rebind it later).
+  bool rebinds = binds && binds->rebinding > 0;
   fs_.Submit(std::move(req), [self, tag, gen, after = std::move(after),
-                              binds = std::move(binds)](FsReply r) {
+                              binds = std::move(binds), rebinds](FsReply r) {
     if (after) after(r);
     // A fid forgotten (clunk of its number impossible: a reset or shutdown)
     // while this request bound it: what it holds now goes back.
     if (binds && !binds->live) self->GiveBack(*binds);
     if (self->generation_ == gen) self->Reply(tag, std::move(r.msg));
     // Requests that waited for this one go after its reply.
-    if (binds) self->Rebound(binds);
+    if (rebinds) self->Rebound(binds);
   });
 }
 
@@ -614,15 +617,21 @@ template <class T, class R>
 void Session::HandleSimple(uint16_t tag, T& m, R) {
   constexpr size_t kCount = std::tuple_size_v<std::decay_t<decltype(R::kFids)>>;
   static_assert(kCount == 1 || kCount == 2, "a generic request names one or two fids");
-  FidPtr f[2];
+  uint32_t num[2] = {kNoFid, kNoFid};
   size_t i = 0;
-  std::apply([&](auto... field) { ((f[i++] = Established(m.*field)), ...); }, R::kFids);
-  for (size_t j = 0; j < kCount; j++)
-    if (!f[j]) return Error(tag, EBADF);
-  FsRequest req{m, f[0]->ino};
-  req.uid = f[0]->uid;
+  std::apply([&](auto... field) { ((num[i++] = m.*field), ...); }, R::kFids);
+  FidPtr f = Established(num[0]);
+  if (!f) return Error(tag, EBADF);
+  FsRequest req{m, f->ino};
+  req.uid = f->uid;
   req.dialect = dialect_;
-  if (kCount == 2) req.ino2 = f[1]->ino;
+  // A second fid of NOFID names no inode (ino2 0: the file system says
+  // what that means, ENOENT).
+  if (kCount == 2 && num[1] != kNoFid) {
+    FidPtr g = Established(num[1]);
+    if (!g) return Error(tag, EBADF);
+    req.ino2 = g->ino;
+  }
   Submit(tag, std::move(req));
 }
 

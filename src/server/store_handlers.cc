@@ -453,8 +453,10 @@ FsReply StoreFileSystem::Execute(Store& s, FsRequest& req, ReadTrace* trace) {
               trace->all = R::kReadsAll;
             }
             // Snapshots are read-only, whatever the mode bits say; a control
-            // file checks what is written to it itself.
-            bool refused = R::ChangesTree(m) && Store::IsView(req.ino) && !s.IsControlFile(req.ino);
+            // file checks what is written to it itself. (Other changes
+            // reach the store, which refuses view nodes with EROFS.)
+            bool refused = R::kOpens && R::ChangesTree(m) && Store::IsView(req.ino) &&
+                           !s.IsControlFile(req.ino);
             FsReply reply = refused ? Err(EROFS) : Handle(c, m);
             ApplyRefs(c, R::RefsOf(m), R::BoundIno(m, req, reply), reply);
             return reply;

@@ -381,6 +381,9 @@ class Store {
   Status CheckSpace(size_t adding);
   // Free bytes for the database: the file system's plus its free pages.
   uint64_t Room();
+  // In low-space mode, at most every space_check_interval: leaves it when
+  // there is room again (Tick).
+  void RecheckSpace();
   template <class F>
   auto Atomically(F&& f) -> decltype(f());
 
