@@ -443,6 +443,9 @@ TEST_CASE("check and the tree hash handle a 15,000-deep tree and find cycles and
 // fails (RELEASE op: no such savepoint) and reports an error.
 TEST_CASE("a failed SetXattr is not committed (read fault in GetXattr)") {
   int bad = 0;
+  // Rounds in which the injected read fault fired, and those of them in
+  // which SetXattr failed: without both the loop proves nothing.
+  int fired_rounds = 0, failed_rounds = 0;
   for (int nth = 1; nth <= 40; nth++) {
     TempDir base;
     std::string db = base.path + "/store.db";
@@ -467,6 +470,8 @@ TEST_CASE("a failed SetXattr is not committed (read fault in GetXattr)") {
       if (!r.ok()) (void)s->Sync(true);
     }
     if (!fired) break;
+    fired_rounds++;
+    if (!r.ok()) failed_rounds++;
     auto s = OpenStore(db);
     auto v = s->GetXattr(ino, "user.b");
     if (!r.ok() && v.ok()) {
@@ -475,5 +480,7 @@ TEST_CASE("a failed SetXattr is not committed (read fault in GetXattr)") {
                                 << ") but user.b is on disk");
     }
   }
+  CHECK(fired_rounds > 0);
+  CHECK(failed_rounds > 0);
   CHECK(bad == 0);
 }
