@@ -1,5 +1,6 @@
 // The musclefs command as an administrator runs it: the listeners and file
-// modes `musclefs serve` uses when none are asked for.
+// modes `musclefs serve` uses when none are asked for, and what `musclefs
+// upgrade` says of the store it upgraded.
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -7,6 +8,7 @@
 #include <string>
 
 #include "9p/client.h"
+#include "store/store.h"
 #include "tests/server/server_harness.h"
 
 using namespace muscle;
@@ -74,4 +76,23 @@ TEST_CASE("a plain TCP listener is opened only when asked for, with a warning in
   size_t w = text.find("WARNING: tcp://127.0.0.1:");
   REQUIRE(w != std::string::npos);
   CHECK(text.find("every local user", w) != std::string::npos);
+}
+
+TEST_CASE("musclefs upgrade names the store's format: a format 2 store becomes the current one") {
+  TempDir base;
+  std::string src = MUSCLE_SOURCE_DIR "/tests/store/fixtures/v2-store";
+  REQUIRE(RunCommand("cp -r " + src + "/store.db " + src + "/packs " + base.path + "/") == 0);
+  REQUIRE(RunCommand("chmod 700 " + base.path + "/packs") == 0);
+  std::string out;
+  REQUIRE(RunCommand(std::string(MUSCLEFS_BINARY) + " upgrade --store " + base.path +
+                         "/store.db 2>&1", &out) == 0);
+  INFO(out);
+  std::string says = "store " + base.path + "/store.db: format " +
+                     std::to_string(store::kStoreFormat);
+  CHECK(out.find(says) != std::string::npos);
+  // Once more on the upgraded store: the same answer.
+  out.clear();
+  REQUIRE(RunCommand(std::string(MUSCLEFS_BINARY) + " upgrade --store " + base.path +
+                         "/store.db 2>&1", &out) == 0);
+  CHECK(out.find(says) != std::string::npos);
 }
