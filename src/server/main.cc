@@ -67,7 +67,7 @@ int Maintain(const server::Config& c) {
     return 2;
   }
   if (c.command == "upgrade") {
-    printf("store %s: format 2 (pack files)\n", c.server.store_path.c_str());
+    printf("store %s: format %d\n", c.server.store_path.c_str(), store::kStoreFormat);
     return 0;
   }
   auto r = (*s)->CollectGarbage(true);

@@ -57,7 +57,7 @@ CREATE TABLE IF NOT EXISTS xattrs(
 // the snapshots table); format 2 put chunk data in pack files
 // (store/pack.h); format 1 kept it in chunks.data. Older formats are
 // migrated at open.
-constexpr int kSchemaVersion = 3;
+constexpr int kSchemaVersion = kStoreFormat;
 const char* kChunksV2 = R"sql(
 CREATE TABLE chunks(
   id INTEGER PRIMARY KEY, hash BLOB NOT NULL UNIQUE, size INTEGER NOT NULL,

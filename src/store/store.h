@@ -1,6 +1,6 @@
 // The content-addressed file tree: one SQLite database holding inodes,
-// directory entries, extents, chunks and xattrs (schema in schema.cc and
-// man/musclefs-store.5).
+// directory entries, extents, chunks and xattrs (schema: the CREATE TABLE
+// statements at the top of store.cc, and man/musclefs-store.5).
 //
 // File data is cut into content-defined chunks (chunker.h) named by their
 // SHA-256 and stored once with a reference count; an extent maps a file
@@ -59,6 +59,9 @@
 
 namespace muscle::store {
 
+// The store format this musclefs writes (meta.schema); older ones are
+// migrated at open.
+constexpr int kStoreFormat = 3;
 constexpr uint64_t kRootIno = 1;
 constexpr size_t kMaxNameLen = 255;
 constexpr size_t kMaxXattrValue = 65536;

@@ -18,38 +18,22 @@
 #include "server/reader_pool.h"
 #include "server/store_filesystem.h"
 #include "server/store_worker.h"
-#include "server_harness_lite.h"
 #include "store/store.h"
+#include "tests/store/store_test_util.h"
 
 using namespace muscle;
 using namespace muscle::store;
 using namespace std::chrono_literals;
+using namespace muscle::test;
 using RefChange = ReadGate::RefChange;
 
 namespace {
-
-std::unique_ptr<Store> OpenWriter(const std::string& path) {
-  auto s = Store::Open(path);
-  INFO(s.status().ToString());
-  REQUIRE(s.ok());
-  return std::move(*s);
-}
 
 std::unique_ptr<Store> OpenReader(const std::string& path, std::shared_ptr<ReadGate> gate) {
   auto s = Store::OpenReader(path, std::move(gate));
   INFO(s.status().ToString());
   REQUIRE(s.ok());
   return std::move(*s);
-}
-
-std::string Random(size_t n, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::string s(n, '\0');
-  for (size_t i = 0; i + 8 <= n; i += 8) {
-    uint64_t v = rng();
-    memcpy(s.data() + i, &v, 8);
-  }
-  return s;
 }
 
 // The whole file through `s`, or the first error.
@@ -86,9 +70,9 @@ int DeletedPacksOpen() {
 }  // namespace
 
 TEST_CASE("readers: a reader sees commits; the gate refuses what the writer changed since") {
-  TempBase base;
+  TempDir base;
   std::string path = base.path + "/store.db";
-  auto w = OpenWriter(path);
+  auto w = OpenStore(path);
   auto gate = w->gate();
   REQUIRE(gate);
   auto r = OpenReader(path, gate);
@@ -137,9 +121,9 @@ TEST_CASE("readers: a reader sees commits; the gate refuses what the writer chan
 }
 
 TEST_CASE("readers: references taken and dropped through the gate keep files alive") {
-  TempBase base;
+  TempDir base;
   std::string path = base.path + "/store.db";
-  auto w = OpenWriter(path);
+  auto w = OpenStore(path);
   auto gate = w->gate();
   auto f = w->Create(kRootIno, "f", S_IFREG | 0644, 0, 0);
   REQUIRE(f.ok());
@@ -182,9 +166,9 @@ TEST_CASE("readers: references taken and dropped through the gate keep files ali
 }
 
 TEST_CASE("readers: compaction and rewrites under concurrent reads never show wrong data") {
-  TempBase base;
+  TempDir base;
   std::string path = base.path + "/store.db";
-  auto w = OpenWriter(path);
+  auto w = OpenStore(path);
   auto gate = w->gate();
   constexpr int kFiles = 6;
   constexpr size_t kSize = 6u << 20;
@@ -193,7 +177,7 @@ TEST_CASE("readers: compaction and rewrites under concurrent reads never show wr
   std::vector<std::array<std::string, 2>> versions(kFiles);
   std::vector<uint64_t> inos(kFiles);
   for (int i = 0; i < kFiles; i++) {
-    versions[i] = {Random(kSize, 100 + i), Random(kSize, 200 + i)};
+    versions[i] = {RandomBytes(kSize, 100 + i), RandomBytes(kSize, 200 + i)};
     auto f = w->Create(kRootIno, "f" + std::to_string(i), S_IFREG | 0644, 0, 0);
     REQUIRE(f.ok());
     inos[i] = f->ino;
@@ -263,7 +247,7 @@ namespace {
 
 // A writer, a reader pool and the file system over them on a private loop.
 struct Rig {
-  TempBase base;
+  TempDir base;
   uv_loop_t loop;
   std::unique_ptr<server::StoreWorker> worker;
   std::unique_ptr<server::ReaderPool> readers;

@@ -15,14 +15,11 @@
 #include "9p/client.h"
 #include "9p/codec.h"
 #include "9p/session.h"
-#include "server_harness.h"
+#include "tests/server/server_harness.h"
 
 using namespace muscle;
 using namespace muscle::p9;
-using muscle::test::ChildServer;
-using muscle::test::InProcessServer;
-using muscle::test::RandomBytes;
-using muscle::test::TempDir;
+using namespace muscle::test;
 
 namespace {
 
@@ -34,12 +31,6 @@ uint64_t RssKiB(pid_t pid) {
   return 0;
 }
 
-void Ready(Client& c, const std::string& ep) {
-  REQUIRE(c.Connect(ep).ok());
-  REQUIRE(c.Version(1 << 20).ok());
-  REQUIRE(c.Attach(0).ok());
-}
-
 }  // namespace
 
 TEST_CASE("pipelined reads whose replies are never read cost bounded memory") {
@@ -47,7 +38,7 @@ TEST_CASE("pipelined reads whose replies are never read cost bounded memory") {
   std::string ep = "unix:" + dir.path + "/sock";
   ChildServer child({"--store", ":memory:", "--listen", ep}, ep);
   Client c;
-  Ready(c, ep);
+  Connect(c, ep);
   REQUIRE(c.Walk(0, 1, {}).ok());
   REQUIRE(c.Create(1, "f", O_RDWR, 0644).ok());
   REQUIRE(c.WriteAll(1, RandomBytes(1 << 20, 1)).ok());
@@ -79,7 +70,7 @@ TEST_CASE("fids and xattr buffers per connection are capped") {
   TempDir dir;
   InProcessServer srv(":memory:", dir.path);
   Client c;
-  Ready(c, srv.unix_endpoint());
+  Connect(c, srv.unix_endpoint());
   // Fids: walks to new fids succeed up to the cap, then EMFILE.
   std::string frames;
   for (uint32_t i = 1; i < Session::kMaxFids; i++) Encode(uint16_t(i % 60000), Twalk{0, i, {}}, frames);
@@ -105,7 +96,7 @@ TEST_CASE("fids and xattr buffers per connection are capped") {
 
   // Xattr buffers: each Txattrcreate reserves its size until clunk.
   Client x;
-  Ready(x, srv.unix_endpoint());
+  Connect(x, srv.unix_endpoint());
   int created = 0, refused = 0;
   for (uint32_t i = 1; i <= 40; i++) {
     REQUIRE(x.Walk(0, i, {}).ok());
@@ -126,7 +117,7 @@ TEST_CASE("shutdown closes connections that do not take their replies within the
   o.shutdown_grace = std::chrono::milliseconds(1000);
   InProcessServer srv(o);
   Client c;
-  Ready(c, "unix:" + dir.path + "/sock");
+  Connect(c, "unix:" + dir.path + "/sock");
   REQUIRE(c.Walk(0, 1, {}).ok());
   REQUIRE(c.Create(1, "f", O_RDWR, 0644).ok());
   REQUIRE(c.WriteAll(1, RandomBytes(1 << 20, 2)).ok());

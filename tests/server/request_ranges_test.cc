@@ -1,8 +1,7 @@
-// Peer-provided numbers and names at the edges of their ranges (issue 8,
-// defects 17 and 18): Tsetattr times that do not fit the store's
-// nanoseconds, xattr names with NUL bytes, Treaddir offsets past any
-// cookie, symlink targets with NUL bytes; and the listeners `musclefs
-// serve` opens when none are asked for.
+// Peer-provided numbers and names at the edges of their ranges: Tsetattr
+// times that do not fit the store's nanoseconds, xattr names with NUL
+// bytes, Treaddir offsets past any cookie, symlink targets with NUL bytes,
+// and every field of every request at the edges of its type.
 #include <fcntl.h>
 #include <sys/stat.h>
 
@@ -18,28 +17,14 @@
 
 #include "9p/client.h"
 #include "server/store_filesystem.h"
-#include "server_harness.h"
 #include "store/store.h"
+#include "tests/server/server_harness.h"
 
 using namespace muscle;
 using namespace muscle::p9;
-using muscle::test::ChildServer;
-using muscle::test::InProcessServer;
-using muscle::test::TempDir;
+using namespace muscle::test;
 
 namespace {
-
-void Connect(Client& c, const std::string& ep) {
-  REQUIRE(c.Connect(ep).ok());
-  REQUIRE(c.Version(1 << 20).ok());
-  REQUIRE(c.Attach(0).ok());
-}
-
-void MakeFile(Client& c, const std::string& name) {
-  REQUIRE(c.Walk(0, 20, {}).ok());
-  REQUIRE(c.Create(20, name, O_RDWR | O_CREAT, 0644).ok());
-  REQUIRE(c.Clunk(20).ok());
-}
 
 Tsetattr Times(uint32_t fid, uint64_t sec, uint64_t nsec) {
   Tsetattr t;
@@ -48,13 +33,6 @@ Tsetattr Times(uint32_t fid, uint64_t sec, uint64_t nsec) {
   t.atime_sec = t.mtime_sec = sec;
   t.atime_nsec = t.mtime_nsec = nsec;
   return t;
-}
-
-std::string ReadText(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 }  // namespace
@@ -190,69 +168,6 @@ TEST_CASE("symlink targets with a NUL byte are refused") {
   CHECK(c.Rpc(Tsymlink{0, "s", std::string("a\0b", 3), 0}).err() == EINVAL);
   CHECK(c.WalkPath(0, 1, "s").err() == ENOENT);
   REQUIRE(c.Rpc(Tsymlink{0, "s", "a/b", 0}).ok());
-}
-
-TEST_CASE("musclefs serve without --listen opens only the unix socket, mode 0600") {
-  TempDir dir;
-  std::string log = dir.path + "/server.log";
-  {
-    ChildServer srv({"--base", dir.path, "--store", ":memory:"},
-                    "unix:" + dir.path + "/musclefs.sock", log);
-    struct stat st;
-    REQUIRE(stat((dir.path + "/musclefs.sock").c_str(), &st) == 0);
-    CHECK(S_ISSOCK(st.st_mode));
-    CHECK((st.st_mode & 0777) == 0600);
-    Client c;
-    Connect(c, "unix:" + dir.path + "/musclefs.sock");
-    for (int i = 0; i < 500 && ReadText(log).find("to mount:") == std::string::npos; i++)
-      usleep(10000);
-  }
-  std::string text = ReadText(log);
-  INFO(text);
-  CHECK(text.find("listening on unix:") != std::string::npos);
-  CHECK(text.find("tcp://") == std::string::npos);
-  CHECK(text.find("trans=tcp") == std::string::npos);
-  CHECK(text.find("WARNING") == std::string::npos);
-}
-
-TEST_CASE("the store and the files beside it are private, also in a base readable by all") {
-  TempDir dir;
-  REQUIRE(chmod(dir.path.c_str(), 0755) == 0);
-  {
-    ChildServer srv({"--base", dir.path}, "unix:" + dir.path + "/musclefs.sock",
-                    dir.path + "/server.log");
-    Client c;
-    Connect(c, "unix:" + dir.path + "/musclefs.sock");
-    MakeFile(c, "f");
-    REQUIRE(c.WalkPath(0, 1, "f").ok());
-    REQUIRE(c.Fsync(1).ok());
-    for (const char* name : {"store.db", "store.db-wal", "musclefs.sock", "musclefs.pid"}) {
-      INFO(name);
-      struct stat st;
-      REQUIRE(stat((dir.path + "/" + name).c_str(), &st) == 0);
-      CHECK((st.st_mode & 077) == 0);
-    }
-  }
-}
-
-TEST_CASE("a plain TCP listener is opened only when asked for, with a warning in the log") {
-  TempDir dir;
-  std::string log = dir.path + "/server.log";
-  {
-    ChildServer srv({"--base", dir.path, "--store", ":memory:", "--listen",
-                     "unix:" + dir.path + "/s", "--listen", "tcp://127.0.0.1:0"},
-                    "unix:" + dir.path + "/s", log);
-    // The socket accepts before the start-up lines are written (slowly,
-    // under the sanitizers): wait for them.
-    for (int i = 0; i < 500 && ReadText(log).find("to mount:") == std::string::npos; i++)
-      usleep(10000);
-  }
-  std::string text = ReadText(log);
-  INFO(text);
-  CHECK(text.find("listening on tcp://127.0.0.1:") != std::string::npos);
-  size_t w = text.find("WARNING: tcp://127.0.0.1:");
-  REQUIRE(w != std::string::npos);
-  CHECK(text.find("every local user", w) != std::string::npos);
 }
 
 // The class, not just the instances above: every integer and string field

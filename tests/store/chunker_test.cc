@@ -24,6 +24,8 @@ std::vector<size_t> Cuts(const std::string& data) {
   return cuts;
 }
 
+// Byte-wise mt19937, not test::RandomBytes: the data these cases were
+// written on (the number of chunks, hence of assertions, depends on it).
 std::string Random(size_t n, uint32_t seed) {
   std::mt19937 rng(seed);
   std::string s(n, '\0');

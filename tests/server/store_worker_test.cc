@@ -6,12 +6,13 @@
 #include <thread>
 
 #include "server/store_worker.h"
-#include "server_harness_lite.h"
 #include "store/sqlite.h"
+#include "tests/test_util.h"
 
 using namespace muscle;
 using namespace muscle::store;
 using namespace std::chrono_literals;
+using namespace muscle::test;
 
 namespace {
 
@@ -28,7 +29,7 @@ int64_t CommittedNamed(const std::string& path, const char* name) {
 }  // namespace
 
 TEST_CASE("the store worker commits within the interval under a steady stream of requests") {
-  TempBase base;
+  TempDir base;
   std::string path = base.path + "/store.db";
   auto st = Store::Open(path);
   REQUIRE(st.ok());

@@ -11,61 +11,22 @@
 #include <random>
 #include <sstream>
 
-#include "server_harness_lite.h"
 #include "store/sha256.h"
 #include "store/sqlite.h"
 #include "store/store.h"
 #include "store/vfs.h"
+#include "tests/store/store_test_util.h"
 
 using namespace muscle;
 using namespace muscle::store;
+using namespace muscle::test;
 
 namespace {
-
-std::unique_ptr<Store> Open(const std::string& path) {
-  auto s = Store::Open(path);
-  INFO(s.status().ToString());
-  REQUIRE(s.ok());
-  return std::move(*s);
-}
-
-std::string Random(size_t n, uint32_t seed) {
-  std::mt19937_64 rng(seed);
-  std::string s(n, '\0');
-  for (size_t i = 0; i + 8 <= n; i += 8) {
-    uint64_t v = rng();
-    memcpy(s.data() + i, &v, 8);
-  }
-  return s;
-}
-
-std::string Content(Store& s, uint64_t ino) {
-  auto a = s.GetAttr(ino);
-  REQUIRE(a.ok());
-  std::string out, part;
-  for (uint64_t off = 0; off < a->size; off += part.size()) {
-    REQUIRE(s.Read(ino, off, 1 << 20, part).ok());
-    REQUIRE(!part.empty());
-    out += part;
-  }
-  return out;
-}
-
-std::string PackPath(const std::string& dir, uint64_t id) {
-  char name[32];
-  snprintf(name, sizeof name, "/packs/%016llx.pack", (unsigned long long)id);
-  return dir + name;
-}
 
 struct stat Stat(const std::string& p) {
   struct stat st {};
   REQUIRE(stat(p.c_str(), &st) == 0);
   return st;
-}
-
-void RequireClean(Store& s) {
-  auto r = s.Check();
-  for (auto& p : r.problems) FAIL_CHECK(p);
 }
 
 std::string Hex(const std::string& data) {
@@ -79,12 +40,12 @@ std::string Hex(const std::string& data) {
 }  // namespace
 
 TEST_CASE("packs: a tail past the last commit is cut at open; a short pack is reported") {
-  TempBase base;
+  TempDir base;
   std::string path = base.path + "/store.db";
-  std::string data = Random(3 << 20, 1);
+  std::string data = RandomBytes(3 << 20, 1);
   uint64_t ino;
   {
-    auto s = Open(path);
+    auto s = OpenStore(path);
     auto f = s->Create(kRootIno, "f", S_IFREG | 0644, 0, 0);
     ino = f->ino;
     REQUIRE(s->Write(ino, 0, data).ok());
@@ -94,12 +55,12 @@ TEST_CASE("packs: a tail past the last commit is cut at open; a short pack is re
   {
     // A torn append: half a record after the committed end.
     std::ofstream out(PackPath(base.path, 1), std::ios::app | std::ios::binary);
-    out << Random(70000, 2);
+    out << RandomBytes(70000, 2);
   }
   {
-    auto s = Open(path);
+    auto s = OpenStore(path);
     CHECK(uint64_t(Stat(PackPath(base.path, 1)).st_size) == committed);
-    CHECK(Content(*s, ino) == data);
+    CHECK(ReadAll(*s, ino) == data);
     RequireClean(*s);
   }
   REQUIRE(truncate(PackPath(base.path, 1).c_str(), off_t(committed - 1000)) == 0);
@@ -109,13 +70,13 @@ TEST_CASE("packs: a tail past the last commit is cut at open; a short pack is re
 }
 
 TEST_CASE("packs: deleting data gives its space back; gc compacts and removes sparse packs") {
-  TempBase base;
+  TempDir base;
   std::string path = base.path + "/store.db";
-  auto s = Open(path);
+  auto s = OpenStore(path);
   std::vector<std::string> files;
   for (int i = 0; i < 6; i++) {
     auto f = s->Create(kRootIno, "f" + std::to_string(i), S_IFREG | 0644, 0, 0);
-    files.push_back(Random(8 << 20, 10 + i));
+    files.push_back(RandomBytes(8 << 20, 10 + i));
     REQUIRE(s->Write(f->ino, 0, files.back()).ok());
   }
   REQUIRE(s->Sync(true).ok());
@@ -146,15 +107,15 @@ TEST_CASE("packs: deleting data gives its space back; gc compacts and removes sp
   for (int i = 1; i < 6; i += 2) {
     auto a = s->Lookup(kRootIno, "f" + std::to_string(i));
     REQUIRE(a.ok());
-    CHECK(Content(*s, a->ino) == files[size_t(i)]);
+    CHECK(ReadAll(*s, a->ino) == files[size_t(i)]);
   }
   s.reset();
-  s = Open(path);
+  s = OpenStore(path);
   RequireClean(*s);
 }
 
 TEST_CASE("format 1 stores made by the previous release are migrated at open") {
-  TempBase base;
+  TempDir base;
   std::string path = base.path + "/store.db";
   {
     std::ifstream in(MUSCLE_SOURCE_DIR "/tests/store/fixtures/v1-store.db", std::ios::binary);
@@ -179,7 +140,7 @@ TEST_CASE("format 1 stores made by the previous release are migrated at open") {
     CHECK(v.Int(0) == 1);
   }
   for (int round = 0; round < 2; round++) {  // the second open finds format 3
-    auto s = Open(path);
+    auto s = OpenStore(path);
     auto docs = s->Lookup(kRootIno, "docs");
     REQUIRE(docs.ok());
     auto a = s->Lookup(docs->ino, "a.bin");
@@ -187,10 +148,10 @@ TEST_CASE("format 1 stores made by the previous release are migrated at open") {
     auto hello = s->Lookup(kRootIno, "hello.txt");
     auto nums = s->Lookup(kRootIno, "numbers.txt");
     REQUIRE((a.ok() && copy.ok() && hello.ok() && nums.ok()));
-    CHECK(Hex(Content(*s, a->ino)) == "576f6fdf25d7b9de060ee4215881c040f989a89eff3499647409d02cf1123b3a");
-    CHECK(Content(*s, copy->ino) == Content(*s, a->ino));
-    CHECK(Content(*s, hello->ino) == "hello v1\n");
-    CHECK(Content(*s, nums->ino) == numbers);
+    CHECK(Hex(ReadAll(*s, a->ino)) == "576f6fdf25d7b9de060ee4215881c040f989a89eff3499647409d02cf1123b3a");
+    CHECK(ReadAll(*s, copy->ino) == ReadAll(*s, a->ino));
+    CHECK(ReadAll(*s, hello->ino) == "hello v1\n");
+    CHECK(ReadAll(*s, nums->ino) == numbers);
     RequireClean(*s);
     // And it takes new data.
     auto f = s->Create(kRootIno, "new" + std::to_string(round), S_IFREG | 0644, 0, 0);
@@ -207,9 +168,9 @@ TEST_CASE("format 1 stores made by the previous release are migrated at open") {
 }
 
 TEST_CASE("packs: a second store in the same directory is refused, not cleaned") {
-  TempBase base;
+  TempDir base;
   {
-    auto a = Open(base.path + "/a.db");
+    auto a = OpenStore(base.path + "/a.db");
     auto f = a->Create(kRootIno, "f", S_IFREG | 0644, 0, 0);
     REQUIRE(a->Write(f->ino, 0, "a's data").ok());
     REQUIRE(a->Sync(true).ok());
@@ -217,8 +178,8 @@ TEST_CASE("packs: a second store in the same directory is refused, not cleaned")
   auto b = Store::Open(base.path + "/b.db");
   REQUIRE_FALSE(b.ok());
   CHECK(b.status().ToString().find("belongs to another store") != std::string::npos);
-  auto a = Open(base.path + "/a.db");
+  auto a = OpenStore(base.path + "/a.db");
   auto f = a->Lookup(kRootIno, "f");
   REQUIRE(f.ok());
-  CHECK(Content(*a, f->ino) == "a's data");
+  CHECK(ReadAll(*a, f->ino) == "a's data");
 }

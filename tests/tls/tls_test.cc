@@ -20,14 +20,13 @@
 #include "9p/client.h"
 #include "9p/codec.h"
 #include "auth/keys.h"
-#include "server_harness.h"
+#include "tests/server/server_harness.h"
 #include "tls/tls_engine.h"
 #include "transport/relay.h"
 
 using namespace muscle;
 using namespace muscle::p9;
-using muscle::test::InProcessServer;
-using muscle::test::TempDir;
+using namespace muscle::test;
 
 namespace {
 

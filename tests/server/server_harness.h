@@ -11,16 +11,11 @@
 #include <thread>
 #include <vector>
 
+#include "9p/client.h"
 #include "server/server.h"
+#include "tests/test_util.h"
 
 namespace muscle::test {
-
-// A fresh temporary directory, removed (recursively) on destruction.
-struct TempDir {
-  TempDir();
-  ~TempDir();
-  std::string path;
-};
 
 class InProcessServer {
  public:
@@ -70,7 +65,13 @@ class ChildServer {
   std::string base_;  // a temporary base made for this server, removed after
 };
 
-std::string RandomBytes(size_t n, uint32_t seed);
-int RunCommand(const std::string& cmd, std::string* out = nullptr);
+// Connects to `endpoint`, negotiates 9P2000.L with `msize` and attaches
+// fid 0 to the root, each step required to succeed.
+void Connect(p9::Client& c, const std::string& endpoint, uint32_t msize = 1 << 20);
+// Creates the empty file `name` in the root (through fid 20, clunked after).
+void MakeFile(p9::Client& c, const std::string& name);
+// Sends a claim line on a fresh unix-socket connection (transport/claim.h)
+// and returns the server's answer line.
+std::string SendClaim(p9::Client& c, const std::string& line);
 
 }  // namespace muscle::test

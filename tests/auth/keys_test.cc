@@ -8,10 +8,11 @@
 #include <fstream>
 
 #include "auth/keys.h"
-#include "server_harness_lite.h"
+#include "tests/test_util.h"
 
 using namespace muscle;
 using namespace muscle::auth;
+using namespace muscle::test;
 
 namespace {
 void Write(const std::string& path, mode_t mode) {
@@ -21,7 +22,7 @@ void Write(const std::string& path, mode_t mode) {
 }  // namespace
 
 TEST_CASE("keys file: a FIFO is refused at once, not waited on") {
-  TempBase base;
+  TempDir base;
   std::string path = base.path + "/keys";
   REQUIRE(mkfifo(path.c_str(), 0600) == 0);
   auto t0 = std::chrono::steady_clock::now();
@@ -32,7 +33,7 @@ TEST_CASE("keys file: a FIFO is refused at once, not waited on") {
 }
 
 TEST_CASE("keys file: another user's file, or one others can read, is refused") {
-  TempBase base;
+  TempDir base;
   std::string path = base.path + "/keys";
   Write(path, 0640);
   auto k = KeyTable::Load(path);

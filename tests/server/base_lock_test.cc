@@ -8,11 +8,9 @@
 #include <fstream>
 #include <string>
 
-#include "server_harness.h"
+#include "tests/server/server_harness.h"
 
-using muscle::test::ChildServer;
-using muscle::test::RunCommand;
-using muscle::test::TempDir;
+using namespace muscle::test;
 
 namespace {
 std::string Muscle() {

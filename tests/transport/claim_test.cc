@@ -13,12 +13,11 @@
 
 #include "9p/client.h"
 #include "9p/codec.h"
-#include "server_harness.h"
+#include "tests/server/server_harness.h"
 
 using namespace muscle;
 using namespace muscle::p9;
-using muscle::test::InProcessServer;
-using muscle::test::TempDir;
+using namespace muscle::test;
 
 namespace {
 
@@ -43,15 +42,6 @@ std::string ReadUntilClosed(int fd) {
     if (n <= 0) return got;
     got.append(buf, size_t(n));
   }
-}
-
-// Sends a claim and returns the server's answer line.
-std::string Claim(Client& c, const std::string& line) {
-  REQUIRE(c.SendRaw(line).ok());
-  std::string answer;
-  char ch;
-  while (read(c.fd(), &ch, 1) == 1 && ch != '\n') answer += ch;
-  return answer;
 }
 
 }  // namespace
@@ -99,7 +89,7 @@ TEST_CASE("a claim on the unix socket confines the session") {
   SECTION("an identity's subtree: aname and .. stay inside") {
     Client c;
     REQUIRE(c.Connect(unix_ep).ok());
-    CHECK(Claim(c, "muscle-claim identity=sub\n") == "ok");
+    CHECK(SendClaim(c, "muscle-claim identity=sub\n") == "ok");
     REQUIRE(c.Version().ok());
     auto root = c.Attach(0);
     REQUIRE(root.ok());
@@ -119,7 +109,7 @@ TEST_CASE("a claim on the unix socket confines the session") {
       REQUIRE(setup.Attach(0, "/sub").ok());
       REQUIRE(setup.Mkdir(0, "deeper", 0755).ok());
     }
-    CHECK(Claim(c, "muscle-claim identity=sub root=/deeper\n") == "ok");
+    CHECK(SendClaim(c, "muscle-claim identity=sub root=/deeper\n") == "ok");
     REQUIRE(c.Version().ok());
     REQUIRE(c.Attach(0).ok());
     auto up = c.Walk(0, 1, {"..", "..", "outside"});
@@ -131,7 +121,7 @@ TEST_CASE("a claim on the unix socket confines the session") {
       INFO(line);
       Client c;
       REQUIRE(c.Connect(unix_ep).ok());
-      CHECK(Claim(c, line) == "ok");
+      CHECK(SendClaim(c, line) == "ok");
       REQUIRE(c.Version().ok());
       REQUIRE(c.Attach(0).ok());
       auto m = c.Mkdir(0, "new", 0755);
@@ -144,14 +134,14 @@ TEST_CASE("a claim on the unix socket confines the session") {
       INFO(line);
       Client c;
       REQUIRE(c.Connect(unix_ep).ok());
-      CHECK(Claim(c, line).rfind("error: ", 0) == 0);
+      CHECK(SendClaim(c, line).rfind("error: ", 0) == 0);
       CHECK(ReadUntilClosed(c.fd()).empty());
     }
   }
   SECTION("a second claim after the first is an oversized frame") {
     Client c;
     REQUIRE(c.Connect(unix_ep).ok());
-    CHECK(Claim(c, "muscle-claim identity=sub read-only\n") == "ok");
+    CHECK(SendClaim(c, "muscle-claim identity=sub read-only\n") == "ok");
     REQUIRE(c.SendRaw("muscle-claim identity=full\n").ok());
     CHECK(ReadUntilClosed(c.fd()).empty());
   }

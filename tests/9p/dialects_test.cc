@@ -9,13 +9,11 @@
 #include "9p/client.h"
 #include "9p/codec.h"
 #include "9p/wire.h"
-#include "server_harness.h"
+#include "tests/server/server_harness.h"
 
 using namespace muscle;
 using namespace muscle::p9;
-using muscle::test::InProcessServer;
-using muscle::test::RandomBytes;
-using muscle::test::TempDir;
+using namespace muscle::test;
 
 namespace {
 

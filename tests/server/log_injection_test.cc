@@ -5,12 +5,11 @@
 #include <sstream>
 
 #include "9p/client.h"
-#include "server_harness.h"
+#include "tests/server/server_harness.h"
 
 using namespace muscle;
 using namespace muscle::p9;
-using muscle::test::ChildServer;
-using muscle::test::TempDir;
+using namespace muscle::test;
 
 TEST_CASE("a uname or aname with newlines cannot forge a log line") {
   TempDir dir;

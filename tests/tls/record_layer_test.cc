@@ -9,10 +9,12 @@
 #include <random>
 
 #include "auth/keys.h"
+#include "tests/test_util.h"
 #include "tls/record_layer.h"
 #include "tls/tls_engine.h"
 
 using namespace muscle;
+using namespace muscle::test;
 using tls::TlsEngine;
 
 namespace {
@@ -59,13 +61,6 @@ struct Pair {
   }
 };
 
-std::string Pattern(size_t n, uint32_t seed) {
-  std::string s(n, '\0');
-  std::mt19937 r(seed);
-  for (auto& ch : s) ch = char(r());
-  return s;
-}
-
 // Splits a stream of TLS records into records.
 std::vector<std::string> Records(const std::string& s) {
   std::vector<std::string> out;
@@ -94,7 +89,7 @@ TEST_CASE("record layer: every length 0..16 KiB both ways against mbedTLS record
     std::string sent_up, sent_down;
     size_t step = config == 2 ? 1 : 7;  // every length once, a sample for the others
     for (size_t n = 0; n <= tls::kMaxRecordPlaintext; n += step) {
-      std::string up = Pattern(n, uint32_t(n)), down = Pattern(n, uint32_t(n + 1));
+      std::string up = RandomBytes(n, uint32_t(n)), down = RandomBytes(n, uint32_t(n + 1));
       if (n > 0) {  // an empty write sends nothing
         REQUIRE(p.client.Write(up.data(), up.size()).ok());
         REQUIRE(p.server.Write(down.data(), down.size()).ok());
@@ -104,7 +99,7 @@ TEST_CASE("record layer: every length 0..16 KiB both ways against mbedTLS record
       if (n % 512 == 0) p.Deliver();
     }
     // Multi-record messages across a large range of sequence numbers.
-    std::string big = Pattern(1 << 20, 99);
+    std::string big = RandomBytes(1 << 20, 99);
     REQUIRE(p.server.Write(big.data(), big.size()).ok());
     REQUIRE(p.client.Write(big.data(), big.size()).ok());
     sent_up += big;
@@ -120,7 +115,7 @@ TEST_CASE("record layer: every length 0..16 KiB both ways against mbedTLS record
 TEST_CASE("record layer: bytes fed in every split open the same") {
   Contexts c(true, false);
   Pair p(c);
-  std::string msg = Pattern(40000, 5);
+  std::string msg = RandomBytes(40000, 5);
   REQUIRE(p.client.Write(msg.data(), msg.size()).ok());
   std::string wire;
   wire.swap(p.to_server);
@@ -138,7 +133,7 @@ TEST_CASE("record layer: tampered, truncated, replayed and reordered records are
   auto run = [](auto mutate) {
     Contexts c(true, false);
     Pair p(c);
-    std::string a = Pattern(3000, 1), b = Pattern(3000, 2);
+    std::string a = RandomBytes(3000, 1), b = RandomBytes(3000, 2);
     REQUIRE(p.client.Write(a.data(), a.size()).ok());
     REQUIRE(p.client.Write(b.data(), b.size()).ok());
     auto recs = Records(p.to_server);
@@ -290,7 +285,7 @@ TEST_CASE("record layer: alerts, stray handshake records and nothing accepted af
 TEST_CASE("record layer: keys handed over mid-stream continue the sequence (the kernel's view)") {
   Contexts c(true, false);
   Pair p(c);
-  std::string a = Pattern(50000, 3);
+  std::string a = RandomBytes(50000, 3);
   REQUIRE(p.client.Write(a.data(), a.size()).ok());
   REQUIRE(p.server.Write(a.data(), a.size()).ok());
   p.Deliver();
@@ -303,7 +298,7 @@ TEST_CASE("record layer: keys handed over mid-stream continue the sequence (the 
   keys->Wipe();
   p.server.MovedToKernel();
   CHECK(p.server.records() == TlsEngine::Records::kKernel);
-  std::string b = Pattern(70000, 4), wire, plain;
+  std::string b = RandomBytes(70000, 4), wire, plain;
   REQUIRE(kernel.Write(b.data(), b.size(), &wire).ok());
   p.at_client.clear();
   REQUIRE(p.client.Feed(wire.data(), wire.size()).ok());
@@ -323,7 +318,7 @@ TEST_CASE("record layer: keys handed over mid-stream continue the sequence (the 
 TEST_CASE("record layer: no kernel hand-over while received ciphertext is pending") {
   Contexts c(true, false);
   Pair p(c);
-  std::string a = Pattern(1000, 3);
+  std::string a = RandomBytes(1000, 3);
   REQUIRE(p.client.Write(a.data(), a.size()).ok());
   // Half a record arrives: the kernel cannot start mid-record.
   REQUIRE(p.server.Feed(p.to_server.data(), 10).ok());

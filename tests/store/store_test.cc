@@ -7,57 +7,13 @@
 #include <cstring>
 #include <random>
 
-#include "server_harness_lite.h"
 #include "store/sqlite.h"
 #include "store/store.h"
+#include "tests/store/store_test_util.h"
 
 using namespace muscle;
 using namespace muscle::store;
-
-namespace {
-
-std::string Random(size_t n, uint32_t seed) {
-  std::mt19937_64 rng(seed);
-  std::string s(n, '\0');
-  for (size_t i = 0; i + 8 <= n; i += 8) {
-    uint64_t v = rng();
-    memcpy(s.data() + i, &v, 8);
-  }
-  return s;
-}
-
-std::unique_ptr<Store> OpenStore(const std::string& path) {
-  auto s = Store::Open(path);
-  REQUIRE(s.ok());
-  return std::move(*s);
-}
-
-std::string ReadAll(Store& s, uint64_t ino) {
-  auto a = s.GetAttr(ino);
-  REQUIRE(a.ok());
-  std::string out, part;
-  for (uint64_t off = 0; off < a->size; off += part.size()) {
-    REQUIRE(s.Read(ino, off, 1 << 20, part).ok());
-    REQUIRE(!part.empty());
-    out += part;
-  }
-  return out;
-}
-
-int64_t Count(const std::string& path, const char* sql) {
-  Db db;
-  REQUIRE(db.Open(path, true).ok());
-  Stmt q(db, sql);
-  REQUIRE(q.Step());
-  return q.Int(0);
-}
-
-void RequireClean(Store& s) {
-  auto r = s.Check();
-  for (auto& p : r.problems) FAIL_CHECK(p);
-}
-
-}  // namespace
+using namespace muscle::test;
 
 TEST_CASE("namespace: create, lookup, readdir, link, rename, unlink") {
   auto s = OpenStore(":memory:");
@@ -106,7 +62,7 @@ TEST_CASE("namespace: create, lookup, readdir, link, rename, unlink") {
 TEST_CASE("buffered writes read back before and after flushing") {
   auto s = OpenStore(":memory:");
   auto f = s->Create(kRootIno, "f", S_IFREG | 0644, 0, 0);
-  std::string data = Random(3 << 20, 1);
+  std::string data = RandomBytes(3 << 20, 1);
   for (size_t off = 0; off < data.size(); off += 100000)
     REQUIRE(s->Write(f->ino, off, std::string_view(data).substr(off, 100000)).ok());
   CHECK(ReadAll(*s, f->ino) == data);
@@ -130,11 +86,11 @@ TEST_CASE("buffered writes read back before and after flushing") {
 }
 
 TEST_CASE("a small write in the middle of a large file rewrites only nearby chunks") {
-  TempBase dir;
+  TempDir dir;
   std::string path = dir.path + "/s.db";
   auto s = OpenStore(path);
   auto f = s->Create(kRootIno, "big", S_IFREG | 0644, 0, 0);
-  std::string data = Random(64 << 20, 2);
+  std::string data = RandomBytes(64 << 20, 2);
   for (size_t off = 0; off < data.size(); off += 1 << 20)
     REQUIRE(s->Write(f->ino, off, std::string_view(data).substr(off, 1 << 20)).ok());
   REQUIRE(s->Sync(true).ok());
@@ -157,11 +113,11 @@ TEST_CASE("a small write in the middle of a large file rewrites only nearby chun
 }
 
 TEST_CASE("identical content is stored once; appends chunk like one pass") {
-  TempBase dir;
+  TempDir dir;
   std::string path = dir.path + "/s.db";
   auto s = OpenStore(path);
   s->file_buffer_limit = 1 << 20;  // force many flushes during the writes
-  std::string data = Random(20 << 20, 3);
+  std::string data = RandomBytes(20 << 20, 3);
   auto a = s->Create(kRootIno, "a", S_IFREG | 0644, 0, 0);
   auto b = s->Create(kRootIno, "b", S_IFREG | 0644, 0, 0);
   // a in one go, b in odd-sized appends with flushes in between.
@@ -187,7 +143,7 @@ TEST_CASE("identical content is stored once; appends chunk like one pass") {
 TEST_CASE("truncate down and up") {
   auto s = OpenStore(":memory:");
   auto f = s->Create(kRootIno, "t", S_IFREG | 0644, 0, 0);
-  std::string data = Random(1 << 20, 4);
+  std::string data = RandomBytes(1 << 20, 4);
   REQUIRE(s->Write(f->ino, 0, data).ok());
   SetAttrRequest r;
   r.set_size = true;
@@ -204,7 +160,7 @@ TEST_CASE("truncate down and up") {
 }
 
 TEST_CASE("an unlinked file lives until its last reference goes") {
-  TempBase dir;
+  TempDir dir;
   std::string path = dir.path + "/s.db";
   uint64_t ino;
   {
@@ -232,12 +188,12 @@ TEST_CASE("an unlinked file lives until its last reference goes") {
 }
 
 TEST_CASE("the integrity check finds corrupted chunks and bad counts") {
-  TempBase dir;
+  TempDir dir;
   std::string path = dir.path + "/s.db";
   {
     auto s = OpenStore(path);
     auto f = s->Create(kRootIno, "f", S_IFREG | 0644, 0, 0);
-    REQUIRE(s->Write(f->ino, 0, Random(500000, 5)).ok());
+    REQUIRE(s->Write(f->ino, 0, RandomBytes(500000, 5)).ok());
     REQUIRE(s->Sync(true).ok());
     CHECK(s->Check().ok());
   }
@@ -245,9 +201,7 @@ TEST_CASE("the integrity check finds corrupted chunks and bad counts") {
     // Flip bytes of the first chunk in its pack file.
     int64_t pack = Count(path, "SELECT pack FROM chunks WHERE id=(SELECT min(id) FROM chunks)");
     int64_t offset = Count(path, "SELECT offset FROM chunks WHERE id=(SELECT min(id) FROM chunks)");
-    char name[32];
-    snprintf(name, sizeof name, "/packs/%016llx.pack", (long long)pack);
-    FILE* f = fopen((dir.path + name).c_str(), "r+b");
+    FILE* f = fopen(PackPath(dir.path, uint64_t(pack)).c_str(), "r+b");
     REQUIRE(f);
     fseek(f, long(offset + 100), SEEK_SET);
     fputs("corruption", f);

@@ -10,12 +10,11 @@
 
 #include "9p/client.h"
 #include "9p/codec.h"
-#include "server_harness.h"
+#include "tests/server/server_harness.h"
 
 using namespace muscle;
 using namespace muscle::p9;
-using muscle::test::InProcessServer;
-using muscle::test::TempDir;
+using namespace muscle::test;
 
 namespace {
 
@@ -123,7 +122,7 @@ TEST_CASE("malformed frames get an error or a closed connection") {
     auto v = c.Rpc(Tversion{8192, "9P1999"});
     REQUIRE(v.ok());
     CHECK(std::get<Rversion>(*v).version == "unknown");
-    // Plain 9P2000 is a dialect of its own now (tests/dialects_test.cc).
+    // Plain 9P2000 is a dialect of its own now (tests/9p/dialects_test.cc).
     auto p = c.Rpc(Tversion{8192, "9P2000"});
     REQUIRE(p.ok());
     CHECK(std::get<Rversion>(*p).version == "9P2000");

@@ -13,23 +13,15 @@
 #include <set>
 
 #include "9p/client.h"
-#include "server_harness.h"
 #include "store/store.h"
+#include "tests/server/server_harness.h"
+#include "tests/store/store_test_util.h"
 
 using namespace muscle;
 using namespace muscle::p9;
-using muscle::test::ChildServer;
-using muscle::test::InProcessServer;
-using muscle::test::RandomBytes;
-using muscle::test::TempDir;
+using namespace muscle::test;
 
 namespace {
-
-void Connect(Client& c, const std::string& ep, uint32_t msize = 1 << 20) {
-  REQUIRE(c.Connect(ep).ok());
-  REQUIRE(c.Version(msize).ok());
-  REQUIRE(c.Attach(0).ok());
-}
 
 void PutFile(Client& c, const std::string& name, const std::string& data, bool fsync = false) {
   REQUIRE(c.Walk(0, 20, {}).ok());
@@ -415,10 +407,8 @@ TEST_CASE("the same 100 MiB under two names costs well under 1 MiB more") {
   auto stored = [&] {
     uint64_t n = FileSize(store) + FileSize(store + "-wal");
     for (int id = 1; id < 100; id++) {
-      char name[32];
-      snprintf(name, sizeof name, "/packs/%016x.pack", id);
       struct stat st;
-      if (stat((dir.path + name).c_str(), &st) == 0) n += uint64_t(st.st_blocks) * 512;
+      if (stat(PackPath(dir.path, id).c_str(), &st) == 0) n += uint64_t(st.st_blocks) * 512;
     }
     return n;
   };

@@ -11,51 +11,16 @@
 #include <cstring>
 #include <random>
 
-#include "server_harness_lite.h"
 #include "store/sqlite.h"
 #include "store/store.h"
 #include "store/vfs.h"
+#include "tests/store/store_test_util.h"
 
 using namespace muscle;
 using namespace muscle::store;
+using namespace muscle::test;
 
 namespace {
-
-std::string Random(size_t n, uint32_t seed) {
-  std::mt19937_64 rng(seed);
-  std::string s(n, '\0');
-  for (size_t i = 0; i + 8 <= n; i += 8) {
-    uint64_t v = rng();
-    memcpy(s.data() + i, &v, 8);
-  }
-  return s;
-}
-
-std::unique_ptr<Store> OpenStore(const std::string& path) {
-  auto s = Store::Open(path);
-  REQUIRE(s.ok());
-  return std::move(*s);
-}
-
-std::string ReadAll(Store& s, uint64_t ino) {
-  auto a = s.GetAttr(ino);
-  REQUIRE(a.ok());
-  std::string out, part;
-  for (uint64_t off = 0; off < a->size; off += part.size()) {
-    REQUIRE(s.Read(ino, off, 1 << 20, part).ok());
-    REQUIRE(!part.empty());
-    out += part;
-  }
-  return out;
-}
-
-int64_t Count(const std::string& path, const char* sql) {
-  Db db;
-  REQUIRE(db.Open(path, true).ok());
-  Stmt q(db, sql);
-  REQUIRE(q.Step());
-  return q.Int(0);
-}
 
 // FlushAhead once the helper has cut enough (it runs on its own thread).
 bool FlushAheadSoon(Store& s) {
@@ -69,10 +34,10 @@ bool FlushAheadSoon(Store& s) {
 }  // namespace
 
 TEST_CASE("flush ahead: a stream flushed between its writes chunks like one pass and reads back") {
-  TempBase dir;
+  TempDir dir;
   std::string path = dir.path + "/s.db";
   auto s = OpenStore(path);
-  std::string data = Random(24 << 20, 11);
+  std::string data = RandomBytes(24 << 20, 11);
   auto a = s->Create(kRootIno, "a", S_IFREG | 0644, 0, 0);
   auto b = s->Create(kRootIno, "b", S_IFREG | 0644, 0, 0);
   REQUIRE(s->Write(a->ino, 0, data).ok());
@@ -102,10 +67,10 @@ TEST_CASE("flush ahead: a stream flushed between its writes chunks like one pass
 }
 
 TEST_CASE("flush ahead: a failed flush keeps the buffer; the data survives to the next commit") {
-  TempBase dir;
+  TempDir dir;
   std::string path = dir.path + "/s.db";
   auto s = OpenStore(path);
-  std::string data = Random(6 << 20, 12);
+  std::string data = RandomBytes(6 << 20, 12);
   auto f = s->Create(kRootIno, "f", S_IFREG | 0644, 0, 0);
   REQUIRE(s->Sync(true).ok());
   for (size_t off = 0; off < (4u << 20); off += 65536)

@@ -1,9 +1,11 @@
-#include "server_harness.h"
+#include "tests/server/server_harness.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <catch2/catch.hpp>
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
@@ -15,14 +17,6 @@
 #include "9p/client.h"
 
 namespace muscle::test {
-
-TempDir::TempDir() {
-  char tmpl[] = "/tmp/musclefs-test-XXXXXX";
-  if (!mkdtemp(tmpl)) throw std::runtime_error("mkdtemp");
-  path = tmpl;
-}
-
-TempDir::~TempDir() { RunCommand("rm -rf '" + path + "'"); }
 
 InProcessServer::InProcessServer(const std::string& store_path, const std::string& dir,
                                  uint32_t max_msize, std::chrono::milliseconds commit_interval) {
@@ -166,11 +160,7 @@ ChildServer::~ChildServer() {
     kill(pid_, SIGKILL);
     Wait();
   }
-  if (!base_.empty()) {
-    std::string cmd = "rm -rf '" + base_ + "'";
-    if (system(cmd.c_str()) != 0) {
-    }
-  }
+  if (!base_.empty()) RunCommand("rm -rf '" + base_ + "'");
 }
 
 void ChildServer::Kill(int sig) { kill(pid_, sig); }
@@ -182,27 +172,24 @@ int ChildServer::Wait() {
   return st;
 }
 
-std::string RandomBytes(size_t n, uint32_t seed) {
-  std::mt19937_64 rng(seed);
-  std::string s(n, '\0');
-  size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    uint64_t v = rng();
-    memcpy(s.data() + i, &v, 8);
-  }
-  for (; i < n; i++) s[i] = char(rng());
-  return s;
+void Connect(p9::Client& c, const std::string& endpoint, uint32_t msize) {
+  REQUIRE(c.Connect(endpoint).ok());
+  REQUIRE(c.Version(msize).ok());
+  REQUIRE(c.Attach(0).ok());
 }
 
-int RunCommand(const std::string& cmd, std::string* out) {
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return -1;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0)
-    if (out) out->append(buf, n);
-  int st = pclose(p);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+void MakeFile(p9::Client& c, const std::string& name) {
+  REQUIRE(c.Walk(0, 20, {}).ok());
+  REQUIRE(c.Create(20, name, O_RDWR | O_CREAT, 0644).ok());
+  REQUIRE(c.Clunk(20).ok());
+}
+
+std::string SendClaim(p9::Client& c, const std::string& line) {
+  REQUIRE(c.SendRaw(line).ok());
+  std::string answer;
+  char ch;
+  while (read(c.fd(), &ch, 1) == 1 && ch != '\n') answer += ch;
+  return answer;
 }
 
 }  // namespace muscle::test

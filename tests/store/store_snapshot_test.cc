@@ -12,37 +12,16 @@
 #include <map>
 #include <random>
 
-#include "server_harness_lite.h"
 #include "store/store.h"
 #include "store/tree_object.h"
 #include "store/vfs.h"
+#include "tests/store/store_test_util.h"
 
 using namespace muscle;
 using namespace muscle::store;
+using namespace muscle::test;
 
 namespace {
-
-std::unique_ptr<Store> Open(const std::string& path) {
-  auto s = Store::Open(path);
-  INFO(s.status().ToString());
-  REQUIRE(s.ok());
-  return std::move(*s);
-}
-
-void RequireClean(Store& s) {
-  auto r = s.Check();
-  for (auto& p : r.problems) FAIL_CHECK(p);
-}
-
-std::string Random(size_t n, uint32_t seed) {
-  std::mt19937_64 rng(seed);
-  std::string s(n, '\0');
-  for (size_t i = 0; i + 8 <= n; i += 8) {
-    uint64_t v = rng();
-    memcpy(s.data() + i, &v, 8);
-  }
-  return s;
-}
 
 // Walks a slash-separated path from `dir` (live or view).
 Result<Attr> Walk(Store& s, uint64_t dir, const std::string& path) {
@@ -71,15 +50,6 @@ uint64_t MakeDir(Store& s, uint64_t dir, const std::string& name) {
   return a->ino;
 }
 
-std::string ReadAll(Store& s, uint64_t ino) {
-  std::string all, part;
-  for (uint64_t off = 0;; off += part.size()) {
-    REQUIRE(s.Read(ino, off, 1 << 20, part).ok());
-    if (part.empty()) return all;
-    all += part;
-  }
-}
-
 // A file's content in a snapshot, read through @snapshots.
 Result<std::string> SnapRead(Store& s, const std::string& snap, const std::string& path) {
   auto root = s.SnapshotsRoot("");
@@ -87,18 +57,6 @@ Result<std::string> SnapRead(Store& s, const std::string& snap, const std::strin
   auto a = Walk(s, root->ino, snap + "/" + path);
   if (!a.ok()) return a.status();
   return ReadAll(s, a->ino);
-}
-
-int64_t Count(const std::string& db, const char* sql) {
-  sqlite3* h = nullptr;
-  REQUIRE(sqlite3_open_v2(db.c_str(), &h, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK);
-  sqlite3_stmt* st = nullptr;
-  REQUIRE(sqlite3_prepare_v2(h, sql, -1, &st, nullptr) == SQLITE_OK);
-  REQUIRE(sqlite3_step(st) == SQLITE_ROW);
-  int64_t v = sqlite3_column_int64(st, 0);
-  sqlite3_finalize(st);
-  sqlite3_close(h);
-  return v;
 }
 
 }  // namespace
@@ -140,11 +98,11 @@ TEST_CASE("tree objects encode, decode and refuse damaged bytes") {
 }
 
 TEST_CASE("a snapshot keeps overwritten and deleted files readable, read-only") {
-  TempBase base;
+  TempDir base;
   std::string db = base.path + "/store.db";
-  auto s = Open(db);
+  auto s = OpenStore(db);
   uint64_t docs = MakeDir(*s, kRootIno, "docs");
-  std::string big = Random(3 << 20, 1);
+  std::string big = RandomBytes(3 << 20, 1);
   uint64_t f = MakeFile(*s, docs, "big", big);
   MakeFile(*s, docs, "small", "hello");
   REQUIRE(s->Create(docs, "link", S_IFLNK | 0777, 0, 0, 0, "big").ok());
@@ -207,7 +165,7 @@ TEST_CASE("a snapshot keeps overwritten and deleted files readable, read-only") 
   RequireClean(*s);
   // After a restart the snapshot is still there.
   s.reset();
-  s = Open(db);
+  s = OpenStore(db);
   auto again = SnapRead(*s, "first", "docs/big");
   REQUIRE(again.ok());
   CHECK(*again == big);
@@ -220,8 +178,8 @@ TEST_CASE("a snapshot keeps overwritten and deleted files readable, read-only") 
 // in its view too, as a root hash does in the whole tree's view. (Found by
 // the kernel test: mount -o aname=@snapshots/<that prefix> said ENOENT.)
 TEST_CASE("a confined view shows its subtree of each snapshot, named by name or by the hash it is shown") {
-  TempBase base;
-  auto s = Open(base.path + "/store.db");
+  TempDir base;
+  auto s = OpenStore(base.path + "/store.db");
   uint64_t deep = MakeDir(*s, kRootIno, "deep");
   uint64_t a = MakeDir(*s, deep, "a");
   uint64_t f = MakeFile(*s, a, "mine", "old");
@@ -284,8 +242,8 @@ TEST_CASE("a confined view shows its subtree of each snapshot, named by name or 
 // test: check said "refs 4 but 3 references" after snapshots of a tree
 // with hl and d2/h, one inode.)
 TEST_CASE("a hard link in another directory is frozen once; refs stay exact through prune") {
-  TempBase base;
-  auto s = Open(base.path + "/store.db");
+  TempDir base;
+  auto s = OpenStore(base.path + "/store.db");
   uint64_t a = MakeDir(*s, kRootIno, "a");
   uint64_t f = MakeFile(*s, a, "f", "linked");
   REQUIRE(s->Link(kRootIno, "z", f).ok());  // "a" freezes (and f with it) before "z"
@@ -306,9 +264,9 @@ TEST_CASE("a hard link in another directory is frozen once; refs stay exact thro
 }
 
 TEST_CASE("snapshots share unchanged subtrees; an unchanged tree adds nothing") {
-  TempBase base;
+  TempDir base;
   std::string db = base.path + "/store.db";
-  auto s = Open(db);
+  auto s = OpenStore(db);
   // 20 directories x 50 files.
   std::vector<uint64_t> dirs;
   for (int d = 0; d < 20; d++) {
@@ -351,8 +309,8 @@ TEST_CASE("snapshots share unchanged subtrees; an unchanged tree adds nothing") 
 }
 
 TEST_CASE("diff and history") {
-  TempBase base;
-  auto s = Open(base.path + "/store.db");
+  TempDir base;
+  auto s = OpenStore(base.path + "/store.db");
   uint64_t src = MakeDir(*s, kRootIno, "src");
   uint64_t main_c = MakeFile(*s, src, "main.c", "int main;");
   MakeFile(*s, src, "old.c", "old");
@@ -397,11 +355,11 @@ TEST_CASE("diff and history") {
 }
 
 TEST_CASE("restore brings files and trees back without copying data") {
-  TempBase base;
+  TempDir base;
   std::string db = base.path + "/store.db";
-  auto s = Open(db);
+  auto s = OpenStore(db);
   uint64_t proj = MakeDir(*s, kRootIno, "proj");
-  std::string data = Random(2 << 20, 2);
+  std::string data = RandomBytes(2 << 20, 2);
   uint64_t f = MakeFile(*s, proj, "data.bin", data);
   uint64_t sub = MakeDir(*s, proj, "sub");
   MakeFile(*s, sub, "note", "keep me");
@@ -442,13 +400,13 @@ TEST_CASE("restore brings files and trees back without copying data") {
 }
 
 TEST_CASE("prune keeps what its rules say; gc then frees what nothing references") {
-  TempBase base;
+  TempDir base;
   std::string db = base.path + "/store.db";
-  auto s = Open(db);
-  uint64_t f = MakeFile(*s, kRootIno, "f", Random(1 << 20, 3));
+  auto s = OpenStore(db);
+  uint64_t f = MakeFile(*s, kRootIno, "f", RandomBytes(1 << 20, 3));
   REQUIRE(s->Sync(true).ok());
   for (int i = 0; i < 6; i++) {
-    REQUIRE(s->Write(f, 0, Random(1 << 20, 10 + i)).ok());
+    REQUIRE(s->Write(f, 0, RandomBytes(1 << 20, 10 + i)).ok());
     REQUIRE(s->TakeSnapshot("s" + std::to_string(i)).ok());
   }
   CHECK(s->Prune({}).err() == EINVAL);
@@ -495,11 +453,11 @@ TEST_CASE("prune keeps what its rules say; gc then frees what nothing references
 }
 
 TEST_CASE("check finds a damaged tree object") {
-  TempBase base;
+  TempDir base;
   std::string db = base.path + "/store.db";
   int64_t pack = 0, offset = 0;
   {
-    auto s = Open(db);
+    auto s = OpenStore(db);
     uint64_t d = MakeDir(*s, kRootIno, "d");
     MakeFile(*s, d, "f", "x");
     REQUIRE(s->TakeSnapshot("s").ok());
@@ -507,14 +465,12 @@ TEST_CASE("check finds a damaged tree object") {
   }
   pack = Count(db, "SELECT pack FROM chunks WHERE kind=1 ORDER BY id DESC LIMIT 1");
   offset = Count(db, "SELECT offset FROM chunks WHERE kind=1 ORDER BY id DESC LIMIT 1");
-  char name[32];
-  snprintf(name, sizeof name, "/packs/%016lld.pack", (long long)pack);
-  FILE* fp = fopen((base.path + name).c_str(), "r+b");
+  FILE* fp = fopen(PackPath(base.path, uint64_t(pack)).c_str(), "r+b");
   REQUIRE(fp);
   fseek(fp, long(offset + 6), SEEK_SET);
   fputc(0x5a, fp);
   fclose(fp);
-  auto s = Open(db);
+  auto s = OpenStore(db);
   auto r = s->Check();
   CHECK_FALSE(r.ok());
   bool hash_problem = false;
@@ -530,12 +486,12 @@ TEST_CASE("a failure in the middle of a snapshot leaves the store as it was") {
     ~Guard() { vfs::ClearFault(); }
   } guard;
   for (uint64_t nth = 1;; nth += 3) {
-    TempBase base;
+    TempDir base;
     std::string db = base.path + "/store.db";
-    auto s = Open(db);
+    auto s = OpenStore(db);
     for (int d = 0; d < 5; d++) {
       uint64_t dir = MakeDir(*s, kRootIno, "d" + std::to_string(d));
-      for (int i = 0; i < 20; i++) MakeFile(*s, dir, "f" + std::to_string(i), Random(3000, d * 50 + i));
+      for (int i = 0; i < 20; i++) MakeFile(*s, dir, "f" + std::to_string(i), RandomBytes(3000, d * 50 + i));
     }
     REQUIRE(s->TakeSnapshot("ok").ok());
     auto f = Walk(*s, kRootIno, "d2/f7");
@@ -556,7 +512,7 @@ TEST_CASE("a failure in the middle of a snapshot leaves the store as it was") {
     auto list = s->ListSnapshots();
     REQUIRE(list.ok());
     CHECK(list->size() == (r.ok() ? 2u : 1u));
-    CHECK(*SnapRead(*s, "ok", "d2/f7") == Random(3000, 107));
+    CHECK(*SnapRead(*s, "ok", "d2/f7") == RandomBytes(3000, 107));
     if (r.ok()) CHECK(SnapRead(*s, "second", "d2/f7")->substr(0, 7) == "changed");
     RequireClean(*s);
     auto again = s->TakeSnapshot("third");
@@ -564,7 +520,7 @@ TEST_CASE("a failure in the middle of a snapshot leaves the store as it was") {
     CHECK(SnapRead(*s, "third", "d2/f7")->substr(0, 7) == "changed");
     RequireClean(*s);
     s.reset();
-    s = Open(db);
+    s = OpenStore(db);
     RequireClean(*s);
     REQUIRE(nth < 400);
   }
@@ -572,7 +528,7 @@ TEST_CASE("a failure in the middle of a snapshot leaves the store as it was") {
 
 TEST_CASE("kill -9 during snapshots, prune and gc: every completed snapshot is intact") {
   for (int round = 0; round < 4; round++) {
-    TempBase base;
+    TempDir base;
     std::string db = base.path + "/store.db";
     int fds[2];
     REQUIRE(pipe(fds) == 0);
@@ -590,7 +546,7 @@ TEST_CASE("kill -9 during snapshots, prune and gc: every completed snapshot is i
         auto f = s.Lookup(dir->ino, name);
         if (!f.ok()) f = s.Create(dir->ino, name, S_IFREG | 0644, 0, 0);
         if (!f.ok()) _exit(5);
-        std::string data = Random(20000 + i % 7 * 10000, i);
+        std::string data = RandomBytes(20000 + i % 7 * 10000, i);
         if (!s.Write(f->ino, 0, data).ok()) _exit(6);
         if (i % 5 == 4) {
           auto snap = s.TakeSnapshot("s" + std::to_string(i));
@@ -617,7 +573,7 @@ TEST_CASE("kill -9 during snapshots, prune and gc: every completed snapshot is i
     close(fds[0]);
     INFO("round " << round << ": " << acked.size() << " snapshots acknowledged");
     REQUIRE(acked.size() >= 2);
-    auto s = Open(db);
+    auto s = OpenStore(db);
     RequireClean(*s);
     auto list = s->ListSnapshots();
     REQUIRE(list.ok());
@@ -630,13 +586,13 @@ TEST_CASE("kill -9 during snapshots, prune and gc: every completed snapshot is i
     auto got = SnapRead(*s, "s" + std::to_string(last), "d/f" + std::to_string(last % 40));
     REQUIRE(got.ok());
     size_t len = 20000 + last % 7 * 10000;  // (written over older, maybe longer data)
-    CHECK(got->substr(0, len) == Random(len, last));
+    CHECK(got->substr(0, len) == RandomBytes(len, last));
     for (auto& x : *list) {
       uint32_t i = uint32_t(std::stoul(x.name.substr(1)));
       auto c = SnapRead(*s, x.name, "d/f" + std::to_string(i % 40));
       REQUIRE(c.ok());
       size_t n = 20000 + i % 7 * 10000;
-      CHECK(c->substr(0, n) == Random(n, i));
+      CHECK(c->substr(0, n) == RandomBytes(n, i));
     }
     // And the store takes snapshots again.
     REQUIRE(s->TakeSnapshot("after").ok());
@@ -648,7 +604,7 @@ TEST_CASE("a format 2 store made by the previous release is upgraded and snapsho
   // tests/store/fixtures/v2-store: made by musclefs 2eeaefa (packs, no
   // snapshots): docs/a.bin (300,000 bytes), docs/a-copy.bin (the same),
   // docs/link -> a.bin, hello.txt; deleted.txt was written and removed.
-  TempBase base;
+  TempDir base;
   std::string src = MUSCLE_SOURCE_DIR "/tests/store/fixtures/v2-store";
   REQUIRE(system(("cp -r " + src + "/store.db " + src + "/packs " + base.path + "/").c_str()) == 0);
   REQUIRE(system(("chmod 700 " + base.path + "/packs").c_str()) == 0);
@@ -656,7 +612,7 @@ TEST_CASE("a format 2 store made by the previous release is upgraded and snapsho
   CHECK(Count(db, "SELECT value FROM meta WHERE key='schema'") == 2);
   std::string a_hash;
   for (int round = 0; round < 2; round++) {
-    auto s = Open(db);
+    auto s = OpenStore(db);
     RequireClean(*s);
     auto a = Walk(*s, kRootIno, "docs/a.bin");
     REQUIRE(a.ok());
@@ -675,8 +631,8 @@ TEST_CASE("a format 2 store made by the previous release is upgraded and snapsho
 }
 
 TEST_CASE("scheduled snapshots: Tick takes one when the last is old enough") {
-  TempBase base;
-  auto s = Open(base.path + "/store.db");
+  TempDir base;
+  auto s = OpenStore(base.path + "/store.db");
   MakeFile(*s, kRootIno, "f", "x");
   REQUIRE(s->Tick().ok());
   CHECK(s->ListSnapshots()->empty());  // off by default
@@ -694,8 +650,8 @@ TEST_CASE("scheduled snapshots: Tick takes one when the last is old enough") {
 }
 
 TEST_CASE("a device, fifo or socket's metadata changes reach the next snapshot") {
-  TempBase base;
-  auto s = Open(base.path + "/store.db");
+  TempDir base;
+  auto s = OpenStore(base.path + "/store.db");
   uint64_t dev = MakeDir(*s, kRootIno, "dev");
   auto fifo = s->Create(dev, "fifo", S_IFIFO | 0644, 0, 0);
   REQUIRE(fifo.ok());
@@ -720,10 +676,10 @@ TEST_CASE("a device, fifo or socket's metadata changes reach the next snapshot")
 }
 
 TEST_CASE("a damaged tree object nothing needs does not stop commits") {
-  TempBase base;
+  TempDir base;
   std::string db = base.path + "/store.db";
   {
-    auto s = Open(db);
+    auto s = OpenStore(db);
     uint64_t d = MakeDir(*s, kRootIno, "d");
     MakeFile(*s, d, "a", "a");
     REQUIRE(s->TakeSnapshot("s0").ok());
@@ -734,21 +690,19 @@ TEST_CASE("a damaged tree object nothing needs does not stop commits") {
   // Damage d's object (the newest directory object but the root's).
   int64_t pack = Count(db, "SELECT c.pack FROM inodes i JOIN chunks c ON c.id=i.obj WHERE i.ino=2");
   int64_t offset = Count(db, "SELECT c.offset FROM inodes i JOIN chunks c ON c.id=i.obj WHERE i.ino=2");
-  char name[32];
-  snprintf(name, sizeof name, "/packs/%016lld.pack", (long long)pack);
-  FILE* fp = fopen((base.path + name).c_str(), "r+b");
+  FILE* fp = fopen(PackPath(base.path, uint64_t(pack)).c_str(), "r+b");
   REQUIRE(fp);
   fseek(fp, long(offset + 1), SEEK_SET);
   fputc('X', fp);  // "MFS" -> "MXS": not an object any more
   fclose(fp);
-  auto s = Open(db);
+  auto s = OpenStore(db);
   auto d = s->Lookup(kRootIno, "d");
   REQUIRE(d.ok());
   MakeFile(*s, kRootIno, "elsewhere", "e");
   MakeFile(*s, d->ino, "later", "l");  // drops d's (damaged) cached object
   REQUIRE(s->Sync(true).ok());
   s.reset();
-  s = Open(db);
+  s = OpenStore(db);
   CHECK(s->Lookup(kRootIno, "elsewhere").ok());
   CHECK(s->Lookup(d->ino, "later").ok());
   auto r = s->Check();
@@ -756,8 +710,8 @@ TEST_CASE("a damaged tree object nothing needs does not stop commits") {
 }
 
 TEST_CASE("listing @snapshots continues where it was when snapshots come and go") {
-  TempBase base;
-  auto s = Open(base.path + "/store.db");
+  TempDir base;
+  auto s = OpenStore(base.path + "/store.db");
   uint64_t f = MakeFile(*s, kRootIno, "f", "0");
   for (const char* n : {"a", "b", "c", "d"}) {
     REQUIRE(s->Write(f, 0, n).ok());

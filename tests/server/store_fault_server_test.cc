@@ -10,15 +10,13 @@
 #include <thread>
 
 #include "9p/client.h"
-#include "server_harness.h"
 #include "store/store.h"
 #include "store/vfs.h"
+#include "tests/server/server_harness.h"
 
 using namespace muscle;
 using namespace muscle::p9;
-using muscle::test::InProcessServer;
-using muscle::test::RandomBytes;
-using muscle::test::TempDir;
+using namespace muscle::test;
 
 TEST_CASE("a failing disk under the server: fsync reports it, nothing stale is reachable, service resumes") {
   int went_stale = 0;

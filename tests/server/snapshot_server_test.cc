@@ -10,27 +10,18 @@
 
 #include "9p/client.h"
 #include "server/control.h"
-#include "server_harness.h"
+#include "tests/server/server_harness.h"
 
 using namespace muscle;
 using namespace muscle::p9;
-using muscle::test::InProcessServer;
-using muscle::test::TempDir;
+using namespace muscle::test;
 
 namespace {
-
-std::string Claim(Client& c, const std::string& line) {
-  REQUIRE(c.SendRaw(line).ok());
-  std::string answer;
-  char ch;
-  while (read(c.fd(), &ch, 1) == 1 && ch != '\n') answer += ch;
-  return answer;
-}
 
 // Connects (as `claim`, or as the local administrator when empty).
 void Connect(Client& c, const std::string& ep, const std::string& claim) {
   REQUIRE(c.Connect(ep).ok());
-  if (!claim.empty()) REQUIRE(Claim(c, claim) == "ok");
+  if (!claim.empty()) REQUIRE(SendClaim(c, claim) == "ok");
   REQUIRE(c.Version().ok());
 }
 

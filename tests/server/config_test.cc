@@ -5,16 +5,17 @@
 #include <fstream>
 
 #include "server/config.h"
-#include "server_harness_lite.h"
+#include "tests/test_util.h"
 
 using namespace muscle;
 using namespace muscle::server;
+using namespace muscle::test;
 
 namespace {
 // Writes $BASE/musclefs.conf with mode 0644 whatever the umask (a group-
 // or world-writable file is refused).
 struct ConfFile {
-  explicit ConfFile(const TempBase& b) : path(b.path + "/musclefs.conf"), out(path) {}
+  explicit ConfFile(const TempDir& b) : path(b.path + "/musclefs.conf"), out(path) {}
   ~ConfFile() {
     out.close();
     chmod(path.c_str(), 0644);
@@ -30,7 +31,7 @@ struct ConfFile {
 }  // namespace
 
 TEST_CASE("defaults come from the base directory") {
-  TempBase base;
+  TempDir base;
   auto c = ParseConfig({"serve", "--base", base.path});
   REQUIRE(c.ok());
   CHECK(c->server.store_path == base.path + "/store.db");
@@ -43,7 +44,7 @@ TEST_CASE("defaults come from the base directory") {
 }
 
 TEST_CASE("config file values, overridden by flags") {
-  TempBase base;
+  TempDir base;
   ConfFile(base)
       << "# comment\nstore = /x/y.db\nlisten = tcp://127.0.0.1:1\nlisten = unix:/s\n"
          "msize = 65536\n";
@@ -59,7 +60,7 @@ TEST_CASE("config file values, overridden by flags") {
 }
 
 TEST_CASE("errors name the file and line or the flag") {
-  TempBase base;
+  TempDir base;
   ConfFile(base) << "store = a\nbogus line\n";
   auto c = ParseConfig({"serve", "--base", base.path});
   REQUIRE(!c.ok());
@@ -117,7 +118,7 @@ TEST_CASE("endpoints parse and plaintext on a network address is refused") {
 }
 
 TEST_CASE("TLS settings: file values, flag overrides, ranges") {
-  TempBase base;
+  TempDir base;
   ConfFile(base)
       << "tls-ticket-lifetime = 0\nmax-failed-handshakes = 3\nhandshake-timeout-ms = 500\n";
   auto c = ParseConfig({"serve", "--base", base.path});
@@ -135,7 +136,7 @@ TEST_CASE("TLS settings: file values, flag overrides, ranges") {
 }
 
 TEST_CASE("a flag on the command line wins over the file, also when it equals the default") {
-  TempBase base;
+  TempDir base;
   ConfFile(base)
       << "msize = 65536\ncommit-interval-ms = 5000\nhandshake-timeout-ms = 500\n"
          "max-failed-handshakes = 3\ntls-ticket-lifetime = 0\nkeys = /file/keys\n"
@@ -194,7 +195,7 @@ TEST_CASE("startup warnings name every plain TCP listener") {
 }
 
 TEST_CASE("the config file must be a regular file only its owner can change") {
-  TempBase base;
+  TempDir base;
   std::string conf = base.path + "/musclefs.conf";
   // A FIFO used to hang start-up (std::ifstream blocks opening it).
   REQUIRE(mkfifo(conf.c_str(), 0600) == 0);
@@ -234,7 +235,7 @@ TEST_CASE("the config file must be a regular file only its owner can change") {
 }
 
 TEST_CASE("snapshot settings: snapshot-every durations and the access word") {
-  TempBase base;
+  TempDir base;
   ConfFile(base) << "snapshot-every = 15m\naccess = alice root=/a snapshot\naccess = bob read-only\n";
   auto c = ParseConfig({"serve", "--base", base.path});
   REQUIRE(c.ok());

@@ -8,9 +8,10 @@
 #include <fstream>
 
 #include "server/config.h"
-#include "server_harness_lite.h"
+#include "tests/test_util.h"
 
 using namespace muscle;
+using namespace muscle::test;
 
 namespace {
 server::ConfigReport CheckWith(const std::string& base, const std::string& conf) {
@@ -30,7 +31,7 @@ bool Mentions(const std::vector<std::string>& lines, const std::string& what) {
 }  // namespace
 
 TEST_CASE("check-config accepts a good configuration and lists what it serves") {
-  TempBase dir;
+  TempDir dir;
   auto r = CheckWith(dir.path, "access = bob read-only\n");
   CHECK(r.ok());
   CHECK(Mentions(r.notes, "listen: unix:" + dir.path + "/musclefs.sock"));
@@ -38,7 +39,7 @@ TEST_CASE("check-config accepts a good configuration and lists what it serves") 
 }
 
 TEST_CASE("check-config reports what would stop the server") {
-  TempBase dir;
+  TempDir dir;
   SECTION("plain TCP on a network address") {
     auto r = CheckWith(dir.path, "listen = tcp://192.0.2.1:5640\n");
     CHECK(!r.ok());
