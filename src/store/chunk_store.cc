@@ -6,6 +6,26 @@
 
 namespace muscle::store {
 
+Status ContainerChunkStore::ReadBatch(std::span<const ChunkRead> reads) {
+  for (const ChunkRead& r : reads) {
+    MUSCLE_RETURN_IF_ERROR(CheckRange(r));
+    MUSCLE_RETURN_IF_ERROR(ReadRaw(r.at.container, r.at.offset + r.from, r.len, r.out));
+  }
+  return Status::Ok();
+}
+
+Status ContainerChunkStore::ReadRecord(ChunkLocation at, uint64_t size, ChunkRecord* header,
+                                       std::string& data) {
+  if (at.offset < kRecordHeaderSize) return Status(EIO, "offset inside the pack header");
+  data.resize(size + kRecordHeaderSize);
+  MUSCLE_RETURN_IF_ERROR(ReadRaw(at.container, at.offset - kRecordHeaderSize, data.size(), data.data()));
+  unsigned char head[kRecordHeaderSize];
+  memcpy(head, data.data(), kRecordHeaderSize);
+  *header = DecodeRecordHeader(head, at.offset);
+  data.erase(0, kRecordHeaderSize);
+  return Status::Ok();
+}
+
 Status ErrnoStatus(int e, const std::string& what) { return Status(e, what + ": " + strerror(e)); }
 
 void EncodeRecordHeader(uint32_t length, const unsigned char (&hash)[32],
@@ -24,10 +44,11 @@ ChunkRecord DecodeRecordHeader(const unsigned char (&head)[kRecordHeaderSize],
   return r;
 }
 
-Status CheckRange(const ChunkRead& r, const std::string& container) {
+Status CheckRange(const ChunkRead& r) {
   if (r.from > r.size || r.len > r.size - r.from)
     return Status(EINVAL, "read of " + std::to_string(r.len) + " bytes at " + std::to_string(r.from) +
-                              " of a " + std::to_string(r.size) + "-byte chunk in " + container);
+                              " of a " + std::to_string(r.size) + "-byte chunk in container " +
+                              std::to_string(r.at.container));
   return Status::Ok();
 }
 

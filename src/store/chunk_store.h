@@ -6,7 +6,8 @@
 // reference counts or transactions; it stores records and hands back where
 // it put them. Implementations: LocalPackStore (store/pack.h, the pack
 // directory next to the database, format 2 of man/musclefs-store.5) and
-// MemoryChunkStore (store/memory_chunk_store.h, for tests).
+// MemoryChunkStore (store/memory_chunk_store.h, for tests), both on
+// ContainerChunkStore (below), which reads the layout over byte ranges.
 //
 // Data model. Chunks are appended as records to containers (a pack file, an
 // object): an append-only byte sequence numbered by a 64-bit id, starting
@@ -186,6 +187,22 @@ class ChunkStore {
   virtual Result<std::unique_ptr<ChunkStore>> NewReader() = 0;
 };
 
+// A ChunkStore whose containers are byte sequences read by offset (a pack
+// file, memory, an object read with ranged GETs): the reads of the layout
+// are written once here, over ReadRaw.
+class ContainerChunkStore : public ChunkStore {
+ public:
+  Status ReadBatch(std::span<const ChunkRead> reads) override;
+  // Reads the header and the data in one ReadRaw.
+  Status ReadRecord(ChunkLocation at, uint64_t size, ChunkRecord* header,
+                    std::string& data) override;
+
+ protected:
+  // `len` bytes at `offset` of container `id`, header or not; an error
+  // when the container is missing or shorter.
+  virtual Status ReadRaw(uint64_t id, uint64_t offset, size_t len, char* out) = 0;
+};
+
 // --- helpers for implementations of the layout above (chunk_store.cc) ---
 
 // The record header of a chunk: length (little-endian) and hash.
@@ -195,7 +212,7 @@ void EncodeRecordHeader(uint32_t length, const unsigned char (&hash)[32],
 ChunkRecord DecodeRecordHeader(const unsigned char (&head)[kRecordHeaderSize],
                                uint64_t data_offset);
 // EINVAL unless [from, from + len) lies inside a `size`-byte record.
-Status CheckRange(const ChunkRead& r, const std::string& container);
+Status CheckRange(const ChunkRead& r);
 // The 4 KiB pages wholly inside [offset, offset + length): [*lo, *hi)
 // (empty when *lo >= *hi). Only these are punched.
 void PunchablePages(uint64_t offset, uint64_t length, uint64_t* lo, uint64_t* hi);

@@ -615,13 +615,20 @@ Status Store::ReadLogical(uint64_t ino, uint64_t offset, size_t len, char* out) 
   return Status::Ok();
 }
 
+// The extents' ranges are looked up in the index a batch at a time and
+// read with one ReadBatch each, so that a chunk store with slow reads can
+// merge and prefetch them.
 Status Store::ReadStored(uint64_t ino, uint64_t offset, size_t len, char* out) {
   memset(out, 0, len);
   uint64_t end = offset + len;
+  std::vector<ChunkRead> reads;
   auto copy = [&](const ExtentRow& e) -> Status {
     uint64_t s = std::max(e.offset, offset), t = std::min(e.offset + e.length, end);
     if (s >= t) return Status::Ok();
-    return ReadChunk(e.chunk, s - e.offset, size_t(t - s), out + (s - offset));
+    auto r = ChunkRange(e.chunk, s - e.offset, size_t(t - s), out + (s - offset));
+    if (!r.ok()) return r.status();
+    reads.push_back(*r);
+    return Status::Ok();
   };
   {
     Stmt& q = st_->extent_at_or_before;
@@ -653,10 +660,12 @@ Status Store::ReadStored(uint64_t ino, uint64_t offset, size_t len, char* out) {
       if (q.failed()) return q.Error("read");
     }
     for (const ExtentRow& e : batch) MUSCLE_RETURN_IF_ERROR(copy(e));
+    MUSCLE_RETURN_IF_ERROR(chunks_->ReadBatch(reads));
+    reads.clear();
     if (batch.size() < 64) break;
     from = batch.back().offset + 1;
   }
-  return Status::Ok();
+  return chunks_->ReadBatch(reads);
 }
 
 Result<Store::GcReport> Store::CollectGarbage(bool all) {
@@ -743,14 +752,20 @@ Result<Store::GcReport> Store::CollectGarbage(bool all) {
   return report;
 }
 
-Status Store::ReadChunk(int64_t chunk, uint64_t offset, size_t len, char* out) {
+Result<ChunkRead> Store::ChunkRange(int64_t chunk, uint64_t offset, size_t len, char* out) {
   Stmt& q = st_->chunk_location;
   Stmt::Scope scope(q);
   q.Bind(1, chunk);
   if (!q.Step()) return q.failed() ? q.Error("chunk location") : Status(EIO, "chunk " + std::to_string(chunk) + " missing");
   if (offset + len > uint64_t(q.Int(2)))
     return Status(EIO, "chunk " + std::to_string(chunk) + " shorter than its extent");
-  return chunks_->Read({uint64_t(q.Int(0)), uint64_t(q.Int(1))}, uint64_t(q.Int(2)), offset, len, out);
+  return ChunkRead{{uint64_t(q.Int(0)), uint64_t(q.Int(1))}, uint64_t(q.Int(2)), offset, len, out};
+}
+
+Status Store::ReadChunk(int64_t chunk, uint64_t offset, size_t len, char* out) {
+  auto r = ChunkRange(chunk, offset, len, out);
+  if (!r.ok()) return r.status();
+  return chunks_->ReadBatch(std::span<const ChunkRead>(&*r, 1));
 }
 
 }  // namespace muscle::store

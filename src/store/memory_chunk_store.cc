@@ -99,33 +99,13 @@ Result<PutResult> MemoryChunkStore::Put(std::string_view data, const unsigned ch
   return put;
 }
 
-Status MemoryChunkStore::ReadRaw(uint64_t id, uint64_t offset, size_t len, char* out) const {
+Status MemoryChunkStore::ReadRaw(uint64_t id, uint64_t offset, size_t len, char* out) {
   std::lock_guard<std::mutex> g(shared_->mu);
   auto it = shared_->bytes.find(id);
   if (it == shared_->bytes.end()) return Status(ENOENT, "no " + NameOf(id));
   if (offset > it->second.size() || len > it->second.size() - offset)
     return Status(EIO, "read " + NameOf(id) + " at " + std::to_string(offset) + ": past its end");
   memcpy(out, it->second.data() + offset, len);
-  return Status::Ok();
-}
-
-Status MemoryChunkStore::ReadBatch(std::span<const ChunkRead> reads) {
-  for (const ChunkRead& r : reads) {
-    MUSCLE_RETURN_IF_ERROR(CheckRange(r, NameOf(r.at.container)));
-    MUSCLE_RETURN_IF_ERROR(ReadRaw(r.at.container, r.at.offset + r.from, r.len, r.out));
-  }
-  return Status::Ok();
-}
-
-Status MemoryChunkStore::ReadRecord(ChunkLocation at, uint64_t size, ChunkRecord* header,
-                                    std::string& data) {
-  if (at.offset < kRecordHeaderSize) return Status(EIO, "offset inside the pack header");
-  unsigned char head[kRecordHeaderSize];
-  MUSCLE_RETURN_IF_ERROR(ReadRaw(at.container, at.offset - kRecordHeaderSize, sizeof head,
-                                 reinterpret_cast<char*>(head)));
-  data.resize(size);
-  MUSCLE_RETURN_IF_ERROR(ReadRaw(at.container, at.offset, size, data.data()));
-  *header = DecodeRecordHeader(head, at.offset);
   return Status::Ok();
 }
 

@@ -25,7 +25,7 @@
 
 namespace muscle::store {
 
-class MemoryChunkStore final : public ChunkStore {
+class MemoryChunkStore final : public ContainerChunkStore {
  public:
   // A container is sealed once it would grow past `container_target`.
   explicit MemoryChunkStore(uint64_t container_target = 32u << 20);
@@ -39,9 +39,6 @@ class MemoryChunkStore final : public ChunkStore {
 
   Status Open(const std::string& owner, const std::map<uint64_t, uint64_t>& committed) override;
   Result<PutResult> Put(std::string_view data, const unsigned char (&hash)[32]) override;
-  Status ReadBatch(std::span<const ChunkRead> reads) override;
-  Status ReadRecord(ChunkLocation at, uint64_t size, ChunkRecord* header,
-                    std::string& data) override;
   Status Sync() override;
   ContainerMark mark() const override { return open_; }
   Status RollBackTo(const ContainerMark& mark) override;
@@ -62,7 +59,7 @@ class MemoryChunkStore final : public ChunkStore {
   static std::string NameOf(uint64_t id);
   // Copies `len` bytes at `offset` of container `id`; EIO past its end,
   // ENOENT when there is no such container.
-  Status ReadRaw(uint64_t id, uint64_t offset, size_t len, char* out) const;
+  Status ReadRaw(uint64_t id, uint64_t offset, size_t len, char* out) override;
 
   std::shared_ptr<Shared> shared_;
   bool read_only_ = false;

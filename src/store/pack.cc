@@ -246,25 +246,7 @@ Status LocalPackStore::ReadRaw(uint64_t pack, uint64_t offset, size_t len, char*
   return Status::Ok();
 }
 
-Status LocalPackStore::ReadBatch(std::span<const ChunkRead> reads) {
-  for (const ChunkRead& r : reads) {
-    MUSCLE_RETURN_IF_ERROR(CheckRange(r, PathOf(r.at.container)));
-    MUSCLE_RETURN_IF_ERROR(ReadRaw(r.at.container, r.at.offset + r.from, r.len, r.out));
-  }
-  return Status::Ok();
-}
 
-Status LocalPackStore::ReadRecord(ChunkLocation at, uint64_t size, ChunkRecord* header,
-                                  std::string& data) {
-  if (at.offset < kRecordHeader) return Status(EIO, "offset inside the pack header");
-  data.resize(size + kRecordHeader);
-  MUSCLE_RETURN_IF_ERROR(ReadRaw(at.container, at.offset - kRecordHeader, data.size(), data.data()));
-  unsigned char head[kRecordHeader];
-  memcpy(head, data.data(), kRecordHeader);
-  *header = DecodeRecordHeader(head, at.offset);
-  data.erase(0, kRecordHeader);
-  return Status::Ok();
-}
 
 Status LocalPackStore::Sync() {
   for (uint64_t id : unsynced_) {

@@ -41,7 +41,7 @@ namespace muscle::store {
 
 // The pack directory as a ChunkStore (chunk_store.h): a container is a
 // pack file.
-class LocalPackStore final : public ChunkStore {
+class LocalPackStore final : public ContainerChunkStore {
  public:
   static constexpr size_t kHeaderSize = kContainerHeaderSize;
   static constexpr size_t kRecordHeader = kRecordHeaderSize;
@@ -74,9 +74,6 @@ class LocalPackStore final : public ChunkStore {
   // Appends a record to the open pack; writeback of the written bytes is
   // started early (sync_file_range) so that Sync finds them mostly written.
   Result<PutResult> Put(std::string_view data, const unsigned char (&hash)[32]) override;
-  Status ReadBatch(std::span<const ChunkRead> reads) override;
-  Status ReadRecord(ChunkLocation at, uint64_t size, ChunkRecord* header,
-                    std::string& data) override;
   // Syncs every pack written since the last Sync (data before index).
   Status Sync() override;
   ContainerMark mark() const override { return {open_id_, open_size_}; }
@@ -102,8 +99,7 @@ class LocalPackStore final : public ChunkStore {
   Result<int> Fd(uint64_t id);
   Status Create(uint64_t id);
   void Close(uint64_t id);
-  // `len` bytes at `offset` of a pack file, header or not.
-  Status ReadRaw(uint64_t pack, uint64_t offset, size_t len, char* out);
+  Status ReadRaw(uint64_t pack, uint64_t offset, size_t len, char* out) override;
   // Starts (does not wait for) the disk writes of the open pack's bytes
   // appended since the last call, once there are kWritebackStep of them
   // (or any, with `all`).

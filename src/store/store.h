@@ -446,6 +446,9 @@ class Store {
   // Data path (file_data.cc).
   Status ReadLogical(uint64_t ino, uint64_t offset, size_t len, char* out);
   Status ReadStored(uint64_t ino, uint64_t offset, size_t len, char* out);
+  // Where `len` bytes at `offset` of a chunk are, by the index, to be read
+  // into `out`; ReadChunk reads them.
+  Result<ChunkRead> ChunkRange(int64_t chunk, uint64_t offset, size_t len, char* out);
   Status ReadChunk(int64_t chunk, uint64_t offset, size_t len, char* out);
   Status FlushRange(uint64_t ino, uint64_t lo, uint64_t hi, uint64_t size);
   Result<int64_t> PutChunk(std::string_view data);
