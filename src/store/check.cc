@@ -11,7 +11,6 @@
 #include <optional>
 #include <unordered_set>
 
-#include "store/pack.h"
 #include "store/sha256.h"
 #include "store/statements.h"
 #include "store/store.h"
@@ -54,21 +53,16 @@ CheckReport Store::Check() {
       uint64_t size = uint64_t(q.Int(2)), pack = uint64_t(q.Int(4)), offset = uint64_t(q.Int(5));
       r.chunk_bytes += size;
       std::string_view stored = q.Blob(1);
-      data.resize(size + PackSet::kRecordHeader);
-      Status rs = offset >= PackSet::kRecordHeader
-                      ? packs_.Read(pack, offset - PackSet::kRecordHeader, data.size(), data.data())
-                      : Status(EIO, "offset inside the pack header");
+      ChunkRecord head;
+      Status rs = chunks_->ReadRecord({pack, offset}, size, &head, data);
       if (!rs.ok()) {
         problem("chunk " + id + ": " + rs.ToString());
         continue;
       }
-      const auto* head = reinterpret_cast<const unsigned char*>(data.data());
-      uint32_t len = uint32_t(head[0]) | uint32_t(head[1]) << 8 | uint32_t(head[2]) << 16 |
-                     uint32_t(head[3]) << 24;
-      if (len != size || stored.size() != 32 || memcmp(head + 4, stored.data(), 32) != 0)
+      if (head.length != size || stored.size() != 32 || memcmp(head.hash, stored.data(), 32) != 0)
         problem("chunk " + id + ": pack record header does not match the index");
       unsigned char h[32];
-      Sha256(data.data() + PackSet::kRecordHeader, size, h);
+      Sha256(data.data(), size, h);
       if (stored.size() != 32 || memcmp(stored.data(), h, 32) != 0)
         problem("chunk " + id + ": content does not match its hash");
       if (q.Int(3) <= 0) problem("chunk " + id + ": unreferenced chunk kept");
@@ -84,12 +78,12 @@ CheckReport Store::Check() {
     while (q.Step()) {
       r.packs++;
       uint64_t id = uint64_t(q.Int(0)), size = uint64_t(q.Int(1));
-      uint64_t live = uint64_t(q.Int(2)) + uint64_t(q.Int(3)) * PackSet::kRecordHeader +
-                      PackSet::kHeaderSize;
+      uint64_t live = uint64_t(q.Int(2)) + uint64_t(q.Int(3)) * kRecordHeaderSize +
+                      kContainerHeaderSize;
       r.pack_bytes += size;
       if (size >= live) r.unreferenced_bytes += size - live;
-      std::vector<PackSet::Record> records;
-      Status w = packs_.Walk(id, size, records);
+      std::vector<ChunkRecord> records;
+      Status w = chunks_->Records(id, size, records);
       if (!w.ok()) problem("pack " + std::to_string(id) + ": " + w.ToString());
     }
     Stmt orphan(db_, "SELECT c.id FROM chunks c LEFT JOIN packs p ON p.id=c.pack WHERE p.id IS NULL");
@@ -276,7 +270,8 @@ Status Store::CheckObjects(CheckReport& r, std::map<int64_t, int64_t>& refs) {
     r.objects++;
     int64_t id = q.Int(0);
     bytes.resize(size_t(q.Int(3)));
-    Status rs = packs_.Read(uint64_t(q.Int(1)), uint64_t(q.Int(2)), bytes.size(), bytes.data());
+    Status rs = chunks_->Read({uint64_t(q.Int(1)), uint64_t(q.Int(2))}, bytes.size(), 0, bytes.size(),
+                              bytes.data());
     if (!rs.ok()) continue;  // reported with the chunk above
     auto o = DecodeObject(bytes);
     if (!o.ok()) {

@@ -479,13 +479,10 @@ Result<int64_t> Store::PutChunk(std::string_view data, const unsigned char (&has
     }
     if (q.failed()) return q.Error("find chunk");
   }
-  uint64_t before = packs_.open_pack(), before_size = packs_.open_size();
-  bool started = false;
-  auto at = packs_.Append(data, hash, &started);
+  auto at = AppendChunk(data, hash);
   if (!at.ok()) return at.status();
-  if (started) MUSCLE_RETURN_IF_ERROR(RecordPack(before, before_size, packs_.open_pack()));
   Stmt& ins = st_->insert_chunk;
-  ins.Bind(1, h, true).Bind(2, int64_t(data.size())).Bind(3, int64_t(at->pack))
+  ins.Bind(1, h, true).Bind(2, int64_t(data.size())).Bind(3, int64_t(at->container))
       .Bind(4, int64_t(at->offset));
   MUSCLE_RETURN_IF_ERROR(ins.Run());
   return int64_t(sqlite3_last_insert_rowid(db_.raw()));
@@ -511,20 +508,21 @@ Status Store::DropChunk(int64_t chunk) {
       if (q.failed()) return q.Error("chunk refs");
     }
     if (refs > 0) continue;
-    uint64_t pack, offset, size;
+    ChunkLocation at;
+    uint64_t size;
     {
       Stmt& loc = st_->chunk_location;
       Stmt::Scope scope(loc);
       loc.Bind(1, id);
       if (!loc.Step()) return loc.failed() ? loc.Error("chunk location") : Status(EIO, "chunk vanished");
-      pack = uint64_t(loc.Int(0)), offset = uint64_t(loc.Int(1)), size = uint64_t(loc.Int(2));
+      at = {uint64_t(loc.Int(0)), uint64_t(loc.Int(1))}, size = uint64_t(loc.Int(2));
     }
     if (kind == 1) {
       // A dead object that cannot be read or decoded (damaged on disk)
       // keeps its children's references: space is leaked (check reports
       // it), but freeing space never fails the commit that deletes.
       std::string bytes(size, '\0');
-      Status rs = packs_.Read(pack, offset, size, bytes.data());
+      Status rs = chunks_->Read(at, size, 0, size, bytes.data());
       auto o = rs.ok() ? DecodeObject(bytes) : Result<TreeObject>(rs);
       if (!o.ok()) {
         Log("store: tree object %lld cannot be freed (%s); the chunks it names stay",
@@ -537,7 +535,7 @@ Status Store::DropChunk(int64_t chunk) {
         }
       }
     }
-    punches_.push_back({pack, offset, size});
+    punches_.push_back({at, size});
     garbage_since_gc_ = true;
     Stmt& d = st_->delete_chunk;
     d.Bind(1, id);
@@ -617,13 +615,20 @@ Status Store::ReadLogical(uint64_t ino, uint64_t offset, size_t len, char* out) 
   return Status::Ok();
 }
 
+// The extents' ranges are looked up in the index a batch at a time and
+// read with one ReadBatch each, so that a chunk store with slow reads can
+// merge and prefetch them.
 Status Store::ReadStored(uint64_t ino, uint64_t offset, size_t len, char* out) {
   memset(out, 0, len);
   uint64_t end = offset + len;
+  std::vector<ChunkRead> reads;
   auto copy = [&](const ExtentRow& e) -> Status {
     uint64_t s = std::max(e.offset, offset), t = std::min(e.offset + e.length, end);
     if (s >= t) return Status::Ok();
-    return ReadChunk(e.chunk, s - e.offset, size_t(t - s), out + (s - offset));
+    auto r = ChunkRange(e.chunk, s - e.offset, size_t(t - s), out + (s - offset));
+    if (!r.ok()) return r.status();
+    reads.push_back(*r);
+    return Status::Ok();
   };
   {
     Stmt& q = st_->extent_at_or_before;
@@ -655,10 +660,12 @@ Status Store::ReadStored(uint64_t ino, uint64_t offset, size_t len, char* out) {
       if (q.failed()) return q.Error("read");
     }
     for (const ExtentRow& e : batch) MUSCLE_RETURN_IF_ERROR(copy(e));
+    MUSCLE_RETURN_IF_ERROR(chunks_->ReadBatch(reads));
+    reads.clear();
     if (batch.size() < 64) break;
     from = batch.back().offset + 1;
   }
-  return Status::Ok();
+  return chunks_->ReadBatch(reads);
 }
 
 Result<Store::GcReport> Store::CollectGarbage(bool all) {
@@ -677,7 +684,7 @@ Result<Store::GcReport> Store::CollectGarbage(bool all) {
     if (q.failed()) return q.Error("gc");
   }
   for (const PackUse& p : packs) {
-    if (p.id == packs_.open_pack()) continue;
+    if (p.id == chunks_->mark().container) continue;
     bool sparse = p.live * 2 < p.size || (all && p.live < p.size);
     if (!sparse) continue;
     // Copy the live chunks into the open pack; the index moves in one
@@ -699,15 +706,13 @@ Result<Store::GcReport> Store::CollectGarbage(bool all) {
       for (size_t i = 0; i < live.size(); i++) {
         auto [id, where] = live[i];
         data.resize(where.second);
-        MUSCLE_RETURN_IF_ERROR(packs_.Read(p.id, where.first, data.size(), data.data()));
+        MUSCLE_RETURN_IF_ERROR(
+            chunks_->Read({p.id, where.first}, data.size(), 0, data.size(), data.data()));
         unsigned char h[32];
         memcpy(h, hashes[i].data(), 32);
-        uint64_t before = packs_.open_pack(), before_size = packs_.open_size();
-        bool started = false;
-        auto at = packs_.Append(data, h, &started);
+        auto at = AppendChunk(data, h);
         if (!at.ok()) return at.status();
-        if (started) MUSCLE_RETURN_IF_ERROR(RecordPack(before, before_size, packs_.open_pack()));
-        move.Bind(1, int64_t(at->pack)).Bind(2, int64_t(at->offset)).Bind(3, id);
+        move.Bind(1, int64_t(at->container)).Bind(2, int64_t(at->offset)).Bind(3, id);
         MUSCLE_RETURN_IF_ERROR(move.Run());
         report.bytes_copied += data.size();
       }
@@ -717,7 +722,7 @@ Result<Store::GcReport> Store::CollectGarbage(bool all) {
     });
     MUSCLE_RETURN_IF_ERROR(s);
     MUSCLE_RETURN_IF_ERROR(Sync(true));
-    MUSCLE_RETURN_IF_ERROR(packs_.Remove(p.id));
+    MUSCLE_RETURN_IF_ERROR(chunks_->Remove(p.id));
     gate_->PackRemoved();
     report.packs_removed++;
     report.bytes_freed += p.size;
@@ -731,30 +736,36 @@ Result<Store::GcReport> Store::CollectGarbage(bool all) {
     while (q.Step()) left.push_back({uint64_t(q.Int(0)), uint64_t(q.Int(1))});
     Stmt used(db_, "SELECT 1 FROM chunks WHERE pack=? AND offset=?");
     for (auto [id, size] : left) {
-      std::vector<PackSet::Record> records;
-      MUSCLE_RETURN_IF_ERROR(packs_.Walk(id, size, records));
+      std::vector<ChunkRecord> records;
+      MUSCLE_RETURN_IF_ERROR(chunks_->Records(id, size, records));
       for (const auto& r : records) {
         Stmt::Scope scope(used);
         used.Bind(1, int64_t(id)).Bind(2, int64_t(r.offset));
         if (used.Step()) continue;
         if (used.failed()) return used.Error("gc");
-        MUSCLE_RETURN_IF_ERROR(packs_.Punch(id, r.offset, r.length));
+        MUSCLE_RETURN_IF_ERROR(chunks_->Punch({id, r.offset}, r.length));
       }
     }
-    MUSCLE_RETURN_IF_ERROR(packs_.WaitPunches());
+    MUSCLE_RETURN_IF_ERROR(chunks_->WaitIdle());
   }
   last_gc_ = std::chrono::steady_clock::now();
   return report;
 }
 
-Status Store::ReadChunk(int64_t chunk, uint64_t offset, size_t len, char* out) {
+Result<ChunkRead> Store::ChunkRange(int64_t chunk, uint64_t offset, size_t len, char* out) {
   Stmt& q = st_->chunk_location;
   Stmt::Scope scope(q);
   q.Bind(1, chunk);
   if (!q.Step()) return q.failed() ? q.Error("chunk location") : Status(EIO, "chunk " + std::to_string(chunk) + " missing");
   if (offset + len > uint64_t(q.Int(2)))
     return Status(EIO, "chunk " + std::to_string(chunk) + " shorter than its extent");
-  return packs_.Read(uint64_t(q.Int(0)), uint64_t(q.Int(1)) + offset, len, out);
+  return ChunkRead{{uint64_t(q.Int(0)), uint64_t(q.Int(1))}, uint64_t(q.Int(2)), offset, len, out};
+}
+
+Status Store::ReadChunk(int64_t chunk, uint64_t offset, size_t len, char* out) {
+  auto r = ChunkRange(chunk, offset, len, out);
+  if (!r.ok()) return r.status();
+  return chunks_->ReadBatch(std::span<const ChunkRead>(&*r, 1));
 }
 
 }  // namespace muscle::store

@@ -16,10 +16,9 @@ namespace muscle::store {
 
 namespace {
 
-constexpr char kMagic[16] = {'m', 'u', 's', 'c', 'l', 'e', 'f', 's', ' ', 'p', 'a', 'c', 'k', 0, 0, 1};
 constexpr size_t kMaxFds = 64;
 
-Status Err(int e, const std::string& what) { return Status(e, what + ": " + strerror(e)); }
+Status Err(int e, const std::string& what) { return ErrnoStatus(e, what); }
 
 Status SyncDir(const std::string& dir) {
   int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -40,8 +39,23 @@ bool ParseName(const char* name, uint64_t* id) {
 
 }  // namespace
 
-PackSet::~PackSet() {
-  (void)WaitPunches();
+LocalPackStore::LocalPackStore(std::string dir, Mode mode)
+    : dir_(std::move(dir)), read_only_(mode == Mode::kReadOnly) {}
+
+Result<std::unique_ptr<LocalPackStore>> LocalPackStore::Temporary() {
+  char tmpl[] = "/tmp/musclefs-memory-XXXXXX";
+  if (!mkdtemp(tmpl)) return Status(errno, "mkdtemp for an in-memory store's packs");
+  auto s = std::make_unique<LocalPackStore>(tmpl, Mode::kWrite);
+  s->temporary_ = true;
+  return s;
+}
+
+Result<std::unique_ptr<ChunkStore>> LocalPackStore::NewReader() {
+  return std::unique_ptr<ChunkStore>(std::make_unique<LocalPackStore>(dir_, Mode::kReadOnly));
+}
+
+LocalPackStore::~LocalPackStore() {
+  (void)WaitIdle();
   {
     std::lock_guard<std::mutex> g(punch_mu_);
     punch_stop_ = true;
@@ -52,15 +66,21 @@ PackSet::~PackSet() {
     vfs::FileClosed(fd);
     close(fd);
   }
+  fds_.clear();
+  if (temporary_) {
+    for (uint64_t id : Containers()) (void)Remove(id);
+    unlink((dir_ + "/owner").c_str());
+    rmdir(dir_.c_str());
+  }
 }
 
-std::string PackSet::PathOf(uint64_t id) const {
+std::string LocalPackStore::PathOf(uint64_t id) const {
   char name[32];
   snprintf(name, sizeof name, "%016llx.pack", (unsigned long long)id);
   return dir_ + "/" + name;
 }
 
-void PackSet::Close(uint64_t id) {
+void LocalPackStore::Close(uint64_t id) {
   auto it = fds_.find(id);
   if (it == fds_.end()) return;
   vfs::FileClosed(it->second);
@@ -68,7 +88,7 @@ void PackSet::Close(uint64_t id) {
   fds_.erase(it);
 }
 
-Result<int> PackSet::Fd(uint64_t id) {
+Result<int> LocalPackStore::Fd(uint64_t id) {
   auto it = fds_.find(id);
   if (it != fds_.end()) return it->second;
   if (fds_.size() >= kMaxFds) {
@@ -83,12 +103,12 @@ Result<int> PackSet::Fd(uint64_t id) {
   return fd;
 }
 
-Status PackSet::Create(uint64_t id) {
+Status LocalPackStore::Create(uint64_t id) {
   std::string path = PathOf(id);
   int fd = open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) return Err(errno, "create pack " + path);
   fds_[id] = fd;
-  if (int e = vfs::FileWrite(fd, kMagic, sizeof kMagic, 0)) return Err(e, "write " + path);
+  if (int e = vfs::FileWrite(fd, kContainerMagic, sizeof kContainerMagic, 0)) return Err(e, "write " + path);
   // The header and the directory entry are durable before any index row
   // can name the pack.
   if (int e = vfs::FileSync(fd)) return Err(e, "sync " + path);
@@ -99,7 +119,7 @@ Status PackSet::Create(uint64_t id) {
   return Status::Ok();
 }
 
-std::vector<uint64_t> PackSet::Packs() const {
+std::vector<uint64_t> LocalPackStore::Containers() {
   std::vector<uint64_t> ids;
   DIR* d = opendir(dir_.c_str());
   if (!d) return ids;
@@ -112,9 +132,10 @@ std::vector<uint64_t> PackSet::Packs() const {
   return ids;
 }
 
-Status PackSet::Open(const std::string& dir, const std::string& owner,
-                     const std::map<uint64_t, uint64_t>& committed) {
-  dir_ = dir;
+Status LocalPackStore::Open(const std::string& owner,
+                            const std::map<uint64_t, uint64_t>& committed) {
+  if (read_only_) return Status(EROFS, "packs in " + dir_ + " are open read-only");
+  const std::string& dir = dir_;
   if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return Err(errno, "mkdir " + dir);
   std::string owner_path = dir + "/owner";
   if (FILE* f = fopen(owner_path.c_str(), "r")) {
@@ -127,7 +148,7 @@ Status PackSet::Open(const std::string& dir, const std::string& owner,
       return Status(EEXIST, dir + " belongs to another store (" + have + ", this one is " + owner +
                                 "): give each store its own directory");
   } else {
-    if (!Packs().empty())
+    if (!Containers().empty())
       return Status(EEXIST, dir + " holds pack files of an unknown store: give each store its own directory");
     std::string tmp = owner_path + ".tmp";
     int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -140,7 +161,7 @@ Status PackSet::Open(const std::string& dir, const std::string& owner,
     if (rename(tmp.c_str(), owner_path.c_str()) != 0) return Err(errno, "rename " + tmp);
     MUSCLE_RETURN_IF_ERROR(SyncDir(dir));
   }
-  for (uint64_t id : Packs()) {
+  for (uint64_t id : Containers()) {
     auto c = committed.find(id);
     if (c == committed.end()) {
       // Started but never committed, or compacted away.
@@ -170,9 +191,11 @@ Status PackSet::Open(const std::string& dir, const std::string& owner,
   return Status::Ok();
 }
 
-Result<PackSet::Location> PackSet::Append(std::string_view data, const unsigned char (&hash)[32],
-                                          bool* new_pack) {
-  *new_pack = false;
+Result<PutResult> LocalPackStore::Put(std::string_view data, const unsigned char (&hash)[32]) {
+  if (read_only_) return Status(EROFS, "packs in " + dir_ + " are open read-only");
+  if (data.empty() || data.size() > UINT32_MAX)
+    return Status(EINVAL, "a chunk of " + std::to_string(data.size()) + " bytes");
+  PutResult put;
   if (open_id_ == 0 || open_size_ + kRecordHeader + data.size() > pack_target) {
     if (open_id_ != 0 && std::find(unsynced_.begin(), unsynced_.end(), open_id_) == unsynced_.end())
       unsynced_.push_back(open_id_);
@@ -180,31 +203,31 @@ Result<PackSet::Location> PackSet::Append(std::string_view data, const unsigned 
       auto old = Fd(open_id_);
       if (old.ok()) StartWriteback(*old, true);  // the sealed pack's tail
     }
+    ContainerMark sealed = mark();
     MUSCLE_RETURN_IF_ERROR(Create(open_id_ + 1));
-    *new_pack = true;
+    put.started = true;
+    put.sealed = sealed;
   }
   auto fd = Fd(open_id_);
   if (!fd.ok()) return fd.status();
   unsigned char head[kRecordHeader];
-  uint32_t n = uint32_t(data.size());
-  for (int i = 0; i < 4; i++) head[i] = uint8_t(n >> (8 * i));
-  memcpy(head + 4, hash, 32);
-  auto put = [&](const void* p, size_t n, uint64_t at) {
+  EncodeRecordHeader(uint32_t(data.size()), hash, head);
+  auto write = [&](const void* p, size_t n, uint64_t at) {
     int e = vfs::FileWrite(*fd, p, n, at);
     if (e == ENOSPC && on_full && on_full()) e = vfs::FileWrite(*fd, p, n, at);
     return e;
   };
-  if (int e = put(head, sizeof head, open_size_)) return Err(e, "write " + PathOf(open_id_));
-  if (int e = put(data.data(), data.size(), open_size_ + kRecordHeader))
+  if (int e = write(head, sizeof head, open_size_)) return Err(e, "write " + PathOf(open_id_));
+  if (int e = write(data.data(), data.size(), open_size_ + kRecordHeader))
     return Err(e, "write " + PathOf(open_id_));
-  Location at{open_id_, open_size_ + kRecordHeader};
+  put.at = {open_id_, open_size_ + kRecordHeader};
   open_size_ += kRecordHeader + data.size();
   if (unsynced_.empty() || unsynced_.back() != open_id_) unsynced_.push_back(open_id_);
   StartWriteback(*fd, false);
-  return at;
+  return put;
 }
 
-void PackSet::StartWriteback(int fd, bool all) {
+void LocalPackStore::StartWriteback(int fd, bool all) {
   if (writeback_from_ > open_size_) writeback_from_ = open_size_;
   uint64_t n = open_size_ - writeback_from_;
   if (n == 0 || (!all && n < kWritebackStep)) return;
@@ -215,7 +238,7 @@ void PackSet::StartWriteback(int fd, bool all) {
   writeback_from_ = open_size_;
 }
 
-Status PackSet::Read(uint64_t pack, uint64_t offset, size_t len, char* out) {
+Status LocalPackStore::ReadRaw(uint64_t pack, uint64_t offset, size_t len, char* out) {
   auto fd = Fd(pack);
   if (!fd.ok()) return fd.status();
   if (int e = vfs::FileRead(*fd, out, len, offset))
@@ -223,7 +246,9 @@ Status PackSet::Read(uint64_t pack, uint64_t offset, size_t len, char* out) {
   return Status::Ok();
 }
 
-Status PackSet::Sync() {
+
+
+Status LocalPackStore::Sync() {
   for (uint64_t id : unsynced_) {
     auto fd = Fd(id);
     if (!fd.ok()) return fd.status();
@@ -233,8 +258,10 @@ Status PackSet::Sync() {
   return Status::Ok();
 }
 
-Status PackSet::RollBackTo(uint64_t pack, uint64_t size) {
-  for (uint64_t id : Packs()) {
+Status LocalPackStore::RollBackTo(const ContainerMark& mark) {
+  if (read_only_) return Status(EROFS, "packs in " + dir_ + " are open read-only");
+  const uint64_t pack = mark.container, size = mark.size;
+  for (uint64_t id : Containers()) {
     if (id <= pack) continue;
     Close(id);
     if (unlink(PathOf(id).c_str()) != 0) return Err(errno, "remove " + PathOf(id));
@@ -252,10 +279,12 @@ Status PackSet::RollBackTo(uint64_t pack, uint64_t size) {
   return Status::Ok();
 }
 
-Status PackSet::Punch(uint64_t pack, uint64_t offset, uint64_t length) {
+Status LocalPackStore::Punch(ChunkLocation at, uint64_t length) {
+  if (read_only_) return Status(EROFS, "packs in " + dir_ + " are open read-only");
+  const uint64_t pack = at.container;
   // Whole pages inside the data only: headers stay readable.
-  constexpr uint64_t kPage = 4096;
-  uint64_t lo = (offset + kPage - 1) / kPage * kPage, hi = (offset + length) / kPage * kPage;
+  uint64_t lo, hi;
+  PunchablePages(at.offset, length, &lo, &hi);
   if (lo >= hi) return Status::Ok();
   auto fd = Fd(pack);
   if (!fd.ok()) return fd.status();
@@ -282,7 +311,7 @@ Status PackSet::Punch(uint64_t pack, uint64_t offset, uint64_t length) {
   return Status::Ok();
 }
 
-void PackSet::PunchMain() {
+void LocalPackStore::PunchMain() {
   std::unique_lock<std::mutex> lk(punch_mu_);
   for (;;) {
     punch_cv_.wait(lk, [&] { return punch_stop_ || !holes_.empty(); });
@@ -304,7 +333,7 @@ void PackSet::PunchMain() {
   }
 }
 
-Status PackSet::WaitPunches() {
+Status LocalPackStore::WaitIdle() {
   std::unique_lock<std::mutex> lk(punch_mu_);
   punch_cv_.wait(lk, [&] { return holes_.empty() && !punching_; });
   int e = punch_errno_;
@@ -312,35 +341,21 @@ Status PackSet::WaitPunches() {
   return e ? Err(e, punch_error_) : Status::Ok();
 }
 
-Status PackSet::Walk(uint64_t pack, uint64_t size, std::vector<Record>& out) {
+Status LocalPackStore::Records(uint64_t pack, uint64_t size, std::vector<ChunkRecord>& out) {
   out.clear();
   auto fd = Fd(pack);
   if (!fd.ok()) return fd.status();
-  char magic[kHeaderSize];
-  if (int e = vfs::FileRead(*fd, magic, sizeof magic, 0)) return Err(e, "read " + PathOf(pack));
-  if (memcmp(magic, kMagic, sizeof magic) != 0) return Status(EIO, PathOf(pack) + ": not a musclefs pack");
-  uint64_t at = kHeaderSize;
-  while (at < size) {
-    unsigned char head[kRecordHeader];
-    if (at + kRecordHeader > size) return Status(EIO, PathOf(pack) + ": torn record at " + std::to_string(at));
-    if (int e = vfs::FileRead(*fd, head, sizeof head, at)) return Err(e, "read " + PathOf(pack));
-    Record r;
-    r.length = uint32_t(head[0]) | uint32_t(head[1]) << 8 | uint32_t(head[2]) << 16 | uint32_t(head[3]) << 24;
-    memcpy(r.hash, head + 4, 32);
-    r.offset = at + kRecordHeader;
-    if (r.length == 0 || r.offset + r.length > size)
-      return Status(EIO, PathOf(pack) + ": bad record at " + std::to_string(at));
-    out.push_back(r);
-    at = r.offset + r.length;
-  }
-  return Status::Ok();
+  int descriptor = *fd;
+  return WalkRecords([&](void* buf, size_t len, uint64_t at) { return vfs::FileRead(descriptor, buf, len, at); },
+                     size, PathOf(pack), out);
 }
 
-void PackSet::CloseAll() {
+void LocalPackStore::ForgetCached() {
   while (!fds_.empty()) Close(fds_.begin()->first);
 }
 
-Status PackSet::Remove(uint64_t pack) {
+Status LocalPackStore::Remove(uint64_t pack) {
+  if (read_only_) return Status(EROFS, "packs in " + dir_ + " are open read-only");
   Close(pack);
   if (unlink(PathOf(pack).c_str()) != 0 && errno != ENOENT) return Err(errno, "remove " + PathOf(pack));
   return Status::Ok();

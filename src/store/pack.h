@@ -1,5 +1,6 @@
 // Pack files: append-only files holding the store's chunk data (format v2,
-// man/musclefs-store.5). SQLite keeps the index (chunk -> pack, offset).
+// man/musclefs-store.5); the local implementation of ChunkStore
+// (store/chunk_store.h). SQLite keeps the index (chunk -> pack, offset).
 //
 // A pack is PACKDIR/NNNNNNNN.pack: a 16-byte header ("musclefs pack" and
 // a version), then one record per chunk: a 4-byte little-endian length,
@@ -16,8 +17,9 @@
 // faults and power-loss simulation apply to packs too.
 //
 // Threading: not thread-safe; owned by the Store, used on its thread (each
-// reader store has its own PackSet opened for reading). Holes are punched
-// on a helper thread of its own, through descriptors of its own.
+// reader store has its own LocalPackStore opened read-only, with
+// descriptors of its own). Holes are punched on a helper thread of its
+// own, through descriptors of its own.
 #pragma once
 
 #include <condition_variable>
@@ -25,6 +27,7 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -32,77 +35,63 @@
 #include <vector>
 
 #include "common/result.h"
+#include "store/chunk_store.h"
 
 namespace muscle::store {
 
-class PackSet {
+// The pack directory as a ChunkStore (chunk_store.h): a container is a
+// pack file.
+class LocalPackStore final : public ContainerChunkStore {
  public:
-  static constexpr size_t kHeaderSize = 16;
-  static constexpr size_t kRecordHeader = 36;  // length + hash
+  static constexpr size_t kHeaderSize = kContainerHeaderSize;
+  static constexpr size_t kRecordHeader = kRecordHeaderSize;
   // A pack is sealed and a new one opened once it reaches this size.
   uint64_t pack_target = 32u << 20;
   // Called when a write fails for lack of space; returns true when it
   // freed some (the store's reserve), and the write is tried once more.
   std::function<bool()> on_full;
 
-  struct Location {
-    uint64_t pack;
-    uint64_t offset;  // of the data, past the record header
-  };
-  struct Record {
-    uint64_t offset;  // of the data
-    uint32_t length;
-    unsigned char hash[32];
-  };
+  enum class Mode { kWrite, kReadOnly };
+  // The packs in `dir`. A writer (kWrite) must be Opened before use; a
+  // reader (kReadOnly) only reads, on descriptors of its own opened
+  // read-only: nothing is checked or truncated (the writer did that), and
+  // the changing methods answer EROFS.
+  LocalPackStore(std::string dir, Mode mode);
+  // A writer on a fresh temporary directory (for ":memory:" stores),
+  // removed with everything in it when the store is destroyed.
+  static Result<std::unique_ptr<LocalPackStore>> Temporary();
+  ~LocalPackStore() override;
+  LocalPackStore(const LocalPackStore&) = delete;
+  LocalPackStore& operator=(const LocalPackStore&) = delete;
 
-  PackSet() = default;
-  ~PackSet();
-  PackSet(const PackSet&) = delete;
-  PackSet& operator=(const PackSet&) = delete;
-
-  // Opens the packs in `dir` (created if missing). `committed` maps each
-  // pack id to its committed length; longer files are truncated, files of
-  // unknown packs deleted. The highest id is the open pack (a new one is
-  // started if there is none). `owner` (the store's id) is kept in
-  // dir/owner: a directory that belongs to another store, or holds packs
-  // but no owner, is refused rather than cleaned.
-  Status Open(const std::string& dir, const std::string& owner,
-              const std::map<uint64_t, uint64_t>& committed);
-
-  // For a reader: only Read is used, on descriptors of its own opened
-  // read-only; nothing is checked or truncated (the writer did that).
-  void OpenForReading(const std::string& dir) {
-    dir_ = dir;
-    read_only_ = true;
-  }
-
-  // Appends a record; new_pack is set when the append started a new pack
-  // (the caller records it in the index).
-  Result<Location> Append(std::string_view data, const unsigned char (&hash)[32],
-                          bool* new_pack);
-  Status Read(uint64_t pack, uint64_t offset, size_t len, char* out);
+  // Opens the packs in the directory (created if missing). `committed`
+  // maps each pack id to its committed length; longer files are
+  // truncated, files of unknown packs deleted. The highest id is the open
+  // pack (the first Put starts pack 1 if there is none). `owner` (the
+  // store's id) is kept in dir/owner: a directory that belongs to another
+  // store, or holds packs but no owner, is refused rather than cleaned.
+  Status Open(const std::string& owner, const std::map<uint64_t, uint64_t>& committed) override;
+  // Appends a record to the open pack; writeback of the written bytes is
+  // started early (sync_file_range) so that Sync finds them mostly written.
+  Result<PutResult> Put(std::string_view data, const unsigned char (&hash)[32]) override;
   // Syncs every pack written since the last Sync (data before index).
-  Status Sync();
-  // Forgets everything after (pack, size): removes newer packs, truncates.
-  Status RollBackTo(uint64_t pack, uint64_t size);
-  // Gives back the space of a dead record's data. The hole is punched by a
-  // helper thread (with the file system's discard, a punch can take a
-  // quarter of a millisecond, and a large delete makes thousands); an
-  // error shows at WaitPunches.
-  Status Punch(uint64_t pack, uint64_t offset, uint64_t length);
-  // Waits until every hole asked for is punched; the first error since the
-  // last call, if any.
-  Status WaitPunches();
-  // Every record of a pack up to `size`, in order.
-  Status Walk(uint64_t pack, uint64_t size, std::vector<Record>& out);
-  Status Remove(uint64_t pack);
-  // Closes every cached descriptor (a reader's, after packs were removed).
-  void CloseAll();
+  Status Sync() override;
+  ContainerMark mark() const override { return {open_id_, open_size_}; }
+  // Removes newer packs, truncates the open one.
+  Status RollBackTo(const ContainerMark& mark) override;
+  // The hole is punched by a helper thread (with the file system's
+  // discard, a punch can take a quarter of a millisecond, and a large
+  // delete makes thousands); an error shows at WaitIdle.
+  Status Punch(ChunkLocation at, uint64_t length) override;
+  // Waits until every hole asked for is punched.
+  Status WaitIdle() override;
+  std::vector<uint64_t> Containers() override;
+  Status Records(uint64_t pack, uint64_t size, std::vector<ChunkRecord>& out) override;
+  Status Remove(uint64_t pack) override;
+  // Closes every cached descriptor.
+  void ForgetCached() override;
+  Result<std::unique_ptr<ChunkStore>> NewReader() override;
 
-  uint64_t open_pack() const { return open_id_; }
-  uint64_t open_size() const { return open_size_; }
-  // Ids of the pack files present.
-  std::vector<uint64_t> Packs() const;
   const std::string& dir() const { return dir_; }
 
  private:
@@ -110,6 +99,7 @@ class PackSet {
   Result<int> Fd(uint64_t id);
   Status Create(uint64_t id);
   void Close(uint64_t id);
+  Status ReadRaw(uint64_t pack, uint64_t offset, size_t len, char* out) override;
   // Starts (does not wait for) the disk writes of the open pack's bytes
   // appended since the last call, once there are kWritebackStep of them
   // (or any, with `all`).
@@ -118,6 +108,7 @@ class PackSet {
 
   std::string dir_;
   bool read_only_ = false;
+  bool temporary_ = false;  // dir_ is removed in the destructor
   uint64_t open_id_ = 0;
   uint64_t open_size_ = 0;
   uint64_t writeback_from_ = 0;  // open pack bytes before this: writeback started

@@ -76,15 +76,12 @@ Result<std::pair<int64_t, ObjectHash>> Store::PutObject(const TreeObject& o,
     }
     if (q.failed()) return q.Error("find object");
   }
-  uint64_t before = packs_.open_pack(), before_size = packs_.open_size();
-  bool started = false;
   unsigned char raw[32];
   memcpy(raw, h.data(), 32);
-  auto at = packs_.Append(bytes, raw, &started);
+  auto at = AppendChunk(bytes, raw);
   if (!at.ok()) return at.status();
-  if (started) MUSCLE_RETURN_IF_ERROR(RecordPack(before, before_size, packs_.open_pack()));
   Stmt& ins = st_->insert_object;
-  ins.Bind(1, HashView(h), true).Bind(2, int64_t(bytes.size())).Bind(3, int64_t(at->pack))
+  ins.Bind(1, HashView(h), true).Bind(2, int64_t(bytes.size())).Bind(3, int64_t(at->container))
       .Bind(4, int64_t(at->offset));
   MUSCLE_RETURN_IF_ERROR(ins.Run());
   int64_t id = int64_t(sqlite3_last_insert_rowid(db_.raw()));
@@ -327,16 +324,17 @@ Result<std::pair<int64_t, ObjectHash>> Store::Freeze(uint64_t ino) {
 Result<std::shared_ptr<const TreeObject>> Store::LoadObject(const ObjectHash& hash) {
   if (!object_cache_) object_cache_ = std::make_unique<ObjectCache>();
   if (auto o = object_cache_->Find(hash)) return o;
-  uint64_t pack, offset, size;
+  ChunkLocation at;
+  uint64_t size;
   {
     Stmt& q = st_->chunk_by_hash;
     Stmt::Scope scope(q);
     q.Bind(1, HashView(hash), true);
     if (!q.Step()) return q.failed() ? q.Error("object") : Status(ESTALE, "object is gone");
-    pack = uint64_t(q.Int(1)), offset = uint64_t(q.Int(2)), size = uint64_t(q.Int(3));
+    at = {uint64_t(q.Int(1)), uint64_t(q.Int(2))}, size = uint64_t(q.Int(3));
   }
   std::string bytes(size, '\0');
-  MUSCLE_RETURN_IF_ERROR(packs_.Read(pack, offset, size, bytes.data()));
+  MUSCLE_RETURN_IF_ERROR(chunks_->Read(at, size, 0, size, bytes.data()));
   auto o = DecodeObject(bytes);
   if (!o.ok()) return o.status();
   auto p = std::make_shared<const TreeObject>(std::move(*o));

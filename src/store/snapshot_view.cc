@@ -266,8 +266,8 @@ Status Store::ViewRead(uint64_t ino, uint64_t offset, uint32_t count, std::strin
     Stmt::Scope scope(q);
     q.Bind(1, std::string_view(reinterpret_cast<const char*>(x->chunk.data()), 32), true);
     if (!q.Step()) return q.failed() ? q.Error("chunk") : Status(ESTALE, "chunk is gone");
-    MUSCLE_RETURN_IF_ERROR(packs_.Read(uint64_t(q.Int(1)), uint64_t(q.Int(2)) + (lo - x->offset),
-                                       size_t(hi - lo), out.data() + (lo - offset)));
+    MUSCLE_RETURN_IF_ERROR(chunks_->Read({uint64_t(q.Int(1)), uint64_t(q.Int(2))}, uint64_t(q.Int(3)),
+                                         lo - x->offset, size_t(hi - lo), out.data() + (lo - offset)));
   }
   return Status::Ok();
 }

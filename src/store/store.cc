@@ -18,6 +18,7 @@
 
 #include "common/file_lock.h"
 #include "common/log.h"
+#include "store/pack.h"
 #include "store/snapshot_internal.h"
 #include "store/statements.h"
 #include "store/vfs.h"
@@ -89,28 +90,27 @@ Store::Store() = default;
 Store::~Store() {
   st_.reset();
   if (!memory_ && !read_only_) vfs::SetFullHandler(path_, nullptr);
-  if (!memory_pack_dir_.empty()) {
-    for (uint64_t id : packs_.Packs()) packs_.Remove(id);
-    rmdir(memory_pack_dir_.c_str());
-  }
 }
 
-Result<std::unique_ptr<Store>> Store::Open(const std::string& path) {
+Result<std::unique_ptr<Store>> Store::Open(const std::string& path,
+                                           std::unique_ptr<ChunkStore> chunks) {
   std::unique_ptr<Store> s(new Store());
-  Status st = s->Init(path);
+  Status st = s->Init(path, std::move(chunks));
   if (!st.ok()) return st;
   return s;
 }
 
 Result<std::unique_ptr<Store>> Store::OpenReader(const std::string& path,
-                                                 std::shared_ptr<ReadGate> gate) {
+                                                 std::shared_ptr<ReadGate> gate,
+                                                 std::unique_ptr<ChunkStore> chunks) {
   std::unique_ptr<Store> s(new Store());
-  Status st = s->InitReader(path, std::move(gate));
+  Status st = s->InitReader(path, std::move(gate), std::move(chunks));
   if (!st.ok()) return st;
   return s;
 }
 
-Status Store::InitReader(const std::string& path, std::shared_ptr<ReadGate> gate) {
+Status Store::InitReader(const std::string& path, std::shared_ptr<ReadGate> gate,
+                         std::unique_ptr<ChunkStore> chunks) {
   path_ = path;
   read_only_ = true;
   gate_ = std::move(gate);
@@ -120,7 +120,8 @@ Status Store::InitReader(const std::string& path, std::shared_ptr<ReadGate> gate
   sqlite3_busy_timeout(db_.raw(), 5000);
   MUSCLE_RETURN_IF_ERROR(db_.Exec("PRAGMA query_only=1; PRAGMA cache_size=-16384;"));
   st_ = std::make_unique<Statements>(db_);
-  packs_.OpenForReading(PackDir());
+  chunks_ = chunks ? std::move(chunks)
+                  : std::make_unique<LocalPackStore>(PackDir(), LocalPackStore::Mode::kReadOnly);
   return Status::Ok();
 }
 
@@ -128,16 +129,26 @@ void Store::ReaderTick() {
   uint64_t removed = gate_->packs_removed();
   if (removed == packs_removed_seen_) return;
   packs_removed_seen_ = removed;
-  packs_.CloseAll();
+  chunks_->ForgetCached();
 }
 
-Status Store::Init(const std::string& path) {
+Status Store::Init(const std::string& path, std::unique_ptr<ChunkStore> chunks) {
   path_ = path;
   memory_ = path == ":memory:";
   if (!memory_) {
     reserve_path_ = path + "-reserve";
     vfs::SetFullHandler(path_, [this] { return ReleaseReserve(); });
-    packs_.on_full = [this] { return ReleaseReserve(); };
+  }
+  if (chunks) {
+    chunks_ = std::move(chunks);
+  } else if (memory_) {
+    auto packs = LocalPackStore::Temporary();
+    if (!packs.ok()) return packs.status();
+    chunks_ = std::move(*packs);
+  } else {
+    auto packs = std::make_unique<LocalPackStore>(PackDir(), LocalPackStore::Mode::kWrite);
+    packs->on_full = [this] { return ReleaseReserve(); };
+    chunks_ = std::move(packs);
   }
   if (!memory_) {
     // One user of a store at a time: a second server, or `musclefs check`
@@ -196,7 +207,7 @@ Status Store::Init(const std::string& path) {
     if (s.ok()) s = db_.Exec("UPDATE meta SET value=3 WHERE key='schema'");
     if (s.ok()) Log("store: %s upgraded to format 3 (snapshots)", path.c_str());
   }
-  if (s.ok() && version != 1) s = OpenPacks();
+  if (s.ok() && version != 1) s = OpenChunks();
   if (s.ok()) {
     Stmt root(db_, "SELECT 1 FROM inodes WHERE ino=1");
     if (!root.Step()) {
@@ -274,16 +285,7 @@ Result<std::string> Store::StoreId() {
   return id;
 }
 
-Status Store::OpenPacks() {
-  std::string dir;
-  if (memory_) {
-    char tmpl[] = "/tmp/musclefs-memory-XXXXXX";
-    if (!mkdtemp(tmpl)) return Status(errno, "mkdtemp for an in-memory store's packs");
-    memory_pack_dir_ = tmpl;
-    dir = memory_pack_dir_;
-  } else {
-    dir = PackDir();
-  }
+Status Store::OpenChunks() {
   std::map<uint64_t, uint64_t> committed;
   {
     Stmt q(db_, "SELECT id, size FROM packs");
@@ -292,9 +294,8 @@ Status Store::OpenPacks() {
   }
   auto id = StoreId();
   if (!id.ok()) return id.status();
-  MUSCLE_RETURN_IF_ERROR(packs_.Open(dir, *id, committed));
-  committed_pack_ = packs_.open_pack();
-  committed_pack_size_ = packs_.open_size();
+  MUSCLE_RETURN_IF_ERROR(chunks_->Open(*id, committed));
+  committed_ = chunks_->mark();
   return Status::Ok();
 }
 
@@ -311,7 +312,7 @@ Status Store::MigrateV1() {
   // The id is committed before any pack is written, so a migration cut
   // short finds its own packs again (and removes them) next time.
   MUSCLE_RETURN_IF_ERROR(Commit("COMMIT; BEGIN IMMEDIATE"));
-  MUSCLE_RETURN_IF_ERROR(packs_.Open(PackDir(), *id, {}));
+  MUSCLE_RETURN_IF_ERROR(chunks_->Open(*id, {}));
   MUSCLE_RETURN_IF_ERROR(db_.Exec(
       "CREATE TABLE chunks_v2(id INTEGER PRIMARY KEY, hash BLOB NOT NULL UNIQUE, "
       "size INTEGER NOT NULL, refs INTEGER NOT NULL, pack INTEGER NOT NULL, "
@@ -326,48 +327,53 @@ Status Store::MigrateV1() {
       if (hash.size() != 32) return Status(EIO, "chunk " + std::to_string(q.Int(0)) + " has a bad hash");
       unsigned char h[32];
       memcpy(h, hash.data(), 32);
-      uint64_t before = packs_.open_pack(), before_size = packs_.open_size();
-      bool started = false;
-      auto at = packs_.Append(data, h, &started);
+      auto at = AppendChunk(data, h);
       if (!at.ok()) return at.status();
-      if (started) MUSCLE_RETURN_IF_ERROR(RecordPack(before, before_size, packs_.open_pack()));
       ins.Bind(1, q.Int(0)).Bind(2, hash).Bind(3, q.Int(2)).Bind(4, q.Int(3))
-          .Bind(5, int64_t(at->pack)).Bind(6, int64_t(at->offset));
+          .Bind(5, int64_t(at->container)).Bind(6, int64_t(at->offset));
       MUSCLE_RETURN_IF_ERROR(ins.Run());
       n++;
       bytes += data.size();
     }
     if (q.failed()) return q.Error("migrate chunks");
   }
-  MUSCLE_RETURN_IF_ERROR(packs_.Sync());
-  if (packs_.open_pack() != 0) {
-    Stmt up(db_, "UPDATE packs SET size=? WHERE id=?");
-    up.Bind(1, int64_t(packs_.open_size())).Bind(2, int64_t(packs_.open_pack()));
-    MUSCLE_RETURN_IF_ERROR(up.Run());
-  }
+  MUSCLE_RETURN_IF_ERROR(SyncChunks());
   MUSCLE_RETURN_IF_ERROR(db_.Exec(
       "DROP TABLE chunks; ALTER TABLE chunks_v2 RENAME TO chunks;"
       "CREATE INDEX chunks_by_pack ON chunks(pack, offset);"
       "UPDATE meta SET value=2 WHERE key='schema';"));
-  committed_pack_ = packs_.open_pack();
-  committed_pack_size_ = packs_.open_size();
+  committed_ = chunks_->mark();
   Log("store: %llu chunks (%llu MiB) moved into packs in %.1f s",
       (unsigned long long)n, (unsigned long long)(bytes >> 20),
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   return Status::Ok();
 }
 
-// The index rows for a pack Append just started (and the final length of
-// the one it sealed, when there was one).
-Status Store::RecordPack(uint64_t sealed, uint64_t sealed_size, uint64_t started) {
-  if (sealed != 0) {
-    Stmt up(db_, "UPDATE packs SET size=? WHERE id=?");
-    up.Bind(1, int64_t(sealed_size)).Bind(2, int64_t(sealed));
-    MUSCLE_RETURN_IF_ERROR(up.Run());
+Result<ChunkLocation> Store::AppendChunk(std::string_view data, const unsigned char (&hash)[32]) {
+  auto put = chunks_->Put(data, hash);
+  if (!put.ok()) return put.status();
+  if (put->started) {
+    // The index rows for the container just started (and the final length
+    // of the one it sealed, when there was one).
+    if (put->sealed.container != 0) {
+      Stmt up(db_, "UPDATE packs SET size=? WHERE id=?");
+      up.Bind(1, int64_t(put->sealed.size)).Bind(2, int64_t(put->sealed.container));
+      MUSCLE_RETURN_IF_ERROR(up.Run());
+    }
+    Stmt ins(db_, "INSERT INTO packs(id, size) VALUES(?, ?)");
+    ins.Bind(1, int64_t(put->at.container)).Bind(2, int64_t(kContainerHeaderSize));
+    MUSCLE_RETURN_IF_ERROR(ins.Run());
   }
-  Stmt ins(db_, "INSERT INTO packs(id, size) VALUES(?, ?)");
-  ins.Bind(1, int64_t(started)).Bind(2, int64_t(PackSet::kHeaderSize));
-  return ins.Run();
+  return put->at;
+}
+
+Status Store::SyncChunks() {
+  MUSCLE_RETURN_IF_ERROR(chunks_->Sync());
+  ContainerMark now = chunks_->mark();
+  if (now.container == 0 || now == committed_) return Status::Ok();
+  Stmt q(db_, "UPDATE packs SET size=? WHERE id=?");
+  q.Bind(1, int64_t(now.size)).Bind(2, int64_t(now.container));
+  return q.Run();
 }
 
 Status Store::SetCacheSize(int64_t kib) {
@@ -391,7 +397,7 @@ void Store::ForgetUncommitted(const Status& why) {
   txn_lost_ = false;
   punches_.clear();
   changed_.clear();  // the changes are gone with the transaction
-  Status p = packs_.RollBackTo(committed_pack_, committed_pack_size_);
+  Status p = chunks_->RollBackTo(committed_);
   if (!p.ok()) Log("store: rolling the open pack back failed: %s", p.ToString().c_str());
   size_t files = dirty_.size();
   precut_.Drop(Precut::kAll);
@@ -413,8 +419,8 @@ void Store::SetAside(uint64_t ino, DirtyFile&& f) {
 
 void Store::UndoTo(const UndoMark& mark) {
   punches_.resize(mark.punches);
-  if (packs_.open_pack() != mark.pack || packs_.open_size() != mark.pack_size) {
-    Status p = packs_.RollBackTo(mark.pack, mark.pack_size);
+  if (chunks_->mark() != mark.chunks) {
+    Status p = chunks_->RollBackTo(mark.chunks);
     if (!p.ok()) Log("store: rolling the open pack back failed: %s", p.ToString().c_str());
   }
   while (set_aside_.size() > mark.set_aside) {
@@ -475,13 +481,7 @@ Status Store::Sync(bool durable) {
   // and makes every commit, not only Tfsync's, survive power loss.
   // Pack data is synced first: no committed row ever names unsynced data.
   Status s = ApplyInvalidations();
-  if (s.ok()) s = packs_.Sync();
-  if (s.ok() && packs_.open_pack() != 0 &&
-      (packs_.open_pack() != committed_pack_ || packs_.open_size() != committed_pack_size_)) {
-    Stmt q(db_, "UPDATE packs SET size=? WHERE id=?");
-    q.Bind(1, int64_t(packs_.open_size())).Bind(2, int64_t(packs_.open_pack()));
-    s = q.Run();
-  }
+  if (s.ok()) s = SyncChunks();
   if (s.ok() && next_ino_ != persisted_next_ino_) {
     Stmt q(db_, "INSERT OR REPLACE INTO meta(key, value) VALUES('next_ino', ?)");
     q.Bind(1, int64_t(next_ino_));
@@ -495,11 +495,10 @@ Status Store::Sync(bool durable) {
   changed_.clear();  // their invalidations are committed with them
   in_txn_ = false;
   persisted_next_ino_ = next_ino_;
-  committed_pack_ = packs_.open_pack();
-  committed_pack_size_ = packs_.open_size();
+  committed_ = chunks_->mark();
   // The deletes are durable: give the dead chunks' space back.
   for (const Punch& p : punches_) {
-    Status ps = packs_.Punch(p.pack, p.offset, p.length);
+    Status ps = chunks_->Punch(p.at, p.length);
     if (!ps.ok()) {
       if (!punch_failed_) Log("store: cannot free space in packs (%s); musclefs gc compacts them", ps.ToString().c_str());
       punch_failed_ = true;
@@ -510,7 +509,7 @@ Status Store::Sync(bool durable) {
   // Tfsync (and the tests) return with the space given back; the other
   // commits leave the punching to the pack helper.
   if (durable) {
-    Status ps = packs_.WaitPunches();
+    Status ps = chunks_->WaitIdle();
     if (!ps.ok() && !punch_failed_) {
       Log("store: cannot free space in packs (%s); musclefs gc compacts them", ps.ToString().c_str());
       punch_failed_ = true;

@@ -4,7 +4,10 @@
 //
 // File data is cut into content-defined chunks (chunker.h) named by their
 // SHA-256 and stored once with a reference count; an extent maps a file
-// range to a chunk. Writes are buffered per file in memory and turned into
+// range to a chunk. The chunks' bytes live in a ChunkStore
+// (store/chunk_store.h: the pack directory, store/pack.h, unless the store
+// is opened on another); the store talks to it only through that
+// interface, and only one path (AppendChunk) puts bytes into it. Writes are buffered per file in memory and turned into
 // chunks on Sync, FlushFile, a size threshold or Tick; metadata changes go
 // into one open SQLite transaction that Sync and Tick commit, so a crash
 // loses at most the last Tick interval of un-synced work and never leaves a
@@ -51,7 +54,7 @@
 #include "auth/access_rule.h"
 #include "common/file_lock.h"
 #include "common/result.h"
-#include "store/pack.h"
+#include "store/chunk_store.h"
 #include "store/precut.h"
 #include "store/read_gate.h"
 #include "store/sqlite.h"
@@ -110,15 +113,24 @@ std::string HexOf(const Hash& h);
 class Store {
  public:
   // Opens or creates the store at `path` (":memory:" for an ephemeral one).
-  static Result<std::unique_ptr<Store>> Open(const std::string& path);
+  // Chunk data goes to `chunks` (not yet opened; the store opens it and
+  // owns it) or, when null, to the pack directory next to the database (a
+  // temporary one for ":memory:").
+  static Result<std::unique_ptr<Store>> Open(const std::string& path,
+                                             std::unique_ptr<ChunkStore> chunks = nullptr);
   // A read-only connection to the store a writer (Open) has open at
   // `path`; only the reading methods (GetAttr, Lookup, Parent, ReadDir,
   // GetStatFs, Read, ReadLink, GetXattr, ListXattr) may be called. Not for
   // ":memory:". The writer must outlive it; `gate` is the writer's.
+  // `chunks` is a read-only chunk store on the writer's chunk data (the
+  // writer's NewChunkReader); null reads the pack directory next to `path`.
   static Result<std::unique_ptr<Store>> OpenReader(const std::string& path,
-                                                   std::shared_ptr<ReadGate> gate);
-  // On a reader, between requests: closes cached descriptors of packs the
-  // writer has removed since, so that their space is freed.
+                                                   std::shared_ptr<ReadGate> gate,
+                                                   std::unique_ptr<ChunkStore> chunks = nullptr);
+  // A read-only instance of this writer's chunk store, for OpenReader.
+  Result<std::unique_ptr<ChunkStore>> NewChunkReader() { return chunks_->NewReader(); }
+  // On a reader, between requests: drops cached descriptors (and data) of
+  // packs the writer has removed since, so that their space is freed.
   void ReaderTick();
   ~Store();
   Store(const Store&) = delete;
@@ -335,13 +347,22 @@ class Store {
     }
   };
 
-  Status Init(const std::string& path);
-  Status InitReader(const std::string& path, std::shared_ptr<ReadGate> gate);
+  Status Init(const std::string& path, std::unique_ptr<ChunkStore> chunks);
+  Status InitReader(const std::string& path, std::shared_ptr<ReadGate> gate,
+                    std::unique_ptr<ChunkStore> chunks);
   std::string PackDir() const;
-  Status OpenPacks();
+  // Opens chunks_ against the index's committed container lengths.
+  Status OpenChunks();
   Result<std::string> StoreId();
   Status MigrateV1();
-  Status RecordPack(uint64_t sealed, uint64_t sealed_size, uint64_t started);
+  // The one way chunk bytes enter the chunk store: appends the record and,
+  // when that started a new container, records it (and the final length of
+  // the one it sealed) in the index. The caller inserts the chunk's row.
+  Result<ChunkLocation> AppendChunk(std::string_view data, const unsigned char (&hash)[32]);
+  // Data before index: syncs the chunk store and records the open
+  // container's length, in the open transaction, when it changed since
+  // the last commit.
+  Status SyncChunks();
   Status Begin();
   // The only way anything commits (see the commit hook in Init).
   Status Commit(const char* sql);
@@ -369,11 +390,9 @@ class Store {
   // What a savepoint's rollback must undo outside SQLite.
   struct UndoMark {
     size_t set_aside, punches;
-    uint64_t pack, pack_size;
+    ContainerMark chunks;
   };
-  UndoMark MarkUndo() const {
-    return {set_aside_.size(), punches_.size(), packs_.open_pack(), packs_.open_size()};
-  }
+  UndoMark MarkUndo() const { return {set_aside_.size(), punches_.size(), chunks_->mark()}; }
   void UndoTo(const UndoMark& mark);
   void DropSetAside();
   Result<uint64_t> AllocateIno();
@@ -437,6 +456,9 @@ class Store {
   // Data path (file_data.cc).
   Status ReadLogical(uint64_t ino, uint64_t offset, size_t len, char* out);
   Status ReadStored(uint64_t ino, uint64_t offset, size_t len, char* out);
+  // Where `len` bytes at `offset` of a chunk are, by the index, to be read
+  // into `out`; ReadChunk reads them.
+  Result<ChunkRead> ChunkRange(int64_t chunk, uint64_t offset, size_t len, char* out);
   Status ReadChunk(int64_t chunk, uint64_t offset, size_t len, char* out);
   Status FlushRange(uint64_t ino, uint64_t lo, uint64_t hi, uint64_t size);
   Result<int64_t> PutChunk(std::string_view data);
@@ -473,12 +495,12 @@ class Store {
   size_t written_since_statvfs_ = 0;
   std::chrono::steady_clock::time_point statvfs_at_;
   // Chunk data (format 2) and what the last commit recorded of it.
-  PackSet packs_;
-  uint64_t committed_pack_ = 0, committed_pack_size_ = 0;
-  std::string memory_pack_dir_;  // a temporary directory for ":memory:"
+  std::unique_ptr<ChunkStore> chunks_;
+  ContainerMark committed_;
   // Space of chunks deleted in the open transaction, freed after it commits.
   struct Punch {
-    uint64_t pack, offset, length;
+    ChunkLocation at;
+    uint64_t length;
   };
   std::vector<Punch> punches_;
   bool punch_failed_ = false;
