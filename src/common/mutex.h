@@ -57,23 +57,24 @@ class SCOPED_CAPABILITY MutexLock {
   bool held_ = true;
 };
 
-// A condition variable waited on with one Mutex held. Waits may wake
-// spuriously: callers loop on their condition (written out rather than as
-// a predicate lambda, which the analysis cannot see into).
+// A condition variable, waited on with the Mutex given held (the same one
+// for every wait on it). Waits may wake spuriously: callers loop on their
+// condition (written out rather than as a predicate lambda, which the
+// analysis cannot see into).
 class CondVar {
  public:
-  explicit CondVar(Mutex* mu) : mu_(mu) {}
+  CondVar() = default;
   CondVar(const CondVar&) = delete;
   CondVar& operator=(const CondVar&) = delete;
 
-  void Wait() REQUIRES(mu_) {
-    std::unique_lock<std::mutex> lk(mu_->mu_, std::adopt_lock);
+  void Wait(Mutex* mu) REQUIRES(mu) {
+    std::unique_lock<std::mutex> lk(mu->mu_, std::adopt_lock);
     cv_.wait(lk);
     lk.release();
   }
   // False when `deadline` passed without a wake-up.
-  bool WaitUntil(std::chrono::steady_clock::time_point deadline) REQUIRES(mu_) {
-    std::unique_lock<std::mutex> lk(mu_->mu_, std::adopt_lock);
+  bool WaitUntil(Mutex* mu, std::chrono::steady_clock::time_point deadline) REQUIRES(mu) {
+    std::unique_lock<std::mutex> lk(mu->mu_, std::adopt_lock);
     bool woken = cv_.wait_until(lk, deadline) == std::cv_status::no_timeout;
     lk.release();
     return woken;
@@ -82,7 +83,6 @@ class CondVar {
   void SignalAll() { cv_.notify_all(); }
 
  private:
-  Mutex* const mu_;
   std::condition_variable cv_;
 };
 

@@ -139,7 +139,7 @@ class WorkQueue {
         }
         if (jobs_.empty() && !stopping_) {
           auto deadline = Clock::now() + options_.tick;
-          while (jobs_.empty() && !stopping_ && cv_.WaitUntil(deadline)) {
+          while (jobs_.empty() && !stopping_ && cv_.WaitUntil(&mu_, deadline)) {
           }
         }
         if (!jobs_.empty()) {
@@ -170,7 +170,7 @@ class WorkQueue {
   Mailbox* mailbox_;  // the queue's own; set before the threads start, until Stop
   std::vector<std::thread> threads_;
   Mutex mu_;
-  CondVar cv_{&mu_};
+  CondVar cv_;
   std::deque<Queued> jobs_ GUARDED_BY(mu_);
   bool stopping_ GUARDED_BY(mu_) = false;
 };

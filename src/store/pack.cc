@@ -286,7 +286,7 @@ Status PackSet::Punch(uint64_t pack, uint64_t offset, uint64_t length) {
 void PackSet::PunchMain() {
   MutexLock l(&punch_mu_);
   for (;;) {
-    while (!punch_stop_ && holes_.empty()) punch_cv_.Wait();
+    while (!punch_stop_ && holes_.empty()) punch_cv_.Wait(&punch_mu_);
     if (holes_.empty()) return;  // stopping, nothing left
     Hole h = holes_.front();
     holes_.pop_front();
@@ -307,7 +307,7 @@ void PackSet::PunchMain() {
 
 Status PackSet::WaitPunches() {
   MutexLock l(&punch_mu_);
-  while (!holes_.empty() || punching_) punch_cv_.Wait();
+  while (!holes_.empty() || punching_) punch_cv_.Wait(&punch_mu_);
   int e = punch_errno_;
   punch_errno_ = 0;
   return e ? Err(e, punch_error_) : Status::Ok();

@@ -129,7 +129,7 @@ class PackSet {
   };
   void PunchMain() EXCLUDES(punch_mu_);
   Mutex punch_mu_;
-  CondVar punch_cv_{&punch_mu_};
+  CondVar punch_cv_;
   std::deque<Hole> holes_ GUARDED_BY(punch_mu_);
   bool punching_ GUARDED_BY(punch_mu_) = false;
   bool punch_stop_ GUARDED_BY(punch_mu_) = false;

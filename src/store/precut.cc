@@ -63,7 +63,7 @@ void Precut::StartLocked() {
 void Precut::Main() {
   MutexLock l(&mu_);
   for (;;) {
-    while (!stopping_ && !busy_) cv_.Wait();
+    while (!stopping_ && !busy_) cv_.Wait(&mu_);
     if (stopping_) return;
     // Cut [next_, avail_) of the buffer without the lock; the store thread
     // only appends past avail_ meanwhile (or waits in Pause).
@@ -93,7 +93,7 @@ void Precut::WaitIdle() {
   if (!busy_) return;
   // The helper stops at its next chunk; what it cut so far is kept.
   stop_ = true;
-  while (busy_) cv_.Wait();
+  while (busy_) cv_.Wait(&mu_);
   stop_ = false;
 }
 

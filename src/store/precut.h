@@ -78,7 +78,7 @@ class Precut {
   void WaitIdle() REQUIRES(mu_);
 
   Mutex mu_;
-  CondVar cv_{&mu_};
+  CondVar cv_;
   std::thread thread_;  // started and joined by the store thread
   bool stopping_ GUARDED_BY(mu_) = false;
   bool busy_ GUARDED_BY(mu_) = false;  // the helper is reading the buffer
