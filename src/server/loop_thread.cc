@@ -1,5 +1,7 @@
 #include "server/loop_thread.h"
 
+#include "common/threads.h"
+
 namespace muscle::server {
 
 namespace {
@@ -16,7 +18,7 @@ void Mailbox::SetCurrent(Mailbox* m) { t_current = m; }
 
 void Mailbox::Post(Task task) {
   {
-    std::lock_guard<std::mutex> g(mu_);
+    MutexLock l(&mu_);
     tasks_.push_back(std::move(task));
   }
   uv_async_send(&async_);
@@ -27,7 +29,7 @@ void Mailbox::OnAsync(uv_async_t* h) {
   for (;;) {
     std::vector<Task> batch;
     {
-      std::lock_guard<std::mutex> g(self->mu_);
+      MutexLock l(&self->mu_);
       batch.swap(self->tasks_);
     }
     if (batch.empty()) return;
@@ -56,7 +58,7 @@ LoopThread::~LoopThread() {
 }
 
 void LoopThread::Start() {
-  thread_ = std::thread([this] {
+  thread_ = StartThread("loop", [this] {
     Mailbox::SetCurrent(mailbox_);
     uv_run(&loop_, UV_RUN_DEFAULT);
     Mailbox::SetCurrent(nullptr);

@@ -7,7 +7,8 @@
 // that work handed to another thread (the store worker) can send its
 // completion back to the loop that asked for it.
 //
-// A LoopThread is a libuv loop on a thread of its own with a mailbox.
+// A LoopThread is a libuv loop on a thread of its own with a mailbox (the
+// "loop" threads of common/threads.h).
 // Lifetime: Start, then Stop from another thread: Stop runs what was
 // posted, closes every handle still open on that loop, joins the thread.
 // Objects living on the loop must be gone (closed through its mailbox)
@@ -17,9 +18,11 @@
 #include <uv.h>
 
 #include <functional>
-#include <mutex>
 #include <thread>
 #include <vector>
+
+#include "common/mutex.h"
+#include "common/thread_annotations.h"
 
 namespace muscle::server {
 
@@ -31,7 +34,7 @@ class Mailbox {
   Mailbox(const Mailbox&) = delete;
   Mailbox& operator=(const Mailbox&) = delete;
 
-  void Post(Task task);
+  void Post(Task task) EXCLUDES(mu_);
   // Closes the handle (on the loop thread); `closed` runs afterwards.
   void Close(std::function<void()> closed = nullptr);
   uv_loop_t* loop() const { return loop_; }
@@ -46,8 +49,8 @@ class Mailbox {
   static void OnAsync(uv_async_t* h);
   uv_loop_t* loop_;
   uv_async_t async_;
-  std::mutex mu_;
-  std::vector<Task> tasks_;
+  Mutex mu_;
+  std::vector<Task> tasks_ GUARDED_BY(mu_);
   std::function<void()> closed_;
 };
 

@@ -1,6 +1,8 @@
 // Runs read-only store work on a pool of threads, each with its own reader
 // connection to the store (store::Store::OpenReader), so that reads and
-// lookups do not queue behind the writer (server/store_worker.h).
+// lookups do not queue behind the writer (server/store_worker.h): a
+// WorkQueue (server/work_queue.h) whose threads are "store-reader" in
+// common/threads.h.
 //
 // A job sees the last commit; whether its result may be used is for the
 // job to decide with the writer's ReadGate (server/store_filesystem.cc
@@ -10,30 +12,28 @@
 //
 // Lifetime: Open and Stop() on the loop thread; the writer's Store must
 // stay open until Stop() has returned. Stop() runs every queued job, joins
-// the threads and closes the async handle; the object may be destroyed
+// the threads and closes the queue's mailbox; the object may be destroyed
 // once the loop has run the close callback (Stop takes a callback for it).
 #pragma once
 
 #include <uv.h>
 
-#include <condition_variable>
-#include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
-#include <thread>
 #include <vector>
 
 #include "common/result.h"
 #include "server/loop_thread.h"
+#include "server/work_queue.h"
 #include "store/store.h"
 
 namespace muscle::server {
 
 class ReaderPool {
  public:
-  using Completion = std::function<void()>;
-  using Job = std::function<Completion(store::Store&)>;
+  using Queue = WorkQueue<store::Store>;
+  using Completion = Queue::Completion;
+  using Job = Queue::Job;
 
   // `threads` reader connections to the store at `path`, whose writer
   // has `gate`.
@@ -54,23 +54,9 @@ class ReaderPool {
 
  private:
   ReaderPool() = default;
-  void ThreadMain(store::Store& reader);
-  static void OnAsync(uv_async_t* handle);
-  void Join();
 
-  uv_async_t async_;
-  std::vector<std::unique_ptr<store::Store>> readers_;
-  std::vector<std::thread> threads_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  struct Queued {
-    Job job;
-    Mailbox* reply_to;
-  };
-  std::deque<Queued> jobs_;
-  std::vector<Completion> done_;
-  bool stopping_ = false;
-  std::function<void()> closed_;
+  std::vector<std::unique_ptr<store::Store>> readers_;  // one per thread, used there
+  std::unique_ptr<Queue> queue_;                         // stops before readers_ go
 };
 
 }  // namespace muscle::server

@@ -359,6 +359,9 @@ void Server::Shutdown(std::function<void()> done) {
     grace_timer_ = new uv_timer_t;
     uv_timer_init(loop_, grace_timer_);
     grace_timer_->data = this;
+    // From now, not from the start of this loop iteration (Drain above
+    // may have taken a while): the grace period is never shorter than set.
+    uv_update_time(loop_);
     uv_timer_start(
         grace_timer_,
         [](uv_timer_t* t) {

@@ -1,9 +1,11 @@
-// Runs all store work on one dedicated thread, off the event loop.
+// Runs all store work on one dedicated thread, off the event loop (a
+// WorkQueue of one thread, server/work_queue.h; the thread is
+// "store-writer" in common/threads.h).
 //
 // The store is a single SQLite connection with one open write transaction,
 // so its work is serialised on this thread in submission order. Each job
 // returns a completion that runs on the event-loop thread (delivered through
-// a uv_async handle). The worker calls Store::Tick at least every tick
+// the queue's Mailbox). The worker calls Store::Tick at least every tick
 // interval (between jobs), so buffered writes are committed within the
 // store's commit interval whether the server is idle or busy.
 //
@@ -20,23 +22,20 @@
 #include <uv.h>
 
 #include <atomic>
-#include <condition_variable>
-#include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
-#include <thread>
-#include <vector>
 
 #include "server/loop_thread.h"
+#include "server/work_queue.h"
 #include "store/store.h"
 
 namespace muscle::server {
 
 class StoreWorker {
  public:
-  using Completion = std::function<void()>;
-  using Job = std::function<Completion(store::Store&)>;
+  using Queue = WorkQueue<store::Store>;
+  using Completion = Queue::Completion;
+  using Job = Queue::Job;
 
   StoreWorker(uv_loop_t* loop, std::unique_ptr<store::Store> store);
   ~StoreWorker();
@@ -61,25 +60,10 @@ class StoreWorker {
   void Stop(std::function<void()> closed);
 
  private:
-  void ThreadMain();
-  static void OnAsync(uv_async_t* handle);
-
-  uv_loop_t* loop_;
-  uv_async_t async_;
-  std::unique_ptr<store::Store> store_;
+  std::unique_ptr<store::Store> store_;  // used on the worker thread only
   std::shared_ptr<store::ReadGate> gate_;
-  std::thread thread_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  struct Queued {
-    Job job;
-    Mailbox* reply_to;  // null: this worker's own loop
-  };
-  std::deque<Queued> jobs_;
   std::atomic<int> busy_{0};  // jobs queued or running, plus 1 during a tick
-  std::vector<Completion> done_;
-  bool stopping_ = false;
-  std::function<void()> closed_;
+  Queue queue_;               // last: its threads stop before the rest goes
 };
 
 }  // namespace muscle::server

@@ -15,10 +15,11 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
-#include <future>
 #include <system_error>
+#include <thread>
 
 #include "common/log.h"
+#include "common/threads.h"
 #include "store/chunker.h"
 #include "store/precut.h"
 #include "store/sha256.h"
@@ -407,13 +408,19 @@ Status Store::FlushRange(uint64_t ino, uint64_t lo, uint64_t hi,
   const CutBlock* pending = nullptr;  // cut, not yet inserted
   for (;;) {
     CutBlock& b = blocks[cur];
-    // Cut this block (on the helper when it is big enough to be worth a
-    // thread) while inserting the previous one.
+    // Cut this block (on the helper, "flush-cut" in common/threads.h, when
+    // it is big enough to be worth a thread) while inserting the previous one.
     std::atomic<bool> cancel{false};
-    std::future<void> cutting;
+    std::thread cutting;
+    struct Joined {  // as a std::async future: joined however this scope ends
+      std::thread& t;
+      ~Joined() {
+        if (t.joinable()) t.join();
+      }
+    } joined{cutting};
     if (b.Unknown() >= kParallelCutMin) {
       try {
-        cutting = std::async(std::launch::async, [&b, &cancel] { b.Run(&cancel); });
+        cutting = StartThread("flush-cut", [&b, &cancel] { b.Run(&cancel); });
       } catch (const std::system_error&) {
         b.Run(nullptr);  // no thread to be had: cut here
       }
@@ -421,9 +428,9 @@ Status Store::FlushRange(uint64_t ino, uint64_t lo, uint64_t hi,
       b.Run(nullptr);
     }
     Status s = pending ? insert(*pending) : Status::Ok();
-    if (cutting.valid()) {
+    if (cutting.joinable()) {
       if (!s.ok() || stopped) cancel = true;
-      cutting.wait();
+      cutting.join();
     }
     MUSCLE_RETURN_IF_ERROR(s);
     if (stopped) break;

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "common/threads.h"
 #include "store/vfs.h"
 
 namespace muscle::store {
@@ -57,10 +58,10 @@ Result<std::unique_ptr<ChunkStore>> LocalPackStore::NewReader() {
 LocalPackStore::~LocalPackStore() {
   (void)WaitIdle();
   {
-    std::lock_guard<std::mutex> g(punch_mu_);
+    MutexLock l(&punch_mu_);
     punch_stop_ = true;
   }
-  punch_cv_.notify_all();
+  punch_cv_.SignalAll();
   if (puncher_.joinable()) puncher_.join();
   for (auto& [id, fd] : fds_) {
     vfs::FileClosed(fd);
@@ -292,16 +293,16 @@ Status LocalPackStore::Punch(ChunkLocation at, uint64_t length) {
   // here before the hole is punched.
   int own = fcntl(*fd, F_DUPFD_CLOEXEC, 0);
   if (own >= 0) {
-    std::lock_guard<std::mutex> g(punch_mu_);
+    MutexLock l(&punch_mu_);
     if (!puncher_.joinable()) {
       try {
-        puncher_ = std::thread([this] { PunchMain(); });
+        puncher_ = StartThread("punch-holes", [this] { PunchMain(); });
       } catch (const std::system_error&) {
       }
     }
     if (puncher_.joinable()) {
       holes_.push_back({own, lo, hi - lo});
-      punch_cv_.notify_all();
+      punch_cv_.SignalAll();
       return Status::Ok();
     }
     close(own);
@@ -312,30 +313,30 @@ Status LocalPackStore::Punch(ChunkLocation at, uint64_t length) {
 }
 
 void LocalPackStore::PunchMain() {
-  std::unique_lock<std::mutex> lk(punch_mu_);
+  MutexLock l(&punch_mu_);
   for (;;) {
-    punch_cv_.wait(lk, [&] { return punch_stop_ || !holes_.empty(); });
+    while (!punch_stop_ && holes_.empty()) punch_cv_.Wait(&punch_mu_);
     if (holes_.empty()) return;  // stopping, nothing left
     Hole h = holes_.front();
     holes_.pop_front();
     punching_ = true;
-    lk.unlock();
+    l.Unlock();
     int e = fallocate(h.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off_t(h.offset),
                       off_t(h.length)) == 0 ? 0 : errno;
     close(h.fd);
-    lk.lock();
+    l.Lock();
     punching_ = false;
     if (e && !punch_errno_) {
       punch_errno_ = e;
       punch_error_ = "punch a pack of " + dir_;
     }
-    if (holes_.empty()) punch_cv_.notify_all();
+    if (holes_.empty()) punch_cv_.SignalAll();
   }
 }
 
 Status LocalPackStore::WaitIdle() {
-  std::unique_lock<std::mutex> lk(punch_mu_);
-  punch_cv_.wait(lk, [&] { return holes_.empty() && !punching_; });
+  MutexLock l(&punch_mu_);
+  while (!holes_.empty() || punching_) punch_cv_.Wait(&punch_mu_);
   int e = punch_errno_;
   punch_errno_ = 0;
   return e ? Err(e, punch_error_) : Status::Ok();

@@ -18,23 +18,24 @@
 //
 // Threading: not thread-safe; owned by the Store, used on its thread (each
 // reader store has its own LocalPackStore opened read-only, with
-// descriptors of its own). Holes are punched on a helper thread of its
-// own, through descriptors of its own.
+// descriptors of its own). Holes are punched on a helper thread of its own
+// ("punch-holes" in common/threads.h), through descriptors of its own; the
+// hole queue is shared with it under punch_mu_.
 #pragma once
 
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <thread>
 #include <vector>
 
+#include "common/mutex.h"
 #include "common/result.h"
+#include "common/thread_annotations.h"
 #include "store/chunk_store.h"
 
 namespace muscle::store {
@@ -117,14 +118,15 @@ class LocalPackStore final : public ContainerChunkStore {
     int fd;
     uint64_t offset, length;
   };
-  void PunchMain();
-  std::mutex punch_mu_;
-  std::condition_variable punch_cv_;
-  std::deque<Hole> holes_;
-  bool punching_ = false, punch_stop_ = false;
-  int punch_errno_ = 0;
-  std::string punch_error_;
-  std::thread puncher_;
+  void PunchMain() EXCLUDES(punch_mu_);
+  Mutex punch_mu_;
+  CondVar punch_cv_;
+  std::deque<Hole> holes_ GUARDED_BY(punch_mu_);
+  bool punching_ GUARDED_BY(punch_mu_) = false;
+  bool punch_stop_ GUARDED_BY(punch_mu_) = false;
+  int punch_errno_ GUARDED_BY(punch_mu_) = 0;
+  std::string punch_error_ GUARDED_BY(punch_mu_);
+  std::thread puncher_ GUARDED_BY(punch_mu_);  // joined (by the destructor) without it
   std::map<uint64_t, int> fds_;       // open descriptors (a small cache)
   std::vector<uint64_t> unsynced_;   // packs written since the last Sync
 };

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <system_error>
 
+#include "common/threads.h"
 #include "store/chunker.h"
 #include "store/sha256.h"
 
@@ -15,15 +16,15 @@ constexpr size_t kPrecutStep = 256u << 10;
 
 Precut::~Precut() {
   {
-    std::lock_guard<std::mutex> g(mu_);
+    MutexLock l(&mu_);
     stopping_ = true;
   }
-  cv_.notify_all();
+  cv_.SignalAll();
   if (thread_.joinable()) thread_.join();
 }
 
 void Precut::Offered(uint64_t ino, uint64_t lo, const char* base, size_t size) {
-  std::unique_lock<std::mutex> lk(mu_);
+  MutexLock l(&mu_);
   if (!active_ || ino != ino_ || lo != lo_ || size < size_t(next_ - lo_)) {
     // Another stream (or a new range of this one) takes the helper over
     // only when it is free, and only for a buffer worth cutting ahead: a
@@ -44,15 +45,15 @@ void Precut::Offered(uint64_t ino, uint64_t lo, const char* base, size_t size) {
   }
   avail_ = lo_ + size_;
   StartLocked();
-  lk.unlock();
-  cv_.notify_all();
+  l.Unlock();
+  cv_.SignalAll();
 }
 
 void Precut::StartLocked() {
   busy_ = true;
   if (!thread_.joinable()) {
     try {
-      thread_ = std::thread([this] { Main(); });
+      thread_ = StartThread("precut", [this] { Main(); });
     } catch (const std::system_error&) {
       busy_ = false;  // no helper to be had: flushes cut everything
     }
@@ -60,15 +61,15 @@ void Precut::StartLocked() {
 }
 
 void Precut::Main() {
-  std::unique_lock<std::mutex> lk(mu_);
+  MutexLock l(&mu_);
   for (;;) {
-    cv_.wait(lk, [&] { return stopping_ || busy_; });
+    while (!stopping_ && !busy_) cv_.Wait(&mu_);
     if (stopping_) return;
     // Cut [next_, avail_) of the buffer without the lock; the store thread
     // only appends past avail_ meanwhile (or waits in Pause).
     const auto* p = reinterpret_cast<const uint8_t*>(base_);
     uint64_t lo = lo_, at = next_, end = avail_;
-    lk.unlock();
+    l.Unlock();
     std::vector<Cut> made;
     while (!stop_.load(std::memory_order_relaxed)) {
       size_t len = FindChunkEnd(p + (at - lo), size_t(end - at), false);
@@ -78,40 +79,40 @@ void Precut::Main() {
       made.push_back(c);
       at += len;
     }
-    lk.lock();
+    l.Lock();
     cuts_.insert(cuts_.end(), made.begin(), made.end());
     next_ = at;
     // More arrived meanwhile: go on (unless nothing new can be cut).
     if (avail_ > end && avail_ - next_ >= kPrecutStep && !stopping_ && !stop_) continue;
     busy_ = false;
-    cv_.notify_all();
+    cv_.SignalAll();
   }
 }
 
-void Precut::WaitIdle(std::unique_lock<std::mutex>& lk) {
+void Precut::WaitIdle() {
   if (!busy_) return;
   // The helper stops at its next chunk; what it cut so far is kept.
   stop_ = true;
-  cv_.wait(lk, [&] { return !busy_; });
+  while (busy_) cv_.Wait(&mu_);
   stop_ = false;
 }
 
 void Precut::Pause(uint64_t ino) {
-  std::unique_lock<std::mutex> lk(mu_);
-  if (active_ && ino == ino_) WaitIdle(lk);
+  MutexLock l(&mu_);
+  if (active_ && ino == ino_) WaitIdle();
 }
 
 void Precut::Drop(uint64_t ino) {
-  std::unique_lock<std::mutex> lk(mu_);
+  MutexLock l(&mu_);
   if (!active_ || (ino != kAll && ino != ino_)) return;
-  WaitIdle(lk);
+  WaitIdle();
   active_ = false;
   cuts_.clear();
   base_ = nullptr;
 }
 
 bool Precut::Peek(uint64_t* ino, uint64_t* lo, uint64_t* cut_end) {
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock l(&mu_);
   if (!active_) return false;
   *ino = ino_;
   *lo = lo_;
@@ -120,8 +121,8 @@ bool Precut::Peek(uint64_t* ino, uint64_t* lo, uint64_t* cut_end) {
 }
 
 void Precut::Rebase(uint64_t new_lo, const char* base, size_t size) {
-  std::unique_lock<std::mutex> lk(mu_);
-  WaitIdle(lk);
+  MutexLock l(&mu_);
+  WaitIdle();
   auto keep = std::lower_bound(cuts_.begin(), cuts_.end(), new_lo,
                                [](const Cut& c, uint64_t o) { return c.offset < o; });
   cuts_.erase(cuts_.begin(), keep);
@@ -134,9 +135,9 @@ void Precut::Rebase(uint64_t new_lo, const char* base, size_t size) {
 
 const std::vector<Precut::Cut>& Precut::CutsOf(uint64_t ino) {
   static const std::vector<Cut> kNone;
-  std::unique_lock<std::mutex> lk(mu_);
+  MutexLock l(&mu_);
   if (!active_ || ino != ino_) return kNone;
-  WaitIdle(lk);
+  WaitIdle();
   return cuts_;
 }
 

@@ -14,7 +14,8 @@
 // common cut on both are the same: nothing changes on disk).
 //
 // Ownership and threading: owned by the Store and called only on its
-// thread; runs one helper thread of its own. The helper reads the buffer
+// thread; runs one helper thread of its own ("precut" in common/threads.h),
+// which shares the chain's state below with it under mu_. The helper reads the buffer
 // the store thread appends to: the store keeps the bytes already offered
 // in place and unchanged (an append within the buffer's capacity only
 // writes past them) and calls Pause before anything else touches that
@@ -23,12 +24,13 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
-#include <mutex>
 #include <thread>
 #include <vector>
+
+#include "common/mutex.h"
+#include "common/thread_annotations.h"
 
 namespace muscle::store {
 
@@ -71,26 +73,26 @@ class Precut {
   void Rebase(uint64_t new_lo, const char* base, size_t size);
 
  private:
-  void Main();
-  void StartLocked();
-  void WaitIdle(std::unique_lock<std::mutex>& lk);
+  void Main() EXCLUDES(mu_);
+  void StartLocked() REQUIRES(mu_);
+  void WaitIdle() REQUIRES(mu_);
 
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::thread thread_;
-  bool stopping_ = false;
-  bool busy_ = false;  // the helper is reading the buffer
+  Mutex mu_;
+  CondVar cv_;
+  std::thread thread_;  // started and joined by the store thread
+  bool stopping_ GUARDED_BY(mu_) = false;
+  bool busy_ GUARDED_BY(mu_) = false;  // the helper is reading the buffer
   std::atomic<bool> stop_{false};  // asks the helper to stop at its next chunk
   // The chain: the buffered range [lo_, lo_ + size_) at base_, cut from
   // lo_ up to next_; the helper may cut up to avail_.
-  uint64_t ino_ = 0;
-  bool active_ = false;
-  uint64_t lo_ = 0;
-  const char* base_ = nullptr;
-  size_t size_ = 0;
-  uint64_t next_ = 0;
-  uint64_t avail_ = 0;
-  std::vector<Cut> cuts_;
+  uint64_t ino_ GUARDED_BY(mu_) = 0;
+  bool active_ GUARDED_BY(mu_) = false;
+  uint64_t lo_ GUARDED_BY(mu_) = 0;
+  const char* base_ GUARDED_BY(mu_) = nullptr;
+  size_t size_ GUARDED_BY(mu_) = 0;
+  uint64_t next_ GUARDED_BY(mu_) = 0;
+  uint64_t avail_ GUARDED_BY(mu_) = 0;
+  std::vector<Cut> cuts_ GUARDED_BY(mu_);
 };
 
 }  // namespace muscle::store

@@ -3,47 +3,47 @@
 namespace muscle::store {
 
 void ReadGate::MarkDirty(uint64_t ino) {
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock l(&mu_);
   dirty_.insert(ino);
 }
 
 void ReadGate::Published() {
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock l(&mu_);
   generation_++;
   dirty_.clear();
 }
 
 void ReadGate::PackRemoved() {
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock l(&mu_);
   packs_removed_++;
 }
 
 uint64_t ReadGate::packs_removed() const {
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock l(&mu_);
   return packs_removed_;
 }
 
 bool ReadGate::ClaimUnreferenced(uint64_t ino) {
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock l(&mu_);
   if (refs_.count(ino)) return false;
   dirty_.insert(ino);
   return true;
 }
 
 void ReadGate::Pending(uint64_t ino, int delta) {
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock l(&mu_);
   int& n = pending_[ino];
   n += delta;
   if (n <= 0) pending_.erase(ino);
 }
 
 void ReadGate::Ref(uint64_t ino) {
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock l(&mu_);
   refs_[ino]++;
 }
 
 bool ReadGate::Unref(uint64_t ino) {
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock l(&mu_);
   auto it = refs_.find(ino);
   if (it == refs_.end()) return false;
   if (--it->second > 0) return false;
@@ -52,28 +52,28 @@ bool ReadGate::Unref(uint64_t ino) {
 }
 
 bool ReadGate::Referenced(uint64_t ino) const {
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock l(&mu_);
   return refs_.count(ino) != 0;
 }
 
 uint64_t ReadGate::generation() const {
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock l(&mu_);
   return generation_;
 }
 
 bool ReadGate::IsDirty(uint64_t ino) const {
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock l(&mu_);
   return dirty_.count(ino) != 0 || pending_.count(ino) != 0;
 }
 
 bool ReadGate::AllClean() const {
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock l(&mu_);
   return dirty_.empty();
 }
 
 bool ReadGate::Validate(uint64_t gen, const std::vector<uint64_t>& inos, bool all,
                         RefChange change, uint64_t ref_ino) {
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock l(&mu_);
   bool ok = gen == generation_ && (!all || dirty_.empty());
   for (size_t i = 0; ok && i < inos.size(); i++) ok = !dirty_.count(inos[i]);
   if (ok && (change == RefChange::kUnref || change == RefChange::kUnrefLinked)) {
@@ -87,12 +87,12 @@ bool ReadGate::Validate(uint64_t gen, const std::vector<uint64_t>& inos, bool al
 }
 
 uint64_t ReadGate::validated() const {
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock l(&mu_);
   return validated_;
 }
 
 uint64_t ReadGate::refused() const {
-  std::lock_guard<std::mutex> g(mu_);
+  MutexLock l(&mu_);
   return refused_;
 }
 

@@ -26,10 +26,12 @@
 #pragma once
 
 #include <cstdint>
-#include <mutex>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
+
+#include "common/mutex.h"
+#include "common/thread_annotations.h"
 
 namespace muscle::store {
 
@@ -85,13 +87,14 @@ class ReadGate {
   uint64_t refused() const;
 
  private:
-  mutable std::mutex mu_;
-  uint64_t generation_ = 0;
-  uint64_t packs_removed_ = 0;
-  std::unordered_set<uint64_t> dirty_;
-  std::unordered_map<uint64_t, uint32_t> refs_;
-  std::unordered_map<uint64_t, int> pending_;
-  uint64_t validated_ = 0, refused_ = 0;
+  mutable Mutex mu_;
+  uint64_t generation_ GUARDED_BY(mu_) = 0;
+  uint64_t packs_removed_ GUARDED_BY(mu_) = 0;
+  std::unordered_set<uint64_t> dirty_ GUARDED_BY(mu_);
+  std::unordered_map<uint64_t, uint32_t> refs_ GUARDED_BY(mu_);
+  std::unordered_map<uint64_t, int> pending_ GUARDED_BY(mu_);
+  uint64_t validated_ GUARDED_BY(mu_) = 0;
+  uint64_t refused_ GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace muscle::store

@@ -65,8 +65,11 @@ void InProcessServer::Run(server::ServerOptions o) {
       if (!s.ok()) error = s.ToString();
       else bound_ = srv.bound();
       ready = true;
+      // Under the lock: the constructor returns (and `cv`, on its stack,
+      // goes) as soon as it sees `ready`, possibly before a notify_all
+      // after the unlock had finished.
+      cv.notify_all();
     }
-    cv.notify_all();
     if (!s.ok()) uv_async_send(&stop_);
     uv_run(&loop_, UV_RUN_DEFAULT);
     server_ = nullptr;

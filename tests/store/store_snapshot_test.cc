@@ -563,12 +563,15 @@ TEST_CASE("kill -9 during snapshots, prune and gc: every completed snapshot is i
       }
     }
     close(fds[1]);
+    // The kill comes after two acknowledged snapshots at least (a slow
+    // machine or ThreadSanitizer may take longer than the sleep for them).
+    std::vector<uint32_t> acked;
+    uint32_t v;
+    while (acked.size() < 2 && read(fds[0], &v, 4) == 4) acked.push_back(v);
     usleep(300000 + round * 150000);
     kill(pid, SIGKILL);
     int status = 0;
     waitpid(pid, &status, 0);
-    std::vector<uint32_t> acked;
-    uint32_t v;
     while (read(fds[0], &v, 4) == 4) acked.push_back(v);
     close(fds[0]);
     INFO("round " << round << ": " << acked.size() << " snapshots acknowledged");
