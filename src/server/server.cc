@@ -28,7 +28,6 @@ Status Server::Start(const ServerOptions& options) {
   if (!store.ok()) return store.status();
   (*store)->commit_interval = options.commit_interval;
   (*store)->snapshot_every = options.snapshot_every;
-  (*store)->control_handler = RunControl;
   worker_ = std::make_unique<StoreWorker>(loop_, std::move(*store));
   if (options.store_readers > 0 && worker_->gate()) {
     auto readers = ReaderPool::Open(loop_, options.store_path, worker_->gate(), options.store_readers);
@@ -36,6 +35,8 @@ Status Server::Start(const ServerOptions& options) {
     readers_ = std::move(*readers);
   }
   fs_ = std::make_unique<StoreFileSystem>(*worker_, readers_.get());
+  views_ = std::make_unique<ViewFileSystem>(*worker_, RunControl);
+  router_ = std::make_unique<AttachRouter>(*fs_, *views_);
   std::vector<transport::Endpoint> eps;
   for (const std::string& text : options.listen) {
     auto ep = transport::ParseEndpoint(text);
@@ -266,7 +267,7 @@ void Server::Accept(uv_stream_t* stream, std::string peer, bool tls) {
     co.claim = [this](const std::string& line, std::string* identity) {
       return AuthorizeClaim(line, identity);
     };
-  auto* c = new transport::Connection(stream, peer, *fs_, locks_, std::move(co));
+  auto* c = new transport::Connection(stream, peer, *router_, locks_, std::move(co));
   connections_.insert(c);
   c->on_closed = [this, address, handshake](transport::Connection* c) {
     EndHandshake(address, handshake);  // closed before its handshake ended
@@ -321,7 +322,7 @@ void Server::HandOff(Shard* shard, uv_stream_t* stream, std::string peer, std::s
         if (failed) RecordFailure(address);
       });
     };
-    auto* c = new transport::Connection(reinterpret_cast<uv_stream_t*>(tcp), peer, *fs_, locks_,
+    auto* c = new transport::Connection(reinterpret_cast<uv_stream_t*>(tcp), peer, *router_, locks_,
                                         std::move(co));
     shard->connections.insert(c);
     c->on_closed = [this, shard, address, handshake](transport::Connection* c) {

@@ -32,7 +32,9 @@
 #include "tls/tls_engine.h"
 #include "common/result.h"
 #include "server/loop_thread.h"
+#include "server/attach_router.h"
 #include "server/store_filesystem.h"
+#include "server/view_filesystem.h"
 #include "auth/access_rule.h"
 #include "server/store_worker.h"
 #include "transport/connection.h"
@@ -122,6 +124,8 @@ class Server {
   std::unique_ptr<StoreWorker> worker_;
   std::unique_ptr<ReaderPool> readers_;
   std::unique_ptr<StoreFileSystem> fs_;
+  std::unique_ptr<ViewFileSystem> views_;
+  std::unique_ptr<AttachRouter> router_;  // what connections see: fs_ and views_
   p9::LockTable locks_;
   std::shared_ptr<const auth::KeyTable> keys_;
   std::unique_ptr<tls::TlsContext> tls_;

@@ -13,7 +13,7 @@ namespace muscle::server {
 
 using namespace muscle::p9;
 using store::Attr;
-using store::Store;
+using store::Tree;
 
 namespace {
 
@@ -68,7 +68,7 @@ uint32_t UnixPerm(uint32_t perm, Dialect d) {
   return m;
 }
 
-std::string NameOf(Store& s, uint64_t ino) {
+std::string NameOf(Tree& s, uint64_t ino) {
   if (ino == store::kRootIno) return "/";
   auto where = s.FindName(ino);
   return where.ok() ? where->second : std::string();
@@ -79,7 +79,7 @@ FsReply StatReply(const StatU& st, Dialect d) {
   return FsReply{Rstat{static_cast<const Stat&>(st)}, {}};
 }
 
-Result<std::string> TargetIfLink(Store& s, const Attr& a, Dialect d) {
+Result<std::string> TargetIfLink(Tree& s, const Attr& a, Dialect d) {
   if (d != k9P2000u || !S_ISLNK(a.mode)) return std::string();
   return s.ReadLink(a.ino);
 }
@@ -116,7 +116,7 @@ StatU StatOf(const Attr& a, const std::string& name, Dialect d, const std::strin
   return st;
 }
 
-FsReply Open9(Store& s, FsRequest& req, const Topen& m) {
+FsReply Open9(Tree& s, FsRequest& req, const Topen& m) {
   auto a = s.GetAttr(req.ino);
   if (!a.ok()) return Err(a.status());
   bool writes = (m.mode & 3) == kOWrite || (m.mode & 3) == kORdwr;
@@ -133,7 +133,7 @@ FsReply Open9(Store& s, FsRequest& req, const Topen& m) {
   return FsReply{Ropen{q, 0}, {}};
 }
 
-FsReply Create9(Store& s, FsRequest& req, const TcreateU& m) {
+FsReply Create9(Tree& s, FsRequest& req, const TcreateU& m) {
   auto dir = s.GetAttr(req.ino);
   if (!dir.ok()) return Err(dir.status());
   if (!S_ISDIR(dir->mode)) return Err(ENOTDIR);
@@ -174,7 +174,7 @@ FsReply Create9(Store& s, FsRequest& req, const TcreateU& m) {
   return FsReply{Rcreate{q, 0}, {}};
 }
 
-FsReply Stat9(Store& s, FsRequest& req) {
+FsReply Stat9(Tree& s, FsRequest& req) {
   auto a = s.GetAttr(req.ino);
   if (!a.ok()) return Err(a.status());
   auto target = TargetIfLink(s, *a, req.dialect);
@@ -182,7 +182,7 @@ FsReply Stat9(Store& s, FsRequest& req) {
   return StatReply(StatOf(*a, NameOf(s, req.ino), req.dialect, *target), req.dialect);
 }
 
-FsReply Wstat9(Store& s, FsRequest& req, const TwstatU& m) {
+FsReply Wstat9(Tree& s, FsRequest& req, const TwstatU& m) {
   const StatU& w = m.stat;
   // wstat(5): a record that changes nothing asks for the file to be
   // committed to stable storage.
@@ -261,7 +261,7 @@ FsReply Wstat9(Store& s, FsRequest& req, const TwstatU& m) {
   return FsReply{Rwstat{}, {}};
 }
 
-FsReply ReadDirStats(Store& s, FsRequest& req, const Tread& m) {
+FsReply ReadDirStats(Tree& s, FsRequest& req, const Tread& m) {
   // Store cookies: 2 is "after ..", so a listing from the start skips
   // "." and "..", which 9P2000 directories do not contain.
   uint64_t from = std::max<uint64_t>(*req.dir_cookie, 2);

@@ -17,16 +17,16 @@
 
 namespace muscle::server {
 
-p9::FsReply Open9(store::Store& s, p9::FsRequest& req, const p9::Topen& m);
+p9::FsReply Open9(store::Tree& s, p9::FsRequest& req, const p9::Topen& m);
 // The fid moves from the directory to the new file, as with Tlcreate (its
 // row in 9p/ops.h says so; Execute moves the reference).
-p9::FsReply Create9(store::Store& s, p9::FsRequest& req, const p9::TcreateU& m);
-p9::FsReply Stat9(store::Store& s, p9::FsRequest& req);
-p9::FsReply Wstat9(store::Store& s, p9::FsRequest& req, const p9::TwstatU& m);
+p9::FsReply Create9(store::Tree& s, p9::FsRequest& req, const p9::TcreateU& m);
+p9::FsReply Stat9(store::Tree& s, p9::FsRequest& req);
+p9::FsReply Wstat9(store::Tree& s, p9::FsRequest& req, const p9::TwstatU& m);
 // A Tread of a directory: whole stat records after *req.dir_cookie, no
 // "." or "..", as many as fit in count bytes (none, an empty read, when
 // the next one does not fit).
-p9::FsReply ReadDirStats(store::Store& s, p9::FsRequest& req, const p9::Tread& m);
+p9::FsReply ReadDirStats(store::Tree& s, p9::FsRequest& req, const p9::Tread& m);
 
 // The stat record of a file named `name` (with the .u fields filled; a
 // 9P2000 reply uses its Stat part). `target` is a symlink's target.

@@ -12,7 +12,6 @@ using namespace muscle::p9;
 using store::Store;
 
 bool StoreFileSystem::ForReaders(const store::ReadGate& gate, const FsRequest& req) {
-  if (Store::IsView(req.ino)) return false;  // views live on the writer
   bool reads = false, all = false;
   std::visit(
       [&](const auto& m) {

@@ -49,7 +49,7 @@ class StoreFileSystem : public p9::FileSystem {
   // Store directly. With a trace, `s` is a reader: only requests
   // ForReaders accepts may be passed, nothing is changed, and the trace
   // says what to validate.
-  static p9::FsReply Execute(store::Store& s, p9::FsRequest& req, ReadTrace* trace = nullptr);
+  static p9::FsReply Execute(store::Tree& s, p9::FsRequest& req, ReadTrace* trace = nullptr);
   // True when `req` only reads and may be tried on a reader now (its row
   // says Served::kReader and ReaderMay, and what it reads is clean).
   static bool ForReaders(const store::ReadGate& gate, const p9::FsRequest& req);

@@ -1,7 +1,8 @@
 // One handler per request the file system answers, and Execute, which
 // applies a request's row (9p/ops.h) around its handler: what a reader
-// records for validation, the snapshot views' read-only rule and the fid
-// references. Handlers never take or drop references.
+// records for validation, the tree's read-only rule and the fid
+// references. The same handlers serve the live store and the views
+// (store/tree.h). Handlers never take or drop references.
 #include "server/store_filesystem.h"
 
 #include <cassert>
@@ -21,7 +22,7 @@ namespace muscle::server {
 
 using namespace muscle::p9;
 using store::Attr;
-using store::Store;
+using store::Tree;
 
 Qid QidOf(const Attr& a) {
   Qid q;
@@ -81,24 +82,7 @@ Rgetattr GetattrOf(const Attr& a) {
 FsReply Err(int e) { return FsReply{Rlerror{uint32_t(e)}, {}}; }
 FsReply Err(const Status& s) { return Err(s.err() ? s.err() : EIO); }
 
-// Walks `path` (slash-separated) from the root; used for attach names.
-Result<Attr> WalkPath(Store& s, const std::string& path) {
-  auto cur = s.GetAttr(store::kRootIno);
-  size_t i = 0;
-  while (cur.ok() && i < path.size()) {
-    size_t j = path.find('/', i);
-    if (j == std::string::npos) j = path.size();
-    std::string name = path.substr(i, j - i);
-    i = j + 1;
-    if (name.empty() || name == ".") continue;
-    if (name == "..") return Status(EACCES);
-    if (!S_ISDIR(cur->mode)) return Status(ENOTDIR);
-    cur = s.Lookup(cur->ino, name);
-  }
-  return cur;
-}
-
-FsReply Walk(Store& s, FsRequest& req, const Twalk& m, ReadTrace* trace) {
+FsReply Walk(Tree& s, FsRequest& req, const Twalk& m, ReadTrace* trace) {
   Rwalk r;
   uint64_t cur = req.ino;
   if (trace) trace->inos.push_back(cur);
@@ -127,7 +111,7 @@ FsReply Walk(Store& s, FsRequest& req, const Twalk& m, ReadTrace* trace) {
 
 uint8_t DirentType(uint32_t mode) { return uint8_t((mode & S_IFMT) >> 12); }
 
-FsReply ReadDir(Store& s, FsRequest& req, const Treaddir& m, ReadTrace* trace) {
+FsReply ReadDir(Tree& s, FsRequest& req, const Treaddir& m, ReadTrace* trace) {
   // Entries are encoded as the store produces them, until the next one
   // would not fit in count bytes (qid[13] offset[8] type[1] name[s]).
   // The store's cookies are 2 + a dirent id (an int64), so no cookie is
@@ -160,7 +144,7 @@ FsReply ReadDir(Store& s, FsRequest& req, const Treaddir& m, ReadTrace* trace) {
   return FsReply{std::move(r), {}};
 }
 
-FsReply SetAttr(Store& s, FsRequest& req, const Tsetattr& m) {
+FsReply SetAttr(Tree& s, FsRequest& req, const Tsetattr& m) {
   store::SetAttrRequest a;
   a.set_mode = m.valid & kSetMode;
   a.mode = m.mode;
@@ -200,46 +184,18 @@ FsReply Created(Result<Attr> a) {
   return FsReply{r, {}};
 }
 
-// Attach names of the views: "@snapshots" (every snapshot a directory),
-// "@snapshots/NAME[/path]" (one snapshot, or a directory in it; NAME may
-// be a root hash or a unique prefix of it) and "@ctl" (a control file).
-FsReply AttachView(Store& s, const auth::AccessRule& rule, const std::string& aname) {
-  Result<Attr> a = Status(ENOENT);
-  if (aname == "@ctl") {
-    a = s.NewControlFile(rule);
-  } else if (aname == "@snapshots" || aname.rfind("@snapshots/", 0) == 0) {
-    a = s.SnapshotsRoot(rule.Relative());
-    size_t i = sizeof("@snapshots") - 1;
-    while (a.ok() && i < aname.size()) {
-      size_t j = aname.find('/', i + 1);
-      if (j == std::string::npos) j = aname.size();
-      std::string name = aname.substr(i + 1, j - i - 1);
-      i = j;
-      if (name.empty() || name == ".") continue;
-      if (name == "..") return Err(EACCES);
-      a = s.Lookup(a->ino, name);
-    }
-    if (a.ok() && !S_ISDIR(a->mode)) return Err(ENOTDIR);
-  }
-  if (!a.ok()) return Err(a.status());
-  return FsReply{Rattach{QidOf(*a)}, {}};
-}
-
-
 // --- the handlers, one per request the file system answers ---
 // Each gets the request (req.ino: the inode of its first fid) and returns
 // its reply; with a trace it runs on a reader and only reads.
 struct Call {
-  Store& s;
+  Tree& s;  // the live store or the views (whichever the fid was attached to)
   FsRequest& req;
   ReadTrace* trace;
 };
 
 FsReply Handle(Call& c, const Tattach& m) {
-  if (c.req.rule) return AttachView(c.s, *c.req.rule, m.aname);
-  auto a = WalkPath(c.s, m.aname);
+  auto a = c.s.Attach(m.aname, c.req.rule ? &*c.req.rule : nullptr);
   if (!a.ok()) return Err(a.status());
-  if (!S_ISDIR(a->mode)) return Err(ENOTDIR);
   return FsReply{Rattach{QidOf(*a)}, {}};
 }
 
@@ -436,7 +392,7 @@ void ApplyRefs(Call& c, Refs refs, uint64_t bound, FsReply& reply) {
 
 }  // namespace
 
-FsReply StoreFileSystem::Execute(Store& s, FsRequest& req, ReadTrace* trace) {
+FsReply StoreFileSystem::Execute(Tree& s, FsRequest& req, ReadTrace* trace) {
   Call c{s, req, trace};
   return std::visit(
       [&](auto& m) -> FsReply {
@@ -452,12 +408,10 @@ FsReply StoreFileSystem::Execute(Store& s, FsRequest& req, ReadTrace* trace) {
               trace->inos.push_back(req.ino);
               trace->all = R::kReadsAll;
             }
-            // Snapshots are read-only, whatever the mode bits say; a control
-            // file checks what is written to it itself. (Other changes
-            // reach the store, which refuses view nodes with EROFS.)
-            bool refused = R::kOpens && R::ChangesTree(m) && Store::IsView(req.ino) &&
-                           !s.IsControlFile(req.ino);
-            FsReply reply = refused ? Err(EROFS) : Handle(c, m);
+            // An open or create that would write asks the tree first (a
+            // snapshot's file is read-only whatever its mode bits say).
+            Status may = R::kOpens && R::ChangesTree(m) ? s.MayChange(req.ino) : Status::Ok();
+            FsReply reply = may.ok() ? Handle(c, m) : Err(may);
             ApplyRefs(c, R::RefsOf(m), R::BoundIno(m, req, reply), reply);
             return reply;
           }

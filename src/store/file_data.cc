@@ -100,7 +100,6 @@ void CutBlock::Run(const std::atomic<bool>* cancel) {
 Status Store::Read(uint64_t ino, uint64_t offset, uint32_t count,
                    std::string& out) {
   OpScope op(this);
-  if (IsView(ino)) return ViewRead(ino, offset, count, out);
   out.clear();
   auto a = LoadAttr(ino);
   if (!a.ok()) return a.status();
@@ -115,7 +114,6 @@ Status Store::Read(uint64_t ino, uint64_t offset, uint32_t count,
 Result<uint32_t> Store::Write(uint64_t ino, uint64_t offset,
                               std::string_view data) {
   OpScope op(this);
-  if (IsView(ino)) return ViewWrite(ino, offset, data);
   if (offset > kMaxFileSize || data.size() > kMaxFileSize - offset)
     return Status(EFBIG);
   Status s = Begin();

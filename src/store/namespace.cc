@@ -70,7 +70,6 @@ Status Store::StoreAttr(const Attr& a) {
 
 Result<Attr> Store::GetAttr(uint64_t ino) {
   OpScope op(this);
-  if (IsView(ino)) return ViewAttr(ino);
   return LoadAttr(ino);
 }
 
@@ -85,7 +84,6 @@ Result<std::pair<int64_t, uint64_t>> Store::LookupEntry(uint64_t dir,
 
 Result<Attr> Store::Lookup(uint64_t dir, std::string_view name) {
   OpScope op(this);
-  if (IsView(dir)) return ViewLookup(dir, name);
   if (name == ".") return LoadAttr(dir);
   if (name == "..") {
     auto p = Parent(dir);
@@ -99,11 +97,6 @@ Result<Attr> Store::Lookup(uint64_t dir, std::string_view name) {
 
 Result<uint64_t> Store::Parent(uint64_t dir) {
   OpScope op(this);
-  if (IsView(dir)) {
-    auto a = ViewLookup(dir, "..");
-    if (!a.ok()) return a.status();
-    return a->ino;
-  }
   Stmt& q = st_->get_parent;
   Stmt::Scope scope(q);
   q.Bind(1, int64_t(dir));
@@ -124,7 +117,6 @@ Status Store::TouchDir(uint64_t dir, int nlink_delta) {
 Result<Attr> Store::Create(uint64_t dir, std::string_view name, uint32_t mode,
                            uint32_t uid, uint32_t gid, uint64_t rdev,
                            std::string_view symlink_target) {
-  if (IsView(dir)) return Status(EROFS);
   OpScope op(this);
   MUSCLE_RETURN_IF_ERROR(CheckName(name));
   if (S_ISLNK(mode) && (symlink_target.empty() || symlink_target.size() > 4096))
@@ -170,7 +162,6 @@ Result<Attr> Store::Create(uint64_t dir, std::string_view name, uint32_t mode,
 
 Result<Attr> Store::Link(uint64_t dir, std::string_view name, uint64_t ino) {
   OpScope op(this);
-  if (IsView(dir) || IsView(ino)) return Status(EROFS);
   MUSCLE_RETURN_IF_ERROR(CheckName(name));
   MUSCLE_RETURN_IF_ERROR(CheckSpace(0));
   return Atomically([&]() -> Result<Attr> {
@@ -241,7 +232,6 @@ Status Store::CheckEmptyDir(uint64_t dir) {
 
 Status Store::Unlink(uint64_t dir, std::string_view name, bool remove_dir) {
   OpScope op(this);
-  if (IsView(dir)) return Status(EROFS);
   if (name == "." ) return Status(EINVAL);
   if (name == "..") return Status(ENOTEMPTY);
   MUSCLE_RETURN_IF_ERROR(CheckName(name));
@@ -265,7 +255,6 @@ Status Store::Unlink(uint64_t dir, std::string_view name, bool remove_dir) {
 Status Store::Rename(uint64_t old_dir, std::string_view old_name,
                      uint64_t new_dir, std::string_view new_name) {
   OpScope op(this);
-  if (IsView(old_dir) || IsView(new_dir)) return Status(EROFS);
   MUSCLE_RETURN_IF_ERROR(CheckName(old_name));
   MUSCLE_RETURN_IF_ERROR(CheckName(new_name));
   return Atomically([&]() -> Status {
@@ -328,7 +317,6 @@ Status Store::Rename(uint64_t old_dir, std::string_view old_name,
 
 Result<Attr> Store::SetAttr(uint64_t ino, const SetAttrRequest& req) {
   OpScope op(this);
-  if (IsView(ino)) return Status(EROFS);
   return Atomically([&]() -> Result<Attr> {
     auto a = LoadAttr(ino);
     if (!a.ok()) return a.status();
@@ -357,7 +345,6 @@ Result<Attr> Store::SetAttr(uint64_t ino, const SetAttrRequest& req) {
 
 Result<std::pair<uint64_t, std::string>> Store::FindName(uint64_t ino) {
   OpScope op(this);
-  if (IsView(ino)) return ViewFindName(ino);
   Stmt& q = st_->find_name;
   Stmt::Scope scope(q);
   q.Bind(1, int64_t(ino));
@@ -367,7 +354,6 @@ Result<std::pair<uint64_t, std::string>> Store::FindName(uint64_t ino) {
 
 Result<std::string> Store::ReadLink(uint64_t ino) {
   OpScope op(this);
-  if (IsView(ino)) return ViewReadLink(ino);
   Stmt& q = st_->get_target;
   Stmt::Scope scope(q);
   q.Bind(1, int64_t(ino));
@@ -376,23 +362,27 @@ Result<std::string> Store::ReadLink(uint64_t ino) {
   return std::string(q.Blob(0));
 }
 
-Result<std::vector<DirEntry>> Store::ReadDir(uint64_t dir, uint64_t cookie,
-                                             size_t max) {
+Result<Attr> Store::Attach(std::string_view aname, const auth::AccessRule*) {
   OpScope op(this);
-  std::vector<DirEntry> out;
-  Status s = ReadDir(dir, cookie, [&](const DirEntry& e) {
-    if (out.size() >= max) return false;
-    out.push_back(e);
-    return true;
-  });
-  if (!s.ok()) return s;
-  return out;
+  auto cur = LoadAttr(kRootIno);
+  size_t i = 0;
+  while (cur.ok() && i < aname.size()) {
+    size_t j = aname.find('/', i);
+    if (j == std::string_view::npos) j = aname.size();
+    std::string_view name = aname.substr(i, j - i);
+    i = j + 1;
+    if (name.empty() || name == ".") continue;
+    if (name == "..") return Status(EACCES);
+    if (!IsDir(cur->mode)) return Status(ENOTDIR);
+    cur = Lookup(cur->ino, name);
+  }
+  if (cur.ok() && !IsDir(cur->mode)) return Status(ENOTDIR);
+  return cur;
 }
 
 Status Store::ReadDir(uint64_t dir, uint64_t cookie,
                       const std::function<bool(const DirEntry&)>& emit) {
   OpScope op(this);
-  if (IsView(dir)) return ViewReadDir(dir, cookie, emit);
   auto d = LoadAttr(dir);
   if (!d.ok()) return d.status();
   if (!IsDir(d->mode)) return Status(ENOTDIR);
@@ -445,7 +435,6 @@ Result<StatFs> Store::GetStatFs() {
 
 Result<std::string> Store::GetXattr(uint64_t ino, std::string_view name) {
   OpScope op(this);
-  if (IsView(ino)) return Status(ENODATA);
   Stmt& q = st_->get_xattr;
   Stmt::Scope scope(q);
   q.Bind(1, int64_t(ino)).Bind(2, name, true);
@@ -455,7 +444,6 @@ Result<std::string> Store::GetXattr(uint64_t ino, std::string_view name) {
 
 Result<std::string> Store::ListXattr(uint64_t ino) {
   OpScope op(this);
-  if (IsView(ino)) return std::string();
   Stmt& q = st_->list_xattr;
   Stmt::Scope scope(q);
   q.Bind(1, int64_t(ino));
@@ -471,7 +459,6 @@ Result<std::string> Store::ListXattr(uint64_t ino) {
 Status Store::SetXattr(uint64_t ino, std::string_view name,
                        std::string_view value, uint32_t flags) {
   OpScope op(this);
-  if (IsView(ino)) return Status(EROFS);
   if (name.empty() || name.size() > kMaxNameLen) return Status(ERANGE);
   if (value.size() > kMaxXattrValue) return Status(E2BIG);
   MUSCLE_RETURN_IF_ERROR(CheckSpace(value.size()));
@@ -494,7 +481,6 @@ Status Store::SetXattr(uint64_t ino, std::string_view name,
 
 Status Store::RemoveXattr(uint64_t ino, std::string_view name) {
   OpScope op(this);
-  if (IsView(ino)) return Status(EROFS);
   return Atomically([&]() -> Status {
     if (!GetXattr(ino, name).ok()) return Status(ENODATA);
     Stmt& q = st_->delete_xattr;
@@ -509,16 +495,11 @@ Status Store::RemoveXattr(uint64_t ino, std::string_view name) {
 }
 
 void Store::Ref(uint64_t ino) {
-  if (IsView(ino)) return ViewRef(ino);
   gate_->Ref(ino);
 }
 
 Status Store::Unref(uint64_t ino) {
   OpScope op(this);
-  if (IsView(ino)) {
-    ViewUnref(ino);
-    return Status::Ok();
-  }
   if (!gate_->Unref(ino)) return Status::Ok();
   return Atomically([&]() -> Status {
     Status s = FlushFile(ino);

@@ -1,6 +1,5 @@
-// Private to the store implementation: the decoded-object cache, the node
-// table of the read-only views (snapshot_view.cc), and small helpers the
-// snapshot files share (snapshot_objects.cc, snapshots.cc,
+// Private to the store implementation: the decoded-object cache and small
+// helpers the snapshot files share (snapshot_objects.cc, snapshots.cc,
 // snapshot_history.cc). Same threading rules as Store (writer thread only).
 #pragma once
 
@@ -108,36 +107,6 @@ struct Store::ObjectCache {
       lru.pop_back();
     }
   }
-};
-
-// A node of a read-only view. Its number is kViewBit | a hash of where it
-// is (its parent's number and its name), so the same path has the same
-// number for as long as the server runs.
-struct ViewNode {
-  enum Kind { kList, kEntry, kControl } kind = kEntry;
-  uint64_t parent = 0;  // the list node is its own parent
-  std::string name;
-  Attr attr;
-  TreeEntry entry;      // kEntry: what the node is (metadata, object)
-  std::string confine;  // kList: the subtree each snapshot shows
-  uint32_t refs = 0;    // fids
-  uint32_t children = 0;  // nodes naming it as parent
-  auth::AccessRule rule;  // kControl: the client's, for its commands
-  std::string reply;      // kControl
-};
-
-struct Store::View {
-  std::unordered_map<uint64_t, ViewNode> nodes;
-  uint64_t next_control = 1;
-  // Nodes nothing holds are forgotten when the table passes scan_above
-  // (at least kMaxNodes); after a pass it is raised to twice what is left,
-  // so lookups cost O(1) amortized even when most nodes are held.
-  static constexpr size_t kMaxNodes = 65536;
-  size_t scan_above = kMaxNodes;
-  // Control files open at once, and the bytes their answers hold.
-  static constexpr size_t kMaxControlFiles = 1024;
-  static constexpr size_t kMaxReplyBytes = 64u << 20;
-  size_t control_files = 0, reply_bytes = 0;
 };
 
 }  // namespace muscle::store

@@ -321,20 +321,29 @@ Result<std::pair<int64_t, ObjectHash>> Store::Freeze(uint64_t ino) {
 }
 
 
+// Where the chunk named `hash` is, and its size.
+Result<std::pair<ChunkLocation, uint64_t>> Store::FindChunk(const ObjectHash& hash) {
+  Stmt& q = st_->chunk_by_hash;
+  Stmt::Scope scope(q);
+  q.Bind(1, HashView(hash), true);
+  if (!q.Step()) return q.failed() ? q.Error("chunk") : Status(ESTALE, "chunk is gone");
+  return std::make_pair(ChunkLocation{uint64_t(q.Int(1)), uint64_t(q.Int(2))}, uint64_t(q.Int(3)));
+}
+
+Status Store::ReadChunkOf(const ObjectHash& hash, uint64_t offset, size_t len, char* out) {
+  auto c = FindChunk(hash);
+  if (!c.ok()) return c.status();
+  return chunks_->Read(c->first, c->second, offset, len, out);
+}
+
 Result<std::shared_ptr<const TreeObject>> Store::LoadObject(const ObjectHash& hash) {
   if (!object_cache_) object_cache_ = std::make_unique<ObjectCache>();
   if (auto o = object_cache_->Find(hash)) return o;
-  ChunkLocation at;
-  uint64_t size;
-  {
-    Stmt& q = st_->chunk_by_hash;
-    Stmt::Scope scope(q);
-    q.Bind(1, HashView(hash), true);
-    if (!q.Step()) return q.failed() ? q.Error("object") : Status(ESTALE, "object is gone");
-    at = {uint64_t(q.Int(1)), uint64_t(q.Int(2))}, size = uint64_t(q.Int(3));
-  }
+  auto c = FindChunk(hash);
+  if (!c.ok()) return c.status();
+  uint64_t size = c->second;
   std::string bytes(size, '\0');
-  MUSCLE_RETURN_IF_ERROR(chunks_->Read(at, size, 0, size, bytes.data()));
+  MUSCLE_RETURN_IF_ERROR(chunks_->Read(c->first, size, 0, size, bytes.data()));
   auto o = DecodeObject(bytes);
   if (!o.ok()) return o.status();
   auto p = std::make_shared<const TreeObject>(std::move(*o));

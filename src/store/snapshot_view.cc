@@ -1,8 +1,5 @@
-// The read-only views of the store: @snapshots (every snapshot as a
-// directory, its tree below, served from tree objects) and @ctl control
-// files. Nodes are made as they are looked up and live while a fid holds
-// them or a node below them lives; beyond View::kMaxNodes the others are
-// forgotten (and made again when looked up again, with the same number).
+// The read-only views (snapshot_view.h): their nodes, made from tree
+// objects as they are looked up, and the control files.
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -10,8 +7,7 @@
 
 #include "store/sha256.h"
 #include "store/snapshot_internal.h"
-#include "store/statements.h"
-#include "store/store.h"
+#include "store/snapshot_view.h"
 
 namespace muscle::store {
 
@@ -26,7 +22,7 @@ uint64_t NodeId(uint64_t parent, std::string_view tag, std::string_view name) {
   Sha256(key.data(), key.size(), h);
   uint64_t v;
   memcpy(&v, h, sizeof v);
-  return Store::kViewBit | (v & (Store::kViewBit - 1));
+  return SnapshotView::kInoBit | (v & (SnapshotView::kInoBit - 1));
 }
 
 Attr AttrOf(uint64_t id, const TreeEntry& e) {
@@ -50,18 +46,36 @@ Attr AttrOf(uint64_t id, const TreeEntry& e) {
 
 }  // namespace
 
-Result<Attr> Store::SnapshotsRoot(std::string_view confine) {
-  OpScope op(this);
-  if (read_only_) return Status(EROFS);
-  if (!view_) view_ = std::make_unique<View>();
+Result<Attr> SnapshotView::Attach(std::string_view aname, const auth::AccessRule* rule) {
+  auth::AccessRule none;
+  if (!rule) rule = &none;
+  if (aname == "@ctl") return NewControlFile(*rule);
+  constexpr std::string_view kList = "@snapshots";
+  if (aname != kList && aname.substr(0, kList.size() + 1) != "@snapshots/") return Status(ENOENT);
+  auto a = SnapshotsRoot(rule->Relative());
+  size_t i = kList.size();
+  while (a.ok() && i < aname.size()) {
+    size_t j = aname.find('/', i + 1);
+    if (j == std::string_view::npos) j = aname.size();
+    std::string_view name = aname.substr(i + 1, j - i - 1);
+    i = j;
+    if (name.empty() || name == ".") continue;
+    if (name == "..") return Status(EACCES);
+    a = Lookup(a->ino, name);
+  }
+  if (a.ok() && !S_ISDIR(a->mode)) return Status(ENOTDIR);
+  return a;
+}
+
+Result<Attr> SnapshotView::SnapshotsRoot(std::string_view confine) {
   uint64_t id = NodeId(0, "@snapshots", confine);
-  ViewNode& n = view_->nodes[id];
-  n.kind = ViewNode::kList;
+  Node& n = nodes_[id];
+  n.kind = Node::kList;
   n.parent = id;
   n.confine = std::string(confine);
-  auto root = LoadAttr(kRootIno);
+  auto root = store_.GetAttr(kRootIno);
   if (!root.ok()) return root.status();
-  auto list = ListSnapshots();
+  auto list = store_.ListSnapshots();
   if (!list.ok()) return list.status();
   Attr& a = n.attr;
   a = Attr{};
@@ -77,16 +91,13 @@ Result<Attr> Store::SnapshotsRoot(std::string_view confine) {
   return a;
 }
 
-Result<Attr> Store::NewControlFile(const auth::AccessRule& rule) {
-  OpScope op(this);
-  if (read_only_) return Status(EROFS);
-  if (!view_) view_ = std::make_unique<View>();
-  if (view_->control_files >= View::kMaxControlFiles)
-    return Status(EMFILE, "too many control files open (" + std::to_string(View::kMaxControlFiles) + ")");
-  view_->control_files++;
-  uint64_t id = NodeId(0, "@ctl", std::to_string(view_->next_control++));
-  ViewNode& n = view_->nodes[id];
-  n.kind = ViewNode::kControl;
+Result<Attr> SnapshotView::NewControlFile(const auth::AccessRule& rule) {
+  if (control_files_ >= kMaxControlFiles)
+    return Status(EMFILE, "too many control files open (" + std::to_string(kMaxControlFiles) + ")");
+  control_files_++;
+  uint64_t id = NodeId(0, "@ctl", std::to_string(next_control_++));
+  Node& n = nodes_[id];
+  n.kind = Node::kControl;
   n.parent = id;
   n.rule = rule;
   n.attr = Attr{};
@@ -99,38 +110,35 @@ Result<Attr> Store::NewControlFile(const auth::AccessRule& rule) {
   return n.attr;
 }
 
-bool Store::IsControlFile(uint64_t ino) const {
-  if (!view_ || !IsView(ino)) return false;
-  auto it = view_->nodes.find(ino);
-  return it != view_->nodes.end() && it->second.kind == ViewNode::kControl;
+bool SnapshotView::IsControlFile(uint64_t ino) const {
+  auto it = nodes_.find(ino);
+  return it != nodes_.end() && it->second.kind == Node::kControl;
 }
 
-Result<Attr> Store::ViewAttr(uint64_t ino) {
-  if (!view_) return Status(ESTALE);
-  auto it = view_->nodes.find(ino);
-  if (it == view_->nodes.end()) return Status(ESTALE);
-  if (it->second.kind == ViewNode::kList) return SnapshotsRoot(it->second.confine);
-  if (it->second.kind == ViewNode::kControl) it->second.attr.size = it->second.reply.size();
+Result<Attr> SnapshotView::GetAttr(uint64_t ino) {
+  auto it = nodes_.find(ino);
+  if (it == nodes_.end()) return Status(ESTALE);
+  if (it->second.kind == Node::kList) return SnapshotsRoot(it->second.confine);
+  if (it->second.kind == Node::kControl) it->second.attr.size = it->second.reply.size();
   return it->second.attr;
 }
 
-Result<Attr> Store::ViewLookup(uint64_t dir, std::string_view name) {
-  if (!view_) return Status(ESTALE);
-  auto it = view_->nodes.find(dir);
-  if (it == view_->nodes.end()) return Status(ESTALE);
-  if (name == ".") return ViewAttr(dir);
-  if (name == "..") return ViewAttr(it->second.parent);
-  ViewNode parent = it->second;  // (the table may rehash below)
+Result<Attr> SnapshotView::Lookup(uint64_t dir, std::string_view name) {
+  auto it = nodes_.find(dir);
+  if (it == nodes_.end()) return Status(ESTALE);
+  if (name == ".") return GetAttr(dir);
+  if (name == "..") return GetAttr(it->second.parent);
+  Node parent = it->second;  // (the table may rehash below)
   TreeEntry entry;
-  if (parent.kind == ViewNode::kList) {
-    auto s = FindSnapshot(name, parent.confine);
+  if (parent.kind == Node::kList) {
+    auto s = store_.FindSnapshot(name, parent.confine);
     if (!s.ok()) return Status(s.err() == EINVAL ? ENOENT : s.err());
-    auto e = ResolveIn(s->root, s->root_attr, parent.confine);
+    auto e = store_.ResolveIn(s->root, s->root_attr, parent.confine);
     if (!e.ok() || !S_ISDIR(e->mode)) return Status(ENOENT);  // not in that snapshot
     entry = *e;
     entry.name = std::string(name);
-  } else if (parent.kind == ViewNode::kEntry && S_ISDIR(parent.entry.mode)) {
-    auto o = LoadObject(parent.entry.object);
+  } else if (parent.kind == Node::kEntry && S_ISDIR(parent.entry.mode)) {
+    auto o = store_.LoadObject(parent.entry.object);
     if (!o.ok()) return o.status();
     const auto& es = (*o)->entries;
     auto e = std::lower_bound(es.begin(), es.end(), name,
@@ -143,64 +151,63 @@ Result<Attr> Store::ViewLookup(uint64_t dir, std::string_view name) {
   return MakeNode(dir, name, entry);
 }
 
-// The node for `name` in directory node `dir` (made, or refreshed).
-Attr Store::MakeNode(uint64_t dir, std::string_view name, const TreeEntry& entry) {
+Attr SnapshotView::MakeNode(uint64_t dir, std::string_view name, const TreeEntry& entry) {
   uint64_t id = NodeId(dir, "", name);
-  auto [slot, fresh] = view_->nodes.try_emplace(id);
-  ViewNode& n = slot->second;
+  auto [slot, fresh] = nodes_.try_emplace(id);
+  Node& n = slot->second;
   if (fresh) {
-    n.kind = ViewNode::kEntry;
+    n.kind = Node::kEntry;
     n.parent = dir;
     n.name = std::string(name);
-    view_->nodes[dir].children++;
+    nodes_[dir].children++;
   }
   n.entry = entry;
   n.attr = AttrOf(id, entry);
   Attr out = n.attr;
-  if (view_->nodes.size() > view_->scan_above) {
+  if (nodes_.size() > scan_above_) {
     // Forget nodes nothing holds, leaves first (a few passes).
-    for (int pass = 0; pass < 8 && view_->nodes.size() > View::kMaxNodes / 2; pass++) {
-      size_t before = view_->nodes.size();
-      for (auto i = view_->nodes.begin(); i != view_->nodes.end();) {
-        ViewNode& v = i->second;
+    for (int pass = 0; pass < 8 && nodes_.size() > kMaxNodes / 2; pass++) {
+      size_t before = nodes_.size();
+      for (auto i = nodes_.begin(); i != nodes_.end();) {
+        Node& v = i->second;
         if (v.refs == 0 && v.children == 0 && i->first != id && i->first != dir &&
-            v.kind == ViewNode::kEntry) {
-          auto p = view_->nodes.find(v.parent);
-          if (p != view_->nodes.end() && p->first != i->first) p->second.children--;
-          i = view_->nodes.erase(i);
+            v.kind == Node::kEntry) {
+          auto p = nodes_.find(v.parent);
+          if (p != nodes_.end() && p->first != i->first) p->second.children--;
+          i = nodes_.erase(i);
         } else {
           ++i;
         }
       }
-      if (view_->nodes.size() == before) break;
+      if (nodes_.size() == before) break;
     }
-    view_->scan_above = std::max(View::kMaxNodes, view_->nodes.size() * 2);
+    scan_above_ = std::max(kMaxNodes, nodes_.size() * 2);
   }
   return out;
 }
 
-Status Store::ViewReadDir(uint64_t dir, uint64_t cookie,
-                          const std::function<bool(const DirEntry&)>& emit) {
-  auto d = ViewAttr(dir);
+Status SnapshotView::ReadDir(uint64_t dir, uint64_t cookie,
+                             const std::function<bool(const DirEntry&)>& emit) {
+  auto d = GetAttr(dir);
   if (!d.ok()) return d.status();
   if (!S_ISDIR(d->mode)) return Status(ENOTDIR);
-  ViewNode node = view_->nodes[dir];
+  Node node = nodes_[dir];
   // Cookies: 1 after ".", 2 after "..", 3 + i after entry i.
   if (cookie == 0 && !emit({1, ".", *d})) return Status::Ok();
   if (cookie <= 1) {
-    auto p = ViewAttr(node.parent);
+    auto p = GetAttr(node.parent);
     if (!p.ok()) return p.status();
     if (!emit({2, "..", *p})) return Status::Ok();
   }
   size_t from = cookie >= 3 ? size_t(cookie - 2) : 0;
   DirEntry e;
-  if (node.kind == ViewNode::kList) {
+  if (node.kind == Node::kList) {
     // Here the cookie after a snapshot is 3 + its id, so a listing that a
     // prune or a new snapshot interrupts neither skips nor repeats one.
-    auto list = ListSnapshots();
+    auto list = store_.ListSnapshots();
     if (!list.ok()) return list.status();
     for (size_t i = 0; i < list->size(); i++) {
-      const SnapshotInfo& s = (*list)[i];
+      const Store::SnapshotInfo& s = (*list)[i];
       if (cookie >= 3 && uint64_t(s.id) + 3 <= cookie) continue;
       TreeEntry te;
       if (node.confine.empty()) {
@@ -211,7 +218,7 @@ Status Store::ViewReadDir(uint64_t dir, uint64_t cookie,
         te.mtime_ns = s.root_attr.mtime_ns;
         te.object = s.root;
       } else {
-        auto r = ResolveIn(s.root, s.root_attr, node.confine);
+        auto r = store_.ResolveIn(s.root, s.root_attr, node.confine);
         if (!r.ok() || !S_ISDIR(r->mode)) continue;  // not in that snapshot
         te = *r;
       }
@@ -223,7 +230,7 @@ Status Store::ViewReadDir(uint64_t dir, uint64_t cookie,
     }
     return Status::Ok();
   }
-  auto o = LoadObject(node.entry.object);
+  auto o = store_.LoadObject(node.entry.object);
   if (!o.ok()) return o.status();
   // Each entry gets its node, so that clients that stat entries by their
   // number as they list them (9P2000, 9P2000.u) find it.
@@ -237,19 +244,18 @@ Status Store::ViewReadDir(uint64_t dir, uint64_t cookie,
   return Status::Ok();
 }
 
-Status Store::ViewRead(uint64_t ino, uint64_t offset, uint32_t count, std::string& out) {
+Status SnapshotView::Read(uint64_t ino, uint64_t offset, uint32_t count, std::string& out) {
   out.clear();
-  if (!view_) return Status(ESTALE);
-  auto it = view_->nodes.find(ino);
-  if (it == view_->nodes.end()) return Status(ESTALE);
-  ViewNode& n = it->second;
-  if (n.kind == ViewNode::kControl) {
+  auto it = nodes_.find(ino);
+  if (it == nodes_.end()) return Status(ESTALE);
+  Node& n = it->second;
+  if (n.kind == Node::kControl) {
     if (offset < n.reply.size()) out = n.reply.substr(size_t(offset), count);
     return Status::Ok();
   }
-  if (n.kind != ViewNode::kEntry || S_ISDIR(n.entry.mode)) return Status(EISDIR);
+  if (n.kind != Node::kEntry || S_ISDIR(n.entry.mode)) return Status(EISDIR);
   if (!S_ISREG(n.entry.mode)) return Status(EINVAL);
-  auto o = LoadObject(n.entry.object);
+  auto o = store_.LoadObject(n.entry.object);
   if (!o.ok()) return o.status();
   const TreeObject& f = **o;
   if (offset >= f.size) return Status::Ok();
@@ -262,69 +268,61 @@ Status Store::ViewRead(uint64_t ino, uint64_t offset, uint32_t count, std::strin
   for (; x != f.extents.end() && x->offset < end; ++x) {
     uint64_t lo = std::max(offset, x->offset), hi = std::min(end, x->offset + x->length);
     if (lo >= hi) continue;
-    Stmt& q = st_->chunk_by_hash;
-    Stmt::Scope scope(q);
-    q.Bind(1, std::string_view(reinterpret_cast<const char*>(x->chunk.data()), 32), true);
-    if (!q.Step()) return q.failed() ? q.Error("chunk") : Status(ESTALE, "chunk is gone");
-    MUSCLE_RETURN_IF_ERROR(chunks_->Read({uint64_t(q.Int(1)), uint64_t(q.Int(2))}, uint64_t(q.Int(3)),
-                                         lo - x->offset, size_t(hi - lo), out.data() + (lo - offset)));
+    MUSCLE_RETURN_IF_ERROR(
+        store_.ReadChunkOf(x->chunk, lo - x->offset, size_t(hi - lo), out.data() + (lo - offset)));
   }
   return Status::Ok();
 }
 
-Result<uint32_t> Store::ViewWrite(uint64_t ino, uint64_t offset, std::string_view data) {
-  if (!view_) return Status(EROFS);
-  auto it = view_->nodes.find(ino);
-  if (it == view_->nodes.end() || it->second.kind != ViewNode::kControl) return Status(EROFS);
+Result<uint32_t> SnapshotView::Write(uint64_t ino, uint64_t offset, std::string_view data) {
+  auto it = nodes_.find(ino);
+  if (it == nodes_.end() || it->second.kind != Node::kControl) return Status(EROFS);
   (void)offset;  // each write is one command
-  if (!control_handler) return Status(EOPNOTSUPP);
+  if (!control_) return Status(EOPNOTSUPP);
   auth::AccessRule rule = it->second.rule;  // the handler may change the table
-  std::string reply = control_handler(*this, rule, data);
-  auto again = view_->nodes.find(ino);  // the handler may have changed the table
-  if (again == view_->nodes.end()) return uint32_t(data.size());
+  std::string reply = control_(store_, rule, data);
+  auto again = nodes_.find(ino);  // the handler may have changed the table
+  if (again == nodes_.end()) return uint32_t(data.size());
   std::string& held = again->second.reply;
-  view_->reply_bytes -= held.size();
-  if (view_->reply_bytes + reply.size() > View::kMaxReplyBytes)
+  reply_bytes_ -= held.size();
+  if (reply_bytes_ + reply.size() > kMaxReplyBytes)
     reply = "error ENOMEM: the answer (" + std::to_string(reply.size()) +
             " bytes) does not fit beside the answers other control files hold; narrow it (a PATH)\n";
   held = std::move(reply);
-  view_->reply_bytes += held.size();
+  reply_bytes_ += held.size();
   return uint32_t(data.size());
 }
 
-Result<std::string> Store::ViewReadLink(uint64_t ino) {
-  if (!view_) return Status(ESTALE);
-  auto it = view_->nodes.find(ino);
-  if (it == view_->nodes.end()) return Status(ESTALE);
-  if (it->second.kind != ViewNode::kEntry || !S_ISLNK(it->second.entry.mode)) return Status(EINVAL);
-  auto o = LoadObject(it->second.entry.object);
+Result<std::string> SnapshotView::ReadLink(uint64_t ino) {
+  auto it = nodes_.find(ino);
+  if (it == nodes_.end()) return Status(ESTALE);
+  if (it->second.kind != Node::kEntry || !S_ISLNK(it->second.entry.mode)) return Status(EINVAL);
+  auto o = store_.LoadObject(it->second.entry.object);
   if (!o.ok()) return o.status();
   return (*o)->target;
 }
 
-Result<std::pair<uint64_t, std::string>> Store::ViewFindName(uint64_t ino) {
-  if (!view_) return Status(ESTALE);
-  auto it = view_->nodes.find(ino);
-  if (it == view_->nodes.end()) return Status(ESTALE);
+Result<std::pair<uint64_t, std::string>> SnapshotView::FindName(uint64_t ino) {
+  auto it = nodes_.find(ino);
+  if (it == nodes_.end()) return Status(ESTALE);
   if (it->second.parent == ino) return Status(ENOENT);
   return std::make_pair(it->second.parent, it->second.name);
 }
 
-void Store::ViewRef(uint64_t ino) {
-  if (!view_) return;
-  auto it = view_->nodes.find(ino);
-  if (it != view_->nodes.end()) it->second.refs++;
+void SnapshotView::Ref(uint64_t ino) {
+  auto it = nodes_.find(ino);
+  if (it != nodes_.end()) it->second.refs++;
 }
 
-void Store::ViewUnref(uint64_t ino) {
-  if (!view_) return;
-  auto it = view_->nodes.find(ino);
-  if (it == view_->nodes.end() || it->second.refs == 0) return;
-  if (--it->second.refs == 0 && it->second.kind == ViewNode::kControl) {
-    view_->control_files--;
-    view_->reply_bytes -= it->second.reply.size();
-    view_->nodes.erase(it);
+Status SnapshotView::Unref(uint64_t ino) {
+  auto it = nodes_.find(ino);
+  if (it == nodes_.end() || it->second.refs == 0) return Status::Ok();
+  if (--it->second.refs == 0 && it->second.kind == Node::kControl) {
+    control_files_--;
+    reply_bytes_ -= it->second.reply.size();
+    nodes_.erase(it);
   }
+  return Status::Ok();
 }
 
 }  // namespace muscle::store

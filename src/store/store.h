@@ -58,6 +58,7 @@
 #include "store/precut.h"
 #include "store/read_gate.h"
 #include "store/sqlite.h"
+#include "store/tree.h"
 #include "store/tree_object.h"
 
 namespace muscle::store {
@@ -68,36 +69,6 @@ constexpr int kStoreFormat = 3;
 constexpr uint64_t kRootIno = 1;
 constexpr size_t kMaxNameLen = 255;
 constexpr size_t kMaxXattrValue = 65536;
-
-struct Attr {
-  uint64_t ino = 0;
-  uint32_t mode = 0;  // includes S_IFMT bits
-  uint32_t uid = 0, gid = 0;
-  uint64_t nlink = 0, rdev = 0, size = 0;
-  int64_t atime_ns = 0, mtime_ns = 0, ctime_ns = 0, btime_ns = 0;
-  uint64_t version = 0;
-  uint64_t blocks = 0;  // 512-byte units of stored (non-hole) data
-};
-
-struct DirEntry {
-  uint64_t cookie = 0;  // pass back to ReadDir to continue after this entry
-  std::string name;
-  Attr attr;  // ino, mode, version are filled
-};
-
-struct SetAttrRequest {
-  bool set_mode = false, set_uid = false, set_gid = false, set_size = false;
-  uint32_t mode = 0, uid = 0, gid = 0;
-  uint64_t size = 0;
-  bool set_atime = false, set_mtime = false;
-  int64_t atime_ns = 0, mtime_ns = 0;  // already resolved to a time
-  bool set_ctime = false;
-};
-
-struct StatFs {
-  uint64_t bsize = 4096, blocks = 0, bfree = 0, bavail = 0, files = 0,
-           ffree = 0;
-};
 
 struct CheckReport {
   uint64_t chunks = 0, chunk_bytes = 0, inodes = 0, extents = 0;
@@ -110,7 +81,7 @@ struct CheckReport {
 using Hash = std::array<uint8_t, 32>;
 std::string HexOf(const Hash& h);
 
-class Store {
+class Store final : public Tree {
  public:
   // Opens or creates the store at `path` (":memory:" for an ephemeral one).
   // Chunk data goes to `chunks` (not yet opened; the store opens it and
@@ -136,54 +107,46 @@ class Store {
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
 
-  // --- metadata ---
-  Result<Attr> GetAttr(uint64_t ino);
-  Result<Attr> Lookup(uint64_t dir, std::string_view name);
+  // --- the tree (tree.h: what each operation means) ---
+  // The live tree's attach: the directory at `aname` below the root.
+  Result<Attr> Attach(std::string_view aname, const auth::AccessRule* rule) override;
+  Result<Attr> GetAttr(uint64_t ino) override;
+  Result<Attr> Lookup(uint64_t dir, std::string_view name) override;
   // The parent of a directory (the root is its own parent).
   Result<uint64_t> Parent(uint64_t dir);
-  // Creates a file, directory, symlink or device node (type from mode).
   Result<Attr> Create(uint64_t dir, std::string_view name, uint32_t mode,
                       uint32_t uid, uint32_t gid, uint64_t rdev = 0,
-                      std::string_view symlink_target = {});
-  Result<Attr> Link(uint64_t dir, std::string_view name, uint64_t ino);
-  Status Unlink(uint64_t dir, std::string_view name, bool remove_dir);
+                      std::string_view symlink_target = {}) override;
+  Result<Attr> Link(uint64_t dir, std::string_view name, uint64_t ino) override;
+  Status Unlink(uint64_t dir, std::string_view name, bool remove_dir) override;
   Status Rename(uint64_t old_dir, std::string_view old_name, uint64_t new_dir,
-                std::string_view new_name);
-  Result<Attr> SetAttr(uint64_t ino, const SetAttrRequest& req);
-  Result<std::string> ReadLink(uint64_t ino);
-  // One (parent, name) under which `ino` is linked.
-  Result<std::pair<uint64_t, std::string>> FindName(uint64_t ino);
-  // Up to `max` entries after `cookie` (0 starts at the beginning). "." and
-  // ".." are included first.
-  Result<std::vector<DirEntry>> ReadDir(uint64_t dir, uint64_t cookie,
-                                        size_t max);
-  // The same, streamed: emit() gets each entry in order (the reference is
-  // valid only during the call) until it returns false or the listing ends.
+                std::string_view new_name) override;
+  Result<Attr> SetAttr(uint64_t ino, const SetAttrRequest& req) override;
+  Result<std::string> ReadLink(uint64_t ino) override;
+  Result<std::pair<uint64_t, std::string>> FindName(uint64_t ino) override;
+  using Tree::ReadDir;
   Status ReadDir(uint64_t dir, uint64_t cookie,
-                 const std::function<bool(const DirEntry&)>& emit);
-  Result<StatFs> GetStatFs();
+                 const std::function<bool(const DirEntry&)>& emit) override;
+  Result<StatFs> GetStatFs() override;
 
   // --- data ---
-  // Reads up to `count` bytes at `offset` into `out` (resized to what was
-  // read; short at end of file).
-  Status Read(uint64_t ino, uint64_t offset, uint32_t count, std::string& out);
-  Result<uint32_t> Write(uint64_t ino, uint64_t offset, std::string_view data);
+  Status Read(uint64_t ino, uint64_t offset, uint32_t count, std::string& out) override;
+  Result<uint32_t> Write(uint64_t ino, uint64_t offset, std::string_view data) override;
+  Status MayChange(uint64_t) override { return Status::Ok(); }
 
-  // --- xattrs --- (names are full, e.g. "user.foo")
-  Result<std::string> GetXattr(uint64_t ino, std::string_view name);
-  // All names, each followed by a NUL, as listxattr(2) returns them.
-  Result<std::string> ListXattr(uint64_t ino);
-  // flags: 1 = XATTR_CREATE, 2 = XATTR_REPLACE.
+  // --- xattrs ---
+  Result<std::string> GetXattr(uint64_t ino, std::string_view name) override;
+  Result<std::string> ListXattr(uint64_t ino) override;
   Status SetXattr(uint64_t ino, std::string_view name, std::string_view value,
-                  uint32_t flags);
-  Status RemoveXattr(uint64_t ino, std::string_view name);
+                  uint32_t flags) override;
+  Status RemoveXattr(uint64_t ino, std::string_view name) override;
 
   // --- lifetime of open files ---
   // A reference held by a client (a fid). An inode whose link count falls to
   // zero lives until its last reference is dropped. The references live in
   // the gate, where readers take and drop them too (writer only).
-  void Ref(uint64_t ino);
-  Status Unref(uint64_t ino);
+  void Ref(uint64_t ino) override;
+  Status Unref(uint64_t ino) override;
 
   // What readers may serve (writer only; null on a reader or in memory).
   std::shared_ptr<ReadGate> gate() const { return memory_ || read_only_ ? nullptr : gate_; }
@@ -194,7 +157,7 @@ class Store {
   // Flushes every buffered write and commits; the commit is synced to disk
   // (WAL with synchronous=FULL) before this returns. `durable` documents
   // the caller's intent (Tfsync); every commit is durable.
-  Status Sync(bool durable);
+  Status Sync(bool durable) override;
   // For the worker, when no request is waiting: flushes the front of a
   // write buffer whose chunks the helper already cut (precut.h), up to its
   // last cut, so that a stream's flushes fill the gaps between its writes
@@ -285,23 +248,10 @@ class Store {
   // The entry at `path` (slash-separated, relative) below a directory object.
   Result<TreeEntry> ResolveIn(const ObjectHash& dir, const Attr& dir_attr, std::string_view path);
 
-  // --- read-only views (snapshot_view.cc) ---
-  // Inode numbers with kViewBit set name nodes of the read-only snapshot
-  // tree (aname @snapshots) and control files (aname @ctl); the reading
-  // methods serve them from tree objects, and every changing method
-  // answers EROFS. Writer only (readers never see them).
-  static constexpr uint64_t kViewBit = uint64_t(1) << 62;
-  static bool IsView(uint64_t ino) { return ino & kViewBit; }
-  // The node for @snapshots as an identity confined to `confine` (a
-  // relative path, "" for the whole tree) sees it.
-  Result<Attr> SnapshotsRoot(std::string_view confine);
-  // A control file: what is written to it is passed to control_handler
-  // with the access rule of the client that attached it, and the answer
-  // reads back from it.
-  Result<Attr> NewControlFile(const auth::AccessRule& rule);
-  bool IsControlFile(uint64_t ino) const;
-  std::function<std::string(Store&, const auth::AccessRule& rule, std::string_view command)>
-      control_handler;
+  // `len` bytes at `offset` of the chunk named `hash` (file data or an
+  // object) into `out`; ESTALE when no chunk of that hash exists (a
+  // snapshot's, pruned meanwhile).
+  Status ReadChunkOf(const ObjectHash& hash, uint64_t offset, size_t len, char* out);
 
   // True while space is short (see "Disk full" above).
   bool low_space() const { return low_space_; }
@@ -437,21 +387,8 @@ class Store {
   bool objects_exist_ = false;  // some inode caches an object
   struct ObjectCache;
   std::unique_ptr<ObjectCache> object_cache_;
-  struct View;
-  std::unique_ptr<View> view_;
   Status CheckObjects(CheckReport& r, std::map<int64_t, int64_t>& refs);
-  // The view's side of the reading methods (snapshot_view.cc).
-  Result<Attr> ViewAttr(uint64_t ino);
-  Result<Attr> ViewLookup(uint64_t dir, std::string_view name);
-  Status ViewReadDir(uint64_t dir, uint64_t cookie,
-                     const std::function<bool(const DirEntry&)>& emit);
-  Status ViewRead(uint64_t ino, uint64_t offset, uint32_t count, std::string& out);
-  Result<uint32_t> ViewWrite(uint64_t ino, uint64_t offset, std::string_view data);
-  Result<std::string> ViewReadLink(uint64_t ino);
-  Result<std::pair<uint64_t, std::string>> ViewFindName(uint64_t ino);
-  void ViewRef(uint64_t ino);
-  Attr MakeNode(uint64_t dir, std::string_view name, const TreeEntry& entry);
-  void ViewUnref(uint64_t ino);
+  Result<std::pair<ChunkLocation, uint64_t>> FindChunk(const ObjectHash& hash);
 
   // Data path (file_data.cc).
   Status ReadLogical(uint64_t ino, uint64_t offset, size_t len, char* out);

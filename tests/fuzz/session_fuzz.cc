@@ -11,6 +11,7 @@
 
 #include "9p/codec.h"
 #include "9p/session.h"
+#include "server/attach_router.h"
 #include "server/store_filesystem.h"
 #include "store/store.h"
 
@@ -19,13 +20,21 @@ using namespace muscle::p9;
 
 namespace {
 
+// The server's two trees, answered at once: the live store and its views,
+// chosen as the server's AttachRouter chooses.
 struct SyncFs : FileSystem {
   store::Store& s;
-  explicit SyncFs(store::Store& st) : s(st) {}
-  void Submit(FsRequest req, Done done) override {
-    done(server::StoreFileSystem::Execute(s, req));
+  store::SnapshotView& v;
+  SyncFs(store::Store& st, store::SnapshotView& views) : s(st), v(views) {}
+  store::Tree& For(const FsRequest& req) {
+    return server::AttachRouter::ForViews(req) ? static_cast<store::Tree&>(v) : s;
   }
-  void Unref(uint64_t ino) override { (void)s.Unref(ino); }
+  void Submit(FsRequest req, Done done) override {
+    done(server::StoreFileSystem::Execute(For(req), req));
+  }
+  void Unref(uint64_t ino) override {
+    (void)(store::SnapshotView::Owns(ino) ? static_cast<store::Tree&>(v) : s).Unref(ino);
+  }
 };
 
 store::Store& TheStore() {
@@ -41,7 +50,8 @@ store::Store& TheStore() {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   store::Store& st = TheStore();
-  SyncFs fs(st);
+  static store::SnapshotView views(st);
+  SyncFs fs(st, views);
   LockTable locks;
   size_t replies = 0;
   auto session = std::make_shared<Session>(fs, locks, SessionOptions{65536, ENOENT, "fuzz"},

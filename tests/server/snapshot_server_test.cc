@@ -118,6 +118,17 @@ TEST_CASE("snapshots over 9P: browse read-only, control by right, confined to a 
     REQUIRE(admin.Walk(10, 22, {"s1", "sub"}).ok());
     CHECK(admin.Mkdir(22, "d", 0755).status().err() == EROFS);
     CHECK(admin.Unlink(22, "f").err() == EROFS);
+    // Across the two trees (the live root, fid 0, and a snapshot's
+    // directory and file): refused whichever side names the snapshot.
+    auto refused = [&](const Message& m) {
+      auto r = admin.Rpc(m);  // an Rlerror comes back as its error
+      return !r.ok() && r.err() == EROFS;
+    };
+    CHECK(refused(Tlink{0, 20, "hard"}));
+    CHECK(refused(Trenameat{22, "f", 0, "stolen"}));
+    CHECK(refused(Trenameat{0, "sub", 22, "planted"}));
+    CHECK(ReadPath(admin, 0, "sub/f") == "v2 (newer)");
+    CHECK(ReadPath(admin, 11, "f") == "v1");
     auto g = admin.GetAttr(20);
     REQUIRE(g.ok());
     CHECK(g->size == 2);

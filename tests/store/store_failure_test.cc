@@ -26,10 +26,10 @@ using namespace muscle::test;
 namespace {
 
 // The files of the root directory: name -> content.
-using Tree = std::map<std::string, std::string>;
+using Contents = std::map<std::string, std::string>;
 
-Tree Snapshot(Store& s) {
-  Tree t;
+Contents Snapshot(Store& s) {
+  Contents t;
   auto list = s.ReadDir(kRootIno, 0, 1000);
   REQUIRE(list.ok());
   for (auto& e : *list) {
@@ -74,7 +74,7 @@ std::vector<Op> Workload(uint32_t seed, size_t n) {
 }
 
 // Applies an op to the model the way a successful store operation does.
-void Apply(Tree& t, const Op& op) {
+void Apply(Contents& t, const Op& op) {
   switch (op.kind) {
     case Op::kCreate: t.emplace(op.a, ""); break;
     case Op::kWrite: {
@@ -97,7 +97,7 @@ void Apply(Tree& t, const Op& op) {
 
 // Whether the op applies to the model (the store refuses the others with
 // an error that has nothing to do with faults).
-bool Applies(const Tree& t, const Op& op) {
+bool Applies(const Contents& t, const Op& op) {
   switch (op.kind) {
     case Op::kCreate: return !t.count(op.a);
     case Op::kWrite: case Op::kTruncate: case Op::kUnlink: case Op::kRename:
@@ -151,7 +151,7 @@ SweepResult RunWithFault(uint32_t seed, uint64_t nth, int error, bool persistent
   std::string path = base.path + "/store.db";
   FaultGuard guard;
   SweepResult out;
-  Tree model, committed;
+  Contents model, committed;
   std::set<uint64_t> inos;
   {
     auto s = OpenStore(path);
@@ -178,7 +178,7 @@ SweepResult RunWithFault(uint32_t seed, uint64_t nth, int error, bool persistent
       } else if (applies && op.kind == Op::kWrite && st.err() != ENOSPC) {
         // A write whose flush failed may or may not have taken effect; it
         // is one or the other, never a mix.
-        Tree with = model;
+        Contents with = model;
         Apply(with, op);
         INFO("write failed: " << st.ToString());
         auto a = s->Lookup(kRootIno, op.a);
@@ -271,7 +271,7 @@ TEST_CASE("power loss: unsynced writes are dropped; every fsynced state survives
       if (!s.ok()) _exit(3);
       (*s)->SetCacheSize(64);
       (*s)->file_buffer_limit = 64 << 10;
-      Tree model;
+      Contents model;
       std::set<uint64_t> inos;
       for (size_t i = 0; i < ops.size(); i++) {
         if (i == crash_at) break;
@@ -295,7 +295,7 @@ TEST_CASE("power loss: unsynced writes are dropped; every fsynced state survives
     waitpid(pid, &status, 0);
     REQUIRE(WIFEXITED(status));
     REQUIRE(WEXITSTATUS(status) == 0);
-    Tree expect;
+    Contents expect;
     for (size_t i = 0; i < synced; i++)
       if (Applies(expect, ops[i])) Apply(expect, ops[i]);
     INFO("seed " << seed << ": crashed after op " << crash_at << ", last fsync after op " << synced);

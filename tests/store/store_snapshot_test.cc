@@ -12,6 +12,7 @@
 #include <map>
 #include <random>
 
+#include "store/snapshot_view.h"
 #include "store/store.h"
 #include "store/tree_object.h"
 #include "store/vfs.h"
@@ -24,7 +25,7 @@ using namespace muscle::test;
 namespace {
 
 // Walks a slash-separated path from `dir` (live or view).
-Result<Attr> Walk(Store& s, uint64_t dir, const std::string& path) {
+Result<Attr> Walk(Tree& s, uint64_t dir, const std::string& path) {
   auto cur = s.GetAttr(dir);
   size_t i = 0;
   while (cur.ok() && i < path.size()) {
@@ -52,11 +53,12 @@ uint64_t MakeDir(Store& s, uint64_t dir, const std::string& name) {
 
 // A file's content in a snapshot, read through @snapshots.
 Result<std::string> SnapRead(Store& s, const std::string& snap, const std::string& path) {
-  auto root = s.SnapshotsRoot("");
+  SnapshotView v(s);
+  auto root = v.SnapshotsRoot("");
   if (!root.ok()) return root.status();
-  auto a = Walk(s, root->ino, snap + "/" + path);
+  auto a = Walk(v, root->ino, snap + "/" + path);
   if (!a.ok()) return a.status();
-  return ReadAll(s, a->ino);
+  return ReadAll(v, a->ino);
 }
 
 }  // namespace
@@ -122,46 +124,47 @@ TEST_CASE("a snapshot keeps overwritten and deleted files readable, read-only") 
   CHECK(ReadAll(*s, f).substr(1000, 7) == "CHANGED");
   // By hash and by a unique prefix.
   std::string hex = HexOfHash(snap->root);
-  auto root = s->SnapshotsRoot("");
+  SnapshotView v(*s);
+  auto root = v.SnapshotsRoot("");
   REQUIRE(root.ok());
-  CHECK(Walk(*s, root->ino, hex + "/docs/small").ok());
-  CHECK(Walk(*s, root->ino, hex.substr(0, 8) + "/docs/small").ok());
-  CHECK(Walk(*s, root->ino, "nonesuch").err() == ENOENT);
+  CHECK(Walk(v, root->ino, hex + "/docs/small").ok());
+  CHECK(Walk(v, root->ino, hex.substr(0, 8) + "/docs/small").ok());
+  CHECK(Walk(v, root->ino, "nonesuch").err() == ENOENT);
   // Metadata, symlinks, listing.
-  auto small = Walk(*s, root->ino, "first/docs/small");
+  auto small = Walk(v, root->ino, "first/docs/small");
   REQUIRE(small.ok());
   CHECK(small->size == 5);
   CHECK(small->uid == 1000);
-  CHECK(Store::IsView(small->ino));
-  auto link = Walk(*s, root->ino, "first/docs/link");
+  CHECK(SnapshotView::Owns(small->ino));
+  auto link = Walk(v, root->ino, "first/docs/link");
   REQUIRE(link.ok());
   CHECK(S_ISLNK(link->mode));
-  CHECK(*s->ReadLink(link->ino) == "big");
+  CHECK(*v.ReadLink(link->ino) == "big");
   std::vector<std::string> names;
-  auto d = Walk(*s, root->ino, "first/docs");
+  auto d = Walk(v, root->ino, "first/docs");
   REQUIRE(d.ok());
-  REQUIRE(s->ReadDir(d->ino, 0, [&](const DirEntry& e) {
+  REQUIRE(v.ReadDir(d->ino, 0, [&](const DirEntry& e) {
                names.push_back(e.name);
                return true;
              }).ok());
   CHECK(names == std::vector<std::string>{".", "..", "big", "link", "small"});
   // Continuing a listing after a cookie.
-  std::vector<DirEntry> first2 = *s->ReadDir(d->ino, 0, 3);
-  auto rest = s->ReadDir(d->ino, first2.back().cookie, 10);
+  std::vector<DirEntry> first2 = *v.ReadDir(d->ino, 0, 3);
+  auto rest = v.ReadDir(d->ino, first2.back().cookie, 10);
   REQUIRE(rest.ok());
   REQUIRE(rest->size() == 2);
   CHECK((*rest)[0].name == "link");
   // Every change is refused.
-  CHECK(s->Write(small->ino, 0, "x").err() == EROFS);
-  CHECK(s->Create(d->ino, "new", S_IFREG | 0644, 0, 0).err() == EROFS);
-  CHECK(s->Unlink(d->ino, "small", false).err() == EROFS);
-  CHECK(s->Rename(d->ino, "small", kRootIno, "stolen").err() == EROFS);
-  CHECK(s->Link(kRootIno, "hard", small->ino).err() == EROFS);
+  CHECK(v.Write(small->ino, 0, "x").err() == EROFS);
+  CHECK(v.Create(d->ino, "new", S_IFREG | 0644, 0, 0).err() == EROFS);
+  CHECK(v.Unlink(d->ino, "small", false).err() == EROFS);
+  CHECK(v.Rename(d->ino, "small", kRootIno, "stolen").err() == EROFS);
+  CHECK(v.Link(kRootIno, "hard", small->ino).err() == EROFS);
   SetAttrRequest chmod;
   chmod.set_mode = true;
   chmod.mode = 0777;
-  CHECK(s->SetAttr(small->ino, chmod).err() == EROFS);
-  CHECK(s->SetXattr(small->ino, "user.a", "b", 0).err() == EROFS);
+  CHECK(v.SetAttr(small->ino, chmod).err() == EROFS);
+  CHECK(v.SetXattr(small->ino, "user.a", "b", 0).err() == EROFS);
   RequireClean(*s);
   // After a restart the snapshot is still there.
   s.reset();
@@ -193,20 +196,21 @@ TEST_CASE("a confined view shows its subtree of each snapshot, named by name or 
   auto three = s->TakeSnapshot("three");
   REQUIRE(three.ok());
   REQUIRE(three->root != two->root);
-  auto root = s->SnapshotsRoot("deep/a");
+  SnapshotView v(*s);
+  auto root = v.SnapshotsRoot("deep/a");
   REQUIRE(root.ok());
   std::vector<std::string> names;
-  REQUIRE(s->ReadDir(root->ino, 0, [&](const DirEntry& e) {
+  REQUIRE(v.ReadDir(root->ino, 0, [&](const DirEntry& e) {
                names.push_back(e.name);
                return true;
              }).ok());
   CHECK(names == std::vector<std::string>{".", "..", "one", "two", "three"});
   // By name: its subtree, nothing above it.
-  auto old = Walk(*s, root->ino, "one/mine");
+  auto old = Walk(v, root->ino, "one/mine");
   REQUIRE(old.ok());
-  CHECK(ReadAll(*s, old->ino) == "old");
-  CHECK(Walk(*s, root->ino, "one/outside").err() == ENOENT);
-  CHECK(Walk(*s, root->ino, "one/deep").err() == ENOENT);
+  CHECK(ReadAll(v, old->ino) == "old");
+  CHECK(Walk(v, root->ino, "one/outside").err() == ENOENT);
+  CHECK(Walk(v, root->ino, "one/deep").err() == ENOENT);
   // By the hash of its subtree (what `snapshots` shows it), whole or a prefix.
   auto sub1 = s->ResolveIn(one->root, one->root_attr, "deep/a");
   auto sub2 = s->ResolveIn(two->root, two->root_attr, "deep/a");
@@ -215,24 +219,24 @@ TEST_CASE("a confined view shows its subtree of each snapshot, named by name or 
   std::string h1 = HexOfHash(sub1->object);
   for (std::string ref : {h1, h1.substr(0, 8)}) {
     INFO(ref);
-    auto m = Walk(*s, root->ino, ref + "/mine");
+    auto m = Walk(v, root->ino, ref + "/mine");
     REQUIRE(m.ok());
-    CHECK(ReadAll(*s, m->ino) == "old");
+    CHECK(ReadAll(v, m->ino) == "old");
   }
   // two and three share deep/a: one hash, no ambiguity.
   CHECK(sub2->object == sub3->object);
-  auto m = Walk(*s, root->ino, HexOfHash(sub3->object).substr(0, 8) + "/mine");
+  auto m = Walk(v, root->ino, HexOfHash(sub3->object).substr(0, 8) + "/mine");
   REQUIRE(m.ok());
-  CHECK(ReadAll(*s, m->ino) == "new");
+  CHECK(ReadAll(v, m->ino) == "new");
   // The whole tree's root hash is not the confined identity's to see or
   // probe (it would tell when anything outside its subtree changed).
-  CHECK(Walk(*s, root->ino, HexOfHash(one->root).substr(0, 8)).err() == ENOENT);
-  CHECK(Walk(*s, root->ino, "ffffffffffffffff").err() == ENOENT);
+  CHECK(Walk(v, root->ino, HexOfHash(one->root).substr(0, 8)).err() == ENOENT);
+  CHECK(Walk(v, root->ino, "ffffffffffffffff").err() == ENOENT);
   // The whole tree's view is unchanged: deep/a's hash names no snapshot there.
-  auto all = s->SnapshotsRoot("");
+  auto all = v.SnapshotsRoot("");
   REQUIRE(all.ok());
-  CHECK(Walk(*s, all->ino, HexOfHash(one->root).substr(0, 8) + "/outside").ok());
-  CHECK(Walk(*s, all->ino, h1).err() == ENOENT);
+  CHECK(Walk(v, all->ino, HexOfHash(one->root).substr(0, 8) + "/outside").ok());
+  CHECK(Walk(v, all->ino, h1).err() == ENOENT);
   RequireClean(*s);
 }
 
@@ -671,8 +675,9 @@ TEST_CASE("a device, fifo or socket's metadata changes reach the next snapshot")
   REQUIRE(d.ok());
   REQUIRE(d->size() == 1);
   CHECK((*d)[0].path == "dev/fifo");
-  auto root = s->SnapshotsRoot("");
-  auto f = Walk(*s, root->ino, "n2/dev/fifo");
+  SnapshotView v(*s);
+  auto root = v.SnapshotsRoot("");
+  auto f = Walk(v, root->ino, "n2/dev/fifo");
   REQUIRE(f.ok());
   CHECK((f->mode & 07777) == 0777);
   RequireClean(*s);
@@ -720,9 +725,10 @@ TEST_CASE("listing @snapshots continues where it was when snapshots come and go"
     REQUIRE(s->Write(f, 0, n).ok());
     REQUIRE(s->TakeSnapshot(n).ok());
   }
-  auto root = s->SnapshotsRoot("");
+  SnapshotView v(*s);
+  auto root = v.SnapshotsRoot("");
   REQUIRE(root.ok());
-  auto first = s->ReadDir(root->ino, 0, 4);  // ".", "..", "a", "b"
+  auto first = v.ReadDir(root->ino, 0, 4);  // ".", "..", "a", "b"
   REQUIRE(first.ok());
   REQUIRE(first->size() == 4);
   CHECK((*first)[3].name == "b");
@@ -730,10 +736,10 @@ TEST_CASE("listing @snapshots continues where it was when snapshots come and go"
   p.keep_last = 2;  // a and b go
   REQUIRE(s->Prune(p).ok());
   REQUIRE(s->TakeSnapshot("e").ok());
-  auto rest = s->ReadDir(root->ino, (*first)[3].cookie, 10);
+  auto rest = v.ReadDir(root->ino, (*first)[3].cookie, 10);
   REQUIRE(rest.ok());
   std::vector<std::string> names;
   for (auto& e : *rest) names.push_back(e.name);
   CHECK(names == std::vector<std::string>{"c", "d", "e"});
-  CHECK(s->GetAttr(root->ino)->version != root->version);
+  CHECK(v.GetAttr(root->ino)->version != root->version);
 }

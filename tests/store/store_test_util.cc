@@ -14,7 +14,7 @@ std::unique_ptr<store::Store> OpenStore(const std::string& path) {
   return std::move(*s);
 }
 
-std::string ReadAll(store::Store& s, uint64_t ino) {
+std::string ReadAll(store::Tree& s, uint64_t ino) {
   auto a = s.GetAttr(ino);
   REQUIRE(a.ok());
   std::string out, part;

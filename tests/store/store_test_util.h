@@ -17,7 +17,7 @@ std::unique_ptr<store::Store> OpenStore(const std::string& path);
 
 // The whole content of `ino` (its size from GetAttr), every read required
 // to succeed and to return bytes.
-std::string ReadAll(store::Store& s, uint64_t ino);
+std::string ReadAll(store::Tree& s, uint64_t ino);
 
 // The pack file `id` of the store whose database is in `dir`
 // (dir/packs/<16 hex digits>.pack, store/pack.h).
