@@ -2,7 +2,7 @@
 // create, link, unlink, rename, listing), symlinks, xattrs, statfs, and
 // the references that keep unlinked-but-open files alive until their last
 // fid is gone. Each operation runs Atomically (a savepoint) in the open
-// transaction; data lives in file_data.cc, transactions in store.cc.
+// transaction; data lives in file_data.cc, transactions in transaction.cc.
 #include "store/store.h"
 
 #include <fcntl.h>

@@ -1,6 +1,6 @@
 // The content-addressed file tree: one SQLite database holding inodes,
 // directory entries, extents, chunks and xattrs (schema: the CREATE TABLE
-// statements at the top of store.cc, and man/musclefs-store.5).
+// statements at the top of schema.cc, and man/musclefs-store.5).
 //
 // File data is cut into content-defined chunks (chunker.h) named by their
 // SHA-256 and stored once with a reference count; an extent maps a file
@@ -297,6 +297,7 @@ class Store final : public Tree {
     }
   };
 
+  // Opening (store.cc).
   Status Init(const std::string& path, std::unique_ptr<ChunkStore> chunks);
   Status InitReader(const std::string& path, std::shared_ptr<ReadGate> gate,
                     std::unique_ptr<ChunkStore> chunks);
@@ -304,6 +305,9 @@ class Store final : public Tree {
   // Opens chunks_ against the index's committed container lengths.
   Status OpenChunks();
   Result<std::string> StoreId();
+  // Schema and migrations (schema.cc): creates the tables of a new store
+  // or migrates an older one; `version` is the format found (0: new).
+  Status CreateOrMigrateSchema(int64_t& version);
   Status MigrateV1();
   // The one way chunk bytes enter the chunk store: appends the record and,
   // when that started a new container, records it (and the final length of
@@ -313,8 +317,11 @@ class Store final : public Tree {
   // container's length, in the open transaction, when it changed since
   // the last commit.
   Status SyncChunks();
+  // Transactions and undo (transaction.cc). SQLite's rollback, update and
+  // commit hooks, set once by Init.
+  void InstallHooks();
   Status Begin();
-  // The only way anything commits (see the commit hook in Init).
+  // The only way anything commits (see the commit hook in InstallHooks).
   Status Commit(const char* sql);
   // After a failed statement or commit: if SQLite abandoned the whole
   // transaction, forget every uncommitted change in memory too.
