@@ -269,6 +269,15 @@ struct Tunlinkat { static constexpr uint8_t kType = 76; static constexpr const c
   uint32_t dirfid = 0; std::string name; uint32_t flags = 0; MUSCLE_FIELDS(F(dirfid); F(name); F(flags)) };
 struct Runlinkat { static constexpr uint8_t kType = 77; static constexpr const char* kName = "Runlinkat";
   MUSCLE_FIELDS((void)v) };
+// musclefs's extension (9P2000.L): newfid names again the inode whose
+// qid.path is `path`, if it still exists below fid's attach root. For a
+// client that reconnects: a fid bound by inode number finds the same file
+// after a rename, where a path walked again would not (inode numbers are
+// never reused by a store).
+struct Trebind { static constexpr uint8_t kType = 150; static constexpr const char* kName = "Trebind";
+  uint32_t fid = 0, newfid = 0; uint64_t path = 0; MUSCLE_FIELDS(F(fid); F(newfid); F(path)) };
+struct Rrebind { static constexpr uint8_t kType = 151; static constexpr const char* kName = "Rrebind";
+  Qid qid; MUSCLE_FIELDS(F(qid)) };
 struct Tversion { static constexpr uint8_t kDialects = kAllDialects; static constexpr uint8_t kType = 100; static constexpr const char* kName = "Tversion";
   uint32_t msize = 0; std::string version; MUSCLE_FIELDS(F(msize); F(version)) };
 struct Rversion { static constexpr uint8_t kDialects = kAllDialects; static constexpr uint8_t kType = 101; static constexpr const char* kName = "Rversion";
@@ -356,7 +365,7 @@ using Message =
                  Txattrwalk, Rxattrwalk, Txattrcreate, Rxattrcreate, Treaddir,
                  Rreaddir, Tfsync, Rfsync, Tlock, Rlock, Tgetlock, Rgetlock,
                  Tlink, Rlink, Tmkdir, Rmkdir, Trenameat, Rrenameat, Tunlinkat,
-                 Runlinkat, Tversion, Rversion, Tauth, Rauth, Tattach, Rattach,
+                 Runlinkat, Trebind, Rrebind, Tversion, Rversion, Tauth, Rauth, Tattach, Rattach,
                  Tflush, Rflush, Twalk, Rwalk, Tread, Rread, Twrite, Rwrite,
                  Tclunk, Rclunk, Tremove, Rremove, Rerror, RerrorU, Tauth2000,
                  Tattach2000, Topen, Ropen, Tcreate, TcreateU, Rcreate, Tstat,

@@ -23,12 +23,14 @@
 // - kNotOnRoot: the first fid must not be the attach root (EBUSY, as
 //   renaming a mount point is). kWritesControl: allowed to a read-only
 //   identity on a control file (@ctl), whose commands the file system checks.
-//   kOpens: an open that may be for change (the snapshot views refuse those).
+//   kOpens: an open that may be for change: the tree is asked first
+//   (store::Tree::MayChange; the snapshot views refuse those).
 // - ReplyBytes(m, msize): the largest reply, for the budget taken before
 //   the request runs (default: a few hundred bytes).
 //
 // Adding a request: its struct in messages.h, a row here, its handler in
-// server/store_handlers.cc (and Session::Handle<T> when session is kOwn).
+// server/store_handlers.cc (on a store::Tree, so the live tree and the
+// views both answer it), and Session::Handle<T> when session is kOwn.
 // A T-message without a row does not compile (the static_assert below).
 #pragma once
 
@@ -71,9 +73,9 @@ struct Row {
   // On a control file (aname @ctl) it is allowed to read-only identities:
   // the file system checks each command written against the rule.
   static constexpr bool kWritesControl = false;
-  // Opens for change, which only the file system's view guard can refuse
-  // on a snapshot (the store never sees open modes; every other change
-  // reaches the store, which refuses snapshot nodes itself, EROFS).
+  // Opens for change: the file system asks the tree first (trees never
+  // see open modes, so a snapshot view could not refuse the open itself;
+  // every other change reaches the tree, which refuses it, EROFS).
   static constexpr bool kOpens = false;
   // Reads every inode (statfs): a reader may answer only when nothing is dirty.
   static constexpr bool kReadsAll = false;
@@ -176,6 +178,14 @@ template <> struct Op<Trenameat> : Simple<Changes::kAlways, Served::kWriter> {
 };
 template <> struct Op<Tunlinkat> : Simple<Changes::kAlways, Served::kWriter> {
   static constexpr auto kFids = Fids(&Tunlinkat::dirfid);
+};
+template <> struct Op<Trebind> : Row<Changes::kNever, Served::kWriter, Refs::kBindsNew> {
+  static constexpr auto kFids = Fids(&Trebind::fid);
+  static constexpr auto kNewFid = &Trebind::newfid;
+  static uint64_t BoundIno(const Trebind&, const FsRequest&, const FsReply& r) {
+    auto* b = std::get_if<Rrebind>(&r.msg);
+    return b ? b->qid.path : 0;
+  }
 };
 template <> struct Op<Tversion> : Row<Changes::kNever, Served::kSession> {};
 template <> struct Op<Tauth> : Row<Changes::kNever, Served::kSession> {};

@@ -325,6 +325,33 @@ void Session::Handle(uint16_t tag, Twalk& m) {
   }, to);
 }
 
+// A new fid for an inode by number (messages.h): made as a walk's new fid
+// is, from the fid whose attach root confines it.
+template <>
+void Session::Handle(uint16_t tag, Trebind& m) {
+  FidPtr from = Established(m.fid);
+  if (!from) return Error(tag, EBADF);
+  if (fids_.count(m.newfid)) return Error(tag, EBADF);
+  if (FidsFull()) return Error(tag, EMFILE);
+  auto to = std::make_shared<Fid>();
+  to->uid = from->uid;
+  to->root_ino = from->root_ino;
+  to->control = from->control;
+  fids_[m.newfid] = to;
+  FsRequest req{m, from->ino};
+  req.uid = from->uid;
+  req.root_ino = from->root_ino;
+  Submit(tag, std::move(req), [this, to, num = m.newfid](FsReply& r) {
+    if (auto* b = std::get_if<Rrebind>(&r.msg)) {
+      to->kind = Fid::kInode;
+      to->ino = b->qid.path;
+      to->qtype = b->qid.type;
+    } else if (to->live) {
+      DropFid(num);
+    }
+  }, to);
+}
+
 template <>
 void Session::Handle(uint16_t tag, Tlopen& m) {
   FidPtr f = Established(m.fid);

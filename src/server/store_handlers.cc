@@ -201,6 +201,21 @@ FsReply Handle(Call& c, const Tattach& m) {
 
 FsReply Handle(Call& c, const Twalk& m) { return Walk(c.s, c.req, m, c.trace); }
 
+// The inode by number, if it is below the fid's attach root (else, and
+// when it is gone or has no name left, ESTALE: a confined identity learns
+// nothing of what lies outside). Climbs one name per level.
+FsReply Handle(Call& c, const Trebind& m) {
+  auto a = c.s.GetAttr(m.path);
+  if (!a.ok()) return Err(a.err() == ENOENT ? ESTALE : a.err());
+  uint64_t cur = m.path;
+  for (size_t depth = 0; cur != c.req.root_ino; depth++) {
+    auto up = c.s.FindName(cur);
+    if (!up.ok() || up->first == cur || depth > 4096) return Err(ESTALE);
+    cur = up->first;
+  }
+  return FsReply{Rrebind{QidOf(*a)}, {}};
+}
+
 FsReply Handle(Call& c, const Tgetattr&) {
   auto a = c.s.GetAttr(c.req.ino);
   if (!a.ok()) return Err(a.status());
