@@ -179,7 +179,9 @@ template <> struct Op<Trenameat> : Simple<Changes::kAlways, Served::kWriter> {
 template <> struct Op<Tunlinkat> : Simple<Changes::kAlways, Served::kWriter> {
   static constexpr auto kFids = Fids(&Tunlinkat::dirfid);
 };
-template <> struct Op<Trebind> : Row<Changes::kNever, Served::kWriter, Refs::kBindsNew> {
+// On a reader (a climb of up to thousands of lookups must not hold up the
+// writer, which serves every client's changes).
+template <> struct Op<Trebind> : Row<Changes::kNever, Served::kReader, Refs::kBindsNew> {
   static constexpr auto kFids = Fids(&Trebind::fid);
   static constexpr auto kNewFid = &Trebind::newfid;
   static uint64_t BoundIno(const Trebind&, const FsRequest&, const FsReply& r) {

@@ -203,14 +203,18 @@ FsReply Handle(Call& c, const Twalk& m) { return Walk(c.s, c.req, m, c.trace); }
 
 // The inode by number, if it is below the fid's attach root (else, and
 // when it is gone or has no name left, ESTALE: a confined identity learns
-// nothing of what lies outside). Climbs one name per level.
+// nothing of what lies outside). Climbs one name per level, at most
+// kMaxRebindDepth (musclefs(8) PROTOCOL); on a reader, each inode climbed
+// is validated as a walk's are.
+constexpr size_t kMaxRebindDepth = 4096;
 FsReply Handle(Call& c, const Trebind& m) {
   auto a = c.s.GetAttr(m.path);
   if (!a.ok()) return Err(a.err() == ENOENT ? ESTALE : a.err());
   uint64_t cur = m.path;
   for (size_t depth = 0; cur != c.req.root_ino; depth++) {
+    if (c.trace) c.trace->inos.push_back(cur);
     auto up = c.s.FindName(cur);
-    if (!up.ok() || up->first == cur || depth > 4096) return Err(ESTALE);
+    if (!up.ok() || up->first == cur || depth >= kMaxRebindDepth) return Err(ESTALE);
     cur = up->first;
   }
   return FsReply{Rrebind{QidOf(*a)}, {}};

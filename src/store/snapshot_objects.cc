@@ -331,12 +331,14 @@ Result<std::pair<ChunkLocation, uint64_t>> Store::FindChunk(const ObjectHash& ha
 }
 
 Status Store::ReadChunkOf(const ObjectHash& hash, uint64_t offset, size_t len, char* out) {
+  OpScope op(this);
   auto c = FindChunk(hash);
   if (!c.ok()) return c.status();
   return chunks_->Read(c->first, c->second, offset, len, out);
 }
 
 Result<std::shared_ptr<const TreeObject>> Store::LoadObject(const ObjectHash& hash) {
+  OpScope op(this);
   if (!object_cache_) object_cache_ = std::make_unique<ObjectCache>();
   if (auto o = object_cache_->Find(hash)) return o;
   auto c = FindChunk(hash);
@@ -353,6 +355,7 @@ Result<std::shared_ptr<const TreeObject>> Store::LoadObject(const ObjectHash& ha
 
 Result<TreeEntry> Store::ResolveIn(const ObjectHash& dir, const Attr& dir_attr,
                                    std::string_view path) {
+  OpScope op(this);
   auto names = Names(path);
   if (!names.ok()) return names.status();
   TreeEntry cur = EntryOfAttr(dir_attr);

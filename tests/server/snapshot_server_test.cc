@@ -127,6 +127,9 @@ TEST_CASE("snapshots over 9P: browse read-only, control by right, confined to a 
     CHECK(refused(Tlink{0, 20, "hard"}));
     CHECK(refused(Trenameat{22, "f", 0, "stolen"}));
     CHECK(refused(Trenameat{0, "sub", 22, "planted"}));
+    REQUIRE(admin.WalkPath(0, 24, "sub/f").ok());
+    CHECK(refused(Trename{24, 22, "moved"}));  // a live file into a snapshot
+    REQUIRE(admin.Clunk(24).ok());
     CHECK(ReadPath(admin, 0, "sub/f") == "v2 (newer)");
     CHECK(ReadPath(admin, 11, "f") == "v1");
     auto g = admin.GetAttr(20);
