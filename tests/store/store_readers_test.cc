@@ -235,6 +235,8 @@ TEST_CASE("readers: compaction and rewrites under concurrent reads never show wr
   stop = true;
   r1.join();
   r2.join();
+  reader1.reset();  // (their cached packs go with them)
+  reader2.reset();
   INFO("accepted " << accepted << ", refused " << refused << ", first wrong: " << first_wrong);
   CHECK(wrong == 0);
   CHECK(accepted > 0);
