@@ -94,9 +94,10 @@ class LocalPackStore final : public ContainerChunkStore {
   Result<std::unique_ptr<ChunkStore>> NewReader() override;
 
   const std::string& dir() const { return dir_; }
+  // The file of pack `id` in the directory.
+  std::string PathOf(uint64_t id) const;
 
  private:
-  std::string PathOf(uint64_t id) const;
   Result<int> Fd(uint64_t id);
   Status Create(uint64_t id);
   void Close(uint64_t id);

@@ -8,6 +8,8 @@
 #include <cstring>
 #include <random>
 
+#include "s3/dir_object_store.h"
+#include "store/bucket_pack_store.h"
 #include "store/chunk_store.h"
 #include "store/memory_chunk_store.h"
 #include "store/pack.h"
@@ -51,6 +53,23 @@ struct MemoryBackend {
   }
 };
 
+// Packs in a bucket (a directory standing in for S3) behind a cache
+// directory; a crash keeps both.
+struct BucketBackend {
+  test::TempDir base;
+  std::shared_ptr<s3::DirObjectStore> bucket = std::make_shared<s3::DirObjectStore>(base.path + "/bucket");
+  std::unique_ptr<ChunkStore> Make(uint64_t target) {
+    BucketPackStore::Options o;
+    o.pack_target = target;
+    o.retry_first_s = 0.01;
+    return std::make_unique<BucketPackStore>(bucket, base.path + "/cache", o);
+  }
+  std::unique_ptr<ChunkStore> Crash(std::unique_ptr<ChunkStore> old, uint64_t target) {
+    old.reset();
+    return Make(target);
+  }
+};
+
 std::string ReadAll(ChunkStore& cs, const PutResult& p, size_t size) {
   std::string out(size, '\0');
   Status s = cs.Read(p.at, size, 0, size, out.data());
@@ -69,7 +88,7 @@ PutResult Put(ChunkStore& cs, const Hashed& h) {
 }  // namespace
 
 TEMPLATE_TEST_CASE("chunk store: put, read, ranges and batches", "[chunkstore]", LocalBackend,
-                   MemoryBackend) {
+                   MemoryBackend, BucketBackend) {
   TestType backend;
   auto cs = backend.Make(32u << 20);
   REQUIRE(cs->Open("owner-1", {}).ok());
@@ -112,7 +131,8 @@ TEMPLATE_TEST_CASE("chunk store: put, read, ranges and batches", "[chunkstore]",
   CHECK(data == b.data);
 }
 
-TEMPLATE_TEST_CASE("chunk store: bad input is refused", "[chunkstore]", LocalBackend, MemoryBackend) {
+TEMPLATE_TEST_CASE("chunk store: bad input is refused", "[chunkstore]", LocalBackend, MemoryBackend,
+                   BucketBackend) {
   TestType backend;
   auto cs = backend.Make(32u << 20);
   REQUIRE(cs->Open("owner-1", {}).ok());
@@ -142,7 +162,8 @@ TEMPLATE_TEST_CASE("chunk store: bad input is refused", "[chunkstore]", LocalBac
 }
 
 TEMPLATE_TEST_CASE("chunk store: containers are sealed at their target size", "[chunkstore]",
-                   LocalBackend, MemoryBackend) {
+                   LocalBackend, MemoryBackend,
+                   BucketBackend) {
   TestType backend;
   auto cs = backend.Make(300);
   REQUIRE(cs->Open("owner-1", {}).ok());
@@ -167,7 +188,8 @@ TEMPLATE_TEST_CASE("chunk store: containers are sealed at their target size", "[
 }
 
 TEMPLATE_TEST_CASE("chunk store: roll back to a mark, recover the committed state", "[chunkstore]",
-                   LocalBackend, MemoryBackend) {
+                   LocalBackend, MemoryBackend,
+                   BucketBackend) {
   TestType backend;
   auto cs = backend.Make(300);
   REQUIRE(cs->Open("owner-1", {}).ok());
@@ -205,7 +227,7 @@ TEMPLATE_TEST_CASE("chunk store: roll back to a mark, recover the committed stat
 }
 
 TEMPLATE_TEST_CASE("chunk store: recovery refuses what it cannot trust", "[chunkstore]", LocalBackend,
-                   MemoryBackend) {
+                   MemoryBackend, BucketBackend) {
   TestType backend;
   auto cs = backend.Make(32u << 20);
   REQUIRE(cs->Open("owner-1", {}).ok());
@@ -225,7 +247,8 @@ TEMPLATE_TEST_CASE("chunk store: recovery refuses what it cannot trust", "[chunk
   CHECK(cs->mark() == m);
 }
 
-TEMPLATE_TEST_CASE("chunk store: punch, remove, readers", "[chunkstore]", LocalBackend, MemoryBackend) {
+TEMPLATE_TEST_CASE("chunk store: punch, remove, readers", "[chunkstore]", LocalBackend, MemoryBackend,
+                   BucketBackend) {
   TestType backend;
   auto cs = backend.Make(32u << 20);
   REQUIRE(cs->Open("owner-1", {}).ok());

@@ -1,0 +1,660 @@
+#include "store/bucket_pack_store.h"
+
+#include <fcntl.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <set>
+
+#include "common/log.h"
+#include "common/threads.h"
+#include "store/vfs.h"
+
+namespace muscle::store {
+
+namespace {
+
+constexpr size_t kMaxFds = 64;
+const char kPackPrefix[] = "packs/";
+
+std::chrono::steady_clock::time_point After(double seconds) {
+  return std::chrono::steady_clock::now() +
+         std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(seconds));
+}
+
+std::string Hex(uint64_t v) {
+  char b[20];
+  snprintf(b, sizeof b, "%016llx", (unsigned long long)v);
+  return b;
+}
+
+std::string Mib(uint64_t bytes) {
+  char b[32];
+  snprintf(b, sizeof b, "%.1f MiB", double(bytes) / (1 << 20));
+  return b;
+}
+
+// 128 random bits in hex: an object's name says nothing about what is in it.
+Result<std::string> RandomName() {
+  unsigned char r[16];
+  size_t got = 0;
+  while (got < sizeof r) {
+    ssize_t n = getrandom(r + got, sizeof r - got, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Status(errno, std::string("getrandom: ") + strerror(errno));
+    got += size_t(n);
+  }
+  static const char digits[] = "0123456789abcdef";
+  std::string s;
+  for (unsigned char c : r) {
+    s += digits[c >> 4];
+    s += digits[c & 15];
+  }
+  return s;
+}
+
+Status SyncDir(const std::string& dir) {
+  int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return ErrnoStatus(errno, "open " + dir);
+  int rc = fsync(fd) == 0 ? 0 : errno;
+  close(fd);
+  return rc ? ErrnoStatus(rc, "sync " + dir) : Status::Ok();
+}
+
+Status WriteAll(int fd, const std::string& data, const std::string& what) {
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = write(fd, data.data() + done, data.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return ErrnoStatus(n < 0 ? errno : EIO, "write " + what);
+    done += size_t(n);
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+struct BucketPackStore::Shared {
+  struct Uploaded {
+    std::string name;
+    uint64_t size = 0;
+  };
+  struct Job {
+    uint64_t id, size, gen;
+  };
+  std::string manifest_path;
+  Mutex mu;
+  CondVar cv;  // work for the uploader; progress for Drain
+  std::map<uint64_t, Uploaded> uploaded GUARDED_BY(mu);
+  std::deque<Job> uploads GUARDED_BY(mu);        // the front one may be in flight
+  std::deque<std::string> deletes GUARDED_BY(mu);  // object keys
+  std::map<uint64_t, uint64_t> gen GUARDED_BY(mu);  // bumped when a pack's upload is voided
+  std::map<uint64_t, uint64_t> cached GUARDED_BY(mu);    // cache files: id -> bytes
+  std::map<uint64_t, uint64_t> last_use GUARDED_BY(mu);  // id -> use tick
+  uint64_t tick GUARDED_BY(mu) = 0;
+  uint64_t evict_epoch GUARDED_BY(mu) = 0;  // readers drop descriptors when it moves
+  bool busy GUARDED_BY(mu) = false;          // the uploader is working on the front
+  bool stop GUARDED_BY(mu) = false;
+  int manifest_fd GUARDED_BY(mu) = -1;
+  BucketStats stats GUARDED_BY(mu);
+
+  // Appends a manifest line and syncs it.
+  Status Record(const std::string& line) REQUIRES(mu) {
+    if (manifest_fd < 0) return Status(EBADF, "the bucket manifest is not open");
+    MUSCLE_RETURN_IF_ERROR(WriteAll(manifest_fd, line, manifest_path));
+    if (fsync(manifest_fd) != 0) return ErrnoStatus(errno, "sync " + manifest_path);
+    return Status::Ok();
+  }
+  // Forgets pack `id`'s upload (if any): its object is deleted, a queued
+  // upload dropped, one in flight voided.
+  void Void(uint64_t id) REQUIRES(mu) {
+    ++gen[id];
+    for (auto it = uploads.begin(); it != uploads.end();) {
+      if (it->id == id) {
+        stats.pending_bytes -= it->size;
+        it = uploads.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    auto u = uploaded.find(id);
+    if (u != uploaded.end()) {
+      Status s = Record("D " + Hex(id) + "\n");
+      if (!s.ok()) Log("bucket: %s (the upload of pack %s is deleted anyway)", s.ToString().c_str(), Hex(id).c_str());
+      deletes.push_back(kPackPrefix + u->second.name);
+      uploaded.erase(u);
+    }
+    cv.SignalAll();
+  }
+};
+
+BucketPackStore::BucketPackStore(std::shared_ptr<s3::ObjectStore> bucket, std::string cache_dir,
+                                 Options options)
+    : shared_(std::make_shared<Shared>()),
+      bucket_(std::move(bucket)),
+      dir_(std::move(cache_dir)),
+      options_(options) {
+  shared_->manifest_path = dir_ + "/bucket-manifest";
+  cache_ = std::make_unique<LocalPackStore>(dir_, LocalPackStore::Mode::kWrite);
+  cache_->pack_target = options_.pack_target;
+}
+
+BucketPackStore::BucketPackStore(std::shared_ptr<Shared> shared,
+                                 std::shared_ptr<s3::ObjectStore> bucket, std::string cache_dir,
+                                 Options options)
+    : shared_(std::move(shared)),
+      bucket_(std::move(bucket)),
+      dir_(std::move(cache_dir)),
+      options_(options),
+      read_only_(true) {}
+
+BucketPackStore::~BucketPackStore() {
+  if (uploader_.joinable()) {
+    {
+      MutexLock l(&shared_->mu);
+      shared_->stop = true;
+    }
+    shared_->cv.SignalAll();
+    uploader_.join();
+    MutexLock l(&shared_->mu);
+    if (!shared_->uploads.empty())
+      Log("bucket: stopping with %zu packs (%s) not yet uploaded to %s: they stay in %s and upload at the next start",
+          shared_->uploads.size(), Mib(shared_->stats.pending_bytes).c_str(), bucket_->Describe().c_str(),
+          dir_.c_str());
+    if (shared_->manifest_fd >= 0) close(shared_->manifest_fd);
+    shared_->manifest_fd = -1;
+  }
+  CloseFds();
+}
+
+void BucketPackStore::CloseFds() {
+  for (auto& [id, fd] : fds_) close(fd);
+  fds_.clear();
+  ahead_.clear();
+  ahead_id_ = 0;
+}
+
+Status BucketPackStore::Open(const std::string& owner, const std::map<uint64_t, uint64_t>& committed) {
+  if (read_only_) return Status(EROFS, "a bucket reader cannot be opened as a writer");
+  if (mkdir(dir_.c_str(), 0700) != 0 && errno != EEXIST) return ErrnoStatus(errno, "mkdir " + dir_);
+
+  // The bucket prefix belongs to one store.
+  auto have = bucket_->Get("owner");
+  if (have.ok()) {
+    std::string o = *have;
+    while (!o.empty() && (o.back() == '\n' || o.back() == '\r')) o.pop_back();
+    if (o != owner)
+      return Status(EEXIST, bucket_->Describe() + " belongs to another store (" + o + ", this one is " + owner +
+                                "): give each store its own bucket prefix");
+  } else if (have.err() == ENOENT) {
+    MUSCLE_RETURN_IF_ERROR(bucket_->Put("owner", owner + "\n"));
+  } else {
+    return Status(have.err(), "cannot reach the bucket: " + have.status().message());
+  }
+
+  // The manifest: what was uploaded.
+  std::map<uint64_t, Shared::Uploaded> uploaded;
+  if (FILE* f = fopen(shared_->manifest_path.c_str(), "r")) {
+    char line[256];
+    while (fgets(line, sizeof line, f)) {
+      unsigned long long id, size;
+      char name[64];
+      if (sscanf(line, "U %llx %63s %llu", &id, name, &size) == 3) {
+        uploaded[id] = {name, size};
+      } else if (sscanf(line, "D %llx", &id) == 1) {
+        uploaded.erase(id);
+      }
+      // Anything else is a line torn by a crash: the upload it would have
+      // recorded is an orphan, deleted below.
+    }
+    fclose(f);
+  }
+  std::vector<std::string> deletes;
+  for (auto it = uploaded.begin(); it != uploaded.end();) {
+    auto c = committed.find(it->first);
+    if (c == committed.end() || c->second != it->second.size) {
+      deletes.push_back(kPackPrefix + it->second.name);
+      it = uploaded.erase(it);
+    } else {
+      ++it;
+    }
+  }
+
+  // The cache: which committed packs are here; the others must be uploaded.
+  std::set<uint64_t> local;
+  for (uint64_t id : cache_->Containers()) local.insert(id);
+  uint64_t open = committed.empty() ? 0 : committed.rbegin()->first;
+  if (open && !local.count(open) && uploaded.count(open)) {
+    // Appends go to the open pack: bring it back into the cache.
+    auto body = bucket_->Get(kPackPrefix + uploaded[open].name);
+    if (!body.ok()) return Status(body.err(), "fetch the open pack: " + body.status().message());
+    std::string path = cache_->PathOf(open);
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return ErrnoStatus(errno, "create " + path);
+    Status w = WriteAll(fd, *body, path);
+    if (w.ok() && fsync(fd) != 0) w = ErrnoStatus(errno, "sync " + path);
+    close(fd);
+    MUSCLE_RETURN_IF_ERROR(w);
+    MUSCLE_RETURN_IF_ERROR(SyncDir(dir_));
+    local.insert(open);
+  }
+  std::map<uint64_t, uint64_t> in_cache;
+  for (auto& [id, size] : committed) {
+    if (local.count(id)) {
+      in_cache[id] = size;
+    } else if (!uploaded.count(id)) {
+      return Status(EIO, "pack " + Hex(id) + " (" + std::to_string(size) + " bytes committed) is neither in the cache " +
+                             dir_ + " nor uploaded to " + bucket_->Describe());
+    }
+  }
+  MUSCLE_RETURN_IF_ERROR(cache_->Open(owner, in_cache));
+
+  // Objects the manifest does not name: uploads cut short by a crash.
+  auto objects = bucket_->List(kPackPrefix);
+  if (!objects.ok()) return Status(objects.err(), "list the bucket: " + objects.status().message());
+  std::set<std::string> named;
+  for (auto& [id, u] : uploaded) named.insert(kPackPrefix + u.name);
+  for (auto& o : *objects)
+    if (!named.count(o.key)) deletes.push_back(o.key);
+
+  // Rewrite the manifest compactly.
+  std::string tmp = shared_->manifest_path + ".tmp";
+  std::string text;
+  for (auto& [id, u] : uploaded) text += "U " + Hex(id) + " " + u.name + " " + std::to_string(u.size) + "\n";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return ErrnoStatus(errno, "create " + tmp);
+  Status w = WriteAll(fd, text, tmp);
+  if (w.ok() && fsync(fd) != 0) w = ErrnoStatus(errno, "sync " + tmp);
+  close(fd);
+  MUSCLE_RETURN_IF_ERROR(w);
+  if (rename(tmp.c_str(), shared_->manifest_path.c_str()) != 0) return ErrnoStatus(errno, "rename " + tmp);
+  MUSCLE_RETURN_IF_ERROR(SyncDir(dir_));
+  int mfd = ::open(shared_->manifest_path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+  if (mfd < 0) return ErrnoStatus(errno, "open " + shared_->manifest_path);
+
+  {
+    MutexLock l(&shared_->mu);
+    shared_->manifest_fd = mfd;
+    shared_->uploaded = std::move(uploaded);
+    for (auto& [id, size] : in_cache) {
+      shared_->cached[id] = size;
+      if (id != open && !shared_->uploaded.count(id)) {
+        shared_->uploads.push_back({id, size, shared_->gen[id]});
+        shared_->stats.pending_bytes += size;
+      }
+    }
+    shared_->stats.open_bytes = open ? committed.rbegin()->second : 0;
+    for (auto& k : deletes) shared_->deletes.push_back(k);
+  }
+  if (!deletes.empty() || !shared_->uploads.empty())
+    Log("bucket: %zu packs to upload to %s, %zu stale objects to delete", shared_->uploads.size(),
+        bucket_->Describe().c_str(), deletes.size());
+  uploader_ = StartThread("bucket-upload", [this] { UploaderMain(); });
+  Evict();
+  return Status::Ok();
+}
+
+Result<PutResult> BucketPackStore::Put(std::string_view data, const unsigned char (&hash)[32]) {
+  if (read_only_) return Status(EROFS, "a bucket reader cannot write");
+  {
+    // Back-pressure: while the bucket takes uploads, wait for them to make
+    // room; when it fails them, refuse at once.
+    MutexLock l(&shared_->mu);
+    auto until = After(options_.full_wait_s);
+    for (;;) {
+      // (The open pack is not counted: it is bounded by the pack target.)
+      uint64_t pending = shared_->stats.pending_bytes;
+      if (pending < options_.cache_limit) break;
+      if (!shared_->stats.last_error.empty() || shared_->uploads.empty() ||
+          std::chrono::steady_clock::now() >= until)
+        return Status(ENOSPC, "the pack cache " + dir_ + " holds " + Mib(pending) + " not yet uploaded to " +
+                                  bucket_->Describe() + " (its limit is " + Mib(options_.cache_limit) + ")" +
+                                  (shared_->stats.last_error.empty()
+                                       ? std::string()
+                                       : "; last upload error: " + shared_->stats.last_error));
+      shared_->cv.WaitUntil(&shared_->mu, until);
+    }
+  }
+  auto r = cache_->Put(data, hash);
+  if (!r.ok()) return r;
+  MutexLock l(&shared_->mu);
+  if (r->started && r->sealed.container != 0) {
+    // Sealed: immutable from now on, so it uploads at once (before the
+    // commit that names it: a roll-back or a crash voids the upload).
+    uint64_t id = r->sealed.container;
+    shared_->cached[id] = r->sealed.size;
+    shared_->uploads.push_back({id, r->sealed.size, shared_->gen[id]});
+    shared_->stats.pending_bytes += r->sealed.size;
+    shared_->cv.SignalAll();
+  }
+  ContainerMark m = cache_->mark();
+  shared_->cached[m.container] = m.size;
+  shared_->stats.open_bytes = m.size;
+  return r;
+}
+
+Status BucketPackStore::Sync() {
+  if (read_only_) return Status(EROFS, "a bucket reader cannot write");
+  MUSCLE_RETURN_IF_ERROR(cache_->Sync());
+  Evict();
+  return Status::Ok();
+}
+
+ContainerMark BucketPackStore::mark() const { return cache_ ? cache_->mark() : ContainerMark{}; }
+
+Status BucketPackStore::RollBackTo(const ContainerMark& mark) {
+  if (read_only_) return Status(EROFS, "a bucket reader cannot write");
+  CloseFds();
+  std::vector<uint64_t> gone;
+  {
+    MutexLock l(&shared_->mu);
+    for (auto& [id, size] : shared_->cached)
+      if (id >= mark.container) gone.push_back(id);
+    for (auto& [id, u] : shared_->uploaded)
+      if (id >= mark.container) gone.push_back(id);
+    for (uint64_t id : gone) shared_->Void(id);
+  }
+  Status s = cache_->RollBackTo(mark);
+  MutexLock l(&shared_->mu);
+  for (auto it = shared_->cached.begin(); it != shared_->cached.end();)
+    it = it->first > mark.container ? shared_->cached.erase(it) : std::next(it);
+  if (mark.container != 0) shared_->cached[mark.container] = mark.size;
+  shared_->stats.open_bytes = mark.size;
+  return s;
+}
+
+Status BucketPackStore::Punch(ChunkLocation at, uint64_t length) {
+  if (read_only_) return Status(EROFS, "a bucket reader cannot write");
+  {
+    MutexLock l(&shared_->mu);
+    // An object cannot have holes: its dead bytes are freed when gc
+    // compacts the pack.
+    if (!shared_->cached.count(at.container)) return Status::Ok();
+  }
+  return cache_->Punch(at, length);
+}
+
+Status BucketPackStore::WaitIdle() { return cache_ ? cache_->WaitIdle() : Status::Ok(); }
+
+std::vector<uint64_t> BucketPackStore::Containers() {
+  std::set<uint64_t> ids;
+  for (uint64_t id : LocalPackStore(dir_, LocalPackStore::Mode::kReadOnly).Containers()) ids.insert(id);
+  MutexLock l(&shared_->mu);
+  for (auto& [id, u] : shared_->uploaded) ids.insert(id);
+  return {ids.begin(), ids.end()};
+}
+
+Status BucketPackStore::Records(uint64_t container, uint64_t size, std::vector<ChunkRecord>& out) {
+  out.clear();
+  int fd = LocalFd(container);
+  if (fd >= 0)
+    return WalkRecords([&](void* buf, size_t len, uint64_t at) { return vfs::FileRead(fd, buf, len, at); }, size,
+                       dir_ + "/" + Hex(container) + ".pack", out);
+  std::string name;
+  {
+    MutexLock l(&shared_->mu);
+    auto u = shared_->uploaded.find(container);
+    if (u == shared_->uploaded.end())
+      return Status(ENOENT, "pack " + Hex(container) + " is neither in the cache nor uploaded");
+    name = kPackPrefix + u->second.name;
+  }
+  auto body = bucket_->Get(name);
+  if (!body.ok()) return Status(body.err(), "pack " + Hex(container) + ": " + body.status().message());
+  const std::string& b = *body;
+  return WalkRecords(
+      [&](void* buf, size_t len, uint64_t at) {
+        if (at > b.size() || len > b.size() - at) return EIO;
+        memcpy(buf, b.data() + at, len);
+        return 0;
+      },
+      size, bucket_->Describe() + "/" + name, out);
+}
+
+Status BucketPackStore::Remove(uint64_t container) {
+  if (read_only_) return Status(EROFS, "a bucket reader cannot write");
+  auto it = fds_.find(container);
+  if (it != fds_.end()) {
+    close(it->second);
+    fds_.erase(it);
+  }
+  if (ahead_id_ == container) ahead_id_ = 0;
+  MUSCLE_RETURN_IF_ERROR(cache_->Remove(container));
+  MutexLock l(&shared_->mu);
+  shared_->Void(container);
+  shared_->cached.erase(container);
+  shared_->last_use.erase(container);
+  return Status::Ok();
+}
+
+void BucketPackStore::ForgetCached() {
+  CloseFds();
+  if (cache_) cache_->ForgetCached();
+}
+
+Result<std::unique_ptr<ChunkStore>> BucketPackStore::NewReader() {
+  return std::unique_ptr<ChunkStore>(new BucketPackStore(shared_, bucket_, dir_, options_));
+}
+
+int BucketPackStore::LocalFd(uint64_t id) {
+  auto it = fds_.find(id);
+  if (it != fds_.end()) return it->second;
+  if (fds_.size() >= kMaxFds) {
+    close(fds_.begin()->second);
+    fds_.erase(fds_.begin());
+  }
+  char name[32];
+  snprintf(name, sizeof name, "/%016llx.pack", (unsigned long long)id);
+  int fd = open((dir_ + name).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return -1;
+  fds_[id] = fd;
+  return fd;
+}
+
+Status BucketPackStore::ReadRaw(uint64_t id, uint64_t offset, size_t len, char* out) {
+  std::string name;
+  uint64_t size = 0;
+  {
+    MutexLock l(&shared_->mu);
+    if (read_only_ && evict_seen_ != shared_->evict_epoch) {
+      // Descriptors of evicted files would keep their space: drop them.
+      evict_seen_ = shared_->evict_epoch;
+      l.Unlock();
+      CloseFds();
+      l.Lock();
+    }
+    shared_->last_use[id] = ++shared_->tick;
+    auto u = shared_->uploaded.find(id);
+    if (u != shared_->uploaded.end()) {
+      name = kPackPrefix + u->second.name;
+      size = u->second.size;
+    }
+  }
+  int fd = LocalFd(id);
+  if (fd >= 0) {
+    if (int e = vfs::FileRead(fd, out, len, offset))
+      return ErrnoStatus(e, "read pack " + Hex(id) + " in " + dir_ + " at " + std::to_string(offset));
+    return Status::Ok();
+  }
+  if (ahead_id_ == id && offset >= ahead_from_ && offset + len <= ahead_from_ + ahead_.size()) {
+    memcpy(out, ahead_.data() + (offset - ahead_from_), len);
+    return Status::Ok();
+  }
+  if (name.empty()) return Status(ENOENT, "pack " + Hex(id) + " is neither in the cache " + dir_ + " nor uploaded");
+  if (offset > size || len > size - offset)
+    return Status(EIO, "pack " + Hex(id) + ": " + std::to_string(len) + " bytes at " + std::to_string(offset) +
+                           " reach past its " + std::to_string(size) + " bytes");
+  size_t want = std::min<uint64_t>(std::max(len, options_.read_ahead), size - offset);
+  {
+    MutexLock l(&shared_->mu);
+    ++shared_->stats.bucket_reads;
+  }
+  if (want == len) {
+    ahead_id_ = 0;
+    Status s = bucket_->GetRange(name, offset, len, out);
+    if (!s.ok()) return Status(s.err(), "pack " + Hex(id) + ": " + s.message());
+    return s;
+  }
+  ahead_id_ = 0;
+  ahead_.resize(want);
+  Status s = bucket_->GetRange(name, offset, want, ahead_.data());
+  if (!s.ok()) return Status(s.err(), "pack " + Hex(id) + ": " + s.message());
+  ahead_id_ = id;
+  ahead_from_ = offset;
+  memcpy(out, ahead_.data(), len);
+  return Status::Ok();
+}
+
+void BucketPackStore::Evict() {
+  std::vector<uint64_t> victims;
+  {
+    MutexLock l(&shared_->mu);
+    uint64_t total = 0;
+    for (auto& [id, size] : shared_->cached) total += size;
+    shared_->stats.cached_bytes = total;
+    if (total <= options_.cache_limit) return;
+    // Uploaded packs in the cache, least recently used first.
+    std::vector<std::pair<uint64_t, uint64_t>> candidates;  // (last use, id)
+    uint64_t open = cache_->mark().container;
+    for (auto& [id, size] : shared_->cached) {
+      if (id == open || !shared_->uploaded.count(id)) continue;
+      auto u = shared_->last_use.find(id);
+      candidates.push_back({u == shared_->last_use.end() ? 0 : u->second, id});
+    }
+    std::sort(candidates.begin(), candidates.end());
+    for (auto& [use, id] : candidates) {
+      if (total <= options_.cache_limit) break;
+      total -= shared_->cached[id];
+      shared_->cached.erase(id);
+      victims.push_back(id);
+    }
+    shared_->stats.cached_bytes = total;
+    shared_->stats.evictions += victims.size();
+    if (!victims.empty()) ++shared_->evict_epoch;
+  }
+  for (uint64_t id : victims) {
+    auto it = fds_.find(id);
+    if (it != fds_.end()) {
+      close(it->second);
+      fds_.erase(it);
+    }
+    if (unlink(cache_->PathOf(id).c_str()) != 0 && errno != ENOENT)
+      Log("bucket: evict %s: %s", cache_->PathOf(id).c_str(), strerror(errno));
+  }
+  if (!victims.empty()) cache_->ForgetCached();
+}
+
+void BucketPackStore::UploaderMain() {
+  Shared& sh = *shared_;
+  double delay = 0;
+  MutexLock l(&sh.mu);
+  auto back_off = [&](const Status& s, const std::string& what) REQUIRES(sh.mu) {
+    delay = delay == 0 ? options_.retry_first_s : std::min(delay * 2, options_.retry_max_s);
+    ++sh.stats.upload_failures;
+    sh.stats.last_error = what + ": " + s.ToString();
+    sh.cv.SignalAll();  // a Put waiting for room gives up
+    Log("bucket: %s failed (%s); retrying in %.1f s; %zu packs (%s) not yet uploaded", what.c_str(),
+        s.ToString().c_str(), delay, sh.uploads.size(), Mib(sh.stats.pending_bytes).c_str());
+    auto until = After(delay);
+    while (!sh.stop && std::chrono::steady_clock::now() < until) sh.cv.WaitUntil(&sh.mu, until);
+  };
+  for (;;) {
+    while (!sh.stop && sh.uploads.empty() && sh.deletes.empty()) sh.cv.Wait(&sh.mu);
+    if (sh.stop) return;
+    if (!sh.deletes.empty()) {
+      std::string key = sh.deletes.front();
+      l.Unlock();
+      Status s = bucket_->Delete(key);
+      l.Lock();
+      if (!s.ok()) {
+        back_off(s, "delete " + key);
+        continue;
+      }
+      delay = 0;
+      if (!sh.deletes.empty() && sh.deletes.front() == key) sh.deletes.pop_front();
+      sh.cv.SignalAll();
+      continue;
+    }
+    Shared::Job job = sh.uploads.front();
+    sh.busy = true;
+    l.Unlock();
+    // The pack as committed: `size` bytes of its cache file.
+    std::string path = dir_ + "/" + Hex(job.id) + ".pack";
+    std::string body(job.size, '\0');
+    Status s;
+    int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) {
+      s = ErrnoStatus(errno, "open " + path);
+    } else {
+      if (int e = vfs::FileRead(fd, body.data(), body.size(), 0)) s = ErrnoStatus(e, "read " + path);
+      close(fd);
+    }
+    auto name = RandomName();
+    if (s.ok() && !name.ok()) s = name.status();
+    auto started = std::chrono::steady_clock::now();
+    if (s.ok()) s = bucket_->Put(kPackPrefix + *name, body);
+    double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    l.Lock();
+    sh.busy = false;
+    bool voided = sh.gen[job.id] != job.gen;
+    if (voided) {
+      // Rolled back or removed while in flight.
+      if (s.ok()) sh.deletes.push_back(kPackPrefix + *name);
+      sh.cv.SignalAll();
+      continue;
+    }
+    if (s.ok()) {
+      Status r = sh.Record("U " + Hex(job.id) + " " + *name + " " + std::to_string(job.size) + "\n");
+      if (!r.ok()) {
+        sh.deletes.push_back(kPackPrefix + *name);
+        s = r;
+      }
+    }
+    if (!s.ok()) {
+      back_off(s, "upload of pack " + Hex(job.id));
+      continue;
+    }
+    delay = 0;
+    sh.stats.last_error.clear();
+    sh.uploaded[job.id] = {*name, job.size};
+    ++sh.stats.uploads;
+    for (auto it = sh.uploads.begin(); it != sh.uploads.end(); ++it) {
+      if (it->id == job.id && it->gen == job.gen) {
+        sh.stats.pending_bytes -= it->size;
+        sh.uploads.erase(it);
+        break;
+      }
+    }
+    (void)took;
+    sh.cv.SignalAll();
+  }
+}
+
+Status BucketPackStore::Drain(double seconds) {
+  auto until = After(seconds);
+  MutexLock l(&shared_->mu);
+  while (!shared_->uploads.empty() || !shared_->deletes.empty() || shared_->busy) {
+    if (!shared_->cv.WaitUntil(&shared_->mu, until) && std::chrono::steady_clock::now() >= until)
+      return Status(ETIMEDOUT, std::to_string(shared_->uploads.size()) + " uploads and " +
+                                   std::to_string(shared_->deletes.size()) + " deletes still pending for " +
+                                   bucket_->Describe() +
+                                   (shared_->stats.last_error.empty() ? "" : " (" + shared_->stats.last_error + ")"));
+  }
+  return Status::Ok();
+}
+
+BucketStats BucketPackStore::stats() const {
+  MutexLock l(&shared_->mu);
+  BucketStats s = shared_->stats;
+  s.pending_packs = shared_->uploads.size();
+  s.uploaded_packs = shared_->uploaded.size();
+  s.uploaded_bytes = 0;
+  for (auto& [id, u] : shared_->uploaded) s.uploaded_bytes += u.size;
+  return s;
+}
+
+}  // namespace muscle::store

@@ -1,0 +1,150 @@
+// Chunk data in a bucket: a ChunkStore (store/chunk_store.h) whose sealed
+// containers are immutable objects in an ObjectStore (s3/object_store.h: an
+// S3 bucket, or a directory in tests), with the local pack directory as a
+// write-back cache in front of it.
+//
+// Writes. Put appends to the open pack in the cache directory exactly as
+// the local pack store does (store/pack.h), and Sync makes it durable on
+// the local disk: that is what Tfsync waits for, so a write is acknowledged
+// as durable once it is on the local disk. A pack sealed at its target size
+// (~32 MiB) is immutable from then on: it is queued for upload at once and uploaded by the
+// "bucket-upload" thread as one object, packs/<32 random hex digits> (never
+// a name derived from content; multipart above the client's part size).
+// Until then it exists only in the cache; the open pack is uploaded once it
+// is sealed. `stats()` says how much is not yet uploaded.
+//
+// The manifest (DIR/bucket-manifest, appended and fsynced, rewritten
+// compactly at Open) records each uploaded pack as "U <id> <name> <size>"
+// once its upload completed, and "D <id>" when it is forgotten (removed by
+// gc, or voided by a roll-back). An upload counts only while the index's
+// committed length of that pack equals the uploaded size: at Open an
+// upload of a pack the index does not name, or names with another length,
+// is voided and its object deleted; objects under packs/ that the manifest
+// does not name (an upload cut by a crash before its "U" line) are deleted.
+// So a crash at any point between upload and index commit leaves neither a
+// dangling index row (a pack the index names is in the cache or uploaded)
+// nor a lost acknowledged write (the cache keeps a pack until its upload is
+// recorded). The bucket's "owner" object holds the store's id: a bucket
+// prefix that belongs to another store is refused (EEXIST).
+//
+// The cache. Local packs whose upload is recorded may be evicted (least
+// recently read first) once the cache directory holds more than
+// `cache_limit` bytes. Packs not yet uploaded are never evicted: when the
+// sealed ones alone fill the limit (the open pack adds at most its target
+// size), a Put waits for the uploads to make room while they
+// succeed (back-pressure, up to `full_wait_s`), and answers ENOSPC at once
+// while they fail (the bucket unreachable), with a message naming the bucket
+// and the last upload error; nothing already acknowledged is touched.
+//
+// Reads. A pack in the cache is read from its file; any other from the
+// bucket with a ranged GET of at least `read_ahead` bytes (to the end of
+// the object at most), kept in a buffer so that the next sequential reads of
+// that pack are served without another request.
+//
+// Failures. Uploads and deletes that fail are retried by the thread with
+// back-off (0.5 s doubling to 30 s; one log line per failure, with what is
+// pending); reads that fail answer the error (EIO) and are retried by the
+// next read. Roll-backs (RollBackTo) void uploads of every pack from the
+// mark's on: an upload in flight when that happens is deleted when it ends.
+//
+// Ownership and threading. Owned by one Store and used on its thread, like
+// every ChunkStore. The writer runs the "bucket-upload" thread; it reads the
+// cache files through descriptors of its own and shares the upload queue,
+// the manifest and the table of uploaded packs with the writer and the
+// readers through `Shared` (under its mutex). Readers (NewReader) share
+// that table and the object store and read the cache directory through
+// descriptors of their own.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/mutex.h"
+#include "common/result.h"
+#include "common/thread_annotations.h"
+#include "s3/object_store.h"
+#include "store/chunk_store.h"
+#include "store/pack.h"
+
+namespace muscle::store {
+
+struct BucketStats {
+  uint64_t pending_packs = 0, pending_bytes = 0;    // sealed, not yet uploaded
+  uint64_t open_bytes = 0;                          // the open pack (uploaded once sealed)
+  uint64_t uploaded_packs = 0, uploaded_bytes = 0;  // recorded in the manifest
+  uint64_t cached_bytes = 0;                        // pack files in the cache directory
+  uint64_t uploads = 0, upload_failures = 0, bucket_reads = 0, evictions = 0;
+  std::string last_error;  // of the last failed upload or delete, "" after a success
+};
+
+class BucketPackStore final : public ContainerChunkStore {
+ public:
+  struct Options {
+    uint64_t pack_target = 32u << 20;
+    uint64_t cache_limit = 4ull << 30;
+    size_t read_ahead = 4u << 20;
+    // Back-off between retries of a failed upload or delete.
+    double retry_first_s = 0.5, retry_max_s = 30;
+    // A Put over the cache limit waits this long for uploads to make room
+    // (while they succeed) before it answers ENOSPC.
+    double full_wait_s = 30;
+  };
+  // A writer (to be Opened) on `bucket` with its cache in `cache_dir`.
+  BucketPackStore(std::shared_ptr<s3::ObjectStore> bucket, std::string cache_dir, Options options);
+  ~BucketPackStore() override;
+  BucketPackStore(const BucketPackStore&) = delete;
+  BucketPackStore& operator=(const BucketPackStore&) = delete;
+
+  Status Open(const std::string& owner, const std::map<uint64_t, uint64_t>& committed) override;
+  Result<PutResult> Put(std::string_view data, const unsigned char (&hash)[32]) override;
+  Status Sync() override;
+  ContainerMark mark() const override;
+  Status RollBackTo(const ContainerMark& mark) override;
+  Status Punch(ChunkLocation at, uint64_t length) override;
+  Status WaitIdle() override;
+  std::vector<uint64_t> Containers() override;
+  Status Records(uint64_t container, uint64_t size, std::vector<ChunkRecord>& out) override;
+  Status Remove(uint64_t container) override;
+  void ForgetCached() override;
+  Result<std::unique_ptr<ChunkStore>> NewReader() override;
+
+  // Waits up to `seconds` until every queued upload and delete is done;
+  // ETIMEDOUT (with what is left) otherwise.
+  Status Drain(double seconds);
+  BucketStats stats() const;
+  const std::string& cache_dir() const { return dir_; }
+
+ private:
+  struct Shared;
+  BucketPackStore(std::shared_ptr<Shared> shared, std::shared_ptr<s3::ObjectStore> bucket,
+                  std::string cache_dir, Options options);
+  Status ReadRaw(uint64_t id, uint64_t offset, size_t len, char* out) override;
+  // The cache file of `id` for reading (a descriptor of this instance's), or
+  // -1 when it is not in the cache.
+  int LocalFd(uint64_t id);
+  void CloseFds();
+  // Evicts uploaded packs, least recently read first, while the cache holds
+  // more than the limit.
+  void Evict();
+  void UploaderMain();
+
+  std::shared_ptr<Shared> shared_;
+  std::shared_ptr<s3::ObjectStore> bucket_;
+  std::string dir_;
+  Options options_;
+  bool read_only_ = false;
+  std::unique_ptr<LocalPackStore> cache_;  // the writer's packs (null on a reader)
+  uint64_t evict_seen_ = 0;  // the evictions this reader has dropped descriptors for
+  std::map<uint64_t, int> fds_;            // read descriptors of cache files
+  // The read-ahead buffer: bytes [ahead_from_, +size) of pack ahead_id_.
+  uint64_t ahead_id_ = 0, ahead_from_ = 0;
+  std::string ahead_;
+  std::thread uploader_;
+};
+
+}  // namespace muscle::store
