@@ -61,6 +61,8 @@ const char* kUsage = R"(usage:
   muscle restore SNAP PATH [--to DEST] | snapshot prune --keep-last N ...
                               snapshots of a running server's tree
                               (muscle snapshot --help)
+  muscle status                where its chunk data is, how much is not yet
+                              uploaded to its bucket
   muscle bench --target ADDR ...   9P load generator (muscle bench --help)
 
 common options:

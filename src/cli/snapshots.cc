@@ -25,6 +25,8 @@ namespace {
 const char* kHelp = R"(usage:
   muscle snapshot [NAME]            take a snapshot of the tree now
   muscle snapshots                  list them: name, time, root hash, bytes added
+  muscle status                     where the chunk data is; with a bucket, how much
+                                    is not uploaded yet (on this host's disk only)
   muscle history PATH               the snapshots in which PATH changed, newest first
   muscle diff [A [B|now [PATH]]]    added (+), removed (-), modified (M) paths from
                                     snapshot A (default: the newest) to B (default:
@@ -138,7 +140,7 @@ std::string Bytes(const std::string& n) {
 }  // namespace
 
 bool IsSnapshotCommand(const char* cmd) {
-  for (const char* c : {"snapshot", "snapshots", "history", "diff", "restore"})
+  for (const char* c : {"snapshot", "snapshots", "history", "diff", "restore", "status"})
     if (!strcmp(cmd, c)) return true;
   return false;
 }
@@ -183,6 +185,9 @@ int SnapshotMain(int argc, char** argv) {
   } else if (cmd == "snapshots") {
     if (!o.words.empty()) return Fail("usage: muscle snapshots");
     words = {"snapshots"};
+  } else if (cmd == "status") {
+    if (!o.words.empty()) return Fail("usage: muscle status");
+    words = {"status"};
   } else if (cmd == "history") {
     if (o.words.size() != 1) return Fail("usage: muscle history PATH");
     words = {"history", o.words[0]};
@@ -232,6 +237,13 @@ int SnapshotMain(int argc, char** argv) {
     if (r->empty()) printf("%s is in no snapshot\n", words[1].c_str());
   } else if (cmd == "diff") {
     for (auto& f : *r) printf("%s %s\n", Field(f, 0).c_str(), Field(f, 1).c_str());
+  } else if (cmd == "status") {
+    for (auto& f : *r) {
+      std::string name = Field(f, 0), value = Field(f, 1);
+      bool bytes = name.size() > 6 && name.compare(name.size() - 6, 6, "-bytes") == 0;
+      if (bytes || name == "cache-limit") value += " (" + Bytes(value) + ")";
+      printf("%-20s %s\n", (name + ":").c_str(), value.c_str());
+    }
   } else if (cmd == "restore") {
     printf("restored %s from snapshot %s\n", Field(r->at(0), 0).c_str(), words[1].c_str());
   }

@@ -33,6 +33,7 @@ class DirObjectStore final : public ObjectStore {
   Status Delete(const std::string& key) override;
   Result<std::vector<ObjectInfo>> List(const std::string& prefix) override;
   std::string Describe() const override { return "directory " + dir_; }
+  std::string Location() const override { return "dir:" + dir_; }
 
   void SetDown(int err) { down_ = err; }
   void SetFault(std::function<int(std::string_view op, const std::string& key)> fn) EXCLUDES(mu_);

@@ -54,6 +54,9 @@ class ObjectStore {
   virtual Result<std::vector<ObjectInfo>> List(const std::string& prefix) = 0;
   // A name for logs ("s3://bucket/prefix at http://host:port").
   virtual std::string Describe() const = 0;
+  // What names these objects for good, whatever the way to them (no
+  // endpoint): "s3://BUCKET/PREFIX", "dir:/path".
+  virtual std::string Location() const = 0;
 };
 
 }  // namespace muscle::s3

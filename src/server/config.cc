@@ -11,6 +11,7 @@
 #include <sstream>
 #include <vector>
 
+#include "s3/s3_client.h"
 #include "transport/endpoint.h"
 
 namespace muscle::server {
@@ -57,6 +58,19 @@ options:
                      how long un-fsynced writes may wait before commit (default 1000)
   --store-readers N  threads answering reads and lookups on their own store
                      connections, beside the one writer (0-16, default 2)
+  --chunks s3://BUCKET[/PREFIX]
+                     keep chunk data in an S3 bucket (packs of ~32 MiB), the
+                     local pack directory its write-back cache (default: local
+                     pack files only); the database stays local
+  --s3-endpoint URL  the S3 service (e.g. http://127.0.0.1:7480 for a Ceph
+                     RGW; default AWS)
+  --s3-region NAME   (default us-east-1)   --s3-addressing auto|path|virtual-host
+  --s3-credentials FILE
+                     AWS shared-credentials file (mode 0600, yours); default:
+                     AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY from the
+                     environment
+  --cache-size SIZE  uploaded packs kept in the local cache (e.g. 20G;
+                     default 4G); packs not yet uploaded always stay
   -D                 trace every 9P message to stderr
   --check-config     (serve) validate musclefs.conf, flags, listen addresses
                      and the keys file, print what would be served, exit 0
@@ -64,8 +78,9 @@ options:
 
 The config file $BASE/musclefs.conf may set store, listen, keys, access,
 msize, commit-interval-ms, store-readers, snapshot-every, handshake-timeout-ms,
-max-failed-handshakes, tls-ticket-lifetime, loops, max-concurrent-handshakes
-and allow-plaintext-network as "key = value" lines; a
+max-failed-handshakes, tls-ticket-lifetime, loops, max-concurrent-handshakes,
+allow-plaintext-network, chunks, s3-endpoint, s3-region, s3-addressing,
+s3-credentials and cache-size as "key = value" lines; a
 flag on the command line always wins over it. It must be owned by you or
 root and not writable by group or others. SIGHUP (systemctl reload)
 reloads the keys file.
@@ -168,6 +183,29 @@ Status SetKey(Config& c, const std::string& key, const std::string& value,
     uint64_t v;
     MUSCLE_RETURN_IF_ERROR(number(0, 16, v));
     c.server.store_readers = int(v);
+  } else if (key == "chunks") {
+    if (value != "local") {
+      auto url = s3::ParseBucketUrl(value);
+      if (!url.ok())
+        return Status(EINVAL, where + ": chunks must be local or s3://BUCKET[/PREFIX]: " +
+                                  url.status().message());
+    }
+    c.server.chunks.url = value == "local" ? "" : value;
+  } else if (key == "s3-endpoint") {
+    c.server.chunks.endpoint = value;
+  } else if (key == "s3-region") {
+    if (value.empty()) return Status(EINVAL, where + ": s3-region needs a region name");
+    c.server.chunks.region = value;
+  } else if (key == "s3-addressing") {
+    if (value != "auto" && value != "path" && value != "virtual-host")
+      return Status(EINVAL, where + ": s3-addressing must be auto, path or virtual-host, got '" + value + "'");
+    c.server.chunks.addressing = value;
+  } else if (key == "s3-credentials") {
+    c.server.chunks.credentials = value;
+  } else if (key == "cache-size") {
+    auto v = ParseByteSize(value);
+    if (!v.ok()) return Status(EINVAL, where + ": cache-size: " + v.status().message());
+    c.server.chunks.cache_size = *v;
   } else if (key == "snapshot-every") {
     // A duration: N followed by s, m, h or d; "off" or 0 disables.
     char* end = nullptr;

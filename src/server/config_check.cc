@@ -1,5 +1,8 @@
 #include "server/config_check.h"
 
+#include "s3/s3_client.h"
+#include "server/chunk_backend.h"
+
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -57,6 +60,20 @@ ConfigReport CheckConfig(const Config& c) {
     else
       r.notes.push_back("store: " + c.server.store_path + " (new: created at start)");
     CheckWritableDir(DirOf(c.server.store_path), "store", r);
+  }
+  if (!c.server.chunks.url.empty()) {
+    // Settings and credentials only: nothing is sent to the bucket.
+    Status ok = CheckChunkOptions(c.server.chunks, c.server.store_path);
+    if (ok.ok()) {
+      auto creds = s3::LoadCredentials(c.server.chunks.credentials);
+      if (!creds.ok()) ok = creds.status();
+    }
+    if (ok.ok())
+      r.notes.push_back("chunks: " + c.server.chunks.url + " at " +
+                        (c.server.chunks.endpoint.empty() ? "AWS" : c.server.chunks.endpoint) +
+                        " (not contacted by this check)");
+    else
+      r.problems.push_back("chunks: " + ok.message());
   }
   bool tls = false;
   std::vector<transport::Endpoint> eps;

@@ -104,6 +104,15 @@ std::string RunControl(Store& s, const auth::AccessRule& rule, std::string_view 
     return Status::Ok();
   };
   std::string out = "ok\n";
+  if (cmd == "status") {
+    // Where the chunk data is and, for a bucket, what is not uploaded yet;
+    // a confined identity learns nothing about the store as a whole.
+    if (w.size() != 1) return ErrorLine(Status(EINVAL, "usage: status"));
+    if (!ctx.root.empty())
+      return ErrorLine(Status(EPERM, "status is about the whole store; this identity is confined"));
+    for (const auto& [key, value] : s.ChunkStatus()) out += Escape(key) + "\t" + Escape(value) + "\n";
+    return out;
+  }
   if (cmd == "snapshot") {
     if (w.size() > 2) return ErrorLine(Status(EINVAL, "usage: snapshot [NAME]"));
     if (Status p = need_snapshot_right(); !p.ok()) return ErrorLine(p);

@@ -14,6 +14,7 @@
 
 #include "common/fs_util.h"
 #include "common/log.h"
+#include "server/chunk_backend.h"
 #include "server/config.h"
 #include "server/config_check.h"
 #include "server/server.h"
@@ -30,7 +31,12 @@ int Check(const server::Config& c) {
             c.server.store_path.c_str());
     return 2;
   }
-  auto s = store::Store::Open(c.server.store_path);
+  auto chunks = server::OpenChunkBackend(c.server.chunks, c.server.store_path);
+  if (!chunks.ok()) {
+    fprintf(stderr, "musclefs: %s\n", chunks.status().ToString().c_str());
+    return 2;
+  }
+  auto s = store::Store::Open(c.server.store_path, std::move(*chunks));
   if (!s.ok()) {
     fprintf(stderr, "musclefs: %s\n", s.status().ToString().c_str());
     return 2;
@@ -61,7 +67,12 @@ int Maintain(const server::Config& c) {
             c.server.store_path.c_str());
     return 2;
   }
-  auto s = store::Store::Open(c.server.store_path);
+  auto chunks = server::OpenChunkBackend(c.server.chunks, c.server.store_path);
+  if (!chunks.ok()) {
+    fprintf(stderr, "musclefs: %s\n", chunks.status().ToString().c_str());
+    return 2;
+  }
+  auto s = store::Store::Open(c.server.store_path, std::move(*chunks));
   if (!s.ok()) {
     fprintf(stderr, "musclefs: %s\n", s.status().ToString().c_str());
     return 2;

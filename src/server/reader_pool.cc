@@ -11,13 +11,15 @@ constexpr auto kSpinBeforeSleep = std::chrono::microseconds(100);
 constexpr auto kIdleTick = std::chrono::seconds(1);
 }  // namespace
 
-Result<std::unique_ptr<ReaderPool>> ReaderPool::Open(uv_loop_t* loop, const std::string& path,
-                                                     std::shared_ptr<store::ReadGate> gate,
-                                                     int threads) {
+Result<std::unique_ptr<ReaderPool>> ReaderPool::Open(
+    uv_loop_t* loop, const std::string& path, std::shared_ptr<store::ReadGate> gate, int threads,
+    std::vector<std::unique_ptr<store::ChunkStore>> chunks) {
+  if (!chunks.empty() && chunks.size() != size_t(threads))
+    return Status(EINVAL, "a chunk reader per reader thread, or none");
   std::unique_ptr<ReaderPool> p(new ReaderPool());
   std::vector<store::Store*> contexts;
   for (int i = 0; i < threads; i++) {
-    auto r = store::Store::OpenReader(path, gate);
+    auto r = store::Store::OpenReader(path, gate, chunks.empty() ? nullptr : std::move(chunks[i]));
     if (!r.ok()) return r.status();
     p->readers_.push_back(std::move(*r));
     contexts.push_back(p->readers_.back().get());

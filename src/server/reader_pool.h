@@ -36,10 +36,11 @@ class ReaderPool {
   using Job = Queue::Job;
 
   // `threads` reader connections to the store at `path`, whose writer
-  // has `gate`.
-  static Result<std::unique_ptr<ReaderPool>> Open(uv_loop_t* loop, const std::string& path,
-                                                  std::shared_ptr<store::ReadGate> gate,
-                                                  int threads);
+  // has `gate`. `chunks`, if not empty, holds one chunk reader per thread
+  // (the writer's NewChunkReader); empty: each reads the pack directory.
+  static Result<std::unique_ptr<ReaderPool>> Open(
+      uv_loop_t* loop, const std::string& path, std::shared_ptr<store::ReadGate> gate, int threads,
+      std::vector<std::unique_ptr<store::ChunkStore>> chunks = {});
   ~ReaderPool();
   ReaderPool(const ReaderPool&) = delete;
   ReaderPool& operator=(const ReaderPool&) = delete;

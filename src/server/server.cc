@@ -24,13 +24,26 @@ Status Server::Start(const ServerOptions& options) {
   // A client that disconnects while a reply is being written must not kill
   // the server: writes then fail with EPIPE instead.
   signal(SIGPIPE, SIG_IGN);
-  auto store = store::Store::Open(options.store_path);
+  auto chunks = OpenChunkBackend(options.chunks, options.store_path);
+  if (!chunks.ok()) return chunks.status();
+  auto store = store::Store::Open(options.store_path, std::move(*chunks));
   if (!store.ok()) return store.status();
   (*store)->commit_interval = options.commit_interval;
   (*store)->snapshot_every = options.snapshot_every;
+  // The readers' chunk stores come from the writer's (before it moves to
+  // its thread): they share its cache and, for a bucket, its uploads.
+  std::vector<std::unique_ptr<store::ChunkStore>> chunk_readers;
+  if (options.store_path != ":memory:") {
+    for (int i = 0; i < options.store_readers; i++) {
+      auto r = (*store)->NewChunkReader();
+      if (!r.ok()) return r.status();
+      chunk_readers.push_back(std::move(*r));
+    }
+  }
   worker_ = std::make_unique<StoreWorker>(loop_, std::move(*store));
   if (options.store_readers > 0 && worker_->gate()) {
-    auto readers = ReaderPool::Open(loop_, options.store_path, worker_->gate(), options.store_readers);
+    auto readers = ReaderPool::Open(loop_, options.store_path, worker_->gate(),
+                                    options.store_readers, std::move(chunk_readers));
     if (!readers.ok()) return readers.status();
     readers_ = std::move(*readers);
   }

@@ -33,6 +33,7 @@
 #include "common/result.h"
 #include "server/loop_thread.h"
 #include "server/attach_router.h"
+#include "server/chunk_backend.h"
 #include "server/store_filesystem.h"
 #include "server/view_filesystem.h"
 #include "auth/access_rule.h"
@@ -46,6 +47,7 @@ using AccessRule = auth::AccessRule;
 
 struct ServerOptions {
   std::string store_path;           // SQLite file, or ":memory:"
+  ChunkOptions chunks;              // where chunk data lives (server/chunk_backend.h)
   std::vector<std::string> listen;  // endpoints, see transport/endpoint.h
   bool allow_plaintext_network = false;
   uint32_t max_msize = p9::kMaxMsize;

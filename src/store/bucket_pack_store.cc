@@ -112,6 +112,12 @@ struct BucketPackStore::Shared {
   }
   // Forgets pack `id`'s upload (if any): its object is deleted, a queued
   // upload dropped, one in flight voided.
+  // Queues the upload of sealed pack `id` of `size` bytes.
+  void Queue(uint64_t id, uint64_t size) REQUIRES(mu) {
+    uploads.push_back({id, size, gen[id]});
+    stats.pending_bytes += size;
+    cv.SignalAll();
+  }
   void Void(uint64_t id) REQUIRES(mu) {
     ++gen[id];
     for (auto it = uploads.begin(); it != uploads.end();) {
@@ -277,22 +283,30 @@ Status BucketPackStore::Open(const std::string& owner, const std::map<uint64_t, 
   int mfd = ::open(shared_->manifest_path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
   if (mfd < 0) return ErrnoStatus(errno, "open " + shared_->manifest_path);
 
+  size_t to_upload = 0;
   {
     MutexLock l(&shared_->mu);
     shared_->manifest_fd = mfd;
     shared_->uploaded = std::move(uploaded);
     for (auto& [id, size] : in_cache) {
       shared_->cached[id] = size;
-      if (id != open && !shared_->uploaded.count(id)) {
-        shared_->uploads.push_back({id, size, shared_->gen[id]});
-        shared_->stats.pending_bytes += size;
-      }
+      if (id != open && !shared_->uploaded.count(id)) shared_->Queue(id, size);
     }
-    shared_->stats.open_bytes = open ? committed.rbegin()->second : 0;
+    // An open pack that was sealed early and uploaded stays sealed;
+    // another waits for its seal as before the restart.
+    bool open_uploaded = open && shared_->uploaded.count(open);
+    shared_->stats.open_bytes = open && !open_uploaded ? committed.rbegin()->second : 0;
+    if (open_uploaded) {
+      cache_->SealOpen();
+      sealed_early_ = open;
+    }
+    open_dirty_ = open && !open_uploaded && committed.rbegin()->second > kContainerHeaderSize;
+    open_since_ = std::chrono::steady_clock::now();
     for (auto& k : deletes) shared_->deletes.push_back(k);
+    to_upload = shared_->uploads.size();
   }
-  if (!deletes.empty() || !shared_->uploads.empty())
-    Log("bucket: %zu packs to upload to %s, %zu stale objects to delete", shared_->uploads.size(),
+  if (!deletes.empty() || to_upload)
+    Log("bucket: %zu packs to upload to %s, %zu stale objects to delete", to_upload,
         bucket_->Describe().c_str(), deletes.size());
   uploader_ = StartThread("bucket-upload", [this] { UploaderMain(); });
   Evict();
@@ -322,25 +336,48 @@ Result<PutResult> BucketPackStore::Put(std::string_view data, const unsigned cha
   }
   auto r = cache_->Put(data, hash);
   if (!r.ok()) return r;
+  if (r->started || !open_dirty_) {
+    open_dirty_ = true;
+    open_since_ = std::chrono::steady_clock::now();
+  }
   MutexLock l(&shared_->mu);
   if (r->started && r->sealed.container != 0) {
     // Sealed: immutable from now on, so it uploads at once (before the
     // commit that names it: a roll-back or a crash voids the upload).
+    // One sealed early is queued already.
     uint64_t id = r->sealed.container;
     shared_->cached[id] = r->sealed.size;
-    shared_->uploads.push_back({id, r->sealed.size, shared_->gen[id]});
-    shared_->stats.pending_bytes += r->sealed.size;
-    shared_->cv.SignalAll();
+    if (id != sealed_early_) shared_->Queue(id, r->sealed.size);
   }
+  if (r->started) sealed_early_ = 0;
   ContainerMark m = cache_->mark();
   shared_->cached[m.container] = m.size;
   shared_->stats.open_bytes = m.size;
   return r;
 }
 
+void BucketPackStore::MaybeSealEarly() {
+  if (!open_dirty_ || sealed_early_) return;
+  ContainerMark m = cache_->mark();
+  if (m.container == 0 || m.size <= kContainerHeaderSize) return;
+  std::chrono::duration<double> age = std::chrono::steady_clock::now() - open_since_;
+  if (age.count() < options_.seal_after_s) return;
+  cache_->SealOpen();
+  open_dirty_ = false;
+  sealed_early_ = m.container;
+  MutexLock l(&shared_->mu);
+  shared_->Queue(m.container, m.size);
+  shared_->stats.open_bytes = 0;
+}
+
+void BucketPackStore::Idle() {
+  if (!read_only_ && cache_) MaybeSealEarly();
+}
+
 Status BucketPackStore::Sync() {
   if (read_only_) return Status(EROFS, "a bucket reader cannot write");
   MUSCLE_RETURN_IF_ERROR(cache_->Sync());
+  MaybeSealEarly();  // (the index's commit of this length follows)
   Evict();
   return Status::Ok();
 }
@@ -360,6 +397,11 @@ Status BucketPackStore::RollBackTo(const ContainerMark& mark) {
     for (uint64_t id : gone) shared_->Void(id);
   }
   Status s = cache_->RollBackTo(mark);
+  // The open pack is open again (a seal that was early is undone, and its
+  // upload voided above); what it holds is not uploaded.
+  sealed_early_ = 0;
+  open_dirty_ = mark.size > kContainerHeaderSize;
+  open_since_ = std::chrono::steady_clock::now();
   MutexLock l(&shared_->mu);
   for (auto it = shared_->cached.begin(); it != shared_->cached.end();)
     it = it->first > mark.container ? shared_->cached.erase(it) : std::next(it);
@@ -575,6 +617,7 @@ void BucketPackStore::UploaderMain() {
         continue;
       }
       delay = 0;
+      sh.stats.last_error.clear();
       if (!sh.deletes.empty() && sh.deletes.front() == key) sh.deletes.pop_front();
       sh.cv.SignalAll();
       continue;
@@ -645,6 +688,21 @@ Status BucketPackStore::Drain(double seconds) {
                                    (shared_->stats.last_error.empty() ? "" : " (" + shared_->stats.last_error + ")"));
   }
   return Status::Ok();
+}
+
+std::vector<std::pair<std::string, std::string>> BucketPackStore::StatusFields() const {
+  BucketStats s = stats();
+  auto n = [](uint64_t v) { return std::to_string(v); };
+  return {{"chunks", Location()},
+          {"bucket", bucket_->Describe()},
+          {"not-uploaded-bytes", n(s.pending_bytes + s.open_bytes)},
+          {"not-uploaded-packs", n(s.pending_packs + (s.open_bytes ? 1 : 0))},
+          {"uploaded-packs", n(s.uploaded_packs)},
+          {"uploaded-bytes", n(s.uploaded_bytes)},
+          {"cached-bytes", n(s.cached_bytes)},
+          {"cache-limit", n(options_.cache_limit)},
+          {"upload-failures", n(s.upload_failures)},
+          {"last-error", s.last_error.empty() ? "-" : s.last_error}};
 }
 
 BucketStats BucketPackStore::stats() const {

@@ -10,8 +10,11 @@
 // (~32 MiB) is immutable from then on: it is queued for upload at once and uploaded by the
 // "bucket-upload" thread as one object, packs/<32 random hex digits> (never
 // a name derived from content; multipart above the client's part size).
-// Until then it exists only in the cache; the open pack is uploaded once it
-// is sealed. `stats()` says how much is not yet uploaded.
+// Until then it exists only in the cache. The open pack is sealed early
+// once its oldest not-uploaded byte is `seal_after_s` old (at a Sync, or at
+// Idle while the store has nothing uncommitted), and uploaded then; an open
+// pack sealed early and uploaded stays sealed across a restart (the next
+// Put starts a new one). `stats()` says how much is not yet uploaded.
 //
 // The manifest (DIR/bucket-manifest, appended and fsynced, rewritten
 // compactly at Open) records each uploaded pack as "U <id> <name> <size>"
@@ -56,6 +59,7 @@
 // descriptors of their own.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -93,6 +97,12 @@ class BucketPackStore final : public ContainerChunkStore {
     // A Put over the cache limit waits this long for uploads to make room
     // (while they succeed) before it answers ENOSPC.
     double full_wait_s = 30;
+    // An open pack whose oldest not-uploaded byte is this old is sealed
+    // early (at the next Sync, or while the store is idle) and uploaded, so
+    // that a trickle of writes, or the last writes before a quiet spell,
+    // reach the bucket within about this long, not only once 32 MiB are
+    // written. Smaller packs are the price (at most one per this interval).
+    double seal_after_s = 10;
   };
   // A writer (to be Opened) on `bucket` with its cache in `cache_dir`.
   BucketPackStore(std::shared_ptr<s3::ObjectStore> bucket, std::string cache_dir, Options options);
@@ -103,6 +113,7 @@ class BucketPackStore final : public ContainerChunkStore {
   Status Open(const std::string& owner, const std::map<uint64_t, uint64_t>& committed) override;
   Result<PutResult> Put(std::string_view data, const unsigned char (&hash)[32]) override;
   Status Sync() override;
+  void Idle() override;
   ContainerMark mark() const override;
   Status RollBackTo(const ContainerMark& mark) override;
   Status Punch(ChunkLocation at, uint64_t length) override;
@@ -112,6 +123,11 @@ class BucketPackStore final : public ContainerChunkStore {
   Status Remove(uint64_t container) override;
   void ForgetCached() override;
   Result<std::unique_ptr<ChunkStore>> NewReader() override;
+  std::string Location() const override { return bucket_->Location(); }
+  // chunks, bucket (Describe), not-uploaded-bytes (sealed pending + the
+  // open pack), not-uploaded-packs, uploaded-packs, uploaded-bytes,
+  // cached-bytes, cache-limit, upload-failures, last-error.
+  std::vector<std::pair<std::string, std::string>> StatusFields() const override;
 
   // Waits up to `seconds` until every queued upload and delete is done;
   // ETIMEDOUT (with what is left) otherwise.
@@ -132,6 +148,9 @@ class BucketPackStore final : public ContainerChunkStore {
   // more than the limit.
   void Evict();
   void UploaderMain();
+  // Seals the open pack and queues its upload if its oldest not-uploaded
+  // byte is older than seal_after_s (its bytes are synced).
+  void MaybeSealEarly();
 
   std::shared_ptr<Shared> shared_;
   std::shared_ptr<s3::ObjectStore> bucket_;
@@ -145,6 +164,12 @@ class BucketPackStore final : public ContainerChunkStore {
   uint64_t ahead_id_ = 0, ahead_from_ = 0;
   std::string ahead_;
   std::thread uploader_;
+  // The writer's open pack: when its first not-uploaded byte was put, and
+  // the id of an open pack already sealed early (and queued) whose seal
+  // the next Put's result reports again.
+  bool open_dirty_ = false;
+  std::chrono::steady_clock::time_point open_since_;
+  uint64_t sealed_early_ = 0;
 };
 
 }  // namespace muscle::store

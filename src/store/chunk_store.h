@@ -62,6 +62,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "common/result.h"
@@ -185,6 +186,20 @@ class ChunkStore {
   // A read-only instance on the same containers for a reader store, usable
   // on another thread (see "Ownership and threading").
   virtual Result<std::unique_ptr<ChunkStore>> NewReader() = 0;
+  // Where the containers live, for the index to remember (meta 'chunks'):
+  // "local" (the pack directory), "memory", or a bucket's Location
+  // (s3/object_store.h). A store refuses to open on another place than the
+  // one it was made with.
+  virtual std::string Location() const = 0;
+  // Called on the writer now and then while every append is synced and
+  // committed (the store has no transaction open): a bucket store seals
+  // and uploads an open pack that has waited long enough.
+  virtual void Idle() {}
+  // Name/value pairs saying how the store is doing, for `muscle status`
+  // ("chunks" = Location() first). Called on the owner's thread.
+  virtual std::vector<std::pair<std::string, std::string>> StatusFields() const {
+    return {{"chunks", Location()}};
+  }
 };
 
 // A ChunkStore whose containers are byte sequences read by offset (a pack

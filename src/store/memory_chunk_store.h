@@ -49,6 +49,7 @@ class MemoryChunkStore final : public ContainerChunkStore {
   Status Remove(uint64_t container) override;
   void ForgetCached() override {}  // nothing cached
   Result<std::unique_ptr<ChunkStore>> NewReader() override;
+  std::string Location() const override { return "memory"; }
 
   // Bytes of record data punched so far (whole pages, as on disk).
   uint64_t punched_bytes() const;

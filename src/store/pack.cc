@@ -197,7 +197,7 @@ Result<PutResult> LocalPackStore::Put(std::string_view data, const unsigned char
   if (data.empty() || data.size() > UINT32_MAX)
     return Status(EINVAL, "a chunk of " + std::to_string(data.size()) + " bytes");
   PutResult put;
-  if (open_id_ == 0 || open_size_ + kRecordHeader + data.size() > pack_target) {
+  if (open_id_ == 0 || seal_next_ || open_size_ + kRecordHeader + data.size() > pack_target) {
     if (open_id_ != 0 && std::find(unsynced_.begin(), unsynced_.end(), open_id_) == unsynced_.end())
       unsynced_.push_back(open_id_);
     if (open_id_ != 0) {
@@ -206,6 +206,7 @@ Result<PutResult> LocalPackStore::Put(std::string_view data, const unsigned char
     }
     ContainerMark sealed = mark();
     MUSCLE_RETURN_IF_ERROR(Create(open_id_ + 1));
+    seal_next_ = false;
     put.started = true;
     put.sealed = sealed;
   }
@@ -273,6 +274,7 @@ Status LocalPackStore::RollBackTo(const ContainerMark& mark) {
   open_id_ = pack;
   open_size_ = size;
   writeback_from_ = size;
+  seal_next_ = false;
   if (pack == 0) return Status::Ok();
   auto fd = Fd(pack);
   if (!fd.ok()) return fd.status();

@@ -78,8 +78,12 @@ class LocalPackStore final : public ContainerChunkStore {
   // Syncs every pack written since the last Sync (data before index).
   Status Sync() override;
   ContainerMark mark() const override { return {open_id_, open_size_}; }
-  // Removes newer packs, truncates the open one.
+  // Removes newer packs, truncates the open one (and undoes SealOpen).
   Status RollBackTo(const ContainerMark& mark) override;
+  // Seals the open pack early: the next Put starts a new one (and reports
+  // this one as sealed) though it has room. For a bucket, whose packs are
+  // uploaded once sealed.
+  void SealOpen() { seal_next_ = open_id_ != 0; }
   // The hole is punched by a helper thread (with the file system's
   // discard, a punch can take a quarter of a millisecond, and a large
   // delete makes thousands); an error shows at WaitIdle.
@@ -92,6 +96,7 @@ class LocalPackStore final : public ContainerChunkStore {
   // Closes every cached descriptor.
   void ForgetCached() override;
   Result<std::unique_ptr<ChunkStore>> NewReader() override;
+  std::string Location() const override { return "local"; }
 
   const std::string& dir() const { return dir_; }
   // The file of pack `id` in the directory.
@@ -113,6 +118,7 @@ class LocalPackStore final : public ContainerChunkStore {
   bool temporary_ = false;  // dir_ is removed in the destructor
   uint64_t open_id_ = 0;
   uint64_t open_size_ = 0;
+  bool seal_next_ = false;  // SealOpen: the next Put starts a new pack
   uint64_t writeback_from_ = 0;  // open pack bytes before this: writeback started
   // The punching helper: (descriptor of its own, offset, length) to do.
   struct Hole {

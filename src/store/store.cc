@@ -207,8 +207,37 @@ Status Store::OpenChunks() {
   }
   auto id = StoreId();
   if (!id.ok()) return id.status();
+  MUSCLE_RETURN_IF_ERROR(CheckChunksLocation(!committed.empty()));
   MUSCLE_RETURN_IF_ERROR(chunks_->Open(*id, committed));
   committed_ = chunks_->mark();
+  return Status::Ok();
+}
+
+// meta.chunks names where the chunk data lives ("local", "s3://b/p"); a
+// store made before it was recorded and holding packs keeps them locally.
+// In-memory chunk stores (tests) are neither recorded nor checked.
+Status Store::CheckChunksLocation(bool has_packs) {
+  std::string here = chunks_->Location();
+  if (here == "memory") return Status::Ok();
+  std::string recorded;
+  {
+    Stmt q(db_, "SELECT value FROM meta WHERE key='chunks'");
+    if (q.Step()) recorded = std::string(q.Blob(0));
+    else if (q.failed()) return q.Error("chunks location");
+  }
+  if (recorded.empty() && has_packs) recorded = "local";
+  auto name = [](const std::string& where) {
+    return where == "local" ? std::string("local pack files (no --chunks)") : where;
+  };
+  if (!recorded.empty() && recorded != here)
+    return Status(EINVAL, "store " + path_ + " keeps its chunk data in " + name(recorded) +
+                              ", not in " + name(here) +
+                              ": open it with the same chunks setting it was made with");
+  if (recorded.empty()) {
+    Stmt ins(db_, "INSERT OR REPLACE INTO meta(key, value) VALUES('chunks', ?)");
+    ins.BindText(1, here);
+    MUSCLE_RETURN_IF_ERROR(ins.Run());
+  }
   return Status::Ok();
 }
 
@@ -272,7 +301,10 @@ Status Store::Tick() {
       if (!snap.ok()) Log("store: scheduled snapshot failed: %s", snap.status().ToString().c_str());
     }
   }
-  if (!in_txn_ && dirty_.empty()) return Status::Ok();
+  if (!in_txn_ && dirty_.empty()) {
+    chunks_->Idle();
+    return Status::Ok();
+  }
   auto age = std::chrono::steady_clock::now() - txn_started_;
   if (!in_txn_ || age >= commit_interval) return Sync(false);
   return Status::Ok();

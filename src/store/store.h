@@ -100,6 +100,10 @@ class Store final : public Tree {
                                                    std::unique_ptr<ChunkStore> chunks = nullptr);
   // A read-only instance of this writer's chunk store, for OpenReader.
   Result<std::unique_ptr<ChunkStore>> NewChunkReader() { return chunks_->NewReader(); }
+  // The chunk store's state (ChunkStore::StatusFields), for `muscle status`.
+  std::vector<std::pair<std::string, std::string>> ChunkStatus() const {
+    return chunks_->StatusFields();
+  }
   // On a reader, between requests: drops cached descriptors (and data) of
   // packs the writer has removed since, so that their space is freed.
   void ReaderTick();
@@ -304,6 +308,9 @@ class Store final : public Tree {
   std::string PackDir() const;
   // Opens chunks_ against the index's committed container lengths.
   Status OpenChunks();
+  // Refuses a chunk store elsewhere than where meta.chunks says; records it
+  // the first time.
+  Status CheckChunksLocation(bool has_packs);
   Result<std::string> StoreId();
   // Schema and migrations (schema.cc): creates the tables of a new store
   // or migrates an older one; `version` is the format found (0: new).

@@ -37,6 +37,7 @@ struct Fixture {
     options.pack_target = 64u << 10;
     options.retry_first_s = 0.01;
     options.retry_max_s = 0.05;
+    options.seal_after_s = 3600;  // by size only, unless a test says otherwise
   }
   std::unique_ptr<BucketPackStore> Make() { return std::make_unique<BucketPackStore>(bucket, cache, options); }
   size_t Objects() {
@@ -114,6 +115,64 @@ TEST_CASE("bucket packs: sealed packs upload after Sync, are evicted, and are re
   std::vector<ChunkRecord> records;
   REQUIRE(cs->Records(1, chunks[2].second.at.offset + 20000, records).ok());
   CHECK(records.size() == 3);
+}
+
+TEST_CASE("bucket packs: an open pack with old data is sealed early and uploaded, once, and stays "
+          "sealed after a restart", "[bucket]") {
+  Fixture f;
+  f.options.seal_after_s = 0.2;
+  Hashed a(test::RandomBytes(20000, 1)), b(test::RandomBytes(20000, 2)), c(test::RandomBytes(20000, 3));
+  uint64_t sealed_size = 0;
+  PutResult pa;
+  {
+    auto cs = f.Make();
+    REQUIRE(cs->Open("owner-1", {}).ok());
+    pa = Put(*cs, a);
+    REQUIRE(cs->Sync().ok());
+    cs->Idle();  // too young yet
+    REQUIRE(cs->Drain(5).ok());
+    CHECK(f.Objects() == 0);
+    CHECK(cs->stats().open_bytes > 0);
+    usleep(300000);
+    cs->Idle();  // the store is idle: seal it and upload it
+    REQUIRE(cs->Drain(5).ok());
+    CHECK(f.Objects() == 1);
+    BucketStats st = cs->stats();
+    CHECK(st.open_bytes == 0);
+    CHECK(st.pending_packs == 0);
+    CHECK(st.uploaded_packs == 1);
+    sealed_size = cs->mark().size;
+    CHECK(cs->mark().container == 1);  // (the mark stays until the next Put)
+    // The next Put starts pack 2 and reports pack 1 sealed, which is not
+    // uploaded a second time.
+    PutResult pb = Put(*cs, b);
+    CHECK(pb.started);
+    CHECK(pb.at.container == 2);
+    CHECK(pb.sealed == ContainerMark{1, sealed_size});
+    REQUIRE(cs->Sync().ok());
+    REQUIRE(cs->Drain(5).ok());
+    CHECK(cs->stats().uploads == 1);
+    CHECK(f.Objects() == 1);
+    // A trickle: data in the open pack since long enough is sealed at Sync.
+    usleep(300000);
+    REQUIRE(cs->Sync().ok());
+    REQUIRE(cs->Drain(5).ok());
+    CHECK(f.Objects() == 2);
+    CHECK(cs->stats().uploads == 2);
+  }
+  // After a restart whose last pack (1) was sealed early and uploaded,
+  // appends go to a new pack, never into the uploaded one.
+  f.options.cache_limit = 1;  // and evict what is uploaded
+  auto cs = f.Make();
+  REQUIRE(cs->Open("owner-1", {{1, sealed_size}}).ok());
+  PutResult pc = Put(*cs, c);
+  CHECK(pc.at.container == 2);
+  CHECK(pc.sealed == ContainerMark{1, sealed_size});
+  REQUIRE(cs->Sync().ok());
+  CHECK_FALSE(f.Cached(1));
+  CHECK(ReadBack(*cs, pa, a.data.size()) == a.data);
+  CHECK(ReadBack(*cs, pc, c.data.size()) == c.data);
+  CHECK(cs->stats().uploads == 0);  // nothing uploaded again
 }
 
 TEST_CASE("bucket packs: a bucket that is down fills the cache up to its limit, then ENOSPC; all "

@@ -62,6 +62,7 @@ struct BucketBackend {
     BucketPackStore::Options o;
     o.pack_target = target;
     o.retry_first_s = 0.01;
+    o.seal_after_s = 3600;  // packs sealed by size only, however slow the run
     return std::make_unique<BucketPackStore>(bucket, base.path + "/cache", o);
   }
   std::unique_ptr<ChunkStore> Crash(std::unique_ptr<ChunkStore> old, uint64_t target) {
