@@ -259,6 +259,7 @@ Status BucketPackStore::Open(const std::string& owner, const std::map<uint64_t, 
     }
   }
   MUSCLE_RETURN_IF_ERROR(cache_->Open(owner, in_cache));
+  floor_ = cache_->mark().container;
 
   // Objects the manifest does not name: uploads cut short by a crash.
   auto objects = bucket_->List(kPackPrefix);
@@ -379,6 +380,8 @@ Status BucketPackStore::Sync() {
   MUSCLE_RETURN_IF_ERROR(cache_->Sync());
   MaybeSealEarly();  // (the index's commit of this length follows)
   Evict();
+  // The commit that follows makes this mark the one a roll-back returns to.
+  floor_ = cache_->mark().container;
   return Status::Ok();
 }
 
@@ -400,6 +403,7 @@ Status BucketPackStore::RollBackTo(const ContainerMark& mark) {
   // The open pack is open again (a seal that was early is undone, and its
   // upload voided above); what it holds is not uploaded.
   sealed_early_ = 0;
+  floor_ = mark.container;
   open_dirty_ = mark.size > kContainerHeaderSize;
   open_since_ = std::chrono::steady_clock::now();
   MutexLock l(&shared_->mu);
@@ -561,9 +565,12 @@ void BucketPackStore::Evict() {
     if (total <= options_.cache_limit) return;
     // Uploaded packs in the cache, least recently used first.
     std::vector<std::pair<uint64_t, uint64_t>> candidates;  // (last use, id)
+    // Not the open pack, nor the one a failed commit's roll-back opens
+    // again (an early-sealed, uploaded pack the last commit names as open;
+    // packs after it are deleted by that roll-back anyway).
     uint64_t open = cache_->mark().container;
     for (auto& [id, size] : shared_->cached) {
-      if (id == open || !shared_->uploaded.count(id)) continue;
+      if (id == open || id == floor_ || !shared_->uploaded.count(id)) continue;
       auto u = shared_->last_use.find(id);
       candidates.push_back({u == shared_->last_use.end() ? 0 : u->second, id});
     }

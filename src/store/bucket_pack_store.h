@@ -170,6 +170,9 @@ class BucketPackStore final : public ContainerChunkStore {
   bool open_dirty_ = false;
   std::chrono::steady_clock::time_point open_since_;
   uint64_t sealed_early_ = 0;
+  // The open pack at the last Sync (or Open, or roll-back): what a failed
+  // commit rolls back to and appends to again, so never evicted.
+  uint64_t floor_ = 0;
 };
 
 }  // namespace muscle::store

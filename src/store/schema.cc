@@ -109,6 +109,7 @@ Status Store::MigrateV1() {
   // The id is committed before any pack is written, so a migration cut
   // short finds its own packs again (and removes them) next time.
   MUSCLE_RETURN_IF_ERROR(Commit("COMMIT; BEGIN IMMEDIATE"));
+  MUSCLE_RETURN_IF_ERROR(CheckChunksLocation(false));
   MUSCLE_RETURN_IF_ERROR(chunks_->Open(*id, {}));
   MUSCLE_RETURN_IF_ERROR(db_.Exec(
       "CREATE TABLE chunks_v2(id INTEGER PRIMARY KEY, hash BLOB NOT NULL UNIQUE, "

@@ -169,10 +169,47 @@ TEST_CASE("bucket packs: an open pack with old data is sealed early and uploaded
   CHECK(pc.at.container == 2);
   CHECK(pc.sealed == ContainerMark{1, sealed_size});
   REQUIRE(cs->Sync().ok());
+  CHECK(f.Cached(1));  // what a failed commit would roll back to
+  REQUIRE(cs->Sync().ok());
   CHECK_FALSE(f.Cached(1));
   CHECK(ReadBack(*cs, pa, a.data.size()) == a.data);
   CHECK(ReadBack(*cs, pc, c.data.size()) == c.data);
   CHECK(cs->stats().uploads == 0);  // nothing uploaded again
+}
+
+TEST_CASE("bucket packs: a failed commit after an early seal rolls back to a pack that is still "
+          "there, though the cache is full", "[bucket]") {
+  Fixture f;
+  f.options.seal_after_s = 0.1;
+  f.options.cache_limit = 1;  // evict every uploaded pack it may
+  Hashed a(test::RandomBytes(20000, 1)), b(test::RandomBytes(20000, 2)), c(test::RandomBytes(20000, 3));
+  auto cs = f.Make();
+  REQUIRE(cs->Open("owner-1", {}).ok());
+  PutResult pa = Put(*cs, a);
+  REQUIRE(cs->Sync().ok());
+  usleep(150000);
+  REQUIRE(cs->Sync().ok());  // sealed early, and committed as the open pack
+  ContainerMark committed = cs->mark();
+  REQUIRE(committed.container == 1);
+  REQUIRE(cs->Drain(5).ok());
+  REQUIRE(cs->stats().uploaded_packs == 1);
+  PutResult pb = Put(*cs, b);  // starts pack 2
+  REQUIRE(pb.at.container == 2);
+  REQUIRE(cs->Sync().ok());    // evicts what it may; then the commit fails:
+  REQUIRE(cs->RollBackTo(committed).ok());
+  CHECK(f.Cached(1));
+  CHECK(ReadBack(*cs, pa, a.data.size()) == a.data);
+  PutResult pc = Put(*cs, c);  // appends to pack 1 again
+  CHECK(pc.at.container == 1);
+  REQUIRE(cs->Sync().ok());
+  ContainerMark now = cs->mark();
+  cs.reset();
+  auto again = f.Make();
+  Status open = again->Open("owner-1", {{now.container, now.size}});
+  INFO(open.ToString());
+  REQUIRE(open.ok());
+  CHECK(ReadBack(*again, pa, a.data.size()) == a.data);
+  CHECK(ReadBack(*again, pc, c.data.size()) == c.data);
 }
 
 TEST_CASE("bucket packs: a bucket that is down fills the cache up to its limit, then ENOSPC; all "
