@@ -80,10 +80,7 @@ Result<std::unique_ptr<store::ChunkStore>> OpenChunkBackend(const ChunkOptions& 
   std::string cache = DirOf(store_path) + "/pack-cache";
   MakeDirs(cache, 0700);
   store::BucketPackStore::Options options;
-  options.cache_limit = o.cache_size;
-  options.retry_first_s = o.retry_first_s;
-  options.retry_max_s = o.retry_max_s;
-  options.full_wait_s = o.full_wait_s;
+  options.cache_limit = o.cache_size;  // the rest: BucketPackStore's defaults
   return std::unique_ptr<store::ChunkStore>(std::make_unique<store::BucketPackStore>(
       std::shared_ptr<s3::ObjectStore>(std::move(*bucket)), cache, options));
 }

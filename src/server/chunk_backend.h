@@ -29,8 +29,6 @@ struct ChunkOptions {
   std::string addressing = "auto";
   std::string credentials;
   uint64_t cache_size = 4ull << 30;
-  // Tests shorten these (the production values are BucketPackStore's).
-  double retry_first_s = 0.5, retry_max_s = 30, full_wait_s = 30;
 };
 
 // Checks the options without opening anything (config checks, start-up):
