@@ -21,6 +21,15 @@ const char* Usage() {
        musclefs check [options]     verify the store (re-hashes every chunk)
        musclefs gc [options]        compact pack files, give dead space back
        musclefs upgrade [options]   migrate an older store format in place
+       musclefs init [--encrypt [--unattended]] [options]
+                                    make a new store (encrypted at rest with
+                                    --encrypt: a new master key in its key file)
+       musclefs key add PATH [--unattended] [options]
+                                    another key file for the store's key (a
+                                    second passphrase, or an unattended file)
+       musclefs key remove PATH [options]
+                                    remove a key file, proven redundant by
+                                    unlocking the key file in force
        musclefs --help
 
 options:
@@ -71,6 +80,13 @@ options:
                      environment
   --cache-size SIZE  uploaded packs kept in the local cache (e.g. 20G;
                      default 4G); packs not yet uploaded always stay
+  --key-file FILE    the key file of an encrypted store (default
+                     $BASE/store.key when it exists); a passphrase key file
+                     is unlocked with --passphrase-file or at the terminal
+  --passphrase-file FILE
+                     the passphrase (first line; mode 0600, yours)
+  --new-passphrase-file FILE
+                     (key add) the new key file's passphrase
   -D                 trace every 9P message to stderr
   --check-config     (serve) validate musclefs.conf, flags, listen addresses
                      and the keys file, print what would be served, exit 0
@@ -80,7 +96,7 @@ The config file $BASE/musclefs.conf may set store, listen, keys, access,
 msize, commit-interval-ms, store-readers, snapshot-every, handshake-timeout-ms,
 max-failed-handshakes, tls-ticket-lifetime, loops, max-concurrent-handshakes,
 allow-plaintext-network, chunks, s3-endpoint, s3-region, s3-addressing,
-s3-credentials and cache-size as "key = value" lines; a
+s3-credentials, cache-size, key-file and passphrase-file as "key = value" lines; a
 flag on the command line always wins over it. It must be owned by you or
 root and not writable by group or others. SIGHUP (systemctl reload)
 reloads the keys file.
@@ -191,6 +207,13 @@ Status SetKey(Config& c, const std::string& key, const std::string& value,
                                   url.status().message());
     }
     c.server.chunks.url = value == "local" ? "" : value;
+  } else if (key == "key-file" || key == "passphrase-file" || key == "new-passphrase-file") {
+    if (value.empty()) return Status(EINVAL, where + ": " + key + " needs a file name");
+    if (key == "new-passphrase-file" && from_file)
+      return Status(EINVAL, where + ": new-passphrase-file is a flag of musclefs key add only");
+    (key == "key-file"          ? c.server.key.key_file
+     : key == "passphrase-file" ? c.server.key.passphrase_file
+                                : c.server.key.new_passphrase_file) = value;
   } else if (key == "s3-endpoint") {
     c.server.chunks.endpoint = value;
   } else if (key == "s3-region") {
@@ -306,7 +329,7 @@ Result<Config> ParseConfig(const std::vector<std::string>& args) {
   }
   c.command = args[0];
   if (c.command != "serve" && c.command != "check" && c.command != "gc" &&
-      c.command != "upgrade")
+      c.command != "upgrade" && c.command != "init" && c.command != "key")
     return Status(EINVAL, "unknown command '" + c.command + "' (see musclefs --help)");
   // Flags are checked here (so a bad one is reported even without a
   // config file) and applied again after the file, in order: a flag given
@@ -328,6 +351,13 @@ Result<Config> ParseConfig(const std::vector<std::string>& args) {
     } else if (a == "--check-config") {
       if (c.command != "serve") return Status(EINVAL, "--check-config goes with serve");
       c.check_config = true;
+    } else if (a == "--encrypt" || a == "--unattended") {
+      if (a == "--encrypt" && c.command != "init") return Status(EINVAL, "--encrypt goes with init");
+      if (a == "--unattended" && c.command != "init" && c.command != "key")
+        return Status(EINVAL, "--unattended goes with init --encrypt or key add");
+      (a == "--encrypt" ? c.encrypt : c.unattended) = true;
+    } else if (c.command == "key" && a.rfind("--", 0) != 0) {
+      c.operands.push_back(a);
     } else if (a == "--allow-plaintext-network") {
       given.push_back({"allow-plaintext-network", "yes", "option " + a});
     } else if (a == "--help" || a == "-h") {
@@ -349,6 +379,13 @@ Result<Config> ParseConfig(const std::vector<std::string>& args) {
     }
   }
   if (!have_base) c.base = DefaultBase();
+  if (c.command == "key" &&
+      (c.operands.size() != 2 || (c.operands[0] != "add" && c.operands[0] != "remove")))
+    return Status(EINVAL, "usage: musclefs key add PATH | musclefs key remove PATH");
+  if (c.unattended && c.command == "init" && !c.encrypt)
+    return Status(EINVAL, "--unattended goes with init --encrypt");
+  if (c.unattended && c.command == "key" && c.operands[0] != "add")
+    return Status(EINVAL, "--unattended goes with key add");
   MUSCLE_RETURN_IF_ERROR(ReadConfigFile(c, c.base + "/musclefs.conf"));
   bool listen_replaced = false;
   for (const Given& g : given) {
@@ -367,6 +404,7 @@ Result<Config> ParseConfig(const std::vector<std::string>& args) {
   }
   if (c.server.store_path.empty()) c.server.store_path = c.base + "/store.db";
   if (c.server.keys_path.empty()) c.server.keys_path = c.base + "/keys";
+  c.server.key.default_key_file = c.base + "/store.key";
   // Plain 9P over TCP has no authentication: on loopback every local user
   // could act as any uid. The default is the unix socket (mode 0600) only.
   if (c.server.listen.empty()) c.server.listen.push_back("unix:" + c.base + "/musclefs.sock");

@@ -19,7 +19,13 @@
 namespace muscle::server {
 
 struct Config {
-  std::string command;  // "serve", "check", "help"
+  std::string command;  // "serve", "check", "gc", "upgrade", "init", "key", "help"
+  // init --encrypt: make an encrypted store; --unattended: its key file (or
+  // key add's new one) holds the key without a passphrase.
+  bool encrypt = false;
+  bool unattended = false;
+  // key add PATH | key remove PATH
+  std::vector<std::string> operands;
   std::string base;
   ServerOptions server;
   bool trace = false;

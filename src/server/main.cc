@@ -10,10 +10,13 @@
 #include <cstdio>
 #include <algorithm>
 #include <cstring>
+#include <climits>
+#include <cstdlib>
 #include <unistd.h>
 
 #include "common/fs_util.h"
 #include "common/log.h"
+#include "crypto/keys.h"
 #include "server/chunk_backend.h"
 #include "server/config.h"
 #include "server/config_check.h"
@@ -36,7 +39,12 @@ int Check(const server::Config& c) {
     fprintf(stderr, "musclefs: %s\n", chunks.status().ToString().c_str());
     return 2;
   }
-  auto s = store::Store::Open(c.server.store_path, std::move(*chunks));
+  auto key = server::LoadStoreKey(c.server.key);
+  if (!key.ok()) {
+    fprintf(stderr, "musclefs: %s\n", key.status().ToString().c_str());
+    return 2;
+  }
+  auto s = store::Store::Open(c.server.store_path, std::move(*chunks), *key);
   if (!s.ok()) {
     fprintf(stderr, "musclefs: %s\n", s.status().ToString().c_str());
     return 2;
@@ -72,7 +80,12 @@ int Maintain(const server::Config& c) {
     fprintf(stderr, "musclefs: %s\n", chunks.status().ToString().c_str());
     return 2;
   }
-  auto s = store::Store::Open(c.server.store_path, std::move(*chunks));
+  auto key = server::LoadStoreKey(c.server.key);
+  if (!key.ok()) {
+    fprintf(stderr, "musclefs: %s\n", key.status().ToString().c_str());
+    return 2;
+  }
+  auto s = store::Store::Open(c.server.store_path, std::move(*chunks), *key);
   if (!s.ok()) {
     fprintf(stderr, "musclefs: %s\n", s.status().ToString().c_str());
     return 2;
@@ -89,6 +102,136 @@ int Maintain(const server::Config& c) {
   printf("store %s: %llu packs compacted, %llu bytes copied, %llu bytes freed\n",
          c.server.store_path.c_str(), (unsigned long long)r->packs_removed,
          (unsigned long long)r->bytes_copied, (unsigned long long)r->bytes_freed);
+  return 0;
+}
+
+// musclefs init: a new store, plain or (--encrypt) encrypted at rest under
+// a new master key whose first key file is written here. Refuses a base
+// that already has a store: encryption is chosen when a store is made.
+int Init(const server::Config& c) {
+  struct stat st;
+  if (c.server.store_path == ":memory:" || stat(c.server.store_path.c_str(), &st) == 0) {
+    fprintf(stderr, "musclefs: %s\n",
+            c.server.store_path == ":memory:"
+                ? "init makes a store file, not :memory:"
+                : ("a store exists at " + c.server.store_path +
+                   " (encryption is chosen when a store is made: init a new --base)").c_str());
+    return 2;
+  }
+  std::string dir = c.server.store_path.substr(0, c.server.store_path.rfind('/'));
+  if (!dir.empty() && dir != c.server.store_path) MakeDirs(dir, 0700);
+  MakeDirs(c.base, 0700);
+  std::shared_ptr<const crypto::MasterKey> key;
+  const std::string& key_path = c.server.key.Path();
+  if (c.encrypt) {
+    if (lstat(key_path.c_str(), &st) == 0) {
+      fprintf(stderr, "musclefs: key file %s exists; init makes a new key (move it away, or "
+                      "name another with --key-file)\n", key_path.c_str());
+      return 2;
+    }
+    auto master = std::make_shared<crypto::MasterKey>(crypto::MasterKey::Generate());
+    Status w;
+    if (c.unattended) {
+      w = crypto::WriteUnattendedKeyFile(key_path, *master);
+    } else {
+      auto pass = server::ReadPassphrase(c.server.key.passphrase_file, "the new key file " + key_path, true);
+      if (!pass.ok()) {
+        fprintf(stderr, "musclefs: %s\n", pass.status().message().c_str());
+        return 2;
+      }
+      w = crypto::CreatePassphraseKeyFile(key_path, *master, *pass);
+    }
+    if (!w.ok()) {
+      fprintf(stderr, "musclefs: key file %s: %s\n", key_path.c_str(), w.ToString().c_str());
+      return 1;
+    }
+    key = master;
+  }
+  auto chunks = server::OpenChunkBackend(c.server.chunks, c.server.store_path);
+  Status made = chunks.status();
+  if (chunks.ok()) {
+    auto s = store::Store::Open(c.server.store_path, std::move(*chunks), key);
+    made = s.status();
+  }
+  if (!made.ok()) {
+    fprintf(stderr, "musclefs: %s\n", made.ToString().c_str());
+    if (key) unlink(key_path.c_str());  // a key of no store
+    return 1;
+  }
+  if (key)
+    printf("musclefs: store %s made, encrypted at rest (key id %s); its key is in %s (%s).\n"
+           "musclefs: lose every key file (or its passphrase) and the data is lost: keep a copy "
+           "elsewhere (musclefs key add PATH)\n",
+           c.server.store_path.c_str(), crypto::KeyIdOf(*key).Hex().c_str(), key_path.c_str(),
+           c.unattended ? "unattended: anyone who can read it has the key" : "passphrase");
+  else
+    printf("musclefs: store %s made (not encrypted)\n", c.server.store_path.c_str());
+  return 0;
+}
+
+// musclefs key add PATH: another key file for the key in force (unlocked
+// first); key remove PATH: removes a key file holding the same key, once
+// the key file in force (another file) has unlocked.
+int KeyCommand(const server::Config& c) {
+  const std::string& verb = c.operands[0];
+  const std::string& path = c.operands[1];
+  struct stat st;
+  if (c.server.key.key_file.empty() && lstat(c.server.key.Path().c_str(), &st) != 0) {
+    fprintf(stderr, "musclefs: no key file %s (name one with --key-file)\n", c.server.key.Path().c_str());
+    return 2;
+  }
+  auto key = server::LoadStoreKey(c.server.key);
+  if (!key.ok() || !*key) {
+    fprintf(stderr, "musclefs: %s\n", key.ok() ? "no key" : key.status().ToString().c_str());
+    return 2;
+  }
+  std::string id = crypto::KeyIdOf(**key).Hex();
+  if (verb == "add") {
+    Status w;
+    if (c.unattended) {
+      w = crypto::WriteUnattendedKeyFile(path, **key);
+    } else {
+      auto pass = server::ReadPassphrase(c.server.key.new_passphrase_file, "the new key file " + path, true);
+      if (!pass.ok()) {
+        fprintf(stderr, "musclefs: %s\n", pass.status().message().c_str());
+        return 2;
+      }
+      w = crypto::CreatePassphraseKeyFile(path, **key, *pass);
+    }
+    if (!w.ok()) {
+      fprintf(stderr, "musclefs: key file %s: %s\n", path.c_str(), w.ToString().c_str());
+      return 1;
+    }
+    printf("musclefs: %s now holds key %s too (%s)\n", path.c_str(), id.c_str(),
+           c.unattended ? "unattended" : "passphrase");
+    return 0;
+  }
+  char a[PATH_MAX], b[PATH_MAX];
+  if (!realpath(path.c_str(), a)) {
+    fprintf(stderr, "musclefs: key file %s: %s\n", path.c_str(), strerror(errno));
+    return 2;
+  }
+  if (realpath(c.server.key.Path().c_str(), b) && strcmp(a, b) == 0) {
+    fprintf(stderr, "musclefs: %s is the key file in force: unlock with another one "
+                    "(--key-file OTHER) to remove it\n", path.c_str());
+    return 2;
+  }
+  auto info = crypto::InspectKeyFileAt(path);
+  if (!info.ok()) {
+    fprintf(stderr, "musclefs: %s\n", info.status().ToString().c_str());
+    return 2;
+  }
+  if (info->key_id.Hex() != id) {
+    fprintf(stderr, "musclefs: %s holds key %s, not key %s: not removed\n", path.c_str(),
+            info->key_id.Hex().c_str(), id.c_str());
+    return 2;
+  }
+  if (unlink(path.c_str()) != 0) {
+    fprintf(stderr, "musclefs: remove %s: %s\n", path.c_str(), strerror(errno));
+    return 1;
+  }
+  printf("musclefs: removed %s; key %s stays in %s\n", path.c_str(), id.c_str(),
+         c.server.key.Path().c_str());
   return 0;
 }
 
@@ -119,9 +262,17 @@ int Serve(const server::Config& c) {
     fprintf(stderr, "musclefs: %s\n", pid_lock.status().message().c_str());
     return 1;
   }
+  // The key first (a passphrase may be typed at the terminal).
+  server::ServerOptions options = c.server;
+  auto key = server::LoadStoreKey(c.server.key);
+  if (!key.ok()) {
+    fprintf(stderr, "musclefs: %s\n", key.status().ToString().c_str());
+    return 1;
+  }
+  options.store_key = *key;
   uv_loop_t* loop = uv_default_loop();
   server::Server srv(loop);
-  Status s = srv.Start(c.server);
+  Status s = srv.Start(options);
   if (!s.ok()) {
     fprintf(stderr, "musclefs: %s\n", s.ToString().c_str());
     return 1;
@@ -202,5 +353,7 @@ int main(int argc, char** argv) {
   if (c->check_config) return CheckConfiguration(*c);
   if (c->command == "check") return Check(*c);
   if (c->command == "gc" || c->command == "upgrade") return Maintain(*c);
+  if (c->command == "init") return Init(*c);
+  if (c->command == "key") return KeyCommand(*c);
   return Serve(*c);
 }

@@ -26,7 +26,7 @@ Status Server::Start(const ServerOptions& options) {
   signal(SIGPIPE, SIG_IGN);
   auto chunks = OpenChunkBackend(options.chunks, options.store_path);
   if (!chunks.ok()) return chunks.status();
-  auto store = store::Store::Open(options.store_path, std::move(*chunks));
+  auto store = store::Store::Open(options.store_path, std::move(*chunks), options.store_key);
   if (!store.ok()) return store.status();
   (*store)->commit_interval = options.commit_interval;
   (*store)->snapshot_every = options.snapshot_every;

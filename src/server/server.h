@@ -34,6 +34,7 @@
 #include "server/loop_thread.h"
 #include "server/attach_router.h"
 #include "server/chunk_backend.h"
+#include "server/store_key.h"
 #include "server/store_filesystem.h"
 #include "server/view_filesystem.h"
 #include "auth/access_rule.h"
@@ -48,6 +49,10 @@ using AccessRule = auth::AccessRule;
 struct ServerOptions {
   std::string store_path;           // SQLite file, or ":memory:"
   ChunkOptions chunks;              // where chunk data lives (server/chunk_backend.h)
+  // Encryption at rest (server/store_key.h): where the key comes from, and
+  // the key itself once loaded (null: a plain store), loaded before Start.
+  KeyOptions key;
+  std::shared_ptr<const crypto::MasterKey> store_key;
   std::vector<std::string> listen;  // endpoints, see transport/endpoint.h
   bool allow_plaintext_network = false;
   uint32_t max_msize = p9::kMaxMsize;

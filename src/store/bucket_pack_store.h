@@ -112,6 +112,9 @@ class BucketPackStore final : public ContainerChunkStore {
 
   Status Open(const std::string& owner, const std::map<uint64_t, uint64_t>& committed) override;
   Result<PutResult> Put(std::string_view data, const unsigned char (&hash)[32]) override;
+  ChunkLocation PlaceOf(size_t length) const override {
+    return cache_ ? cache_->PlaceOf(length) : ChunkLocation{};
+  }
   Status Sync() override;
   void Idle() override;
   ContainerMark mark() const override;

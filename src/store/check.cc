@@ -62,7 +62,7 @@ CheckReport Store::Check() {
       if (head.length != size || stored.size() != 32 || memcmp(head.hash, stored.data(), 32) != 0)
         problem("chunk " + id + ": pack record header does not match the index");
       unsigned char h[32];
-      Sha256(data.data(), size, h);
+      naming_->Name(data.data(), size, h);
       if (stored.size() != 32 || memcmp(stored.data(), h, 32) != 0)
         problem("chunk " + id + ": content does not match its hash");
       if (q.Int(3) <= 0) problem("chunk " + id + ": unreferenced chunk kept");
@@ -78,7 +78,7 @@ CheckReport Store::Check() {
     while (q.Step()) {
       r.packs++;
       uint64_t id = uint64_t(q.Int(0)), size = uint64_t(q.Int(1));
-      uint64_t live = uint64_t(q.Int(2)) + uint64_t(q.Int(3)) * kRecordHeaderSize +
+      uint64_t live = uint64_t(q.Int(2)) + uint64_t(q.Int(3)) * chunks_->RecordOverhead() +
                       kContainerHeaderSize;
       r.pack_bytes += size;
       if (size >= live) r.unreferenced_bytes += size - live;

@@ -134,6 +134,14 @@ class ChunkStore {
   // `hash` (its SHA-256; not checked) to the open container. Not durable
   // before Sync. On failure nothing the index could name was added.
   virtual Result<PutResult> Put(std::string_view data, const unsigned char (&hash)[32]) = 0;
+  // Where the data of a Put of `length` bytes would go if it were the next
+  // call: Put's `at` (a new container's first record when it would start
+  // one). For a layer that must know a record's place before it writes it
+  // (sealing binds the place: store/sealed_chunk_store.h).
+  virtual ChunkLocation PlaceOf(size_t length) const = 0;
+  // The bytes a record takes in its container beyond the data the index
+  // counts (a chunk's size): the record header, and what sealing adds.
+  virtual uint64_t RecordOverhead() const { return kRecordHeaderSize; }
 
   // Reads every range of the batch (see ChunkRead); the first error fails
   // the call (the contents of `out` buffers are then unspecified). EINVAL

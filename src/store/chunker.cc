@@ -32,10 +32,11 @@ constexpr uint64_t kMaskLarge = ((1ULL << 14) - 1) << (64 - 14);
 // instead of per byte. Exactly the hashes (and so the cuts) of the
 // byte-at-a-time loop. Returns the cut length, or 0 with `h` and `i`
 // advanced to `end`.
-inline size_t Scan(const uint8_t* data, size_t& i, size_t end, uint64_t& h, uint64_t mask) {
+inline size_t Scan(const uint64_t* gear, const uint8_t* data, size_t& i, size_t end, uint64_t& h,
+                   uint64_t mask) {
   for (; i + 4 <= end; i += 4) {
-    uint64_t g0 = kGear[data[i]], g1 = kGear[data[i + 1]];
-    uint64_t g2 = kGear[data[i + 2]], g3 = kGear[data[i + 3]];
+    uint64_t g0 = gear[data[i]], g1 = gear[data[i + 1]];
+    uint64_t g2 = gear[data[i + 2]], g3 = gear[data[i + 3]];
     uint64_t s1 = (g0 << 1) + g1, s2 = (s1 << 1) + g2, s3 = (s2 << 1) + g3;
     uint64_t h0 = (h << 1) + g0, h1 = (h << 2) + s1, h2 = (h << 3) + s2, h3 = (h << 4) + s3;
     if (((h0 & mask) == 0) | ((h1 & mask) == 0) | ((h2 & mask) == 0) | ((h3 & mask) == 0)) {
@@ -47,7 +48,7 @@ inline size_t Scan(const uint8_t* data, size_t& i, size_t end, uint64_t& h, uint
     h = h3;
   }
   for (; i < end; i++) {
-    h = (h << 1) + kGear[data[i]];
+    h = (h << 1) + gear[data[i]];
     if (!(h & mask)) return i + 1;
   }
   return 0;
@@ -56,6 +57,10 @@ inline size_t Scan(const uint8_t* data, size_t& i, size_t end, uint64_t& h, uint
 }  // namespace
 
 size_t FindChunkEnd(const uint8_t* data, size_t len, bool at_end) {
+  return FindChunkEnd(data, len, at_end, kGear.data());
+}
+
+size_t FindChunkEnd(const uint8_t* data, size_t len, bool at_end, const uint64_t* gear) {
   if (len <= kMinChunk) return at_end ? len : 0;
   size_t limit = len < kMaxChunk ? len : kMaxChunk;
   size_t normal = limit < kAvgChunk ? limit : kAvgChunk;  // > kMinChunk
@@ -63,9 +68,9 @@ size_t FindChunkEnd(const uint8_t* data, size_t len, bool at_end) {
   // The hash window is 64 bytes; start it just before the minimum so that
   // the first candidate cut depends only on content.
   size_t i = kMinChunk - 64;
-  for (; i < kMinChunk; i++) h = (h << 1) + kGear[data[i]];
-  if (size_t n = Scan(data, i, normal, h, kMaskSmall)) return n;
-  if (size_t n = Scan(data, i, limit, h, kMaskLarge)) return n;
+  for (; i < kMinChunk; i++) h = (h << 1) + gear[data[i]];
+  if (size_t n = Scan(gear, data, i, normal, h, kMaskSmall)) return n;
+  if (size_t n = Scan(gear, data, i, limit, h, kMaskLarge)) return n;
   if (limit == kMaxChunk) return kMaxChunk;
   return at_end ? len : 0;
 }

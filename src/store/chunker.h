@@ -8,7 +8,8 @@
 //
 // The gear table and masks are part of the on-disk format: changing them
 // changes where files are cut and defeats deduplication against existing
-// chunks. Pure functions; thread-safe.
+// chunks. An encrypted store cuts with a table derived from its key
+// (store/chunk_naming.h). Pure functions; thread-safe.
 #pragma once
 
 #include <cstddef>
@@ -25,5 +26,9 @@ constexpr size_t kMaxChunk = 256 * 1024;
 // and !at_end). With at_end, the remaining bytes form the last chunk when
 // no cut is found.
 size_t FindChunkEnd(const uint8_t* data, size_t len, bool at_end);
+// The same with another gear table of 256 entries (an encrypted store's,
+// derived from its key: store/chunk_naming.h). The masks and sizes are
+// the same; only the table differs.
+size_t FindChunkEnd(const uint8_t* data, size_t len, bool at_end, const uint64_t* gear);
 
 }  // namespace muscle::store

@@ -54,6 +54,8 @@ struct CutBlock {
   // Cuts made ahead of the flush (precut.h) over the same bytes: a chunk
   // that starts where one of them starts is that one.
   const std::vector<Precut::Cut>* known = nullptr;
+  // How the store cuts and names chunks.
+  const ChunkNaming* naming = nullptr;
   // Bytes of `data` past the end of the known cuts (what Run computes).
   size_t Unknown() const {
     uint64_t end = file_offset + data.size();
@@ -86,10 +88,10 @@ void CutBlock::Run(const std::atomic<bool>* cancel) {
         continue;
       }
     }
-    size_t len = FindChunkEnd(p + cut_bytes, data.size() - cut_bytes, at_end);
+    size_t len = naming->CutEnd(p + cut_bytes, data.size() - cut_bytes, at_end);
     if (len == 0) return;  // undecided tail: carried into the next block
     Cut c{cut_bytes, len, {}};
-    Sha256(p + cut_bytes, len, c.hash);
+    naming->Name(p + cut_bytes, len, c.hash);
     cuts.push_back(c);
     cut_bytes += len;
   }
@@ -355,6 +357,7 @@ Status Store::FlushRange(uint64_t ino, uint64_t lo, uint64_t hi,
     b.data.assign(carry.data(), carry.size());
     b.file_offset = pos - carry.size();
     b.known = known.empty() ? nullptr : &known;
+    b.naming = naming_.get();
     size_t target = block_target();
     while (b.data.size() < target && pos < data_end) {
       size_t n = size_t(std::min<uint64_t>(target - b.data.size(), data_end - pos));
@@ -464,7 +467,7 @@ Status Store::FlushRange(uint64_t ino, uint64_t lo, uint64_t hi,
 
 Result<int64_t> Store::PutChunk(std::string_view data) {
   unsigned char hash[32];
-  Sha256(data.data(), data.size(), hash);
+  naming_->Name(data.data(), data.size(), hash);
   return PutChunk(data, hash);
 }
 
@@ -683,8 +686,9 @@ Result<Store::GcReport> Store::CollectGarbage(bool all) {
   std::vector<PackUse> packs;
   {
     Stmt q(db_,
-           "SELECT p.id, p.size, coalesce(sum(c.size), 0) + count(c.id) * 36 + 16 FROM packs p "
+           "SELECT p.id, p.size, coalesce(sum(c.size), 0) + count(c.id) * ? + ? FROM packs p "
            "LEFT JOIN chunks c ON c.pack=p.id GROUP BY p.id ORDER BY p.id");
+    q.Bind(1, int64_t(chunks_->RecordOverhead())).Bind(2, int64_t(kContainerHeaderSize));
     while (q.Step()) packs.push_back({uint64_t(q.Int(0)), uint64_t(q.Int(1)), uint64_t(q.Int(2))});
     if (q.failed()) return q.Error("gc");
   }

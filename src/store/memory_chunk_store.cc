@@ -74,13 +74,22 @@ Status MemoryChunkStore::Open(const std::string& owner,
   return Status::Ok();
 }
 
+bool MemoryChunkStore::StartsContainer(size_t length) const {
+  return open_.container == 0 || open_.size + kRecordHeaderSize + length > target_;
+}
+
+ChunkLocation MemoryChunkStore::PlaceOf(size_t length) const {
+  if (StartsContainer(length)) return {open_.container + 1, kContainerHeaderSize + kRecordHeaderSize};
+  return {open_.container, open_.size + kRecordHeaderSize};
+}
+
 Result<PutResult> MemoryChunkStore::Put(std::string_view data, const unsigned char (&hash)[32]) {
   if (read_only_) return Status(EROFS, "a reader's memory containers are read-only");
   if (data.empty() || data.size() > UINT32_MAX)
     return Status(EINVAL, "a chunk of " + std::to_string(data.size()) + " bytes");
   std::lock_guard<std::mutex> g(shared_->mu);
   PutResult put;
-  if (open_.container == 0 || open_.size + kRecordHeaderSize + data.size() > target_) {
+  if (StartsContainer(data.size())) {
     put.started = true;
     put.sealed = open_;
     uint64_t id = open_.container + 1;

@@ -39,6 +39,7 @@ class MemoryChunkStore final : public ContainerChunkStore {
 
   Status Open(const std::string& owner, const std::map<uint64_t, uint64_t>& committed) override;
   Result<PutResult> Put(std::string_view data, const unsigned char (&hash)[32]) override;
+  ChunkLocation PlaceOf(size_t length) const override;
   Status Sync() override;
   ContainerMark mark() const override { return open_; }
   Status RollBackTo(const ContainerMark& mark) override;
@@ -55,6 +56,7 @@ class MemoryChunkStore final : public ContainerChunkStore {
   uint64_t punched_bytes() const;
 
  private:
+  bool StartsContainer(size_t length) const;
   struct Shared;
   MemoryChunkStore(std::shared_ptr<Shared> shared, bool read_only, uint64_t target);
   static std::string NameOf(uint64_t id);

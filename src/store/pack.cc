@@ -192,12 +192,21 @@ Status LocalPackStore::Open(const std::string& owner,
   return Status::Ok();
 }
 
+bool LocalPackStore::StartsPack(size_t length) const {
+  return open_id_ == 0 || seal_next_ || open_size_ + kRecordHeader + length > pack_target;
+}
+
+ChunkLocation LocalPackStore::PlaceOf(size_t length) const {
+  if (StartsPack(length)) return {open_id_ + 1, kContainerHeaderSize + kRecordHeader};
+  return {open_id_, open_size_ + kRecordHeader};
+}
+
 Result<PutResult> LocalPackStore::Put(std::string_view data, const unsigned char (&hash)[32]) {
   if (read_only_) return Status(EROFS, "packs in " + dir_ + " are open read-only");
   if (data.empty() || data.size() > UINT32_MAX)
     return Status(EINVAL, "a chunk of " + std::to_string(data.size()) + " bytes");
   PutResult put;
-  if (open_id_ == 0 || seal_next_ || open_size_ + kRecordHeader + data.size() > pack_target) {
+  if (StartsPack(data.size())) {
     if (open_id_ != 0 && std::find(unsynced_.begin(), unsynced_.end(), open_id_) == unsynced_.end())
       unsynced_.push_back(open_id_);
     if (open_id_ != 0) {

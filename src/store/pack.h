@@ -75,6 +75,7 @@ class LocalPackStore final : public ContainerChunkStore {
   // Appends a record to the open pack; writeback of the written bytes is
   // started early (sync_file_range) so that Sync finds them mostly written.
   Result<PutResult> Put(std::string_view data, const unsigned char (&hash)[32]) override;
+  ChunkLocation PlaceOf(size_t length) const override;
   // Syncs every pack written since the last Sync (data before index).
   Status Sync() override;
   ContainerMark mark() const override { return {open_id_, open_size_}; }
@@ -103,6 +104,8 @@ class LocalPackStore final : public ContainerChunkStore {
   std::string PathOf(uint64_t id) const;
 
  private:
+  // Whether a Put of `length` bytes starts the next pack.
+  bool StartsPack(size_t length) const;
   Result<int> Fd(uint64_t id);
   Status Create(uint64_t id);
   void Close(uint64_t id);

@@ -72,10 +72,10 @@ void Precut::Main() {
     l.Unlock();
     std::vector<Cut> made;
     while (!stop_.load(std::memory_order_relaxed)) {
-      size_t len = FindChunkEnd(p + (at - lo), size_t(end - at), false);
+      size_t len = naming_->CutEnd(p + (at - lo), size_t(end - at), false);
       if (len == 0) break;
       Cut c{at, uint32_t(len), {}};
-      Sha256(p + (at - lo), len, c.hash);
+      naming_->Name(p + (at - lo), len, c.hash);
       made.push_back(c);
       at += len;
     }

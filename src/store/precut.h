@@ -26,10 +26,12 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <thread>
 #include <vector>
 
 #include "common/mutex.h"
+#include "store/chunk_naming.h"
 #include "common/thread_annotations.h"
 
 namespace muscle::store {
@@ -43,6 +45,8 @@ class Precut {
   };
 
   Precut() = default;
+  // Cuts and names with `naming` from now on (before the first Offered).
+  void SetNaming(std::shared_ptr<const ChunkNaming> naming) { naming_ = std::move(naming); }
   ~Precut();
   Precut(const Precut&) = delete;
   Precut& operator=(const Precut&) = delete;
@@ -77,6 +81,8 @@ class Precut {
   void StartLocked() REQUIRES(mu_);
   void WaitIdle() REQUIRES(mu_);
 
+  // Set before the helper starts (SetNaming); read by it.
+  std::shared_ptr<const ChunkNaming> naming_ = ChunkNaming::Plain();
   Mutex mu_;
   CondVar cv_;
   std::thread thread_;  // started and joined by the store thread

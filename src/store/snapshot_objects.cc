@@ -54,7 +54,7 @@ Result<std::pair<int64_t, ObjectHash>> Store::PutObject(const TreeObject& o,
                                                         const std::vector<int64_t>& child_ids) {
   std::string bytes = EncodeObject(o);
   ObjectHash h;
-  Sha256(bytes.data(), bytes.size(), h.data());
+  naming_->Name(bytes.data(), bytes.size(), h.data());
   {
     Stmt& q = st_->chunk_by_hash;
     Stmt::Scope scope(q);

@@ -11,6 +11,8 @@
 // thread.
 #include "store/store.h"
 
+#include "store/sealed_chunk_store.h"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -24,6 +26,7 @@
 #include "common/file_lock.h"
 #include "common/log.h"
 #include "store/pack.h"
+#include "store/sealed_chunk_store.h"
 #include "store/snapshot_internal.h"
 #include "store/statements.h"
 #include "store/vfs.h"
@@ -44,9 +47,10 @@ Store::~Store() {
 }
 
 Result<std::unique_ptr<Store>> Store::Open(const std::string& path,
-                                           std::unique_ptr<ChunkStore> chunks) {
+                                           std::unique_ptr<ChunkStore> chunks,
+                                           std::shared_ptr<const crypto::MasterKey> key) {
   std::unique_ptr<Store> s(new Store());
-  Status st = s->Init(path, std::move(chunks));
+  Status st = s->Init(path, std::move(chunks), std::move(key));
   if (!st.ok()) return st;
   return s;
 }
@@ -83,8 +87,10 @@ void Store::ReaderTick() {
   chunks_->ForgetCached();
 }
 
-Status Store::Init(const std::string& path, std::unique_ptr<ChunkStore> chunks) {
+Status Store::Init(const std::string& path, std::unique_ptr<ChunkStore> chunks,
+                   std::shared_ptr<const crypto::MasterKey> key) {
   path_ = path;
+  key_ = std::move(key);
   memory_ = path == ":memory:";
   if (!memory_) {
     reserve_path_ = path + "-reserve";
@@ -120,6 +126,10 @@ Status Store::Init(const std::string& path, std::unique_ptr<ChunkStore> chunks) 
   MUSCLE_RETURN_IF_ERROR(db_.Exec("BEGIN IMMEDIATE"));
   int64_t version = 0;
   Status s = CreateOrMigrateSchema(version);
+  new_store_ = version == 0;
+  if (s.ok() && version == 1 && key_)
+    s = Status(EINVAL, "store " + path + " is in format 1 and was made without encryption; "
+                       "encryption is chosen when a store is made");
   if (s.ok() && version != 1) s = OpenChunks();
   if (s.ok()) {
     Stmt root(db_, "SELECT 1 FROM inodes WHERE ino=1");
@@ -208,8 +218,39 @@ Status Store::OpenChunks() {
   auto id = StoreId();
   if (!id.ok()) return id.status();
   MUSCLE_RETURN_IF_ERROR(CheckChunksLocation(!committed.empty()));
+  MUSCLE_RETURN_IF_ERROR(SetUpEncryption(new_store_));
   MUSCLE_RETURN_IF_ERROR(chunks_->Open(*id, committed));
   committed_ = chunks_->mark();
+  return Status::Ok();
+}
+
+Status Store::SetUpEncryption(bool new_store) {
+  std::string recorded;
+  {
+    Stmt q(db_, "SELECT value FROM meta WHERE key='key_id'");
+    if (q.Step()) recorded = std::string(q.Blob(0));
+    else if (q.failed()) return q.Error("key id");
+  }
+  if (recorded.empty() && !key_) return Status::Ok();
+  if (recorded.empty()) {
+    if (!new_store)
+      return Status(EINVAL, "store " + path_ + " was made without encryption: encryption is chosen "
+                            "when a store is made (a new base directory); serve it without a key");
+    Stmt ins(db_, "INSERT INTO meta(key, value) VALUES('key_id', ?)");
+    ins.BindText(1, crypto::KeyIdOf(*key_).Hex());
+    MUSCLE_RETURN_IF_ERROR(ins.Run());
+    recorded = crypto::KeyIdOf(*key_).Hex();
+  }
+  if (!key_)
+    return Status(EACCES, "store " + path_ + " is encrypted (key id " + recorded +
+                              "): give its key file (--key-file)");
+  std::string have = crypto::KeyIdOf(*key_).Hex();
+  if (have != recorded)
+    return Status(EACCES, "the key given (key id " + have + ") is not the key of store " + path_ +
+                              " (key id " + recorded + ")");
+  chunks_ = std::make_unique<SealedChunkStore>(std::move(chunks_), key_);
+  naming_ = ChunkNaming::Keyed(*key_);
+  precut_.SetNaming(naming_);
   return Status::Ok();
 }
 

@@ -54,6 +54,7 @@
 #include "auth/access_rule.h"
 #include "common/file_lock.h"
 #include "common/result.h"
+#include "store/chunk_naming.h"
 #include "store/chunk_store.h"
 #include "store/precut.h"
 #include "store/read_gate.h"
@@ -87,8 +88,19 @@ class Store final : public Tree {
   // Chunk data goes to `chunks` (not yet opened; the store opens it and
   // owns it) or, when null, to the pack directory next to the database (a
   // temporary one for ":memory:").
+  //
+  // Encryption at rest (store/sealed_chunk_store.h, man/musclefs-store.5):
+  // a store made with `key` (a new store: no tables yet) records the key's
+  // id (meta 'key_id') and is encrypted for good: every record sealed,
+  // chunks cut and named under keys derived from it (store/chunk_naming.h).
+  // Opening an encrypted store without its key, or with another key, is
+  // EACCES; a key for a store made without one is EINVAL (encryption is
+  // chosen when a store is made).
   static Result<std::unique_ptr<Store>> Open(const std::string& path,
-                                             std::unique_ptr<ChunkStore> chunks = nullptr);
+                                             std::unique_ptr<ChunkStore> chunks = nullptr,
+                                             std::shared_ptr<const crypto::MasterKey> key = nullptr);
+  // Whether the store is encrypted (made with a key).
+  bool encrypted() const { return naming_->keyed(); }
   // A read-only connection to the store a writer (Open) has open at
   // `path`; only the reading methods (GetAttr, Lookup, Parent, ReadDir,
   // GetStatFs, Read, ReadLink, GetXattr, ListXattr) may be called. Not for
@@ -302,7 +314,8 @@ class Store final : public Tree {
   };
 
   // Opening (store.cc).
-  Status Init(const std::string& path, std::unique_ptr<ChunkStore> chunks);
+  Status Init(const std::string& path, std::unique_ptr<ChunkStore> chunks,
+              std::shared_ptr<const crypto::MasterKey> key);
   Status InitReader(const std::string& path, std::shared_ptr<ReadGate> gate,
                     std::unique_ptr<ChunkStore> chunks);
   std::string PackDir() const;
@@ -312,6 +325,10 @@ class Store final : public Tree {
   // the first time.
   Status CheckChunksLocation(bool has_packs);
   Result<std::string> StoreId();
+  // Checks key_ against meta.key_id (recording it for a new store) and, for
+  // an encrypted store, puts the sealing layer in front of chunks_ and
+  // cuts and names chunks under the key. Before chunks_ is opened.
+  Status SetUpEncryption(bool new_store);
   // Schema and migrations (schema.cc): creates the tables of a new store
   // or migrates an older one; `version` is the format found (0: new).
   Status CreateOrMigrateSchema(int64_t& version);
@@ -462,6 +479,11 @@ class Store final : public Tree {
   // Cuts and hashes appends ahead of their flush (file_data.cc); last, so
   // that its helper stops before the buffers it reads are freed.
   Precut precut_;
+  // Encryption at rest: the master key (null for a plain store), and how
+  // chunks are cut and named (keyed when encrypted).
+  std::shared_ptr<const crypto::MasterKey> key_;
+  std::shared_ptr<const ChunkNaming> naming_ = ChunkNaming::Plain();
+  bool new_store_ = false;  // Init made the tables
 };
 
 int64_t NowNs();

@@ -1,0 +1,180 @@
+#include "store/sealed_chunk_store.h"
+
+#include <cerrno>
+#include <cstring>
+
+#include "common/log.h"
+#include "crypto/seal.h"
+
+namespace muscle::store {
+
+namespace {
+
+constexpr uint64_t kSeal = crypto::kSealOverhead;
+// Chunks kept opened per instance: the reads of a chunk in pieces, and a
+// batch's neighbours.
+constexpr size_t kKeep = 8;
+
+std::string Le64(uint64_t v) {
+  std::string s(8, '\0');
+  for (int i = 0; i < 8; i++) s[i] = char(v >> (8 * i));
+  return s;
+}
+
+}  // namespace
+
+SealedChunkStore::SealedChunkStore(std::unique_ptr<ChunkStore> inner,
+                                   std::shared_ptr<const crypto::MasterKey> master)
+    : inner_(std::move(inner)), master_(std::move(master)) {}
+
+SealedChunkStore::~SealedChunkStore() = default;
+
+Status SealedChunkStore::Open(const std::string& owner,
+                              const std::map<uint64_t, uint64_t>& committed) {
+  store_id_ = owner;
+  return inner_->Open(owner, committed);
+}
+
+const crypto::Key& SealedChunkStore::KeyOf(uint64_t id) {
+  if (!key_ || key_of_ != id) {
+    key_.emplace(crypto::PackKey(*master_, store_id_ + Le64(id)));
+    key_of_ = id;
+  }
+  return *key_;
+}
+
+ChunkLocation SealedChunkStore::PlaceOf(size_t length) const {
+  return inner_->PlaceOf(length + kSeal);
+}
+
+uint64_t SealedChunkStore::RecordOverhead() const { return inner_->RecordOverhead() + kSeal; }
+
+Result<PutResult> SealedChunkStore::Put(std::string_view data, const unsigned char (&hash)[32]) {
+  if (data.empty() || data.size() > UINT32_MAX - kSeal)
+    return Status(EINVAL, "a chunk of " + std::to_string(data.size()) + " bytes");
+  ChunkLocation at = inner_->PlaceOf(data.size() + kSeal);
+  auto ad = crypto::AssociatedData::ForRecord(
+      crypto::SealKind::kChunk, store_id_, Le64(at.container), at.offset,
+      std::string_view(reinterpret_cast<const char*>(hash), 32));
+  if (!ad.ok()) return ad.status();
+  sealed_.resize(data.size() + kSeal);
+  MUSCLE_RETURN_IF_ERROR(crypto::Seal(KeyOf(at.container), *ad, data, sealed_));
+  auto put = inner_->Put(sealed_, hash);
+  if (!put.ok()) return put;
+  if (put->at.container != at.container || put->at.offset != at.offset)
+    // The layer below placed it elsewhere than it said: the record is
+    // sealed for another place and would never open. Not indexed, so a
+    // roll-back or the next open removes it.
+    return Status(EIO, "a sealed record was placed at container " + std::to_string(put->at.container) +
+                           " offset " + std::to_string(put->at.offset) + ", not where " +
+                           Location() + " said it would go");
+  return put;
+}
+
+Status SealedChunkStore::OpenRecord(ChunkLocation at, std::string_view sealed,
+                                    const unsigned char* name, char* out) {
+  auto ad = crypto::AssociatedData::ForRecord(crypto::SealKind::kChunk, store_id_,
+                                              Le64(at.container), at.offset,
+                                              std::string_view(reinterpret_cast<const char*>(name), 32));
+  if (!ad.ok()) return ad.status();
+  Status s = crypto::Open(KeyOf(at.container), *ad, sealed,
+                          std::span<char>(out, sealed.size() - kSeal));
+  if (s.ok()) {
+    opened_++;
+    return s;
+  }
+  if (s.err() != EIO) return s;
+  std::string where = "container " + std::to_string(at.container) + " in " + Location() +
+                      ", record at offset " + std::to_string(at.offset);
+  Log("store: %s fails authentication (altered, truncated, moved, or sealed under another key): "
+      "answered EIO",
+      where.c_str());
+  return Status(EIO, where + " fails authentication (altered, truncated, moved, or another key)");
+}
+
+const SealedChunkStore::Kept* SealedChunkStore::Find(ChunkLocation at, uint64_t size) const {
+  for (const Kept& k : kept_)
+    if (k.at.container == at.container && k.at.offset == at.offset && k.size == size) return &k;
+  return nullptr;
+}
+
+Status SealedChunkStore::ReadBatch(std::span<const ChunkRead> reads) {
+  for (const ChunkRead& r : reads) MUSCLE_RETURN_IF_ERROR(CheckRange(r));
+  for (const ChunkRead& r : reads) {
+    const Kept* k = Find(r.at, r.size);
+    if (!k) {
+      // The whole record, header included: the name in the header is the
+      // one it was sealed under (an altered header fails the tag too).
+      Kept fresh{r.at, r.size, {}};
+      ChunkRecord head;
+      MUSCLE_RETURN_IF_ERROR(ReadRecord(r.at, r.size, &head, fresh.data));
+      if (kept_.size() >= kKeep) kept_.pop_back();
+      kept_.push_front(std::move(fresh));
+      k = &kept_.front();
+    }
+    memcpy(r.out, k->data.data() + r.from, r.len);
+  }
+  return Status::Ok();
+}
+
+Status SealedChunkStore::ReadRecord(ChunkLocation at, uint64_t size, ChunkRecord* header,
+                                    std::string& data) {
+  MUSCLE_RETURN_IF_ERROR(inner_->ReadRecord(at, size + kSeal, header, sealed_));
+  if (header->length != size + kSeal)
+    return Status(EIO, "container " + std::to_string(at.container) + " in " + Location() +
+                           ", record at offset " + std::to_string(at.offset) + ": its header says " +
+                           std::to_string(header->length) + " sealed bytes, the index " +
+                           std::to_string(size + kSeal));
+  header->length -= uint32_t(kSeal);
+  data.resize(size);
+  return OpenRecord(at, sealed_, header->hash, data.data());
+}
+
+Status SealedChunkStore::RollBackTo(const ContainerMark& mark) {
+  kept_.clear();  // places past the mark are reused
+  key_.reset();
+  return inner_->RollBackTo(mark);
+}
+
+Status SealedChunkStore::Punch(ChunkLocation at, uint64_t length) {
+  return inner_->Punch(at, length + kSeal);
+}
+
+Status SealedChunkStore::Records(uint64_t container, uint64_t size, std::vector<ChunkRecord>& out) {
+  MUSCLE_RETURN_IF_ERROR(inner_->Records(container, size, out));
+  for (ChunkRecord& r : out) {
+    if (r.length <= kSeal)
+      return Status(EIO, "container " + std::to_string(container) + " in " + Location() +
+                             ": the record at offset " + std::to_string(r.offset) +
+                             " is too short to be sealed");
+    r.length -= uint32_t(kSeal);
+  }
+  return Status::Ok();
+}
+
+Status SealedChunkStore::Remove(uint64_t container) {
+  kept_.clear();
+  return inner_->Remove(container);
+}
+
+void SealedChunkStore::ForgetCached() {
+  kept_.clear();
+  inner_->ForgetCached();
+}
+
+Result<std::unique_ptr<ChunkStore>> SealedChunkStore::NewReader() {
+  auto below = inner_->NewReader();
+  if (!below.ok()) return below.status();
+  auto r = std::make_unique<SealedChunkStore>(std::move(*below), master_);
+  r->store_id_ = store_id_;
+  return std::unique_ptr<ChunkStore>(std::move(r));
+}
+
+std::vector<std::pair<std::string, std::string>> SealedChunkStore::StatusFields() const {
+  auto fields = inner_->StatusFields();
+  fields.insert(fields.begin() + (fields.empty() ? 0 : 1),
+                {"encryption", "xchacha20-poly1305 key " + crypto::KeyIdOf(*master_).Hex()});
+  return fields;
+}
+
+}  // namespace muscle::store

@@ -1,0 +1,106 @@
+// Encryption at rest: a ChunkStore that seals every record it hands to the
+// store below it (the pack directory, or a bucket with its cache) and
+// opens and authenticates every record it reads back. An encrypted store
+// (Store::Open with a master key) puts one in front of its chunk store;
+// the layers below see only sealed records and never a plaintext byte.
+//
+// A record's data in the container is crypto/seal.h's sealed blob: a
+// 24-byte random nonce, the XChaCha20-Poly1305 ciphertext, a 16-byte tag
+// (kSealOverhead = 40 bytes more than the chunk). Its key is the pack key
+// of its container (crypto::PackKey of the store id and the container's
+// 64-bit number), its associated data binds it to its place: kind chunk,
+// the store id, the container number, the offset of its data in the
+// container and its name (the chunk id the index gives it, itself keyed:
+// store/chunk_naming.h). So a record flipped, truncated, extended, moved to
+// another offset or container or store, swapped with another, or an older
+// record of another chunk put back in its place, fails to open: the read
+// is EIO and a log line names the container and offset. Nothing
+// unauthenticated is ever returned. The record header (length, name) stays
+// in the clear so that containers can be walked (Records, check, gc); its
+// length counts the sealed bytes, and this layer reports chunk sizes.
+//
+// The index keeps chunk sizes (plaintext), as for a plain store; only the
+// record footprint differs (RecordOverhead), and Punch and Records are
+// translated here. Everything else is passed through.
+//
+// Reads. A sealed record authenticates only whole, so a read of part of a
+// chunk opens all of it; the last few chunks opened are kept (plaintext,
+// in this instance's memory) so that the reads of one chunk in msize
+// pieces open it once. A location names the same committed bytes for as
+// long as its container lives (container numbers of committed containers
+// are never reused), and the kept chunks are dropped at RollBackTo,
+// Remove and ForgetCached.
+//
+// Ownership and threading: as any ChunkStore (chunk_store.h): owned by one
+// Store, used on its thread; NewReader makes an independent instance (its
+// own kept chunks) for a reader thread. The master key is shared read-only.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "crypto/keys.h"
+#include "store/chunk_store.h"
+
+namespace muscle::store {
+
+class SealedChunkStore final : public ChunkStore {
+ public:
+  SealedChunkStore(std::unique_ptr<ChunkStore> inner,
+                   std::shared_ptr<const crypto::MasterKey> master);
+  ~SealedChunkStore() override;
+
+  Status Open(const std::string& owner, const std::map<uint64_t, uint64_t>& committed) override;
+  Result<PutResult> Put(std::string_view data, const unsigned char (&hash)[32]) override;
+  ChunkLocation PlaceOf(size_t length) const override;
+  uint64_t RecordOverhead() const override;
+  Status ReadBatch(std::span<const ChunkRead> reads) override;
+  Status ReadRecord(ChunkLocation at, uint64_t size, ChunkRecord* header,
+                    std::string& data) override;
+  Status Sync() override { return inner_->Sync(); }
+  ContainerMark mark() const override { return inner_->mark(); }
+  Status RollBackTo(const ContainerMark& mark) override;
+  Status Punch(ChunkLocation at, uint64_t length) override;
+  Status WaitIdle() override { return inner_->WaitIdle(); }
+  std::vector<uint64_t> Containers() override { return inner_->Containers(); }
+  Status Records(uint64_t container, uint64_t size, std::vector<ChunkRecord>& out) override;
+  Status Remove(uint64_t container) override;
+  void ForgetCached() override;
+  Result<std::unique_ptr<ChunkStore>> NewReader() override;
+  std::string Location() const override { return inner_->Location(); }
+  void Idle() override { inner_->Idle(); }
+  // The inner store's, and "encryption: xchacha20-poly1305 key <key id>".
+  std::vector<std::pair<std::string, std::string>> StatusFields() const override;
+
+  // How many chunks the reads opened (not served from the kept ones); for tests.
+  uint64_t opened() const { return opened_; }
+
+ private:
+  // The key of container `id` (the last one asked for is kept).
+  const crypto::Key& KeyOf(uint64_t id);
+  // Opens `sealed`, the record at `at` named `name` (its header's), into
+  // `out` (sealed.size() - kSealOverhead bytes); EIO, logged, when it does
+  // not authenticate.
+  Status OpenRecord(ChunkLocation at, std::string_view sealed, const unsigned char* name,
+                    char* out);
+  struct Kept {
+    ChunkLocation at;
+    uint64_t size;
+    std::string data;
+  };
+  const Kept* Find(ChunkLocation at, uint64_t size) const;
+
+  std::unique_ptr<ChunkStore> inner_;
+  std::shared_ptr<const crypto::MasterKey> master_;
+  std::string store_id_;
+  uint64_t key_of_ = 0;  // the container whose key key_ is (0: none)
+  std::optional<crypto::Key> key_;
+  std::string sealed_;        // Put's and ReadRecord's sealed bytes
+  std::deque<Kept> kept_;     // the chunks opened last, newest first
+  uint64_t opened_ = 0;
+};
+
+}  // namespace muscle::store
