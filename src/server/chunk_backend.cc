@@ -58,9 +58,8 @@ Status CheckChunkOptions(const ChunkOptions& o, const std::string& store_path) {
   return Status::Ok();
 }
 
-Result<std::unique_ptr<store::ChunkStore>> OpenChunkBackend(const ChunkOptions& o,
-                                                            const std::string& store_path) {
-  if (o.url.empty()) return std::unique_ptr<store::ChunkStore>();
+Result<std::shared_ptr<s3::ObjectStore>> OpenBucket(const ChunkOptions& o, const std::string& store_path) {
+  if (o.url.empty()) return Status(EINVAL, "no bucket: give --chunks s3://BUCKET[/PREFIX]");
   MUSCLE_RETURN_IF_ERROR(CheckChunkOptions(o, store_path));
   auto url = s3::ParseBucketUrl(o.url);
   if (!url.ok()) return url.status();
@@ -77,12 +76,26 @@ Result<std::unique_ptr<store::ChunkStore>> OpenChunkBackend(const ChunkOptions& 
   c.credentials = std::move(*credentials);
   auto bucket = s3::S3ObjectStore::Open(std::move(c));
   if (!bucket.ok()) return bucket.status();
-  std::string cache = DirOf(store_path) + "/pack-cache";
-  MakeDirs(cache, 0700);
+  return std::shared_ptr<s3::ObjectStore>(std::move(*bucket));
+}
+
+std::string CacheDirOf(const std::string& store_path) { return DirOf(store_path) + "/pack-cache"; }
+
+store::BucketPackStore::Options BucketOptionsOf(const ChunkOptions& o) {
   store::BucketPackStore::Options options;
   options.cache_limit = o.cache_size;  // the rest: BucketPackStore's defaults
-  return std::unique_ptr<store::ChunkStore>(std::make_unique<store::BucketPackStore>(
-      std::shared_ptr<s3::ObjectStore>(std::move(*bucket)), cache, options));
+  return options;
+}
+
+Result<std::unique_ptr<store::ChunkStore>> OpenChunkBackend(const ChunkOptions& o,
+                                                            const std::string& store_path) {
+  if (o.url.empty()) return std::unique_ptr<store::ChunkStore>();
+  auto bucket = OpenBucket(o, store_path);
+  if (!bucket.ok()) return bucket.status();
+  std::string cache = CacheDirOf(store_path);
+  MakeDirs(cache, 0700);
+  return std::unique_ptr<store::ChunkStore>(
+      std::make_unique<store::BucketPackStore>(std::move(*bucket), cache, BucketOptionsOf(o)));
 }
 
 }  // namespace muscle::server

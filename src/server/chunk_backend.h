@@ -18,6 +18,8 @@
 #include <string>
 
 #include "common/result.h"
+#include "s3/object_store.h"
+#include "store/bucket_pack_store.h"
 #include "store/chunk_store.h"
 
 namespace muscle::server {
@@ -39,6 +41,12 @@ Status CheckChunkOptions(const ChunkOptions& options, const std::string& store_p
 // sent before the store opens it).
 Result<std::unique_ptr<store::ChunkStore>> OpenChunkBackend(const ChunkOptions& options,
                                                             const std::string& store_path);
+// The bucket alone (restore-from reads it before there is a store), the
+// cache directory beside a store, and the bucket store's options.
+Result<std::shared_ptr<s3::ObjectStore>> OpenBucket(const ChunkOptions& options,
+                                                    const std::string& store_path);
+std::string CacheDirOf(const std::string& store_path);
+store::BucketPackStore::Options BucketOptionsOf(const ChunkOptions& options);
 // "1073741824", "512M", "4G", "1T" (K, M, G, T: powers of 1024) -> bytes;
 // EINVAL otherwise.
 Result<uint64_t> ParseByteSize(const std::string& text);

@@ -30,6 +30,10 @@ const char* Usage() {
        musclefs key remove PATH [options]
                                     remove a key file, proven redundant by
                                     unlocking the key file in force
+       musclefs restore-from --chunks s3://BUCKET[/PREFIX] [options]
+                                    rebuild a store on a new base from its
+                                    bucket (and key) alone: its snapshots, the
+                                    live tree as the newest one
        musclefs --help
 
 options:
@@ -329,7 +333,8 @@ Result<Config> ParseConfig(const std::vector<std::string>& args) {
   }
   c.command = args[0];
   if (c.command != "serve" && c.command != "check" && c.command != "gc" &&
-      c.command != "upgrade" && c.command != "init" && c.command != "key")
+      c.command != "upgrade" && c.command != "init" && c.command != "key" &&
+      c.command != "restore-from")
     return Status(EINVAL, "unknown command '" + c.command + "' (see musclefs --help)");
   // Flags are checked here (so a bad one is reported even without a
   // config file) and applied again after the file, in order: a flag given

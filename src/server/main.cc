@@ -235,6 +235,50 @@ int KeyCommand(const server::Config& c) {
   return 0;
 }
 
+// musclefs restore-from: a new store on this base rebuilt from the bucket
+// (--chunks and the s3 settings) and, for an encrypted one, its key.
+int RestoreFrom(const server::Config& c) {
+  if (c.server.chunks.url.empty()) {
+    fprintf(stderr, "musclefs: restore-from needs the bucket: --chunks s3://BUCKET[/PREFIX]\n");
+    return 2;
+  }
+  struct stat st;
+  if (stat(c.server.store_path.c_str(), &st) == 0) {
+    fprintf(stderr, "musclefs: a store exists at %s: restore-from makes a new one (a new --base)\n",
+            c.server.store_path.c_str());
+    return 2;
+  }
+  auto key = server::LoadStoreKey(c.server.key);
+  if (!key.ok()) {
+    fprintf(stderr, "musclefs: %s\n", key.status().ToString().c_str());
+    return 2;
+  }
+  auto bucket = server::OpenBucket(c.server.chunks, c.server.store_path);
+  if (!bucket.ok()) {
+    fprintf(stderr, "musclefs: %s\n", bucket.status().ToString().c_str());
+    return 2;
+  }
+  std::string dir = c.server.store_path.substr(0, c.server.store_path.rfind('/'));
+  if (!dir.empty() && dir != c.server.store_path) MakeDirs(dir, 0700);
+  store::Store::RebuildReport report;
+  auto s = store::Store::RebuildFromBucket(c.server.store_path, *bucket, server::CacheDirOf(c.server.store_path),
+                                           server::BucketOptionsOf(c.server.chunks), *key, &report);
+  if (!s.ok()) {
+    fprintf(stderr, "musclefs: restore-from %s: %s\n", c.server.chunks.url.c_str(), s.status().ToString().c_str());
+    return 1;
+  }
+  auto snaps = (*s)->ListSnapshots();
+  auto h = (*s)->TreeHash();
+  printf("musclefs: store %s rebuilt from %s in %.1f s: %llu packs (%llu bytes), %llu snapshots%s%s\n",
+         c.server.store_path.c_str(), c.server.chunks.url.c_str(), report.seconds,
+         (unsigned long long)report.packs, (unsigned long long)report.bytes,
+         (unsigned long long)report.snapshots,
+         snaps.ok() && !snaps->empty() ? ("; the live tree is snapshot " + snaps->back().name).c_str() : "",
+         (*s)->encrypted() ? "; encrypted" : "");
+  if (h.ok()) printf("root hash %s\n", store::HexOf(*h).c_str());
+  return 0;
+}
+
 int CheckConfiguration(const server::Config& c) {
   server::ConfigReport r = server::CheckConfig(c);
   printf("musclefs: base %s, config %s/musclefs.conf\n", c.base.c_str(), c.base.c_str());
@@ -355,5 +399,6 @@ int main(int argc, char** argv) {
   if (c->command == "gc" || c->command == "upgrade") return Maintain(*c);
   if (c->command == "init") return Init(*c);
   if (c->command == "key") return KeyCommand(*c);
+  if (c->command == "restore-from") return RestoreFrom(*c);
   return Serve(*c);
 }

@@ -13,6 +13,7 @@
 
 #include "common/log.h"
 #include "common/threads.h"
+#include "store/bucket_index.h"
 #include "store/vfs.h"
 
 namespace muscle::store {
@@ -21,6 +22,8 @@ namespace {
 
 constexpr size_t kMaxFds = 64;
 const char kPackPrefix[] = "packs/";
+const char kIndexPrefix[] = "index/";
+const char kCatalog[] = "catalog";
 
 std::chrono::steady_clock::time_point After(double seconds) {
   return std::chrono::steady_clock::now() +
@@ -102,6 +105,29 @@ struct BucketPackStore::Shared {
   bool stop GUARDED_BY(mu) = false;
   int manifest_fd GUARDED_BY(mu) = -1;
   BucketStats stats GUARDED_BY(mu);
+  // Set before the uploader starts: the store's id and, for an encrypted
+  // store, its key (index objects and the catalog are sealed under it).
+  std::string store_id;
+  std::shared_ptr<const crypto::MasterKey> key;
+  // The catalog to publish once pack `catalog_needs` (and every one
+  // before it) is uploaded; catalog_pending until it is.
+  std::string catalog;
+  uint64_t catalog_needs GUARDED_BY(mu) = 0;
+  bool catalog_pending GUARDED_BY(mu) = false;
+  uint64_t catalog_gen GUARDED_BY(mu) = 0;
+
+  // Deletes an uploaded pack's object and its index object.
+  void DeleteUpload(const std::string& name) REQUIRES(mu) {
+    deletes.push_back(kPackPrefix + name);
+    deletes.push_back(kIndexPrefix + name);
+  }
+  // Whether every pack up to the one the catalog needs is uploaded.
+  bool CatalogReady() REQUIRES(mu) {
+    if (!catalog_pending) return false;
+    for (const Job& j : uploads)
+      if (j.id <= catalog_needs) return false;
+    return catalog_needs == 0 || uploaded.count(catalog_needs) || !cached.count(catalog_needs);
+  }
 
   // Appends a manifest line and syncs it.
   Status Record(const std::string& line) REQUIRES(mu) {
@@ -132,7 +158,7 @@ struct BucketPackStore::Shared {
     if (u != uploaded.end()) {
       Status s = Record("D " + Hex(id) + "\n");
       if (!s.ok()) Log("bucket: %s (the upload of pack %s is deleted anyway)", s.ToString().c_str(), Hex(id).c_str());
-      deletes.push_back(kPackPrefix + u->second.name);
+      DeleteUpload(u->second.name);
       uploaded.erase(u);
     }
     cv.SignalAll();
@@ -225,6 +251,7 @@ Status BucketPackStore::Open(const std::string& owner, const std::map<uint64_t, 
     auto c = committed.find(it->first);
     if (c == committed.end() || c->second != it->second.size) {
       deletes.push_back(kPackPrefix + it->second.name);
+      deletes.push_back(kIndexPrefix + it->second.name);
       it = uploaded.erase(it);
     } else {
       ++it;
@@ -262,12 +289,17 @@ Status BucketPackStore::Open(const std::string& owner, const std::map<uint64_t, 
   floor_ = cache_->mark().container;
 
   // Objects the manifest does not name: uploads cut short by a crash.
-  auto objects = bucket_->List(kPackPrefix);
-  if (!objects.ok()) return Status(objects.err(), "list the bucket: " + objects.status().message());
   std::set<std::string> named;
-  for (auto& [id, u] : uploaded) named.insert(kPackPrefix + u.name);
-  for (auto& o : *objects)
-    if (!named.count(o.key)) deletes.push_back(o.key);
+  for (auto& [id, u] : uploaded) {
+    named.insert(kPackPrefix + u.name);
+    named.insert(kIndexPrefix + u.name);
+  }
+  for (const char* prefix : {kPackPrefix, kIndexPrefix}) {
+    auto objects = bucket_->List(prefix);
+    if (!objects.ok()) return Status(objects.err(), "list the bucket: " + objects.status().message());
+    for (auto& o : *objects)
+      if (!named.count(o.key)) deletes.push_back(o.key);
+  }
 
   // Rewrite the manifest compactly.
   std::string tmp = shared_->manifest_path + ".tmp";
@@ -285,6 +317,7 @@ Status BucketPackStore::Open(const std::string& owner, const std::map<uint64_t, 
   if (mfd < 0) return ErrnoStatus(errno, "open " + shared_->manifest_path);
 
   size_t to_upload = 0;
+  shared_->store_id = owner;
   {
     MutexLock l(&shared_->mu);
     shared_->manifest_fd = mfd;
@@ -612,8 +645,24 @@ void BucketPackStore::UploaderMain() {
     while (!sh.stop && std::chrono::steady_clock::now() < until) sh.cv.WaitUntil(&sh.mu, until);
   };
   for (;;) {
-    while (!sh.stop && sh.uploads.empty() && sh.deletes.empty()) sh.cv.Wait(&sh.mu);
+    while (!sh.stop && sh.uploads.empty() && sh.deletes.empty() && !sh.CatalogReady()) sh.cv.Wait(&sh.mu);
     if (sh.stop) return;
+    if (sh.deletes.empty() && sh.CatalogReady()) {
+      uint64_t gen = sh.catalog_gen;
+      std::string text = sh.catalog;
+      l.Unlock();
+      auto body = SealBucketObject(sh.key.get(), sh.store_id, kCatalog, text);
+      Status s = body.ok() ? bucket_->Put(kCatalog, *body) : body.status();
+      l.Lock();
+      if (!s.ok()) {
+        back_off(s, "upload of the catalog");
+        continue;
+      }
+      delay = 0;
+      if (sh.catalog_gen == gen) sh.catalog_pending = false;
+      sh.cv.SignalAll();
+      continue;
+    }
     if (!sh.deletes.empty()) {
       std::string key = sh.deletes.front();
       l.Unlock();
@@ -647,22 +696,40 @@ void BucketPackStore::UploaderMain() {
     if (s.ok() && !name.ok()) s = name.status();
     auto started = std::chrono::steady_clock::now();
     if (s.ok()) s = bucket_->Put(kPackPrefix + *name, body);
+    bool pack_put = s.ok();
+    if (s.ok()) {
+      // Its index object: what restore-from needs to know of this pack.
+      PackIndex index{job.id, job.size, {}};
+      s = WalkRecords(
+          [&](void* buf, size_t len, uint64_t at) {
+            if (at > body.size() || len > body.size() - at) return EIO;
+            memcpy(buf, body.data() + at, len);
+            return 0;
+          },
+          job.size, "pack " + Hex(job.id), index.records);
+      auto sealed = s.ok() ? SealBucketObject(shared_->key.get(), shared_->store_id, kIndexPrefix + *name,
+                                              EncodePackIndex(index))
+                           : Result<std::string>(s);
+      s = sealed.ok() ? bucket_->Put(kIndexPrefix + *name, *sealed) : sealed.status();
+    }
     double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     l.Lock();
     sh.busy = false;
     bool voided = sh.gen[job.id] != job.gen;
     if (voided) {
       // Rolled back or removed while in flight.
-      if (s.ok()) sh.deletes.push_back(kPackPrefix + *name);
+      if (pack_put) sh.DeleteUpload(*name);
       sh.cv.SignalAll();
       continue;
     }
     if (s.ok()) {
       Status r = sh.Record("U " + Hex(job.id) + " " + *name + " " + std::to_string(job.size) + "\n");
       if (!r.ok()) {
-        sh.deletes.push_back(kPackPrefix + *name);
+        sh.DeleteUpload(*name);
         s = r;
       }
+    } else if (pack_put) {
+      sh.DeleteUpload(*name);  // its index failed: both go, the upload is retried
     }
     if (!s.ok()) {
       back_off(s, "upload of pack " + Hex(job.id));
@@ -684,10 +751,52 @@ void BucketPackStore::UploaderMain() {
   }
 }
 
+Status BucketPackStore::WriteManifest(const std::string& dir, const std::string& owner,
+                                      const std::vector<ManifestEntry>& entries) {
+  if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return ErrnoStatus(errno, "mkdir " + dir);
+  // The cache directory's owner (the pack directory's "owner" file,
+  // store/pack.h): Open brings the open pack into it before the cache opens.
+  {
+    std::string path = dir + "/owner";
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) return ErrnoStatus(errno, "create " + path);
+    Status w = WriteAll(fd, owner + "\n", path);
+    if (w.ok() && fsync(fd) != 0) w = ErrnoStatus(errno, "sync " + path);
+    close(fd);
+    MUSCLE_RETURN_IF_ERROR(w);
+  }
+  std::string path = dir + "/bucket-manifest";
+  std::string text;
+  for (const ManifestEntry& e : entries)
+    text += "U " + Hex(e.container) + " " + e.name + " " + std::to_string(e.size) + "\n";
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return ErrnoStatus(errno, "create " + path);
+  Status w = WriteAll(fd, text, path);
+  if (w.ok() && fsync(fd) != 0) w = ErrnoStatus(errno, "sync " + path);
+  close(fd);
+  MUSCLE_RETURN_IF_ERROR(w);
+  return SyncDir(dir);
+}
+
+void BucketPackStore::SetMasterKey(std::shared_ptr<const crypto::MasterKey> key) {
+  shared_->key = std::move(key);
+}
+
+void BucketPackStore::PublishCatalog(std::string text) {
+  if (read_only_) return;
+  MutexLock l(&shared_->mu);
+  shared_->catalog = std::move(text);
+  shared_->catalog_needs = cache_->mark().container;
+  shared_->catalog_pending = true;
+  ++shared_->catalog_gen;
+  shared_->cv.SignalAll();
+}
+
 Status BucketPackStore::Drain(double seconds) {
   auto until = After(seconds);
   MutexLock l(&shared_->mu);
-  while (!shared_->uploads.empty() || !shared_->deletes.empty() || shared_->busy) {
+  while (!shared_->uploads.empty() || !shared_->deletes.empty() || shared_->busy ||
+         shared_->CatalogReady()) {
     if (!shared_->cv.WaitUntil(&shared_->mu, until) && std::chrono::steady_clock::now() >= until)
       return Status(ETIMEDOUT, std::to_string(shared_->uploads.size()) + " uploads and " +
                                    std::to_string(shared_->deletes.size()) + " deletes still pending for " +

@@ -132,6 +132,21 @@ class BucketPackStore final : public ContainerChunkStore {
   // cached-bytes, cache-limit, upload-failures, last-error.
   std::vector<std::pair<std::string, std::string>> StatusFields() const override;
 
+  // Index objects and the catalog (store/bucket_index.h) are sealed under
+  // `key` (before Open).
+  void SetMasterKey(std::shared_ptr<const crypto::MasterKey> key) override;
+  // Uploads `text` as the catalog once the packs written so far are.
+  void PublishCatalog(std::string text) override;
+  // A manifest for a new cache directory `dir` of store `owner` (made if
+  // missing; EEXIST if it has a manifest) naming these packs as uploaded:
+  // restore-from's.
+  struct ManifestEntry {
+    uint64_t container;
+    std::string name;
+    uint64_t size;
+  };
+  static Status WriteManifest(const std::string& dir, const std::string& owner,
+                              const std::vector<ManifestEntry>& entries);
   // Waits up to `seconds` until every queued upload and delete is done;
   // ETIMEDOUT (with what is left) otherwise.
   Status Drain(double seconds);

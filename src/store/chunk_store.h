@@ -56,6 +56,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <map>
 #include <memory>
@@ -66,6 +67,7 @@
 #include <vector>
 
 #include "common/result.h"
+#include "crypto/keys.h"
 
 namespace muscle::store {
 
@@ -116,6 +118,12 @@ struct ChunkRead {
   uint64_t from = 0;
   size_t len = 0;
   char* out = nullptr;
+  // The chunk's name as the index gives it, when the reader knows it: a
+  // sealed store (sealed_chunk_store.h) refuses (EIO) a record that holds
+  // another chunk than the index names. Plain stores ignore it (check
+  // compares names there).
+  bool named = false;
+  unsigned char name[32] = {};
 };
 
 class ChunkStore {
@@ -148,8 +156,13 @@ class ChunkStore {
   // when a range does not lie inside its record.
   virtual Status ReadBatch(std::span<const ChunkRead> reads) = 0;
   // One range: `len` bytes at `from` inside the `size`-byte chunk at `at`.
-  Status Read(ChunkLocation at, uint64_t size, uint64_t from, size_t len, char* out) {
+  Status Read(ChunkLocation at, uint64_t size, uint64_t from, size_t len, char* out,
+              const uint8_t* name = nullptr) {
     ChunkRead r{at, size, from, len, out};
+    if (name) {
+      r.named = true;
+      memcpy(r.name, name, 32);
+    }
     return ReadBatch(std::span<const ChunkRead>(&r, 1));
   }
   // The whole record whose data is at `at` (`size` bytes by the index):
@@ -203,6 +216,12 @@ class ChunkStore {
   // committed (the store has no transaction open): a bucket store seals
   // and uploads an open pack that has waited long enough.
   virtual void Idle() {}
+  // For a backend that keeps objects of its own beside the records (a
+  // bucket's index objects and catalog, store/bucket_index.h): the key to
+  // seal them under (an encrypted store's; before Open), and the snapshot
+  // catalog to publish once the records it names are stored for good.
+  virtual void SetMasterKey(std::shared_ptr<const crypto::MasterKey>) {}
+  virtual void PublishCatalog(std::string) {}
   // Name/value pairs saying how the store is doing, for `muscle status`
   // ("chunks" = Location() first). Called on the owner's thread.
   virtual std::vector<std::pair<std::string, std::string>> StatusFields() const {

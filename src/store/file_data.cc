@@ -518,19 +518,21 @@ Status Store::DropChunk(int64_t chunk) {
     if (refs > 0) continue;
     ChunkLocation at;
     uint64_t size;
+    unsigned char name[32] = {};
     {
       Stmt& loc = st_->chunk_location;
       Stmt::Scope scope(loc);
       loc.Bind(1, id);
       if (!loc.Step()) return loc.failed() ? loc.Error("chunk location") : Status(EIO, "chunk vanished");
       at = {uint64_t(loc.Int(0)), uint64_t(loc.Int(1))}, size = uint64_t(loc.Int(2));
+      if (loc.Blob(3).size() == 32) memcpy(name, loc.Blob(3).data(), 32);
     }
     if (kind == 1) {
       // A dead object that cannot be read or decoded (damaged on disk)
       // keeps its children's references: space is leaked (check reports
       // it), but freeing space never fails the commit that deletes.
       std::string bytes(size, '\0');
-      Status rs = chunks_->Read(at, size, 0, size, bytes.data());
+      Status rs = chunks_->Read(at, size, 0, size, bytes.data(), name);
       auto o = rs.ok() ? DecodeObject(bytes) : Result<TreeObject>(rs);
       if (!o.ok()) {
         Log("store: tree object %lld cannot be freed (%s); the chunks it names stay",
@@ -716,7 +718,8 @@ Result<Store::GcReport> Store::CollectGarbage(bool all) {
         auto [id, where] = live[i];
         data.resize(where.second);
         MUSCLE_RETURN_IF_ERROR(
-            chunks_->Read({p.id, where.first}, data.size(), 0, data.size(), data.data()));
+            chunks_->Read({p.id, where.first}, data.size(), 0, data.size(), data.data(),
+                          reinterpret_cast<const uint8_t*>(hashes[i].data())));
         unsigned char h[32];
         memcpy(h, hashes[i].data(), 32);
         auto at = AppendChunk(data, h);
@@ -768,7 +771,13 @@ Result<ChunkRead> Store::ChunkRange(int64_t chunk, uint64_t offset, size_t len, 
   if (!q.Step()) return q.failed() ? q.Error("chunk location") : Status(EIO, "chunk " + std::to_string(chunk) + " missing");
   if (offset + len > uint64_t(q.Int(2)))
     return Status(EIO, "chunk " + std::to_string(chunk) + " shorter than its extent");
-  return ChunkRead{{uint64_t(q.Int(0)), uint64_t(q.Int(1))}, uint64_t(q.Int(2)), offset, len, out};
+  ChunkRead r{{uint64_t(q.Int(0)), uint64_t(q.Int(1))}, uint64_t(q.Int(2)), offset, len, out};
+  std::string_view name = q.Blob(3);
+  if (name.size() == 32) {
+    r.named = true;
+    memcpy(r.name, name.data(), 32);
+  }
+  return r;
 }
 
 Status Store::ReadChunk(int64_t chunk, uint64_t offset, size_t len, char* out) {

@@ -25,7 +25,9 @@ std::string Le64(uint64_t v) {
 
 SealedChunkStore::SealedChunkStore(std::unique_ptr<ChunkStore> inner,
                                    std::shared_ptr<const crypto::MasterKey> master)
-    : inner_(std::move(inner)), master_(std::move(master)) {}
+    : inner_(std::move(inner)), master_(std::move(master)) {
+  inner_->SetMasterKey(master_);
+}
 
 SealedChunkStore::~SealedChunkStore() = default;
 
@@ -105,12 +107,21 @@ Status SealedChunkStore::ReadBatch(std::span<const ChunkRead> reads) {
     if (!k) {
       // The whole record, header included: the name in the header is the
       // one it was sealed under (an altered header fails the tag too).
-      Kept fresh{r.at, r.size, {}};
+      Kept fresh{r.at, r.size, {}, {}};
       ChunkRecord head;
       MUSCLE_RETURN_IF_ERROR(ReadRecord(r.at, r.size, &head, fresh.data));
+      memcpy(fresh.name, head.hash, 32);
       if (kept_.size() >= kKeep) kept_.pop_back();
       kept_.push_front(std::move(fresh));
       k = &kept_.front();
+    }
+    if (r.named && memcmp(r.name, k->name, 32) != 0) {
+      // An authentic record of another chunk, put back where the index
+      // names this one (a record cut back by a crash and written again).
+      std::string where = "container " + std::to_string(r.at.container) + " in " + Location() +
+                          ", record at offset " + std::to_string(r.at.offset);
+      Log("store: %s holds another chunk than the index names: answered EIO", where.c_str());
+      return Status(EIO, where + " holds another chunk than the index names");
     }
     memcpy(r.out, k->data.data() + r.from, r.len);
   }

@@ -13,8 +13,9 @@
 // container and its name (the chunk id the index gives it, itself keyed:
 // store/chunk_naming.h). So a record flipped, truncated, extended, moved to
 // another offset or container or store, swapped with another, or an older
-// record of another chunk put back in its place, fails to open: the read
-// is EIO and a log line names the container and offset. Nothing
+// record of another chunk put back in its place, fails to open or (when
+// its name is not the one the index gives: ChunkRead::name) is refused:
+// the read is EIO and a log line names the container and offset. Nothing
 // unauthenticated is ever returned. The record header (length, name) stays
 // in the clear so that containers can be walked (Records, check, gc); its
 // length counts the sealed bytes, and this layer reports chunk sizes.
@@ -72,6 +73,7 @@ class SealedChunkStore final : public ChunkStore {
   Result<std::unique_ptr<ChunkStore>> NewReader() override;
   std::string Location() const override { return inner_->Location(); }
   void Idle() override { inner_->Idle(); }
+  void PublishCatalog(std::string text) override { inner_->PublishCatalog(std::move(text)); }
   // The inner store's, and "encryption: xchacha20-poly1305 key <key id>".
   std::vector<std::pair<std::string, std::string>> StatusFields() const override;
 
@@ -89,6 +91,7 @@ class SealedChunkStore final : public ChunkStore {
   struct Kept {
     ChunkLocation at;
     uint64_t size;
+    unsigned char name[32];  // the one it was sealed under
     std::string data;
   };
   const Kept* Find(ChunkLocation at, uint64_t size) const;

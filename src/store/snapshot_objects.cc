@@ -334,7 +334,7 @@ Status Store::ReadChunkOf(const ObjectHash& hash, uint64_t offset, size_t len, c
   OpScope op(this);
   auto c = FindChunk(hash);
   if (!c.ok()) return c.status();
-  return chunks_->Read(c->first, c->second, offset, len, out);
+  return chunks_->Read(c->first, c->second, offset, len, out, hash.data());
 }
 
 Result<std::shared_ptr<const TreeObject>> Store::LoadObject(const ObjectHash& hash) {
@@ -345,7 +345,7 @@ Result<std::shared_ptr<const TreeObject>> Store::LoadObject(const ObjectHash& ha
   if (!c.ok()) return c.status();
   uint64_t size = c->second;
   std::string bytes(size, '\0');
-  MUSCLE_RETURN_IF_ERROR(chunks_->Read(c->first, size, 0, size, bytes.data()));
+  MUSCLE_RETURN_IF_ERROR(chunks_->Read(c->first, size, 0, size, bytes.data(), hash.data()));
   auto o = DecodeObject(bytes);
   if (!o.ok()) return o.status();
   auto p = std::make_shared<const TreeObject>(std::move(*o));

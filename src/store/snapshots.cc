@@ -107,6 +107,7 @@ Result<Store::SnapshotInfo> Store::TakeSnapshot(std::string_view name) {
   });
   if (!info.ok()) return info.status();
   MUSCLE_RETURN_IF_ERROR(Sync(true));
+  MUSCLE_RETURN_IF_ERROR(PublishCatalog());
   Log("store: snapshot %s (root %s, %llu KiB added) in %.1f ms", info->name.c_str(),
       HexOfHash(info->root).substr(0, 16).c_str(), (unsigned long long)(info->added_bytes >> 10),
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
@@ -206,6 +207,7 @@ Result<std::vector<Store::SnapshotInfo>> Store::Prune(const PrunePolicy& p) {
   });
   if (!st.ok()) return st;
   MUSCLE_RETURN_IF_ERROR(Sync(true));
+  MUSCLE_RETURN_IF_ERROR(PublishCatalog());
   Log("store: pruned %zu snapshots, %zu kept", removed.size(), all->size() - removed.size());
   return removed;
 }

@@ -51,7 +51,7 @@ struct Store::Statements {
         find_chunk(db, "SELECT id FROM chunks WHERE hash=?"),
         insert_chunk(db,
                      "INSERT INTO chunks(hash,size,refs,pack,offset) VALUES(?,?,1,?,?)"),
-        chunk_location(db, "SELECT pack, offset, size FROM chunks WHERE id=?"),
+        chunk_location(db, "SELECT pack, offset, size, hash FROM chunks WHERE id=?"),
         ref_chunk(db, "UPDATE chunks SET refs=refs+? WHERE id=?"),
         chunk_refs(db, "SELECT refs, kind FROM chunks WHERE id=?"),
         delete_chunk(db, "DELETE FROM chunks WHERE id=?"),

@@ -127,6 +127,7 @@ Status Store::Init(const std::string& path, std::unique_ptr<ChunkStore> chunks,
   int64_t version = 0;
   Status s = CreateOrMigrateSchema(version);
   new_store_ = version == 0;
+  if (s.ok() && rebuild_) s = new_store_ ? LoadRebuildIndex() : Status(EEXIST, "a store exists at " + path);
   if (s.ok() && version == 1 && key_)
     s = Status(EINVAL, "store " + path + " is in format 1 and was made without encryption; "
                        "encryption is chosen when a store is made");
@@ -217,10 +218,13 @@ Status Store::OpenChunks() {
   }
   auto id = StoreId();
   if (!id.ok()) return id.status();
-  MUSCLE_RETURN_IF_ERROR(CheckChunksLocation(!committed.empty()));
+  MUSCLE_RETURN_IF_ERROR(CheckChunksLocation(!committed.empty() && !rebuild_));
   MUSCLE_RETURN_IF_ERROR(SetUpEncryption(new_store_));
   MUSCLE_RETURN_IF_ERROR(chunks_->Open(*id, committed));
   committed_ = chunks_->mark();
+  // The bucket's copy of the catalog may predate a crash: publish it again.
+  Stmt any(db_, "SELECT 1 FROM snapshots LIMIT 1");
+  if (any.Step()) MUSCLE_RETURN_IF_ERROR(PublishCatalog());
   return Status::Ok();
 }
 

@@ -54,6 +54,8 @@
 #include "auth/access_rule.h"
 #include "common/file_lock.h"
 #include "common/result.h"
+#include "store/bucket_index.h"
+#include "store/bucket_pack_store.h"
 #include "store/chunk_naming.h"
 #include "store/chunk_store.h"
 #include "store/precut.h"
@@ -99,6 +101,20 @@ class Store final : public Tree {
   static Result<std::unique_ptr<Store>> Open(const std::string& path,
                                              std::unique_ptr<ChunkStore> chunks = nullptr,
                                              std::shared_ptr<const crypto::MasterKey> key = nullptr);
+  // Rebuilding a store from its bucket (rebuild.cc, musclefs restore-from):
+  // a new store at `path` (EEXIST if one is there) whose packs are the
+  // bucket's (its index objects), whose snapshots are the catalog's and
+  // whose live tree is the newest snapshot's. The cache directory gets a
+  // manifest naming every pack as uploaded. The bucket's store id becomes
+  // this store's: the old store must not run on that bucket any more.
+  struct RebuildReport {
+    uint64_t packs = 0, bytes = 0, snapshots = 0;
+    double seconds = 0;
+  };
+  static Result<std::unique_ptr<Store>> RebuildFromBucket(
+      const std::string& path, std::shared_ptr<s3::ObjectStore> bucket, const std::string& cache_dir,
+      BucketPackStore::Options options, std::shared_ptr<const crypto::MasterKey> key,
+      RebuildReport* report = nullptr);
   // Whether the store is encrypted (made with a key).
   bool encrypted() const { return naming_->keyed(); }
   // A read-only connection to the store a writer (Open) has open at
@@ -329,6 +345,20 @@ class Store final : public Tree {
   // an encrypted store, puts the sealing layer in front of chunks_ and
   // cuts and names chunks under the key. Before chunks_ is opened.
   Status SetUpEncryption(bool new_store);
+  // Rebuilding (rebuild.cc): what the bucket holds, the index rows it
+  // gives (in Init's first transaction), the tree after Init.
+  struct RebuildSource {
+    std::string store_id;
+    std::vector<PackIndex> packs;
+    std::vector<CatalogEntry> catalog;
+  };
+  static Result<std::unique_ptr<Store>> Rebuild(const std::string& path, std::unique_ptr<ChunkStore> chunks,
+                                                std::shared_ptr<const crypto::MasterKey> key,
+                                                const RebuildSource& source);
+  Status LoadRebuildIndex();
+  Status RebuildTree();
+  // Hands the snapshot catalog to the chunk store (a bucket uploads it).
+  Status PublishCatalog();
   // Schema and migrations (schema.cc): creates the tables of a new store
   // or migrates an older one; `version` is the format found (0: new).
   Status CreateOrMigrateSchema(int64_t& version);
@@ -484,6 +514,7 @@ class Store final : public Tree {
   std::shared_ptr<const crypto::MasterKey> key_;
   std::shared_ptr<const ChunkNaming> naming_ = ChunkNaming::Plain();
   bool new_store_ = false;  // Init made the tables
+  const RebuildSource* rebuild_ = nullptr;  // during Rebuild
 };
 
 int64_t NowNs();

@@ -17,6 +17,7 @@
 #include "s3/dir_object_store.h"
 #include "store/bucket_pack_store.h"
 #include "store/memory_chunk_store.h"
+#include "store/pack.h"
 #include "store/sealed_chunk_store.h"
 #include "store/sha256.h"
 #include "store/sqlite.h"
@@ -400,4 +401,44 @@ TEST_CASE("encrypted store on a bucket: packs in the bucket are sealed; a flippe
   }
   CHECK(failed);
   CHECK_FALSE(s->Check().ok());
+}
+
+TEST_CASE("sealed chunk store: an authentic record of another chunk put back where the index names "
+          "this one is refused", "[sealed]") {
+  test::TempDir dir;
+  auto packs = std::make_unique<LocalPackStore>(dir.path + "/packs", LocalPackStore::Mode::kWrite);
+  SealedChunkStore cs(std::move(packs), KeyOf('p'));
+  REQUIRE(cs.Open("0123456789abcdef0123456789abcdef", {}).ok());
+  // X is put, rolled back (as by a crash before its commit), and Y put in
+  // its place: the same pack, offset and length.
+  std::string x = test::RandomBytes(50000, 5), y = test::RandomBytes(50000, 6);
+  unsigned char nx[32], ny[32];
+  Sha256(x.data(), x.size(), nx);
+  Sha256(y.data(), y.size(), ny);
+  auto px = cs.Put(x, nx);
+  REQUIRE(px.ok());
+  REQUIRE(cs.Sync().ok());
+  std::string pack = dir.path + "/packs/0000000000000001.pack";
+  std::string old_record = Slurp(pack).substr(px->at.offset - kRecordHeaderSize);
+  REQUIRE(cs.RollBackTo({1, px->at.offset - kRecordHeaderSize}).ok());
+  auto py = cs.Put(y, ny);
+  REQUIRE(py.ok());
+  REQUIRE(py->at.offset == px->at.offset);
+  REQUIRE(cs.Sync().ok());
+  std::string back(y.size(), '\0');
+  REQUIRE(cs.Read(py->at, y.size(), 0, y.size(), back.data(), ny).ok());
+  CHECK(back == y);
+  // Someone who kept X's record writes it back.
+  {
+    int fd = open(pack.c_str(), O_WRONLY);
+    REQUIRE(fd >= 0);
+    REQUIRE(pwrite(fd, old_record.data(), old_record.size(), off_t(px->at.offset - kRecordHeaderSize)) ==
+            ssize_t(old_record.size()));
+    close(fd);
+  }
+  auto reader = cs.NewReader();
+  REQUIRE(reader.ok());
+  Status s = (*reader)->Read(py->at, y.size(), 0, y.size(), back.data(), ny);
+  CHECK(s.err() == EIO);
+  CHECK(s.message().find("another chunk than the index names") != std::string::npos);
 }
