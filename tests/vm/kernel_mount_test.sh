@@ -15,12 +15,21 @@
 # usage: kernel_mount_test.sh BUILD_DIR
 # MUSCLE_VM_ONLY=snapshots runs only the snapshots phase, on a small tree
 # of its own (the default runs every phase, as tools/test does).
+# MUSCLE_VM_ONLY=s3, run through tests/s3/with-rgw.sh, runs the main workload
+# once with the chunks in a Ceph RGW bucket and a 64M cache (evicting), the
+# verify boot after a restart on an emptied cache (ranged GETs), then
+# drains the uploads and checks the store from the bucket alone.
 # Needs: qemu-system-x86, busybox-static, cpio, diod (tools/test installs
 # them). The kernel and initramfs are cached under $MUSCLE_VM_CACHE
 # (default ~/.cache/musclefs-vm), keyed by the kernel package version.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=$(cd "${1:?usage: $0 BUILD_DIR}" && pwd)
+case "${MUSCLE_VM_ONLY:-}" in
+  "" | snapshots) ;;
+  s3) : "${MUSCLE_S3_ENDPOINT:?MUSCLE_VM_ONLY=s3: run through tests/s3/with-rgw.sh}" ;;
+  *) echo "MUSCLE_VM_ONLY: only 'snapshots' or 's3' can run alone" >&2; exit 2 ;;
+esac
 cache=${MUSCLE_VM_CACHE:-$HOME/.cache/musclefs-vm}
 mkdir -p "$cache"
 work=$(mktemp -d /tmp/musclefs-vm-XXXXXX)
@@ -213,8 +222,67 @@ muscle.hash=$hash muscle.third=$third muscle.confhash=$confhash muscle.tlsport=$
     || { echo "FAIL: want only the snapshot from-guest after the guest's prune" >&2; exit 1; }
 }
 
+# The main workload with the chunks in a bucket on the Ceph RGW that
+# tests/s3/with-rgw.sh started (MUSCLE_S3_* in the environment). The cache
+# holds 64M of uploaded packs, so packs are evicted during the workload and
+# read back with ranged GETs; the server restarts on an emptied cache (only
+# the open pack is fetched back), so the verify boot reads from the bucket;
+# then the uploads drain, and check, on an emptied cache again, re-hashes
+# every chunk from the bucket.
+s3_phase() {
+  local base=$work/srv bucket=vm-$$-$RANDOM region=${MUSCLE_S3_REGION:-us-east-1} out n
+  s3_status() { "$build/muscle" status --base "$base"; }
+  field() { s3_status | awk -v k="$1:" '$1 == k { print $2 }'; }
+  # Full packs upload at once, the open one ~10 s after its last write.
+  drain() {
+    local t0=$SECONDS
+    for _ in $(seq 120); do [ "$(field not-uploaded-bytes)" = 0 ] && break; sleep 0.5; done
+    out=$(s3_status)
+    echo "$out" | awk '$1 == "not-uploaded-bytes:" && $2 == 0 { ok = 1 } END { exit !ok }' \
+      || { echo "FAIL: not everything uploaded 60 s $1: $out" >&2; tail -n 20 "$work/server.log" >&2; exit 1; }
+    echo "$out" | awk '$1 == "last-error:" && $2 == "-" { ok = 1 } END { exit !ok }' \
+      || { echo "FAIL: an upload error $1: $out" >&2; exit 1; }
+    echo "drained $1 in $((SECONDS - t0)) s: $(echo "$out" | awk '/^(uploaded|cached|upload-failures)/ { printf "%s ", $0 }')"
+  }
+  curl -sf --aws-sigv4 "aws:amz:$region:s3" --user "$MUSCLE_S3_ACCESS_KEY:$MUSCLE_S3_SECRET_KEY" \
+    -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" -X PUT "$MUSCLE_S3_ENDPOINT/$bucket" > /dev/null \
+    || { echo "FAIL: cannot create bucket $bucket at $MUSCLE_S3_ENDPOINT" >&2; exit 1; }
+  printf '[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n' \
+    "$MUSCLE_S3_ACCESS_KEY" "$MUSCLE_S3_SECRET_KEY" > "$work/s3-credentials"
+  chmod 600 "$work/s3-credentials"
+  printf 'chunks = s3://%s/vm\ns3-endpoint = %s\ns3-region = %s\ns3-credentials = %s\ncache-size = 64M\n' \
+    "$bucket" "$MUSCLE_S3_ENDPOINT" "$region" "$work/s3-credentials" >> "$base/musclefs.conf"
+  # The store in the base, so that its cache is $base/pack-cache and
+  # check and status find it by --base.
+  store=$base/store.db
+  start_server
+  [ "$(field chunks)" = "s3://$bucket/vm" ] || { echo "FAIL: chunks not on the bucket: $(s3_status)" >&2; exit 1; }
+  run_guest write tcp "$port" MUSCLE-WRITE-OK 900
+  drain "after the write boot"
+  # Every pack started in the cache: uploaded bytes beyond the cached ones
+  # were evicted.
+  [ "$(field uploaded-bytes)" -gt "$(field cached-bytes)" ] \
+    || { echo "FAIL: nothing evicted from the 64M cache: $(s3_status)" >&2; exit 1; }
+  stop_server
+  n=$(find "$base/pack-cache" -name '*.pack' | wc -l)
+  rm -f "$base"/pack-cache/*.pack
+  start_server
+  echo "restarted on an emptied cache ($n packs removed; $(find "$base/pack-cache" -name '*.pack' | wc -l) fetched back)"
+  run_guest verify tcp "$port" MUSCLE-VERIFY-OK 600
+  drain "after the verify boot"
+  stop_server
+  rm -f "$base"/pack-cache/*.pack
+  out=$("$build/musclefs" check --base "$base" 2>&1) || true
+  echo "$out" | tail -5
+  echo "$out" | tail -1 | grep -qx ok || { echo "FAIL: store check from the bucket: $out" >&2; exit 1; }
+}
+if [ "${MUSCLE_VM_ONLY:-}" = s3 ]; then
+  s3_phase
+  echo "kernel mount test with the chunks on S3 passed"
+  exit 0
+fi
+
 if [ -n "${MUSCLE_VM_ONLY:-}" ]; then
-  [ "$MUSCLE_VM_ONLY" = snapshots ] || { echo "MUSCLE_VM_ONLY: only 'snapshots' can run alone" >&2; exit 2; }
   start_server
   start_relay guest "$relay_port"
   start_relay reader "$ro_port"
