@@ -9,6 +9,8 @@
 #include <cstring>
 
 #include "auth/keys.h"
+#include "crypto/keys.h"
+#include "server/store_key.h"
 #include "common/file_lock.h"
 #include "transport/endpoint.h"
 
@@ -74,6 +76,32 @@ ConfigReport CheckConfig(const Config& c) {
                         " (not contacted by this check)");
     else
       r.problems.push_back("chunks: " + ok.message());
+  }
+  {
+    // The key of an encrypted store: the file parses, and it unlocks (a
+    // passphrase file, or a terminal at start: a service has none).
+    struct stat ks;
+    const std::string& kf = c.server.key.Path();
+    if (!c.server.key.key_file.empty() || lstat(kf.c_str(), &ks) == 0) {
+      auto info = crypto::InspectKeyFileAt(kf);
+      if (!info.ok()) {
+        r.problems.push_back("key-file: " + info.status().message());
+      } else if (info->kind == crypto::KeyFileKind::kPassphrase && c.server.key.passphrase_file.empty() &&
+                 !isatty(0)) {
+        r.problems.push_back("key-file: " + kf +
+                             " needs a passphrase and there is no terminal: set passphrase-file "
+                             "(mode 0600), or use an unattended key file (musclefs key add PATH --unattended)");
+      } else {
+        auto key = c.server.key.passphrase_file.empty() && info->kind == crypto::KeyFileKind::kPassphrase
+                       ? Result<std::shared_ptr<const crypto::MasterKey>>(std::shared_ptr<const crypto::MasterKey>())
+                       : LoadStoreKey(c.server.key);
+        if (!key.ok())
+          r.problems.push_back("key-file: " + key.status().message());
+        else
+          r.notes.push_back("encryption: key " + info->key_id.Hex() + " from " + kf +
+                            (*key ? " (unlocked)" : " (passphrase asked at start)"));
+      }
+    }
   }
   bool tls = false;
   std::vector<transport::Endpoint> eps;

@@ -123,6 +123,11 @@ int Init(const server::Config& c) {
   MakeDirs(c.base, 0700);
   std::shared_ptr<const crypto::MasterKey> key;
   const std::string& key_path = c.server.key.Path();
+  if (!c.encrypt && lstat(key_path.c_str(), &st) == 0) {
+    fprintf(stderr, "musclefs: a key file is at %s: serve would take this plain store for an encrypted "
+                    "one; give --encrypt, or move the key file away\n", key_path.c_str());
+    return 2;
+  }
   if (c.encrypt) {
     if (lstat(key_path.c_str(), &st) == 0) {
       fprintf(stderr, "musclefs: key file %s exists; init makes a new key (move it away, or "

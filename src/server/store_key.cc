@@ -55,7 +55,7 @@ Result<std::string> ReadPassphrase(const std::string& file, const std::string& w
     auto text = ReadOwnerOnlyFile(file, "passphrase file", 4096);
     if (!text.ok()) return text.status();
     pass = std::move(*text);
-    size_t nl = pass.find('\n');
+    size_t nl = pass.find_first_of("\r\n");
     if (nl != std::string::npos) {
       std::string first = pass.substr(0, nl);
       Wipe(pass);

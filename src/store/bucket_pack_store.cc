@@ -297,8 +297,19 @@ Status BucketPackStore::Open(const std::string& owner, const std::map<uint64_t, 
   for (const char* prefix : {kPackPrefix, kIndexPrefix}) {
     auto objects = bucket_->List(prefix);
     if (!objects.ok()) return Status(objects.err(), "list the bucket: " + objects.status().message());
-    for (auto& o : *objects)
+    std::set<std::string> present;
+    for (auto& o : *objects) {
+      present.insert(o.key);
       if (!named.count(o.key)) deletes.push_back(o.key);
+    }
+    if (std::string(prefix) == kPackPrefix) {
+      size_t missing = 0;
+      for (auto& [id, u] : uploaded) missing += !present.count(kPackPrefix + u.name);
+      if (missing)
+        Log("bucket: WARNING: %zu of the %zu packs uploaded to %s are missing from it: reads of their data "
+            "will fail (EIO); musclefs check lists what is lost",
+            missing, uploaded.size(), bucket_->Describe().c_str());
+    }
   }
 
   // Rewrite the manifest compactly.
@@ -572,16 +583,24 @@ Status BucketPackStore::ReadRaw(uint64_t id, uint64_t offset, size_t len, char* 
     MutexLock l(&shared_->mu);
     ++shared_->stats.bucket_reads;
   }
+  // A pack the manifest says is uploaded and the bucket does not give back
+  // is lost or unreachable data: EIO (never ENOENT, which a client would
+  // take for a missing file), with a log line naming it.
+  auto failed = [&](const Status& s) {
+    Log("bucket: reading pack %s (%s) from %s failed: %s", Hex(id).c_str(), name.c_str(),
+        bucket_->Describe().c_str(), s.ToString().c_str());
+    return Status(s.err() == ENOENT ? EIO : s.err(), "pack " + Hex(id) + ": " + s.message());
+  };
   if (want == len) {
     ahead_id_ = 0;
     Status s = bucket_->GetRange(name, offset, len, out);
-    if (!s.ok()) return Status(s.err(), "pack " + Hex(id) + ": " + s.message());
+    if (!s.ok()) return failed(s);
     return s;
   }
   ahead_id_ = 0;
   ahead_.resize(want);
   Status s = bucket_->GetRange(name, offset, want, ahead_.data());
-  if (!s.ok()) return Status(s.err(), "pack " + Hex(id) + ": " + s.message());
+  if (!s.ok()) return failed(s);
   ahead_id_ = id;
   ahead_from_ = offset;
   memcpy(out, ahead_.data(), len);
@@ -818,6 +837,8 @@ std::vector<std::pair<std::string, std::string>> BucketPackStore::StatusFields()
           {"cached-bytes", n(s.cached_bytes)},
           {"cache-limit", n(options_.cache_limit)},
           {"upload-failures", n(s.upload_failures)},
+          {"bucket-reads", n(s.bucket_reads)},
+          {"evictions", n(s.evictions)},
           {"last-error", s.last_error.empty() ? "-" : s.last_error}};
 }
 

@@ -1,6 +1,7 @@
 #include "store/sealed_chunk_store.h"
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 #include "common/log.h"
@@ -14,6 +15,13 @@ constexpr uint64_t kSeal = crypto::kSealOverhead;
 // Chunks kept opened per instance: the reads of a chunk in pieces, and a
 // batch's neighbours.
 constexpr size_t kKeep = 8;
+
+// A container as the pack directory and the bucket name it (16 hex digits).
+std::string PackName(uint64_t id) {
+  char b[20];
+  snprintf(b, sizeof b, "%016llx", (unsigned long long)id);
+  return b;
+}
 
 std::string Le64(uint64_t v) {
   std::string s(8, '\0');
@@ -86,7 +94,7 @@ Status SealedChunkStore::OpenRecord(ChunkLocation at, std::string_view sealed,
     return s;
   }
   if (s.err() != EIO) return s;
-  std::string where = "container " + std::to_string(at.container) + " in " + Location() +
+  std::string where = "pack " + PackName(at.container) + " in " + Location() +
                       ", record at offset " + std::to_string(at.offset);
   Log("store: %s fails authentication (altered, truncated, moved, or sealed under another key): "
       "answered EIO",
@@ -118,7 +126,7 @@ Status SealedChunkStore::ReadBatch(std::span<const ChunkRead> reads) {
     if (r.named && memcmp(r.name, k->name, 32) != 0) {
       // An authentic record of another chunk, put back where the index
       // names this one (a record cut back by a crash and written again).
-      std::string where = "container " + std::to_string(r.at.container) + " in " + Location() +
+      std::string where = "pack " + PackName(r.at.container) + " in " + Location() +
                           ", record at offset " + std::to_string(r.at.offset);
       Log("store: %s holds another chunk than the index names: answered EIO", where.c_str());
       return Status(EIO, where + " holds another chunk than the index names");
@@ -131,11 +139,13 @@ Status SealedChunkStore::ReadBatch(std::span<const ChunkRead> reads) {
 Status SealedChunkStore::ReadRecord(ChunkLocation at, uint64_t size, ChunkRecord* header,
                                     std::string& data) {
   MUSCLE_RETURN_IF_ERROR(inner_->ReadRecord(at, size + kSeal, header, sealed_));
-  if (header->length != size + kSeal)
-    return Status(EIO, "container " + std::to_string(at.container) + " in " + Location() +
-                           ", record at offset " + std::to_string(at.offset) + ": its header says " +
-                           std::to_string(header->length) + " sealed bytes, the index " +
-                           std::to_string(size + kSeal));
+  if (header->length != size + kSeal) {
+    std::string what = "pack " + PackName(at.container) + " in " + Location() + ", record at offset " +
+                       std::to_string(at.offset) + ": its header says " + std::to_string(header->length) +
+                       " sealed bytes, the index " + std::to_string(size + kSeal);
+    Log("store: %s: answered EIO", what.c_str());
+    return Status(EIO, what);
+  }
   header->length -= uint32_t(kSeal);
   data.resize(size);
   return OpenRecord(at, sealed_, header->hash, data.data());
@@ -155,7 +165,7 @@ Status SealedChunkStore::Records(uint64_t container, uint64_t size, std::vector<
   MUSCLE_RETURN_IF_ERROR(inner_->Records(container, size, out));
   for (ChunkRecord& r : out) {
     if (r.length <= kSeal)
-      return Status(EIO, "container " + std::to_string(container) + " in " + Location() +
+      return Status(EIO, "pack " + PackName(container) + " in " + Location() +
                              ": the record at offset " + std::to_string(r.offset) +
                              " is too short to be sealed");
     r.length -= uint32_t(kSeal);

@@ -3,10 +3,12 @@
 #include "server/config_check.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <fstream>
 
+#include "crypto/keys.h"
 #include "server/config.h"
 #include "tests/test_util.h"
 
@@ -68,4 +70,34 @@ TEST_CASE("check-config reports what would stop the server") {
     chmod((dir.path + "/musclefs.conf").c_str(), 0600);
     CHECK(!server::ParseConfig({"serve", "--base", dir.path, "--check-config"}).ok());
   }
+}
+
+TEST_CASE("check-config reads the key of an encrypted store") {
+  TempDir dir;
+  auto master = crypto::MasterKey::Generate();
+  std::string pass = dir.path + "/pass", wrong = dir.path + "/wrong";
+  std::ofstream(pass) << "the passphrase\n";
+  std::ofstream(wrong) << "another\n";
+  chmod(pass.c_str(), 0600);
+  chmod(wrong.c_str(), 0600);
+  REQUIRE(crypto::CreatePassphraseKeyFile(dir.path + "/store.key", master, "the passphrase",
+                                          crypto::KdfParams::Minimum())
+              .ok());
+  if (!isatty(0)) {
+    // No passphrase file and no terminal: a service would not start.
+    auto r = CheckWith(dir.path, "");
+    CHECK_FALSE(r.ok());
+    CHECK(Mentions(r.problems, "needs a passphrase"));
+  }
+  auto bad = CheckWith(dir.path, "passphrase-file = " + wrong + "\n");
+  CHECK_FALSE(bad.ok());
+  CHECK(Mentions(bad.problems, "wrong passphrase"));
+  auto good = CheckWith(dir.path, "passphrase-file = " + pass + "\n");
+  CHECK(good.ok());
+  CHECK(Mentions(good.notes, "encryption: key " + crypto::KeyIdOf(master).Hex()));
+  // A key file that is not one.
+  std::ofstream(dir.path + "/other.key") << "hello\n";
+  auto junk = CheckWith(dir.path, "key-file = " + dir.path + "/other.key\n");
+  CHECK_FALSE(junk.ok());
+  CHECK(Mentions(junk.problems, "key-file"));
 }

@@ -257,7 +257,7 @@ TEST_CASE("encrypted store: a record altered, moved, swapped or truncated on dis
     CHECK_FALSE(r.ok());
     bool named = false;
     for (const auto& p : r.problems) named |= p.find("fails authentication") != std::string::npos &&
-                                              p.find("container " + std::to_string(rows[0].pack)) != std::string::npos;
+                                              p.find("pack 000000000000000" + std::to_string(rows[0].pack)) != std::string::npos;
     CHECK(named);
   };
   // A bit flipped in the ciphertext of a.
