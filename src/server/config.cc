@@ -21,6 +21,9 @@ const char* Usage() {
        musclefs check [options]     verify the store (re-hashes every chunk)
        musclefs gc [options]        compact pack files, give dead space back
        musclefs upgrade [options]   migrate an older store format in place
+       musclefs upgrade --encrypt [--unattended] [options]
+                                    convert a plain store (local packs) to one
+                                    encrypted at rest, in place, snapshots too
        musclefs init [--encrypt [--unattended]] [options]
                                     make a new store (encrypted at rest with
                                     --encrypt: a new master key in its key file)
@@ -357,9 +360,10 @@ Result<Config> ParseConfig(const std::vector<std::string>& args) {
       if (c.command != "serve") return Status(EINVAL, "--check-config goes with serve");
       c.check_config = true;
     } else if (a == "--encrypt" || a == "--unattended") {
-      if (a == "--encrypt" && c.command != "init") return Status(EINVAL, "--encrypt goes with init");
-      if (a == "--unattended" && c.command != "init" && c.command != "key")
-        return Status(EINVAL, "--unattended goes with init --encrypt or key add");
+      if (a == "--encrypt" && c.command != "init" && c.command != "upgrade")
+        return Status(EINVAL, "--encrypt goes with init or upgrade");
+      if (a == "--unattended" && c.command != "init" && c.command != "key" && c.command != "upgrade")
+        return Status(EINVAL, "--unattended goes with init --encrypt, upgrade --encrypt or key add");
       (a == "--encrypt" ? c.encrypt : c.unattended) = true;
     } else if (c.command == "key" && a.rfind("--", 0) != 0) {
       c.operands.push_back(a);
@@ -387,8 +391,8 @@ Result<Config> ParseConfig(const std::vector<std::string>& args) {
   if (c.command == "key" &&
       (c.operands.size() != 2 || (c.operands[0] != "add" && c.operands[0] != "remove")))
     return Status(EINVAL, "usage: musclefs key add PATH | musclefs key remove PATH");
-  if (c.unattended && c.command == "init" && !c.encrypt)
-    return Status(EINVAL, "--unattended goes with init --encrypt");
+  if (c.unattended && (c.command == "init" || c.command == "upgrade") && !c.encrypt)
+    return Status(EINVAL, "--unattended goes with " + c.command + " --encrypt");
   if (c.unattended && c.command == "key" && c.operands[0] != "add")
     return Status(EINVAL, "--unattended goes with key add");
   MUSCLE_RETURN_IF_ERROR(ReadConfigFile(c, c.base + "/musclefs.conf"));

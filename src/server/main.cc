@@ -68,12 +68,72 @@ int Check(const server::Config& c) {
 
 // Opening a store migrates an older format in place (with log lines);
 // upgrade does only that, gc then compacts every pack with dead records.
+// A new master key and its first key file at the key file in force
+// (init --encrypt, upgrade --encrypt); null, with a message, on failure.
+std::shared_ptr<const crypto::MasterKey> MakeKeyFile(const server::Config& c) {
+  const std::string& key_path = c.server.key.Path();
+  struct stat st;
+  if (lstat(key_path.c_str(), &st) == 0) {
+    fprintf(stderr, "musclefs: key file %s exists; a new key needs a new file (move it away, or "
+                    "name another with --key-file)\n", key_path.c_str());
+    return nullptr;
+  }
+  auto master = std::make_shared<crypto::MasterKey>(crypto::MasterKey::Generate());
+  Status w;
+  if (c.unattended) {
+    w = crypto::WriteUnattendedKeyFile(key_path, *master);
+  } else {
+    auto pass = server::ReadPassphrase(c.server.key.passphrase_file, "the new key file " + key_path, true);
+    if (!pass.ok()) {
+      fprintf(stderr, "musclefs: %s\n", pass.status().message().c_str());
+      return nullptr;
+    }
+    w = crypto::CreatePassphraseKeyFile(key_path, *master, *pass);
+  }
+  if (!w.ok()) {
+    fprintf(stderr, "musclefs: key file %s: %s\n", key_path.c_str(), w.ToString().c_str());
+    return nullptr;
+  }
+  return master;
+}
+
+void SayEncrypted(const server::Config& c, const crypto::MasterKey& key, const char* what) {
+  printf("musclefs: store %s %s, encrypted at rest (key id %s); its key is in %s (%s).\n"
+         "musclefs: lose every key file (or its passphrase) and the data is lost: keep a copy "
+         "elsewhere (musclefs key add PATH)\n",
+         c.server.store_path.c_str(), what, crypto::KeyIdOf(key).Hex().c_str(), c.server.key.Path().c_str(),
+         c.unattended ? "unattended: anyone who can read it has the key" : "passphrase");
+}
+
 int Maintain(const server::Config& c) {
   struct stat st;
   if (stat(c.server.store_path.c_str(), &st) != 0) {
     fprintf(stderr, "musclefs: no store at %s (pass --store FILE or --base DIR)\n",
             c.server.store_path.c_str());
     return 2;
+  }
+  if (c.command == "upgrade" && c.encrypt) {
+    // Opened plain (no key), then converted under a new key.
+    auto chunks = server::OpenChunkBackend(c.server.chunks, c.server.store_path);
+    if (!chunks.ok()) {
+      fprintf(stderr, "musclefs: %s\n", chunks.status().ToString().c_str());
+      return 2;
+    }
+    auto s = store::Store::Open(c.server.store_path, std::move(*chunks));
+    if (!s.ok()) {
+      fprintf(stderr, "musclefs: %s\n", s.status().ToString().c_str());
+      return 2;
+    }
+    auto key = MakeKeyFile(c);
+    if (!key) return 2;
+    Status conv = (*s)->ConvertToEncrypted(key);
+    if (!conv.ok()) {
+      fprintf(stderr, "musclefs: upgrade --encrypt: %s (the store is unchanged)\n", conv.ToString().c_str());
+      unlink(c.server.key.Path().c_str());
+      return 1;
+    }
+    SayEncrypted(c, *key, "converted");
+    return 0;
   }
   auto chunks = server::OpenChunkBackend(c.server.chunks, c.server.store_path);
   if (!chunks.ok()) {
@@ -129,28 +189,8 @@ int Init(const server::Config& c) {
     return 2;
   }
   if (c.encrypt) {
-    if (lstat(key_path.c_str(), &st) == 0) {
-      fprintf(stderr, "musclefs: key file %s exists; init makes a new key (move it away, or "
-                      "name another with --key-file)\n", key_path.c_str());
-      return 2;
-    }
-    auto master = std::make_shared<crypto::MasterKey>(crypto::MasterKey::Generate());
-    Status w;
-    if (c.unattended) {
-      w = crypto::WriteUnattendedKeyFile(key_path, *master);
-    } else {
-      auto pass = server::ReadPassphrase(c.server.key.passphrase_file, "the new key file " + key_path, true);
-      if (!pass.ok()) {
-        fprintf(stderr, "musclefs: %s\n", pass.status().message().c_str());
-        return 2;
-      }
-      w = crypto::CreatePassphraseKeyFile(key_path, *master, *pass);
-    }
-    if (!w.ok()) {
-      fprintf(stderr, "musclefs: key file %s: %s\n", key_path.c_str(), w.ToString().c_str());
-      return 1;
-    }
-    key = master;
+    key = MakeKeyFile(c);
+    if (!key) return 2;
   }
   auto chunks = server::OpenChunkBackend(c.server.chunks, c.server.store_path);
   Status made = chunks.status();
@@ -164,11 +204,7 @@ int Init(const server::Config& c) {
     return 1;
   }
   if (key)
-    printf("musclefs: store %s made, encrypted at rest (key id %s); its key is in %s (%s).\n"
-           "musclefs: lose every key file (or its passphrase) and the data is lost: keep a copy "
-           "elsewhere (musclefs key add PATH)\n",
-           c.server.store_path.c_str(), crypto::KeyIdOf(*key).Hex().c_str(), key_path.c_str(),
-           c.unattended ? "unattended: anyone who can read it has the key" : "passphrase");
+    SayEncrypted(c, *key, "made");
   else
     printf("musclefs: store %s made (not encrypted)\n", c.server.store_path.c_str());
   return 0;

@@ -111,7 +111,7 @@ struct BucketPackStore::Shared {
   std::shared_ptr<const crypto::MasterKey> key;
   // The catalog to publish once pack `catalog_needs` (and every one
   // before it) is uploaded; catalog_pending until it is.
-  std::string catalog;
+  std::string catalog GUARDED_BY(mu);
   uint64_t catalog_needs GUARDED_BY(mu) = 0;
   bool catalog_pending GUARDED_BY(mu) = false;
   uint64_t catalog_gen GUARDED_BY(mu) = 0;

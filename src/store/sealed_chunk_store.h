@@ -77,6 +77,10 @@ class SealedChunkStore final : public ChunkStore {
   // The inner store's, and "encryption: xchacha20-poly1305 key <key id>".
   std::vector<std::pair<std::string, std::string>> StatusFields() const override;
 
+  // Conversion of an open plain store (Store::ConvertToEncrypted): the
+  // store below is open already; this one seals for store `owner`.
+  void Adopt(const std::string& owner) { store_id_ = owner; }
+  ChunkStore& inner() { return *inner_; }
   // How many chunks the reads opened (not served from the kept ones); for tests.
   uint64_t opened() const { return opened_; }
 

@@ -115,6 +115,13 @@ class Store final : public Tree {
       const std::string& path, std::shared_ptr<s3::ObjectStore> bucket, const std::string& cache_dir,
       BucketPackStore::Options options, std::shared_ptr<const crypto::MasterKey> key,
       RebuildReport* report = nullptr);
+  // Converts a plain store whose chunks are local pack files to an
+  // encrypted one under `key`, in place (convert.cc, musclefs upgrade
+  // --encrypt): every chunk sealed and renamed, every tree object
+  // re-encoded, the old packs removed. On failure the store must be closed
+  // (it reopens plain, as before). EEXIST if encrypted already, EINVAL for
+  // chunks in a bucket.
+  Status ConvertToEncrypted(std::shared_ptr<const crypto::MasterKey> key);
   // Whether the store is encrypted (made with a key).
   bool encrypted() const { return naming_->keyed(); }
   // A read-only connection to the store a writer (Open) has open at

@@ -442,3 +442,66 @@ TEST_CASE("sealed chunk store: an authentic record of another chunk put back whe
   CHECK(s.err() == EIO);
   CHECK(s.message().find("another chunk than the index names") != std::string::npos);
 }
+
+TEST_CASE("a plain store converted in place: data, snapshots, hard links and xattrs kept, sealed, "
+          "old packs gone", "[sealed][convert]") {
+  test::TempDir dir;
+  std::string path = dir.path + "/store.db";
+  std::string text = Recognisable(2u << 20), old_text = Recognisable(600000).substr(100);
+  uint64_t ia;
+  std::vector<Row> before;
+  {
+    auto s = test::OpenStore(path);
+    ia = WriteFile(*s, "a", old_text);
+    REQUIRE(s->TakeSnapshot("old").ok());
+    SetAttrRequest cut;
+    cut.set_size = true;
+    REQUIRE(s->SetAttr(ia, cut).ok());
+    REQUIRE(s->Write(ia, 0, text).ok());
+    auto d = s->Create(kRootIno, "d", S_IFDIR | 0755, 0, 0);
+    REQUIRE(d.ok());
+    REQUIRE(s->Link(d->ino, "hard", ia).ok());
+    REQUIRE(s->SetXattr(ia, "user.color", "blue", 0).ok());
+    REQUIRE(s->TakeSnapshot("new").ok());
+    REQUIRE(s->Sync(true).ok());
+    before = Rows(path);
+    auto key = KeyOf('c');
+    Status c = s->ConvertToEncrypted(key);
+    INFO(c.ToString());
+    REQUIRE(c.ok());
+    CHECK(s->encrypted());
+    CHECK(test::ReadAll(*s, ia) == text);
+    test::RequireClean(*s);
+    // It goes on: a write after the conversion, a gc.
+    WriteFile(*s, "after", Recognisable(300000));
+    REQUIRE(s->Sync(true).ok());
+    REQUIRE(s->CollectGarbage(true).ok());
+    test::RequireClean(*s);
+  }
+  // Every chunk renamed, none of the old names or the text left on disk.
+  std::string packs = AllBytesUnder(dir.path + "/packs");
+  std::string db = Slurp(path) + Slurp(path + "-wal");
+  for (const Row& r : before) CHECK(packs.find(r.name) == std::string::npos);
+  CHECK(packs.find(text.substr(1u << 20, 64)) == std::string::npos);
+  CHECK(packs.find(old_text.substr(4096, 64)) == std::string::npos);
+  CHECK_FALSE(Store::Open(path).ok());
+  auto s = OpenKeyed(path, KeyOf('c'));
+  CHECK(test::ReadAll(*s, ia) == text);
+  auto hard = s->Lookup(s->Lookup(kRootIno, "d")->ino, "hard");
+  REQUIRE(hard.ok());
+  CHECK(hard->ino == ia);
+  auto x = s->GetXattr(ia, "user.color");
+  REQUIRE(x.ok());
+  CHECK(*x == "blue");
+  // Both snapshots still read (their objects re-encoded with new names).
+  auto old_version = s->Restore("old", "a", "a-old");
+  INFO(old_version.status().ToString());
+  REQUIRE(old_version.ok());
+  CHECK(test::ReadAll(*s, old_version->ino) == old_text);
+  auto diff = s->Diff("old", "new", "");
+  REQUIRE(diff.ok());
+  CHECK_FALSE(diff->empty());
+  test::RequireClean(*s);
+  // Converting twice is refused.
+  CHECK(s->ConvertToEncrypted(KeyOf('d')).err() == EEXIST);
+}
