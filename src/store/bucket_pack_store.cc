@@ -89,6 +89,7 @@ struct BucketPackStore::Shared {
   };
   struct Job {
     uint64_t id, size, gen;
+    bool index_only = false;  // an uploaded pack whose index object is missing
   };
   std::string manifest_path;
   Mutex mu;
@@ -148,7 +149,7 @@ struct BucketPackStore::Shared {
     ++gen[id];
     for (auto it = uploads.begin(); it != uploads.end();) {
       if (it->id == id) {
-        stats.pending_bytes -= it->size;
+        if (!it->index_only) stats.pending_bytes -= it->size;
         it = uploads.erase(it);
       } else {
         ++it;
@@ -289,7 +290,7 @@ Status BucketPackStore::Open(const std::string& owner, const std::map<uint64_t, 
   floor_ = cache_->mark().container;
 
   // Objects the manifest does not name: uploads cut short by a crash.
-  std::set<std::string> named;
+  std::set<std::string> named, indexed;
   for (auto& [id, u] : uploaded) {
     named.insert(kPackPrefix + u.name);
     named.insert(kIndexPrefix + u.name);
@@ -299,6 +300,7 @@ Status BucketPackStore::Open(const std::string& owner, const std::map<uint64_t, 
     if (!objects.ok()) return Status(objects.err(), "list the bucket: " + objects.status().message());
     std::set<std::string> present;
     for (auto& o : *objects) {
+      if (std::string(prefix) == kIndexPrefix) indexed.insert(o.key);
       present.insert(o.key);
       if (!named.count(o.key)) deletes.push_back(o.key);
     }
@@ -348,6 +350,18 @@ Status BucketPackStore::Open(const std::string& owner, const std::map<uint64_t, 
     open_dirty_ = open && !open_uploaded && committed.rbegin()->second > kContainerHeaderSize;
     open_since_ = std::chrono::steady_clock::now();
     for (auto& k : deletes) shared_->deletes.push_back(k);
+    // Uploaded packs without an index object (uploaded by a version that
+    // wrote none, or the index upload was lost): written now, so that the
+    // bucket can rebuild the store.
+    size_t reindex = 0;
+    for (auto& [id, u] : shared_->uploaded)
+      if (!indexed.count(kIndexPrefix + u.name)) {
+        shared_->uploads.push_back({id, u.size, shared_->gen[id], true});
+        reindex++;
+      }
+    if (reindex) Log("bucket: %zu uploaded packs have no index object in %s: writing them", reindex,
+                     bucket_->Describe().c_str());
+    shared_->cv.SignalAll();
     to_upload = shared_->uploads.size();
   }
   if (!deletes.empty() || to_upload)
@@ -574,7 +588,7 @@ Status BucketPackStore::ReadRaw(uint64_t id, uint64_t offset, size_t len, char* 
     memcpy(out, ahead_.data() + (offset - ahead_from_), len);
     return Status::Ok();
   }
-  if (name.empty()) return Status(ENOENT, "pack " + Hex(id) + " is neither in the cache " + dir_ + " nor uploaded");
+  if (name.empty()) return Status(EIO, "pack " + Hex(id) + " is neither in the cache " + dir_ + " nor uploaded");
   if (offset > size || len > size - offset)
     return Status(EIO, "pack " + Hex(id) + ": " + std::to_string(len) + " bytes at " + std::to_string(offset) +
                            " reach past its " + std::to_string(size) + " bytes");
@@ -678,6 +692,7 @@ void BucketPackStore::UploaderMain() {
         continue;
       }
       delay = 0;
+      sh.stats.last_error.clear();
       if (sh.catalog_gen == gen) sh.catalog_pending = false;
       sh.cv.SignalAll();
       continue;
@@ -699,6 +714,26 @@ void BucketPackStore::UploaderMain() {
     }
     Shared::Job job = sh.uploads.front();
     sh.busy = true;
+    if (job.index_only) {
+      auto u = sh.uploaded.find(job.id);
+      std::string name = u == sh.uploaded.end() ? std::string() : u->second.name;
+      l.Unlock();
+      Status s = name.empty() ? Status::Ok() : WriteIndexOf(job.id, job.size, name);
+      l.Lock();
+      sh.busy = false;
+      if (!s.ok()) {
+        back_off(s, "index object of pack " + Hex(job.id));
+        continue;
+      }
+      delay = 0;
+      for (auto it = sh.uploads.begin(); it != sh.uploads.end(); ++it)
+        if (it->id == job.id && it->index_only) {
+          sh.uploads.erase(it);
+          break;
+        }
+      sh.cv.SignalAll();
+      continue;
+    }
     l.Unlock();
     // The pack as committed: `size` bytes of its cache file.
     std::string path = dir_ + "/" + Hex(job.id) + ".pack";
@@ -716,21 +751,8 @@ void BucketPackStore::UploaderMain() {
     auto started = std::chrono::steady_clock::now();
     if (s.ok()) s = bucket_->Put(kPackPrefix + *name, body);
     bool pack_put = s.ok();
-    if (s.ok()) {
-      // Its index object: what restore-from needs to know of this pack.
-      PackIndex index{job.id, job.size, {}};
-      s = WalkRecords(
-          [&](void* buf, size_t len, uint64_t at) {
-            if (at > body.size() || len > body.size() - at) return EIO;
-            memcpy(buf, body.data() + at, len);
-            return 0;
-          },
-          job.size, "pack " + Hex(job.id), index.records);
-      auto sealed = s.ok() ? SealBucketObject(shared_->key.get(), shared_->store_id, kIndexPrefix + *name,
-                                              EncodePackIndex(index))
-                           : Result<std::string>(s);
-      s = sealed.ok() ? bucket_->Put(kIndexPrefix + *name, *sealed) : sealed.status();
-    }
+    // Its index object: what restore-from needs to know of this pack.
+    if (s.ok()) s = PutIndex(job.id, job.size, *name, body);
     double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     l.Lock();
     sh.busy = false;
@@ -759,7 +781,7 @@ void BucketPackStore::UploaderMain() {
     sh.uploaded[job.id] = {*name, job.size};
     ++sh.stats.uploads;
     for (auto it = sh.uploads.begin(); it != sh.uploads.end(); ++it) {
-      if (it->id == job.id && it->gen == job.gen) {
+      if (it->id == job.id && it->gen == job.gen && !it->index_only) {
         sh.stats.pending_bytes -= it->size;
         sh.uploads.erase(it);
         break;
@@ -795,6 +817,37 @@ Status BucketPackStore::WriteManifest(const std::string& dir, const std::string&
   close(fd);
   MUSCLE_RETURN_IF_ERROR(w);
   return SyncDir(dir);
+}
+
+Status BucketPackStore::PutIndex(uint64_t id, uint64_t size, const std::string& name, const std::string& body) {
+  PackIndex index{id, size, {}};
+  MUSCLE_RETURN_IF_ERROR(WalkRecords(
+      [&](void* buf, size_t len, uint64_t at) {
+        if (at > body.size() || len > body.size() - at) return EIO;
+        memcpy(buf, body.data() + at, len);
+        return 0;
+      },
+      size, "pack " + Hex(id), index.records));
+  auto sealed = SealBucketObject(shared_->key.get(), shared_->store_id, kIndexPrefix + name, EncodePackIndex(index));
+  if (!sealed.ok()) return sealed.status();
+  return bucket_->Put(kIndexPrefix + name, *sealed);
+}
+
+Status BucketPackStore::WriteIndexOf(uint64_t id, uint64_t size, const std::string& name) {
+  // From the cache when the pack is there, else from the bucket.
+  std::string path = dir_ + "/" + Hex(id) + ".pack";
+  std::string body(size, '\0');
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  bool local = fd >= 0 && vfs::FileRead(fd, body.data(), body.size(), 0) == 0;
+  if (fd >= 0) close(fd);
+  if (!local) {
+    auto got = bucket_->Get(kPackPrefix + name);
+    if (!got.ok()) return got.status();
+    if (got->size() != size) return Status(EIO, "pack " + Hex(id) + " in the bucket has " + std::to_string(got->size()) +
+                                                    " bytes, the manifest says " + std::to_string(size));
+    body = std::move(*got);
+  }
+  return PutIndex(id, size, name, body);
 }
 
 void BucketPackStore::SetMasterKey(std::shared_ptr<const crypto::MasterKey> key) {
@@ -845,7 +898,8 @@ std::vector<std::pair<std::string, std::string>> BucketPackStore::StatusFields()
 BucketStats BucketPackStore::stats() const {
   MutexLock l(&shared_->mu);
   BucketStats s = shared_->stats;
-  s.pending_packs = shared_->uploads.size();
+  s.pending_packs = 0;
+  for (const Shared::Job& j : shared_->uploads) s.pending_packs += !j.index_only;
   s.uploaded_packs = shared_->uploaded.size();
   s.uploaded_bytes = 0;
   for (auto& [id, u] : shared_->uploaded) s.uploaded_bytes += u.size;

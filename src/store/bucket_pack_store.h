@@ -166,6 +166,10 @@ class BucketPackStore final : public ContainerChunkStore {
   // more than the limit.
   void Evict();
   void UploaderMain();
+  // The index object of uploaded pack `id` (`size` bytes, object `name`)
+  // from its bytes `body`, or (WriteIndexOf) read from the cache or bucket.
+  Status PutIndex(uint64_t id, uint64_t size, const std::string& name, const std::string& body);
+  Status WriteIndexOf(uint64_t id, uint64_t size, const std::string& name);
   // Seals the open pack and queues its upload if its oldest not-uploaded
   // byte is older than seal_after_s (its bytes are synced).
   void MaybeSealEarly();

@@ -5,6 +5,7 @@
 // thread opening the store, before anything else uses it.
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -57,7 +58,9 @@ Status Store::LoadRebuildIndex() {
   id.BindText(1, src.store_id);
   MUSCLE_RETURN_IF_ERROR(id.Run());
   Stmt pack(db_, "INSERT INTO packs(id, size) VALUES(?, ?)");
-  Stmt chunk(db_, "INSERT OR IGNORE INTO chunks(hash, size, refs, pack, offset, kind) VALUES(?,?,0,?,?,0)");
+  // Packs in increasing order, records in order: a chunk written again
+  // (after its earlier copy died) is found at its newest place.
+  Stmt chunk(db_, "INSERT OR REPLACE INTO chunks(hash, size, refs, pack, offset, kind) VALUES(?,?,0,?,?,0)");
   uint64_t overhead = key_ ? kRecordHeaderSize + crypto::kSealOverhead : kRecordHeaderSize;
   for (const PackIndex& p : src.packs) {
     pack.Bind(1, int64_t(p.container)).Bind(2, int64_t(p.size));
@@ -141,10 +144,15 @@ Status Store::RebuildTree() {
       ra->gid = newest.gid;
       ra->mtime_ns = newest.mtime_ns;
       ra->atime_ns = newest.mtime_ns;
+      ra->ctime_ns = newest.ctime_ns;
+      ra->btime_ns = newest.btime_ns;
       MUSCLE_RETURN_IF_ERROR(StoreAttr(*ra));
     }
     Stmt dead(db_, "DELETE FROM chunks WHERE refs<=0");
-    return dead.Run();
+    MUSCLE_RETURN_IF_ERROR(dead.Run());
+    // The next snapshot counts as added only what is new after the rebuild.
+    Stmt last(db_, "UPDATE snapshots SET last_chunk=(SELECT coalesce(max(id), 0) FROM chunks)");
+    return last.Run();
   });
 }
 
@@ -177,8 +185,9 @@ Result<std::unique_ptr<Store>> Store::RebuildFromBucket(const std::string& path,
     return Status(EEXIST, "a store exists at " + path + ": restore-from makes a new one (a new --base)");
   auto owner = bucket->Get("owner");
   if (!owner.ok())
-    return Status(owner.err(), bucket->Describe() + " holds no musclefs store (its owner object: " +
-                                   owner.status().message() + ")");
+    return Status(owner.err(), owner.err() == ENOENT
+                                   ? bucket->Describe() + " holds no musclefs store (no owner object)"
+                                   : "cannot read " + bucket->Describe() + ": " + owner.status().message());
   RebuildSource src;
   src.store_id = *owner;
   while (!src.store_id.empty() && (src.store_id.back() == '\n' || src.store_id.back() == '\r'))
@@ -197,8 +206,19 @@ Result<std::unique_ptr<Store>> Store::RebuildFromBucket(const std::string& path,
   if (!listed.ok()) return listed.status();
   auto packs = bucket->List("packs/");
   if (!packs.ok()) return packs.status();
-  std::set<std::string> present;
+  std::set<std::string> present, indexed;
   for (auto& o : *packs) present.insert(o.key.substr(6));
+  for (auto& o : *listed) indexed.insert(o.key.substr(6));
+  size_t uncovered = 0;
+  for (const std::string& p : present) uncovered += !indexed.count(p);
+  if (uncovered)
+    // Nothing is changed: the open below would delete them as orphans.
+    return Status(EIO, std::to_string(uncovered) + " of the " + std::to_string(present.size()) + " packs in " +
+                           bucket->Describe() +
+                           " have no index object (uploaded by an older musclefs, which wrote none, or "
+                           "being uploaded by a server still running on that bucket): serve the old "
+                           "store once with this version (it writes them), stop it, and retry; nothing "
+                           "was changed");
   std::vector<BucketPackStore::ManifestEntry> manifest;
   std::set<uint64_t> containers;
   for (auto& o : *listed) {
@@ -218,6 +238,8 @@ Result<std::unique_ptr<Store>> Store::RebuildFromBucket(const std::string& path,
   size_t slash = path.rfind('/');
   if (slash != std::string::npos && slash > 0) MakeDirs(path.substr(0, slash), 0700);
   MakeDirs(cache_dir, 0700);
+  std::sort(src.packs.begin(), src.packs.end(),
+            [](const PackIndex& a, const PackIndex& b) { return a.container < b.container; });
   MUSCLE_RETURN_IF_ERROR(BucketPackStore::WriteManifest(cache_dir, src.store_id, manifest));
   auto chunks = std::make_unique<BucketPackStore>(bucket, cache_dir, options);
   auto s = Rebuild(path, std::move(chunks), key, src);

@@ -218,3 +218,41 @@ TEST_CASE("bucket objects: pack index and catalog round trip; malformed ones ref
   CHECK(OpenBucketObject(key.get(), "store", "index/abc", *plain).err() == EIO);
   CHECK(*OpenBucketObject(nullptr, "store", "index/abc", *plain) == "text");
 }
+
+TEST_CASE("rebuild from the bucket: packs without index objects are refused, untouched, and written "
+          "by the next open of the old store", "[rebuild]") {
+  test::TempDir dir;
+  auto bucket = std::make_shared<s3::DirObjectStore>(dir.path + "/bucket");
+  Original o = MakeOriginal(dir.path + "/one", bucket, nullptr);
+  // As a bucket written before index objects existed.
+  auto idx = bucket->List("index/");
+  REQUIRE(idx.ok());
+  REQUIRE_FALSE(idx->empty());
+  for (auto& i : *idx) REQUIRE(bucket->Delete(i.key).ok());
+  auto packs = bucket->List("packs/");
+  REQUIRE(packs.ok());
+  auto refused = Store::RebuildFromBucket(dir.path + "/two/store.db", bucket, dir.path + "/two/cache", Opts(), nullptr);
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.status().message().find("no index object") != std::string::npos);
+  auto still = bucket->List("packs/");
+  REQUIRE(still.ok());
+  CHECK(still->size() == packs->size());
+  {
+    // The old store opened once: it writes the missing index objects.
+    auto owned = std::make_unique<BucketPackStore>(bucket, dir.path + "/one/cache", Opts());
+    BucketPackStore* chunks = owned.get();
+    auto s = Store::Open(dir.path + "/one/store.db", std::move(owned));
+    INFO(s.status().ToString());
+    REQUIRE(s.ok());
+    REQUIRE(chunks->Drain(30).ok());
+    CHECK(chunks->stats().pending_packs == 0);
+  }
+  auto rebuilt = Store::RebuildFromBucket(dir.path + "/three/store.db", bucket, dir.path + "/three/cache", Opts(),
+                                          nullptr);
+  INFO(rebuilt.status().ToString());
+  REQUIRE(rebuilt.ok());
+  auto h = (*rebuilt)->TreeHash();
+  REQUIRE(h.ok());
+  CHECK(*h == o.tree);
+  test::RequireClean(**rebuilt);
+}
