@@ -113,6 +113,11 @@ int Maintain(const server::Config& c) {
     return 2;
   }
   if (c.command == "upgrade" && c.encrypt) {
+    if (!c.server.chunks.url.empty()) {
+      fprintf(stderr, "musclefs: a store whose chunks are in a bucket cannot be converted: make an encrypted "
+                      "one (musclefs init --encrypt) on a new base and prefix, and copy the files in\n");
+      return 2;
+    }
     // Opened plain (no key), then converted under a new key.
     auto chunks = server::OpenChunkBackend(c.server.chunks, c.server.store_path);
     if (!chunks.ok()) {
@@ -175,7 +180,7 @@ int Init(const server::Config& c) {
             c.server.store_path == ":memory:"
                 ? "init makes a store file, not :memory:"
                 : ("a store exists at " + c.server.store_path +
-                   " (encryption is chosen when a store is made: init a new --base)").c_str());
+                   " (to encrypt it: musclefs upgrade --encrypt)").c_str());
     return 2;
   }
   std::string dir = c.server.store_path.substr(0, c.server.store_path.rfind('/'));

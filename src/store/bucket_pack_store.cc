@@ -69,6 +69,18 @@ Status SyncDir(const std::string& dir) {
   return rc ? ErrnoStatus(rc, "sync " + dir) : Status::Ok();
 }
 
+// The first line of a small file, "" when there is none.
+std::string ReadLine(const std::string& path) {
+  std::string line;
+  if (FILE* f = fopen(path.c_str(), "r")) {
+    char buf[128];
+    if (fgets(buf, sizeof buf, f)) line = buf;
+    fclose(f);
+  }
+  while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
+  return line;
+}
+
 Status WriteAll(int fd, const std::string& data, const std::string& what) {
   size_t done = 0;
   while (done < data.size()) {
@@ -96,7 +108,13 @@ struct BucketPackStore::Shared {
   CondVar cv;  // work for the uploader; progress for Drain
   std::map<uint64_t, Uploaded> uploaded GUARDED_BY(mu);
   std::deque<Job> uploads GUARDED_BY(mu);        // the front one may be in flight
-  std::deque<std::string> deletes GUARDED_BY(mu);  // object keys
+  // Object keys to delete; one with `after` set waits until every pack up
+  // to that one is uploaded (gc: the live records it moved are in those).
+  struct Delete {
+    std::string key;
+    uint64_t after = 0;
+  };
+  std::deque<Delete> deletes GUARDED_BY(mu);
   std::map<uint64_t, uint64_t> gen GUARDED_BY(mu);  // bumped when a pack's upload is voided
   std::map<uint64_t, uint64_t> cached GUARDED_BY(mu);    // cache files: id -> bytes
   std::map<uint64_t, uint64_t> last_use GUARDED_BY(mu);  // id -> use tick
@@ -117,10 +135,22 @@ struct BucketPackStore::Shared {
   bool catalog_pending GUARDED_BY(mu) = false;
   uint64_t catalog_gen GUARDED_BY(mu) = 0;
 
-  // Deletes an uploaded pack's object and its index object.
-  void DeleteUpload(const std::string& name) REQUIRES(mu) {
-    deletes.push_back(kPackPrefix + name);
-    deletes.push_back(kIndexPrefix + name);
+  // Deletes an uploaded pack's object and its index object (see Delete).
+  void DeleteUpload(const std::string& name, uint64_t after = 0) REQUIRES(mu) {
+    deletes.push_back({kPackPrefix + name, after});
+    deletes.push_back({kIndexPrefix + name, after});
+  }
+  // Whether every pack up to `n` is uploaded (or gone from the cache).
+  bool UploadedUpTo(uint64_t n) REQUIRES(mu) {
+    for (const Job& j : uploads)
+      if (j.id <= n && !j.index_only) return false;
+    return n == 0 || uploaded.count(n) || !cached.count(n);
+  }
+  // The first delete that may run now, or deletes.end().
+  std::deque<Delete>::iterator ReadyDelete() REQUIRES(mu) {
+    for (auto it = deletes.begin(); it != deletes.end(); ++it)
+      if (it->after == 0 || UploadedUpTo(it->after)) return it;
+    return deletes.end();
   }
   // Whether every pack up to the one the catalog needs is uploaded.
   bool CatalogReady() REQUIRES(mu) {
@@ -145,7 +175,9 @@ struct BucketPackStore::Shared {
     stats.pending_bytes += size;
     cv.SignalAll();
   }
-  void Void(uint64_t id) REQUIRES(mu) {
+  // `after`: its objects are deleted only once every pack up to that one
+  // is uploaded (0: at once).
+  void Void(uint64_t id, uint64_t after = 0) REQUIRES(mu) {
     ++gen[id];
     for (auto it = uploads.begin(); it != uploads.end();) {
       if (it->id == id) {
@@ -157,9 +189,9 @@ struct BucketPackStore::Shared {
     }
     auto u = uploaded.find(id);
     if (u != uploaded.end()) {
-      Status s = Record("D " + Hex(id) + "\n");
+      Status s = Record("D " + Hex(id) + (after ? " " + Hex(after) : std::string()) + "\n");
       if (!s.ok()) Log("bucket: %s (the upload of pack %s is deleted anyway)", s.ToString().c_str(), Hex(id).c_str());
-      DeleteUpload(u->second.name);
+      DeleteUpload(u->second.name, after);
       uploaded.erase(u);
     }
     cv.SignalAll();
@@ -216,22 +248,30 @@ Status BucketPackStore::Open(const std::string& owner, const std::map<uint64_t, 
   if (read_only_) return Status(EROFS, "a bucket reader cannot be opened as a writer");
   if (mkdir(dir_.c_str(), 0700) != 0 && errno != EEXIST) return ErrnoStatus(errno, "mkdir " + dir_);
 
-  // The bucket prefix belongs to one store.
+  // The bucket prefix belongs to one store, and to one instance of it.
   auto have = bucket_->Get("owner");
+  std::string local_token = ReadLine(dir_ + "/bucket-owner");
   if (have.ok()) {
     std::string o = *have;
     while (!o.empty() && (o.back() == '\n' || o.back() == '\r')) o.pop_back();
-    if (o != owner)
-      return Status(EEXIST, bucket_->Describe() + " belongs to another store (" + o + ", this one is " + owner +
+    std::string id = o.substr(0, o.find(' '));
+    std::string token = o.find(' ') == std::string::npos ? "" : o.substr(o.find(' ') + 1);
+    if (id != owner)
+      return Status(EEXIST, bucket_->Describe() + " belongs to another store (" + id + ", this one is " + owner +
                                 "): give each store its own bucket prefix");
+    if (!options_.taking_over && !token.empty() && token != local_token)
+      return Status(EEXIST, bucket_->Describe() + " was taken over by another instance of store " + owner +
+                                " (musclefs restore-from elsewhere): this one must not use it any more");
+    if (!options_.taking_over && token.empty()) MUSCLE_RETURN_IF_ERROR(TakeOver(*bucket_, dir_, owner));
   } else if (have.err() == ENOENT) {
-    MUSCLE_RETURN_IF_ERROR(bucket_->Put("owner", owner + "\n"));
+    MUSCLE_RETURN_IF_ERROR(TakeOver(*bucket_, dir_, owner));
   } else {
     return Status(have.err(), "cannot reach the bucket: " + have.status().message());
   }
 
   // The manifest: what was uploaded.
   std::map<uint64_t, Shared::Uploaded> uploaded;
+  std::map<std::string, uint64_t> gc_waits;  // object key -> pack to wait for
   if (FILE* f = fopen(shared_->manifest_path.c_str(), "r")) {
     char line[256];
     while (fgets(line, sizeof line, f)) {
@@ -240,6 +280,13 @@ Status BucketPackStore::Open(const std::string& owner, const std::map<uint64_t, 
       if (sscanf(line, "U %llx %63s %llu", &id, name, &size) == 3) {
         uploaded[id] = {name, size};
       } else if (sscanf(line, "D %llx", &id) == 1) {
+        // "D <id> <after>": removed by gc; its objects wait for the upload
+        // of pack <after>, which holds what gc moved out of it.
+        unsigned long long did, after = 0;
+        if (sscanf(line, "D %llx %llx", &did, &after) == 2 && after && uploaded.count(id)) {
+          gc_waits[kPackPrefix + uploaded[id].name] = after;
+          gc_waits[kIndexPrefix + uploaded[id].name] = after;
+        }
         uploaded.erase(id);
       }
       // Anything else is a line torn by a crash: the upload it would have
@@ -247,7 +294,7 @@ Status BucketPackStore::Open(const std::string& owner, const std::map<uint64_t, 
     }
     fclose(f);
   }
-  std::vector<std::string> deletes;
+  std::vector<std::string> deletes;  // once the committed packs are all uploaded
   for (auto it = uploaded.begin(); it != uploaded.end();) {
     auto c = committed.find(it->first);
     if (c == committed.end() || c->second != it->second.size) {
@@ -349,7 +396,13 @@ Status BucketPackStore::Open(const std::string& owner, const std::map<uint64_t, 
     }
     open_dirty_ = open && !open_uploaded && committed.rbegin()->second > kContainerHeaderSize;
     open_since_ = std::chrono::steady_clock::now();
-    for (auto& k : deletes) shared_->deletes.push_back(k);
+    // (a gc that removed packs and stopped before the packs holding what it
+    // moved were uploaded leaves them unnamed: they go only after those.)
+    if (options_.sweep)
+      for (auto& k : deletes) {
+        auto w = gc_waits.find(k);
+        shared_->deletes.push_back({k, w == gc_waits.end() ? 0 : w->second});
+      }
     // Uploaded packs without an index object (uploaded by a version that
     // wrote none, or the index upload was lost): written now, so that the
     // bucket can rebuild the store.
@@ -529,7 +582,9 @@ Status BucketPackStore::Remove(uint64_t container) {
   if (ahead_id_ == container) ahead_id_ = 0;
   MUSCLE_RETURN_IF_ERROR(cache_->Remove(container));
   MutexLock l(&shared_->mu);
-  shared_->Void(container);
+  // Its objects go once the pack gc moved its live records into (the open
+  // one, or later ones) is uploaded: until then the bucket needs them.
+  shared_->Void(container, cache_->mark().container);
   shared_->cached.erase(container);
   shared_->last_use.erase(container);
   return Status::Ok();
@@ -678,9 +733,10 @@ void BucketPackStore::UploaderMain() {
     while (!sh.stop && std::chrono::steady_clock::now() < until) sh.cv.WaitUntil(&sh.mu, until);
   };
   for (;;) {
-    while (!sh.stop && sh.uploads.empty() && sh.deletes.empty() && !sh.CatalogReady()) sh.cv.Wait(&sh.mu);
+    while (!sh.stop && sh.uploads.empty() && sh.ReadyDelete() == sh.deletes.end() && !sh.CatalogReady())
+      sh.cv.Wait(&sh.mu);
     if (sh.stop) return;
-    if (sh.deletes.empty() && sh.CatalogReady()) {
+    if (sh.ReadyDelete() == sh.deletes.end() && sh.CatalogReady()) {
       uint64_t gen = sh.catalog_gen;
       std::string text = sh.catalog;
       l.Unlock();
@@ -697,8 +753,8 @@ void BucketPackStore::UploaderMain() {
       sh.cv.SignalAll();
       continue;
     }
-    if (!sh.deletes.empty()) {
-      std::string key = sh.deletes.front();
+    if (auto ready = sh.ReadyDelete(); ready != sh.deletes.end()) {
+      std::string key = ready->key;
       l.Unlock();
       Status s = bucket_->Delete(key);
       l.Lock();
@@ -708,10 +764,15 @@ void BucketPackStore::UploaderMain() {
       }
       delay = 0;
       sh.stats.last_error.clear();
-      if (!sh.deletes.empty() && sh.deletes.front() == key) sh.deletes.pop_front();
+      for (auto it = sh.deletes.begin(); it != sh.deletes.end(); ++it)
+        if (it->key == key) {
+          sh.deletes.erase(it);
+          break;
+        }
       sh.cv.SignalAll();
       continue;
     }
+    if (sh.uploads.empty()) continue;
     Shared::Job job = sh.uploads.front();
     sh.busy = true;
     if (job.index_only) {
@@ -721,16 +782,25 @@ void BucketPackStore::UploaderMain() {
       Status s = name.empty() ? Status::Ok() : WriteIndexOf(job.id, job.size, name);
       l.Lock();
       sh.busy = false;
+      // Done, or given up (the pack is neither in the cache nor in the
+      // bucket: nothing can index it), or moved to the back of the queue
+      // so that it holds up no upload while it fails.
+      for (auto it = sh.uploads.begin(); it != sh.uploads.end(); ++it)
+        if (it->id == job.id && it->index_only) {
+          Shared::Job again = *it;
+          sh.uploads.erase(it);
+          if (!s.ok() && s.err() != ENOENT) sh.uploads.push_back(again);
+          break;
+        }
       if (!s.ok()) {
+        if (s.err() == ENOENT)
+          Log("bucket: pack %s is in neither the cache nor %s: no index object can be written for it (%s)",
+              Hex(job.id).c_str(), bucket_->Describe().c_str(), s.ToString().c_str());
         back_off(s, "index object of pack " + Hex(job.id));
         continue;
       }
       delay = 0;
-      for (auto it = sh.uploads.begin(); it != sh.uploads.end(); ++it)
-        if (it->id == job.id && it->index_only) {
-          sh.uploads.erase(it);
-          break;
-        }
+      sh.stats.last_error.clear();
       sh.cv.SignalAll();
       continue;
     }
@@ -792,6 +862,23 @@ void BucketPackStore::UploaderMain() {
   }
 }
 
+Status BucketPackStore::TakeOver(s3::ObjectStore& bucket, const std::string& dir, const std::string& owner) {
+  auto token = RandomName();
+  if (!token.ok()) return token.status();
+  // Locally first: a crash between the two leaves this instance refused
+  // (the bucket still names the old token), never two instances accepted.
+  std::string path = dir + "/bucket-owner", tmp = path + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return ErrnoStatus(errno, "create " + tmp);
+  Status w = WriteAll(fd, *token + "\n", tmp);
+  if (w.ok() && fsync(fd) != 0) w = ErrnoStatus(errno, "sync " + tmp);
+  close(fd);
+  MUSCLE_RETURN_IF_ERROR(w);
+  if (rename(tmp.c_str(), path.c_str()) != 0) return ErrnoStatus(errno, "rename " + tmp);
+  MUSCLE_RETURN_IF_ERROR(SyncDir(dir));
+  return bucket.Put("owner", owner + " " + *token + "\n");
+}
+
 Status BucketPackStore::WriteManifest(const std::string& dir, const std::string& owner,
                                       const std::vector<ManifestEntry>& entries) {
   if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return ErrnoStatus(errno, "mkdir " + dir);
@@ -851,6 +938,7 @@ Status BucketPackStore::WriteIndexOf(uint64_t id, uint64_t size, const std::stri
 }
 
 void BucketPackStore::SetMasterKey(std::shared_ptr<const crypto::MasterKey> key) {
+  if (read_only_) return;  // the writer's is shared (and read by its uploader)
   shared_->key = std::move(key);
 }
 
@@ -867,7 +955,7 @@ void BucketPackStore::PublishCatalog(std::string text) {
 Status BucketPackStore::Drain(double seconds) {
   auto until = After(seconds);
   MutexLock l(&shared_->mu);
-  while (!shared_->uploads.empty() || !shared_->deletes.empty() || shared_->busy ||
+  while (!shared_->uploads.empty() || shared_->ReadyDelete() != shared_->deletes.end() || shared_->busy ||
          shared_->CatalogReady()) {
     if (!shared_->cv.WaitUntil(&shared_->mu, until) && std::chrono::steady_clock::now() >= until)
       return Status(ETIMEDOUT, std::to_string(shared_->uploads.size()) + " uploads and " +

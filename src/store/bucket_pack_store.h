@@ -103,6 +103,14 @@ class BucketPackStore final : public ContainerChunkStore {
     // reach the bucket within about this long, not only once 32 MiB are
     // written. Smaller packs are the price (at most one per this interval).
     double seal_after_s = 10;
+    // Delete, at Open, the objects the manifest does not name (uploads cut
+    // short, voided ones). Off for restore-from's first open: its manifest
+    // is built from what the bucket shows, and it must change nothing.
+    bool sweep = true;
+    // restore-from's first open: the bucket's owner token (below) may be
+    // another instance's; the rebuild takes the bucket over once it is done
+    // (TakeOver).
+    bool taking_over = false;
   };
   // A writer (to be Opened) on `bucket` with its cache in `cache_dir`.
   BucketPackStore(std::shared_ptr<s3::ObjectStore> bucket, std::string cache_dir, Options options);
@@ -147,6 +155,13 @@ class BucketPackStore final : public ContainerChunkStore {
   };
   static Status WriteManifest(const std::string& dir, const std::string& owner,
                               const std::vector<ManifestEntry>& entries);
+  // The bucket's "owner" object is "<store id> <token>": the token names the
+  // instance of the store that uses the bucket (kept in DIR/bucket-owner).
+  // An instance whose token is not the bucket's was taken over (by
+  // restore-from on another host) and refuses to open (EEXIST), so that an
+  // old server brought back cannot delete what the new one uploads.
+  // TakeOver writes a new token for `owner` to the bucket and `dir`.
+  static Status TakeOver(s3::ObjectStore& bucket, const std::string& dir, const std::string& owner);
   // Waits up to `seconds` until every queued upload and delete is done;
   // ETIMEDOUT (with what is left) otherwise.
   Status Drain(double seconds);

@@ -55,7 +55,8 @@ Status Store::ConvertToEncrypted(std::shared_ptr<const crypto::MasterKey> key) {
   key_ = key;
   uint64_t chunks = 0, objects = 0, bytes = 0;
   Status s = Atomically([&]() -> Status {
-    std::map<ObjectHash, ObjectHash> renamed;
+    std::map<ObjectHash, ObjectHash> renamed;       // file data
+    std::map<ObjectHash, ObjectHash> renamed_objs;  // tree objects
     auto read = [&](int64_t pack, int64_t offset, int64_t size, std::string& out) {
       out.resize(size_t(size));
       return plain.Read({uint64_t(pack), uint64_t(offset)}, uint64_t(size), 0, size_t(size), out.data());
@@ -113,13 +114,13 @@ Status Store::ConvertToEncrypted(std::shared_ptr<const crypto::MasterKey> key) {
     std::string data;
     for (auto& [top, unused] : objs) {
       (void)unused;
-      if (renamed.count(top)) continue;
+      if (renamed_objs.count(top)) continue;
       // Post-order over the objects below `top` not yet renamed.
       std::vector<std::pair<ObjectHash, bool>> stack{{top, false}};
       std::map<ObjectHash, TreeObject> decoded;
       while (!stack.empty()) {
         auto [h, expanded] = stack.back();
-        if (renamed.count(h)) {
+        if (renamed_objs.count(h)) {
           stack.pop_back();
           continue;
         }
@@ -128,11 +129,14 @@ Status Store::ConvertToEncrypted(std::shared_ptr<const crypto::MasterKey> key) {
         if (!expanded) {
           stack.back().second = true;
           MUSCLE_RETURN_IF_ERROR(read(it->second.pack, it->second.offset, it->second.size, data));
+          ObjectHash check{};
+          plain_naming->Name(data.data(), data.size(), check.data());
+          if (check != h) return Status(EIO, "tree object " + HexOfHash(h) + " does not match its name (run musclefs check)");
           auto o = DecodeObject(data);
           if (!o.ok()) return Status(EIO, "tree object " + HexOfHash(h) + ": " + o.status().message());
           if (stack.size() > 100000) return Status(ELOOP, "tree objects nested too deep");
           for (const TreeEntry& e : o->entries)
-            if (e.has_object && !renamed.count(e.object)) stack.push_back({e.object, false});
+            if (e.has_object && !renamed_objs.count(e.object)) stack.push_back({e.object, false});
           decoded[h] = std::move(*o);
           continue;
         }
@@ -141,18 +145,20 @@ Status Store::ConvertToEncrypted(std::shared_ptr<const crypto::MasterKey> key) {
         decoded.erase(h);
         for (TreeEntry& e : o.entries) {
           if (!e.has_object) continue;
-          auto n = renamed.find(e.object);
-          if (n == renamed.end()) return Status(EIO, "tree object " + HexOfHash(h) + " names a missing object");
+          auto n = renamed_objs.find(e.object);
+          if (n == renamed_objs.end()) return Status(EIO, "tree object " + HexOfHash(h) + " names a missing object");
           e.object = n->second;
         }
         for (FileExtent& x : o.extents) {
           auto n = renamed.find(x.chunk);
-          if (n == renamed.end()) return Status(EIO, "tree object " + HexOfHash(h) + " names a missing chunk");
+          if (n == renamed.end())
+            return Status(ENOTSUP, "a file in a snapshot holds the bytes of a tree object (or a missing chunk): "
+                                   "this store cannot be converted");
           x.chunk = n->second;
         }
         ObjectHash name{};
         MUSCLE_RETURN_IF_ERROR(put(it->second.row, EncodeObject(o), name));
-        renamed[h] = name;
+        renamed_objs[h] = name;
         objects++;
       }
     }
@@ -166,8 +172,15 @@ Status Store::ConvertToEncrypted(std::shared_ptr<const crypto::MasterKey> key) {
     return k.Run();
   });
   if (!s.ok()) return s;  // the store is unusable as it is: reopen it (plain, as before)
-  MUSCLE_RETURN_IF_ERROR(Sync(true));
-  for (uint64_t p : old_packs) MUSCLE_RETURN_IF_ERROR(chunks_->Remove(p));
+  // Committed: the store is encrypted from here on, whatever follows. The
+  // old packs are named by no row: one not removed now is at the next open.
+  Status synced = Sync(true);
+  if (!synced.ok()) Log("store: after the conversion: %s", synced.ToString().c_str());
+  for (uint64_t p : old_packs) {
+    Status r = chunks_->Remove(p);
+    if (!r.ok()) Log("store: old plain pack %llu not removed (%s): the next open removes it",
+                     (unsigned long long)p, r.ToString().c_str());
+  }
   Log("store: %s converted to encrypted at rest: %llu chunks, %llu tree objects (%llu MiB) sealed in %.1f s",
       path_.c_str(), (unsigned long long)chunks, (unsigned long long)objects,
       (unsigned long long)(bytes >> 20),

@@ -4,6 +4,7 @@
 // snapshots; the live tree becomes the newest snapshot's. Runs on the
 // thread opening the store, before anything else uses it.
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -189,9 +190,8 @@ Result<std::unique_ptr<Store>> Store::RebuildFromBucket(const std::string& path,
                                    ? bucket->Describe() + " holds no musclefs store (no owner object)"
                                    : "cannot read " + bucket->Describe() + ": " + owner.status().message());
   RebuildSource src;
-  src.store_id = *owner;
-  while (!src.store_id.empty() && (src.store_id.back() == '\n' || src.store_id.back() == '\r'))
-    src.store_id.pop_back();
+  // "<store id> <token>" (bucket_pack_store.h, TakeOver), or the id alone.
+  src.store_id = owner->substr(0, owner->find_first_of(" \r\n"));
   auto catalog = bucket->Get("catalog");
   if (!catalog.ok())
     return Status(catalog.err(), bucket->Describe() + " has no catalog (no snapshot of that store was "
@@ -240,10 +240,33 @@ Result<std::unique_ptr<Store>> Store::RebuildFromBucket(const std::string& path,
   MakeDirs(cache_dir, 0700);
   std::sort(src.packs.begin(), src.packs.end(),
             [](const PackIndex& a, const PackIndex& b) { return a.container < b.container; });
-  MUSCLE_RETURN_IF_ERROR(BucketPackStore::WriteManifest(cache_dir, src.store_id, manifest));
+  // A failed rebuild leaves nothing behind: no store, no cache, and the
+  // bucket as it was (its first open deletes nothing; the bucket is taken
+  // over only once the store is whole).
+  auto clean = [&](const Status& why) -> Status {
+    for (const char* suffix : {"", "-wal", "-shm", "-lock", "-reserve"}) unlink((path + suffix).c_str());
+    for (const char* f : {"/bucket-manifest", "/bucket-manifest.tmp", "/owner", "/bucket-owner"})
+      unlink((cache_dir + f).c_str());
+    for (const PackIndex& p : src.packs) {
+      char name[32];
+      snprintf(name, sizeof name, "/%016llx.pack", (unsigned long long)p.container);
+      unlink((cache_dir + name).c_str());
+    }
+    rmdir(cache_dir.c_str());
+    return why;
+  };
+  Status m = BucketPackStore::WriteManifest(cache_dir, src.store_id, manifest);
+  if (!m.ok()) return m;
+  options.sweep = false;
+  options.taking_over = true;
   auto chunks = std::make_unique<BucketPackStore>(bucket, cache_dir, options);
   auto s = Rebuild(path, std::move(chunks), key, src);
-  if (!s.ok()) return s.status();
+  if (!s.ok()) return clean(s.status());
+  Status taken = BucketPackStore::TakeOver(*bucket, cache_dir, src.store_id);
+  if (!taken.ok()) {
+    s->reset();
+    return clean(Status(taken.err(), "take the bucket over: " + taken.message()));
+  }
   if (report) {
     report->packs = src.packs.size();
     report->snapshots = src.catalog.size();

@@ -238,8 +238,8 @@ Status Store::SetUpEncryption(bool new_store) {
   if (recorded.empty() && !key_) return Status::Ok();
   if (recorded.empty()) {
     if (!new_store)
-      return Status(EINVAL, "store " + path_ + " was made without encryption: encryption is chosen "
-                            "when a store is made (a new base directory); serve it without a key");
+      return Status(EINVAL, "store " + path_ + " was made without encryption: serve it without a key, "
+                            "or convert it first (musclefs upgrade --encrypt)");
     Stmt ins(db_, "INSERT INTO meta(key, value) VALUES('key_id', ?)");
     ins.BindText(1, crypto::KeyIdOf(*key_).Hex());
     MUSCLE_RETURN_IF_ERROR(ins.Run());
