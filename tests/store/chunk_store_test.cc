@@ -15,10 +15,12 @@
 #include "store/pack.h"
 #include "store/sha256.h"
 #include "store/store.h"
+#include "tests/store/store_test_util.h"
 #include "tests/test_util.h"
 
 using namespace muscle;
 using namespace muscle::store;
+using muscle::test::WriteFile;
 
 namespace {
 
@@ -311,16 +313,6 @@ std::string Content(Store& s, uint64_t ino) {
   return out;
 }
 
-uint64_t WriteFile(Store& s, const std::string& name, const std::string& data) {
-  auto f = s.Create(kRootIno, name, S_IFREG | 0644, 0, 0);
-  INFO(f.status().ToString());
-  REQUIRE(f.ok());
-  for (size_t off = 0; off < data.size(); off += 1 << 20) {
-    auto n = s.Write(f->ino, off, std::string_view(data).substr(off, 1 << 20));
-    REQUIRE(n.ok());
-  }
-  return f->ino;
-}
 
 }  // namespace
 

@@ -17,14 +17,11 @@
 
 using namespace muscle;
 using namespace muscle::store;
+using muscle::test::KeyOf;
+using muscle::test::WriteFile;
 
 namespace {
 
-std::shared_ptr<const crypto::MasterKey> KeyOf(char fill) {
-  auto k = crypto::MasterKey::FromBytes(std::string(32, fill));
-  REQUIRE(k.ok());
-  return std::make_shared<const crypto::MasterKey>(std::move(*k));
-}
 
 BucketPackStore::Options Opts() {
   BucketPackStore::Options o;
@@ -35,16 +32,6 @@ BucketPackStore::Options Opts() {
   return o;
 }
 
-uint64_t WriteFile(Store& s, uint64_t dir, const std::string& name, const std::string& data) {
-  auto f = s.Create(dir, name, S_IFREG | 0640, 1000, 1000);
-  INFO(f.status().ToString());
-  REQUIRE(f.ok());
-  for (size_t off = 0; off < data.size(); off += 1 << 20) {
-    auto n = s.Write(f->ino, off, std::string_view(data).substr(off, 1 << 20));
-    REQUIRE(n.ok());
-  }
-  return f->ino;
-}
 
 struct Original {
   Hash tree{};
@@ -68,14 +55,14 @@ Original MakeOriginal(const std::string& dir, std::shared_ptr<s3::DirObjectStore
   Store& s = **opened;
   auto d = s.Create(kRootIno, "docs", S_IFDIR | 0750, 1000, 1000);
   REQUIRE(d.ok());
-  uint64_t ia = WriteFile(s, d->ino, "a", o.old_a);
+  uint64_t ia = WriteFile(s, "a", o.old_a, d->ino, 0640, 1000);
   REQUIRE(s.TakeSnapshot("first").ok());
   SetAttrRequest cut;
   cut.set_size = true;
   REQUIRE(s.SetAttr(ia, cut).ok());
   auto n = s.Write(ia, 0, o.a);
   REQUIRE(n.ok());
-  WriteFile(s, kRootIno, "b", o.b);
+  WriteFile(s, "b", o.b, kRootIno, 0640, 1000);
   REQUIRE(s.Create(kRootIno, "link", S_IFLNK | 0777, 1000, 1000, 0, "docs/a").ok());
   REQUIRE(s.TakeSnapshot("second").ok());
   auto h = s.TreeHash();
@@ -134,7 +121,7 @@ TEMPLATE_TEST_CASE_SIG("rebuild from the bucket: snapshots, live tree, same root
   CHECK(test::ReadAll(s, restored->ino) == o.old_a);
   test::RequireClean(s);
   // It goes on as a store of its own on that bucket: a new write, reopened.
-  WriteFile(s, kRootIno, "new", "after the rebuild");
+  WriteFile(s, "new", "after the rebuild", kRootIno, 0640, 1000);
   REQUIRE(s.Sync(true).ok());
 }
 
@@ -279,12 +266,12 @@ TEMPLATE_TEST_CASE_SIG("rebuild from the bucket after a gc: the moved records' p
   };
   {
     auto [s, chunks] = open(0);
-    WriteFile(*s, kRootIno, "b", test::RandomBytes(600000, 2));
-    WriteFile(*s, kRootIno, "a", a);
+    WriteFile(*s, "b", test::RandomBytes(600000, 2), kRootIno, 0640, 1000);
+    WriteFile(*s, "a", a, kRootIno, 0640, 1000);
     REQUIRE(s->Sync(true).ok());
     REQUIRE(s->Unlink(kRootIno, "b", false).ok());
     REQUIRE(s->TakeSnapshot("s1").ok());
-    WriteFile(*s, kRootIno, "c", c);
+    WriteFile(*s, "c", c, kRootIno, 0640, 1000);
     for (int i = 0; i < 5; i++) {
       REQUIRE(s->Sync(true).ok());
       REQUIRE(chunks->Drain(30).ok());

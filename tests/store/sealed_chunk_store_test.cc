@@ -27,14 +27,11 @@
 
 using namespace muscle;
 using namespace muscle::store;
+using muscle::test::KeyOf;
+using muscle::test::WriteFile;
 
 namespace {
 
-std::shared_ptr<const crypto::MasterKey> KeyOf(char fill) {
-  auto k = crypto::MasterKey::FromBytes(std::string(32, fill));
-  REQUIRE(k.ok());
-  return std::make_shared<const crypto::MasterKey>(std::move(*k));
-}
 
 std::unique_ptr<Store> OpenKeyed(const std::string& path, std::shared_ptr<const crypto::MasterKey> key,
                                  std::unique_ptr<ChunkStore> chunks = nullptr) {
@@ -44,16 +41,6 @@ std::unique_ptr<Store> OpenKeyed(const std::string& path, std::shared_ptr<const 
   return std::move(*s);
 }
 
-uint64_t WriteFile(Store& s, const std::string& name, const std::string& data) {
-  auto f = s.Create(kRootIno, name, S_IFREG | 0644, 0, 0);
-  INFO(f.status().ToString());
-  REQUIRE(f.ok());
-  for (size_t off = 0; off < data.size(); off += 1 << 20) {
-    auto n = s.Write(f->ino, off, std::string_view(data).substr(off, 1 << 20));
-    REQUIRE(n.ok());
-  }
-  return f->ino;
-}
 
 std::string Slurp(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

@@ -1,6 +1,7 @@
 #include "tests/store/store_test_util.h"
 
 #include <sqlite3.h>
+#include <sys/stat.h>
 
 #include <catch2/catch.hpp>
 #include <cstdio>
@@ -35,6 +36,24 @@ std::string PackPath(const std::string& dir, uint64_t id) {
 void RequireClean(store::Store& s) {
   auto r = s.Check();
   for (auto& p : r.problems) FAIL_CHECK(p);
+}
+
+uint64_t WriteFile(store::Store& s, const std::string& name, const std::string& data, uint64_t dir,
+                   uint32_t mode, uint32_t uid) {
+  auto f = s.Create(dir, name, S_IFREG | mode, uid, uid);
+  INFO(f.status().ToString());
+  REQUIRE(f.ok());
+  for (size_t off = 0; off < data.size(); off += 1 << 20) {
+    auto n = s.Write(f->ino, off, std::string_view(data).substr(off, 1 << 20));
+    REQUIRE(n.ok());
+  }
+  return f->ino;
+}
+
+std::shared_ptr<const crypto::MasterKey> KeyOf(char fill) {
+  auto k = crypto::MasterKey::FromBytes(std::string(32, fill));
+  REQUIRE(k.ok());
+  return std::make_shared<const crypto::MasterKey>(std::move(*k));
 }
 
 int64_t Count(const std::string& db, const char* sql) {

@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 
+#include "crypto/keys.h"
 #include "store/store.h"
 #include "tests/test_util.h"
 
@@ -22,6 +23,14 @@ std::string ReadAll(store::Tree& s, uint64_t ino);
 // The pack file `id` of the store whose database is in `dir`
 // (dir/packs/<16 hex digits>.pack, store/pack.h).
 std::string PackPath(const std::string& dir, uint64_t id);
+
+// A file `name` in `dir` holding `data` (written in 1 MiB pieces), owned
+// by `uid`:`uid`; its inode number.
+uint64_t WriteFile(store::Store& s, const std::string& name, const std::string& data,
+                   uint64_t dir = store::kRootIno, uint32_t mode = 0644, uint32_t uid = 0);
+
+// A master key of 32 bytes `fill`, for encrypted stores in tests.
+std::shared_ptr<const crypto::MasterKey> KeyOf(char fill);
 
 // Store::Check, every problem reported as a failure.
 void RequireClean(store::Store& s);
