@@ -40,10 +40,16 @@ void StoreFileSystem::Submit(FsRequest req, Done done) {
     done(std::move(r));
   };
   std::shared_ptr<store::ReadGate> gate = worker_.gate();
-  // An idle writer answers at once (its thread is awake, and a reply from
-  // it needs no validation); readers take what would wait behind its work.
-  if (!readers_ || !gate || worker_.idle() || !ForReaders(*gate, *shared)) {
-    if (!gate || !readers_) return RunOnWriter(shared, std::move(done), home);
+  if (!gate || !readers_) return RunOnWriter(shared, std::move(done), home);
+  bool readable = ForReaders(*gate, *shared);
+  // An idle writer answers a read at once (its thread is awake, and a reply
+  // from it needs no validation). A read changes nothing, so later reads of
+  // the same inodes need not wait for it: they go to the readers while the
+  // writer is busy with it (4 Treads in flight are answered by the writer
+  // and both readers at once, not one after another on the writer).
+  if (readable && worker_.idle()) return RunOnWriter(shared, std::move(done), home);
+  // Readers take what would wait behind the writer's work.
+  if (!readable) {
     // Later reads of these inodes wait for this request (in order).
     uint64_t inos[2] = {shared->ino, shared->ino2};
     for (uint64_t ino : inos)

@@ -17,13 +17,14 @@ Status ContainerChunkStore::ReadBatch(std::span<const ChunkRead> reads) {
 Status ContainerChunkStore::ReadRecord(ChunkLocation at, uint64_t size, ChunkRecord* header,
                                        std::string& data) {
   if (at.offset < kRecordHeaderSize) return Status(EIO, "offset inside the pack header");
-  data.resize(size + kRecordHeaderSize);
-  MUSCLE_RETURN_IF_ERROR(ReadRaw(at.container, at.offset - kRecordHeaderSize, data.size(), data.data()));
+  // The header and the data read apart: one more read call, but no move
+  // of the whole record down by the header's size.
   unsigned char head[kRecordHeaderSize];
-  memcpy(head, data.data(), kRecordHeaderSize);
+  MUSCLE_RETURN_IF_ERROR(ReadRaw(at.container, at.offset - kRecordHeaderSize, kRecordHeaderSize,
+                                 reinterpret_cast<char*>(head)));
   *header = DecodeRecordHeader(head, at.offset);
-  data.erase(0, kRecordHeaderSize);
-  return Status::Ok();
+  data.resize(size);
+  return ReadRaw(at.container, at.offset, size, data.data());
 }
 
 Status ErrnoStatus(int e, const std::string& what) { return Status(e, what + ": " + strerror(e)); }

@@ -235,7 +235,7 @@ class ChunkStore {
 class ContainerChunkStore : public ChunkStore {
  public:
   Status ReadBatch(std::span<const ChunkRead> reads) override;
-  // Reads the header and the data in one ReadRaw.
+  // Reads the header, then the data into `data` (two ReadRaw calls).
   Status ReadRecord(ChunkLocation at, uint64_t size, ChunkRecord* header,
                     std::string& data) override;
 

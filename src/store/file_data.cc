@@ -629,12 +629,20 @@ Status Store::ReadLogical(uint64_t ino, uint64_t offset, size_t len, char* out) 
 // read with one ReadBatch each, so that a chunk store with slow reads can
 // merge and prefetch them.
 Status Store::ReadStored(uint64_t ino, uint64_t offset, size_t len, char* out) {
-  memset(out, 0, len);
   uint64_t end = offset + len;
   std::vector<ChunkRead> reads;
+  // Holes (no extent) read as zeros: the bytes before `filled` are either
+  // zeroed or named by an extent (they come in order of offset).
+  uint64_t filled = offset;
+  auto zero_to = [&](uint64_t to) {
+    if (to > filled) memset(out + (filled - offset), 0, size_t(to - filled));
+    filled = std::max(filled, to);
+  };
   auto copy = [&](const ExtentRow& e) -> Status {
     uint64_t s = std::max(e.offset, offset), t = std::min(e.offset + e.length, end);
     if (s >= t) return Status::Ok();
+    zero_to(s);
+    filled = std::max(filled, t);
     auto r = ChunkRange(e.chunk, s - e.offset, size_t(t - s), out + (s - offset));
     if (!r.ok()) return r.status();
     reads.push_back(*r);
@@ -675,6 +683,7 @@ Status Store::ReadStored(uint64_t ino, uint64_t offset, size_t len, char* out) {
     if (batch.size() < 64) break;
     from = batch.back().offset + 1;
   }
+  zero_to(end);
   return chunks_->ReadBatch(reads);
 }
 

@@ -12,9 +12,9 @@ namespace muscle::store {
 namespace {
 
 constexpr uint64_t kSeal = crypto::kSealOverhead;
-// Chunks kept opened per instance: the reads of a chunk in pieces, and a
-// batch's neighbours.
-constexpr size_t kKeep = 8;
+// Chunks kept opened (shared by the writer and its readers): the reads of
+// a chunk in pieces, several in flight on several threads.
+constexpr size_t kKeep = 16;
 
 // A container as the pack directory and the bucket name it (16 hex digits).
 std::string PackName(uint64_t id) {
@@ -33,7 +33,9 @@ std::string Le64(uint64_t v) {
 
 SealedChunkStore::SealedChunkStore(std::unique_ptr<ChunkStore> inner,
                                    std::shared_ptr<const crypto::MasterKey> master)
-    : inner_(std::move(inner)), master_(std::move(master)) {
+    : inner_(std::move(inner)),
+      master_(std::move(master)),
+      kept_(std::make_shared<OpenedChunks>(kKeep)) {
   inner_->SetMasterKey(master_);
 }
 
@@ -102,42 +104,54 @@ Status SealedChunkStore::OpenRecord(ChunkLocation at, std::string_view sealed,
   return Status(EIO, where + " fails authentication (altered, truncated, moved, or another key)");
 }
 
-const SealedChunkStore::Kept* SealedChunkStore::Find(ChunkLocation at, uint64_t size) const {
-  for (const Kept& k : kept_)
-    if (k.at.container == at.container && k.at.offset == at.offset && k.size == size) return &k;
-  return nullptr;
-}
-
 Status SealedChunkStore::ReadBatch(std::span<const ChunkRead> reads) {
   for (const ChunkRead& r : reads) MUSCLE_RETURN_IF_ERROR(CheckRange(r));
   for (const ChunkRead& r : reads) {
-    const Kept* k = Find(r.at, r.size);
-    if (!k) {
-      // The whole record, header included: the name in the header is the
-      // one it was sealed under (an altered header fails the tag too).
-      Kept fresh{r.at, r.size, {}, {}};
-      ChunkRecord head;
-      MUSCLE_RETURN_IF_ERROR(ReadRecord(r.at, r.size, &head, fresh.data));
-      memcpy(fresh.name, head.hash, 32);
-      if (kept_.size() >= kKeep) kept_.pop_back();
-      kept_.push_front(std::move(fresh));
-      k = &kept_.front();
+    ChunkRecord head;
+    if (r.from == 0 && r.len == r.size) {
+      // All of the chunk: opened straight into the caller's buffer, not kept
+      // (a sequential read asks for each chunk whole but the first and last).
+      MUSCLE_RETURN_IF_ERROR(ReadSealed(r.at, r.size, &head));
+      MUSCLE_RETURN_IF_ERROR(CheckName(r, head.hash));
+      MUSCLE_RETURN_IF_ERROR(OpenRecord(r.at, sealed_, head.hash, r.out));
+      continue;
     }
-    if (r.named && memcmp(r.name, k->name, 32) != 0) {
-      // An authentic record of another chunk, put back where the index
-      // names this one (a record cut back by a crash and written again).
-      std::string where = "pack " + PackName(r.at.container) + " in " + Location() +
-                          ", record at offset " + std::to_string(r.at.offset);
-      Log("store: %s holds another chunk than the index names: answered EIO", where.c_str());
-      return Status(EIO, where + " holds another chunk than the index names");
+    OpenedChunks::Found k = kept_->Find(r.at, r.size);
+    if (!k.data) {
+      // Ours to open (others wanting it wait): the whole record, header
+      // included, since the name in the header is the one it was sealed
+      // under (an altered header fails the tag too).
+      auto data = std::make_shared<std::string>();
+      Status s = ReadSealed(r.at, r.size, &head);
+      if (s.ok()) {
+        data->resize(r.size);
+        s = OpenRecord(r.at, sealed_, head.hash, data->data());
+      }
+      if (!s.ok()) {
+        kept_->Abandon(k.claim);
+        return s;
+      }
+      memcpy(k.name, head.hash, 32);
+      k.data = data;
+      kept_->Fill(k.claim, head.hash, std::move(data));
     }
-    memcpy(r.out, k->data.data() + r.from, r.len);
+    MUSCLE_RETURN_IF_ERROR(CheckName(r, k.name));
+    memcpy(r.out, k.data->data() + r.from, r.len);
   }
   return Status::Ok();
 }
 
-Status SealedChunkStore::ReadRecord(ChunkLocation at, uint64_t size, ChunkRecord* header,
-                                    std::string& data) {
+Status SealedChunkStore::CheckName(const ChunkRead& r, const unsigned char* sealed_under) const {
+  if (!r.named || memcmp(r.name, sealed_under, 32) == 0) return Status::Ok();
+  // An authentic record of another chunk, put back where the index names
+  // this one (a record cut back by a crash and written again).
+  std::string where = "pack " + PackName(r.at.container) + " in " + Location() +
+                      ", record at offset " + std::to_string(r.at.offset);
+  Log("store: %s holds another chunk than the index names: answered EIO", where.c_str());
+  return Status(EIO, where + " holds another chunk than the index names");
+}
+
+Status SealedChunkStore::ReadSealed(ChunkLocation at, uint64_t size, ChunkRecord* header) {
   MUSCLE_RETURN_IF_ERROR(inner_->ReadRecord(at, size + kSeal, header, sealed_));
   if (header->length != size + kSeal) {
     std::string what = "pack " + PackName(at.container) + " in " + Location() + ", record at offset " +
@@ -147,12 +161,18 @@ Status SealedChunkStore::ReadRecord(ChunkLocation at, uint64_t size, ChunkRecord
     return Status(EIO, what);
   }
   header->length -= uint32_t(kSeal);
+  return Status::Ok();
+}
+
+Status SealedChunkStore::ReadRecord(ChunkLocation at, uint64_t size, ChunkRecord* header,
+                                    std::string& data) {
+  MUSCLE_RETURN_IF_ERROR(ReadSealed(at, size, header));
   data.resize(size);
   return OpenRecord(at, sealed_, header->hash, data.data());
 }
 
 Status SealedChunkStore::RollBackTo(const ContainerMark& mark) {
-  kept_.clear();  // places past the mark are reused
+  kept_->Clear();  // places past the mark are reused
   key_.reset();
   return inner_->RollBackTo(mark);
 }
@@ -174,12 +194,12 @@ Status SealedChunkStore::Records(uint64_t container, uint64_t size, std::vector<
 }
 
 Status SealedChunkStore::Remove(uint64_t container) {
-  kept_.clear();
+  kept_->Clear();
   return inner_->Remove(container);
 }
 
 void SealedChunkStore::ForgetCached() {
-  kept_.clear();
+  kept_->Clear();
   inner_->ForgetCached();
 }
 
@@ -188,6 +208,7 @@ Result<std::unique_ptr<ChunkStore>> SealedChunkStore::NewReader() {
   if (!below.ok()) return below.status();
   auto r = std::make_unique<SealedChunkStore>(std::move(*below), master_);
   r->store_id_ = store_id_;
+  r->kept_ = kept_;
   return std::unique_ptr<ChunkStore>(std::move(r));
 }
 

@@ -25,26 +25,29 @@
 // translated here. Everything else is passed through.
 //
 // Reads. A sealed record authenticates only whole, so a read of part of a
-// chunk opens all of it; the last few chunks opened are kept (plaintext,
-// in this instance's memory) so that the reads of one chunk in msize
-// pieces open it once. A location names the same committed bytes for as
-// long as its container lives (container numbers of committed containers
-// are never reused), and the kept chunks are dropped at RollBackTo,
-// Remove and ForgetCached.
+// chunk opens all of it; the last chunks opened that way are kept
+// (plaintext, in this process's memory: store/opened_chunks.h), shared by
+// the writer and its readers, so that the reads of one chunk in msize
+// pieces open it once whichever threads answer them. A read of a whole
+// chunk is opened straight into the caller's buffer (no copy, not kept). A
+// location names the same committed bytes for as long as its container
+// lives (container numbers of committed containers are never reused), and
+// the kept chunks are dropped at RollBackTo, Remove and ForgetCached.
 //
 // Ownership and threading: as any ChunkStore (chunk_store.h): owned by one
-// Store, used on its thread; NewReader makes an independent instance (its
-// own kept chunks) for a reader thread. The master key is shared read-only.
+// Store, used on its thread; NewReader makes an instance for a reader
+// thread, sharing only the kept chunks (thread-safe) and the master key
+// (read-only).
 #pragma once
 
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
 
 #include "crypto/keys.h"
 #include "store/chunk_store.h"
+#include "store/opened_chunks.h"
 
 namespace muscle::store {
 
@@ -92,21 +95,18 @@ class SealedChunkStore final : public ChunkStore {
   // not authenticate.
   Status OpenRecord(ChunkLocation at, std::string_view sealed, const unsigned char* name,
                     char* out);
-  struct Kept {
-    ChunkLocation at;
-    uint64_t size;
-    unsigned char name[32];  // the one it was sealed under
-    std::string data;
-  };
-  const Kept* Find(ChunkLocation at, uint64_t size) const;
-
+  // Reads the sealed record at `at` (a chunk of `size` bytes) into sealed_
+  // and its header, whose length it checks and gives as the chunk's.
+  Status ReadSealed(ChunkLocation at, uint64_t size, ChunkRecord* header);
+  // EIO (logged) when `r` names another chunk than the one sealed there.
+  Status CheckName(const ChunkRead& r, const unsigned char* sealed_under) const;
   std::unique_ptr<ChunkStore> inner_;
   std::shared_ptr<const crypto::MasterKey> master_;
   std::string store_id_;
   uint64_t key_of_ = 0;  // the container whose key key_ is (0: none)
   std::optional<crypto::Key> key_;
   std::string sealed_;        // Put's and ReadRecord's sealed bytes
-  std::deque<Kept> kept_;     // the chunks opened last, newest first
+  std::shared_ptr<OpenedChunks> kept_;  // the chunks opened last, shared with readers
   uint64_t opened_ = 0;
 };
 

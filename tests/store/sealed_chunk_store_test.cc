@@ -314,6 +314,19 @@ TEST_CASE("sealed chunk store: a chunk read in pieces is opened once; roll-back 
   }
   CHECK(back == data);
   CHECK(cs.opened() == 1);
+  // A reader's pieces of it share what the writer opened (reads in flight
+  // are answered by several threads); a whole chunk is opened each time.
+  {
+    auto peer = cs.NewReader();
+    REQUIRE(peer.ok());
+    auto* sealed = static_cast<SealedChunkStore*>(peer->get());
+    REQUIRE(sealed->Read(put->at, data.size(), 100, 5000, back.data()).ok());
+    CHECK(memcmp(back.data(), data.data() + 100, 5000) == 0);
+    CHECK(sealed->opened() == 0);
+    REQUIRE(sealed->Read(put->at, data.size(), 0, data.size(), back.data()).ok());
+    CHECK(back == data);
+    CHECK(sealed->opened() == 1);
+  }
   std::vector<ChunkRecord> records;
   REQUIRE(cs.Records(1, cs.mark().size, records).ok());
   REQUIRE(records.size() == 1);
@@ -328,6 +341,8 @@ TEST_CASE("sealed chunk store: a chunk read in pieces is opened once; roll-back 
   CHECK(again->at.offset == put->at.offset);
   REQUIRE(cs.Read(again->at, other.size(), 0, other.size(), back.data()).ok());
   CHECK(back == other);
+  REQUIRE(cs.Read(again->at, other.size(), 1000, 4000, back.data()).ok());
+  CHECK(memcmp(back.data(), other.data() + 1000, 4000) == 0);
   // A reader instance opens the same records.
   auto reader = cs.NewReader();
   REQUIRE(reader.ok());

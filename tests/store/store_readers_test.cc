@@ -472,3 +472,57 @@ TEST_CASE("readers: a read sent after a write of the same file, both in flight, 
   REQUIRE(data);
   CHECK(data->data.bytes == "new");
 }
+
+TEST_CASE("readers: reads in flight are answered by the readers while the writer answers one") {
+  Rig rig;
+  auto made = rig.Call(p9::Tlcreate{1, "f", 2, 0644, 0}, kRootIno);
+  REQUIRE(made);
+  uint64_t f = std::get<p9::Rlcreate>(made->msg).qid.path;
+  REQUIRE(rig.Call(p9::Twrite{2, 0, p9::Data{"committed"}}, f));
+  REQUIRE(rig.Call(p9::Tfsync{2, 0}, f));  // the file is clean
+  auto submit = [&](std::vector<p9::FsReply>& into) {
+    p9::FsRequest req;
+    req.msg = p9::Tread{2, 0, 100};
+    req.ino = f;
+    req.root_ino = kRootIno;
+    rig.fs->Submit(std::move(req), [&into](p9::FsReply r) { into.push_back(std::move(r)); });
+  };
+  // The first read finds the writer idle and is queued there; the writer
+  // is then held up behind it (its reply not yet delivered).
+  std::vector<p9::FsReply> first, later;
+  submit(first);
+  std::mutex mu;
+  std::condition_variable cv;
+  bool release = false;
+  rig.worker->Run([&](Store&) -> server::StoreWorker::Completion {
+    std::unique_lock<std::mutex> l(mu);
+    cv.wait(l, [&] { return release; });
+    return nullptr;
+  });
+  // A read changes nothing: the next reads of the same file need not wait
+  // for it, and the readers answer them with the writer stuck.
+  uint64_t before = rig.fs->served_by_readers();
+  for (int i = 0; i < 3; i++) submit(later);
+  for (int i = 0; i < 2000 && later.size() < 3; i++) {
+    uv_run(&rig.loop, UV_RUN_NOWAIT);
+    std::this_thread::sleep_for(1ms);
+  }
+  CHECK(later.size() == 3);
+  CHECK(rig.fs->served_by_readers() - before == 3);
+  {
+    std::lock_guard<std::mutex> l(mu);
+    release = true;
+  }
+  cv.notify_all();
+  for (int i = 0; i < 5000 && first.empty(); i++) {
+    uv_run(&rig.loop, UV_RUN_NOWAIT);
+    std::this_thread::sleep_for(1ms);
+  }
+  REQUIRE(first.size() == 1);
+  for (auto* rs : {&first, &later})
+    for (auto& r : *rs) {
+      auto* data = std::get_if<p9::Rread>(&r.msg);
+      REQUIRE(data);
+      CHECK(data->data.bytes == "committed");
+    }
+}
