@@ -29,7 +29,6 @@
 #include <cstdint>
 #include <list>
 #include <memory>
-#include <string>
 
 #include "common/mutex.h"
 #include "common/thread_annotations.h"
@@ -41,7 +40,8 @@ class OpenedChunks {
  public:
   explicit OpenedChunks(size_t capacity) : capacity_(capacity) {}
 
-  using Data = std::shared_ptr<const std::string>;
+  // A chunk's plaintext (its size is the entry's), shared and immutable.
+  using Data = std::shared_ptr<const char[]>;
   // What Find gives: the chunk's plaintext and the name it was sealed
   // under (after waiting while another thread opens it); or no data and a
   // claim: the caller opens it and must then call Fill, or Abandon when it

@@ -121,12 +121,9 @@ Status SealedChunkStore::ReadBatch(std::span<const ChunkRead> reads) {
       // Ours to open (others wanting it wait): the whole record, header
       // included, since the name in the header is the one it was sealed
       // under (an altered header fails the tag too).
-      auto data = std::make_shared<std::string>();
+      std::shared_ptr<char[]> data = std::make_shared_for_overwrite<char[]>(r.size);
       Status s = ReadSealed(r.at, r.size, &head);
-      if (s.ok()) {
-        data->resize(r.size);
-        s = OpenRecord(r.at, sealed_, head.hash, data->data());
-      }
+      if (s.ok()) s = OpenRecord(r.at, sealed_, head.hash, data.get());
       if (!s.ok()) {
         kept_->Abandon(k.claim);
         return s;
@@ -136,7 +133,7 @@ Status SealedChunkStore::ReadBatch(std::span<const ChunkRead> reads) {
       kept_->Fill(k.claim, head.hash, std::move(data));
     }
     MUSCLE_RETURN_IF_ERROR(CheckName(r, k.name));
-    memcpy(r.out, k.data->data() + r.from, r.len);
+    memcpy(r.out, k.data.get() + r.from, r.len);
   }
   return Status::Ok();
 }

@@ -13,7 +13,11 @@ using namespace muscle::store;
 
 namespace {
 
-OpenedChunks::Data Bytes(const char* s) { return std::make_shared<const std::string>(s); }
+OpenedChunks::Data Bytes(const char* s) {
+  std::shared_ptr<char[]> d = std::make_shared_for_overwrite<char[]>(strlen(s));
+  memcpy(d.get(), s, strlen(s));
+  return d;
+}
 
 }  // namespace
 
@@ -36,7 +40,7 @@ TEST_CASE("opened chunks: the first asker opens, the others wait for its bytes",
   kept.Fill(first.claim, name, Bytes("hello"));
   waiter.join();
   REQUIRE(second.data);
-  CHECK(*second.data == "hello");
+  CHECK(std::string(second.data.get(), 5) == "hello");
   CHECK(second.claim == 0);
   CHECK(memcmp(second.name, name, 32) == 0);
   // Another size at the same place is another record.
