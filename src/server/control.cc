@@ -51,6 +51,19 @@ Result<uint64_t> Count(const std::string& word) {
   return uint64_t(v);
 }
 
+// The snapshot `ref` names for this identity. A confined identity sees
+// only the snapshots holding its root directory, and names them by name or
+// by the hash of its subtree there (never by the whole tree's root hash,
+// which it is not shown); any other is, to it, a snapshot that does not
+// exist (the same error, so a hidden name is not confirmed).
+Result<Store::SnapshotInfo> Visible(Store& s, const Context& ctx, std::string_view ref) {
+  auto snap = s.FindSnapshot(ref, ctx.root);
+  if (!snap.ok() || ctx.root.empty()) return snap;
+  auto e = s.ResolveIn(snap->root, snap->root_attr, ctx.root);
+  if (!e.ok() || !S_ISDIR(e->mode)) return Status(ENOENT, "no snapshot '" + std::string(ref) + "'");
+  return snap;
+}
+
 }  // namespace
 
 std::string ControlCommand(const std::vector<std::string>& words) {
@@ -149,6 +162,7 @@ std::string RunControl(Store& s, const auth::AccessRule& rule, std::string_view 
     auto h = s.History(ctx.Path(w[1]));
     if (!h.ok()) return ErrorLine(h.status());
     for (const auto& v : *h) {
+      if (!ctx.root.empty() && !Visible(s, ctx, v.snapshot.name).ok()) continue;
       out += Escape(v.snapshot.name) + "\t" + store::UtcTime(v.snapshot.created_ns) + "\t";
       if (!v.present) {
         out += "removed\t-\t-\n";
@@ -165,7 +179,17 @@ std::string RunControl(Store& s, const auth::AccessRule& rule, std::string_view 
   if (cmd == "diff") {
     // diff A B PATH; B empty = the live tree now.
     if (w.size() != 4) return ErrorLine(Status(EINVAL, "usage: diff A B PATH (B empty: now)"));
-    auto d = s.Diff(w[1], w[2], ctx.Path(w[3]));
+    // Both named as this identity sees them, then passed on by name (a
+    // name is looked up before any hash prefix).
+    auto a = Visible(s, ctx, w[1]);
+    if (!a.ok()) return ErrorLine(a.status());
+    std::string b;
+    if (!w[2].empty()) {
+      auto sb = Visible(s, ctx, w[2]);
+      if (!sb.ok()) return ErrorLine(sb.status());
+      b = sb->name;
+    }
+    auto d = s.Diff(a->name, b, ctx.Path(w[3]));
     if (!d.ok()) return ErrorLine(d.status());
     for (const auto& c : *d) out += std::string(1, c.what) + "\t" + Escape(c.path) + "\n";
     return out;
@@ -178,7 +202,9 @@ std::string RunControl(Store& s, const auth::AccessRule& rule, std::string_view 
     std::string dest = w.size() == 4 && !w[3].empty() ? ctx.Path(w[3]) : path;
     if (dest == ctx.root && !ctx.root.empty())
       return ErrorLine(Status(EINVAL, "cannot restore over your root; give a destination"));
-    auto r = s.Restore(w[1], path, dest);
+    auto snap = Visible(s, ctx, w[1]);
+    if (!snap.ok()) return ErrorLine(snap.status());
+    auto r = s.Restore(snap->name, path, dest);
     if (!r.ok()) return ErrorLine(r.status());
     Log("control: restored %s of snapshot %s to %s", QuotedForLog(path).c_str(),
         QuotedForLog(w[1]).c_str(), QuotedForLog(dest).c_str());
@@ -187,6 +213,12 @@ std::string RunControl(Store& s, const auth::AccessRule& rule, std::string_view 
   }
   if (cmd == "prune") {
     if (Status p = need_snapshot_right(); !p.ok()) return ErrorLine(p);
+    // Snapshots are of the whole tree: forgetting one forgets everyone's
+    // history in it, which a confined identity does not see and a
+    // read-only one may not change.
+    if (!ctx.root.empty())
+      return ErrorLine(Status(EPERM, "prune forgets snapshots of the whole tree; this identity is confined"));
+    if (ctx.read_only) return ErrorLine(Status(EROFS, "a read-only identity may not prune"));
     Store::PrunePolicy policy;
     for (size_t i = 1; i < w.size(); i++) {
       const std::string& k = w[i];

@@ -57,6 +57,10 @@ Result<Store::SnapshotInfo> Store::TakeSnapshot(std::string_view name) {
   if (!name.empty()) {
     MUSCLE_RETURN_IF_ERROR(CheckName(name));
     if (name[0] == '@') return Status(EINVAL, "a snapshot name may not start with '@'");
+    // Snapshots are also named by hash prefixes (FindSnapshot looks names
+    // up first): a name that could be one would shadow another's hash.
+    if (name.size() >= 4 && name.size() <= 64 && IsHex(name))
+      return Status(EINVAL, "a snapshot name of 4 to 64 hex digits could be taken for a hash prefix");
   }
   MUSCLE_RETURN_IF_ERROR(CheckSpace(0));
   // Buffered writes become chunks first (and are committed with the rest).

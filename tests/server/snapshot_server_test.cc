@@ -71,6 +71,7 @@ TEST_CASE("snapshots over 9P: browse read-only, control by right, confined to a 
   o.access["ro"] = server::AccessRule{"", true, false};
   o.access["snap"] = server::AccessRule{"", false, true};
   o.access["subsnap"] = server::AccessRule{"/sub", false, true};
+  o.access["rosnap"] = server::AccessRule{"", true, true};
   InProcessServer srv(o);
   std::string ep = "unix:" + srv.endpoints()[0].path;
 
@@ -181,10 +182,57 @@ TEST_CASE("snapshots over 9P: browse read-only, control by right, confined to a 
     CHECK(ReadPath(admin, 0, "top-back") == "t1");
     std::string d = Control(s, {"diff", "s1", "", ""});
     CHECK(d.find("+\ttop-back\n") != std::string::npos);
+    // Taking, restoring and diffing inside its root, never pruning: a
+    // snapshot is of the whole tree.
+    CHECK(Control(c, {"prune", "keep-last", "1"}).rfind("error EPERM", 0) == 0);
+    CHECK(Control(c, {"prune", "keep-last", "1", "dry-run"}).rfind("error EPERM", 0) == 0);
     CHECK(Control(s, {"prune", "keep-last", "1", "dry-run"}) .find("ok\ns1\t") == 0);
     CHECK(Control(s, {"prune", "keep-last", "1"}).find("ok\ns1\t") == 0);
     CHECK(Control(s, {"snapshots"}).find("s1") == std::string::npos);
     CHECK(Control(s, {"frobnicate"}).rfind("error EINVAL", 0) == 0);
+  }
+  SECTION("a confined identity acts only on the snapshots its view shows") {
+    // "hidden": a snapshot taken while /sub did not exist.
+    REQUIRE(admin.Rpc(Trenameat{0, "sub", 0, "sub-away"}).ok());
+    REQUIRE(Control(admin, {"snapshot", "hidden"}).rfind("ok\n", 0) == 0);
+    REQUIRE(admin.Rpc(Trenameat{0, "sub-away", 0, "sub"}).ok());
+    auto root_hash = [&](const std::string& name) {
+      for (const auto& f : server::ControlFields(Control(admin, {"snapshots"})))
+        if (f.size() >= 3 && f[0] == name) return f[2];
+      return std::string();
+    };
+    std::string s1_root = root_hash("s1");
+    REQUIRE(s1_root.size() == 64);
+    Client c;
+    Connect(c, ep, "muscle-claim identity=subsnap\n");
+    // A hidden snapshot answers as a name that does not exist.
+    std::string none = Control(c, {"diff", "nope", "", ""});
+    CHECK(none.rfind("error ENOENT", 0) == 0);
+    CHECK(Control(c, {"diff", "hidden", "", ""}).rfind("error ENOENT", 0) == 0);
+    CHECK(Control(c, {"diff", "s1", "hidden", ""}).rfind("error ENOENT", 0) == 0);
+    CHECK(Control(c, {"restore", "hidden", "f", "g"}) == "error ENOENT: no snapshot 'hidden'\n");
+    CHECK(none == "error ENOENT: no snapshot 'nope'\n");
+    CHECK(Control(c, {"snapshots"}).find("hidden") == std::string::npos);
+    CHECK(Control(c, {"history", "f"}).find("hidden") == std::string::npos);
+    // The whole tree's root hash is not a name it may use; its subtree's is.
+    CHECK(Control(c, {"diff", s1_root.substr(0, 12), "", ""}).rfind("error ENOENT", 0) == 0);
+    CHECK(Control(c, {"restore", s1_root.substr(0, 12), "f", "g"}).rfind("error ENOENT", 0) == 0);
+    std::string sub_hash;
+    for (const auto& f : server::ControlFields(Control(c, {"snapshots"})))
+      if (f.size() >= 3 && f[0] == "s1") sub_hash = f[2];
+    REQUIRE(sub_hash.size() == 64);
+    CHECK(Control(c, {"diff", sub_hash.substr(0, 12), "", ""}).rfind("ok\n", 0) == 0);
+    // Names that could be taken for hash prefixes are refused (they would
+    // shadow another snapshot's hash, the administrator's included).
+    CHECK(Control(c, {"snapshot", s1_root.substr(0, 8)}).rfind("error EINVAL", 0) == 0);
+    CHECK(Control(admin, {"snapshot", "c0ffee"}).rfind("error EINVAL", 0) == 0);
+    CHECK(Control(admin, {"snapshot", "c0ffee-2"}).rfind("ok\n", 0) == 0);
+    CHECK(Control(admin, {"diff", s1_root.substr(0, 8), "", ""}).rfind("ok\n", 0) == 0);
+    // Read-only with the snapshot right: no pruning (it destroys history).
+    Client ro;
+    Connect(ro, ep, "muscle-claim identity=rosnap\n");
+    CHECK(Control(ro, {"prune", "keep-last", "1"}).rfind("error EROFS", 0) == 0);
+    CHECK(Control(admin, {"snapshots"}).find("hidden") != std::string::npos);
   }
 }
 
