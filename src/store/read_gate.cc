@@ -68,14 +68,19 @@ bool ReadGate::IsDirty(uint64_t ino) const {
 
 bool ReadGate::AllClean() const {
   MutexLock l(&mu_);
-  return dirty_.empty();
+  return dirty_.empty() && pending_.empty();
 }
 
 bool ReadGate::Validate(uint64_t gen, const std::vector<uint64_t>& inos, bool all,
                         RefChange change, uint64_t ref_ino) {
   MutexLock l(&mu_);
-  bool ok = gen == generation_ && (!all || dirty_.empty());
-  for (size_t i = 0; ok && i < inos.size(); i++) ok = !dirty_.count(inos[i]);
+  // Work queued for the writer counts as dirty: a read must not overtake
+  // a change sent before it that has not run yet (a rename names the file
+  // and the new directory, not the old one a walk passes through, so only
+  // what the read looked at can tell).
+  bool ok = gen == generation_ && (!all || (dirty_.empty() && pending_.empty()));
+  for (size_t i = 0; ok && i < inos.size(); i++)
+    ok = !dirty_.count(inos[i]) && !pending_.count(inos[i]);
   if (ok && (change == RefChange::kUnref || change == RefChange::kUnrefLinked)) {
     auto it = refs_.find(ref_ino);
     ok = it != refs_.end() && (it->second > 1 || change == RefChange::kUnrefLinked);

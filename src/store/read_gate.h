@@ -11,7 +11,7 @@
 //
 // A read served by a reader is valid when, once it has finished, the
 // generation is still the one read before it started and none of the
-// inodes it looked at is dirty: then everything it saw is the writer's
+// inodes it looked at is dirty or has work queued for the writer (Pending): then everything it saw is the writer's
 // current state of those inodes (a read that raced a commit, whose pack
 // space may have been punched or removed right after it, fails this test
 // and is run again on the writer). Validate checks that and, in the same
@@ -67,7 +67,8 @@ class ReadGate {
   uint64_t generation() const;
   // Dirty, or with work queued for the writer (Pending).
   bool IsDirty(uint64_t ino) const;
-  // True when nothing is dirty at all (statfs counts every inode).
+  // True when nothing is dirty and nothing pending at all (statfs counts
+  // every inode).
   bool AllClean() const;
   // What a reader's request did besides looking: take a reference to the
   // walk's target, or drop the clunked fid's. kUnref never drops the last

@@ -526,3 +526,73 @@ TEST_CASE("readers: reads in flight are answered by the readers while the writer
       CHECK(data->data.bytes == "committed");
     }
 }
+
+TEST_CASE("readers: a walk sent after a rename, both in flight, never overtakes it") {
+  // /a/f renamed to /b/g by Trename (it names the file and the new
+  // directory, not /a); walks of both paths from the root sent behind it.
+  Rig rig;
+  auto a = rig.Call(p9::Tmkdir{1, "a", 0755, 0}, kRootIno);
+  auto b = rig.Call(p9::Tmkdir{1, "b", 0755, 0}, kRootIno);
+  REQUIRE(a);
+  REQUIRE(b);
+  uint64_t ia = std::get<p9::Rmkdir>(a->msg).qid.path, ib = std::get<p9::Rmkdir>(b->msg).qid.path;
+  auto made = rig.Call(p9::Tlcreate{1, "f", 2, 0644, 0}, ia);
+  REQUIRE(made);
+  uint64_t f = std::get<p9::Rlcreate>(made->msg).qid.path;
+  REQUIRE(rig.Call(p9::Tfsync{2, 0}, f));  // committed: nothing dirty
+  std::mutex mu;
+  std::condition_variable cv;
+  bool release = false, blocked = false;
+  rig.worker->Run([&](Store&) -> server::StoreWorker::Completion {
+    std::unique_lock<std::mutex> l(mu);
+    blocked = true;
+    cv.notify_all();
+    cv.wait(l, [&] { return release; });
+    return nullptr;
+  });
+  {
+    std::unique_lock<std::mutex> l(mu);
+    cv.wait(l, [&] { return blocked; });
+  }
+  std::vector<std::pair<int, p9::FsReply>> replies;
+  auto submit = [&](int which, p9::Message m, uint64_t ino, uint64_t ino2) {
+    p9::FsRequest req;
+    req.msg = std::move(m);
+    req.ino = ino;
+    req.ino2 = ino2;
+    req.root_ino = kRootIno;
+    rig.fs->Submit(std::move(req), [&, which](p9::FsReply r) { replies.emplace_back(which, std::move(r)); });
+  };
+  submit(0, p9::Trename{2, 3, "g"}, f, ib);
+  submit(1, p9::Twalk{1, 4, {"a", "f"}}, kRootIno, 0);
+  submit(2, p9::Twalk{1, 5, {"b", "g"}}, kRootIno, 0);
+  // Give the readers time to answer (wrongly) before the writer runs.
+  for (int i = 0; i < 100; i++) {
+    uv_run(&rig.loop, UV_RUN_NOWAIT);
+    std::this_thread::sleep_for(1ms);
+  }
+  {
+    std::lock_guard<std::mutex> l(mu);
+    release = true;
+  }
+  cv.notify_all();
+  for (int i = 0; i < 5000 && replies.size() < 3; i++) {
+    uv_run(&rig.loop, UV_RUN_NOWAIT);
+    std::this_thread::sleep_for(1ms);
+  }
+  REQUIRE(replies.size() == 3);
+  for (auto& [which, r] : replies) {
+    INFO("request " << which);
+    if (which == 0) {
+      CHECK(std::get_if<p9::Rrename>(&r.msg));
+    } else if (which == 1) {  // the old path: gone (only "a" walked)
+      auto* w = std::get_if<p9::Rwalk>(&r.msg);
+      REQUIRE(w);
+      CHECK(w->wqids.size() == 1);
+    } else {  // the new path: there
+      auto* w = std::get_if<p9::Rwalk>(&r.msg);
+      REQUIRE(w);
+      CHECK(w->wqids.size() == 2);
+    }
+  }
+}
