@@ -183,8 +183,8 @@ void Session::Submit(uint16_t tag, FsRequest req, std::function<void(FsReply&)> 
                      FidPtr binds) {
   uint64_t gen = generation_;
   auto self = shared_from_this();
-  // Only a request that raised the fid's rebinding count lowers it again
-  // (a new fid's count belongs to the requests that rebind it later).
+  // Only a request that raised the fid's rebinding count (rebinding it, or
+  // making it) lowers it again.
   bool rebinds = binds && binds->rebinding > 0;
   fs_.Submit(std::move(req), [self, tag, gen, after = std::move(after),
                               binds = std::move(binds), rebinds](FsReply r) {
@@ -262,6 +262,7 @@ void Session::Handle(uint16_t tag, Tattach& m) {
   FsRequest req{m};
   req.uid = fid->uid;
   req.rule = std::move(rule);
+  fid->rebinding++;  // requests pipelined on the new fid wait for its Rattach
   Submit(tag, std::move(req), [this, fid, control, num = m.fid](FsReply& r) {
     if (auto* a = std::get_if<Rattach>(&r.msg)) {
       fid->kind = Fid::kInode;
@@ -304,7 +305,7 @@ void Session::Handle(uint16_t tag, Twalk& m) {
   FsRequest req{m, from->ino};
   req.uid = from->uid;
   req.root_ino = from->root_ino;
-  if (to == from) from->rebinding++;
+  to->rebinding++;  // the fid it binds (a new one, or itself): later requests wait
   Submit(tag, std::move(req), [this, from, to, want, num = m.newfid](FsReply& r) {
     auto* w = std::get_if<Rwalk>(&r.msg);
     bool complete = w && w->wqids.size() == want;
@@ -341,6 +342,7 @@ void Session::Handle(uint16_t tag, Trebind& m) {
   FsRequest req{m, from->ino};
   req.uid = from->uid;
   req.root_ino = from->root_ino;
+  to->rebinding++;
   Submit(tag, std::move(req), [this, to, num = m.newfid](FsReply& r) {
     if (auto* b = std::get_if<Rrebind>(&r.msg)) {
       to->kind = Fid::kInode;

@@ -26,6 +26,9 @@
 // fid is in flight (Twalk onto itself, Tlcreate), that request owns the
 // reference and later requests naming the fid wait for it, so they see its
 // outcome and are answered after it: replies per fid come in request order.
+// A fid being made (Tattach, Twalk or Trebind to a new fid) is waited for
+// the same way: a request pipelined on it runs once it is bound (or gets
+// EBADF when the binding failed).
 //
 // Which requests change the tree, which fids they name, how large a reply
 // can be: all from the rows in 9p/ops.h.

@@ -268,6 +268,40 @@ TEST_CASE("a fid rebound by Tlcreate: a pipelined read waits and sees the new fi
   CHECK(h.replies[1].first == 4);
 }
 
+TEST_CASE("requests pipelined on a fid being made wait for its Rattach, Rwalk or Rrebind") {
+  Harness h;
+  h.Send(kNoTag, Tversion{1 << 20, "9P2000.L"});
+  h.Send(1, Tattach{0, kNoFid, "", "", 0});
+  h.Send(2, Tgetattr{0, kGetattrAll});  // before the Rattach
+  REQUIRE(h.fs.pending.size() == 1);     // the getattr waits
+  h.fs.Complete(0, Rattach{Qid{kQtDir, 0, 1}});
+  REQUIRE(h.fs.pending.size() == 1);
+  CHECK(h.fs.pending[0].req.ino == 1);
+  h.fs.Complete(0, Rgetattr{});
+  REQUIRE(h.replies.size() == 3);
+  CHECK(std::holds_alternative<Rattach>(h.replies[1].second));
+  CHECK(std::holds_alternative<Rgetattr>(h.replies[2].second));
+  // A walk to a new fid, and a read pipelined on it.
+  h.Send(3, Twalk{0, 5, {"f"}});
+  h.Send(4, Tlopen{5, O_RDONLY});
+  REQUIRE(h.fs.pending.size() == 1);
+  h.fs.Complete(0, Rwalk{{Qid{0, 0, 7}}});
+  REQUIRE(h.fs.pending.size() == 1);
+  CHECK(h.fs.pending[0].req.ino == 7);
+  h.fs.Complete(0, Rlopen{});
+  // A failed attach: what waited for it gets EBADF, after the error.
+  h.replies.clear();
+  h.Send(5, Tattach{9, kNoFid, "", "nope", 0});
+  h.Send(6, Tgetattr{9, kGetattrAll});
+  REQUIRE(h.fs.pending.size() == 1);
+  h.fs.Complete(0, Rlerror{ENOENT});
+  REQUIRE(h.replies.size() == 2);
+  CHECK(h.replies[0].first == 5);
+  CHECK(h.replies[1].first == 6);
+  CHECK(h.LastErr() == EBADF);
+  CHECK(h.fs.pending.empty());
+}
+
 TEST_CASE("a reset while a fid is rebound gives back exactly one reference") {
   Harness h;
   h.Ready();
