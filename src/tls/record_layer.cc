@@ -177,6 +177,7 @@ void RecordLayer::CloseNotify(std::string* out) {
 Result<size_t> RecordLayer::Read(const char* data, size_t len, std::string* plain,
                                  std::string* out) {
   if (failed_) return Status(EPROTO, "TLS connection failed");
+  if (peer_closed_) return Status(ECONNRESET, "peer closed the TLS session");
   size_t used = 0;
   std::string record;
   while (used < len) {
@@ -205,7 +206,9 @@ Result<size_t> RecordLayer::Read(const char* data, size_t len, std::string* plai
         return Status(EPROTO, "malformed TLS alert");
       }
       if (uint8_t(record[1]) == kCloseNotify) {
-        failed_ = true;
+        // The peer sends nothing more; this side may still answer what it
+        // received (then sends its own close_notify): not a failure.
+        peer_closed_ = true;
         return Status(ECONNRESET, "peer closed the TLS session");
       }
       if (uint8_t(record[0]) == kAlertWarning) continue;

@@ -151,6 +151,7 @@ class RecordLayer {
   RecordOpener opener_;
   bool failed_ = false;
   bool closed_ = false;
+  bool peer_closed_ = false;  // its close_notify came: nothing more is read
 };
 
 }  // namespace muscle::tls

@@ -276,7 +276,9 @@ Status TlsEngine::ReadRecords(const char* data, size_t len) {
   if (!plain_.empty() && on_plaintext) on_plaintext(plain_.data(), plain_.size());
   if (plain_.capacity() > 4 * kMaxRecordPlaintext) std::string().swap(plain_);
   if (!r.ok()) {
-    failed_ = true;
+    // The peer's close_notify (ECONNRESET) ends its side only: replies to
+    // what it sent may still be written.
+    if (r.status().err() != ECONNRESET) failed_ = true;
     FlushOut();  // the alert
     return r.status();
   }

@@ -197,15 +197,7 @@ void Connection::UpdateReading() {
 
 void Connection::OnRead(ssize_t n, const uv_buf_t* buf) {
   if (n == 0) return;
-  if (n == UV_EOF && !tls_ && session_) {
-    // Half-close: answer what was received, then close (MaybeFinishDrain).
-    input_ended_ = true;
-    reading_ = false;
-    uv_read_stop(stream_);
-    if (!processing_ && in_used_ >= 4 && CanTakeMore()) ProcessFrames();
-    MaybeFinishDrain();
-    return;
-  }
+  if (n == UV_EOF && session_ && (!tls_ || tls_->ready())) return InputEnded();
   if (n < 0) {
     if (tls_ && !tls_->ready() && options_.on_handshake)
       options_.on_handshake(false, false, "peer closed during handshake");
@@ -220,6 +212,9 @@ void Connection::OnRead(ssize_t n, const uv_buf_t* buf) {
   }
   bool was_ready = tls_->ready();
   Status s = tls_->Feed(buf->base, size_t(n));
+  // close_notify after the handshake: as a half-close (what it sent before
+  // has been handed to the session already).
+  if (!s.ok() && s.err() == ECONNRESET && was_ready && session_ && !closing_) return InputEnded();
   if (!s.ok() && !closing_) {
     if (!was_ready && !tls_->ready() && options_.on_handshake)
       options_.on_handshake(false, !tls_->identity().empty(), (tls_->identity().empty()
@@ -230,6 +225,16 @@ void Connection::OnRead(ssize_t n, const uv_buf_t* buf) {
     Close(s.err() == ECONNRESET ? nullptr : s.message().c_str());
     return;
   }
+}
+
+void Connection::InputEnded() {
+  // Half-close (FIN, or TLS close_notify): answer what was received, then
+  // close (MaybeFinishDrain; a TLS connection sends its close_notify then).
+  input_ended_ = true;
+  if (reading_) uv_read_stop(stream_);
+  reading_ = false;
+  if (!processing_ && in_used_ >= 4 && CanTakeMore()) ProcessFrames();
+  MaybeFinishDrain();
 }
 
 void Connection::OnPlaintext(const char* data, size_t len) {

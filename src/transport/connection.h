@@ -87,6 +87,7 @@ class Connection {
 
  private:
   ~Connection();
+  void InputEnded();
   void OnRead(ssize_t n, const uv_buf_t* buf);
   void OnPlaintext(const char* data, size_t len);
   bool MoveToKernelTls();
@@ -123,7 +124,7 @@ class Connection {
   bool closing_ = false;
   bool draining_ = false;
   bool claim_pending_ = false;  // options_.claim set, first bytes not seen yet
-  bool input_ended_ = false;    // the peer half-closed (plain only)
+  bool input_ended_ = false;    // the peer half-closed (FIN, or TLS close_notify)
   bool processing_ = false;  // inside ProcessFrames (replies can re-enter)
   size_t writes_pending_ = 0;
 };

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cstring>
 #include <fstream>
@@ -97,6 +98,28 @@ class TlsTestClient {
       }
       MUSCLE_RETURN_IF_ERROR(Pump(5000));
     }
+  }
+  // Sends `frames`, then ends this side (its close_notify, a FIN, or
+  // both), and reads everything until the server closes; the 9P types of
+  // the replies received, in order.
+  Result<std::vector<uint8_t>> SendThenEnd(const std::string& frames, bool close_notify, bool fin) {
+    MUSCLE_RETURN_IF_ERROR(engine_->Write(frames.data(), frames.size()));
+    if (close_notify) engine_->Close();
+    if (fin && shutdown(fd_, SHUT_WR) != 0) return Status(errno, "shutdown");
+    for (;;) {
+      Status s = Pump(5000);
+      if (s.err() == ECONNRESET) break;  // the server's close_notify, or its FIN
+      if (!s.ok()) return s;
+    }
+    std::vector<uint8_t> types;
+    while (plain_.size() >= 7) {
+      uint32_t size;
+      memcpy(&size, plain_.data(), 4);
+      if (size > plain_.size()) break;
+      types.push_back(uint8_t(plain_[4]));
+      plain_.erase(0, size);
+    }
+    return types;
   }
   bool Ready() const { return engine_ && engine_->ready(); }
   int fd() const { return fd_; }
@@ -210,6 +233,31 @@ TEST_CASE("TLS handshakes: good, wrong key, unknown identity, plain bytes, idle"
   TlsTestClient again;
   REQUIRE(again.Connect(port, "client-a", kGoodHex).ok());
   Version(again);
+}
+
+TEST_CASE("TLS half-close: requests followed by close_notify or FIN are answered, then closed") {
+  TempDir dir;
+  WriteKeys(dir.path + "/keys", "client-a:" + kGoodHex + "\n");
+  InProcessServer srv(TlsOptions(dir.path));
+  int port = srv.endpoints()[0].port;
+  struct Way {
+    const char* name;
+    bool close_notify, fin;
+  };
+  for (Way way : {Way{"close_notify", true, false}, Way{"close_notify and FIN", true, true},
+                  Way{"FIN alone", false, true}}) {
+    INFO(way.name);
+    TlsTestClient c;
+    REQUIRE(c.Connect(port, "client-a", kGoodHex).ok());
+    std::string out;
+    Encode(kNoTag, Tversion{65536, "9P2000.L"}, out);
+    for (uint16_t tag = 1; tag <= 3; tag++) Encode(tag, Tattach{tag, kNoFid, "u", "", 0}, out);
+    auto types = c.SendThenEnd(out, way.close_notify, way.fin);
+    REQUIRE(types.ok());
+    std::sort(types->begin() + (types->empty() ? 0 : 1), types->end());
+    CHECK(*types ==
+          std::vector<uint8_t>{Rversion::kType, Rattach::kType, Rattach::kType, Rattach::kType});
+  }
 }
 
 TEST_CASE("9P2000 and 9P2000.u over TLS, with the identity's access rules") {
