@@ -6,16 +6,45 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <map>
 
 #include "9p/codec.h"
 #include "9p/ops.h"
 #include "common/log.h"
+#include "common/mutex.h"
 
 namespace muscle::p9 {
 
 namespace {
 // Xattr buffer bytes held by every session of this process (all loops).
 std::atomic<size_t> g_xattr_bytes{0};
+
+// The same per identity ("" for clients without one: the local
+// administrator, plain listeners): one counter per identity with sessions
+// holding it, shared by them.
+std::shared_ptr<std::atomic<size_t>> IdentityXattrCounter(const std::string& identity) {
+  static Mutex mu;
+  static std::map<std::string, std::weak_ptr<std::atomic<size_t>>> counters;
+  MutexLock lock(&mu);
+  auto& slot = counters[identity];
+  auto c = slot.lock();
+  if (!c) {
+    // Drop the entries of identities nobody holds any more.
+    for (auto it = counters.begin(); it != counters.end();)
+      it = it->second.expired() && it->first != identity ? counters.erase(it) : std::next(it);
+    c = std::make_shared<std::atomic<size_t>>(0);
+    slot = c;
+  }
+  return c;
+}
+
+// Adds `bytes` to `n` unless that passes `limit` (false, nothing added).
+bool AddWithin(std::atomic<size_t>& n, size_t bytes, size_t limit) {
+  size_t was = n.fetch_add(bytes);
+  if (was + bytes <= limit) return true;
+  n -= bytes;
+  return false;
+}
 
 // An error as the dialect sends it. 9P2000 has only the text; Linux maps
 // the strerror texts back to errnos (net/9p/error.c).
@@ -43,15 +72,21 @@ uint32_t DecimalOf(const std::string& text) {
 Session::Fid::~Fid() {
   g_xattr_bytes -= xattr_accounted;
   if (session_xattr) *session_xattr -= xattr_accounted;
+  if (identity_xattr) *identity_xattr -= xattr_accounted;
 }
 
 bool Session::AccountXattr(const FidPtr& f, size_t bytes) {
-  if (*xattr_bytes_ + bytes > kMaxXattrBytes || g_xattr_bytes + bytes > kMaxXattrBytesProcess)
+  if (*xattr_bytes_ + bytes > kMaxXattrBytes) return false;
+  if (!identity_xattr_) identity_xattr_ = IdentityXattrCounter(options_.identity);
+  if (!AddWithin(*identity_xattr_, bytes, kMaxXattrBytesIdentity)) return false;
+  if (!AddWithin(g_xattr_bytes, bytes, kMaxXattrBytesProcess)) {
+    *identity_xattr_ -= bytes;
     return false;
+  }
   f->session_xattr = xattr_bytes_;
+  f->identity_xattr = identity_xattr_;
   f->xattr_accounted += bytes;
   *xattr_bytes_ += bytes;
-  g_xattr_bytes += bytes;
   return true;
 }
 
@@ -251,6 +286,7 @@ void Session::Handle(uint16_t tag, Tattach& m) {
     // Views apply the access rule themselves (a confined identity sees its
     // own subtree in every snapshot).
     rule = options_.rule;
+    rule->identity = options_.identity;
     m.aname = std::string(bare);
   } else if (!options_.rule.root.empty()) {
     m.aname = options_.rule.root + "/" + m.aname;

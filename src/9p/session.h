@@ -39,6 +39,7 @@
 // released (those of requests still in flight as they finish).
 #pragma once
 
+#include <atomic>
 #include <cerrno>
 #include <cstdint>
 #include <functional>
@@ -95,10 +96,13 @@ class Session : public std::enable_shared_from_this<Session> {
   // taken, before any work, so that the transport can stop taking more.
   size_t reserved_bytes() const { return reserved_total_; }
 
-  // Limits per session (and, for xattr buffers, per process). Past them
-  // a request gets EMFILE (fids) or ENOSPC (xattr buffers).
+  // Limits per session (and, for xattr buffers, per identity and per
+  // process, so that one identity's sessions cannot take the whole
+  // process's budget from the others). Past them a request gets EMFILE
+  // (fids) or ENOSPC (xattr buffers).
   static constexpr size_t kMaxFids = 16384;
   static constexpr size_t kMaxXattrBytes = 1u << 20;           // per session
+  static constexpr size_t kMaxXattrBytesIdentity = 16u << 20;  // an identity's sessions
   static constexpr size_t kMaxXattrBytesProcess = 64u << 20;   // all sessions
   size_t fid_count() const { return fids_.size(); }
   void Shutdown();
@@ -133,10 +137,11 @@ class Session : public std::enable_shared_from_this<Session> {
     // meanwhile naming it (dispatched in order once it is free).
     uint32_t rebinding = 0;
     std::vector<std::pair<uint16_t, Message>> waiting;
-    // Bytes of xattr buffer this fid holds, counted in *session_xattr and
-    // the process-wide total until the fid is gone.
+    // Bytes of xattr buffer this fid holds, counted in *session_xattr,
+    // *identity_xattr and the process-wide total until the fid is gone.
     size_t xattr_accounted = 0;
     std::shared_ptr<size_t> session_xattr;
+    std::shared_ptr<std::atomic<size_t>> identity_xattr;
     ~Fid();
   };
   using FidPtr = std::shared_ptr<Fid>;
@@ -189,6 +194,8 @@ class Session : public std::enable_shared_from_this<Session> {
   std::unordered_map<uint16_t, size_t> reserved_;  // per tag in flight
   size_t reserved_total_ = 0;
   std::shared_ptr<size_t> xattr_bytes_ = std::make_shared<size_t>(0);
+  // Xattr bytes of every session of this identity (taken at first use).
+  std::shared_ptr<std::atomic<size_t>> identity_xattr_;
   // Counts `bytes` of xattr buffer for f; false (nothing counted) when a
   // limit would be passed.
   bool AccountXattr(const FidPtr& f, size_t bytes);

@@ -20,6 +20,10 @@ struct AccessRule {
   std::string root;
   bool read_only = false;  // every change is EROFS
   bool snapshot = false;   // may take, prune and restore snapshots
+  // Whose rule it is, as the session hands it to the views: the identity
+  // ("" for the local administrator and plain listeners), by which the
+  // views count what each identity holds (control files, their answers).
+  std::string identity;
 
   // The root as a relative path, without leading or trailing slashes (""
   // for the whole tree): how the views and control files name subtrees.

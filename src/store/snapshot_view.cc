@@ -94,7 +94,11 @@ Result<Attr> SnapshotView::SnapshotsRoot(std::string_view confine) {
 Result<Attr> SnapshotView::NewControlFile(const auth::AccessRule& rule) {
   if (control_files_ >= kMaxControlFiles)
     return Status(EMFILE, "too many control files open (" + std::to_string(kMaxControlFiles) + ")");
+  if (!rule.identity.empty() && held_[rule.identity].files >= kMaxControlFilesIdentity)
+    return Status(EMFILE, "too many control files open by this identity (" +
+                              std::to_string(kMaxControlFilesIdentity) + ")");
   control_files_++;
+  held_[rule.identity].files++;
   uint64_t id = NodeId(0, "@ctl", std::to_string(next_control_++));
   Node& n = nodes_[id];
   n.kind = Node::kControl;
@@ -284,12 +288,16 @@ Result<uint32_t> SnapshotView::Write(uint64_t ino, uint64_t offset, std::string_
   auto again = nodes_.find(ino);  // the handler may have changed the table
   if (again == nodes_.end()) return uint32_t(data.size());
   std::string& held = again->second.reply;
+  Held& mine = held_[rule.identity];
   reply_bytes_ -= held.size();
-  if (reply_bytes_ + reply.size() > kMaxReplyBytes)
+  mine.bytes -= held.size();
+  if (reply_bytes_ + reply.size() > kMaxReplyBytes ||
+      (!rule.identity.empty() && mine.bytes + reply.size() > kMaxReplyBytesIdentity))
     reply = "error ENOMEM: the answer (" + std::to_string(reply.size()) +
             " bytes) does not fit beside the answers other control files hold; narrow it (a PATH)\n";
   held = std::move(reply);
   reply_bytes_ += held.size();
+  mine.bytes += held.size();
   return uint32_t(data.size());
 }
 
@@ -320,6 +328,12 @@ Status SnapshotView::Unref(uint64_t ino) {
   if (--it->second.refs == 0 && it->second.kind == Node::kControl) {
     control_files_--;
     reply_bytes_ -= it->second.reply.size();
+    auto h = held_.find(it->second.rule.identity);
+    if (h != held_.end()) {
+      h->second.files--;
+      h->second.bytes -= it->second.reply.size();
+      if (h->second.files == 0) held_.erase(h);
+    }
     nodes_.erase(it);
   }
   return Status::Ok();

@@ -94,10 +94,14 @@ class SnapshotView final : public Tree {
   Status Sync(bool durable) override { return store_.Sync(durable); }
 
   // Limits: nodes kept, control files open at once, and the bytes their
-  // answers hold.
+  // answers hold: in all, and per identity (AccessRule::identity), so
+  // that one identity cannot take them all from the others (the
+  // administrator, "" on the unix socket, is held only to the totals).
   static constexpr size_t kMaxNodes = 65536;
   static constexpr size_t kMaxControlFiles = 1024;
   static constexpr size_t kMaxReplyBytes = 64u << 20;
+  static constexpr size_t kMaxControlFilesIdentity = 128;
+  static constexpr size_t kMaxReplyBytesIdentity = 8u << 20;
 
  private:
   struct Node {
@@ -124,6 +128,10 @@ class SnapshotView final : public Tree {
   // so lookups cost O(1) amortized even when most nodes are held.
   size_t scan_above_ = kMaxNodes;
   size_t control_files_ = 0, reply_bytes_ = 0;
+  struct Held {
+    size_t files = 0, bytes = 0;
+  };
+  std::unordered_map<std::string, Held> held_;  // per identity with control files open
 };
 
 }  // namespace muscle::store

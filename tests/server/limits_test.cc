@@ -109,6 +109,51 @@ TEST_CASE("fids and xattr buffers per connection are capped") {
   CHECK(refused == 40 - created);
 }
 
+TEST_CASE("xattr buffers per identity are capped, so one identity cannot starve the others") {
+  TempDir dir;
+  server::ServerOptions o;
+  o.store_path = ":memory:";
+  o.listen = {"unix:" + dir.path + "/sock"};
+  o.access["mallory"] = server::AccessRule{"", false, false};
+  o.access["alice"] = server::AccessRule{"", false, false};
+  InProcessServer srv(o);
+  std::string ep = "unix:" + dir.path + "/sock";
+  // Fills one connection's buffers (kMaxXattrBytes); how many it got.
+  auto fill = [&](Client& c, const std::string& identity) {
+    REQUIRE(c.Connect(ep).ok());
+    if (!identity.empty()) REQUIRE(SendClaim(c, "muscle-claim identity=" + identity + "\n") == "ok");
+    REQUIRE(c.Version().ok());
+    REQUIRE(c.Attach(0).ok());
+    int created = 0;
+    for (uint32_t i = 1; i <= Session::kMaxXattrBytes / 65536; i++) {
+      REQUIRE(c.Walk(0, i, {}).ok());
+      auto r = c.Rpc(Txattrcreate{i, "user.big", 65536, 0});
+      if (r.ok()) created++;
+      else CHECK(r.err() == ENOSPC);
+    }
+    return created;
+  };
+  constexpr int kPerConnection = int(Session::kMaxXattrBytes / 65536);
+  constexpr size_t kConnections = Session::kMaxXattrBytesIdentity / Session::kMaxXattrBytes;
+  std::vector<std::unique_ptr<Client>> held;
+  for (size_t i = 0; i < kConnections; i++) {
+    held.push_back(std::make_unique<Client>());
+    CHECK(fill(*held.back(), "mallory") == kPerConnection);
+  }
+  // One more of mallory's gets nothing; alice and the administrator their share.
+  held.push_back(std::make_unique<Client>());
+  CHECK(fill(*held.back(), "mallory") == 0);
+  held.push_back(std::make_unique<Client>());
+  CHECK(fill(*held.back(), "alice") == kPerConnection);
+  held.push_back(std::make_unique<Client>());
+  CHECK(fill(*held.back(), "") == kPerConnection);
+  // Mallory's buffers come back when its connections go.
+  held.erase(held.begin(), held.begin() + 2);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  Client again;
+  CHECK(fill(again, "mallory") == kPerConnection);
+}
+
 TEST_CASE("shutdown closes connections that do not take their replies within the grace period") {
   TempDir dir;
   server::ServerOptions o;

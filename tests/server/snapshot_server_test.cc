@@ -10,6 +10,7 @@
 
 #include "9p/client.h"
 #include "server/control.h"
+#include "store/snapshot_view.h"
 #include "tests/server/server_harness.h"
 
 using namespace muscle;
@@ -275,6 +276,66 @@ TEST_CASE("snapshots over 9P2000.u and 9P2000: directories list as stat records"
     auto w = c.Rpc(Topen{1, kOWrite});
     CHECK(!w.ok());
   }
+}
+
+TEST_CASE("control files and their answers are bounded per identity") {
+  TempDir dir;
+  server::ServerOptions o;
+  o.store_path = dir.path + "/store.db";
+  o.listen = {"unix:" + dir.path + "/sock"};
+  o.access["ro"] = server::AccessRule{"", true, false};
+  o.access["other"] = server::AccessRule{"", true, false};
+  InProcessServer srv(o);
+  std::string ep = "unix:" + srv.endpoints()[0].path;
+  Client admin;
+  Connect(admin, ep, "");
+  REQUIRE(admin.Attach(0).ok());
+  REQUIRE(Control(admin, {"snapshot", "empty"}).rfind("ok\n", 0) == 0);
+  // A diff answer of ~1 MiB: 4,400 new files with long names (at the top:
+  // a new directory is one line).
+  for (int i = 0; i < 4400; i++) {
+    REQUIRE(admin.Walk(0, 2, {}).ok());
+    char name[300];
+    snprintf(name, sizeof name, "%05d-%s", i, std::string(233, 'n').c_str());
+    REQUIRE(admin.Create(2, name, O_WRONLY, 0644).ok());
+    REQUIRE(admin.Clunk(2).ok());
+  }
+  // Control files: a read-only identity holds at most its share...
+  Client ro, other;
+  Connect(ro, ep, "muscle-claim identity=ro\n");
+  Connect(other, ep, "muscle-claim identity=other\n");
+  int opened = 0;
+  for (uint32_t fid = 100; fid < 100 + 200; fid++) {
+    auto a = ro.Attach(fid, "@ctl");
+    if (!a.ok()) {
+      CHECK(a.err() == EMFILE);
+      break;
+    }
+    opened++;
+  }
+  CHECK(opened == int(store::SnapshotView::kMaxControlFilesIdentity));
+  // ...and the others (the administrator too) still open theirs.
+  CHECK(other.Attach(100, "@ctl").ok());
+  CHECK(admin.Attach(100, "@ctl").ok());
+  for (uint32_t fid = 100; fid < 100 + uint32_t(opened); fid++) REQUIRE(ro.Clunk(fid).ok());
+  REQUIRE(other.Clunk(100).ok());
+  REQUIRE(admin.Clunk(100).ok());
+  // Answers held: one identity's at most 8 MiB; past that ENOMEM for it only.
+  int held = 0, refused = 0;
+  for (uint32_t fid = 200; fid < 210; fid++) {
+    REQUIRE(ro.Attach(fid, "@ctl").ok());
+    REQUIRE(ro.Open(fid, O_RDWR).ok());
+    REQUIRE(ro.Write(fid, 0, server::ControlCommand({"diff", "empty", "", ""})).ok());
+    auto head = ro.Read(fid, 0, 64);
+    REQUIRE(head.ok());
+    if (head->rfind("ok\n", 0) == 0) held++;
+    else if (head->rfind("error ENOMEM", 0) == 0) refused++;
+  }
+  CHECK(held == 7);
+  CHECK(refused == 3);
+  std::string big = Control(admin, {"diff", "empty", "", ""});
+  CHECK(big.rfind("ok\n", 0) == 0);
+  CHECK(big.size() > (1u << 20));
 }
 
 TEST_CASE("control files are bounded; a claimed root alone gives no snapshot right") {
