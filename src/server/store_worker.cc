@@ -50,7 +50,13 @@ StoreWorker::StoreWorker(uv_loop_t* loop, std::unique_ptr<store::Store> store)
                        if (!st.ok())
                          Log("store: background commit failed: %s", st.ToString().c_str());
                      },
-                 .after_job = [this](store::Store&) { busy_.fetch_sub(1, std::memory_order_relaxed); },
+                 .after_job =
+                     [this](store::Store& s) {
+                       // On a full disk a delete frees its space at once.
+                       Status st = s.CommitIfFreeing();
+                       if (!st.ok()) Log("store: commit after a delete failed: %s", st.ToString().c_str());
+                       busy_.fetch_sub(1, std::memory_order_relaxed);
+                     },
                  .exit =
                      [this](store::Store& s) {
                        Status st = s.Sync(true);

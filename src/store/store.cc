@@ -355,4 +355,10 @@ Status Store::Tick() {
   return Status::Ok();
 }
 
+Status Store::CommitIfFreeing() {
+  if (!low_space_ || !in_txn_ || punches_.empty()) return Status::Ok();
+  OpScope op(this);
+  return Sync(false);
+}
+
 }  // namespace muscle::store

@@ -205,6 +205,10 @@ class Store final : public Tree {
   // Called periodically: commits if work has waited longer than the commit
   // interval, and flushes files if buffers are large.
   Status Tick();
+  // While space is short (low_space()), commits at once when the open
+  // transaction frees chunks, so that a delete gives its space back now,
+  // not at the end of the commit interval. Called after each request.
+  Status CommitIfFreeing();
 
   // --- space ---
   // Compacts packs whose live fraction fell below half (all packs with any

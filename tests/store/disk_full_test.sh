@@ -28,8 +28,9 @@ cleanup() {
 trap cleanup EXIT
 fail() { echo "disk_full_test: FAIL: $*" >&2; echo "--- server log:" >&2; cat "$log" >&2; exit 1; }
 p9() { "$build/tests/muscle9p" "unix:$sock" "$@"; }
+commit_ms=200
 start() {
-  "$build/musclefs" serve --base "$base" --listen "unix:$sock" --commit-interval-ms 200 >>"$log" 2>&1 &
+  "$build/musclefs" serve --base "$base" --listen "unix:$sock" --commit-interval-ms "$commit_ms" >>"$log" 2>&1 &
   pid=$!
   for _ in $(seq 100); do [ -S "$sock" ] && p9 stat / >/dev/null 2>&1 && return 0; sleep 0.1; done
   fail "server did not start"
@@ -90,6 +91,21 @@ done
 [ "$ok" = 1 ] || fail "no write accepted after deletes freed 12 MiB"
 rm -f "$mnt/filler"
 head -c $((4 << 20)) /dev/urandom | p9 put /more || fail "write after the disk was freed"
+stop
+
+# With a long commit interval, a delete on a full disk gives its space back
+# at once (it commits then), not at the end of the interval.
+commit_ms=60000
+start
+head -c $((8 << 20)) /dev/urandom | p9 put /freed-soon || fail "put /freed-soon"
+p9 rm /more
+dd if=/dev/zero of="$mnt/filler" bs=1M 2>/dev/null || true
+head -c $((1 << 20)) /dev/urandom | p9 put /refused 2>/dev/null && fail "a write on a full disk succeeded"
+before=$(df --output=avail "$mnt" | tail -1)
+p9 rm /freed-soon || fail "rm /freed-soon on a full disk"
+sleep 1
+after=$(df --output=avail "$mnt" | tail -1)
+[ $((after - before)) -ge 4096 ] || fail "a delete of 8 MiB on a full disk freed $((after - before)) KiB within 1 s (expected at least 4 MiB; commit interval 60 s)"
 stop
 "$build/musclefs" check --base "$base" >>"$log" 2>&1 || fail "musclefs check after the run"
 [ -n "${MUSCLE_TEST_VERBOSE:-}" ] && cat "$log"
