@@ -190,7 +190,9 @@ struct BucketPackStore::Shared {
     r.ahead = ahead;
     r.use = ++range_tick;
     if (!r.buf) r.buf.reset(new char[range_size]);
-    fetches.push_back(i);
+    // A reader waits for a fetch on demand: it goes before those ahead.
+    if (ahead) fetches.push_back(i);
+    else fetches.push_front(i);
     if (fetchers.empty())
       for (size_t n = 0; n < depth; n++) fetchers.push_back(StartThread("bucket-fetch", [this] { FetcherMain(); }));
     fetch_cv.SignalAll();
