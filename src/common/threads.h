@@ -12,6 +12,8 @@
 // | precut       | 0..1 per writer store | store::Precut              | Cuts and hashes a sequential writer's buffer ahead of its flush (store/precut.h): reads that buffer (the store thread keeps it in place, Pause before changing it) and Precut's own state under its mutex. |
 // | punch-holes  | 0..1 per writer store | store::LocalPackStore::Punch      | Punches holes in pack files through descriptors of its own (store/pack.h); the hole queue under the LocalPackStore's punch mutex. Nothing else of the store. |
 // | flush-cut    | 0..1, during a flush  | store's FlushRange         | Cuts and hashes one block of a flush (store/file_data.cc) while the store thread inserts the previous block: reads that block only; joined before the flush goes on. |
+// | bucket-upload | 1 per bucket store   | BucketPackStore::Open      | Uploads sealed packs, index objects and the catalog, and deletes objects (store/bucket_pack_store.h): reads the cache files through descriptors of its own; the upload queue, manifest and table of uploaded packs under the store's Shared mutex. |
+// | bucket-fetch | read_ahead_depth (3) per bucket store, from its first bucket read | BucketPackStore's ReadBucket | Fetches ranges of packs not in the cache into the shared read-ahead buffers (store/bucket_pack_store.h): a buffer it fills is its own until marked ready under the Shared mutex; nothing else of the store. Joined by the writer's destructor. |
 //
 // Shared state and the lock guarding it (checked by clang's -Wthread-safety
 // where annotated, common/mutex.h):

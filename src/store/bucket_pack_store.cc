@@ -135,6 +135,103 @@ struct BucketPackStore::Shared {
   bool catalog_pending GUARDED_BY(mu) = false;
   uint64_t catalog_gen GUARDED_BY(mu) = 0;
 
+  // Read-ahead (the header's Reads): range buffers, shared by the writer
+  // and its readers, filled by the fetch threads.
+  struct Range {
+    enum State { kFree, kQueued, kFetching, kReady, kFailed };
+    State state = kFree;
+    std::string key;  // the object (names are never reused)
+    uint64_t id = 0, from = 0;
+    size_t len = 0;
+    Status error;  // of a failed fetch
+    int pins = 0;  // readers waiting for it or copying out of it
+    bool ahead = false;  // fetched ahead and not read yet
+    uint64_t use = 0;
+    std::unique_ptr<char[]> buf;  // read_ahead bytes once used; no zero-fill
+  };
+  std::shared_ptr<s3::ObjectStore> bucket;  // for the fetch threads
+  size_t range_size = 0, depth = 0;
+  std::vector<Range> ranges GUARDED_BY(mu);
+  std::deque<size_t> fetches GUARDED_BY(mu);  // queued ranges, in order
+  CondVar fetch_cv;                           // a queued fetch; a fetch done
+  std::vector<std::thread> fetchers GUARDED_BY(mu);
+  uint64_t range_tick GUARDED_BY(mu) = 0;
+
+  // The buffer holding `from` of `key` (not a failed one), or -1.
+  int FindRange(const std::string& key, uint64_t from) REQUIRES(mu) {
+    for (size_t i = 0; i < ranges.size(); i++)
+      if (ranges[i].state != Range::kFree && ranges[i].state != Range::kFailed && ranges[i].key == key &&
+          ranges[i].from == from)
+        return int(i);
+    return -1;
+  }
+  // A buffer to fetch into: free or failed first, else the least recently
+  // used ready one (`ahead`: only one already read), or -1.
+  int TakeRange(bool ahead) REQUIRES(mu) {
+    int best = -1;
+    for (size_t i = 0; i < ranges.size(); i++) {
+      Range& r = ranges[i];
+      if (r.pins) continue;
+      if (r.state == Range::kFree || r.state == Range::kFailed) return int(i);
+      if (r.state != Range::kReady || (ahead && r.ahead)) continue;
+      if (best < 0 || r.use < ranges[size_t(best)].use) best = int(i);
+    }
+    return best;
+  }
+  // Queues the fetch of range `from` (`len` bytes) of `key` into buffer i.
+  void Fetch(size_t i, uint64_t id, const std::string& key, uint64_t from, size_t len, bool ahead) REQUIRES(mu) {
+    Range& r = ranges[i];
+    r.state = Range::kQueued;
+    r.key = key;
+    r.id = id;
+    r.from = from;
+    r.len = len;
+    r.error = Status::Ok();
+    r.ahead = ahead;
+    r.use = ++range_tick;
+    if (!r.buf) r.buf.reset(new char[range_size]);
+    // A reader waits for a fetch on demand: it goes before those ahead.
+    if (ahead) fetches.push_back(i);
+    else fetches.push_front(i);
+    if (fetchers.empty())
+      for (size_t n = 0; n < depth; n++) fetchers.push_back(StartThread("bucket-fetch", [this] { FetcherMain(); }));
+    fetch_cv.SignalAll();
+  }
+  void FetcherMain() {
+    MutexLock l(&mu);
+    for (;;) {
+      while (!stop && fetches.empty()) fetch_cv.Wait(&mu);
+      if (stop) return;
+      size_t i = fetches.front();
+      fetches.pop_front();
+      Range& r = ranges[i];
+      r.state = Range::kFetching;
+      std::string key = r.key;
+      uint64_t from = r.from;
+      size_t len = r.len;
+      char* buf = r.buf.get();
+      ++stats.bucket_reads;
+      if (r.ahead) ++stats.reads_ahead;
+      l.Unlock();
+      Status s = bucket->GetRange(key, from, len, buf);
+      l.Lock();
+      r.state = s.ok() ? Range::kReady : Range::kFailed;
+      r.error = s;
+      fetch_cv.SignalAll();
+    }
+  }
+  // Stops the fetch threads (a fetch in flight ends first; queued ones
+  // fail); the caller joins them.
+  std::vector<std::thread> StopFetchers() REQUIRES(mu) {
+    for (size_t i : fetches) {
+      ranges[i].state = Range::kFailed;
+      ranges[i].error = Status(ECANCELED, "the store is closing");
+    }
+    fetches.clear();
+    fetch_cv.SignalAll();
+    return std::move(fetchers);
+  }
+
   // Deletes an uploaded pack's object and its index object (see Delete).
   void DeleteUpload(const std::string& name, uint64_t after = 0) REQUIRES(mu) {
     deletes.push_back({kPackPrefix + name, after});
@@ -205,6 +302,13 @@ BucketPackStore::BucketPackStore(std::shared_ptr<s3::ObjectStore> bucket, std::s
       dir_(std::move(cache_dir)),
       options_(options) {
   shared_->manifest_path = dir_ + "/bucket-manifest";
+  shared_->bucket = bucket_;
+  shared_->range_size = std::max<size_t>(options_.read_ahead, 1);
+  shared_->depth = std::max<size_t>(options_.read_ahead_depth, 1);
+  {
+    MutexLock l(&shared_->mu);
+    shared_->ranges.resize(std::max(options_.read_ahead_slots, shared_->depth + 1));
+  }
   cache_ = std::make_unique<LocalPackStore>(dir_, LocalPackStore::Mode::kWrite);
   cache_->pack_target = options_.pack_target;
 }
@@ -219,12 +323,17 @@ BucketPackStore::BucketPackStore(std::shared_ptr<Shared> shared,
       read_only_(true) {}
 
 BucketPackStore::~BucketPackStore() {
-  if (uploader_.joinable()) {
+  if (!read_only_) {
+    std::vector<std::thread> fetchers;
     {
       MutexLock l(&shared_->mu);
       shared_->stop = true;
+      fetchers = shared_->StopFetchers();
     }
     shared_->cv.SignalAll();
+    for (auto& t : fetchers) t.join();
+  }
+  if (uploader_.joinable()) {
     uploader_.join();
     MutexLock l(&shared_->mu);
     if (!shared_->uploads.empty())
@@ -240,8 +349,6 @@ BucketPackStore::~BucketPackStore() {
 void BucketPackStore::CloseFds() {
   for (auto& [id, fd] : fds_) close(fd);
   fds_.clear();
-  ahead_.clear();
-  ahead_id_ = 0;
 }
 
 Status BucketPackStore::Open(const std::string& owner, const std::map<uint64_t, uint64_t>& committed) {
@@ -448,6 +555,7 @@ Result<PutResult> BucketPackStore::Put(std::string_view data, const unsigned cha
   }
   auto r = cache_->Put(data, hash);
   if (!r.ok()) return r;
+  last_put_ = std::chrono::steady_clock::now();
   if (r->started || !open_dirty_) {
     open_dirty_ = true;
     open_since_ = std::chrono::steady_clock::now();
@@ -468,22 +576,47 @@ Result<PutResult> BucketPackStore::Put(std::string_view data, const unsigned cha
   return r;
 }
 
-void BucketPackStore::MaybeSealEarly() {
-  if (!open_dirty_ || sealed_early_) return;
+void BucketPackStore::SealOpen() {
   ContainerMark m = cache_->mark();
-  if (m.container == 0 || m.size <= kContainerHeaderSize) return;
-  std::chrono::duration<double> age = std::chrono::steady_clock::now() - open_since_;
-  if (age.count() < options_.seal_after_s) return;
   cache_->SealOpen();
   open_dirty_ = false;
   sealed_early_ = m.container;
+  last_early_seal_ = std::chrono::steady_clock::now();
   MutexLock l(&shared_->mu);
   shared_->Queue(m.container, m.size);
   shared_->stats.open_bytes = 0;
 }
 
+bool BucketPackStore::MaybeSealEarly() {
+  if (!open_dirty_ || sealed_early_) return false;
+  ContainerMark m = cache_->mark();
+  if (m.container == 0 || m.size <= kContainerHeaderSize) return false;
+  std::chrono::duration<double> age = std::chrono::steady_clock::now() - open_since_;
+  if (age.count() < options_.seal_after_s) return false;
+  SealOpen();
+  return true;
+}
+
+void BucketPackStore::MaybeSealQuiet() {
+  if (options_.quiet_seal_s <= 0 || !open_dirty_ || sealed_early_) return;
+  ContainerMark m = cache_->mark();
+  if (m.container == 0 || m.size <= kContainerHeaderSize) return;
+  auto now = std::chrono::steady_clock::now();
+  if (std::chrono::duration<double>(now - last_put_).count() < options_.quiet_seal_s) return;
+  bool big = m.size >= options_.pack_target / 4;
+  if (!big && last_early_seal_ != std::chrono::steady_clock::time_point() &&
+      std::chrono::duration<double>(now - last_early_seal_).count() < options_.seal_after_s)
+    return;
+  {
+    MutexLock l(&shared_->mu);
+    if (shared_->busy || !shared_->uploads.empty()) return;
+  }
+  SealOpen();
+}
+
 void BucketPackStore::Idle() {
-  if (!read_only_ && cache_) MaybeSealEarly();
+  if (read_only_ || !cache_) return;
+  if (!MaybeSealEarly()) MaybeSealQuiet();
 }
 
 Status BucketPackStore::Sync() {
@@ -579,7 +712,6 @@ Status BucketPackStore::Remove(uint64_t container) {
     close(it->second);
     fds_.erase(it);
   }
-  if (ahead_id_ == container) ahead_id_ = 0;
   MUSCLE_RETURN_IF_ERROR(cache_->Remove(container));
   MutexLock l(&shared_->mu);
   // Its objects go once the pack gc moved its live records into (the open
@@ -639,40 +771,97 @@ Status BucketPackStore::ReadRaw(uint64_t id, uint64_t offset, size_t len, char* 
       return ErrnoStatus(e, "read pack " + Hex(id) + " in " + dir_ + " at " + std::to_string(offset));
     return Status::Ok();
   }
-  if (ahead_id_ == id && offset >= ahead_from_ && offset + len <= ahead_from_ + ahead_.size()) {
-    memcpy(out, ahead_.data() + (offset - ahead_from_), len);
-    return Status::Ok();
-  }
   if (name.empty()) return Status(EIO, "pack " + Hex(id) + " is neither in the cache " + dir_ + " nor uploaded");
   if (offset > size || len > size - offset)
     return Status(EIO, "pack " + Hex(id) + ": " + std::to_string(len) + " bytes at " + std::to_string(offset) +
                            " reach past its " + std::to_string(size) + " bytes");
-  size_t want = std::min<uint64_t>(std::max(len, options_.read_ahead), size - offset);
-  {
-    MutexLock l(&shared_->mu);
-    ++shared_->stats.bucket_reads;
-  }
-  // A pack the manifest says is uploaded and the bucket does not give back
-  // is lost or unreachable data: EIO (never ENOENT, which a client would
-  // take for a missing file), with a log line naming it.
-  auto failed = [&](const Status& s) {
+  Status s = ReadBucket(id, name, size, offset, len, out);
+  if (!s.ok()) {
+    // A pack the manifest says is uploaded and the bucket does not give
+    // back is lost or unreachable data: EIO (never ENOENT, which a client
+    // would take for a missing file), with a log line naming it.
     Log("bucket: reading pack %s (%s) from %s failed: %s", Hex(id).c_str(), name.c_str(),
         bucket_->Describe().c_str(), s.ToString().c_str());
-    return Status(s.err() == ENOENT ? EIO : s.err(), "pack " + Hex(id) + ": " + s.message());
-  };
-  if (want == len) {
-    ahead_id_ = 0;
-    Status s = bucket_->GetRange(name, offset, len, out);
-    if (!s.ok()) return failed(s);
-    return s;
+    return Status(s.err() == ENOENT || s.err() == ECANCELED ? EIO : s.err(), "pack " + Hex(id) + ": " + s.message());
   }
-  ahead_id_ = 0;
-  ahead_.resize(want);
-  Status s = bucket_->GetRange(name, offset, want, ahead_.data());
-  if (!s.ok()) return failed(s);
-  ahead_id_ = id;
-  ahead_from_ = offset;
-  memcpy(out, ahead_.data(), len);
+  return s;
+}
+
+Status BucketPackStore::ReadBucket(uint64_t id, const std::string& key, uint64_t size, uint64_t offset, size_t len,
+                                   char* out) {
+  Shared& sh = *shared_;
+  const uint64_t rs = sh.range_size;
+  MutexLock l(&sh.mu);
+  while (len > 0) {
+    uint64_t from = offset / rs * rs;
+    size_t range_len = size_t(std::min<uint64_t>(rs, size - from));
+    size_t piece = size_t(std::min<uint64_t>(len, from + range_len - offset));
+    int i = sh.FindRange(key, from);
+    bool was_ahead = i >= 0 && sh.ranges[size_t(i)].ahead;
+    if (i < 0 && !sh.stop) {
+      i = sh.TakeRange(false);
+      if (i >= 0) sh.Fetch(size_t(i), id, key, from, range_len, false);
+    }
+    if (i < 0) {
+      // Every buffer in use (or the store closing): this piece alone,
+      // straight into the caller's memory.
+      ++sh.stats.bucket_reads;
+      l.Unlock();
+      Status s = bucket_->GetRange(key, offset, piece, out);
+      l.Lock();
+      MUSCLE_RETURN_IF_ERROR(s);
+    } else {
+      Shared::Range& r = sh.ranges[size_t(i)];
+      ++r.pins;
+      while (r.state == Shared::Range::kQueued || r.state == Shared::Range::kFetching) sh.fetch_cv.Wait(&sh.mu);
+      if (r.state != Shared::Range::kReady) {
+        Status e = r.error;
+        --r.pins;
+        return e.ok() ? Status(EIO, "the fetch of " + key + " was given up") : e;
+      }
+      r.ahead = false;
+      r.use = ++sh.range_tick;
+      l.Unlock();
+      memcpy(out, r.buf.get() + (offset - from), piece);
+      l.Lock();
+      --r.pins;
+    }
+    // Sequential: this range was fetched ahead, or the one before it is
+    // held. Then the next ranges are fetched, into the next packs too.
+    bool sequential = was_ahead;
+    if (!sequential && from >= rs) sequential = sh.FindRange(key, from - rs) >= 0;
+    if (!sequential && from == 0) {
+      auto prev = sh.uploaded.lower_bound(id);
+      if (prev != sh.uploaded.begin()) {
+        --prev;
+        uint64_t last = prev->second.size == 0 ? 0 : (prev->second.size - 1) / rs * rs;
+        sequential = sh.FindRange(kPackPrefix + prev->second.name, last) >= 0;
+      }
+    }
+    if (sequential && !sh.stop) {
+      uint64_t next_id = id, next_from = from, next_size = size;
+      std::string next_key = key;
+      for (size_t n = 0; n < sh.depth; n++) {
+        next_from += rs;
+        if (next_from >= next_size) {
+          auto u = sh.uploaded.upper_bound(next_id);
+          if (u == sh.uploaded.end() || sh.cached.count(u->first)) break;
+          next_id = u->first;
+          next_key = kPackPrefix + u->second.name;
+          next_size = u->second.size;
+          next_from = 0;
+          if (next_size == 0) break;
+        }
+        if (sh.FindRange(next_key, next_from) >= 0) continue;
+        int j = sh.TakeRange(true);
+        if (j < 0) break;
+        sh.Fetch(size_t(j), next_id, next_key, next_from, size_t(std::min<uint64_t>(rs, next_size - next_from)), true);
+      }
+    }
+    offset += piece;
+    out += piece;
+    len -= piece;
+  }
   return Status::Ok();
 }
 
@@ -807,13 +996,18 @@ void BucketPackStore::UploaderMain() {
     l.Unlock();
     // The pack as committed: `size` bytes of its cache file.
     std::string path = dir_ + "/" + Hex(job.id) + ".pack";
-    std::string body(job.size, '\0');
+    if (upload_cap_ < job.size) {
+      upload_buf_.reset();  // (before the new one: one pack's worth at a time)
+      upload_buf_.reset(new char[job.size]);
+      upload_cap_ = job.size;
+    }
+    std::string_view body(upload_buf_.get(), job.size);
     Status s;
     int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0) {
       s = ErrnoStatus(errno, "open " + path);
     } else {
-      if (int e = vfs::FileRead(fd, body.data(), body.size(), 0)) s = ErrnoStatus(e, "read " + path);
+      if (int e = vfs::FileRead(fd, upload_buf_.get(), job.size, 0)) s = ErrnoStatus(e, "read " + path);
       close(fd);
     }
     auto name = RandomName();
@@ -906,7 +1100,7 @@ Status BucketPackStore::WriteManifest(const std::string& dir, const std::string&
   return SyncDir(dir);
 }
 
-Status BucketPackStore::PutIndex(uint64_t id, uint64_t size, const std::string& name, const std::string& body) {
+Status BucketPackStore::PutIndex(uint64_t id, uint64_t size, const std::string& name, std::string_view body) {
   PackIndex index{id, size, {}};
   MUSCLE_RETURN_IF_ERROR(WalkRecords(
       [&](void* buf, size_t len, uint64_t at) {

@@ -14,7 +14,17 @@
 // once its oldest not-uploaded byte is `seal_after_s` old (at a Sync, or at
 // Idle while the store has nothing uncommitted), and uploaded then; an open
 // pack sealed early and uploaded stays sealed across a restart (the next
-// Put starts a new one). `stats()` says how much is not yet uploaded.
+// Put starts a new one). It is also sealed early when the store goes
+// quiet (a "quiet seal", at Idle): no Put for `quiet_seal_s`, every byte
+// synced and committed, and no upload queued or in flight (a backlog of
+// uploads would delay this pack anyway, and writes that resume meanwhile
+// fill it instead), and not within `seal_after_s` of the last early seal
+// (quiet or by age) unless the open pack holds at least a quarter of the
+// pack target: so a trickle of writes still makes at most one small pack
+// per `seal_after_s`, not a stream of tiny ones. So the end of
+// a large write reaches the bucket about `quiet_seal_s` after the uploads
+// before it, not `seal_after_s` after its first byte. `stats()` says how
+// much is not yet uploaded.
 //
 // The manifest (DIR/bucket-manifest, appended and fsynced, rewritten
 // compactly at Open) records each uploaded pack as "U <id> <name> <size>"
@@ -40,14 +50,32 @@
 // and the last upload error; nothing already acknowledged is touched.
 //
 // Reads. A pack in the cache is read from its file; any other from the
-// bucket with a ranged GET of at least `read_ahead` bytes (to the end of
-// the object at most), kept in a buffer so that the next sequential reads of
-// that pack are served without another request.
+// bucket, in ranges: range k of an object is its bytes [k * read_ahead,
+// (k + 1) * read_ahead), the last one shorter. A range is fetched by one
+// ranged GET into one of `read_ahead_slots` buffers of `read_ahead` bytes
+// shared by the writer and all its readers (allocated on first use, never
+// zero-filled, reused; so the read-ahead memory is read_ahead *
+// read_ahead_slots, 32 MiB by default, whatever the number of readers),
+// and every read of bytes in it is a copy out of that buffer: several
+// readers of one range wait for the same GET, never send their own. When
+// reads are sequential (a read lands in a range that was fetched ahead, or
+// in the range after one that is held), the next `read_ahead_depth` ranges
+// are fetched in the background by as many "bucket-fetch" threads
+// (started at the first bucket read), continuing into the next uploaded
+// pack that is not in the cache (packs are numbered in write order, so a
+// stream written at once goes on there). A fetch that a read waits for is
+// queued before the fetches ahead. A fetch ahead only takes a buffer
+// that is free or whose range was read already; a read that finds every
+// buffer in use GETs its bytes straight into the caller's memory.
+// A GET is bounded by the client's timeouts (s3/s3_client.h: a connect
+// timeout and a minimum transfer speed, with its retries), so a reader
+// waiting for a fetch is never left waiting on a bucket that hangs longer
+// than that.
 //
 // Failures. Uploads and deletes that fail are retried by the thread with
 // back-off (0.5 s doubling to 30 s; one log line per failure, with what is
-// pending); reads that fail answer the error (EIO) and are retried by the
-// next read. Roll-backs (RollBackTo) void uploads of every pack from the
+// pending); reads that fail answer the error (EIO) to every read waiting
+// for that range, and the next read of it fetches it again. Roll-backs (RollBackTo) void uploads of every pack from the
 // mark's on: an upload in flight when that happens is deleted when it ends.
 //
 // Ownership and threading. Owned by one Store and used on its thread, like
@@ -55,8 +83,14 @@
 // cache files through descriptors of its own and shares the upload queue,
 // the manifest and the table of uploaded packs with the writer and the
 // readers through `Shared` (under its mutex). Readers (NewReader) share
-// that table and the object store and read the cache directory through
-// descriptors of their own.
+// that table, the read-ahead buffers and the object store and read the
+// cache directory through descriptors of their own. The "bucket-fetch"
+// threads touch only the read-ahead buffers (a buffer is written by its
+// fetch alone, and read by readers only once it is ready, pinned so that it
+// is not reused under them) and the object store. The writer's destructor
+// stops and joins the uploader and the fetchers (a fetch in flight ends
+// first; queued ones fail with ECANCELED); readers outliving it read with
+// GETs of their own.
 #pragma once
 
 #include <chrono>
@@ -83,6 +117,7 @@ struct BucketStats {
   uint64_t uploaded_packs = 0, uploaded_bytes = 0;  // recorded in the manifest
   uint64_t cached_bytes = 0;                        // pack files in the cache directory
   uint64_t uploads = 0, upload_failures = 0, bucket_reads = 0, evictions = 0;
+  uint64_t reads_ahead = 0;  // of bucket_reads: GETs of ranges fetched ahead
   std::string last_error;  // of the last failed upload or delete, "" after a success
 };
 
@@ -91,7 +126,13 @@ class BucketPackStore final : public ContainerChunkStore {
   struct Options {
     uint64_t pack_target = 32u << 20;
     uint64_t cache_limit = 4ull << 30;
+    // Reads from the bucket (Reads, above): the range size, the number of
+    // range buffers (the read-ahead memory is their product), and how many
+    // ranges a sequential read fetches ahead (the fetch threads, and so
+    // the GETs in flight for read-ahead; below read_ahead_slots).
     size_t read_ahead = 4u << 20;
+    size_t read_ahead_slots = 8;
+    size_t read_ahead_depth = 3;
     // Back-off between retries of a failed upload or delete.
     double retry_first_s = 0.5, retry_max_s = 30;
     // A Put over the cache limit waits this long for uploads to make room
@@ -103,6 +144,8 @@ class BucketPackStore final : public ContainerChunkStore {
     // reach the bucket within about this long, not only once 32 MiB are
     // written. Smaller packs are the price (at most one per this interval).
     double seal_after_s = 10;
+    // A quiet seal (above) once no Put came for this long (0: none).
+    double quiet_seal_s = 1;
     // Delete, at Open, the objects the manifest does not name (uploads cut
     // short, voided ones). Off for restore-from's first open: its manifest
     // is built from what the bucket shows, and it must change nothing.
@@ -183,11 +226,17 @@ class BucketPackStore final : public ContainerChunkStore {
   void UploaderMain();
   // The index object of uploaded pack `id` (`size` bytes, object `name`)
   // from its bytes `body`, or (WriteIndexOf) read from the cache or bucket.
-  Status PutIndex(uint64_t id, uint64_t size, const std::string& name, const std::string& body);
+  Status PutIndex(uint64_t id, uint64_t size, const std::string& name, std::string_view body);
   Status WriteIndexOf(uint64_t id, uint64_t size, const std::string& name);
   // Seals the open pack and queues its upload if its oldest not-uploaded
-  // byte is older than seal_after_s (its bytes are synced).
-  void MaybeSealEarly();
+  // byte is older than seal_after_s (its bytes are synced). True if sealed.
+  bool MaybeSealEarly();
+  // The quiet seal (above), at Idle.
+  void MaybeSealQuiet();
+  void SealOpen();
+  // Bytes [offset, +len) of uploaded object `key` (`size` bytes, pack
+  // `id`) through the shared range buffers (Reads, above).
+  Status ReadBucket(uint64_t id, const std::string& key, uint64_t size, uint64_t offset, size_t len, char* out);
 
   std::shared_ptr<Shared> shared_;
   std::shared_ptr<s3::ObjectStore> bucket_;
@@ -197,16 +246,19 @@ class BucketPackStore final : public ContainerChunkStore {
   std::unique_ptr<LocalPackStore> cache_;  // the writer's packs (null on a reader)
   uint64_t evict_seen_ = 0;  // the evictions this reader has dropped descriptors for
   std::map<uint64_t, int> fds_;            // read descriptors of cache files
-  // The read-ahead buffer: bytes [ahead_from_, +size) of pack ahead_id_.
-  uint64_t ahead_id_ = 0, ahead_from_ = 0;
-  std::string ahead_;
   std::thread uploader_;
+  // The uploader's buffer for the pack it uploads: grown to the largest
+  // pack, reused, never zero-filled (the uploader's alone).
+  std::unique_ptr<char[]> upload_buf_;
+  size_t upload_cap_ = 0;
   // The writer's open pack: when its first not-uploaded byte was put, and
   // the id of an open pack already sealed early (and queued) whose seal
   // the next Put's result reports again.
   bool open_dirty_ = false;
   std::chrono::steady_clock::time_point open_since_;
   uint64_t sealed_early_ = 0;
+  // The last Put, and the last early seal (none yet: the epoch).
+  std::chrono::steady_clock::time_point last_put_, last_early_seal_;
   // The open pack at the last Sync (or Open, or roll-back): what a failed
   // commit rolls back to and appends to again, so never evicted.
   uint64_t floor_ = 0;

@@ -9,6 +9,8 @@
 
 #include <catch2/catch.hpp>
 #include <cstring>
+#include <mutex>
+#include <thread>
 #include <fstream>
 
 #include "s3/dir_object_store.h"
@@ -38,6 +40,7 @@ struct Fixture {
     options.retry_first_s = 0.01;
     options.retry_max_s = 0.05;
     options.seal_after_s = 3600;  // by size only, unless a test says otherwise
+    options.quiet_seal_s = 0;
   }
   std::unique_ptr<BucketPackStore> Make() { return std::make_unique<BucketPackStore>(bucket, cache, options); }
   size_t Objects() {
@@ -420,4 +423,193 @@ TEST_CASE("bucket packs: a whole store, its readers, gc and check, reopened on a
     CHECK(r.ok());
     CHECK(f.bucket->calls("range") > 0);
   }
+}
+
+namespace {
+
+// Waits up to 5 s for `done`.
+bool WaitFor(const std::function<bool()>& done) {
+  for (int i = 0; i < 500; i++) {
+    if (done()) return true;
+    usleep(10000);
+  }
+  return done();
+}
+
+// 30 chunks of 20,000 bytes in 10 packs, the 9 sealed ones uploaded and
+// evicted (every later read of them goes to the bucket).
+std::vector<std::pair<Hashed, PutResult>> FillEvicted(Fixture& f, BucketPackStore& cs) {
+  auto chunks = Fill(cs, 30, 100);
+  REQUIRE(cs.Drain(10).ok());
+  REQUIRE(cs.Sync().ok());  // evicts
+  for (uint64_t id = 1; id <= 9; id++) REQUIRE_FALSE(f.Cached(id));
+  return chunks;
+}
+
+}  // namespace
+
+TEST_CASE("bucket packs: the open pack is sealed when the store goes quiet, at most once per "
+          "seal_after unless it is big, and not while uploads are pending", "[bucket]") {
+  Fixture f;
+  f.options.quiet_seal_s = 0.2;
+  f.options.pack_target = 256u << 10;  // "big" from 64 KiB on
+  auto cs = f.Make();
+  REQUIRE(cs->Open("owner-1", {}).ok());
+  Hashed a(test::RandomBytes(1000, 1));
+  Put(*cs, a);
+  REQUIRE(cs->Sync().ok());
+  cs->Idle();  // a Put just now: not quiet yet
+  REQUIRE(cs->Drain(5).ok());
+  CHECK(f.Objects() == 0);
+  usleep(300000);
+  cs->Idle();  // quiet: sealed and uploaded, long before seal_after (an hour)
+  REQUIRE(cs->Drain(5).ok());
+  CHECK(f.Objects() == 1);
+  CHECK(cs->stats().open_bytes == 0);
+  // A trickle: the next small pack waits (seal_after since the last early
+  // seal has not passed) ...
+  for (int i = 0; i < 3; i++) {
+    Hashed h(test::RandomBytes(1000, 10 + uint32_t(i)));
+    Put(*cs, h);
+    REQUIRE(cs->Sync().ok());
+    usleep(300000);
+    cs->Idle();
+  }
+  REQUIRE(cs->Drain(5).ok());
+  CHECK(f.Objects() == 1);
+  CHECK(cs->stats().open_bytes > 0);
+  // ... unless it is big; and not while an upload is pending (the bucket
+  // down: the sealed pack before it stays queued).
+  f.bucket->SetDown(ECONNREFUSED);
+  std::vector<std::pair<Hashed, PutResult>> more;
+  for (int i = 0; i < 16; i++) {  // 320,000 bytes: a full pack sealed, ~68 KiB open
+    Hashed h(test::RandomBytes(20000, 20 + uint32_t(i)));
+    PutResult p = Put(*cs, h);
+    more.emplace_back(std::move(h), p);
+  }
+  REQUIRE(cs->Sync().ok());
+  REQUIRE(cs->stats().pending_packs == 1);
+  REQUIRE(cs->stats().open_bytes >= (64u << 10));
+  usleep(300000);
+  cs->Idle();
+  CHECK(cs->stats().pending_packs == 1);  // the open pack not sealed
+  f.bucket->SetDown(0);
+  REQUIRE(cs->Drain(5).ok());
+  cs->Idle();
+  REQUIRE(cs->Drain(5).ok());
+  CHECK(f.Objects() == 3);
+  CHECK(cs->stats().open_bytes == 0);
+  CHECK(cs->stats().pending_packs == 0);
+  for (auto& [h, p] : more) CHECK(ReadBack(*cs, p, h.data.size()) == h.data);
+}
+
+TEST_CASE("bucket packs: sequential reads from the bucket fetch ahead, into the next packs, each "
+          "range once", "[bucket]") {
+  Fixture f;
+  f.options.cache_limit = 1;  // evict every uploaded pack
+  f.options.read_ahead = 16u << 10;  // 4 ranges to a pack
+  f.options.read_ahead_slots = 8;
+  f.options.read_ahead_depth = 3;
+  auto cs = f.Make();
+  REQUIRE(cs->Open("owner-1", {}).ok());
+  auto chunks = FillEvicted(f, *cs);
+  uint64_t before = f.bucket->calls("range");
+  // The first chunk: its ranges on demand; the second range read follows
+  // the first, so the next three are fetched in the background.
+  CHECK(ReadBack(*cs, chunks[0].second, 20000) == chunks[0].first.data);
+  CHECK(ReadBack(*cs, chunks[1].second, 20000) == chunks[1].first.data);
+  CHECK(WaitFor([&] { return cs->stats().reads_ahead >= 3; }));
+  // Every chunk of the 9 uploaded packs reads back, every range fetched
+  // once (9 packs of 4 ranges at most: no range twice), most of them ahead.
+  for (int i = 0; i < 27; i++) CHECK(ReadBack(*cs, chunks[i].second, 20000) == chunks[i].first.data);
+  uint64_t gets = f.bucket->calls("range") - before;
+  CHECK(gets <= 36);
+  BucketStats st = cs->stats();
+  CHECK(st.bucket_reads == gets);
+  CHECK(st.reads_ahead >= gets - 4);
+}
+
+TEST_CASE("bucket packs: readers share the fetched ranges: one GET for a range however many read it",
+          "[bucket]") {
+  Fixture f;
+  f.options.cache_limit = 1;
+  f.options.read_ahead = 64u << 10;  // a pack in one range
+  auto cs = f.Make();
+  REQUIRE(cs->Open("owner-1", {}).ok());
+  auto chunks = FillEvicted(f, *cs);
+  // Slow GETs, so that the readers' reads overlap.
+  f.bucket->SetFault([](std::string_view op, const std::string&) {
+    if (op == "range") usleep(20000);
+    return 0;
+  });
+  uint64_t before = f.bucket->calls("range");
+  std::vector<std::thread> threads;
+  std::atomic<int> wrong{0};
+  for (int t = 0; t < 4; t++) {
+    auto reader = cs->NewReader();
+    REQUIRE(reader.ok());
+    threads.emplace_back([&, r = std::shared_ptr<ChunkStore>(std::move(*reader))] {
+      for (int i = 0; i < 27; i++) {
+        std::string out(20000, '\0');
+        Status s = r->Read(chunks[i].second.at, 20000, 0, 20000, out.data());
+        if (!s.ok() || out != chunks[i].first.data) wrong++;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  CHECK(wrong == 0);
+  CHECK(f.bucket->calls("range") - before <= 9);
+}
+
+TEST_CASE("bucket packs: a failed bucket read answers EIO to its readers and the next read fetches "
+          "again; closing with fetches queued ends them", "[bucket]") {
+  Fixture f;
+  f.options.cache_limit = 1;
+  f.options.read_ahead = 16u << 10;
+  auto cs = f.Make();
+  REQUIRE(cs->Open("owner-1", {}).ok());
+  auto chunks = FillEvicted(f, *cs);
+  std::atomic<int> fail{EIO};
+  std::mutex mu;
+  std::string first_key;  // the first pack's object
+  std::atomic<bool> fail_others{false};
+  f.bucket->SetFault([&](std::string_view op, const std::string& key) {
+    if (op != "range") return 0;
+    {
+      std::lock_guard<std::mutex> l(mu);
+      if (first_key.empty()) first_key = key;
+      if (fail_others && key != first_key) return EIO;
+    }
+    return fail.load();
+  });
+  std::string out(20000, '\0');
+  Status s = cs->Read(chunks[0].second.at, 20000, 0, 20000, out.data());
+  CHECK(s.err() == EIO);
+  s = cs->Read(chunks[0].second.at, 20000, 0, 20000, out.data());
+  CHECK(s.err() == EIO);
+  CHECK(cs->stats().reads_ahead == 0);
+  // Fetched again by the next read; the ranges it fetches ahead of the
+  // next pack fail, and are fetched again when read.
+  fail = 0;
+  fail_others = true;
+  uint64_t before = f.bucket->calls("range");
+  CHECK(ReadBack(*cs, chunks[0].second, 20000) == chunks[0].first.data);
+  CHECK(WaitFor([&] { return f.bucket->calls("range") - before >= 5; }));
+  usleep(50000);
+  fail_others = false;
+  for (int i = 0; i < 9; i++) CHECK(ReadBack(*cs, chunks[i].second, 20000) == chunks[i].first.data);
+  // Slow GETs, many queued ahead: closing the store waits for the one in
+  // flight only, and a reader left over reads with GETs of its own.
+  f.bucket->SetFault([](std::string_view op, const std::string&) {
+    if (op == "range") usleep(50000);
+    return 0;
+  });
+  auto reader = cs->NewReader();
+  REQUIRE(reader.ok());
+  CHECK(ReadBack(*cs, chunks[12].second, 20000) == chunks[12].first.data);
+  CHECK(ReadBack(*cs, chunks[13].second, 20000) == chunks[13].first.data);
+  auto started = std::chrono::steady_clock::now();
+  cs.reset();
+  CHECK(std::chrono::steady_clock::now() - started < std::chrono::milliseconds(500));
+  CHECK(ReadBack(**reader, chunks[20].second, 20000) == chunks[20].first.data);
 }
