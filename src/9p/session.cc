@@ -77,10 +77,13 @@ Session::Fid::~Fid() {
 
 bool Session::AccountXattr(const FidPtr& f, size_t bytes) {
   if (*xattr_bytes_ + bytes > kMaxXattrBytes) return false;
-  if (!identity_xattr_) identity_xattr_ = IdentityXattrCounter(options_.identity);
-  if (!AddWithin(*identity_xattr_, bytes, kMaxXattrBytesIdentity)) return false;
+  // Clients without an identity (the local administrator, plain
+  // listeners) are held to the session and process limits only.
+  if (!identity_xattr_ && !options_.identity.empty())
+    identity_xattr_ = IdentityXattrCounter(options_.identity);
+  if (identity_xattr_ && !AddWithin(*identity_xattr_, bytes, kMaxXattrBytesIdentity)) return false;
   if (!AddWithin(g_xattr_bytes, bytes, kMaxXattrBytesProcess)) {
-    *identity_xattr_ -= bytes;
+    if (identity_xattr_) *identity_xattr_ -= bytes;
     return false;
   }
   f->session_xattr = xattr_bytes_;
@@ -625,6 +628,7 @@ void Session::Handle(uint16_t tag, Txattrwalk& m) {
   if (!AccountXattr(x, 65536)) return Error(tag, ENOSPC);
   fids_[m.newfid] = x;
   FsRequest req{m, f->ino};
+  x->rebinding++;  // requests pipelined on the new fid wait for the Rxattrwalk
   Submit(tag, std::move(req), [this, x, num = m.newfid](FsReply& r) {
     if (std::holds_alternative<Rxattrwalk>(r.msg)) {
       x->kind = Fid::kXattrRead;
@@ -632,7 +636,7 @@ void Session::Handle(uint16_t tag, Txattrwalk& m) {
     } else if (x->live) {
       DropFid(num);
     }
-  });
+  }, x);
 }
 
 template <>

@@ -26,7 +26,7 @@
 // fid is in flight (Twalk onto itself, Tlcreate), that request owns the
 // reference and later requests naming the fid wait for it, so they see its
 // outcome and are answered after it: replies per fid come in request order.
-// A fid being made (Tattach, Twalk or Trebind to a new fid) is waited for
+// A fid being made (Tattach, Twalk, Trebind or Txattrwalk to a new fid) is waited for
 // the same way: a request pipelined on it runs once it is bound (or gets
 // EBADF when the binding failed).
 //
@@ -102,7 +102,7 @@ class Session : public std::enable_shared_from_this<Session> {
   // (fids) or ENOSPC (xattr buffers).
   static constexpr size_t kMaxFids = 16384;
   static constexpr size_t kMaxXattrBytes = 1u << 20;           // per session
-  static constexpr size_t kMaxXattrBytesIdentity = 16u << 20;  // an identity's sessions
+  static constexpr size_t kMaxXattrBytesIdentity = 16u << 20;  // an identity's sessions (not "")
   static constexpr size_t kMaxXattrBytesProcess = 64u << 20;   // all sessions
   size_t fid_count() const { return fids_.size(); }
   void Shutdown();

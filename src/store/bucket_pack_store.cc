@@ -152,7 +152,10 @@ struct BucketPackStore::Shared {
   std::shared_ptr<s3::ObjectStore> bucket;  // for the fetch threads
   size_t range_size = 0, depth = 0;
   std::vector<Range> ranges GUARDED_BY(mu);
-  std::deque<size_t> fetches GUARDED_BY(mu);  // queued ranges, in order
+  // Queued ranges: first the `on_demand` ones readers wait for, oldest
+  // first, then those fetched ahead, in order.
+  std::deque<size_t> fetches GUARDED_BY(mu);
+  size_t on_demand GUARDED_BY(mu) = 0;
   CondVar fetch_cv;                           // a queued fetch; a fetch done
   std::vector<std::thread> fetchers GUARDED_BY(mu);
   uint64_t range_tick GUARDED_BY(mu) = 0;
@@ -164,6 +167,16 @@ struct BucketPackStore::Shared {
           ranges[i].from == from)
         return int(i);
     return -1;
+  }
+  // A reader now waits for queued range i, fetched ahead: it moves to the
+  // end of the fetches readers wait for.
+  void Promote(size_t i) REQUIRES(mu) {
+    for (size_t p = on_demand; p < fetches.size(); p++)
+      if (fetches[p] == i) {
+        fetches.erase(fetches.begin() + long(p));
+        fetches.insert(fetches.begin() + long(on_demand++), i);
+        return;
+      }
   }
   // A buffer to fetch into: free or failed first, else the least recently
   // used ready one (`ahead`: only one already read), or -1.
@@ -190,9 +203,11 @@ struct BucketPackStore::Shared {
     r.ahead = ahead;
     r.use = ++range_tick;
     if (!r.buf) r.buf.reset(new char[range_size]);
-    // A reader waits for a fetch on demand: it goes before those ahead.
+    // A reader waits for a fetch on demand: it goes before those ahead
+    // (after the other fetches readers wait for, so none is overtaken
+    // for ever).
     if (ahead) fetches.push_back(i);
-    else fetches.push_front(i);
+    else fetches.insert(fetches.begin() + long(on_demand++), i);
     if (fetchers.empty())
       for (size_t n = 0; n < depth; n++) fetchers.push_back(StartThread("bucket-fetch", [this] { FetcherMain(); }));
     fetch_cv.SignalAll();
@@ -204,6 +219,7 @@ struct BucketPackStore::Shared {
       if (stop) return;
       size_t i = fetches.front();
       fetches.pop_front();
+      if (on_demand) on_demand--;
       Range& r = ranges[i];
       r.state = Range::kFetching;
       std::string key = r.key;
@@ -228,6 +244,7 @@ struct BucketPackStore::Shared {
       ranges[i].error = Status(ECANCELED, "the store is closing");
     }
     fetches.clear();
+    on_demand = 0;
     fetch_cv.SignalAll();
     return std::move(fetchers);
   }
@@ -813,6 +830,7 @@ Status BucketPackStore::ReadBucket(uint64_t id, const std::string& key, uint64_t
     } else {
       Shared::Range& r = sh.ranges[size_t(i)];
       ++r.pins;
+      if (r.state == Shared::Range::kQueued) sh.Promote(size_t(i));
       while (r.state == Shared::Range::kQueued || r.state == Shared::Range::kFetching) sh.fetch_cv.Wait(&sh.mu);
       if (r.state != Shared::Range::kReady) {
         Status e = r.error;

@@ -64,7 +64,9 @@
 // (started at the first bucket read), continuing into the next uploaded
 // pack that is not in the cache (packs are numbered in write order, so a
 // stream written at once goes on there). A fetch that a read waits for is
-// queued before the fetches ahead. A fetch ahead only takes a buffer
+// queued before the fetches ahead (after those other reads wait for,
+// oldest first; a queued fetch ahead moves up once a read waits for it).
+// A fetch ahead only takes a buffer
 // that is free or whose range was read already; a read that finds every
 // buffer in use GETs its bytes straight into the caller's memory.
 // A GET is bounded by the client's timeouts (s3/s3_client.h: a connect

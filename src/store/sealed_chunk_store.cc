@@ -120,8 +120,15 @@ Status SealedChunkStore::ReadBatch(std::span<const ChunkRead> reads) {
     if (!k.data) {
       // Ours to open (others wanting it wait): the whole record, header
       // included, since the name in the header is the one it was sealed
-      // under (an altered header fails the tag too).
-      std::shared_ptr<char[]> data = std::make_shared_for_overwrite<char[]>(r.size);
+      // under (an altered header fails the tag too). A claim must end in
+      // Fill or Abandon, or those waiting for the chunk would wait for ever.
+      std::shared_ptr<char[]> data;
+      try {
+        data = std::make_shared_for_overwrite<char[]>(r.size);
+      } catch (...) {
+        kept_->Abandon(k.claim);
+        throw;
+      }
       Status s = ReadSealed(r.at, r.size, &head);
       if (s.ok()) s = OpenRecord(r.at, sealed_, head.hash, data.get());
       if (!s.ok()) {
@@ -196,7 +203,9 @@ Status SealedChunkStore::Remove(uint64_t container) {
 }
 
 void SealedChunkStore::ForgetCached() {
-  kept_->Clear();
+  // Only the layer below's handles: the kept chunks are shared with the
+  // writer and the other readers, and places of committed containers are
+  // never reused (the writer's Remove and RollBackTo clear them).
   inner_->ForgetCached();
 }
 

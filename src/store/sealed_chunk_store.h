@@ -32,7 +32,7 @@
 // chunk is opened straight into the caller's buffer (no copy, not kept). A
 // location names the same committed bytes for as long as its container
 // lives (container numbers of committed containers are never reused), and
-// the kept chunks are dropped at RollBackTo, Remove and ForgetCached.
+// the kept chunks are dropped at RollBackTo and Remove (the writer's).
 //
 // Ownership and threading: as any ChunkStore (chunk_store.h): owned by one
 // Store, used on its thread; NewReader makes an instance for a reader

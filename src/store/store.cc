@@ -325,6 +325,8 @@ Result<uint64_t> Store::AllocateIno() {
 Status Store::Tick() {
   OpScope op(this);
   RecheckSpace();
+  if (Status f = CommitIfFreeing(); !f.ok())
+    Log("store: commit after a delete failed: %s", f.ToString().c_str());
   while (dirty_bytes_ > total_buffer_limit) MUSCLE_RETURN_IF_ERROR(FlushLargest());
   // Background compaction: at most one pack per pass, at most every 10 s,
   // and only after deletes, so a busy server is not slowed by it.
@@ -357,8 +359,19 @@ Status Store::Tick() {
 
 Status Store::CommitIfFreeing() {
   if (!low_space_ || !in_txn_ || punches_.empty()) return Status::Ok();
+  // Not again for the same deletes after a failure (buffered writes that
+  // cannot be flushed on the full disk): the commit interval retries it.
+  // And at most every 50 ms, so that deleting many files is not a commit
+  // (and a WAL fsync) per file; Tick commits what is left.
+  auto now = std::chrono::steady_clock::now();
+  if (punches_.size() == freeing_failed_at_) return Status::Ok();
+  if (now - last_freeing_commit_ < std::chrono::milliseconds(50)) return Status::Ok();
   OpScope op(this);
-  return Sync(false);
+  last_freeing_commit_ = now;
+  size_t punches = punches_.size();
+  Status s = Sync(false);
+  freeing_failed_at_ = s.ok() ? SIZE_MAX : punches;
+  return s;
 }
 
 }  // namespace muscle::store

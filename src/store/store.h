@@ -207,7 +207,9 @@ class Store final : public Tree {
   Status Tick();
   // While space is short (low_space()), commits at once when the open
   // transaction frees chunks, so that a delete gives its space back now,
-  // not at the end of the commit interval. Called after each request.
+  // not at the end of the commit interval (at most every 50 ms, and not
+  // again for the same deletes after it failed). Called after each
+  // request and at Tick.
   Status CommitIfFreeing();
 
   // --- space ---
@@ -500,6 +502,10 @@ class Store final : public Tree {
   uint64_t rollbacks_ = 0;
   std::string reserve_path_;
   bool low_space_ = false;
+  // CommitIfFreeing: when it last committed, and how many punches were
+  // pending when it last failed (SIZE_MAX: it did not).
+  std::chrono::steady_clock::time_point last_freeing_commit_{};
+  size_t freeing_failed_at_ = SIZE_MAX;
   uint64_t avail_bytes_ = UINT64_MAX;  // free space at the last statvfs
   size_t written_since_statvfs_ = 0;
   std::chrono::steady_clock::time_point statvfs_at_;

@@ -289,6 +289,20 @@ TEST_CASE("requests pipelined on a fid being made wait for its Rattach, Rwalk or
   REQUIRE(h.fs.pending.size() == 1);
   CHECK(h.fs.pending[0].req.ino == 7);
   h.fs.Complete(0, Rlopen{});
+  // An xattr walk to a new fid, and a read of the value pipelined on it.
+  h.replies.clear();
+  h.Send(7, Txattrwalk{0, 6, "user.k"});
+  h.Send(8, Tread{6, 0, 10});
+  REQUIRE(h.replies.empty());  // the read waits for the Rxattrwalk
+  REQUIRE(h.fs.pending.size() == 1);
+  {
+    auto p = std::move(h.fs.pending[0]);
+    h.fs.pending.clear();
+    p.done(FsReply{Rxattrwalk{3}, "abc"});
+  }
+  REQUIRE(h.replies.size() == 2);
+  CHECK(std::holds_alternative<Rxattrwalk>(h.replies[0].second));
+  CHECK(std::get<Rread>(h.replies[1].second).data.bytes == "abc");
   // A failed attach: what waited for it gets EBADF, after the error.
   h.replies.clear();
   h.Send(5, Tattach{9, kNoFid, "", "nope", 0});
