@@ -11,6 +11,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
+#include <functional>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -270,6 +271,7 @@ struct Rig {
     fs = std::make_unique<server::StoreFileSystem>(*worker, readers.get());
   }
   ~Rig() {
+    ReleaseWriter();  // a test that failed while holding it
     bool closed = false;
     readers->Stop([&] { worker->Stop([&] { closed = true; }); });
     uv_run(&loop, UV_RUN_DEFAULT);
@@ -277,21 +279,55 @@ struct Rig {
     CHECK(uv_loop_close(&loop) == 0);
   }
 
-  // Submits and runs the loop until the reply comes (or `limit` passes).
-  std::optional<p9::FsReply> Call(p9::Message m, uint64_t ino, std::chrono::milliseconds limit = 5s) {
+  // Submits without running the loop: pipelined, as a session sends.
+  void Send(p9::Message m, uint64_t ino, std::function<void(p9::FsReply)> done, uint64_t ino2 = 0) {
     p9::FsRequest req;
     req.msg = std::move(m);
     req.ino = ino;
+    req.ino2 = ino2;
     req.root_ino = kRootIno;
-    std::optional<p9::FsReply> got;
-    fs->Submit(std::move(req), [&](p9::FsReply r) { got = std::move(r); });
+    fs->Submit(std::move(req), std::move(done));
+  }
+  // Runs the loop (replies are delivered there) until `done` holds or
+  // `limit` passes.
+  void RunUntil(const std::function<bool()>& done, std::chrono::milliseconds limit) {
     auto until = std::chrono::steady_clock::now() + limit;
-    while (!got && std::chrono::steady_clock::now() < until) {
+    while (!done() && std::chrono::steady_clock::now() < until) {
       uv_run(&loop, UV_RUN_NOWAIT);
       std::this_thread::sleep_for(1ms);
     }
+  }
+  // Submits and runs the loop until the reply comes (or `limit` passes).
+  std::optional<p9::FsReply> Call(p9::Message m, uint64_t ino, std::chrono::milliseconds limit = 5s) {
+    std::optional<p9::FsReply> got;
+    Send(std::move(m), ino, [&](p9::FsReply r) { got = std::move(r); });
+    RunUntil([&] { return got.has_value(); }, limit);
     return got;
   }
+  // Holds the writer thread up (a job of its own that waits) from when it
+  // returns until ReleaseWriter: what is queued for the writer meanwhile
+  // waits behind it.
+  void HoldWriter() {
+    worker->Run([this](Store&) -> server::StoreWorker::Completion {
+      std::unique_lock<std::mutex> l(hold_mu);
+      held = true;
+      hold_cv.notify_all();
+      hold_cv.wait(l, [&] { return released; });
+      return nullptr;
+    });
+    std::unique_lock<std::mutex> l(hold_mu);
+    hold_cv.wait(l, [&] { return held; });
+  }
+  void ReleaseWriter() {
+    {
+      std::lock_guard<std::mutex> l(hold_mu);
+      released = true;
+    }
+    hold_cv.notify_all();
+  }
+  std::mutex hold_mu;
+  std::condition_variable hold_cv;
+  bool held = false, released = false;
   uint64_t WalkTo(const std::string& name) {
     auto r = Call(p9::Twalk{1, 2, {name}}, kRootIno);
     REQUIRE(r);
@@ -322,20 +358,7 @@ TEST_CASE("readers: lookups and reads are answered while the writer is busy") {
   // Commit (as Tfsync), then hold the writer up.
   auto fs = rig.Call(p9::Tfsync{2, 0}, f);
   REQUIRE(fs);
-  std::mutex mu;
-  std::condition_variable cv;
-  bool release = false, blocked = false;
-  rig.worker->Run([&](Store&) -> server::StoreWorker::Completion {
-    std::unique_lock<std::mutex> l(mu);
-    blocked = true;
-    cv.notify_all();
-    cv.wait(l, [&] { return release; });
-    return nullptr;
-  });
-  {
-    std::unique_lock<std::mutex> l(mu);
-    cv.wait(l, [&] { return blocked; });
-  }
+  rig.HoldWriter();
   uint64_t before = rig.fs->served_by_readers();
   // Walk, getattr, read, readdir, clunk: all answered with the writer stuck.
   CHECK(rig.WalkTo("f") == f);
@@ -356,11 +379,7 @@ TEST_CASE("readers: lookups and reads are answered while the writer is busy") {
   REQUIRE(cl);
   CHECK(std::get_if<p9::Rclunk>(&cl->msg));
   CHECK(rig.fs->served_by_readers() - before == 5);
-  {
-    std::lock_guard<std::mutex> l(mu);
-    release = true;
-  }
-  cv.notify_all();
+  rig.ReleaseWriter();
   // The writer goes on; a read after an acknowledged write of the same
   // file returns it (the file is dirty, so the writer answers).
   wr = rig.Call(p9::Twrite{2, 12, p9::Data{" and more"}}, f);
@@ -384,42 +403,15 @@ TEST_CASE("readers: a read of a file with acknowledged, uncommitted writes waits
   auto wr = rig.Call(p9::Twrite{2, 0, p9::Data{"new"}}, f);
   REQUIRE(wr);
   REQUIRE(std::get_if<p9::Rwrite>(&wr->msg));  // acknowledged, not committed
-  std::mutex mu;
-  std::condition_variable cv;
-  bool release = false, blocked = false;
-  rig.worker->Run([&](Store&) -> server::StoreWorker::Completion {
-    std::unique_lock<std::mutex> l(mu);
-    blocked = true;
-    cv.notify_all();
-    cv.wait(l, [&] { return release; });
-    return nullptr;
-  });
-  {
-    std::unique_lock<std::mutex> l(mu);
-    cv.wait(l, [&] { return blocked; });
-  }
+  rig.HoldWriter();
   // The writer is busy, so reads are offered to readers; this one names a
   // dirty file, and a reader would answer "old".
-  p9::FsRequest req;
-  req.msg = p9::Tread{2, 0, 100};
-  req.ino = f;
-  req.root_ino = kRootIno;
   std::optional<p9::FsReply> got;
-  rig.fs->Submit(std::move(req), [&](p9::FsReply r) { got = std::move(r); });
-  for (int i = 0; i < 300 && !got; i++) {
-    uv_run(&rig.loop, UV_RUN_NOWAIT);
-    std::this_thread::sleep_for(1ms);
-  }
+  rig.Send(p9::Tread{2, 0, 100}, f, [&](p9::FsReply r) { got = std::move(r); });
+  rig.RunUntil([&] { return got.has_value(); }, 300ms);
   CHECK_FALSE(got);  // waiting for the writer
-  {
-    std::lock_guard<std::mutex> l(mu);
-    release = true;
-  }
-  cv.notify_all();
-  for (int i = 0; i < 5000 && !got; i++) {
-    uv_run(&rig.loop, UV_RUN_NOWAIT);
-    std::this_thread::sleep_for(1ms);
-  }
+  rig.ReleaseWriter();
+  rig.RunUntil([&] { return got.has_value(); }, 5s);
   REQUIRE(got);
   auto* data = std::get_if<p9::Rread>(&got->msg);
   REQUIRE(data);
@@ -433,39 +425,14 @@ TEST_CASE("readers: a read sent after a write of the same file, both in flight, 
   uint64_t f = std::get<p9::Rlcreate>(made->msg).qid.path;
   REQUIRE(rig.Call(p9::Twrite{2, 0, p9::Data{"old"}}, f));
   REQUIRE(rig.Call(p9::Tfsync{2, 0}, f));  // committed: the file is clean
-  std::mutex mu;
-  std::condition_variable cv;
-  bool release = false, blocked = false;
-  rig.worker->Run([&](Store&) -> server::StoreWorker::Completion {
-    std::unique_lock<std::mutex> l(mu);
-    blocked = true;
-    cv.notify_all();
-    cv.wait(l, [&] { return release; });
-    return nullptr;
-  });
-  {
-    std::unique_lock<std::mutex> l(mu);
-    cv.wait(l, [&] { return blocked; });
-  }
+  rig.HoldWriter();
   // Pipelined, as one session sends them: the write waits behind the busy
   // writer; the read must not overtake it on a reader.
   std::vector<p9::FsReply> replies;
-  for (p9::Message m : {p9::Message(p9::Twrite{2, 0, p9::Data{"new"}}), p9::Message(p9::Tread{2, 0, 100})}) {
-    p9::FsRequest req;
-    req.msg = std::move(m);
-    req.ino = f;
-    req.root_ino = kRootIno;
-    rig.fs->Submit(std::move(req), [&](p9::FsReply r) { replies.push_back(std::move(r)); });
-  }
-  {
-    std::lock_guard<std::mutex> l(mu);
-    release = true;
-  }
-  cv.notify_all();
-  for (int i = 0; i < 5000 && replies.size() < 2; i++) {
-    uv_run(&rig.loop, UV_RUN_NOWAIT);
-    std::this_thread::sleep_for(1ms);
-  }
+  for (p9::Message m : {p9::Message(p9::Twrite{2, 0, p9::Data{"new"}}), p9::Message(p9::Tread{2, 0, 100})})
+    rig.Send(std::move(m), f, [&](p9::FsReply r) { replies.push_back(std::move(r)); });
+  rig.ReleaseWriter();
+  rig.RunUntil([&] { return replies.size() >= 2; }, 5s);
   REQUIRE(replies.size() == 2);
   REQUIRE(std::get_if<p9::Rwrite>(&replies[0].msg));
   auto* data = std::get_if<p9::Rread>(&replies[1].msg);
@@ -481,43 +448,23 @@ TEST_CASE("readers: reads in flight are answered by the readers while the writer
   REQUIRE(rig.Call(p9::Twrite{2, 0, p9::Data{"committed"}}, f));
   REQUIRE(rig.Call(p9::Tfsync{2, 0}, f));  // the file is clean
   auto submit = [&](std::vector<p9::FsReply>& into) {
-    p9::FsRequest req;
-    req.msg = p9::Tread{2, 0, 100};
-    req.ino = f;
-    req.root_ino = kRootIno;
-    rig.fs->Submit(std::move(req), [&into](p9::FsReply r) { into.push_back(std::move(r)); });
+    rig.Send(p9::Tread{2, 0, 100}, f, [&into](p9::FsReply r) { into.push_back(std::move(r)); });
   };
   // The first read finds the writer idle and is queued there; the writer
-  // is then held up behind it (its reply not yet delivered).
+  // is then held up behind it (its reply not yet delivered: the loop has
+  // not run).
   std::vector<p9::FsReply> first, later;
   submit(first);
-  std::mutex mu;
-  std::condition_variable cv;
-  bool release = false;
-  rig.worker->Run([&](Store&) -> server::StoreWorker::Completion {
-    std::unique_lock<std::mutex> l(mu);
-    cv.wait(l, [&] { return release; });
-    return nullptr;
-  });
+  rig.HoldWriter();
   // A read changes nothing: the next reads of the same file need not wait
   // for it, and the readers answer them with the writer stuck.
   uint64_t before = rig.fs->served_by_readers();
   for (int i = 0; i < 3; i++) submit(later);
-  for (int i = 0; i < 2000 && later.size() < 3; i++) {
-    uv_run(&rig.loop, UV_RUN_NOWAIT);
-    std::this_thread::sleep_for(1ms);
-  }
+  rig.RunUntil([&] { return later.size() >= 3; }, 2s);
   CHECK(later.size() == 3);
   CHECK(rig.fs->served_by_readers() - before == 3);
-  {
-    std::lock_guard<std::mutex> l(mu);
-    release = true;
-  }
-  cv.notify_all();
-  for (int i = 0; i < 5000 && first.empty(); i++) {
-    uv_run(&rig.loop, UV_RUN_NOWAIT);
-    std::this_thread::sleep_for(1ms);
-  }
+  rig.ReleaseWriter();
+  rig.RunUntil([&] { return !first.empty(); }, 5s);
   REQUIRE(first.size() == 1);
   for (auto* rs : {&first, &later})
     for (auto& r : *rs) {
@@ -540,46 +487,18 @@ TEST_CASE("readers: a walk sent after a rename, both in flight, never overtakes 
   REQUIRE(made);
   uint64_t f = std::get<p9::Rlcreate>(made->msg).qid.path;
   REQUIRE(rig.Call(p9::Tfsync{2, 0}, f));  // committed: nothing dirty
-  std::mutex mu;
-  std::condition_variable cv;
-  bool release = false, blocked = false;
-  rig.worker->Run([&](Store&) -> server::StoreWorker::Completion {
-    std::unique_lock<std::mutex> l(mu);
-    blocked = true;
-    cv.notify_all();
-    cv.wait(l, [&] { return release; });
-    return nullptr;
-  });
-  {
-    std::unique_lock<std::mutex> l(mu);
-    cv.wait(l, [&] { return blocked; });
-  }
+  rig.HoldWriter();
   std::vector<std::pair<int, p9::FsReply>> replies;
   auto submit = [&](int which, p9::Message m, uint64_t ino, uint64_t ino2) {
-    p9::FsRequest req;
-    req.msg = std::move(m);
-    req.ino = ino;
-    req.ino2 = ino2;
-    req.root_ino = kRootIno;
-    rig.fs->Submit(std::move(req), [&, which](p9::FsReply r) { replies.emplace_back(which, std::move(r)); });
+    rig.Send(std::move(m), ino, [&, which](p9::FsReply r) { replies.emplace_back(which, std::move(r)); }, ino2);
   };
   submit(0, p9::Trename{2, 3, "g"}, f, ib);
   submit(1, p9::Twalk{1, 4, {"a", "f"}}, kRootIno, 0);
   submit(2, p9::Twalk{1, 5, {"b", "g"}}, kRootIno, 0);
   // Give the readers time to answer (wrongly) before the writer runs.
-  for (int i = 0; i < 100; i++) {
-    uv_run(&rig.loop, UV_RUN_NOWAIT);
-    std::this_thread::sleep_for(1ms);
-  }
-  {
-    std::lock_guard<std::mutex> l(mu);
-    release = true;
-  }
-  cv.notify_all();
-  for (int i = 0; i < 5000 && replies.size() < 3; i++) {
-    uv_run(&rig.loop, UV_RUN_NOWAIT);
-    std::this_thread::sleep_for(1ms);
-  }
+  rig.RunUntil([] { return false; }, 100ms);
+  rig.ReleaseWriter();
+  rig.RunUntil([&] { return replies.size() >= 3; }, 5s);
   REQUIRE(replies.size() == 3);
   for (auto& [which, r] : replies) {
     INFO("request " << which);
