@@ -221,18 +221,18 @@ void Session::Submit(uint16_t tag, FsRequest req, std::function<void(FsReply&)> 
                      FidPtr binds) {
   uint64_t gen = generation_;
   auto self = shared_from_this();
-  // Only a request that raised the fid's rebinding count (rebinding it, or
-  // making it) lowers it again.
-  bool rebinds = binds && binds->rebinding > 0;
+  // The fid it binds (made, or rebound) is busy until the reply: requests
+  // naming it meanwhile wait (WaitForFid) and run after it (Rebound).
+  if (binds) binds->rebinding++;
   fs_.Submit(std::move(req), [self, tag, gen, after = std::move(after),
-                              binds = std::move(binds), rebinds](FsReply r) {
+                              binds = std::move(binds)](FsReply r) {
     if (after) after(r);
     // A fid forgotten (clunk of its number impossible: a reset or shutdown)
     // while this request bound it: what it holds now goes back.
     if (binds && !binds->live) self->GiveBack(*binds);
     if (self->generation_ == gen) self->Reply(tag, std::move(r.msg));
     // Requests that waited for this one go after its reply.
-    if (rebinds) self->Rebound(binds);
+    if (binds) self->Rebound(binds);
   });
 }
 
@@ -301,7 +301,6 @@ void Session::Handle(uint16_t tag, Tattach& m) {
   FsRequest req{m};
   req.uid = fid->uid;
   req.rule = std::move(rule);
-  fid->rebinding++;  // requests pipelined on the new fid wait for its Rattach
   Submit(tag, std::move(req), [this, fid, control, num = m.fid](FsReply& r) {
     if (auto* a = std::get_if<Rattach>(&r.msg)) {
       fid->kind = Fid::kInode;
@@ -344,7 +343,6 @@ void Session::Handle(uint16_t tag, Twalk& m) {
   FsRequest req{m, from->ino};
   req.uid = from->uid;
   req.root_ino = from->root_ino;
-  to->rebinding++;  // the fid it binds (a new one, or itself): later requests wait
   Submit(tag, std::move(req), [this, from, to, want, num = m.newfid](FsReply& r) {
     auto* w = std::get_if<Rwalk>(&r.msg);
     bool complete = w && w->wqids.size() == want;
@@ -381,7 +379,6 @@ void Session::Handle(uint16_t tag, Trebind& m) {
   FsRequest req{m, from->ino};
   req.uid = from->uid;
   req.root_ino = from->root_ino;
-  to->rebinding++;
   Submit(tag, std::move(req), [this, to, num = m.newfid](FsReply& r) {
     if (auto* b = std::get_if<Rrebind>(&r.msg)) {
       to->kind = Fid::kInode;
@@ -415,7 +412,6 @@ void Session::Handle(uint16_t tag, Tlcreate& m) {
   if (f->open) return Error(tag, EBUSY);
   FsRequest req{m, f->ino};
   req.uid = f->uid;
-  f->rebinding++;
   Submit(tag, std::move(req), [this, f, flags = m.flags](FsReply& r) {
     if (auto* c = std::get_if<Rlcreate>(&r.msg)) {
       f->ino = c->qid.path;
@@ -477,7 +473,6 @@ void Session::Handle(uint16_t tag, TcreateU& m) {
     if (!g) return Error(tag, EBADF);
     req.ino2 = g->ino;
   }
-  f->rebinding++;
   Submit(tag, std::move(req), [this, f, mode = m.mode](FsReply& r) {
     if (auto* c = std::get_if<Rcreate>(&r.msg)) {
       f->ino = c->qid.path;
@@ -628,7 +623,6 @@ void Session::Handle(uint16_t tag, Txattrwalk& m) {
   if (!AccountXattr(x, 65536)) return Error(tag, ENOSPC);
   fids_[m.newfid] = x;
   FsRequest req{m, f->ino};
-  x->rebinding++;  // requests pipelined on the new fid wait for the Rxattrwalk
   Submit(tag, std::move(req), [this, x, num = m.newfid](FsReply& r) {
     if (std::holds_alternative<Rxattrwalk>(r.msg)) {
       x->kind = Fid::kXattrRead;

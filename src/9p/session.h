@@ -161,10 +161,10 @@ class Session : public std::enable_shared_from_this<Session> {
   void DropFid(uint32_t fid);
   FidPtr Established(uint32_t fid);
   // Sends to the file system; `after` runs on success or failure before
-  // the reply goes out, for fid bookkeeping. `rebinds`: the fid this
-  // request binds to its result: a new fid, or one being rebound (the
-  // caller raised its rebinding count; what waited for it runs after the
-  // reply).
+  // the reply goes out, for fid bookkeeping. `binds`: the fid this request
+  // binds to its result, a new fid or one being rebound: its rebinding
+  // count is raised until the reply, so requests naming it wait, and run
+  // after the reply.
   // If the fid was forgotten meanwhile (reset), what it holds goes back.
   void Submit(uint16_t tag, FsRequest req,
               std::function<void(FsReply&)> after = nullptr, FidPtr binds = nullptr);
