@@ -51,16 +51,20 @@ Result<uint64_t> Count(const std::string& word) {
   return uint64_t(v);
 }
 
-// The snapshot `ref` names for this identity. A confined identity sees
-// only the snapshots holding its root directory, and names them by name or
-// by the hash of its subtree there (never by the whole tree's root hash,
-// which it is not shown); any other is, to it, a snapshot that does not
-// exist (the same error, so a hidden name is not confirmed).
+// What snapshots this identity sees (Shows) and which one `ref` names
+// for it (Visible). A confined identity sees only the snapshots holding
+// its root directory, and names them by name or by the hash of its
+// subtree there (never by the whole tree's root hash, which it is not
+// shown); any other is, to it, a snapshot that does not exist (the same
+// error, so a hidden name is not confirmed).
+bool Shows(Store& s, const Context& ctx, const Store::SnapshotInfo& snap) {
+  if (ctx.root.empty()) return true;
+  auto e = s.ResolveIn(snap.root, snap.root_attr, ctx.root);
+  return e.ok() && S_ISDIR(e->mode);
+}
 Result<Store::SnapshotInfo> Visible(Store& s, const Context& ctx, std::string_view ref) {
   auto snap = s.FindSnapshot(ref, ctx.root);
-  if (!snap.ok() || ctx.root.empty()) return snap;
-  auto e = s.ResolveIn(snap->root, snap->root_attr, ctx.root);
-  if (!e.ok() || !S_ISDIR(e->mode)) return Status(ENOENT, "no snapshot '" + std::string(ref) + "'");
+  if (snap.ok() && !Shows(s, ctx, *snap)) return Status(ENOENT, "no snapshot '" + std::string(ref) + "'");
   return snap;
 }
 
@@ -162,7 +166,7 @@ std::string RunControl(Store& s, const auth::AccessRule& rule, std::string_view 
     auto h = s.History(ctx.Path(w[1]));
     if (!h.ok()) return ErrorLine(h.status());
     for (const auto& v : *h) {
-      if (!ctx.root.empty() && !Visible(s, ctx, v.snapshot.name).ok()) continue;
+      if (!Shows(s, ctx, v.snapshot)) continue;
       out += Escape(v.snapshot.name) + "\t" + store::UtcTime(v.snapshot.created_ns) + "\t";
       if (!v.present) {
         out += "removed\t-\t-\n";
