@@ -27,7 +27,11 @@ struct FsRequest {
   uint64_t ino = 0;       // inode of the message's first fid
   uint64_t ino2 = 0;      // inode of a second fid (Tlink fid, Trename dfid,
                           // Trenameat newdirfid), else 0
-  uint32_t uid = 0;       // numeric user the fid was attached as
+  uint32_t uid = 0;       // numeric user the fid acts as (attach, squashed)
+  // Whose files the identity makes and changes (auth/owner_rule.h): the
+  // handlers ask it before making a file or changing its mode, owner,
+  // group or contents. Set by the session for every request.
+  auth::OwnerRule owner;
   uint64_t root_ino = 0;  // the fid's attach root; ".." there stays put
   // For a Tattach to a view ("@snapshots[/...]", "@ctl"): the identity's
   // access rule, which the file system applies itself (the session

@@ -224,6 +224,7 @@ void Session::Submit(uint16_t tag, FsRequest req, std::function<void(FsReply&)> 
   // The fid it binds (made, or rebound) is busy until the reply: requests
   // naming it meanwhile wait (WaitForFid) and run after it (Rebound).
   if (binds) binds->rebinding++;
+  req.owner = options_.rule.owner;
   fs_.Submit(std::move(req), [self, tag, gen, after = std::move(after),
                               binds = std::move(binds)](FsReply r) {
     if (after) after(r);
@@ -278,7 +279,10 @@ void Session::Handle(uint16_t tag, Tattach& m) {
   auto fid = std::make_shared<Fid>();
   uint32_t uid = m.n_uname;
   if (uid == kNoUid && dialect_ != k9P2000L) uid = DecimalOf(m.uname);
-  fid->uid = uid != kNoUid ? uid : 65534;  // "nobody"
+  uint32_t claimed = uid != kNoUid ? uid : auth::kNobody;
+  // Every request on this fid and the fids walked from it acts as this uid
+  // (auth/owner_rule.h: a remote identity's root is squashed).
+  fid->uid = options_.rule.owner.ActingUid(claimed);
   fids_[m.fid] = fid;
   std::string_view bare = m.aname;
   while (!bare.empty() && bare.front() == '/') bare.remove_prefix(1);
@@ -294,9 +298,10 @@ void Session::Handle(uint16_t tag, Tattach& m) {
   } else if (!options_.rule.root.empty()) {
     m.aname = options_.rule.root + "/" + m.aname;
   }
-  Log("%s: attach%s%s uname=\"%s\" uid=%u aname=\"%s\"%s", options_.peer.c_str(),
+  std::string acting = fid->uid == claimed ? "" : " acting as uid " + std::to_string(fid->uid);
+  Log("%s: attach%s%s uname=\"%s\" uid=%u%s aname=\"%s\"%s", options_.peer.c_str(),
       options_.identity.empty() ? "" : " by identity ", options_.identity.c_str(),
-      QuotedForLog(m.uname).c_str(), fid->uid, QuotedForLog(m.aname).c_str(),
+      QuotedForLog(m.uname).c_str(), claimed, acting.c_str(), QuotedForLog(m.aname).c_str(),
       options_.rule.read_only ? " read-only" : "");
   FsRequest req{m};
   req.uid = fid->uid;
@@ -639,6 +644,7 @@ void Session::Handle(uint16_t tag, Txattrcreate& m) {
   if (!f || f->open) return Error(tag, EBADF);
   if (m.attr_size > 65536) return Error(tag, E2BIG);
   if (m.name.empty() || m.name.size() > 255) return Error(tag, EINVAL);
+  if (Status may = options_.rule.owner.MaySetXattr(m.name); !may.ok()) return Error(tag, may.err());
   if (!AccountXattr(f, size_t(m.attr_size))) return Error(tag, ENOSPC);
   // The fid now stands for the attribute being written; it is stored at
   // clunk. It keeps the inode reference it had.

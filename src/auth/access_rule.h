@@ -1,5 +1,6 @@
 // What one client may do, described once: where its tree starts, whether
-// it may change it, and whether it may take, prune and restore snapshots.
+// it may change it, whether it may take, prune and restore snapshots, and
+// whose files it makes (owner: squashing, set-id bits, devices).
 //
 // A rule comes from musclefs.conf's `access = NAME ...` lines
 // (server/config.cc) or, for plain listeners, from the server's defaults
@@ -12,6 +13,8 @@
 
 #include <string>
 
+#include "auth/owner_rule.h"
+
 namespace muscle::auth {
 
 struct AccessRule {
@@ -20,6 +23,10 @@ struct AccessRule {
   std::string root;
   bool read_only = false;  // every change is EROFS
   bool snapshot = false;   // may take, prune and restore snapshots
+  // Whose files it makes and changes (auth/owner_rule.h): nothing
+  // restricted for the administrator; OwnerRule::Remote() for an identity
+  // whose access line says nothing about it.
+  OwnerRule owner;
   // Whose rule it is, as the session hands it to the views: the identity
   // ("" for the local administrator and plain listeners), by which the
   // views count what each identity holds (control files, their answers).

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -50,10 +51,15 @@ options:
                      connect and act as any uid, root included
   --keys FILE        PSK keys for tls:// listeners (default $BASE/keys;
                      manage with muscle keys)
-  --access "NAME [root=/path] [read-only] [snapshot]"
+  --access "NAME [root=/path] [read-only] [snapshot] [uid=N] [gid=N]
+            [no-root-squash] [setid] [devices]"
                      confine an identity (TLS, or SSH through muscle stdio
                      --identity) to a subtree and/or make it read-only;
-                     "snapshot" lets it take, prune and restore snapshots
+                     "snapshot" lets it take, prune and restore snapshots.
+                     An identity's root acts as uid/gid 65534 unless
+                     no-root-squash; uid=/gid= make every request act as
+                     that owner; set-uid/set-gid files and device nodes
+                     are refused unless setid / devices
   --snapshot-every DURATION
                      take a snapshot of the tree this often (e.g. 15m, 1h,
                      1d; default off); browse them with aname=@snapshots
@@ -167,7 +173,8 @@ Status SetKey(Config& c, const std::string& key, const std::string& value,
     MUSCLE_RETURN_IF_ERROR(number(0, 86400, v));
     c.server.ticket_lifetime_seconds = uint32_t(v);
   } else if (key == "access") {
-    // access = IDENTITY [root=/sub/tree] [read-only] [snapshot]
+    // access = IDENTITY [root=/sub/tree] [read-only] [snapshot] [uid=N] [gid=N]
+    //          [root-squash|no-root-squash] [setid] [devices]   (auth/owner_rule.h)
     std::vector<std::string> words;
     size_t i = 0;
     while (i < value.size()) {
@@ -179,8 +186,32 @@ Status SetKey(Config& c, const std::string& key, const std::string& value,
     if (words.empty())
       return Status(EINVAL, where + ": access needs an identity: access = NAME [root=/path] [read-only] [snapshot]");
     AccessRule rule;
+    rule.owner = auth::OwnerRule::Remote();
+    // uid=N / gid=N: a numeric id below 2^32-1 (the 9P "no id" value).
+    auto id = [&](const std::string& word, std::optional<uint32_t>& out) -> Status {
+      std::string n = word.substr(4);
+      char* end = nullptr;
+      errno = 0;
+      unsigned long long v = strtoull(n.c_str(), &end, 10);
+      if (n.empty() || !isdigit(static_cast<unsigned char>(n[0])) || *end || errno || v >= 0xffffffffull)
+        return Status(EINVAL, where + ": " + word.substr(0, 3) + "= needs a number (a numeric id, not a name): '" + word + "'");
+      out = uint32_t(v);
+      return Status::Ok();
+    };
     for (size_t w = 1; w < words.size(); w++) {
-      if (words[w].rfind("root=", 0) == 0) {
+      if (words[w].rfind("uid=", 0) == 0) {
+        MUSCLE_RETURN_IF_ERROR(id(words[w], rule.owner.uid));
+      } else if (words[w].rfind("gid=", 0) == 0) {
+        MUSCLE_RETURN_IF_ERROR(id(words[w], rule.owner.gid));
+      } else if (words[w] == "root-squash") {
+        rule.owner.squash_root = true;
+      } else if (words[w] == "no-root-squash") {
+        rule.owner.squash_root = false;
+      } else if (words[w] == "setid") {
+        rule.owner.setid = true;
+      } else if (words[w] == "devices") {
+        rule.owner.devices = true;
+      } else if (words[w].rfind("root=", 0) == 0) {
         rule.root = words[w].substr(5);
         if (rule.root.empty() || rule.root[0] != '/' || rule.root.find("..") != std::string::npos)
           return Status(EINVAL, where + ": root must be an absolute path inside the tree without '..'");
@@ -192,7 +223,8 @@ Status SetKey(Config& c, const std::string& key, const std::string& value,
         rule.snapshot = true;
       } else {
         return Status(EINVAL, where + ": unknown access word '" + words[w] +
-                                  "' (use root=/path, read-only, read-write or snapshot)");
+                                  "' (use root=/path, read-only, read-write, snapshot, uid=N, gid=N, "
+                                  "root-squash, no-root-squash, setid or devices)");
       }
     }
     if (c.server.access.count(words[0]))

@@ -144,8 +144,13 @@ ConfigReport CheckConfig(const Config& c) {
     r.notes.push_back("keys: none (no tls:// listener)");
   }
   for (const auto& [name, rule] : c.server.access) {
+    const auth::OwnerRule& o = rule.owner;
     std::string text = "access: " + name + " root=" + (rule.root.empty() ? "/" : rule.root) +
-                       (rule.read_only ? " read-only" : "");
+                       (rule.read_only ? " read-only" : "") + (rule.snapshot ? " snapshot" : "") +
+                       (o.uid ? " uid=" + std::to_string(*o.uid) : "") +
+                       (o.gid ? " gid=" + std::to_string(*o.gid) : "") +
+                       (o.squash_root ? " root-squash" : " no-root-squash") +
+                       (o.setid ? " setid" : "") + (o.devices ? " devices" : "");
     if (keys && !keys->Find(name)) text += " (no key: an SSH identity for muscle stdio only)";
     r.notes.push_back(text);
   }

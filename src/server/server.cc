@@ -153,6 +153,7 @@ Result<p9::SessionOptions> Server::Authorize(const std::shared_ptr<const auth::K
   so.identity = identity;
   auto it = options_.access.find(identity);
   if (it != options_.access.end()) so.rule = it->second;
+  else so.rule.owner = auth::OwnerRule::Remote();
   return so;
 }
 
@@ -169,9 +170,12 @@ Result<p9::SessionOptions> Server::AuthorizeClaim(const std::string& line,
     if (it == options_.access.end() && !keyed)
       return Status(EPERM, "unknown identity '" + claim->identity +
                                "' (no access rule in musclefs.conf and no key names it)");
-    if (it != options_.access.end()) rule = it->second;
+    rule = it != options_.access.end() ? it->second : AccessRule{.owner = auth::OwnerRule::Remote()};
   }
   so.identity = claim->identity;
+  // Whose files it makes: its identity's rule (the administrator's, which
+  // restricts nothing, when it claims no identity).
+  so.rule.owner = rule.owner;
   // The claim narrows the rule: a root below it, read-only on top.
   so.rule.root = rule.root;
   if (!claim->root.empty()) {

@@ -7,6 +7,7 @@
 
 #include "9p/codec.h"
 #include "9p/wire.h"
+#include "server/owner_checks.h"
 #include "server/store_filesystem.h"
 
 namespace muscle::server {
@@ -121,6 +122,8 @@ FsReply Open9(Tree& s, FsRequest& req, const Topen& m) {
   if (!a.ok()) return Err(a.status());
   bool writes = (m.mode & 3) == kOWrite || (m.mode & 3) == kORdwr;
   if (S_ISDIR(a->mode) && (writes || (m.mode & kOTrunc))) return Err(EISDIR);
+  if (writes)
+    if (Status may = MayWriteContents(req, *a); !may.ok()) return Err(may);
   if ((m.mode & kOTrunc) && writes && S_ISREG(a->mode) && a->size) {
     store::SetAttrRequest t;
     t.set_size = true;
@@ -144,10 +147,10 @@ FsReply Create9(Tree& s, FsRequest& req, const TcreateU& m) {
     // create(5): the new directory's permissions are limited by its
     // parent's (the Unix client of .u has applied its umask already).
     if (!dotu) perm &= ~0777u | (dir->mode & 0777);
-    made = s.Create(req.ino, m.name, S_IFDIR | perm, req.uid, dir->gid);
+    made = MakeAs(s, req, req.ino, m.name, S_IFDIR | perm, dir->gid);
   } else if (dotu && (m.perm & kDmSymlink)) {
     if (m.extension.find('\0') != std::string::npos) return Err(EINVAL);
-    made = s.Create(req.ino, m.name, S_IFLNK | 0777, req.uid, dir->gid, 0, m.extension);
+    made = MakeAs(s, req, req.ino, m.name, S_IFLNK | 0777, dir->gid, 0, m.extension);
   } else if (dotu && (m.perm & kDmLink)) {
     auto l = s.Link(req.ino, m.name, req.ino2);
     if (!l.ok()) return Err(l.status());
@@ -159,14 +162,14 @@ FsReply Create9(Tree& s, FsRequest& req, const TcreateU& m) {
     if (sscanf(m.extension.c_str(), "%c %u %u %c", &type, &maj, &min, &extra) != 3 ||
         (type != 'c' && type != 'b'))
       return Err(EINVAL);
-    made = s.Create(req.ino, m.name, (type == 'c' ? S_IFCHR : S_IFBLK) | perm, req.uid, dir->gid,
-                    makedev(maj, min));
+    made = MakeAs(s, req, req.ino, m.name, (type == 'c' ? S_IFCHR : S_IFBLK) | perm, dir->gid,
+                  makedev(maj, min));
   } else if (dotu && (m.perm & (kDmNamedPipe | kDmSocket))) {
-    made = s.Create(req.ino, m.name, ((m.perm & kDmNamedPipe) ? S_IFIFO : S_IFSOCK) | perm,
-                    req.uid, dir->gid);
+    made = MakeAs(s, req, req.ino, m.name, ((m.perm & kDmNamedPipe) ? S_IFIFO : S_IFSOCK) | perm,
+                  dir->gid);
   } else {
     if (!dotu) perm &= ~0666u | (dir->mode & 0666);
-    made = s.Create(req.ino, m.name, S_IFREG | perm, req.uid, dir->gid);
+    made = MakeAs(s, req, req.ino, m.name, S_IFREG | perm, dir->gid);
   }
   if (!made.ok()) return Err(made.status());
   Qid q = QidOf(*made);
@@ -252,7 +255,7 @@ FsReply Wstat9(Tree& s, FsRequest& req, const TwstatU& m) {
     }
   }
   if (r.set_mode || r.set_size || r.set_mtime || r.set_atime || r.set_uid || r.set_gid) {
-    auto done = s.SetAttr(req.ino, r);
+    auto done = ChangeAs(s, req, req.ino, r);
     if (!done.ok()) {
       if (parent) (void)s.Rename(parent, w.name, parent, old_name);  // all or nothing
       return Err(done.status());

@@ -16,6 +16,7 @@
 
 #include "9p/ops.h"
 #include "9p/wire.h"
+#include "server/owner_checks.h"
 #include "server/stat_dialects.h"
 
 namespace muscle::server {
@@ -167,7 +168,7 @@ FsReply SetAttr(Tree& s, FsRequest& req, const Tsetattr& m) {
     if ((m.valid & kSetMtimeSet) && !JoinTime(m.mtime_sec, m.mtime_nsec, a.mtime_ns))
       return Err(EINVAL);
   }
-  auto r = s.SetAttr(req.ino, a);
+  auto r = ChangeAs(s, req, req.ino, a);
   if (!r.ok()) return Err(r.status());
   return FsReply{Rsetattr{}, {}};
 }
@@ -233,6 +234,8 @@ FsReply Handle(Call& c, const Tlopen& m) {
   if (!a.ok()) return Err(a.status());
   uint32_t acc = m.flags & O_ACCMODE;
   if (S_ISDIR(a->mode) && acc != O_RDONLY) return Err(EISDIR);
+  if (acc != O_RDONLY)
+    if (Status may = MayWriteContents(c.req, *a); !may.ok()) return Err(may);
   if ((m.flags & O_TRUNC) && S_ISREG(a->mode) && acc != O_RDONLY && a->size) {
     store::SetAttrRequest t;
     t.set_size = true;
@@ -244,21 +247,21 @@ FsReply Handle(Call& c, const Tlopen& m) {
 }
 
 FsReply Handle(Call& c, const Tlcreate& m) {
-  auto a = c.s.Create(c.req.ino, m.name, S_IFREG | (m.mode & 07777), c.req.uid, m.gid);
+  auto a = MakeAs(c.s, c.req, c.req.ino, m.name, S_IFREG | (m.mode & 07777), m.gid);
   if (!a.ok()) return Err(a.status());
   return FsReply{Rlcreate{QidOf(*a), 0}, {}};
 }
 
 FsReply Handle(Call& c, const Tmkdir& m) {
   return Created<Rmkdir>(
-      c.s.Create(c.req.ino, m.name, S_IFDIR | (m.mode & 07777), c.req.uid, m.gid));
+      MakeAs(c.s, c.req, c.req.ino, m.name, S_IFDIR | (m.mode & 07777), m.gid));
 }
 
 FsReply Handle(Call& c, const Tsymlink& m) {
   // A target is a C string to every client: "a\0b" would read back as "a".
   if (m.symtgt.find('\0') != std::string::npos) return Err(EINVAL);
   return Created<Rsymlink>(
-      c.s.Create(c.req.ino, m.name, S_IFLNK | 0777, c.req.uid, m.gid, 0, m.symtgt));
+      MakeAs(c.s, c.req, c.req.ino, m.name, S_IFLNK | 0777, m.gid, 0, m.symtgt));
 }
 
 FsReply Handle(Call& c, const Tmknod& m) {
@@ -266,8 +269,8 @@ FsReply Handle(Call& c, const Tmknod& m) {
   if (type == 0) type = S_IFREG;
   if (type != S_IFREG && type != S_IFIFO && type != S_IFCHR && type != S_IFBLK && type != S_IFSOCK)
     return Err(EINVAL);
-  return Created<Rmknod>(c.s.Create(c.req.ino, m.name, type | (m.mode & 07777), c.req.uid, m.gid,
-                                    makedev(m.major, m.minor)));
+  return Created<Rmknod>(MakeAs(c.s, c.req, c.req.ino, m.name, type | (m.mode & 07777), m.gid,
+                                makedev(m.major, m.minor)));
 }
 
 FsReply Handle(Call& c, const Tlink& m) {

@@ -34,10 +34,11 @@ bool Mentions(const std::vector<std::string>& lines, const std::string& what) {
 
 TEST_CASE("check-config accepts a good configuration and lists what it serves") {
   TempDir dir;
-  auto r = CheckWith(dir.path, "access = bob read-only\n");
+  auto r = CheckWith(dir.path, "access = bob read-only\naccess = carol uid=7 no-root-squash devices\n");
   CHECK(r.ok());
   CHECK(Mentions(r.notes, "listen: unix:" + dir.path + "/musclefs.sock"));
-  CHECK(Mentions(r.notes, "access: bob root=/ read-only"));
+  CHECK(Mentions(r.notes, "access: bob root=/ read-only root-squash"));
+  CHECK(Mentions(r.notes, "access: carol root=/ uid=7 no-root-squash devices"));
 }
 
 TEST_CASE("check-config reports what would stop the server") {

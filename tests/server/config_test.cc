@@ -255,3 +255,29 @@ TEST_CASE("snapshot settings: snapshot-every durations and the access word") {
     CHECK(!ParseConfig({"serve", "--base", base.path, "--snapshot-every", bad}).ok());
   }
 }
+
+TEST_CASE("access rules say whose files an identity makes: squash by default, uid=, gid=, setid, devices") {
+  TempDir base;
+  ConfFile(base) << "access = alice\n"
+                    "access = bob uid=1500 gid=1600\n"
+                    "access = carol no-root-squash setid devices\n";
+  auto c = ParseConfig({"serve", "--base", base.path});
+  REQUIRE(c.ok());
+  CHECK(c->server.access["alice"].owner == auth::OwnerRule::Remote());
+  auto bob = c->server.access["bob"].owner;
+  CHECK(bob.uid == 1500u);
+  CHECK(bob.gid == 1600u);
+  CHECK(bob.squash_root);
+  CHECK(!bob.setid);
+  auto carol = c->server.access["carol"].owner;
+  CHECK(!carol.squash_root);
+  CHECK(carol.setid);
+  CHECK(carol.devices);
+  CHECK(!carol.uid);
+  for (const char* bad : {"uid=", "uid=alice", "uid=-1", "uid=4294967295", "gid=1x", "uid=99999999999"}) {
+    INFO(bad);
+    auto d = ParseConfig({"serve", "--base", base.path, "--access", std::string("dave ") + bad});
+    REQUIRE(!d.ok());
+    CHECK(d.status().message().find("needs a number") != std::string::npos);
+  }
+}

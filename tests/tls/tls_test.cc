@@ -407,6 +407,35 @@ TEST_CASE("access rules: confined to a subtree, read-only") {
   CHECK(ro.Rpc(7, Tsetattr{1, kSetMode, 0777}).err() == EROFS);
 }
 
+TEST_CASE("a TLS identity without an access line has its root squashed and makes no devices") {
+  TempDir dir;
+  WriteKeys(dir.path + "/keys", "plain:" + kGoodHex + "\nroot:" + kOtherHex + "\n");
+  auto o = TlsOptions(dir.path);
+  server::AccessRule root;  // as musclefs.conf's "access = root no-root-squash devices setid"
+  o.access["root"] = root;
+  InProcessServer srv(o);
+  int port = srv.endpoints()[0].port;
+  TlsTestClient c;
+  REQUIRE(c.Connect(port, "plain", kGoodHex).ok());
+  Version(c);
+  REQUIRE(c.Rpc(1, Tattach{0, kNoFid, "", "", 0}).ok());
+  REQUIRE(c.Rpc(2, Twalk{0, 1, {}}).ok());
+  REQUIRE(c.Rpc(3, Tlcreate{1, "f", O_WRONLY, 0644, 0}).ok());
+  auto a = c.Rpc(4, Tgetattr{1, kGetattrAll});
+  REQUIRE(a.ok());
+  CHECK(std::get<Rgetattr>(*a).uid == auth::kNobody);
+  CHECK(std::get<Rgetattr>(*a).gid == auth::kNoGroup);
+  CHECK(c.Rpc(5, Tmknod{0, "mem", S_IFCHR | 0600, 1, 1, 0}).err() == EPERM);
+  CHECK(c.Rpc(6, Tmkdir{0, "d", 04755, 0}).ok());  // set-uid on a directory means nothing
+  CHECK(c.Rpc(7, Tmknod{0, "x", S_IFREG | 04755, 0, 0, 0}).err() == EPERM);
+
+  TlsTestClient r;
+  REQUIRE(r.Connect(port, "root", kOtherHex).ok());
+  Version(r);
+  REQUIRE(r.Rpc(1, Tattach{0, kNoFid, "", "", 0}).ok());
+  CHECK(r.Rpc(2, Tmknod{0, "mem", S_IFCHR | 0600, 1, 1, 0}).ok());
+}
+
 TEST_CASE("the relay carries the native client over TLS and explains failures") {
   TempDir dir;
   WriteKeys(dir.path + "/keys", "client-a:" + kGoodHex + "\n");

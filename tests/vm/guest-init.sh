@@ -479,7 +479,7 @@ elif [ "$PHASE" = verify ] || [ "$PHASE" = rules ]; then
     # confined to deep/a, each through its own relay on the host.
     mkdir -p /ro /conf
     mount -t 9p -o trans=tcp,port=$(arg roport),version=9p2000.L 10.0.2.2 /ro || fail "mount ro"
-    mount -t 9p -o trans=tcp,port=$(arg confport),version=9p2000.L 10.0.2.2 /conf || fail "mount confined"
+    mount -t 9p -o trans=tcp,port=$(arg confport),version=9p2000.L,nosuid,nodev 10.0.2.2 /conf || fail "mount confined"
     check "$(cat /ro/big.sha256)" "$(cat $M/big.sha256)" "read through read-only identity"
     touch /ro/new-file 2>/dev/null && fail "read-only identity could create a file"
     mkdir /ro/newdir 2>/dev/null && fail "read-only identity could mkdir"
@@ -490,6 +490,17 @@ elif [ "$PHASE" = verify ] || [ "$PHASE" = rules ]; then
     [ -e /conf/big ] && fail "confined identity sees outside"
     echo inside > /conf/b/mine || fail "confined identity cannot write inside"
     check "$(cat $M/deep/a/b/mine)" inside "confined write landed in deep/a/b"
+    # The confined identity's root is squashed (its rule says nothing
+    # else): what root makes there is nobody's, and it makes no device
+    # nodes or set-uid programs, and gives nothing to root.
+    echo squashed > /conf/b/by-root || fail "confined identity cannot create as root"
+    check "$(stat -c %u:%g $M/deep/a/b/by-root)" 65534:65534 "owner of a file root made through a squashed identity"
+    mknod /conf/b/mem c 1 1 2>/dev/null && fail "squashed identity made a device node"
+    [ -e $M/deep/a/b/mem ] && fail "squashed identity's device node exists"
+    chmod u+s /conf/b/by-root 2>/dev/null && fail "squashed identity set the set-uid bit"
+    check "$(stat -c %a $M/deep/a/b/by-root)" 644 "mode after a refused chmod u+s"
+    chown 0 /conf/b/by-root 2>/dev/null && fail "squashed identity gave a file to root"
+    mkfifo /conf/b/fifo || fail "squashed identity cannot make a FIFO"
     umount /ro; umount /conf
     echo "MUSCLE-RULES-OK"
   fi

@@ -119,7 +119,10 @@ mkdir -p "$work/srv"
   echo "confined:$(printf 'c%.0s' $(seq 32))"
 } > "$work/srv/keys"
 chmod 600 "$work/srv/keys"
-printf 'access = reader read-only\naccess = confined root=/deep/a\naccess = guest snapshot\n' \
+# guest is the test's trusted client: its root stays root (the POSIX
+# workload chowns and makes devices); confined keeps the defaults, root
+# squashed and no devices or set-id files (checked in the rules phase).
+printf 'access = reader read-only\naccess = confined root=/deep/a\naccess = guest snapshot no-root-squash setid devices\n' \
   > "$work/srv/musclefs.conf"
 chmod 644 "$work/srv/musclefs.conf"  # musclefs refuses a group/world-writable one
 wait_port() {
