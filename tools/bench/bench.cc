@@ -15,8 +15,10 @@
 #include <cstring>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <map>
 #include <mutex>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -48,7 +50,10 @@ const char* kUsage = R"(usage: muscle bench --target ADDR [options]
   --seconds S        duration of timed workloads (default 5)
   --entries N        readdir directory size (default 10000)
   --idle K           connections held by idle (default 1000)
-  --server-pid PID   for idle: the server process whose memory is measured
+  --server-pid PID[,PID...]   the server's processes: idle measures the
+                     first one's memory; seqwrite and seqread report the CPU
+                     seconds all of them spent per GiB moved (user + system,
+                     from /proc/PID/stat, the final Tfsync included)
   --dir NAME         working directory inside the tree (default bench)
   --aname PATH       attach name (default /; diod wants its export path)
   --label TEXT       name of this target in the output
@@ -66,7 +71,8 @@ struct Options {
   double seconds = 5;
   int entries = 10000;
   int idle = 1000;
-  int server_pid = 0;
+  int server_pid = 0;               // the first of server_pids
+  std::vector<int> server_pids;
   bool json = false, quiet = false;
 };
 
@@ -77,7 +83,29 @@ struct Row {
   double value = 0;
   double p50_us = -1, p99_us = -1;
   std::string note;
+  double server_cpu_s_per_gib = -1;  // seq*: the server processes' CPU per GiB moved
 };
+
+// CPU seconds (user + system) the processes have used so far; -1 when one
+// cannot be read.
+double CpuSeconds(const std::vector<int>& pids) {
+  double total = 0;
+  for (int pid : pids) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+    std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    size_t paren = stat.rfind(')');  // the command name may hold spaces
+    if (paren == std::string::npos) return -1;
+    std::istringstream fields(stat.substr(paren + 2));
+    std::string f;
+    unsigned long long utime = 0, stime = 0;
+    for (int i = 3; i <= 15 && fields >> f; i++) {  // fields 14 and 15 of proc(5)
+      if (i == 14) utime = strtoull(f.c_str(), nullptr, 10);
+      if (i == 15) stime = strtoull(f.c_str(), nullptr, 10);
+    }
+    total += double(utime + stime) / double(sysconf(_SC_CLK_TCK));
+  }
+  return total;
+}
 
 class Bench {
  public:
@@ -208,6 +236,7 @@ class Bench {
     }
     std::atomic<uint64_t> done{0};
     std::atomic<bool> stop{false};
+    double cpu_before = o_.server_pids.empty() ? -1 : CpuSeconds(o_.server_pids);
     std::thread progress([&] {
       while (!stop) {
         Progress("%s: %.0f / %.0f MiB", r.workload.c_str(), done / 1048576.0,
@@ -272,6 +301,13 @@ class Bench {
     r.value = double(done) / 1e6 / secs;
     r.note = std::to_string(done / 1048576) + " MiB, " + std::to_string(o_.inflight) +
              " in flight, msize " + std::to_string(msize_);
+    double cpu_after = cpu_before < 0 ? -1 : CpuSeconds(o_.server_pids);
+    if (cpu_after >= 0 && done > 0) {
+      r.server_cpu_s_per_gib = (cpu_after - cpu_before) / (double(done) / double(1ull << 30));
+      char b[64];
+      snprintf(b, sizeof b, ", server CPU %.2f s/GiB", r.server_cpu_s_per_gib);
+      r.note += b;
+    }
     return Finish(r);
   }
 
@@ -483,9 +519,9 @@ std::string Json(const Row& r, const std::string& label) {
   char b[1024];
   snprintf(b, sizeof b,
            "{\"target\":\"%s\",\"workload\":\"%s\",\"conns\":%d,\"metric\":\"%s\",\"value\":%.2f,"
-           "\"p50_us\":%.1f,\"p99_us\":%.1f,\"note\":\"%s\"}",
+           "\"p50_us\":%.1f,\"p99_us\":%.1f,\"server_cpu_s_per_gib\":%.3f,\"note\":\"%s\"}",
            label.c_str(), r.workload.c_str(), r.conns, r.metric.c_str(), r.value, r.p50_us,
-           r.p99_us, r.note.c_str());
+           r.p99_us, r.server_cpu_s_per_gib, r.note.c_str());
   return b;
 }
 
@@ -517,7 +553,21 @@ int BenchMain(int argc, char** argv) {
     else if (a == "--seconds") o.seconds = atof(val().c_str());
     else if (a == "--entries") o.entries = std::max(1, atoi(val().c_str()));
     else if (a == "--idle") o.idle = std::max(1, atoi(val().c_str()));
-    else if (a == "--server-pid") o.server_pid = atoi(val().c_str());
+    else if (a == "--server-pid") {
+      std::string list = val();
+      for (size_t i = 0; i <= list.size();) {
+        size_t j = list.find(',', i);
+        if (j == std::string::npos) j = list.size();
+        int pid = atoi(list.substr(i, j - i).c_str());
+        if (pid <= 0) {
+          fprintf(stderr, "muscle bench: --server-pid wants process ids separated by commas: '%s'\n", list.c_str());
+          return 2;
+        }
+        o.server_pids.push_back(pid);
+        i = j + 1;
+      }
+      o.server_pid = o.server_pids[0];
+    }
     else if (a == "--dir") o.dir = val();
     else if (a == "--aname") o.aname = val();
     else if (a == "--label") o.label = val();
