@@ -38,6 +38,10 @@ const char* Usage() {
                                     force is rewritten to hold it, every
                                     other key file stops opening the store
        musclefs key list [options]  the store's key generations and packs
+       musclefs key rewrite [options]
+                                    rewrite the packs sealed under older keys
+       musclefs key retire GENERATION [options]
+                                    drop an older key no live chunk needs
        musclefs restore-from --chunks s3://BUCKET[/PREFIX] [options]
                                     rebuild a store on a new base from its
                                     bucket (and key) alone: its snapshots, the
@@ -393,11 +397,13 @@ Result<Config> ParseConfig(const std::vector<std::string>& args) {
     }
   }
   if (!have_base) c.base = DefaultBase();
-  bool key_one = !c.operands.empty() && (c.operands[0] == "rotate" || c.operands[0] == "list");
+  bool key_one = !c.operands.empty() &&
+                 (c.operands[0] == "rotate" || c.operands[0] == "list" || c.operands[0] == "rewrite");
   if (c.command == "key" && !(key_one && c.operands.size() == 1) &&
-      (c.operands.size() != 2 || (c.operands[0] != "add" && c.operands[0] != "remove")))
-    return Status(EINVAL, "usage: musclefs key add PATH | musclefs key remove PATH | musclefs key rotate | "
-                          "musclefs key list");
+      (c.operands.size() != 2 ||
+       (c.operands[0] != "add" && c.operands[0] != "remove" && c.operands[0] != "retire")))
+    return Status(EINVAL, "usage: musclefs key add PATH | key remove PATH | key rotate | key list | "
+                          "key rewrite | key retire GENERATION");
   if (c.unattended && (c.command == "init" || c.command == "upgrade") && !c.encrypt)
     return Status(EINVAL, "--unattended goes with " + c.command + " --encrypt");
   if (c.unattended && c.command == "key" && c.operands[0] != "add")

@@ -265,6 +265,41 @@ int KeyList(const server::Config& c, std::shared_ptr<const crypto::MasterKey> ke
   return 0;
 }
 
+// musclefs key rewrite: every pack sealed under an older key generation
+// rewritten under the current one; key retire N: generation N's key
+// dropped from the keyring, refused while a live chunk needs it.
+int KeyRewriteOrRetire(const server::Config& c, std::shared_ptr<const crypto::MasterKey> key) {
+  auto s = OpenForKeys(c, std::move(key));
+  if (!s) return 2;
+  if (c.operands[0] == "rewrite") {
+    auto r = s->RewriteOldKeys();
+    if (!r.ok()) {
+      fprintf(stderr, "musclefs: %s\n", r.status().ToString().c_str());
+      return 1;
+    }
+    printf("musclefs: store %s: %llu packs rewritten under key generation %u (%llu bytes copied, %llu freed)\n",
+           c.server.store_path.c_str(), (unsigned long long)r->packs_removed,
+           unsigned(s->keyring()->current().number), (unsigned long long)r->bytes_copied,
+           (unsigned long long)r->bytes_freed);
+    return 0;
+  }
+  char* end = nullptr;
+  unsigned long n = strtoul(c.operands[1].c_str(), &end, 10);
+  if (c.operands[1].empty() || *end || n == 0 || n > UINT32_MAX) {
+    fprintf(stderr, "musclefs: key retire takes a generation number (musclefs key list), not '%s'\n",
+            c.operands[1].c_str());
+    return 2;
+  }
+  Status r = s->RetireKey(uint32_t(n));
+  if (!r.ok()) {
+    fprintf(stderr, "musclefs: %s\n", r.ToString().c_str());
+    return 1;
+  }
+  printf("musclefs: store %s: key generation %lu retired: its key is no longer in the keyring\n",
+         c.server.store_path.c_str(), n);
+  return 0;
+}
+
 // musclefs key rotate (server stopped): a new key for everything written
 // from now on. Crash-safe in three steps (store.h BeginKeyRotation): the
 // store records the new key as pending (it opens with the old key and the
@@ -353,6 +388,7 @@ int KeyCommand(const server::Config& c) {
   std::string id = crypto::KeyIdOf(**key).Hex();
   if (verb == "list") return KeyList(c, *key);
   if (verb == "rotate") return KeyRotate(c, *key);
+  if (verb == "rewrite" || verb == "retire") return KeyRewriteOrRetire(c, *key);
   if (verb == "add") {
     Status w;
     if (c.unattended) {

@@ -348,6 +348,40 @@ Status Store::BeginKeyRotation(const crypto::MasterKey& next) {
   return Sync(true);
 }
 
+Result<Store::GcReport> Store::RewriteOldKeys() {
+  if (!keyring_) return Status(EINVAL, "store " + path_ + " is not encrypted: it has no keys");
+  rewrite_below_ = keyring_->current().first;
+  auto r = CollectGarbage(true);
+  rewrite_below_ = 0;
+  return r;
+}
+
+Status Store::RetireKey(uint32_t number) {
+  if (!keyring_) return Status(EINVAL, "store " + path_ + " is not encrypted: it has no keys");
+  auto ring = keyring_->Retired(number);
+  if (!ring.ok()) return ring.status();
+  OpScope op(this);
+  MUSCLE_RETURN_IF_ERROR(Sync(true));
+  const auto& g = keyring_->generations()[number - 1];
+  {
+    Stmt q(db_, "SELECT count(*), count(DISTINCT pack) FROM chunks WHERE pack>=? AND pack<?");
+    q.Bind(1, int64_t(g.first)).Bind(2, int64_t(std::min<uint64_t>(keyring_->EndOf(number), INT64_MAX)));
+    if (!q.Step()) return q.Error("chunks");
+    if (q.Int(0) > 0)
+      return Status(EBUSY, std::to_string(q.Int(0)) + " chunks in " + std::to_string(q.Int(1)) +
+                               " packs are still sealed under key generation " + std::to_string(number) +
+                               " (key id " + g.id.Hex() + "): rewrite them first (musclefs key rewrite)");
+  }
+  auto id = StoreId();
+  if (!id.ok()) return id.status();
+  auto text = ring->Seal(*id);
+  if (!text.ok()) return text.status();
+  MUSCLE_RETURN_IF_ERROR(Atomically([&]() -> Status { return SetMeta(db_, "keyring", *text, true); }));
+  MUSCLE_RETURN_IF_ERROR(Sync(true));
+  keyring_ = std::make_shared<const crypto::Keyring>(std::move(*ring));
+  return Status::Ok();
+}
+
 Result<std::map<uint32_t, uint64_t>> Store::PacksPerGeneration() {
   std::map<uint32_t, uint64_t> out;
   if (!keyring_) return out;

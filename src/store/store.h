@@ -244,6 +244,16 @@ class Store final : public Tree {
     uint64_t packs_removed = 0, bytes_copied = 0, bytes_freed = 0;
   };
   Result<GcReport> CollectGarbage(bool all);
+  // Key rotation, continued (`musclefs key rewrite`, `key retire`): copies
+  // every live chunk of a pack sealed under an older key generation into
+  // new packs (the current generation's) and removes the old packs, as gc
+  // compaction does; the highest pack stays if it holds no live chunk (a
+  // pack number never goes back: crypto/keyring.h), its dead records
+  // punched. Then RetireKey drops generation `number`'s key from the
+  // keyring (committed before it returns); EBUSY while a live chunk is
+  // still sealed under it, EINVAL for the current generation.
+  Result<GcReport> RewriteOldKeys();
+  Status RetireKey(uint32_t number);
 
   // --- verification ---
   // Full check: SQLite integrity, every chunk re-hashed, reference counts,
@@ -556,6 +566,9 @@ class Store final : public Tree {
   // chunks are cut and named (keyed when encrypted).
   std::shared_ptr<const crypto::MasterKey> key_;
   std::shared_ptr<const crypto::Keyring> keyring_;
+  // While RewriteOldKeys runs: packs below this are compacted whatever
+  // their live share (0: none).
+  uint64_t rewrite_below_ = 0;
   std::shared_ptr<const ChunkNaming> naming_ = ChunkNaming::Plain();
   bool new_store_ = false;  // Init made the tables
   const RebuildSource* rebuild_ = nullptr;  // during Rebuild
