@@ -318,6 +318,15 @@ int KeyRotate(const server::Config& c, std::shared_ptr<const crypto::MasterKey> 
   }
   std::string old_id = crypto::KeyIdOf(*key).Hex();
   crypto::MasterKey next = crypto::MasterKey::Generate();
+  std::string pass;  // the new file's (asked before anything changes)
+  if (info->kind == crypto::KeyFileKind::kPassphrase) {
+    auto p = server::ReadPassphrase(c.server.key.new_passphrase_file, "the rotated key file " + path, true);
+    if (!p.ok()) {
+      fprintf(stderr, "musclefs: %s\n", p.status().message().c_str());
+      return 2;
+    }
+    pass = std::move(*p);
+  }
   {
     auto s = OpenForKeys(c, key);
     if (!s) return 2;
@@ -333,14 +342,7 @@ int KeyRotate(const server::Config& c, std::shared_ptr<const crypto::MasterKey> 
   if (info->kind == crypto::KeyFileKind::kUnattended) {
     w = crypto::WriteUnattendedKeyFile(fresh, next);
   } else {
-    auto pass = server::ReadPassphrase(c.server.key.new_passphrase_file,
-                                       "the rotated key file " + path, true);
-    if (!pass.ok()) {
-      fprintf(stderr, "musclefs: %s (the store is unchanged: key %s still opens it)\n",
-              pass.status().message().c_str(), old_id.c_str());
-      return 2;
-    }
-    w = crypto::CreatePassphraseKeyFile(fresh, next, *pass, info->kdf);
+    w = crypto::CreatePassphraseKeyFile(fresh, next, pass, info->kdf);
   }
   if (w.ok() && rename(fresh.c_str(), path.c_str()) != 0)
     w = Status(errno, "rename " + fresh + " to " + path + ": " + strerror(errno));

@@ -362,6 +362,15 @@ Status Store::RetireKey(uint32_t number) {
   if (!ring.ok()) return ring.status();
   OpScope op(this);
   MUSCLE_RETURN_IF_ERROR(Sync(true));
+  {
+    auto pending = MetaValue(db_, "keyring_next");
+    if (!pending.ok()) return pending.status();
+    // The pending keyring still holds the key: completing the rotation
+    // would bring it back.
+    if (!pending->empty())
+      return Status(EBUSY, "a key rotation of store " + path_ +
+                               " is pending: open the store with its new key file first (or rotate again)");
+  }
   const auto& g = keyring_->generations()[number - 1];
   {
     Stmt q(db_, "SELECT count(*), count(DISTINCT pack) FROM chunks WHERE pack>=? AND pack<?");

@@ -15,6 +15,8 @@
 
 #include "crypto/keyring.h"
 #include "crypto/seal.h"
+#include "s3/dir_object_store.h"
+#include "store/bucket_pack_store.h"
 #include "store/store.h"
 #include "store/vfs.h"
 #include "tests/store/store_test_util.h"
@@ -335,4 +337,21 @@ TEST_CASE("key rotation: rewrite moves every live chunk under the current key, t
     CHECK(c.pack >= first);
     CHECK(OpenOnDisk(dir.path, id, c.pack, c.offset, c.size, c.hash, *k2).ok());
   }
+}
+
+TEST_CASE("key rotation: a store whose chunks are in a bucket refuses it and stays as it was", "[keys]") {
+  TempDir dir;
+  auto bucket = std::make_shared<s3::DirObjectStore>(dir.path + "/bucket");
+  BucketPackStore::Options o;
+  o.retry_first_s = 0.01;
+  auto s = Store::Open(dir.path + "/store.db",
+                       std::make_unique<BucketPackStore>(bucket, dir.path + "/cache", o), KeyOf('1'));
+  INFO(s.status().ToString());
+  REQUIRE(s.ok());
+  uint64_t x = WriteFile(**s, "x", RandomBytes(1000, 11));
+  REQUIRE((*s)->Sync(true).ok());
+  Status r = (*s)->BeginKeyRotation(*KeyOf('2'));
+  CHECK(r.err() == ENOTSUP);
+  CHECK(MetaText(dir.path + "/store.db", "keyring_next").empty());
+  CHECK(ReadAll(**s, x) == RandomBytes(1000, 11));
 }
