@@ -351,6 +351,8 @@ Key PackKey(const MasterKey& master, std::string_view pack_id) {
 
 Key IndexKey(const MasterKey& master) { return DeriveKey(master, "index", {}); }
 
+Key KeyringKey(const MasterKey& master) { return DeriveKey(master, "keyring", {}); }
+
 GearTable DeriveGearTable(const MasterKey& master) {
   unsigned char b[256 * 8];
   Derive(master, "gear", {}, b);

@@ -11,9 +11,11 @@
 // Every construction is a standard one, and the tests check each against a
 // second implementation (libsodium's XChaCha20-Poly1305, OpenSSL's HKDF).
 //
-// The master key: 32 random bytes per store, made once (MasterKey::Generate)
-// and never changed, so adding or removing a passphrase re-encrypts
-// nothing. It is never written in the clear except in an unattended key
+// The master key: 32 random bytes (MasterKey::Generate). Adding or removing
+// a passphrase re-encrypts nothing. A store's key can rotate (`musclefs key
+// rotate`): the key files then hold the new key, and the store's keyring
+// (crypto/keyring.h), sealed under it, holds the older ones; "the master
+// key" below is whichever key a key file holds (the current one). It is never written in the clear except in an unattended key
 // file (below), which the user asks for.
 //
 // Subkeys. Derive(master, label, context) is HKDF-Expand (RFC 5869) with
@@ -27,6 +29,8 @@
 //   "pack"     32 bytes, context = the pack's id bytes (PackKey)
 //   "index"    32 bytes: index objects and other sealed objects that live
 //              outside packs (IndexKey)
+//   "keyring"  32 bytes: the key the keyring is sealed under
+//              (KeyringKey, crypto/keyring.h)
 // The labels and this construction are part of the format: the tests pin
 // their outputs for a fixed master key.
 //
@@ -147,6 +151,8 @@ Key PackKey(const MasterKey& master, std::string_view pack_id);
 // objects; a tree object inside a pack is sealed with the pack's key and
 // SealKind::kTreeObject).
 Key IndexKey(const MasterKey& master);
+// The key a keyring is sealed under (crypto/keyring.h).
+Key KeyringKey(const MasterKey& master);
 // The content-defined chunker's gear table (store/chunker.cc's type):
 // 2048 bytes of Derive(master, "gear"), little-endian 64-bit entries.
 // Deterministic for one key; another key cuts elsewhere, which hides cut

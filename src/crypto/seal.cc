@@ -89,7 +89,8 @@ void PutField(unsigned char* buf, size_t& len, std::string_view f) {
 Result<AssociatedData> AssociatedData::ForRecord(SealKind kind, std::string_view store_id,
                                                  std::string_view pack_id, uint64_t position,
                                                  std::string_view name) {
-  if (kind != SealKind::kChunk && kind != SealKind::kTreeObject && kind != SealKind::kIndexObject)
+  if (kind != SealKind::kChunk && kind != SealKind::kTreeObject && kind != SealKind::kIndexObject &&
+      kind != SealKind::kKeyring)
     return Status(EINVAL, "associated data: not a record kind");
   if (store_id.size() > kMaxField || pack_id.size() > kMaxField || name.size() > kMaxField)
     return Status(EINVAL, "associated data: a field is longer than 64 bytes");

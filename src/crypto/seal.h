@@ -75,6 +75,7 @@ enum class SealKind : uint8_t {
   kTreeObject = 2,   // a snapshot's tree object, in a pack
   kIndexObject = 3,  // an index object (outside packs, under IndexKey)
   kKeyFile = 4,      // the master key in a passphrase key file
+  kKeyring = 5,      // a store's keyring (crypto/keyring.h, under KeyringKey)
 };
 
 // The associated data of one seal, built here so that every caller binds
@@ -88,7 +89,7 @@ class AssociatedData {
  public:
   static constexpr size_t kMaxField = 64;     // store id, pack id, name
   static constexpr size_t kMaxHeader = 512;   // key-file header text
-  // A record (chunk, tree object or index object). `position` is the
+  // A record (chunk, tree object, index object or keyring). `position` is the
   // record's place in its pack; use its data offset, which the index keeps,
   // so a reader rebuilds this from the index row (an ordinal works too if
   // the reader knows it). `name` is the chunk id the index gives the record

@@ -34,6 +34,15 @@ const char* Usage() {
        musclefs key remove PATH [options]
                                     remove a key file, proven redundant by
                                     unlocking the key file in force
+       musclefs key rotate [options]
+                                    a new key for new data; the key file in
+                                    force is rewritten to hold it, every
+                                    other key file stops opening the store
+       musclefs key list [options]  the store's key generations and packs
+       musclefs key rewrite [options]
+                                    rewrite the packs sealed under older keys
+       musclefs key retire GENERATION [options]
+                                    drop an older key no live chunk needs
        musclefs restore-from --chunks s3://BUCKET[/PREFIX] [options]
                                     rebuild a store on a new base from its
                                     bucket (and key) alone: its snapshots, the
@@ -99,7 +108,7 @@ options:
   --passphrase-file FILE
                      the passphrase (first line; mode 0600, yours)
   --new-passphrase-file FILE
-                     (key add) the new key file's passphrase
+                     (key add, key rotate) the new key file's passphrase
   -D                 trace every 9P message to stderr
   --check-config     (serve) validate musclefs.conf, flags, listen addresses
                      and the keys file, print what would be served, exit 0
@@ -249,7 +258,7 @@ Status SetKey(Config& c, const std::string& key, const std::string& value,
   } else if (key == "key-file" || key == "passphrase-file" || key == "new-passphrase-file") {
     if (value.empty()) return Status(EINVAL, where + ": " + key + " needs a file name");
     if (key == "new-passphrase-file" && from_file)
-      return Status(EINVAL, where + ": new-passphrase-file is a flag of musclefs key add only");
+      return Status(EINVAL, where + ": new-passphrase-file is a flag of musclefs key add and rotate only");
     (key == "key-file"          ? c.server.key.key_file
      : key == "passphrase-file" ? c.server.key.passphrase_file
                                 : c.server.key.new_passphrase_file) = value;
@@ -420,9 +429,13 @@ Result<Config> ParseConfig(const std::vector<std::string>& args) {
     }
   }
   if (!have_base) c.base = DefaultBase();
-  if (c.command == "key" &&
-      (c.operands.size() != 2 || (c.operands[0] != "add" && c.operands[0] != "remove")))
-    return Status(EINVAL, "usage: musclefs key add PATH | musclefs key remove PATH");
+  bool key_one = !c.operands.empty() &&
+                 (c.operands[0] == "rotate" || c.operands[0] == "list" || c.operands[0] == "rewrite");
+  if (c.command == "key" && !(key_one && c.operands.size() == 1) &&
+      (c.operands.size() != 2 ||
+       (c.operands[0] != "add" && c.operands[0] != "remove" && c.operands[0] != "retire")))
+    return Status(EINVAL, "usage: musclefs key add PATH | key remove PATH | key rotate | key list | "
+                          "key rewrite | key retire GENERATION");
   if (c.unattended && (c.command == "init" || c.command == "upgrade") && !c.encrypt)
     return Status(EINVAL, "--unattended goes with " + c.command + " --encrypt");
   if (c.unattended && c.command == "key" && c.operands[0] != "add")

@@ -1,4 +1,5 @@
 // musclefs: serve a content-addressed SQLite tree over 9P2000.L.
+#include <fcntl.h>
 #include <malloc.h>
 #include <sys/stat.h>
 
@@ -215,12 +216,167 @@ int Init(const server::Config& c) {
   return 0;
 }
 
+// fsyncs the directory holding `path` (a rename in it is then durable).
+void SyncDirOf(const std::string& path) {
+  size_t slash = path.rfind('/');
+  std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return;
+  fsync(fd);
+  close(fd);
+}
+
+// Opens the store for a key command, with `key`; null (and a message) on failure.
+std::unique_ptr<store::Store> OpenForKeys(const server::Config& c,
+                                          std::shared_ptr<const crypto::MasterKey> key) {
+  auto chunks = server::OpenChunkBackend(c.server.chunks, c.server.store_path);
+  if (!chunks.ok()) {
+    fprintf(stderr, "musclefs: %s\n", chunks.status().ToString().c_str());
+    return nullptr;
+  }
+  auto s = store::Store::Open(c.server.store_path, std::move(*chunks), std::move(key));
+  if (!s.ok()) {
+    fprintf(stderr, "musclefs: %s\n", s.status().ToString().c_str());
+    return nullptr;
+  }
+  if (!(*s)->keyring()) {
+    fprintf(stderr, "musclefs: store %s is not encrypted: it has no keys\n", c.server.store_path.c_str());
+    return nullptr;
+  }
+  return std::move(*s);
+}
+
+// musclefs key list: the keyring's generations and the packs of each.
+int KeyList(const server::Config& c, std::shared_ptr<const crypto::MasterKey> key) {
+  auto s = OpenForKeys(c, std::move(key));
+  if (!s) return 2;
+  auto packs = s->PacksPerGeneration();
+  if (!packs.ok()) {
+    fprintf(stderr, "musclefs: %s\n", packs.status().ToString().c_str());
+    return 1;
+  }
+  auto ring = s->keyring();
+  for (const auto& g : ring->generations()) {
+    auto n = packs->find(g.number);
+    printf("generation %u key %s from-pack %llu packs %llu%s\n", unsigned(g.number), g.id.Hex().c_str(),
+           (unsigned long long)g.first, (unsigned long long)(n == packs->end() ? 0 : n->second),
+           &g == &ring->current() ? " current" : !g.key ? " retired" : "");
+  }
+  return 0;
+}
+
+// musclefs key rewrite: every pack sealed under an older key generation
+// rewritten under the current one; key retire N: generation N's key
+// dropped from the keyring, refused while a live chunk needs it.
+int KeyRewriteOrRetire(const server::Config& c, std::shared_ptr<const crypto::MasterKey> key) {
+  auto s = OpenForKeys(c, std::move(key));
+  if (!s) return 2;
+  if (c.operands[0] == "rewrite") {
+    auto r = s->RewriteOldKeys();
+    if (!r.ok()) {
+      fprintf(stderr, "musclefs: %s\n", r.status().ToString().c_str());
+      return 1;
+    }
+    printf("musclefs: store %s: %llu packs rewritten under key generation %u (%llu bytes copied, %llu freed)\n",
+           c.server.store_path.c_str(), (unsigned long long)r->packs_removed,
+           unsigned(s->keyring()->current().number), (unsigned long long)r->bytes_copied,
+           (unsigned long long)r->bytes_freed);
+    return 0;
+  }
+  char* end = nullptr;
+  unsigned long n = strtoul(c.operands[1].c_str(), &end, 10);
+  if (c.operands[1].empty() || *end || n == 0 || n > UINT32_MAX) {
+    fprintf(stderr, "musclefs: key retire takes a generation number (musclefs key list), not '%s'\n",
+            c.operands[1].c_str());
+    return 2;
+  }
+  Status r = s->RetireKey(uint32_t(n));
+  if (!r.ok()) {
+    fprintf(stderr, "musclefs: %s\n", r.ToString().c_str());
+    return 1;
+  }
+  printf("musclefs: store %s: key generation %lu retired: its key is no longer in the keyring\n",
+         c.server.store_path.c_str(), n);
+  return 0;
+}
+
+// musclefs key rotate (server stopped): a new key for everything written
+// from now on. Crash-safe in three steps (store.h BeginKeyRotation): the
+// store records the new key as pending (it opens with the old key and the
+// new one); the key file in force is replaced (a new file beside it,
+// renamed over it) by one of the same kind holding the new key (a
+// passphrase file asks the new file's passphrase, as key add does); the
+// store opened with the new key completes the rotation. A crash before the
+// rename leaves the old key file, which still opens the store; after it,
+// the new one, whose first open completes the rotation.
+int KeyRotate(const server::Config& c, std::shared_ptr<const crypto::MasterKey> key) {
+  const std::string& path = c.server.key.Path();
+  auto info = crypto::InspectKeyFileAt(path);
+  if (!info.ok()) {
+    fprintf(stderr, "musclefs: %s\n", info.status().ToString().c_str());
+    return 2;
+  }
+  std::string old_id = crypto::KeyIdOf(*key).Hex();
+  crypto::MasterKey next = crypto::MasterKey::Generate();
+  std::string pass;  // the new file's (asked before anything changes)
+  if (info->kind == crypto::KeyFileKind::kPassphrase) {
+    auto p = server::ReadPassphrase(c.server.key.new_passphrase_file, "the rotated key file " + path, true);
+    if (!p.ok()) {
+      fprintf(stderr, "musclefs: %s\n", p.status().message().c_str());
+      return 2;
+    }
+    pass = std::move(*p);
+  }
+  {
+    auto s = OpenForKeys(c, key);
+    if (!s) return 2;
+    Status b = s->BeginKeyRotation(next);
+    if (!b.ok()) {
+      fprintf(stderr, "musclefs: %s\n", b.ToString().c_str());
+      return 1;
+    }
+  }  // closed: its lock released
+  std::string fresh = path + ".rotated";
+  unlink(fresh.c_str());  // an interrupted rotation's: its key is pending no more
+  Status w;
+  if (info->kind == crypto::KeyFileKind::kUnattended) {
+    w = crypto::WriteUnattendedKeyFile(fresh, next);
+  } else {
+    w = crypto::CreatePassphraseKeyFile(fresh, next, pass, info->kdf);
+  }
+  if (w.ok() && rename(fresh.c_str(), path.c_str()) != 0)
+    w = Status(errno, "rename " + fresh + " to " + path + ": " + strerror(errno));
+  if (!w.ok()) {
+    unlink(fresh.c_str());
+    fprintf(stderr, "musclefs: key file %s: %s (the store is unchanged: key %s still opens it)\n",
+            path.c_str(), w.ToString().c_str(), old_id.c_str());
+    return 1;
+  }
+  SyncDirOf(path);
+  // From here on the key file holds the new key: opening completes.
+  auto s = OpenForKeys(c, std::make_shared<const crypto::MasterKey>(next.Clone()));
+  if (!s) {
+    fprintf(stderr, "musclefs: %s now holds the new key %s; the rotation completes when the store "
+                    "next opens with it\n", path.c_str(), crypto::KeyIdOf(next).Hex().c_str());
+    return 1;
+  }
+  const auto& cur = s->keyring()->current();
+  printf("musclefs: store %s: key rotated to generation %u (key id %s), in %s; new data is sealed "
+         "under it from pack %llu on, older packs stay readable\n",
+         c.server.store_path.c_str(), unsigned(cur.number), cur.id.Hex().c_str(), path.c_str(),
+         (unsigned long long)cur.first);
+  printf("musclefs: every other key file (key add) holds the old key %s and opens the store no more: "
+         "remove them, and make new ones from %s (musclefs key add PATH)\n",
+         old_id.c_str(), path.c_str());
+  return 0;
+}
+
 // musclefs key add PATH: another key file for the key in force (unlocked
 // first); key remove PATH: removes a key file holding the same key, once
 // the key file in force (another file) has unlocked.
 int KeyCommand(const server::Config& c) {
   const std::string& verb = c.operands[0];
-  const std::string& path = c.operands[1];
+  const std::string path = c.operands.size() > 1 ? c.operands[1] : "";
   struct stat st;
   if (c.server.key.key_file.empty() && lstat(c.server.key.Path().c_str(), &st) != 0) {
     fprintf(stderr, "musclefs: no key file %s (name one with --key-file)\n", c.server.key.Path().c_str());
@@ -232,6 +388,9 @@ int KeyCommand(const server::Config& c) {
     return 2;
   }
   std::string id = crypto::KeyIdOf(**key).Hex();
+  if (verb == "list") return KeyList(c, *key);
+  if (verb == "rotate") return KeyRotate(c, *key);
+  if (verb == "rewrite" || verb == "retire") return KeyRewriteOrRetire(c, *key);
   if (verb == "add") {
     Status w;
     if (c.unattended) {

@@ -6,7 +6,10 @@
 //
 // `musclefs init --encrypt` makes the master key and its first key file;
 // `musclefs key add|remove` add and remove passphrases (other key files for
-// the same key) without re-encrypting anything (server/main.cc).
+// the same key) without re-encrypting anything; `musclefs key rotate`
+// gives the store a new current key (crypto/keyring.h) and replaces the
+// key file in force by one holding it, after which key files holding the
+// older key open the store no more (server/main.cc).
 //
 // Nothing here logs or prints a passphrase or a key; messages name files.
 // Threading: called on the main thread before the server starts.

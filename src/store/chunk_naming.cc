@@ -23,6 +23,14 @@ std::shared_ptr<const ChunkNaming> ChunkNaming::Keyed(const crypto::MasterKey& m
   return n;
 }
 
+std::shared_ptr<const ChunkNaming> ChunkNaming::Keyed(const crypto::Keyring& keyring) {
+  std::shared_ptr<ChunkNaming> n(new ChunkNaming());
+  n->id_key_.emplace(keyring.chunk_id_key().Clone());
+  n->keyed_gear_ = keyring.gear();
+  n->gear_ = n->keyed_gear_.data();
+  return n;
+}
+
 size_t ChunkNaming::CutEnd(const uint8_t* data, size_t len, bool at_end) const {
   return gear_ ? FindChunkEnd(data, len, at_end, gear_) : FindChunkEnd(data, len, at_end);
 }

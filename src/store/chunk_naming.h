@@ -21,6 +21,7 @@
 #include <memory>
 #include <optional>
 
+#include "crypto/keyring.h"
 #include "crypto/keys.h"
 
 namespace muscle::store {
@@ -31,6 +32,9 @@ class ChunkNaming {
   static std::shared_ptr<const ChunkNaming> Plain();
   // An encrypted store's, derived from its master key.
   static std::shared_ptr<const ChunkNaming> Keyed(const crypto::MasterKey& master);
+  // An encrypted store's whose key has rotated: from its keyring's naming
+  // keys (generation 1's, crypto/keyring.h), the same as Keyed(first key).
+  static std::shared_ptr<const ChunkNaming> Keyed(const crypto::Keyring& keyring);
 
   bool keyed() const { return id_key_.has_value(); }
   // store/chunker.h FindChunkEnd with this store's gear table.

@@ -216,6 +216,10 @@ class ChunkStore {
   // committed (the store has no transaction open): a bucket store seals
   // and uploads an open pack that has waited long enough.
   virtual void Idle() {}
+  // Makes the next Put start a new container, though the open one has
+  // room (a key rotation: the open container keeps the key it was begun
+  // with). Not kept across a restart. Backends that cannot: nothing.
+  virtual void SealOpen() {}
   // For a backend that keeps objects of its own beside the records (a
   // bucket's index objects and catalog, store/bucket_index.h): the key to
   // seal them under (an encrypted store's; before Open), and the snapshot

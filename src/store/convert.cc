@@ -44,7 +44,10 @@ Status Store::ConvertToEncrypted(std::shared_ptr<const crypto::MasterKey> key) {
   }
   // New records go to new packs only (the plain ones are removed whole).
   local->SealOpen();
-  auto sealed = std::make_unique<SealedChunkStore>(std::move(chunks_), key);
+  keyring_ = std::make_shared<const crypto::Keyring>(crypto::Keyring::First(*key));
+  auto sealed_ring = keyring_->Seal(*id);
+  if (!sealed_ring.ok()) return sealed_ring.status();
+  auto sealed = std::make_unique<SealedChunkStore>(std::move(chunks_), keyring_);
   sealed->Adopt(*id);
   ChunkStore& plain = sealed->inner();
   chunks_ = std::move(sealed);
@@ -167,6 +170,9 @@ Status Store::ConvertToEncrypted(std::shared_ptr<const crypto::MasterKey> key) {
       d.Bind(1, int64_t(p));
       MUSCLE_RETURN_IF_ERROR(d.Run());
     }
+    Stmt r(db_, "INSERT OR REPLACE INTO meta(key, value) VALUES('keyring', ?)");
+    r.Bind(1, *sealed_ring);
+    MUSCLE_RETURN_IF_ERROR(r.Run());
     Stmt k(db_, "INSERT INTO meta(key, value) VALUES('key_id', ?)");
     k.BindText(1, crypto::KeyIdOf(*key).Hex());
     return k.Run();

@@ -704,8 +704,12 @@ Result<Store::GcReport> Store::CollectGarbage(bool all) {
     if (q.failed()) return q.Error("gc");
   }
   for (const PackUse& p : packs) {
-    if (p.id == chunks_->mark().container) continue;
-    bool sparse = p.live * 2 < p.size || (all && p.live < p.size);
+    bool old_key = p.id < rewrite_below_;
+    // The open pack is compacted only when it is sealed under an older key
+    // and holds live chunks (the copies start a new pack: Store::Open
+    // sealed it after the rotation).
+    if (p.id == chunks_->mark().container && !(old_key && p.live > kContainerHeaderSize)) continue;
+    bool sparse = p.live * 2 < p.size || (all && p.live < p.size) || old_key;
     if (!sparse) continue;
     // Copy the live chunks into the open pack; the index moves in one
     // transaction, synced before the old pack goes.

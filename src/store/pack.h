@@ -84,7 +84,7 @@ class LocalPackStore final : public ContainerChunkStore {
   // Seals the open pack early: the next Put starts a new one (and reports
   // this one as sealed) though it has room. For a bucket, whose packs are
   // uploaded once sealed.
-  void SealOpen() { seal_next_ = open_id_ != 0; }
+  void SealOpen() override { seal_next_ = open_id_ != 0; }
   // The hole is punched by a helper thread (with the file system's
   // discard, a punch can take a quarter of a millisecond, and a large
   // delete makes thousands); an error shows at WaitIdle.

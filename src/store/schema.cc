@@ -36,6 +36,11 @@ CREATE TABLE IF NOT EXISTS xattrs(
   PRIMARY KEY(ino, name)) WITHOUT ROWID;
 )sql";
 
+// Format 4: an encrypted store keeps a keyring (meta 'keyring',
+// crypto/keyring.h) so that its key can rotate; no table changes, and
+// format 3's encrypted stores get theirs (their key as generation 1) at
+// open (Store::SetUpEncryption, in the same transaction). Format 3 refuses
+// to open a format 4 store, which may hold packs sealed under a later key.
 // Format 3: snapshots (tree objects as chunks of kind 1, inodes.obj,
 // the snapshots table); format 2 put chunk data in pack files
 // (store/pack.h); format 1 kept it in chunks.data. Older formats are
@@ -83,7 +88,7 @@ Status Store::CreateOrMigrateSchema(int64_t& version) {
     if (s.ok()) s = ins.Run();
   } else if (s.ok() && version == 1) {
     s = MigrateV1();
-  } else if (s.ok() && version != 2 && version != kSchemaVersion) {
+  } else if (s.ok() && version != 2 && version != 3 && version != kSchemaVersion) {
     s = Status(EINVAL, "store " + path_ + " has schema version " + std::to_string(version) +
                            ", this musclefs reads 1 to " + std::to_string(kSchemaVersion));
   }
@@ -92,6 +97,10 @@ Status Store::CreateOrMigrateSchema(int64_t& version) {
     if (s.ok()) s = db_.Exec(kSnapshotsV3);
     if (s.ok()) s = db_.Exec("UPDATE meta SET value=3 WHERE key='schema'");
     if (s.ok()) Log("store: %s upgraded to format 3 (snapshots)", path_.c_str());
+  }
+  if (s.ok() && version >= 1 && version <= 3) {
+    s = db_.Exec("UPDATE meta SET value=4 WHERE key='schema'");
+    if (s.ok()) Log("store: %s upgraded to format 4 (keyring)", path_.c_str());
   }
   return s;
 }

@@ -32,12 +32,17 @@ std::string Le64(uint64_t v) {
 }  // namespace
 
 SealedChunkStore::SealedChunkStore(std::unique_ptr<ChunkStore> inner,
-                                   std::shared_ptr<const crypto::MasterKey> master)
+                                   std::shared_ptr<const crypto::Keyring> keyring)
     : inner_(std::move(inner)),
-      master_(std::move(master)),
+      keyring_(std::move(keyring)),
       kept_(std::make_shared<OpenedChunks>(kKeep)) {
-  inner_->SetMasterKey(master_);
+  inner_->SetMasterKey(std::make_shared<const crypto::MasterKey>(keyring_->current().key->Clone()));
 }
+
+SealedChunkStore::SealedChunkStore(std::unique_ptr<ChunkStore> inner,
+                                   std::shared_ptr<const crypto::MasterKey> master)
+    : SealedChunkStore(std::move(inner),
+                       std::make_shared<const crypto::Keyring>(crypto::Keyring::First(*master))) {}
 
 SealedChunkStore::~SealedChunkStore() = default;
 
@@ -47,12 +52,19 @@ Status SealedChunkStore::Open(const std::string& owner,
   return inner_->Open(owner, committed);
 }
 
-const crypto::Key& SealedChunkStore::KeyOf(uint64_t id) {
+Result<const crypto::Key*> SealedChunkStore::KeyOf(uint64_t id) {
   if (!key_ || key_of_ != id) {
-    key_.emplace(crypto::PackKey(*master_, store_id_ + Le64(id)));
+    const crypto::Keyring::Generation& g = keyring_->ForContainer(id);
+    if (!g.key) {
+      std::string what = "pack " + PackName(id) + " in " + Location() + " is sealed under key generation " +
+                         std::to_string(g.number) + " (key id " + g.id.Hex() + "), which was retired";
+      Log("store: %s: answered EIO", what.c_str());
+      return Status(EIO, what);
+    }
+    key_.emplace(crypto::PackKey(*g.key, store_id_ + Le64(id)));
     key_of_ = id;
   }
-  return *key_;
+  return &*key_;
 }
 
 ChunkLocation SealedChunkStore::PlaceOf(size_t length) const {
@@ -70,7 +82,9 @@ Result<PutResult> SealedChunkStore::Put(std::string_view data, const unsigned ch
       std::string_view(reinterpret_cast<const char*>(hash), 32));
   if (!ad.ok()) return ad.status();
   sealed_.resize(data.size() + kSeal);
-  MUSCLE_RETURN_IF_ERROR(crypto::Seal(KeyOf(at.container), *ad, data, sealed_));
+  auto key = KeyOf(at.container);
+  if (!key.ok()) return key.status();
+  MUSCLE_RETURN_IF_ERROR(crypto::Seal(**key, *ad, data, sealed_));
   auto put = inner_->Put(sealed_, hash);
   if (!put.ok()) return put;
   if (put->at.container != at.container || put->at.offset != at.offset)
@@ -89,7 +103,9 @@ Status SealedChunkStore::OpenRecord(ChunkLocation at, std::string_view sealed,
                                               Le64(at.container), at.offset,
                                               std::string_view(reinterpret_cast<const char*>(name), 32));
   if (!ad.ok()) return ad.status();
-  Status s = crypto::Open(KeyOf(at.container), *ad, sealed,
+  auto key = KeyOf(at.container);
+  if (!key.ok()) return key.status();
+  Status s = crypto::Open(**key, *ad, sealed,
                           std::span<char>(out, sealed.size() - kSeal));
   if (s.ok()) {
     opened_++;
@@ -212,7 +228,7 @@ void SealedChunkStore::ForgetCached() {
 Result<std::unique_ptr<ChunkStore>> SealedChunkStore::NewReader() {
   auto below = inner_->NewReader();
   if (!below.ok()) return below.status();
-  auto r = std::make_unique<SealedChunkStore>(std::move(*below), master_);
+  auto r = std::make_unique<SealedChunkStore>(std::move(*below), keyring_);
   r->store_id_ = store_id_;
   r->kept_ = kept_;
   return std::unique_ptr<ChunkStore>(std::move(r));
@@ -221,7 +237,8 @@ Result<std::unique_ptr<ChunkStore>> SealedChunkStore::NewReader() {
 std::vector<std::pair<std::string, std::string>> SealedChunkStore::StatusFields() const {
   auto fields = inner_->StatusFields();
   fields.insert(fields.begin() + (fields.empty() ? 0 : 1),
-                {"encryption", "xchacha20-poly1305 key " + crypto::KeyIdOf(*master_).Hex()});
+                {"encryption", "xchacha20-poly1305 key " + keyring_->current().id.Hex() + " (generation " +
+                                   std::to_string(keyring_->current().number) + ")"});
   return fields;
 }
 

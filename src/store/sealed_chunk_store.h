@@ -8,7 +8,10 @@
 // 24-byte random nonce, the XChaCha20-Poly1305 ciphertext, a 16-byte tag
 // (kSealOverhead = 40 bytes more than the chunk). Its key is the pack key
 // of its container (crypto::PackKey of the store id and the container's
-// 64-bit number), its associated data binds it to its place: kind chunk,
+// 64-bit number) under the key of the container's generation in the
+// store's keyring (crypto/keyring.h: the container's number says which;
+// a container of a retired generation is refused, EIO, naming its key
+// id), its associated data binds it to its place: kind chunk,
 // the store id, the container number, the offset of its data in the
 // container and its name (the chunk id the index gives it, itself keyed:
 // store/chunk_naming.h). So a record flipped, truncated, extended, moved to
@@ -45,6 +48,7 @@
 #include <optional>
 #include <string>
 
+#include "crypto/keyring.h"
 #include "crypto/keys.h"
 #include "store/chunk_store.h"
 #include "store/opened_chunks.h"
@@ -53,6 +57,9 @@ namespace muscle::store {
 
 class SealedChunkStore final : public ChunkStore {
  public:
+  SealedChunkStore(std::unique_ptr<ChunkStore> inner,
+                   std::shared_ptr<const crypto::Keyring> keyring);
+  // A store whose keyring is this one key (crypto::Keyring::First).
   SealedChunkStore(std::unique_ptr<ChunkStore> inner,
                    std::shared_ptr<const crypto::MasterKey> master);
   ~SealedChunkStore() override;
@@ -76,6 +83,7 @@ class SealedChunkStore final : public ChunkStore {
   Result<std::unique_ptr<ChunkStore>> NewReader() override;
   std::string Location() const override { return inner_->Location(); }
   void Idle() override { inner_->Idle(); }
+  void SealOpen() override { inner_->SealOpen(); }
   void PublishCatalog(std::string text) override { inner_->PublishCatalog(std::move(text)); }
   // The inner store's, and "encryption: xchacha20-poly1305 key <key id>".
   std::vector<std::pair<std::string, std::string>> StatusFields() const override;
@@ -88,8 +96,9 @@ class SealedChunkStore final : public ChunkStore {
   uint64_t opened() const { return opened_; }
 
  private:
-  // The key of container `id` (the last one asked for is kept).
-  const crypto::Key& KeyOf(uint64_t id);
+  // The key of container `id` (the last one asked for is kept); EIO when
+  // its generation is retired.
+  Result<const crypto::Key*> KeyOf(uint64_t id);
   // Opens `sealed`, the record at `at` named `name` (its header's), into
   // `out` (sealed.size() - kSealOverhead bytes); EIO, logged, when it does
   // not authenticate.
@@ -101,7 +110,7 @@ class SealedChunkStore final : public ChunkStore {
   // EIO (logged) when `r` names another chunk than the one sealed there.
   Status CheckName(const ChunkRead& r, const unsigned char* sealed_under) const;
   std::unique_ptr<ChunkStore> inner_;
-  std::shared_ptr<const crypto::MasterKey> master_;
+  std::shared_ptr<const crypto::Keyring> keyring_;
   std::string store_id_;
   uint64_t key_of_ = 0;  // the container whose key key_ is (0: none)
   std::optional<crypto::Key> key_;

@@ -219,43 +219,185 @@ Status Store::OpenChunks() {
   auto id = StoreId();
   if (!id.ok()) return id.status();
   MUSCLE_RETURN_IF_ERROR(CheckChunksLocation(!committed.empty() && !rebuild_));
-  MUSCLE_RETURN_IF_ERROR(SetUpEncryption(new_store_));
+  MUSCLE_RETURN_IF_ERROR(
+      SetUpEncryption(new_store_, *id, committed.empty() ? 0 : committed.rbegin()->first));
   MUSCLE_RETURN_IF_ERROR(chunks_->Open(*id, committed));
   committed_ = chunks_->mark();
+  // After a rotation the open container keeps its key; new data starts a
+  // container of the new generation.
+  if (keyring_ && committed_.container != 0 && committed_.container < keyring_->current().first)
+    chunks_->SealOpen();
   // The bucket's copy of the catalog may predate a crash: publish it again.
   Stmt any(db_, "SELECT 1 FROM snapshots LIMIT 1");
   if (any.Step()) MUSCLE_RETURN_IF_ERROR(PublishCatalog());
   return Status::Ok();
 }
 
-Status Store::SetUpEncryption(bool new_store) {
-  std::string recorded;
-  {
-    Stmt q(db_, "SELECT value FROM meta WHERE key='key_id'");
-    if (q.Step()) recorded = std::string(q.Blob(0));
-    else if (q.failed()) return q.Error("key id");
-  }
+namespace {
+
+// meta[key] as bytes ("" when absent).
+Result<std::string> MetaValue(Db& db, const char* key) {
+  Stmt q(db, "SELECT value FROM meta WHERE key=?");
+  q.BindText(1, key);
+  if (q.Step()) return std::string(q.Blob(0));
+  if (q.failed()) return q.Error(key);
+  return std::string();
+}
+
+// Text, or a blob (a sealed keyring).
+Status SetMeta(Db& db, const char* key, std::string_view value, bool blob = false) {
+  Stmt ins(db, "INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)");
+  ins.BindText(1, key);
+  if (blob) ins.Bind(2, value);
+  else ins.BindText(2, value);
+  return ins.Run();
+}
+
+}  // namespace
+
+Status Store::SetUpEncryption(bool new_store, const std::string& store_id, uint64_t highest) {
+  auto recorded_v = MetaValue(db_, "key_id");
+  if (!recorded_v.ok()) return recorded_v.status();
+  std::string recorded = *recorded_v;
   if (recorded.empty() && !key_) return Status::Ok();
   if (recorded.empty()) {
     if (!new_store)
       return Status(EINVAL, "store " + path_ + " was made without encryption: serve it without a key, "
                             "or convert it first (musclefs upgrade --encrypt)");
-    Stmt ins(db_, "INSERT INTO meta(key, value) VALUES('key_id', ?)");
-    ins.BindText(1, crypto::KeyIdOf(*key_).Hex());
-    MUSCLE_RETURN_IF_ERROR(ins.Run());
     recorded = crypto::KeyIdOf(*key_).Hex();
+    MUSCLE_RETURN_IF_ERROR(SetMeta(db_, "key_id", recorded));
   }
   if (!key_)
     return Status(EACCES, "store " + path_ + " is encrypted (key id " + recorded +
                               "): give its key file (--key-file)");
+  auto sealed = MetaValue(db_, "keyring");
+  if (!sealed.ok()) return sealed.status();
+  auto pending = MetaValue(db_, "keyring_next");
+  if (!pending.ok()) return pending.status();
   std::string have = crypto::KeyIdOf(*key_).Hex();
-  if (have != recorded)
+  if (have == recorded && sealed->empty()) {
+    // A store from before keyrings (format 3), or a new one: its one key
+    // is generation 1 from container 0 on.
+    keyring_ = std::make_shared<const crypto::Keyring>(crypto::Keyring::First(*key_));
+    auto text = keyring_->Seal(store_id);
+    if (!text.ok()) return text.status();
+    MUSCLE_RETURN_IF_ERROR(SetMeta(db_, "keyring", *text, true));
+  } else if (have == recorded) {
+    auto ring = crypto::Keyring::Open(*sealed, *key_, store_id);
+    if (!ring.ok())
+      return Status(ring.status().err(), "store " + path_ + ": " + ring.status().message());
+    keyring_ = std::make_shared<const crypto::Keyring>(std::move(*ring));
+  } else if (!pending->empty() && crypto::Keyring::SealedUnder(*pending).ok() &&
+             crypto::Keyring::SealedUnder(*pending)->Hex() == have) {
+    // The pending key of a rotation (BeginKeyRotation): complete it.
+    auto next = crypto::Keyring::Open(*pending, *key_, store_id);
+    if (!next.ok())
+      return Status(next.status().err(), "store " + path_ + " (its pending key): " + next.status().message());
+    // The new generation starts past every container written so far
+    // (some may have been, under the old key, after BeginKeyRotation).
+    auto moved = next->WithCurrentFirst(std::max(next->current().first, highest + 1));
+    if (!moved.ok()) return moved.status();
+    std::optional<crypto::Keyring> ring(std::move(*moved));
+    auto text = ring->Seal(store_id);
+    if (!text.ok()) return text.status();
+    auto old_ids = MetaValue(db_, "old_key_ids");
+    if (!old_ids.ok()) return old_ids.status();
+    MUSCLE_RETURN_IF_ERROR(SetMeta(db_, "keyring", *text, true));
+    MUSCLE_RETURN_IF_ERROR(SetMeta(db_, "key_id", have));
+    MUSCLE_RETURN_IF_ERROR(SetMeta(db_, "old_key_ids", *old_ids + (old_ids->empty() ? "" : " ") + recorded));
+    {
+      Stmt del(db_, "DELETE FROM meta WHERE key='keyring_next'");
+      MUSCLE_RETURN_IF_ERROR(del.Run());
+    }
+    Log("store: %s: key rotated: generation %u (key id %s) seals new packs from pack %llu on; "
+        "key id %s opens the store no more",
+        path_.c_str(), unsigned(ring->current().number), have.c_str(),
+        (unsigned long long)ring->current().first, recorded.c_str());
+    keyring_ = std::make_shared<const crypto::Keyring>(std::move(*ring));
+    recorded = have;
+  } else {
+    auto old_ids = MetaValue(db_, "old_key_ids");
+    if (!old_ids.ok()) return old_ids.status();
+    if ((" " + *old_ids + " ").find(" " + have + " ") != std::string::npos)
+      return Status(EACCES, "the key given (key id " + have + ") was store " + path_ +
+                                "'s key before a rotation (musclefs key rotate) and opens it no more; "
+                                "use a key file that holds its current key (key id " + recorded + ")");
     return Status(EACCES, "the key given (key id " + have + ") is not the key of store " + path_ +
                               " (key id " + recorded + ")");
-  chunks_ = std::make_unique<SealedChunkStore>(std::move(chunks_), key_);
-  naming_ = ChunkNaming::Keyed(*key_);
+  }
+  chunks_ = std::make_unique<SealedChunkStore>(std::move(chunks_), keyring_);
+  naming_ = ChunkNaming::Keyed(*keyring_);
   precut_.SetNaming(naming_);
   return Status::Ok();
+}
+
+Status Store::BeginKeyRotation(const crypto::MasterKey& next) {
+  if (!keyring_) return Status(EINVAL, "store " + path_ + " is not encrypted: it has no key to rotate");
+  if (chunks_->Location() != "local" && chunks_->Location() != "memory")
+    return Status(ENOTSUP, "store " + path_ + " keeps its chunks in " + chunks_->Location() +
+                               ": its key cannot rotate yet (restore-from would need the older keys)");
+  OpScope op(this);
+  MUSCLE_RETURN_IF_ERROR(Sync(true));
+  auto id = StoreId();
+  if (!id.ok()) return id.status();
+  auto ring = keyring_->Rotated(next, std::max(keyring_->current().first, committed_.container + 1));
+  if (!ring.ok()) return ring.status();
+  auto text = ring->Seal(*id);
+  if (!text.ok()) return text.status();
+  MUSCLE_RETURN_IF_ERROR(Atomically([&]() -> Status { return SetMeta(db_, "keyring_next", *text, true); }));
+  return Sync(true);
+}
+
+Result<Store::GcReport> Store::RewriteOldKeys() {
+  if (!keyring_) return Status(EINVAL, "store " + path_ + " is not encrypted: it has no keys");
+  rewrite_below_ = keyring_->current().first;
+  auto r = CollectGarbage(true);
+  rewrite_below_ = 0;
+  return r;
+}
+
+Status Store::RetireKey(uint32_t number) {
+  if (!keyring_) return Status(EINVAL, "store " + path_ + " is not encrypted: it has no keys");
+  auto ring = keyring_->Retired(number);
+  if (!ring.ok()) return ring.status();
+  OpScope op(this);
+  MUSCLE_RETURN_IF_ERROR(Sync(true));
+  {
+    auto pending = MetaValue(db_, "keyring_next");
+    if (!pending.ok()) return pending.status();
+    // The pending keyring still holds the key: completing the rotation
+    // would bring it back.
+    if (!pending->empty())
+      return Status(EBUSY, "a key rotation of store " + path_ +
+                               " is pending: open the store with its new key file first (or rotate again)");
+  }
+  const auto& g = keyring_->generations()[number - 1];
+  {
+    Stmt q(db_, "SELECT count(*), count(DISTINCT pack) FROM chunks WHERE pack>=? AND pack<?");
+    q.Bind(1, int64_t(g.first)).Bind(2, int64_t(std::min<uint64_t>(keyring_->EndOf(number), INT64_MAX)));
+    if (!q.Step()) return q.Error("chunks");
+    if (q.Int(0) > 0)
+      return Status(EBUSY, std::to_string(q.Int(0)) + " chunks in " + std::to_string(q.Int(1)) +
+                               " packs are still sealed under key generation " + std::to_string(number) +
+                               " (key id " + g.id.Hex() + "): rewrite them first (musclefs key rewrite)");
+  }
+  auto id = StoreId();
+  if (!id.ok()) return id.status();
+  auto text = ring->Seal(*id);
+  if (!text.ok()) return text.status();
+  MUSCLE_RETURN_IF_ERROR(Atomically([&]() -> Status { return SetMeta(db_, "keyring", *text, true); }));
+  MUSCLE_RETURN_IF_ERROR(Sync(true));
+  keyring_ = std::make_shared<const crypto::Keyring>(std::move(*ring));
+  return Status::Ok();
+}
+
+Result<std::map<uint32_t, uint64_t>> Store::PacksPerGeneration() {
+  std::map<uint32_t, uint64_t> out;
+  if (!keyring_) return out;
+  Stmt q(db_, "SELECT id FROM packs");
+  while (q.Step()) out[keyring_->ForContainer(uint64_t(q.Int(0))).number]++;
+  if (q.failed()) return q.Error("packs");
+  return out;
 }
 
 // meta.chunks names where the chunk data lives ("local", "s3://b/p"); a

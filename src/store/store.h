@@ -68,7 +68,7 @@ namespace muscle::store {
 
 // The store format this musclefs writes (meta.schema); older ones are
 // migrated at open.
-constexpr int kStoreFormat = 3;
+constexpr int kStoreFormat = 4;
 constexpr uint64_t kRootIno = 1;
 constexpr size_t kMaxNameLen = 255;
 constexpr size_t kMaxXattrValue = 65536;
@@ -124,6 +124,28 @@ class Store final : public Tree {
   Status ConvertToEncrypted(std::shared_ptr<const crypto::MasterKey> key);
   // Whether the store is encrypted (made with a key).
   bool encrypted() const { return naming_->keyed(); }
+  // Key rotation (crypto/keyring.h; `musclefs key rotate`, server/main.cc).
+  // The key an encrypted store is opened with must be its current key, or
+  // the pending one: BeginKeyRotation records `next` as pending (meta
+  // 'keyring_next': the keyring with `next` as its newest generation,
+  // sealed under it) and changes nothing else, so the store still opens
+  // with its current key, and now with `next` too. Opening it with the
+  // pending key completes the rotation, in Open's first transaction: the
+  // new generation starts past the highest committed container, the
+  // keyring sealed under it replaces the old (meta 'keyring', 'key_id'),
+  // the old key id joins meta 'old_key_ids', and the next write starts a
+  // new container. From then on the older keys open nothing (EACCES, the
+  // message says the key was rotated away). So the key files can be
+  // replaced between the two steps, and a crash anywhere leaves a store
+  // that opens with whichever key file exists. A second BeginKeyRotation
+  // replaces the pending key. ENOTSUP for a store whose chunks are in a
+  // bucket (not yet: restore-from reads one key), EINVAL for a plain one.
+  Status BeginKeyRotation(const crypto::MasterKey& next);
+  // The keyring (null for a plain store).
+  std::shared_ptr<const crypto::Keyring> keyring() const { return keyring_; }
+  // Packs per key generation (of the committed index), for `musclefs key
+  // list` and the tests.
+  Result<std::map<uint32_t, uint64_t>> PacksPerGeneration();
   // A read-only connection to the store a writer (Open) has open at
   // `path`; only the reading methods (GetAttr, Lookup, Parent, ReadDir,
   // GetStatFs, Read, ReadLink, GetXattr, ListXattr) may be called. Not for
@@ -222,6 +244,16 @@ class Store final : public Tree {
     uint64_t packs_removed = 0, bytes_copied = 0, bytes_freed = 0;
   };
   Result<GcReport> CollectGarbage(bool all);
+  // Key rotation, continued (`musclefs key rewrite`, `key retire`): copies
+  // every live chunk of a pack sealed under an older key generation into
+  // new packs (the current generation's) and removes the old packs, as gc
+  // compaction does; the highest pack stays if it holds no live chunk (a
+  // pack number never goes back: crypto/keyring.h), its dead records
+  // punched. Then RetireKey drops generation `number`'s key from the
+  // keyring (committed before it returns); EBUSY while a live chunk is
+  // still sealed under it, EINVAL for the current generation.
+  Result<GcReport> RewriteOldKeys();
+  Status RetireKey(uint32_t number);
 
   // --- verification ---
   // Full check: SQLite integrity, every chunk re-hashed, reference counts,
@@ -354,10 +386,14 @@ class Store final : public Tree {
   // the first time.
   Status CheckChunksLocation(bool has_packs);
   Result<std::string> StoreId();
-  // Checks key_ against meta.key_id (recording it for a new store) and, for
-  // an encrypted store, puts the sealing layer in front of chunks_ and
-  // cuts and names chunks under the key. Before chunks_ is opened.
-  Status SetUpEncryption(bool new_store);
+  // Checks key_ against meta.key_id (recording it for a new store), loads
+  // the keyring (meta 'keyring'; made from key_ for a store from before
+  // keyrings, or a new one; a pending rotation completed when key_ is the
+  // pending key: BeginKeyRotation) and, for an encrypted store, puts the
+  // sealing layer in front of chunks_ and cuts and names chunks under the
+  // keyring's naming keys. Before chunks_ is opened; `highest` is the
+  // highest committed container (0: none).
+  Status SetUpEncryption(bool new_store, const std::string& store_id, uint64_t highest);
   // Rebuilding (rebuild.cc): what the bucket holds, the index rows it
   // gives (in Init's first transaction), the tree after Init.
   struct RebuildSource {
@@ -529,6 +565,10 @@ class Store final : public Tree {
   // Encryption at rest: the master key (null for a plain store), and how
   // chunks are cut and named (keyed when encrypted).
   std::shared_ptr<const crypto::MasterKey> key_;
+  std::shared_ptr<const crypto::Keyring> keyring_;
+  // While RewriteOldKeys runs: packs below this are compacted whatever
+  // their live share (0: none).
+  uint64_t rewrite_below_ = 0;
   std::shared_ptr<const ChunkNaming> naming_ = ChunkNaming::Plain();
   bool new_store_ = false;  // Init made the tables
   const RebuildSource* rebuild_ = nullptr;  // during Rebuild

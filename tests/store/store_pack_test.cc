@@ -139,7 +139,7 @@ TEST_CASE("format 1 stores made by the previous release are migrated at open") {
     REQUIRE(v.Step());
     CHECK(v.Int(0) == 1);
   }
-  for (int round = 0; round < 2; round++) {  // the second open finds format 3
+  for (int round = 0; round < 2; round++) {  // the second open finds the current format
     auto s = OpenStore(path);
     auto docs = s->Lookup(kRootIno, "docs");
     REQUIRE(docs.ok());
@@ -163,7 +163,7 @@ TEST_CASE("format 1 stores made by the previous release are migrated at open") {
   REQUIRE(db.Open(path, true).ok());
   Stmt v(db, "SELECT value FROM meta WHERE key='schema'");
   REQUIRE(v.Step());
-  CHECK(v.Int(0) == 3);
+  CHECK(v.Int(0) == kStoreFormat);
   CHECK(Stat(PackPath(base.path, 1)).st_size > 300000);
 }
 

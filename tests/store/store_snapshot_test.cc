@@ -634,7 +634,7 @@ TEST_CASE("a format 2 store made by the previous release is upgraded and snapsho
     CHECK(*back == ReadAll(*s, a->ino));
     RequireClean(*s);
   }
-  CHECK(Count(db, "SELECT value FROM meta WHERE key='schema'") == 3);
+  CHECK(Count(db, "SELECT value FROM meta WHERE key='schema'") == store::kStoreFormat);
 }
 
 TEST_CASE("scheduled snapshots: Tick takes one when the last is old enough") {
