@@ -53,6 +53,7 @@
 
 #include "auth/access_rule.h"
 #include "common/file_lock.h"
+#include "common/progress.h"
 #include "common/result.h"
 #include "store/bucket_index.h"
 #include "store/bucket_pack_store.h"
@@ -107,6 +108,8 @@ class Store final : public Tree {
   // whose live tree is the newest snapshot's. The cache directory gets a
   // manifest naming every pack as uploaded. The bucket's store id becomes
   // this store's: the old store must not run on that bucket any more.
+  // Reading the bucket's index objects (one per pack) is reported to
+  // `progress` when given (see `progress` below).
   struct RebuildReport {
     uint64_t packs = 0, bytes = 0, snapshots = 0;
     double seconds = 0;
@@ -114,7 +117,7 @@ class Store final : public Tree {
   static Result<std::unique_ptr<Store>> RebuildFromBucket(
       const std::string& path, std::shared_ptr<s3::ObjectStore> bucket, const std::string& cache_dir,
       BucketPackStore::Options options, std::shared_ptr<const crypto::MasterKey> key,
-      RebuildReport* report = nullptr);
+      RebuildReport* report = nullptr, ProgressSink* progress = nullptr);
   // Converts a plain store whose chunks are local pack files to an
   // encrypted one under `key`, in place (convert.cc, musclefs upgrade
   // --encrypt): every chunk sealed and renamed, every tree object
@@ -311,6 +314,13 @@ class Store final : public Tree {
   // points of the data path ("put-chunk"); an error it returns is that
   // step's result.
   std::function<Status(const char* point)> fault_point;
+
+  // Where Check, CollectGarbage and ConvertToEncrypted report their
+  // progress (common/progress.h), phase by phase, with totals taken from
+  // the index before each phase; null (the default, and in the server):
+  // not reported. Not owned: the caller keeps it alive while it is set.
+  // Called on the thread running the operation.
+  ProgressSink* progress = nullptr;
 
   // Tunables (tests shrink them).
   std::chrono::milliseconds commit_interval{1000};
