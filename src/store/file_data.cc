@@ -704,8 +704,13 @@ Result<Store::GcReport> Store::CollectGarbage(bool all) {
       packs.push_back({uint64_t(q.Int(0)), uint64_t(q.Int(1)), uint64_t(q.Int(2)), uint64_t(q.Int(3))});
     if (q.failed()) return q.Error("gc");
   }
+  // Which packs to compact is decided here, once: the pack open now fills
+  // with the copies (and may be sealed meanwhile), and compacting it too
+  // would copy them all a second time (its dead records are punched
+  // below). The total shown is then exactly what is copied.
+  const uint64_t open_pack = chunks_->mark().container;
   auto sparse = [&](const PackUse& p) {
-    return p.id != chunks_->mark().container && (p.live * 2 < p.size || (all && p.live < p.size));
+    return p.id != open_pack && (p.live * 2 < p.size || (all && p.live < p.size));
   };
   // Only the whole gc (musclefs gc) reports; Tick's runs are one pack.
   ProgressSink* shown = all ? progress : nullptr;

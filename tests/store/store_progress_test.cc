@@ -25,6 +25,7 @@ struct Recorder : ProgressSink {
     ProgressUnit unit;
     uint64_t total, done = 0;
     bool ended = false;
+    bool overshot = false;  // done went past total at some point
   };
   std::vector<Phase> phases;
   void Begin(std::string_view phase, ProgressUnit unit, uint64_t total) override {
@@ -35,10 +36,11 @@ struct Recorder : ProgressSink {
     REQUIRE(!phases.empty());
     CHECK_FALSE(phases.back().ended);
     phases.back().done += n;
-    CHECK(phases.back().done <= phases.back().total);
+    if (phases.back().done > phases.back().total) phases.back().overshot = true;
   }
   void End() override {
     REQUIRE(!phases.empty());
+    CHECK_FALSE(phases.back().overshot);
     phases.back().ended = true;
   }
   const Phase& Named(const std::string& name) {
@@ -49,10 +51,10 @@ struct Recorder : ProgressSink {
   }
 };
 
-// Files of 8 MiB each ("f0".."f5") and a snapshot of them.
-void Fill(Store& s) {
+// Files of 8 MiB each ("f0".."f5"), and a snapshot of them when asked.
+void Fill(Store& s, bool snapshot = true) {
   for (int i = 0; i < 6; i++) WriteFile(s, "f" + std::to_string(i), RandomBytes(8 << 20, 40 + i));
-  REQUIRE(s.TakeSnapshot("one").ok());
+  if (snapshot) REQUIRE(s.TakeSnapshot("one").ok());
   REQUIRE(s.Sync(true).ok());
 }
 
@@ -85,16 +87,12 @@ TEST_CASE("progress: check reports every chunk's bytes and every tree object, as
 TEST_CASE("progress: gc reports the live bytes it copies and the packs it sweeps; background gc reports nothing") {
   TempDir dir;
   auto s = OpenStore(dir.path + "/store.db");
-  Fill(*s);
+  Fill(*s, false);  // no snapshot holds what is deleted
   for (int i = 0; i < 6; i += 2) REQUIRE(s->Unlink(kRootIno, "f" + std::to_string(i), false).ok());
   REQUIRE(s->Sync(true).ok());
   Recorder rec;
   s->progress = &rec;
-  auto background = s->CollectGarbage(false);
-  REQUIRE(background.ok());
-  CHECK(rec.phases.empty());
   auto gc = s->CollectGarbage(true);
-  s->progress = nullptr;
   REQUIRE(gc.ok());
   REQUIRE(rec.phases.size() == 2);
   const auto& copy = rec.Named("gc: copying live chunks");
@@ -107,6 +105,12 @@ TEST_CASE("progress: gc reports the live bytes it copies and the packs it sweeps
   CHECK(punch.total == uint64_t(Count(dir.path + "/store.db", "SELECT count(*) FROM packs")));
   CHECK(punch.done == punch.total);
   CHECK(punch.ended);
+  // Tick's background gc (one pack at a time) reports nothing.
+  rec.phases.clear();
+  auto background = s->CollectGarbage(false);
+  s->progress = nullptr;
+  REQUIRE(background.ok());
+  CHECK(rec.phases.empty());
   RequireClean(*s);
 }
 
