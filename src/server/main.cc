@@ -55,12 +55,13 @@ int Check(const server::Config& c) {
     fprintf(stderr, "musclefs: %s\n", key.status().ToString().c_str());
     return 2;
   }
-  auto s = store::Store::Open(c.server.store_path, std::move(*chunks), *key);
+  auto shown = ProgressFor(c);
+  auto s = store::Store::Open(c.server.store_path, std::move(*chunks), *key, shown.get());
   if (!s.ok()) {
+    shown.reset();  // ends a line left open
     fprintf(stderr, "musclefs: %s\n", s.status().ToString().c_str());
     return 2;
   }
-  auto shown = ProgressFor(c);
   (*s)->progress = shown.get();
   store::CheckReport r = (*s)->Check();
   (*s)->progress = nullptr;
@@ -139,14 +140,15 @@ int Maintain(const server::Config& c) {
       fprintf(stderr, "musclefs: %s\n", chunks.status().ToString().c_str());
       return 2;
     }
-    auto s = store::Store::Open(c.server.store_path, std::move(*chunks));
+    auto shown = ProgressFor(c);
+    auto s = store::Store::Open(c.server.store_path, std::move(*chunks), nullptr, shown.get());
     if (!s.ok()) {
+      shown.reset();  // ends a line left open
       fprintf(stderr, "musclefs: %s\n", s.status().ToString().c_str());
       return 2;
     }
     auto key = MakeKeyFile(c);
     if (!key) return 2;
-    auto shown = ProgressFor(c);
     (*s)->progress = shown.get();
     Status conv = (*s)->ConvertToEncrypted(key);
     (*s)->progress = nullptr;
@@ -169,8 +171,10 @@ int Maintain(const server::Config& c) {
     fprintf(stderr, "musclefs: %s\n", key.status().ToString().c_str());
     return 2;
   }
-  auto s = store::Store::Open(c.server.store_path, std::move(*chunks), *key);
+  auto shown = ProgressFor(c);  // an older format is migrated by Open
+  auto s = store::Store::Open(c.server.store_path, std::move(*chunks), *key, shown.get());
   if (!s.ok()) {
+    shown.reset();  // ends a line left open
     fprintf(stderr, "musclefs: %s\n", s.status().ToString().c_str());
     return 2;
   }
@@ -178,7 +182,6 @@ int Maintain(const server::Config& c) {
     printf("store %s: format %d\n", c.server.store_path.c_str(), store::kStoreFormat);
     return 0;
   }
-  auto shown = ProgressFor(c);
   (*s)->progress = shown.get();
   auto r = (*s)->CollectGarbage(true);
   (*s)->progress = nullptr;

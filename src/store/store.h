@@ -99,9 +99,13 @@ class Store final : public Tree {
   // Opening an encrypted store without its key, or with another key, is
   // EACCES; a key for a store made without one is EINVAL (encryption is
   // chosen when a store is made).
+  // Migrating a format 1 store (its chunk data moved into packs) is
+  // reported to `progress` when given (see `progress` below; it is not
+  // kept once Open returns).
   static Result<std::unique_ptr<Store>> Open(const std::string& path,
                                              std::unique_ptr<ChunkStore> chunks = nullptr,
-                                             std::shared_ptr<const crypto::MasterKey> key = nullptr);
+                                             std::shared_ptr<const crypto::MasterKey> key = nullptr,
+                                             ProgressSink* progress = nullptr);
   // Rebuilding a store from its bucket (rebuild.cc, musclefs restore-from):
   // a new store at `path` (EEXIST if one is there) whose packs are the
   // bucket's (its index objects), whose snapshots are the catalog's and
@@ -315,7 +319,7 @@ class Store final : public Tree {
   // step's result.
   std::function<Status(const char* point)> fault_point;
 
-  // Where Check, CollectGarbage and ConvertToEncrypted report their
+  // Where Check, CollectGarbage, ConvertToEncrypted (and Open's migration) report their
   // progress (common/progress.h), phase by phase, with totals taken from
   // the index before each phase; null (the default, and in the server):
   // not reported. Not owned: the caller keeps it alive while it is set.
