@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <catch2/catch.hpp>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -138,4 +139,35 @@ TEST_CASE("progress: upgrade --encrypt reports the bytes it seals and the tree o
   CHECK(objs.total > 0);
   CHECK(objs.done == objs.total);
   CHECK(objs.ended);
+}
+
+TEST_CASE("progress: opening a format 1 store reports the chunk bytes it moves into packs") {
+  TempDir dir;
+  std::string path = dir.path + "/store.db";
+  {
+    std::ifstream in(MUSCLE_SOURCE_DIR "/tests/store/fixtures/v1-store.db", std::ios::binary);
+    REQUIRE(in);
+    std::ofstream out(path, std::ios::binary);
+    out << in.rdbuf();
+  }
+  uint64_t data = uint64_t(Count(path, "SELECT coalesce(sum(length(data)), 0) FROM chunks"));
+  Recorder rec;
+  auto s = Store::Open(path, nullptr, nullptr, &rec);
+  INFO(s.status().ToString());
+  REQUIRE(s.ok());
+  CHECK((*s)->progress == nullptr);  // not kept past Open
+  REQUIRE(rec.phases.size() == 1);
+  const auto& moved = rec.phases[0];
+  CHECK(moved.name == "upgrade: moving chunks into packs");
+  CHECK(moved.unit == ProgressUnit::kBytes);
+  CHECK(moved.total == data);
+  CHECK(moved.total > 0);
+  CHECK(moved.done == moved.total);
+  CHECK(moved.ended);
+  // Opening it again (format 3 now) reports nothing.
+  s->reset();
+  rec.phases.clear();
+  auto again = Store::Open(path, nullptr, nullptr, &rec);
+  REQUIRE(again.ok());
+  CHECK(rec.phases.empty());
 }
