@@ -49,6 +49,9 @@ const char* Usage() {
                                     live tree as the newest one
        musclefs --help
 
+check, gc, upgrade and restore-from show their progress on stderr when it is
+a terminal; --no-progress never, --progress always.
+
 options:
   --base DIR         base directory (default $MUSCLE_BASE, else $HOME/lib/muscle)
   --store FILE       store database (default $BASE/store.db; ":memory:" for an
@@ -400,6 +403,10 @@ Result<Config> ParseConfig(const std::vector<std::string>& args) {
     } else if (a == "--check-config") {
       if (c.command != "serve") return Status(EINVAL, "--check-config goes with serve");
       c.check_config = true;
+    } else if (a == "--progress" || a == "--no-progress") {
+      if (c.command != "check" && c.command != "gc" && c.command != "upgrade" && c.command != "restore-from")
+        return Status(EINVAL, a + " goes with check, gc, upgrade or restore-from");
+      c.progress = a == "--progress" ? 1 : -1;
     } else if (a == "--encrypt" || a == "--unattended") {
       if (a == "--encrypt" && c.command != "init" && c.command != "upgrade")
         return Status(EINVAL, "--encrypt goes with init or upgrade");

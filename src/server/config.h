@@ -31,6 +31,10 @@ struct Config {
   bool trace = false;
   // serve --check-config: validate and exit (server/config_check.h).
   bool check_config = false;
+  // check, gc, upgrade, restore-from: progress on stderr (common/progress.h)
+  // forced on (--progress, 1), off (--no-progress, -1), or when stderr is
+  // a terminal (0).
+  int progress = 0;
 };
 
 // Parses argv (after the program name). Errors name the flag or the

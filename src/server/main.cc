@@ -13,10 +13,12 @@
 #include <cstring>
 #include <climits>
 #include <cstdlib>
+#include <memory>
 #include <unistd.h>
 
 #include "common/fs_util.h"
 #include "common/log.h"
+#include "common/progress.h"
 #include "crypto/keys.h"
 #include "server/chunk_backend.h"
 #include "server/config.h"
@@ -27,6 +29,15 @@
 using namespace muscle;
 
 namespace {
+
+// Where check, gc, upgrade --encrypt and restore-from report progress: a
+// line redrawn on stderr (common/progress.h), or null when not wanted
+// (--no-progress, or stderr not a terminal and no --progress), so that
+// their output is then exactly what it was before progress existed.
+std::unique_ptr<TerminalProgress> ProgressFor(const server::Config& c) {
+  if (!ShowProgress(c.progress, STDERR_FILENO)) return nullptr;
+  return std::make_unique<TerminalProgress>(stderr);
+}
 
 int Check(const server::Config& c) {
   struct stat st;
@@ -45,12 +56,17 @@ int Check(const server::Config& c) {
     fprintf(stderr, "musclefs: %s\n", key.status().ToString().c_str());
     return 2;
   }
-  auto s = store::Store::Open(c.server.store_path, std::move(*chunks), *key);
+  auto shown = ProgressFor(c);
+  auto s = store::Store::Open(c.server.store_path, std::move(*chunks), *key, shown.get());
   if (!s.ok()) {
+    shown.reset();  // ends a line left open
     fprintf(stderr, "musclefs: %s\n", s.status().ToString().c_str());
     return 2;
   }
+  (*s)->progress = shown.get();
   store::CheckReport r = (*s)->Check();
+  (*s)->progress = nullptr;
+  shown.reset();
   auto h = (*s)->TreeHash();
   printf("store %s: %llu inodes, %llu extents, %llu chunks (%llu bytes)\n",
          c.server.store_path.c_str(), (unsigned long long)r.inodes,
@@ -125,14 +141,19 @@ int Maintain(const server::Config& c) {
       fprintf(stderr, "musclefs: %s\n", chunks.status().ToString().c_str());
       return 2;
     }
-    auto s = store::Store::Open(c.server.store_path, std::move(*chunks));
+    auto shown = ProgressFor(c);
+    auto s = store::Store::Open(c.server.store_path, std::move(*chunks), nullptr, shown.get());
     if (!s.ok()) {
+      shown.reset();  // ends a line left open
       fprintf(stderr, "musclefs: %s\n", s.status().ToString().c_str());
       return 2;
     }
     auto key = MakeKeyFile(c);
     if (!key) return 2;
+    (*s)->progress = shown.get();
     Status conv = (*s)->ConvertToEncrypted(key);
+    (*s)->progress = nullptr;
+    shown.reset();  // a line left open ends before the messages below
     if (!conv.ok()) {
       fprintf(stderr, "musclefs: upgrade --encrypt: %s (the store is unchanged)\n", conv.ToString().c_str());
       unlink(c.server.key.Path().c_str());
@@ -151,8 +172,10 @@ int Maintain(const server::Config& c) {
     fprintf(stderr, "musclefs: %s\n", key.status().ToString().c_str());
     return 2;
   }
-  auto s = store::Store::Open(c.server.store_path, std::move(*chunks), *key);
+  auto shown = ProgressFor(c);  // an older format is migrated by Open
+  auto s = store::Store::Open(c.server.store_path, std::move(*chunks), *key, shown.get());
   if (!s.ok()) {
+    shown.reset();  // ends a line left open
     fprintf(stderr, "musclefs: %s\n", s.status().ToString().c_str());
     return 2;
   }
@@ -160,7 +183,10 @@ int Maintain(const server::Config& c) {
     printf("store %s: format %d\n", c.server.store_path.c_str(), store::kStoreFormat);
     return 0;
   }
+  (*s)->progress = shown.get();
   auto r = (*s)->CollectGarbage(true);
+  (*s)->progress = nullptr;
+  shown.reset();
   if (!r.ok()) {
     fprintf(stderr, "musclefs: gc: %s\n", r.status().ToString().c_str());
     return 1;
@@ -466,8 +492,11 @@ int RestoreFrom(const server::Config& c) {
   std::string dir = c.server.store_path.substr(0, c.server.store_path.rfind('/'));
   if (!dir.empty() && dir != c.server.store_path) MakeDirs(dir, 0700);
   store::Store::RebuildReport report;
+  auto shown = ProgressFor(c);
   auto s = store::Store::RebuildFromBucket(c.server.store_path, *bucket, server::CacheDirOf(c.server.store_path),
-                                           server::BucketOptionsOf(c.server.chunks), *key, &report);
+                                           server::BucketOptionsOf(c.server.chunks), *key, &report,
+                                           shown.get());
+  shown.reset();
   if (!s.ok()) {
     fprintf(stderr, "musclefs: restore-from %s: %s\n", c.server.chunks.url.c_str(), s.status().ToString().c_str());
     return 1;

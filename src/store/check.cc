@@ -45,6 +45,10 @@ CheckReport Store::Check() {
   // Every chunk: its bytes, read from its pack, hash to its name; its
   // record header in the pack agrees.
   {
+    if (progress) {
+      Stmt total(db_, "SELECT coalesce(sum(size), 0) FROM chunks");
+      progress->Begin("check: re-hashing chunks", ProgressUnit::kBytes, total.Step() ? uint64_t(total.Int(0)) : 0);
+    }
     Stmt q(db_, "SELECT id, hash, size, refs, pack, offset FROM chunks ORDER BY pack, offset");
     std::string data;
     while (q.Step()) {
@@ -52,6 +56,7 @@ CheckReport Store::Check() {
       std::string id = std::to_string(q.Int(0));
       uint64_t size = uint64_t(q.Int(2)), pack = uint64_t(q.Int(4)), offset = uint64_t(q.Int(5));
       r.chunk_bytes += size;
+      if (progress) progress->Add(size);
       std::string_view stored = q.Blob(1);
       ChunkRecord head;
       Status rs = chunks_->ReadRecord({pack, offset}, size, &head, data);
@@ -67,6 +72,7 @@ CheckReport Store::Check() {
         problem("chunk " + id + ": content does not match its hash");
       if (q.Int(3) <= 0) problem("chunk " + id + ": unreferenced chunk kept");
     }
+    if (progress) progress->End();
   }
   // Packs: every indexed pack exists with its committed length; the bytes
   // no live chunk uses are reported (dead records, freed by punching holes
@@ -264,10 +270,15 @@ Status Store::CheckObjects(CheckReport& r, std::map<int64_t, int64_t>& refs) {
   auto problem = [&](std::string p) {
     if (r.problems.size() < 1000) r.problems.push_back(std::move(p));
   };
+  if (progress) {
+    Stmt total(db_, "SELECT count(*) FROM chunks WHERE kind=1");
+    progress->Begin("check: decoding tree objects", ProgressUnit::kItems, total.Step() ? uint64_t(total.Int(0)) : 0);
+  }
   Stmt q(db_, "SELECT id, pack, offset, size FROM chunks WHERE kind=1");
   std::string bytes;
   while (q.Step()) {
     r.objects++;
+    if (progress) progress->Add(1);
     int64_t id = q.Int(0);
     bytes.resize(size_t(q.Int(3)));
     Status rs = chunks_->Read({uint64_t(q.Int(1)), uint64_t(q.Int(2))}, bytes.size(), 0, bytes.size(),
@@ -285,6 +296,7 @@ Status Store::CheckObjects(CheckReport& r, std::map<int64_t, int64_t>& refs) {
     }
   }
   if (q.failed()) return q.Error("objects");
+  if (progress) progress->End();
   Stmt s(db_,
          "SELECT 'snapshot ' || s.name, s.root FROM snapshots s LEFT JOIN chunks c ON c.id=s.root "
          "WHERE c.kind IS NOT 1 UNION ALL SELECT 'inode ' || i.ino, i.obj FROM inodes i "

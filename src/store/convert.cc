@@ -86,6 +86,11 @@ Status Store::ConvertToEncrypted(std::shared_ptr<const crypto::MasterKey> key) {
         rows.emplace_back(q.Int(0), h, q.Int(2), q.Int(3), q.Int(4));
       }
       if (q.failed()) return q.Error("chunks");
+      if (progress) {
+        uint64_t total = 0;
+        for (auto& row : rows) total += uint64_t(std::get<4>(row));
+        progress->Begin("upgrade --encrypt: sealing chunks", ProgressUnit::kBytes, total);
+      }
       std::string data;
       for (auto& [row, old, pack, offset, size] : rows) {
         MUSCLE_RETURN_IF_ERROR(read(pack, offset, size, data));
@@ -96,7 +101,9 @@ Status Store::ConvertToEncrypted(std::shared_ptr<const crypto::MasterKey> key) {
         MUSCLE_RETURN_IF_ERROR(put(row, data, name));
         renamed[old] = name;
         chunks++;
+        if (progress) progress->Add(uint64_t(size));
       }
+      if (progress) progress->End();
     }
     // Tree objects, children before parents: each re-encoded with the new
     // names of what it names.
@@ -114,6 +121,8 @@ Status Store::ConvertToEncrypted(std::shared_ptr<const crypto::MasterKey> key) {
       }
       if (q.failed()) return q.Error("objects");
     }
+    // Each object is re-encoded exactly once (renamed_objs).
+    if (progress) progress->Begin("upgrade --encrypt: re-encoding tree objects", ProgressUnit::kItems, objs.size());
     std::string data;
     for (auto& [top, unused] : objs) {
       (void)unused;
@@ -163,8 +172,10 @@ Status Store::ConvertToEncrypted(std::shared_ptr<const crypto::MasterKey> key) {
         MUSCLE_RETURN_IF_ERROR(put(it->second.row, EncodeObject(o), name));
         renamed_objs[h] = name;
         objects++;
+        if (progress) progress->Add(1);
       }
     }
+    if (progress) progress->End();
     for (uint64_t p : old_packs) {
       Stmt d(db_, "DELETE FROM packs WHERE id=?");
       d.Bind(1, int64_t(p));

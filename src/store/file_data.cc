@@ -692,25 +692,41 @@ Result<Store::GcReport> Store::CollectGarbage(bool all) {
   GcReport report;
   MUSCLE_RETURN_IF_ERROR(Sync(true));
   struct PackUse {
-    uint64_t id, size, live;
+    uint64_t id, size, live, data;  // data: the bytes of its live chunks
   };
   std::vector<PackUse> packs;
   {
     Stmt q(db_,
-           "SELECT p.id, p.size, coalesce(sum(c.size), 0) + count(c.id) * ? + ? FROM packs p "
-           "LEFT JOIN chunks c ON c.pack=p.id GROUP BY p.id ORDER BY p.id");
+           "SELECT p.id, p.size, coalesce(sum(c.size), 0) + count(c.id) * ? + ?, coalesce(sum(c.size), 0) "
+           "FROM packs p LEFT JOIN chunks c ON c.pack=p.id GROUP BY p.id ORDER BY p.id");
     q.Bind(1, int64_t(chunks_->RecordOverhead())).Bind(2, int64_t(kContainerHeaderSize));
-    while (q.Step()) packs.push_back({uint64_t(q.Int(0)), uint64_t(q.Int(1)), uint64_t(q.Int(2))});
+    while (q.Step())
+      packs.push_back({uint64_t(q.Int(0)), uint64_t(q.Int(1)), uint64_t(q.Int(2)), uint64_t(q.Int(3))});
     if (q.failed()) return q.Error("gc");
   }
-  for (const PackUse& p : packs) {
+  // Which packs to compact is decided here, once: the pack open now fills
+  // with the copies (and may be sealed meanwhile), and compacting it too
+  // would copy them all a second time (its dead records are punched
+  // below). The total shown is then exactly what is copied.
+  // The open pack is compacted only when it is sealed under an older key
+  // and holds live chunks (the copies start a new pack: Store::Open sealed
+  // it after the rotation); every pack under an older key is.
+  const uint64_t open_pack = chunks_->mark().container;
+  auto sparse = [&](const PackUse& p) {
     bool old_key = p.id < rewrite_below_;
-    // The open pack is compacted only when it is sealed under an older key
-    // and holds live chunks (the copies start a new pack: Store::Open
-    // sealed it after the rotation).
-    if (p.id == chunks_->mark().container && !(old_key && p.live > kContainerHeaderSize)) continue;
-    bool sparse = p.live * 2 < p.size || (all && p.live < p.size) || old_key;
-    if (!sparse) continue;
+    if (p.id == open_pack && !(old_key && p.live > kContainerHeaderSize)) return false;
+    return p.live * 2 < p.size || (all && p.live < p.size) || old_key;
+  };
+  // Only the whole gc (musclefs gc) reports; Tick's runs are one pack.
+  ProgressSink* shown = all ? progress : nullptr;
+  if (shown) {
+    uint64_t to_copy = 0;
+    for (const PackUse& p : packs)
+      if (sparse(p)) to_copy += p.data;
+    shown->Begin("gc: copying live chunks", ProgressUnit::kBytes, to_copy);
+  }
+  for (const PackUse& p : packs) {
+    if (!sparse(p)) continue;
     // Copy the live chunks into the open pack; the index moves in one
     // transaction, synced before the old pack goes.
     Status s = Atomically([&]() -> Status {
@@ -740,6 +756,7 @@ Result<Store::GcReport> Store::CollectGarbage(bool all) {
         move.Bind(1, int64_t(at->container)).Bind(2, int64_t(at->offset)).Bind(3, id);
         MUSCLE_RETURN_IF_ERROR(move.Run());
         report.bytes_copied += data.size();
+        if (shown) shown->Add(data.size());
       }
       Stmt del(db_, "DELETE FROM packs WHERE id=?");
       del.Bind(1, int64_t(p.id));
@@ -753,6 +770,7 @@ Result<Store::GcReport> Store::CollectGarbage(bool all) {
     report.bytes_freed += p.size;
     if (!all) break;
   }
+  if (shown) shown->End();
   if (all) {
     // Dead records whose space a crash (or a file system without hole
     // punching) kept: punch them now.
@@ -760,6 +778,7 @@ Result<Store::GcReport> Store::CollectGarbage(bool all) {
     std::vector<std::pair<uint64_t, uint64_t>> left;
     while (q.Step()) left.push_back({uint64_t(q.Int(0)), uint64_t(q.Int(1))});
     Stmt used(db_, "SELECT 1 FROM chunks WHERE pack=? AND offset=?");
+    if (shown) shown->Begin("gc: punching dead records", ProgressUnit::kItems, left.size());
     for (auto [id, size] : left) {
       std::vector<ChunkRecord> records;
       MUSCLE_RETURN_IF_ERROR(chunks_->Records(id, size, records));
@@ -770,8 +789,10 @@ Result<Store::GcReport> Store::CollectGarbage(bool all) {
         if (used.failed()) return used.Error("gc");
         MUSCLE_RETURN_IF_ERROR(chunks_->Punch({id, r.offset}, r.length));
       }
+      if (shown) shown->Add(1);
     }
     MUSCLE_RETURN_IF_ERROR(chunks_->WaitIdle());
+    if (shown) shown->End();
   }
   last_gc_ = std::chrono::steady_clock::now();
   return report;

@@ -179,7 +179,7 @@ Result<std::unique_ptr<Store>> Store::RebuildFromBucket(const std::string& path,
                                                         const std::string& cache_dir,
                                                         BucketPackStore::Options options,
                                                         std::shared_ptr<const crypto::MasterKey> key,
-                                                        RebuildReport* report) {
+                                                        RebuildReport* report, ProgressSink* progress) {
   auto t0 = std::chrono::steady_clock::now();
   struct stat st;
   if (stat(path.c_str(), &st) == 0)
@@ -221,7 +221,9 @@ Result<std::unique_ptr<Store>> Store::RebuildFromBucket(const std::string& path,
                            "was changed");
   std::vector<BucketPackStore::ManifestEntry> manifest;
   std::set<uint64_t> containers;
+  if (progress) progress->Begin("restore-from: reading pack indexes", ProgressUnit::kItems, listed->size());
   for (auto& o : *listed) {
+    if (progress) progress->Add(1);
     std::string name = o.key.substr(6);
     if (!present.count(name)) continue;  // a pack deleted, its index not yet
     auto body = bucket->Get(o.key);
@@ -235,6 +237,7 @@ Result<std::unique_ptr<Store>> Store::RebuildFromBucket(const std::string& path,
     if (report) report->bytes += p->size;
     src.packs.push_back(std::move(*p));
   }
+  if (progress) progress->End();
   size_t slash = path.rfind('/');
   if (slash != std::string::npos && slash > 0) MakeDirs(path.substr(0, slash), 0700);
   MakeDirs(cache_dir, 0700);

@@ -126,6 +126,11 @@ Status Store::MigrateV1() {
       "offset INTEGER NOT NULL);"
       "CREATE TABLE packs(id INTEGER PRIMARY KEY, size INTEGER NOT NULL);"));
   uint64_t n = 0, bytes = 0;
+  if (progress) {
+    Stmt total(db_, "SELECT coalesce(sum(length(data)), 0) FROM chunks");
+    progress->Begin("upgrade: moving chunks into packs", ProgressUnit::kBytes,
+                    total.Step() ? uint64_t(total.Int(0)) : 0);
+  }
   {
     Stmt q(db_, "SELECT id, hash, size, refs, data FROM chunks ORDER BY id");
     Stmt ins(db_, "INSERT INTO chunks_v2 VALUES(?,?,?,?,?,?)");
@@ -141,9 +146,11 @@ Status Store::MigrateV1() {
       MUSCLE_RETURN_IF_ERROR(ins.Run());
       n++;
       bytes += data.size();
+      if (progress) progress->Add(data.size());
     }
     if (q.failed()) return q.Error("migrate chunks");
   }
+  if (progress) progress->End();
   MUSCLE_RETURN_IF_ERROR(SyncChunks());
   MUSCLE_RETURN_IF_ERROR(db_.Exec(
       "DROP TABLE chunks; ALTER TABLE chunks_v2 RENAME TO chunks;"

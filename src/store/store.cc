@@ -48,9 +48,12 @@ Store::~Store() {
 
 Result<std::unique_ptr<Store>> Store::Open(const std::string& path,
                                            std::unique_ptr<ChunkStore> chunks,
-                                           std::shared_ptr<const crypto::MasterKey> key) {
+                                           std::shared_ptr<const crypto::MasterKey> key,
+                                           ProgressSink* progress) {
   std::unique_ptr<Store> s(new Store());
+  s->progress = progress;
   Status st = s->Init(path, std::move(chunks), std::move(key));
+  s->progress = nullptr;
   if (!st.ok()) return st;
   return s;
 }

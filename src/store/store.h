@@ -53,6 +53,7 @@
 
 #include "auth/access_rule.h"
 #include "common/file_lock.h"
+#include "common/progress.h"
 #include "common/result.h"
 #include "store/bucket_index.h"
 #include "store/bucket_pack_store.h"
@@ -98,15 +99,21 @@ class Store final : public Tree {
   // Opening an encrypted store without its key, or with another key, is
   // EACCES; a key for a store made without one is EINVAL (encryption is
   // chosen when a store is made).
+  // Migrating a format 1 store (its chunk data moved into packs) is
+  // reported to `progress` when given (see `progress` below; it is not
+  // kept once Open returns).
   static Result<std::unique_ptr<Store>> Open(const std::string& path,
                                              std::unique_ptr<ChunkStore> chunks = nullptr,
-                                             std::shared_ptr<const crypto::MasterKey> key = nullptr);
+                                             std::shared_ptr<const crypto::MasterKey> key = nullptr,
+                                             ProgressSink* progress = nullptr);
   // Rebuilding a store from its bucket (rebuild.cc, musclefs restore-from):
   // a new store at `path` (EEXIST if one is there) whose packs are the
   // bucket's (its index objects), whose snapshots are the catalog's and
   // whose live tree is the newest snapshot's. The cache directory gets a
   // manifest naming every pack as uploaded. The bucket's store id becomes
   // this store's: the old store must not run on that bucket any more.
+  // Reading the bucket's index objects (one per pack) is reported to
+  // `progress` when given (see `progress` below).
   struct RebuildReport {
     uint64_t packs = 0, bytes = 0, snapshots = 0;
     double seconds = 0;
@@ -114,7 +121,7 @@ class Store final : public Tree {
   static Result<std::unique_ptr<Store>> RebuildFromBucket(
       const std::string& path, std::shared_ptr<s3::ObjectStore> bucket, const std::string& cache_dir,
       BucketPackStore::Options options, std::shared_ptr<const crypto::MasterKey> key,
-      RebuildReport* report = nullptr);
+      RebuildReport* report = nullptr, ProgressSink* progress = nullptr);
   // Converts a plain store whose chunks are local pack files to an
   // encrypted one under `key`, in place (convert.cc, musclefs upgrade
   // --encrypt): every chunk sealed and renamed, every tree object
@@ -343,6 +350,13 @@ class Store final : public Tree {
   // points of the data path ("put-chunk"); an error it returns is that
   // step's result.
   std::function<Status(const char* point)> fault_point;
+
+  // Where Check, CollectGarbage, ConvertToEncrypted (and Open's migration) report their
+  // progress (common/progress.h), phase by phase, with totals taken from
+  // the index before each phase; null (the default, and in the server):
+  // not reported. Not owned: the caller keeps it alive while it is set.
+  // Called on the thread running the operation.
+  ProgressSink* progress = nullptr;
 
   // Tunables (tests shrink them).
   std::chrono::milliseconds commit_interval{1000};

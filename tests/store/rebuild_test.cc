@@ -125,6 +125,40 @@ TEMPLATE_TEST_CASE_SIG("rebuild from the bucket: snapshots, live tree, same root
   REQUIRE(s.Sync(true).ok());
 }
 
+TEST_CASE("rebuild from the bucket reports reading every index object (musclefs restore-from's progress)",
+          "[rebuild]") {
+  test::TempDir dir;
+  auto bucket = std::make_shared<s3::DirObjectStore>(dir.path + "/bucket");
+  MakeOriginal(dir.path + "/one", bucket, nullptr);
+  auto indexes = bucket->List("index/");
+  REQUIRE(indexes.ok());
+  // Counts what is reported (common/progress.h).
+  struct Counter : ProgressSink {
+    std::string phase;
+    uint64_t total = 0, done = 0;
+    int begun = 0, ended = 0;
+    void Begin(std::string_view p, ProgressUnit, uint64_t t) override {
+      phase = p;
+      total = t;
+      begun++;
+    }
+    void Add(uint64_t n) override { done += n; }
+    void End() override { ended++; }
+  } counter;
+  Store::RebuildReport report;
+  auto rebuilt = Store::RebuildFromBucket(dir.path + "/two/store.db", bucket, dir.path + "/two/cache", Opts(),
+                                          nullptr, &report, &counter);
+  INFO(rebuilt.status().ToString());
+  REQUIRE(rebuilt.ok());
+  CHECK(counter.phase == "restore-from: reading pack indexes");
+  CHECK(counter.begun == 1);
+  CHECK(counter.ended == 1);
+  CHECK(counter.total == indexes->size());
+  CHECK(counter.total >= report.packs);
+  CHECK(counter.total > 0);
+  CHECK(counter.done == counter.total);
+}
+
 TEST_CASE("rebuild from the bucket: a wrong or missing key, an altered catalog, an existing store",
           "[rebuild]") {
   test::TempDir dir;
