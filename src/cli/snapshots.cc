@@ -242,6 +242,8 @@ int SnapshotMain(int argc, char** argv) {
       std::string name = Field(f, 0), value = Field(f, 1);
       bool bytes = name.size() > 6 && name.compare(name.size() - 6, 6, "-bytes") == 0;
       if (bytes || name == "cache-limit") value += " (" + Bytes(value) + ")";
+      // Lines with more fields (connection, identity, latency): all of them.
+      for (size_t i = 2; i < f.size(); i++) value += "  " + f[i];
       printf("%-20s %s\n", (name + ":").c_str(), value.c_str());
     }
   } else if (cmd == "restore") {

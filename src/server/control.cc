@@ -6,6 +6,7 @@
 #include <ctime>
 
 #include "common/log.h"
+#include "server/metrics.h"
 
 namespace muscle::server {
 
@@ -100,7 +101,8 @@ std::vector<std::vector<std::string>> ControlFields(std::string_view answer) {
   return lines;
 }
 
-std::string RunControl(Store& s, const auth::AccessRule& rule, std::string_view command) {
+std::string RunControl(Store& s, const auth::AccessRule& rule, std::string_view command,
+                       Metrics* metrics) {
   Context ctx(rule);
   std::vector<std::string> w;
   {
@@ -128,6 +130,13 @@ std::string RunControl(Store& s, const auth::AccessRule& rule, std::string_view 
     if (!ctx.root.empty())
       return ErrorLine(Status(EPERM, "status is about the whole store; this identity is confined"));
     for (const auto& [key, value] : s.ChunkStatus()) out += Escape(key) + "\t" + Escape(value) + "\n";
+    if (metrics) {
+      metrics->RefreshStore(s, true);  // this is the writer: its figures now
+      for (const auto& fields : StatusLines(metrics->Collect())) {
+        for (size_t i = 0; i < fields.size(); i++) out += (i ? "\t" : "") + Escape(fields[i]);
+        out += "\n";
+      }
+    }
     return out;
   }
   if (cmd == "snapshot") {
