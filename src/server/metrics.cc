@@ -183,7 +183,8 @@ void Metrics::RefreshStore(store::Store& s, bool force) {
   bool due = force;
   if (!due) {
     MutexLock l(&mu_);
-    due = !store_.sized || std::chrono::steady_clock::now() - sized_at_ >= kSizeInterval;
+    auto every = std::max<std::chrono::steady_clock::duration>(kSizeInterval, 100 * size_cost_);
+    due = !store_.sized || std::chrono::steady_clock::now() - sized_at_ >= every;
   }
   StoreFigures f;
   auto p = s.Pending();
@@ -192,7 +193,12 @@ void Metrics::RefreshStore(store::Store& s, bool force) {
   f.buffered_bytes = p.buffered_bytes;
   f.low_space = p.low_space;
   if (due) {
+    auto started = std::chrono::steady_clock::now();
     auto u = s.Usage();
+    {
+      MutexLock l(&mu_);
+      size_cost_ = std::chrono::steady_clock::now() - started;
+    }
     if (u.ok()) {
       f.logical_bytes = u->logical_bytes;
       f.stored_bytes = u->stored_bytes;

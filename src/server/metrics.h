@@ -157,8 +157,10 @@ class Metrics : public std::enable_shared_from_this<Metrics> {
   std::shared_ptr<IdentityCounters> Identity(const std::string& name) EXCLUDES(mu_);
 
   // On the writer thread: publishes the store's pending state and, when
-  // `force` or the last measure is older than kSizeInterval, its sizes
-  // (which scan tables, so not on every tick).
+  // `force` or the last measure is older than kSizeInterval (or than 100
+  // times what the last measure took, so that a large store spends at
+  // most 1% of the writer's time on it), its sizes (which scan tables, so
+  // not on every tick).
   static constexpr std::chrono::seconds kSizeInterval{10};
   void RefreshStore(store::Store& s, bool force) EXCLUDES(mu_);
   void PublishStore(const StoreFigures& f, bool sized) EXCLUDES(mu_);
@@ -189,6 +191,7 @@ class Metrics : public std::enable_shared_from_this<Metrics> {
   std::map<std::string, std::shared_ptr<IdentityCounters>> identities_ GUARDED_BY(mu_);
   StoreFigures store_ GUARDED_BY(mu_);
   std::chrono::steady_clock::time_point sized_at_ GUARDED_BY(mu_);
+  std::chrono::steady_clock::duration size_cost_ GUARDED_BY(mu_){};  // the last measure's time
   std::array<LatencyHistogram, kClasses> latency_;
   AnswerCounters answers_;
 };

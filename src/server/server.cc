@@ -41,7 +41,9 @@ Status Server::Start(const ServerOptions& options) {
       chunk_readers.push_back(std::move(*r));
     }
   }
-  // The writer publishes the store's figures for status and the metrics.
+  // The writer publishes the store's figures for status and the metrics
+  // (the first ones now, before the store moves to its thread).
+  metrics_->RefreshStore(**store, true);
   worker_ = std::make_unique<StoreWorker>(
       loop_, std::move(*store),
       [metrics = metrics_](store::Store& s) { metrics->RefreshStore(s, false); });

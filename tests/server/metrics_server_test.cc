@@ -106,14 +106,17 @@ TEST_CASE("metrics on loopback TCP, scraped with curl, grow with 9P I/O; muscle 
   std::string out;
   REQUIRE(RunCommand("curl -sS --max-time 20 -o /dev/null -D - " + url, &out) == 0);
   CHECK(out.find("Content-Type: text/plain; version=0.0.4") != std::string::npos);
+  out.clear();  // (RunCommand appends)
   REQUIRE(RunCommand("curl -sS --max-time 20 -o /dev/null -w '%{http_code}' http://127.0.0.1:" + at +
                          "/nope", &out) == 0);
   CHECK(out == "404");
+  out.clear();
   REQUIRE(RunCommand("curl -sS --max-time 20 -o /dev/null -w '%{http_code}' -H 'X-Big: " +
                          std::string(9000, 'a') + "' " + url, &out) == 0);
   CHECK(out == "431");
 
   // muscle status, over the unix socket as the administrator.
+  out.clear();
   REQUIRE(RunCommand(std::string(MUSCLE_BINARY) + " status --base " + dir.path, &out) == 0);
   INFO(out);
   for (const char* line : {"uptime-seconds:", "connections:", "latency:", "reader-answers:", "writer-answers:",
@@ -154,7 +157,8 @@ TEST_CASE("metrics on a unix socket (mode 0600), scraped with curl --unix-socket
 TEST_CASE("a metrics listener off loopback is refused at start, with the reason") {
   TempDir dir;
   std::string out;
-  int rc = RunCommand(std::string(MUSCLEFS_BINARY) + " serve --base " + dir.path +
+  // (timeout: a server that wrongly starts must not hang the test)
+  int rc = RunCommand("timeout 20 " + std::string(MUSCLEFS_BINARY) + " serve --base " + dir.path +
                           " --store :memory: --metrics tcp://0.0.0.0:0 2>&1",
                       &out);
   INFO(out);

@@ -16,7 +16,7 @@ namespace muscle::test {
 struct PrometheusParse {
   std::vector<std::string> problems;
   std::map<std::string, double> samples;  // "name{labels}" (as written) -> value
-  std::set<std::string> families;         // names with HELP and TYPE
+  std::set<std::string> families;         // names with HELP and TYPE (samples or not)
 };
 
 inline PrometheusParse ParsePrometheus(const std::string& text) {
@@ -123,8 +123,9 @@ inline PrometheusParse ParsePrometheus(const std::string& text) {
     if (!help.count(family) || !type.count(family)) bad("no HELP and TYPE before this sample");
     if (r.samples.count(key)) bad("duplicate sample");
     r.samples[key] = v;
-    r.families.insert(family);
   }
+  for (const auto& name : help)
+    if (type.count(name)) r.families.insert(name);
   return r;
 }
 
