@@ -183,7 +183,7 @@ std::vector<std::vector<std::string>> StatusLines(const Metrics::Figures& f) {
     char r[32];
     snprintf(r, sizeof r, "%.2f", Ratio(s.logical_bytes, s.stored_bytes));
     kv("dedup-ratio", r);
-    kv("chunks", Num(s.chunks));
+    kv("stored-chunks", Num(s.chunks));  // ("chunks" is where they are)
     kv("packs", Num(s.packs));
     kv("pack-bytes", Num(s.pack_bytes));
     snprintf(r, sizeof r, "%.3f", Ratio(s.pack_live_bytes, s.pack_bytes));
