@@ -26,7 +26,10 @@ const char* kHelp = R"(usage:
   muscle snapshot [NAME]            take a snapshot of the tree now
   muscle snapshots                  list them: name, time, root hash, bytes added
   muscle status                     where the chunk data is; with a bucket, how much
-                                    is not uploaded yet (on this host's disk only)
+                                    is not uploaded yet (on this host's disk only);
+                                    connections, requests and bytes per identity,
+                                    latency, store size and dedup, packs, snapshots,
+                                    commit lag, low space, reader/writer answers
   muscle history PATH               the snapshots in which PATH changed, newest first
   muscle diff [A [B|now [PATH]]]    added (+), removed (-), modified (M) paths from
                                     snapshot A (default: the newest) to B (default:
