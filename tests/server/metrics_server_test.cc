@@ -2,12 +2,16 @@
 // the Prometheus listener (--metrics tcp://127.0.0.1:PORT and
 // --metrics unix:PATH) scraped with curl, checked line by line, counters
 // growing with 9P I/O; and `muscle status` showing the new lines.
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <string>
+#include <vector>
 
 #include "9p/client.h"
 #include "tests/server/prometheus_check.h"
@@ -164,4 +168,46 @@ TEST_CASE("a metrics listener off loopback is refused at start, with the reason"
   INFO(out);
   CHECK(rc != 0);
   CHECK(out.find("not a loopback address") != std::string::npos);
+}
+
+TEST_CASE("the metrics listener serves a bounded number of connections at once") {
+  TempDir dir;
+  std::string log = dir.path + "/server.log", sock = dir.path + "/musclefs.sock";
+  ChildServer srv({"--base", dir.path, "--store", ":memory:", "--metrics", "tcp://127.0.0.1:0"}, "unix:" + sock,
+                  log);
+  std::string port = WaitForLog(log, "metrics on tcp://127.0.0.1:");
+  REQUIRE(!port.empty());
+  std::string code = "curl -s --max-time 5 -o /dev/null -w '%{http_code}' http://127.0.0.1:" + port + "/metrics";
+  auto answers = [&] {
+    std::string out;
+    RunCommand(code, &out);
+    return out == "200";
+  };
+  REQUIRE(answers());
+  // Clients that connect and send nothing: the 17th connection is closed
+  // at once, until some of them go.
+  std::vector<int> idle;
+  for (size_t i = 0; i < 16; i++) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(fd >= 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(uint16_t(std::stoi(port)));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    idle.push_back(fd);
+  }
+  bool refused = false;
+  for (int i = 0; i < 40 && !refused; i++) {
+    refused = !answers();
+    if (!refused) usleep(50000);
+  }
+  CHECK(refused);
+  for (int fd : idle) close(fd);
+  bool back = false;
+  for (int i = 0; i < 40 && !back; i++) {
+    back = answers();
+    if (!back) usleep(50000);
+  }
+  CHECK(back);
 }
