@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -210,4 +211,32 @@ TEST_CASE("the metrics listener serves a bounded number of connections at once")
     if (!back) usleep(50000);
   }
   CHECK(back);
+}
+
+TEST_CASE("the metrics listener closes a client that never finishes its request (10 s)") {
+  TempDir dir;
+  std::string log = dir.path + "/server.log", sock = dir.path + "/musclefs.sock";
+  ChildServer srv({"--base", dir.path, "--store", ":memory:", "--metrics", "tcp://127.0.0.1:0"}, "unix:" + sock,
+                  log);
+  std::string port = WaitForLog(log, "metrics on tcp://127.0.0.1:");
+  REQUIRE(!port.empty());
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(uint16_t(std::stoi(port)));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  std::string partial = "GET /metrics HTTP/1.1\r\nHost: x\r\n";  // no blank line: never complete
+  REQUIRE(write(fd, partial.data(), partial.size()) == ssize_t(partial.size()));
+  timeval tv{20, 0};  // a bound for the test, past the server's 10 s
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  auto start = std::chrono::steady_clock::now();
+  char c;
+  ssize_t n = read(fd, &c, 1);
+  double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  close(fd);
+  CHECK(n == 0);  // closed by the server, not our own timeout (-1)
+  CHECK(waited > 8);
+  CHECK(waited < 19);
 }
