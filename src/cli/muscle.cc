@@ -62,7 +62,9 @@ const char* kUsage = R"(usage:
                               snapshots of a running server's tree
                               (muscle snapshot --help)
   muscle status                where its chunk data is, how much is not yet
-                              uploaded to its bucket
+                              uploaded to its bucket; connections, requests
+                              per identity, latency, store size, dedup ratio,
+                              packs, snapshots, commit lag, low space
   muscle bench --target ADDR ...   9P load generator (muscle bench --help)
 
 common options:

@@ -26,7 +26,10 @@ const char* kHelp = R"(usage:
   muscle snapshot [NAME]            take a snapshot of the tree now
   muscle snapshots                  list them: name, time, root hash, bytes added
   muscle status                     where the chunk data is; with a bucket, how much
-                                    is not uploaded yet (on this host's disk only)
+                                    is not uploaded yet (on this host's disk only);
+                                    connections, requests and bytes per identity,
+                                    latency, store size and dedup, packs, snapshots,
+                                    commit lag, low space, reader/writer answers
   muscle history PATH               the snapshots in which PATH changed, newest first
   muscle diff [A [B|now [PATH]]]    added (+), removed (-), modified (M) paths from
                                     snapshot A (default: the newest) to B (default:
@@ -242,6 +245,8 @@ int SnapshotMain(int argc, char** argv) {
       std::string name = Field(f, 0), value = Field(f, 1);
       bool bytes = name.size() > 6 && name.compare(name.size() - 6, 6, "-bytes") == 0;
       if (bytes || name == "cache-limit") value += " (" + Bytes(value) + ")";
+      // Lines with more fields (connection, identity, latency): all of them.
+      for (size_t i = 2; i < f.size(); i++) value += "  " + f[i];
       printf("%-20s %s\n", (name + ":").c_str(), value.c_str());
     }
   } else if (cmd == "restore") {

@@ -5,7 +5,7 @@
 //
 // | name         | how many              | started by                 | owns, and may touch |
 // |--------------|-----------------------|----------------------------|---------------------|
-// | (main)       | 1                     | main()                     | The main libuv loop: listeners, plaintext and unix connections, their 9P sessions, the StoreFileSystem, the Server. Runs the completions of store jobs queued from it (through the queues' Mailbox). Creates and Stops the StoreWorker and the ReaderPool. Never touches a Store. |
+// | (main)       | 1                     | main()                     | The main libuv loop: listeners, plaintext and unix connections, their 9P sessions, the StoreFileSystem, the Server. Runs the completions of store jobs queued from it (through the queues' Mailbox). Creates and Stops the StoreWorker and the ReaderPool. Serves the metrics listener (server/metrics_http.h). Never touches a Store. |
 // | loop         | loops - 1 (TLS only)  | LoopThread::Start          | One more libuv loop (server/loop_thread.h) with the TLS connections accepted onto it and their sessions; its Mailbox is the current one there, so store work it queues completes on it. Never touches a Store. |
 // | store-writer | 1                     | StoreWorker (WorkQueue)    | The writer store::Store (its SQLite connection, write buffers, ChunkStore): every change to the store runs here, in submission order. Marks inodes dirty in the ReadGate. |
 // | store-reader | store_readers (0..n)  | ReaderPool (WorkQueue)     | One reader store::Store each (its own SQLite connection and pack descriptors): read-only requests, validated with the writer's ReadGate (store/read_gate.h). |
@@ -25,6 +25,10 @@
 // - Precut and the LocalPackStore's hole queue: between the store thread and
 //   their helper, under their own mutex.
 // - StoreWorker::idle(): an atomic hint read by the loops.
+// - Metrics (server/metrics.h): counters are relaxed atomics bumped on the
+//   loops; its list of connections, table of identities and the store's
+//   figures (published by the writer after each tick) are under its mutex,
+//   read by the writer (status) and the main loop (a scrape).
 //
 // The client (muscle) has threads of its own: `muscle stdio` copies stdin
 // to the socket on one (src/cli/stdio.cc) and `muscle bench` drives the

@@ -1,4 +1,5 @@
 #include "server/config.h"
+#include "server/metrics_http.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -84,6 +85,9 @@ options:
   --loops N          event loops TLS connections are spread over (their
                      records are sealed on the loop's thread; default 0 =
                      one per core; 1 = everything on the main loop)
+  --metrics ADDR     serve Prometheus metrics (GET /metrics, plain HTTP) on
+                     unix:PATH (mode 0600) or tcp://127.0.0.1:PORT (loopback
+                     only; default: no metrics listener)
   --allow-plaintext-network
                      allow plain TCP on a non-loopback address (file contents
                      and names cross the network unencrypted)
@@ -120,7 +124,7 @@ options:
 The config file $BASE/musclefs.conf may set store, listen, keys, access,
 msize, commit-interval-ms, store-readers, snapshot-every, handshake-timeout-ms,
 max-failed-handshakes, tls-ticket-lifetime, loops, max-concurrent-handshakes,
-allow-plaintext-network, chunks, s3-endpoint, s3-region, s3-addressing,
+allow-plaintext-network, metrics, chunks, s3-endpoint, s3-region, s3-addressing,
 s3-credentials, cache-size, key-file and passphrase-file as "key = value" lines; a
 flag on the command line always wins over it. It must be owned by you or
 root and not writable by group or others. SIGHUP (systemctl reload)
@@ -154,6 +158,10 @@ Status SetKey(Config& c, const std::string& key, const std::string& value,
     auto e = transport::ParseEndpoint(value);  // checked here to name file:line or flag
     if (!e.ok()) return Status(EINVAL, where + ": " + e.status().message());
     c.server.listen.push_back(value);
+  } else if (key == "metrics") {
+    auto e = CheckMetricsAddress(value);  // refused here to name file:line or flag
+    if (!e.ok()) return Status(EINVAL, where + ": " + e.status().message());
+    c.server.metrics = value;
   } else if (key == "allow-plaintext-network") {
     if (value != "yes" && value != "no" && value != "true" && value != "false")
       return Status(EINVAL, where + ": allow-plaintext-network must be yes or no");

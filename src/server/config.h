@@ -2,7 +2,7 @@
 //
 // The base directory is --base, else $MUSCLE_BASE, else $HOME/lib/muscle.
 // An optional config file $BASE/musclefs.conf holds "key = value" lines
-// (keys: store, listen, keys, access, allow-plaintext-network, msize,
+// (keys: store, listen, keys, access, allow-plaintext-network, metrics, msize,
 // commit-interval-ms, store-readers, handshake-timeout-ms, max-failed-handshakes,
 // tls-ticket-lifetime); a flag given on the command line always overrides
 // it (whatever its value), any --listen on the command line replaces the

@@ -6,6 +6,7 @@
 #include <ctime>
 
 #include "common/log.h"
+#include "server/metrics.h"
 
 namespace muscle::server {
 
@@ -100,7 +101,8 @@ std::vector<std::vector<std::string>> ControlFields(std::string_view answer) {
   return lines;
 }
 
-std::string RunControl(Store& s, const auth::AccessRule& rule, std::string_view command) {
+std::string RunControl(Store& s, const auth::AccessRule& rule, std::string_view command,
+                       Metrics* metrics) {
   Context ctx(rule);
   std::vector<std::string> w;
   {
@@ -128,6 +130,20 @@ std::string RunControl(Store& s, const auth::AccessRule& rule, std::string_view 
     if (!ctx.root.empty())
       return ErrorLine(Status(EPERM, "status is about the whole store; this identity is confined"));
     for (const auto& [key, value] : s.ChunkStatus()) out += Escape(key) + "\t" + Escape(value) + "\n";
+    if (metrics) {
+      metrics->RefreshStore(s, true);  // this is the writer: its figures now
+      Metrics::Figures f = metrics->Collect();
+      // Who else is connected, from where, and what they do is the local
+      // administrator's to see; an identity sees its own lines only.
+      if (!rule.identity.empty()) {
+        std::erase_if(f.connections, [&](const auto& c) { return c.identity != rule.identity; });
+        std::erase_if(f.identities, [&](const auto& i) { return i.first != rule.identity; });
+      }
+      for (const auto& fields : StatusLines(f)) {
+        for (size_t i = 0; i < fields.size(); i++) out += (i ? "\t" : "") + Escape(fields[i]);
+        out += "\n";
+      }
+    }
     return out;
   }
   if (cmd == "snapshot") {

@@ -25,7 +25,11 @@
 
 namespace muscle::server {
 
-std::string RunControl(store::Store& s, const auth::AccessRule& rule, std::string_view command);
+// `metrics`, if set, adds the server's figures to the status answer
+// (server/metrics.h: connections, identities, latency, the store).
+class Metrics;
+std::string RunControl(store::Store& s, const auth::AccessRule& rule, std::string_view command,
+                       Metrics* metrics = nullptr);
 
 // For clients: the words of a command, joined as the protocol wants, and
 // an answer's lines split into fields (escapes undone).

@@ -557,6 +557,7 @@ int Serve(const server::Config& c) {
   }
   Log("serving store %s", c.server.store_path.c_str());
   for (const auto& e : srv.bound()) Log("listening on %s", e.text.c_str());
+  if (const auto* m = srv.metrics_bound()) Log("metrics on %s (GET /metrics)", m->text.c_str());
   for (const auto& w : server::ListenerWarnings(srv.bound())) Log("WARNING: %s", w.c_str());
   for (const auto& m : server::MountHints(srv.bound(), c.server.max_msize))
     Log("to mount: %s", m.c_str());

@@ -15,6 +15,7 @@
 namespace muscle::server {
 
 Server::~Server() {
+  if (metrics_http_) metrics_http_->Close();
   for (auto* l : listeners_) l->Close();
   for (auto& sh : shards_) sh->thread.Stop();
 }
@@ -40,15 +41,24 @@ Status Server::Start(const ServerOptions& options) {
       chunk_readers.push_back(std::move(*r));
     }
   }
-  worker_ = std::make_unique<StoreWorker>(loop_, std::move(*store));
+  // The writer publishes the store's figures for status and the metrics
+  // (the first ones now, before the store moves to its thread).
+  metrics_->RefreshStore(**store, true);
+  worker_ = std::make_unique<StoreWorker>(
+      loop_, std::move(*store),
+      [metrics = metrics_](store::Store& s) { metrics->RefreshStore(s, false); });
   if (options.store_readers > 0 && worker_->gate()) {
     auto readers = ReaderPool::Open(loop_, options.store_path, worker_->gate(),
                                     options.store_readers, std::move(chunk_readers));
     if (!readers.ok()) return readers.status();
     readers_ = std::move(*readers);
   }
-  fs_ = std::make_unique<StoreFileSystem>(*worker_, readers_.get());
-  views_ = std::make_unique<ViewFileSystem>(*worker_, RunControl);
+  fs_ = std::make_unique<StoreFileSystem>(
+      *worker_, readers_.get(), std::shared_ptr<AnswerCounters>(metrics_, &metrics_->answers()));
+  views_ = std::make_unique<ViewFileSystem>(
+      *worker_, [metrics = metrics_](store::Store& s, const AccessRule& rule, std::string_view command) {
+        return RunControl(s, rule, command, metrics.get());
+      });
   router_ = std::make_unique<AttachRouter>(*fs_, *views_);
   std::vector<transport::Endpoint> eps;
   for (const std::string& text : options.listen) {
@@ -78,6 +88,11 @@ Status Server::Start(const ServerOptions& options) {
         [this, tls](uv_stream_t* s, std::string peer) { Accept(s, std::move(peer), tls); });
     if (!l.ok()) return l.status();
     listeners_.push_back(*l);
+  }
+  if (!options.metrics.empty()) {
+    auto m = MetricsHttp::Open(loop_, options.metrics, metrics_);
+    if (!m.ok()) return m.status();
+    metrics_http_ = *m;
   }
   // More event loops for TLS connections, each with its own TLS context
   // (tickets shared, so a session resumes on any loop).
@@ -284,6 +299,7 @@ void Server::Accept(uv_stream_t* stream, std::string peer, bool tls) {
     co.claim = [this](const std::string& line, std::string* identity) {
       return AuthorizeClaim(line, identity);
     };
+  co.meter = metrics_->Connect(peer, stream->type == UV_NAMED_PIPE ? "unix" : tls ? "tls" : "tcp");
   auto* c = new transport::Connection(stream, peer, *router_, locks_, std::move(co));
   connections_.insert(c);
   c->on_closed = [this, address, handshake](transport::Connection* c) {
@@ -339,6 +355,7 @@ void Server::HandOff(Shard* shard, uv_stream_t* stream, std::string peer, std::s
         if (failed) RecordFailure(address);
       });
     };
+    co.meter = metrics_->Connect(peer, "tls");
     auto* c = new transport::Connection(reinterpret_cast<uv_stream_t*>(tcp), peer, *router_, locks_,
                                         std::move(co));
     shard->connections.insert(c);
@@ -362,6 +379,8 @@ void Server::Shutdown(std::function<void()> done) {
   done_ = std::move(done);
   for (auto* l : listeners_) l->Close();
   listeners_.clear();
+  if (metrics_http_) metrics_http_->Close();
+  metrics_http_ = nullptr;
   std::vector<transport::Connection*> all(connections_.begin(), connections_.end());
   for (auto* c : all) c->Drain();
   for (auto& sh : shards_) {

@@ -32,6 +32,8 @@
 #include "tls/tls_engine.h"
 #include "common/result.h"
 #include "server/loop_thread.h"
+#include "server/metrics.h"
+#include "server/metrics_http.h"
 #include "server/attach_router.h"
 #include "server/chunk_backend.h"
 #include "server/store_key.h"
@@ -82,6 +84,9 @@ struct ServerOptions {
   // dealt to in turn, each on its own thread: 0 means one per core, 1
   // keeps everything on the main loop.
   int loops = 0;
+  // The metrics listener (server/metrics_http.h): unix:PATH or
+  // tcp://LOOPBACK:PORT; empty (the default): none.
+  std::string metrics;
 };
 
 class Server {
@@ -96,6 +101,12 @@ class Server {
   // Endpoints actually bound (ports resolved), in --listen order.
   std::vector<transport::Endpoint> bound() const;
   size_t connections() const { return connections_.size() + remote_connections_; }
+  // The metrics listener's address actually bound (null without one).
+  const transport::Endpoint* metrics_bound() const {
+    return metrics_http_ ? &metrics_http_->bound() : nullptr;
+  }
+  // What the server counts about itself (server/metrics.h).
+  const std::shared_ptr<Metrics>& metrics() const { return metrics_; }
   // Re-reads the keys file. A broken file keeps the old keys (the error is
   // returned and logged); live connections of identities that were removed
   // or whose key changed are closed.
@@ -128,6 +139,8 @@ class Server {
   void MaybeFinishShutdown();
 
   uv_loop_t* loop_;
+  std::shared_ptr<Metrics> metrics_ = std::make_shared<Metrics>();
+  MetricsHttp* metrics_http_ = nullptr;  // deletes itself once closed
   std::unique_ptr<StoreWorker> worker_;
   std::unique_ptr<ReaderPool> readers_;
   std::unique_ptr<StoreFileSystem> fs_;

@@ -74,10 +74,12 @@ void StoreFileSystem::Submit(FsRequest req, Done done) {
     if (!io_error && gate->Validate(gen, trace.inos, trace.all, trace.change, trace.ref_ino))
       return [this, done, reply] {
         served_by_readers_++;
+        if (answers_) answers_->reader.fetch_add(1, std::memory_order_relaxed);
         done(std::move(*reply));
       };
     // Stale (the writer changed something it read, or a commit raced it):
     // the writer answers instead.
+    if (answers_) answers_->retried.fetch_add(1, std::memory_order_relaxed);
     RunOnWriter(shared, done, home);
     return nullptr;
   }, home);
@@ -85,9 +87,12 @@ void StoreFileSystem::Submit(FsRequest req, Done done) {
 
 void StoreFileSystem::RunOnWriter(std::shared_ptr<FsRequest> shared, Done done, Mailbox* home) {
   worker_.Run(
-      [shared, done = std::move(done)](Store& s) -> StoreWorker::Completion {
+      [shared, answers = answers_, done = std::move(done)](Store& s) -> StoreWorker::Completion {
         auto reply = std::make_shared<FsReply>(Execute(s, *shared));
-        return [done, reply]() { done(std::move(*reply)); };
+        return [done, reply, answers]() {
+          if (answers) answers->writer.fetch_add(1, std::memory_order_relaxed);
+          done(std::move(*reply));
+        };
       },
       home);
 }

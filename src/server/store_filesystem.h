@@ -21,6 +21,7 @@
 #include <atomic>
 
 #include "9p/filesystem.h"
+#include "server/metrics.h"
 #include "server/reader_pool.h"
 #include "server/store_worker.h"
 
@@ -39,8 +40,10 @@ class StoreFileSystem : public p9::FileSystem {
  public:
   // `readers` may be null (everything on the writer); it must outlive
   // this object's use.
-  explicit StoreFileSystem(StoreWorker& worker, ReaderPool* readers = nullptr)
-      : worker_(worker), readers_(readers) {}
+  // `answers`, if set, counts who answered each request (server/metrics.h).
+  explicit StoreFileSystem(StoreWorker& worker, ReaderPool* readers = nullptr,
+                           std::shared_ptr<AnswerCounters> answers = nullptr)
+      : worker_(worker), readers_(readers), answers_(std::move(answers)) {}
   void Submit(p9::FsRequest req, Done done) override;
   void Unref(uint64_t ino) override;
 
@@ -64,6 +67,7 @@ class StoreFileSystem : public p9::FileSystem {
   StoreWorker& worker_;
   ReaderPool* readers_;
   std::atomic<uint64_t> served_by_readers_{0};  // completions, on any loop
+  std::shared_ptr<AnswerCounters> answers_;
 };
 
 p9::Qid QidOf(const store::Attr& a);

@@ -22,9 +22,11 @@ std::chrono::milliseconds TickOf(const store::Store& s) {
 }
 }  // namespace
 
-StoreWorker::StoreWorker(uv_loop_t* loop, std::unique_ptr<store::Store> store)
+StoreWorker::StoreWorker(uv_loop_t* loop, std::unique_ptr<store::Store> store,
+                         std::function<void(store::Store&)> on_tick)
     : store_(std::move(store)),
       gate_(store_->gate()),
+      on_tick_(std::move(on_tick)),
       queue_(loop,
              Queue::Options{.name = "store-writer",
                             .tick = TickOf(*store_),
@@ -46,6 +48,7 @@ StoreWorker::StoreWorker(uv_loop_t* loop, std::unique_ptr<store::Store> store)
                      [this](store::Store& s) {
                        busy_.fetch_add(1, std::memory_order_relaxed);
                        Status st = s.Tick();
+                       if (on_tick_) on_tick_(s);
                        busy_.fetch_sub(1, std::memory_order_relaxed);
                        if (!st.ok())
                          Log("store: background commit failed: %s", st.ToString().c_str());

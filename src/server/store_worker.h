@@ -37,7 +37,10 @@ class StoreWorker {
   using Completion = Queue::Completion;
   using Job = Queue::Job;
 
-  StoreWorker(uv_loop_t* loop, std::unique_ptr<store::Store> store);
+  // `on_tick`, if set, runs on the worker thread after each Store::Tick
+  // (the metrics registry reads the store's figures there).
+  StoreWorker(uv_loop_t* loop, std::unique_ptr<store::Store> store,
+              std::function<void(store::Store&)> on_tick = nullptr);
   ~StoreWorker();
   StoreWorker(const StoreWorker&) = delete;
   StoreWorker& operator=(const StoreWorker&) = delete;
@@ -63,6 +66,7 @@ class StoreWorker {
   std::unique_ptr<store::Store> store_;  // used on the worker thread only
   std::shared_ptr<store::ReadGate> gate_;
   std::atomic<int> busy_{0};  // jobs queued or running, plus 1 during a tick
+  std::function<void(store::Store&)> on_tick_;  // set before the thread starts
   Queue queue_;               // last: its threads stop before the rest goes
 };
 

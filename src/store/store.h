@@ -337,6 +337,23 @@ class Store final : public Tree {
   // snapshot's, pruned meanwhile).
   Status ReadChunkOf(const ObjectHash& hash, uint64_t offset, size_t len, char* out);
 
+  // For `muscle status` and the metrics (usage.cc; writer only). Usage
+  // scans the extents and chunks tables (so is measured now and then, not
+  // per request); Pending reads what is in memory.
+  struct UsageFigures {
+    uint64_t logical_bytes = 0;  // file data the live tree names (sum of extents)
+    uint64_t stored_bytes = 0, chunks = 0;  // distinct chunks, data and objects
+    uint64_t packs = 0, pack_bytes = 0, pack_live_bytes = 0;
+    uint64_t snapshots = 0;
+  };
+  Result<UsageFigures> Usage();
+  struct PendingFigures {
+    double uncommitted_seconds = 0;  // age of the open transaction (0: none)
+    uint64_t dirty_files = 0, buffered_bytes = 0;
+    bool low_space = false;
+  };
+  PendingFigures Pending() const;
+
   // True while space is short (see "Disk full" above).
   bool low_space() const { return low_space_; }
   // How many times uncommitted work was rolled back by a failure.

@@ -11,6 +11,9 @@
 namespace muscle::transport {
 
 namespace {
+const char* DialectName(p9::Dialect d) {
+  return d == p9::k9P2000 ? "9P2000" : d == p9::k9P2000u ? "9P2000.u" : "9P2000.L";
+}
 struct WriteReq {
   uv_write_t req;
   std::string data;
@@ -131,6 +134,7 @@ void Connection::TakeClaim() {
     return;
   }
   identity_ = identity;
+  claim_accepted_ = true;
   Log("%s: local claim accepted: identity '%s' root=\"%s\"%s", peer_.c_str(), identity.c_str(),
       QuotedForLog(opts->rule.root.empty() ? "/" : opts->rule.root).c_str(),
       opts->rule.read_only ? " read-only" : "");
@@ -139,6 +143,12 @@ void Connection::TakeClaim() {
 }
 
 void Connection::StartSession(p9::SessionOptions options) {
+  if (options_.meter) {
+    std::string transport = tls_ ? std::string("tls-") + tls_->records_name()
+                            : claim_accepted_ ? "unix-claim"
+                            : stream_->type == UV_NAMED_PIPE ? "unix" : "tcp";
+    options_.meter->Started(identity_, transport);
+  }
   options.peer = peer_;
   if (!identity_.empty()) options.peer += "/" + identity_;
   session_ = std::make_shared<p9::Session>(
@@ -267,6 +277,7 @@ void Connection::ProcessFrames() {
       if (in_.size() < pos + size) in_.resize(pos + size);
       break;
     }
+    if (options_.meter) options_.meter->Request(p, size);
     session_->OnFrame(p, size);
     pos += size;
   }
@@ -293,6 +304,9 @@ void Connection::ReleaseIdleBuffers() {
 
 void Connection::Send(std::string frame) {
   if (closing_) return;
+  if (options_.meter && session_)
+    options_.meter->Reply(reinterpret_cast<const uint8_t*>(frame.data()), frame.size(),
+                          DialectName(session_->dialect()));
   if (!tls_) return WriteRaw(std::move(frame));
   Status s = tls_->Write(frame.data(), frame.size());
   if (!s.ok()) Close(s.message().c_str());

@@ -33,6 +33,7 @@
 #include <string>
 
 #include "9p/session.h"
+#include "server/metrics.h"
 #include "tls/tls_engine.h"
 
 namespace muscle::transport {
@@ -58,6 +59,10 @@ struct ConnectionOptions {
   // claim line the session starts with `session`. Set it only for peers
   // that may make claims (the server's own user on a unix socket).
   std::function<Result<p9::SessionOptions>(const std::string& line, std::string* identity)> claim;
+  // When set, sees every request frame and reply of the session (counts,
+  // bytes and latency, server/metrics.h) and is told the identity and
+  // transport when the session starts. Used on this connection's loop.
+  std::shared_ptr<server::ConnectionMeter> meter;
 };
 
 class Connection {
@@ -124,6 +129,7 @@ class Connection {
   bool closing_ = false;
   bool draining_ = false;
   bool claim_pending_ = false;  // options_.claim set, first bytes not seen yet
+  bool claim_accepted_ = false;  // the session runs under a claimed identity
   bool input_ended_ = false;    // the peer half-closed (FIN, or TLS close_notify)
   bool processing_ = false;  // inside ProcessFrames (replies can re-enter)
   size_t writes_pending_ = 0;

@@ -380,3 +380,45 @@ TEST_CASE("control files are bounded; a claimed root alone gives no snapshot rig
   CHECK(many.Attach(5000, "@ctl").ok());
   CHECK(!many.Attach(5001, "@ctl").ok());
 }
+
+TEST_CASE("status shows an identity its own connections only; the administrator sees everyone's") {
+  TempDir dir;
+  server::ServerOptions o;
+  o.store_path = ":memory:";
+  o.listen = {"unix:" + dir.path + "/sock"};
+  o.access["alice"] = server::AccessRule{"", false, false};
+  o.access["bob"] = server::AccessRule{"", false, false};
+  InProcessServer srv(o);
+  std::string ep = "unix:" + srv.endpoints()[0].path;
+  Client admin, alice, bob;
+  Connect(admin, ep, "");
+  Connect(alice, ep, "muscle-claim identity=alice\n");
+  Connect(bob, ep, "muscle-claim identity=bob\n");
+  REQUIRE(bob.Attach(0).ok());
+  auto lines = [](const std::string& answer, const std::string& first) {
+    std::vector<std::string> out;
+    for (const auto& f : server::ControlFields(answer))
+      if (!f.empty() && f[0] == first) {
+        std::string l;
+        for (const auto& x : f) l += x + " ";
+        out.push_back(l);
+      }
+    return out;
+  };
+  auto mentions = [](const std::vector<std::string>& ls, const std::string& what) {
+    for (const auto& l : ls)
+      if (l.find(what) != std::string::npos) return true;
+    return false;
+  };
+  std::string a = Control(alice, {"status"});
+  REQUIRE(a.find("ok\n") == 0);
+  CHECK(mentions(lines(a, "connection"), "identity=alice"));
+  CHECK(!mentions(lines(a, "connection"), "identity=bob"));
+  CHECK(!mentions(lines(a, "connection"), "identity=-"));
+  CHECK(!mentions(lines(a, "identity"), "bob"));
+  CHECK(mentions(lines(a, "latency"), "read"));  // the server's figures stay
+  std::string all = Control(admin, {"status"});
+  CHECK(mentions(lines(all, "connection"), "identity=alice"));
+  CHECK(mentions(lines(all, "connection"), "identity=bob"));
+  CHECK(mentions(lines(all, "identity"), "bob"));
+}
