@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "crypto/seal.h"
+#include "crypto/text.h"
 
 namespace muscle::crypto {
 namespace {
@@ -20,41 +21,6 @@ struct Wiped {
     if (!s.empty()) sodium_memzero(s.data(), s.size());
   }
 };
-
-void AppendHex(std::string& s, const unsigned char* p, size_t n) {
-  static const char* d = "0123456789abcdef";
-  for (size_t i = 0; i < n; i++) {
-    s += d[p[i] >> 4];
-    s += d[p[i] & 15];
-  }
-}
-
-bool FromHex(std::string_view hex, unsigned char* out, size_t n) {
-  if (hex.size() != 2 * n) return false;
-  auto nib = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1;
-  };
-  for (size_t i = 0; i < n; i++) {
-    int hi = nib(hex[2 * i]), lo = nib(hex[2 * i + 1]);
-    if (hi < 0 || lo < 0) return false;
-    out[i] = static_cast<unsigned char>(hi << 4 | lo);
-  }
-  return true;
-}
-
-bool Number(std::string_view s, uint64_t* out) {
-  if (s.empty() || s.size() > 20 || (s.size() > 1 && s[0] == '0')) return false;
-  uint64_t v = 0;
-  for (char c : s) {
-    if (c < '0' || c > '9') return false;
-    if (v > (UINT64_MAX - uint64_t(c - '0')) / 10) return false;
-    v = v * 10 + uint64_t(c - '0');
-  }
-  *out = v;
-  return true;
-}
 
 std::vector<std::string_view> Split(std::string_view s, char sep) {
   std::vector<std::string_view> out;
@@ -90,7 +56,7 @@ Result<Header> ParseHeader(std::string_view sealed) {
   auto w = Split(sealed.substr(kSealedMagic.size(), nl - kSealedMagic.size()), ' ');
   Header h;
   uint64_t g = 0;
-  if (w.size() != 2 || !FromHex(w[0], h.id.bytes.data(), kKeyIdBytes) || !Number(w[1], &g) || g == 0 ||
+  if (w.size() != 2 || !FromHex(w[0], {h.id.bytes.data(), kKeyIdBytes}) || !ParseNumber(w[1], &g) || g == 0 ||
       g > UINT32_MAX)
     return Bad("bad header");
   h.generation = uint32_t(g);
@@ -241,12 +207,12 @@ Result<Keyring> Keyring::Open(std::string_view sealed, const MasterKey& key, std
   lines.pop_back();
   Keyring r;
   unsigned char b[kKeyBytes];
-  if (lines[1].substr(0, 9) != "chunk-id " || !FromHex(lines[1].substr(9), b, kKeyBytes))
+  if (lines[1].substr(0, 9) != "chunk-id " || !FromHex(lines[1].substr(9), {b, kKeyBytes}))
     return Bad("chunk-id line");
   r.chunk_id_.emplace(std::move(*Key::FromBytes(std::string_view(reinterpret_cast<char*>(b), kKeyBytes))));
   sodium_memzero(b, sizeof b);
   unsigned char gear[256 * 8];
-  if (lines[2].substr(0, 5) != "gear " || !FromHex(lines[2].substr(5), gear, sizeof gear))
+  if (lines[2].substr(0, 5) != "gear " || !FromHex(lines[2].substr(5), {gear, sizeof gear}))
     return Bad("gear line");
   for (size_t i = 0; i < r.gear_.size(); i++) {
     uint64_t v = 0;
@@ -259,15 +225,15 @@ Result<Keyring> Keyring::Open(std::string_view sealed, const MasterKey& key, std
     Generation g;
     uint64_t number = 0;
     bool has_key = w[0] == "key";
-    if (!(has_key ? w.size() == 5 : (w[0] == "retired" && w.size() == 4)) || !Number(w[1], &number) ||
-        number != i - 2 || !Number(w[2], &g.first) ||
-        !FromHex(w[3], g.id.bytes.data(), kKeyIdBytes))
+    if (!(has_key ? w.size() == 5 : (w[0] == "retired" && w.size() == 4)) || !ParseNumber(w[1], &number) ||
+        number != i - 2 || !ParseNumber(w[2], &g.first) ||
+        !FromHex(w[3], {g.id.bytes.data(), kKeyIdBytes}))
       return Bad("line " + std::to_string(i + 1));
     g.number = uint32_t(number);
     if (!r.gens_.empty() && g.first < r.gens_.back().first) return Bad("generations out of order");
     if (r.gens_.empty() && g.first != 0) return Bad("generation 1 starts past container 0");
     if (has_key) {
-      if (!FromHex(w[4], b, kKeyBytes)) return Bad("line " + std::to_string(i + 1));
+      if (!FromHex(w[4], {b, kKeyBytes})) return Bad("line " + std::to_string(i + 1));
       g.key.emplace(std::move(*MasterKey::FromBytes(std::string_view(reinterpret_cast<char*>(b), kKeyBytes))));
       sodium_memzero(b, sizeof b);
       if (!(KeyIdOf(*g.key) == g.id)) return Bad("a key does not match its key id");
