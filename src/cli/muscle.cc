@@ -41,14 +41,19 @@ const char* kUsage = R"(usage:
   muscle keys list            identities only (never secrets)
   muscle keys remove NAME     revoke an identity (its live connections close)
   muscle keys rotate NAME     give an identity a new secret
-  muscle relay --connect HOST:PORT --identity NAME [--listen ADDR]
+  muscle relay --connect HOST:PORT --identity NAME [--listen ADDR] [--reconnect]
                               carry local plaintext 9P to a musclefs TLS port
                               (default --listen unix:$BASE/relay.sock, mode 0600)
   muscle mount HOST:PORT DIR --identity NAME [--msize N] [--aname PATH] [-o OPTS]
-                 [--relay]    mount with the kernel's own TLS on the socket
+                 [--relay] [--reconnect]
+                              mount with the kernel's own TLS on the socket
                               (trans=fd, no process left running); where the
                               kernel has no TLS, or with --relay, through a
                               private relay process
+  --reconnect                 (relay, mount) survive network drops: requests
+                              wait while the relay redials and resumes its
+                              session (mount: always through a relay); a
+                              server restart still ends the mount
   muscle umount DIR
   muscle stdio [--base DIR] [--identity NAME] [--root /PATH] [--read-only]
                               carry 9P between stdin/stdout and the local server's
@@ -79,6 +84,7 @@ struct Args {
   std::map<std::string, std::string> opts;
   std::vector<std::string> mount_opts;
   bool trace = false, allow_network = false, foreground = false, force_relay = false;
+  bool reconnect = false;
 };
 
 Result<Args> Parse(int argc, char** argv, int from) {
@@ -89,6 +95,7 @@ Result<Args> Parse(int argc, char** argv, int from) {
     else if (s == "--allow-plaintext-network") a.allow_network = true;
     else if (s == "--foreground") a.foreground = true;
     else if (s == "--relay") a.force_relay = true;
+    else if (s == "--reconnect") a.reconnect = true;
     else if (s == "-o") {
       if (i + 1 >= argc) return Status(EINVAL, "-o needs a value");
       a.mount_opts.push_back(argv[++i]);
@@ -189,6 +196,7 @@ Result<transport::RelayOptions> RelaySetup(const Args& a, const std::string& ser
   const auth::Secret* k = (*keys)->Find(o.identity);
   if (!k) return Status(ENOENT, "no identity '" + o.identity + "' in " + KeysPath(a));
   o.key = *k;
+  o.reconnect = a.reconnect;
   return o;
 }
 
@@ -305,7 +313,9 @@ int Mount(const Args& a) {
   if (a.positional.size() != 3) return Fail("usage: muscle mount HOST:PORT DIR --identity NAME");
   auto o = RelaySetup(a, a.positional[1]);
   if (!o.ok()) return Fail(o.status().message());
-  if (!a.force_relay) {
+  // A socket handed to the kernel can never be redialled: a mount that
+  // survives network drops goes through a relay process.
+  if (!a.force_relay && !a.reconnect) {
     int rc = MountKernelTls(a, *o);
     if (rc >= 0) return rc;
   }

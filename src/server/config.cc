@@ -82,6 +82,9 @@ options:
                      address; more are refused (default 128)
   --tls-ticket-lifetime S    seconds a TLS session ticket lets a client
                      resume without a key exchange (default 3600; 0 = off)
+  --session-lease S  seconds a resumable session (muscle relay --reconnect)
+                     whose network dropped is kept for its relay to redial
+                     (default 120)
   --loops N          event loops TLS connections are spread over (their
                      records are sealed on the loop's thread; default 0 =
                      one per core; 1 = everything on the main loop)
@@ -123,7 +126,7 @@ options:
 
 The config file $BASE/musclefs.conf may set store, listen, keys, access,
 msize, commit-interval-ms, store-readers, snapshot-every, handshake-timeout-ms,
-max-failed-handshakes, tls-ticket-lifetime, loops, max-concurrent-handshakes,
+max-failed-handshakes, tls-ticket-lifetime, session-lease, loops, max-concurrent-handshakes,
 allow-plaintext-network, metrics, chunks, s3-endpoint, s3-region, s3-addressing,
 s3-credentials, cache-size, key-file and passphrase-file as "key = value" lines; a
 flag on the command line always wins over it. It must be owned by you or
@@ -188,6 +191,10 @@ Status SetKey(Config& c, const std::string& key, const std::string& value,
     uint64_t v;
     MUSCLE_RETURN_IF_ERROR(number(0, 256, v));
     c.server.loops = int(v);
+  } else if (key == "session-lease") {
+    uint64_t v;
+    MUSCLE_RETURN_IF_ERROR(number(1, 86400, v));
+    c.server.session_lease = std::chrono::seconds(v);
   } else if (key == "tls-ticket-lifetime") {
     uint64_t v;
     MUSCLE_RETURN_IF_ERROR(number(0, 86400, v));

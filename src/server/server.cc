@@ -98,8 +98,8 @@ Status Server::Start(const ServerOptions& options) {
   // (tickets shared, so a session resumes on any loop).
   int loops = options.loops > 0 ? options.loops
                                 : int(std::max(1u, std::thread::hardware_concurrency()));
+  if (tls_) mailbox_ = new Mailbox(loop_);
   if (tls_ && loops > 1) {
-    mailbox_ = new Mailbox(loop_);
     for (int i = 1; i < loops; i++) {
       auto sh = std::make_unique<Shard>();
       Shard* raw = sh.get();
@@ -286,6 +286,9 @@ void Server::Accept(uv_stream_t* stream, std::string peer, bool tls) {
     }
     co.tls = tls_.get();
     co.handshake_timeout = options_.handshake_timeout;
+    co.sessions = &sessions_;
+    co.session_lease = options_.session_lease;
+    co.post = [m = mailbox_](std::function<void()> f) { m->Post(std::move(f)); };
     co.authorize = [this](const std::string& id) { return Authorize(keys_, id); };
     co.on_handshake = [this, peer, address, handshake](bool ok, bool failed,
                                                         const std::string& detail) {
@@ -345,6 +348,9 @@ void Server::HandOff(Shard* shard, uv_stream_t* stream, std::string peer, std::s
     co.session.max_msize = options_.max_msize;
     co.tls = shard->tls.get();
     co.handshake_timeout = options_.handshake_timeout;
+    co.sessions = &sessions_;
+    co.session_lease = options_.session_lease;
+    co.post = [shard](std::function<void()> f) { shard->thread.Post(std::move(f)); };
     co.authorize = [this, shard](const std::string& id) { return Authorize(shard->keys, id); };
     co.on_handshake = [this, peer, address, handshake](bool ok, bool failed,
                                                         const std::string& detail) {

@@ -32,6 +32,7 @@
 #include "tls/tls_engine.h"
 #include "common/result.h"
 #include "server/loop_thread.h"
+#include "transport/session_registry.h"
 #include "server/metrics.h"
 #include "server/metrics_http.h"
 #include "server/attach_router.h"
@@ -87,6 +88,9 @@ struct ServerOptions {
   // The metrics listener (server/metrics_http.h): unix:PATH or
   // tcp://LOOPBACK:PORT; empty (the default): none.
   std::string metrics;
+  // How long a resumable session (transport/resumable.h) whose network
+  // dropped is kept for its relay's redial.
+  std::chrono::milliseconds session_lease{120000};
 };
 
 class Server {
@@ -158,7 +162,8 @@ class Server {
   std::vector<std::unique_ptr<Shard>> shards_;
   size_t next_loop_ = 0;
   size_t remote_connections_ = 0;  // connections on the shards
-  Mailbox* mailbox_ = nullptr;      // the main loop's, for the shards' reports
+  Mailbox* mailbox_ = nullptr;      // the main loop's, for the shards' reports and redials
+  transport::SessionRegistry sessions_;  // resumable sessions on every loop
   ServerOptions options_;
   bool shutting_down_ = false;
   bool worker_stopping_ = false;

@@ -1,6 +1,7 @@
 #include "transport/connection.h"
 
-#include "tls/ktls.h"
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <cstring>
 
@@ -19,22 +20,20 @@ struct WriteReq {
   std::string data;
   Connection* conn;
 };
+void DeleteStream(uv_handle_t* h) {
+  if (h->type == UV_TCP) delete reinterpret_cast<uv_tcp_t*>(h);
+  else delete reinterpret_cast<uv_pipe_t*>(h);
+}
 }  // namespace
 
 Connection::Connection(uv_stream_t* stream, std::string peer, p9::FileSystem& fs,
                        p9::LockTable& locks, ConnectionOptions options)
-    : stream_(stream), peer_(std::move(peer)), fs_(fs), locks_(locks),
+    : stream_(stream), loop_(stream->loop), peer_(std::move(peer)), fs_(fs), locks_(locks),
       options_(std::move(options)) {
   stream_->data = this;
 }
 
-Connection::~Connection() {
-  if (stream_->type == UV_TCP)
-    delete reinterpret_cast<uv_tcp_t*>(stream_);
-  else
-    delete reinterpret_cast<uv_pipe_t*>(stream_);
-  delete timer_;
-}
+Connection::~Connection() { delete timer_; }
 
 void Connection::Start() {
   if (!options_.tls) {
@@ -47,9 +46,7 @@ void Connection::Start() {
     return;
   }
   tls_ = std::make_unique<tls::TlsEngine>(*options_.tls);
-  tls_->on_ciphertext = [this](std::string b) { WriteRaw(std::move(b)); };
-  tls_->on_plaintext = [this](const char* d, size_t n) { OnPlaintext(d, n); };
-  tls_->on_ready = [this] { OnHandshake(); };
+  BindTls();
   timer_ = new uv_timer_t;
   uv_timer_init(stream_->loop, timer_);
   timer_->data = this;
@@ -80,7 +77,195 @@ void Connection::OnHandshake() {
     return;
   }
   if (options_.on_handshake) options_.on_handshake(true, false, detail);
+  if (options_.sessions) {
+    // A relay may ask for a resumable session first (TakeHello).
+    hello_pending_ = true;
+    pending_options_ = std::move(*opts);
+    if (in_used_) TakeHello();
+    return;
+  }
   StartSession(*opts);
+}
+
+void Connection::TakeHello() {
+  constexpr size_t kPrefix = sizeof kResumablePrefix - 1;
+  size_t n = std::min(in_used_, kPrefix);
+  if (in_.compare(0, n, kResumablePrefix, n) != 0) {
+    hello_pending_ = false;  // 9P straight away
+    StartSession(std::move(pending_options_));
+    return;
+  }
+  size_t nl = in_.find('\n', 0);
+  if (nl >= in_used_) {
+    if (in_used_ > kMaxHelloLine) Close("session line too long");
+    return;
+  }
+  hello_pending_ = false;
+  auto hello = ParseHello(in_.substr(0, nl));
+  std::string leftover = in_.substr(nl + 1, in_used_ - nl - 1);
+  in_used_ = 0;
+  if (!hello.ok()) return Close(hello.status().message().c_str());
+  if (hello->resume) {
+    // Handed over once the engine's Feed (which called us) has returned.
+    handover_ = std::make_unique<std::pair<ResumableHello, std::string>>(*hello, std::move(leftover));
+    if (reading_) uv_read_stop(stream_);
+    reading_ = false;
+    return;
+  }
+  session_id_ = NewSessionId();
+  if (!options_.sessions->Add(session_id_, identity_, this, options_.post)) {
+    session_id_.clear();
+    Log("%s: resumable session refused: identity '%s' has %zu already", peer_.c_str(),
+        identity_.c_str(), SessionRegistry::kMaxPerIdentity);
+    std::string e = "error too many resumable sessions for this identity\n";
+    (void)tls_->Write(e.data(), e.size());
+    Drain();
+    return;
+  }
+  std::string ok = "ok " + session_id_ + " 0\n";
+  Status s = tls_->Write(ok.data(), ok.size());
+  if (!s.ok()) return Close(s.message().c_str());
+  if (TraceEnabled()) Log("%s: resumable session %s", peer_.c_str(), session_id_.c_str());
+  StartResumable(leftover);
+  StartSession(std::move(pending_options_));
+}
+
+void Connection::StartResumable(const std::string& leftover) {
+  resumable_ = std::make_unique<ResumableStream>();
+  resumable_->on_wire = [this](std::string w) {
+    if (!tls_) return;
+    Status s = tls_->Write(w.data(), w.size());
+    if (!s.ok()) StreamLost(s.message().c_str());
+  };
+  resumable_->on_data = [this](const char* d, size_t n) {
+    if (in_.size() < in_used_ + n) in_.resize(std::max(in_used_ + n, size_t(65536)));
+    memcpy(in_.data() + in_used_, d, n);
+    in_used_ += n;
+  };
+  resumable_->on_acked = [this] { Resume(); };
+  resumable_->on_bye = [this] { bye_ = true; };
+  (void)resumable_->Attach(0);
+  if (!leftover.empty()) OnPlaintext(leftover.data(), leftover.size());
+}
+
+// A redial naming a session: its socket and TLS engine go to the loop of
+// the connection that owns the session; this connection then ends.
+void Connection::HandOver(const ResumableHello& hello, std::string leftover) {
+  SessionRegistry::Post post;
+  if (!options_.sessions->Claim(hello.id, identity_, &post)) {
+    Log("%s: identity '%s' named session %s, which this server does not have (restarted, or "
+        "its lease ended)", peer_.c_str(), identity_.c_str(), hello.id.c_str());
+    std::string e = "error unknown session\n";
+    (void)tls_->Write(e.data(), e.size());
+    Drain();
+    return;
+  }
+  if (reading_) uv_read_stop(stream_);
+  reading_ = false;
+  uv_os_fd_t fd = -1;
+  int moved = uv_fileno(reinterpret_cast<uv_handle_t*>(stream_), &fd) == 0
+                  ? fcntl(fd, F_DUPFD_CLOEXEC, 0)
+                  : -1;
+  if (moved < 0) {
+    options_.sessions->Unclaim(hello.id);
+    return Close("cannot hand the socket over");
+  }
+  auto* engine = tls_.release();
+  engine->on_plaintext = nullptr;
+  engine->on_ciphertext = nullptr;
+  engine->on_ready = nullptr;
+  SessionRegistry* sessions = options_.sessions;
+  std::string id = hello.id, peer = peer_;
+  uint64_t received = hello.received;
+  post([sessions, id, moved, engine, peer, received, leftover] {
+    std::unique_ptr<tls::TlsEngine> tls(engine);
+    Connection* owner = sessions->Owner(id);
+    sessions->Unclaim(id);
+    if (!owner || owner->closing_) {
+      Log("%s: session %s ended before its redial arrived", peer.c_str(), id.c_str());
+      close(moved);
+      return;
+    }
+    auto* tcp = new uv_tcp_t;
+    uv_tcp_init(owner->loop_, tcp);
+    if (uv_tcp_open(tcp, moved) != 0) {
+      close(moved);
+      uv_close(reinterpret_cast<uv_handle_t*>(tcp), DeleteStream);
+      return;
+    }
+    owner->Adopt(reinterpret_cast<uv_stream_t*>(tcp), std::move(tls), peer, received, leftover);
+  });
+  Close(nullptr);
+}
+
+void Connection::Adopt(uv_stream_t* stream, std::unique_ptr<tls::TlsEngine> tls, std::string peer,
+                       uint64_t peer_received, std::string leftover) {
+  if (closing_ || !resumable_) {
+    uv_close(reinterpret_cast<uv_handle_t*>(stream), DeleteStream);
+    return;
+  }
+  if (stream_) Detach("replaced by a redial");
+  uv_timer_stop(timer_);
+  stream_ = stream;
+  stream_->data = this;
+  open_handles_++;
+  tls_ = std::move(tls);
+  BindTls();
+  uint64_t resend = resumable_->sent() - std::min(resumable_->sent(), peer_received);
+  std::string ok = "ok " + session_id_ + " " + std::to_string(resumable_->received()) + "\n";
+  Status s = tls_->Write(ok.data(), ok.size());
+  if (s.ok()) s = resumable_->Attach(peer_received);
+  if (!s.ok()) return Close(s.message().c_str());
+  Log("%s: session %s resumed from %s (%llu bytes sent again)", peer_.c_str(), session_id_.c_str(),
+      peer.c_str(), (unsigned long long)resend);
+  if (!leftover.empty()) OnPlaintext(leftover.data(), leftover.size());
+  Resume();
+}
+
+void Connection::BindTls() {
+  tls_->on_ciphertext = [this](std::string b) { WriteRaw(std::move(b)); };
+  tls_->on_plaintext = [this](const char* d, size_t n) { OnPlaintext(d, n); };
+  tls_->on_ready = [this] { OnHandshake(); };
+}
+
+void Connection::StreamLost(const char* why) {
+  if (closing_) return;
+  if (resumable_ && !bye_ && stream_) return Detach(why);
+  if (!resumable_ || bye_) Close(why);
+}
+
+void Connection::Detach(const char* why) {
+  Log("%s: session %s detached (%s); kept %lld s for a redial", peer_.c_str(), session_id_.c_str(),
+      why ? why : "peer closed", (long long)(options_.session_lease.count() / 1000));
+  resumable_->Detach();
+  // The socket is gone: no close_notify. Freed once the socket is closed
+  // (this may run inside the engine's own Feed or Write).
+  retired_tls_ = std::move(tls_);
+  CloseStream();
+  uv_timer_start(
+      timer_,
+      [](uv_timer_t* t) {
+        auto* c = static_cast<Connection*>(t->data);
+        if (c->options_.sessions->Claimed(c->session_id_)) {
+          uv_timer_start(t, t->timer_cb, 1000, 0);  // its redial is on its way
+          return;
+        }
+        c->Close("session lease over");
+      },
+      uint64_t(options_.session_lease.count()), 0);
+}
+
+void Connection::CloseStream() {
+  if (!stream_) return;
+  if (reading_) uv_read_stop(stream_);
+  reading_ = false;
+  uv_close(reinterpret_cast<uv_handle_t*>(stream_), [](uv_handle_t* h) {
+    auto* c = static_cast<Connection*>(h->data);
+    DeleteStream(h);
+    c->retired_tls_.reset();
+    c->HandleClosed();
+  });
+  stream_ = nullptr;
 }
 
 // Where the kernel has TLS, it seals and opens this TCP connection's
@@ -173,12 +358,14 @@ void Connection::Resume() {
 }
 
 bool Connection::CanTakeMore() const {
+  size_t queued = stream_ ? uv_stream_get_write_queue_size(stream_) : 0;
   return session_ && session_->in_flight() < kMaxInFlight &&
-         session_->reserved_bytes() + uv_stream_get_write_queue_size(stream_) < kMaxQueuedBytes;
+         session_->reserved_bytes() + queued < kMaxQueuedBytes &&
+         (!resumable_ || resumable_->unacked() < kMaxUnacked);
 }
 
 void Connection::UpdateReading() {
-  if (closing_) return;
+  if (closing_ || !stream_) return;
   bool want = !draining_ && !input_ended_ && (!session_ || CanTakeMore());
   if (want == reading_) return;
   reading_ = want;
@@ -207,6 +394,7 @@ void Connection::UpdateReading() {
 
 void Connection::OnRead(ssize_t n, const uv_buf_t* buf) {
   if (n == 0) return;
+  if (n < 0 && resumable_ && !bye_) return StreamLost(n == UV_EOF ? nullptr : uv_strerror(int(n)));
   if (n == UV_EOF && session_ && (!tls_ || tls_->ready())) return InputEnded();
   if (n < 0) {
     if (tls_ && !tls_->ready() && options_.on_handshake)
@@ -222,6 +410,11 @@ void Connection::OnRead(ssize_t n, const uv_buf_t* buf) {
   }
   bool was_ready = tls_->ready();
   Status s = tls_->Feed(buf->base, size_t(n));
+  if (s.ok() && handover_) {
+    auto h = std::move(handover_);
+    return HandOver(h->first, std::move(h->second));
+  }
+  if (!s.ok() && resumable_ && !bye_) return StreamLost(s.message().c_str());
   // close_notify after the handshake: as a half-close (what it sent before
   // has been handed to the session already).
   if (!s.ok() && s.err() == ECONNRESET && was_ready && session_ && !closing_) return InputEnded();
@@ -241,7 +434,7 @@ void Connection::InputEnded() {
   // Half-close (FIN, or TLS close_notify): answer what was received, then
   // close (MaybeFinishDrain; a TLS connection sends its close_notify then).
   input_ended_ = true;
-  if (reading_) uv_read_stop(stream_);
+  if (reading_ && stream_) uv_read_stop(stream_);
   reading_ = false;
   if (!processing_ && in_used_ >= 4 && CanTakeMore()) ProcessFrames();
   MaybeFinishDrain();
@@ -249,9 +442,17 @@ void Connection::InputEnded() {
 
 void Connection::OnPlaintext(const char* data, size_t len) {
   if (closing_) return;
+  if (resumable_) {
+    Status s = resumable_->Feed(data, len);
+    if (!s.ok()) return Close(s.message().c_str());
+    if (bye_ && !input_ended_) return InputEnded();
+    ProcessFrames();
+    return;
+  }
   if (in_.size() < in_used_ + len) in_.resize(std::max(in_used_ + len, size_t(65536)));
   memcpy(in_.data() + in_used_, data, len);
   in_used_ += len;
+  if (hello_pending_) return TakeHello();
   if (session_) ProcessFrames();
 }
 
@@ -307,13 +508,14 @@ void Connection::Send(std::string frame) {
   if (options_.meter && session_)
     options_.meter->Reply(reinterpret_cast<const uint8_t*>(frame.data()), frame.size(),
                           DialectName(session_->dialect()));
+  if (resumable_) return resumable_->Send(frame.data(), frame.size());
   if (!tls_) return WriteRaw(std::move(frame));
   Status s = tls_->Write(frame.data(), frame.size());
   if (!s.ok()) Close(s.message().c_str());
 }
 
 void Connection::WriteRaw(std::string bytes) {
-  if (uv_is_closing(reinterpret_cast<uv_handle_t*>(stream_))) return;
+  if (!stream_ || uv_is_closing(reinterpret_cast<uv_handle_t*>(stream_))) return;
   auto* w = new WriteReq;
   w->data = std::move(bytes);
   w->conn = this;
@@ -322,9 +524,10 @@ void Connection::WriteRaw(std::string bytes) {
   int rc = uv_write(&w->req, stream_, &buf, 1, [](uv_write_t* req, int status) {
     auto* w = reinterpret_cast<WriteReq*>(req);
     Connection* c = w->conn;
+    bool current = req->handle == c->stream_;
     delete w;
     c->writes_pending_--;
-    if (status < 0 && status != UV_ECANCELED) c->Close(uv_strerror(status));
+    if (status < 0 && status != UV_ECANCELED && current) c->StreamLost(uv_strerror(status));
     c->Resume();
     c->MaybeFinishDrain();
   });
@@ -337,7 +540,7 @@ void Connection::WriteRaw(std::string bytes) {
 
 void Connection::Drain() {
   draining_ = true;
-  if (reading_) {
+  if (reading_ && stream_) {
     uv_read_stop(stream_);
     reading_ = false;
   }
@@ -362,15 +565,13 @@ void Connection::Close(const char* why) {
   if (why) Log("%s: closing connection: %s", peer_.c_str(), why);
   else Log("%s: disconnected", peer_.c_str());
   if (session_) session_->Shutdown();
-  if (tls_) tls_->Close();  // close_notify, written before the handle closes
-  if (reading_) uv_read_stop(stream_);
-  reading_ = false;
+  if (!session_id_.empty()) options_.sessions->Remove(session_id_, this);
+  if (tls_ && stream_) tls_->Close();  // close_notify, written before the handle closes
   if (timer_) {
     uv_close(reinterpret_cast<uv_handle_t*>(timer_),
              [](uv_handle_t* h) { static_cast<Connection*>(h->data)->HandleClosed(); });
   }
-  uv_close(reinterpret_cast<uv_handle_t*>(stream_),
-           [](uv_handle_t* h) { static_cast<Connection*>(h->data)->HandleClosed(); });
+  CloseStream();
 }
 
 }  // namespace muscle::transport

@@ -20,9 +20,19 @@
 // closes. A frame larger than the negotiated msize, or a size
 // field below the 9P header size, closes the connection.
 //
+// Resumable sessions (resumable.h): a TLS peer (muscle relay --reconnect)
+// may begin with a session line. Its session then outlives the TCP
+// connection: when that drops (EOF, reset, a TLS error; anything but the
+// peer's BYE) the connection detaches: the socket closes, the 9P session
+// keeps running, its replies are kept, and for `session_lease` a redial
+// naming the session (on any loop: SessionRegistry) hands its socket over
+// (Adopt) and both sides resend what the other missed. When the lease
+// ends, the connection closes as any other.
+//
 // Lifetime: a Connection owns its uv handles and deletes itself once they
 // are closed, after telling its owner through on_closed. It lives on the
-// loop thread and is neither copied nor moved.
+// loop thread and is neither copied nor moved; a resumable one may change
+// its socket (Adopt) but never its loop.
 #pragma once
 
 #include <uv.h>
@@ -35,6 +45,8 @@
 #include "9p/session.h"
 #include "server/metrics.h"
 #include "tls/tls_engine.h"
+#include "transport/resumable.h"
+#include "transport/session_registry.h"
 
 namespace muscle::transport {
 
@@ -63,12 +75,21 @@ struct ConnectionOptions {
   // bytes and latency, server/metrics.h) and is told the identity and
   // transport when the session starts. Used on this connection's loop.
   std::shared_ptr<server::ConnectionMeter> meter;
+  // TLS only: where resumable sessions are found (null: refused), how to
+  // run a closure on this connection's loop, and how long a detached
+  // session waits for its peer.
+  SessionRegistry* sessions = nullptr;
+  SessionRegistry::Post post;
+  std::chrono::milliseconds session_lease{120000};
 };
 
 class Connection {
  public:
   static constexpr size_t kMaxInFlight = 64;
   static constexpr size_t kMaxQueuedBytes = 8u << 20;
+  // A resumable session stops taking requests while this much of what it
+  // sent is unacknowledged (the relay acknowledges every 256 KiB).
+  static constexpr size_t kMaxUnacked = 16u << 20;
 
   // `stream` must be an initialised, accepted handle allocated with new
   // (uv_tcp_t or uv_pipe_t); the connection takes it over.
@@ -88,9 +109,24 @@ class Connection {
   const std::string& identity() const { return identity_; }
   bool is_tls() const { return tls_ != nullptr; }
 
+  // On this connection's loop: the socket of a redial that named this
+  // session (with its TLS engine, the peer's count of bytes received and
+  // any bytes it sent after its session line) replaces the current one.
+  void Adopt(uv_stream_t* stream, std::unique_ptr<tls::TlsEngine> tls, std::string peer,
+             uint64_t peer_received, std::string leftover);
+
   std::function<void(Connection*)> on_closed;
 
  private:
+  // Before the session of a TLS connection: a session line or 9P.
+  void TakeHello();
+  void StartResumable(const std::string& leftover);
+  void HandOver(const ResumableHello& hello, std::string leftover);
+  void BindTls();
+  // The socket failed: a resumable session detaches, others close.
+  void StreamLost(const char* why);
+  void Detach(const char* why);
+  void CloseStream();
   ~Connection();
   void InputEnded();
   void OnRead(ssize_t n, const uv_buf_t* buf);
@@ -112,8 +148,9 @@ class Connection {
   void ReleaseIdleBuffers();
   void HandleClosed();
 
-  uv_stream_t* stream_;
-  uv_timer_t* timer_ = nullptr;
+  uv_stream_t* stream_;  // null while a resumable session is detached
+  uv_loop_t* loop_;
+  uv_timer_t* timer_ = nullptr;  // the handshake timeout, then the lease
   int open_handles_ = 1;
   std::string peer_;
   p9::FileSystem& fs_;
@@ -133,6 +170,13 @@ class Connection {
   bool input_ended_ = false;    // the peer half-closed (FIN, or TLS close_notify)
   bool processing_ = false;  // inside ProcessFrames (replies can re-enter)
   size_t writes_pending_ = 0;
+  bool hello_pending_ = false;  // TLS with sessions: first bytes not seen yet
+  p9::SessionOptions pending_options_;  // the identity's, while hello_pending_
+  std::unique_ptr<ResumableStream> resumable_;
+  std::string session_id_;
+  bool bye_ = false;  // the relay ended its resumable session
+  std::unique_ptr<std::pair<ResumableHello, std::string>> handover_;  // a redial's line
+  std::unique_ptr<tls::TlsEngine> retired_tls_;  // of the socket being closed
 };
 
 }  // namespace muscle::transport

@@ -7,6 +7,7 @@
 
 #include "common/log.h"
 #include "tls/ktls.h"
+#include "transport/resumable.h"
 
 namespace muscle::transport {
 
@@ -19,45 +20,56 @@ struct Write {
 };
 }  // namespace
 
-// One local stream and its TLS connection to the server.
+// One local stream and its TLS connection to the server (a new one after
+// each drop, with options_.reconnect).
 class Relay::Pair {
  public:
   Pair(Relay& relay, uv_stream_t* local) : relay_(relay), local_(local) {
-    if (local_) local_->data = this;
-    remote_.data = this;
-    uv_tcp_init(relay.loop_, &remote_);
-    connect_.data = this;
-    tls_ = std::make_unique<tls::TlsEngine>(*relay.tls_);
-    tls_->on_ciphertext = [this](std::string b) { Send(Remote(), std::move(b)); };
-    tls_->on_plaintext = [this](const char* d, size_t n) { Send(local_, std::string(d, n)); };
-    tls_->on_ready = [this] {
-      ready_ = true;
-      if (probe_) {
-        Close("");
-        return;
+    if (local_) {
+      local_->data = this;
+      open_++;
+    }
+    if (relay_.options_.reconnect) {
+      stream_ = std::make_unique<ResumableStream>();
+      stream_->on_wire = [this](std::string w) {
+        if (tls_ && remote_) Check(tls_->Write(w.data(), w.size()));
+      };
+      stream_->on_data = [this](const char* d, size_t n) { Send(local_, std::string(d, n)); };
+      stream_->on_acked = [this] {
+        if (local_ && local_paused_ && !local_eof_ && stream_->unacked() < kMaxUnacked / 2) {
+          local_paused_ = false;
+          StartReading(local_);
+        }
+      };
+      for (uv_timer_t* t : {&keepalive_, &redial_}) {
+        uv_timer_init(relay_.loop_, t);
+        t->data = this;
+        open_++;
       }
-      MoveToKernelTls();
-    };
+    }
   }
 
   void Start(bool probe) {
     probe_ = probe;
-    int rc = uv_tcp_connect(&connect_, &remote_,
-                            reinterpret_cast<const sockaddr*>(&relay_.server_addr_),
-                            [](uv_connect_t* c, int status) {
-                              static_cast<Pair*>(c->data)->OnConnect(status);
-                            });
-    if (rc) Close(std::string("cannot connect to the server: ") + uv_strerror(rc));
+    if (stream_ && !probe_)
+      uv_timer_start(
+          &keepalive_, [](uv_timer_t* t) { static_cast<Pair*>(t->data)->Keepalive(); },
+          uint64_t(relay_.options_.keepalive.count()), uint64_t(relay_.options_.keepalive.count()));
+    Dial();
   }
 
   void Close(const std::string& error) {
     if (closing_) return;
     closing_ = true;
     error_ = error;
-    tls_->Close();
-    uv_close(reinterpret_cast<uv_handle_t*>(&remote_), OnHandleClosed);
+    if (tls_ && remote_) tls_->Close();
+    DropRemote();
     if (local_) uv_close(reinterpret_cast<uv_handle_t*>(local_), OnHandleClosed);
-    else open_--;
+    if (stream_) {
+      uv_close(reinterpret_cast<uv_handle_t*>(&keepalive_), OnHandleClosed);
+      uv_close(reinterpret_cast<uv_handle_t*>(&redial_), OnHandleClosed);
+    }
+    if (open_ == 0) Finish();
   }
 
   std::string error_;
@@ -65,16 +77,147 @@ class Relay::Pair {
   bool heard_from_server_ = false;  // any bytes back before the handshake ended
 
  private:
-  uv_stream_t* Remote() { return reinterpret_cast<uv_stream_t*>(&remote_); }
+  static constexpr size_t kMaxUnacked = 16u << 20;
+  uv_stream_t* Remote() { return reinterpret_cast<uv_stream_t*>(remote_); }
+
+  void Dial() {
+    remote_ = new uv_tcp_t;
+    uv_tcp_init(relay_.loop_, remote_);
+    remote_->data = this;
+    open_++;
+    ready_ = heard_from_server_ = remote_paused_ = answer_pending_ = false;
+    answer_.clear();
+    last_heard_ = uv_now(relay_.loop_);
+    tls_ = std::make_unique<tls::TlsEngine>(*relay_.tls_);
+    tls_->on_ciphertext = [this](std::string b) { Send(Remote(), std::move(b)); };
+    tls_->on_plaintext = [this](const char* d, size_t n) { OnPlaintext(d, n); };
+    tls_->on_ready = [this] {
+      ready_ = true;
+      if (probe_) {
+        Close("");
+        return;
+      }
+      if (!MoveToKernelTls() || !stream_) return;
+      ResumableHello h;
+      h.resume = !id_.empty();
+      h.id = id_;
+      h.received = stream_->received();
+      std::string line = FormatHello(h);
+      answer_pending_ = true;
+      Check(tls_->Write(line.data(), line.size()));
+    };
+    auto* c = new uv_connect_t;
+    c->data = this;
+    int rc = uv_tcp_connect(c, remote_, reinterpret_cast<const sockaddr*>(&relay_.server_addr_),
+                            [](uv_connect_t* c, int status) {
+                              auto* p = static_cast<Pair*>(c->data);
+                              bool current = c->handle == p->Remote();
+                              delete c;
+                              if (current && !p->closing_) p->OnConnect(status);
+                            });
+    if (rc) {
+      delete c;
+      Failed(std::string("cannot connect to the server: ") + uv_strerror(rc), false);
+    }
+  }
+
+  // The connection to the server failed: a resumable session that the
+  // server accepted redials; anything else ends the pair.
+  void Failed(const std::string& why, bool fatal) {
+    if (closing_) return;
+    if (!stream_ || id_.empty() || fatal) return Close(why);
+    if (remote_ && stream_->attached()) {
+      Log("relay: connection to the server lost (%s); session %s waits for a redial",
+          why.empty() ? "closed" : why.c_str(), id_.c_str());
+      if (lost_at_ == 0) lost_at_ = uv_now(relay_.loop_);
+    } else if (TraceEnabled()) {
+      Log("relay: redial failed: %s", why.c_str());
+    }
+    DropRemote();
+    stream_->Detach();
+    backoff_ = backoff_ == 0 ? 100 : std::min<uint64_t>(backoff_ * 2, 5000);
+    uv_timer_start(
+        &redial_, [](uv_timer_t* t) { static_cast<Pair*>(t->data)->Dial(); }, backoff_, 0);
+  }
+
+  void DropRemote() {
+    if (!remote_) return;
+    uv_close(reinterpret_cast<uv_handle_t*>(remote_), [](uv_handle_t* h) {
+      auto* p = static_cast<Pair*>(h->data);
+      delete reinterpret_cast<uv_tcp_t*>(h);
+      p->retired_.clear();
+      if (--p->open_ == 0 && p->closing_) p->Finish();
+    });
+    remote_ = nullptr;
+    // Not freed here: this may run inside the engine's own Feed or Write.
+    retired_.push_back(std::move(tls_));
+  }
+
+  void Keepalive() {
+    if (!remote_ || closing_) return;
+    uint64_t quiet = uv_now(relay_.loop_) - last_heard_;
+    if (quiet > 3 * uint64_t(relay_.options_.keepalive.count()))
+      return Failed("nothing from the server for " + std::to_string(quiet / 1000) + " s", false);
+    if (stream_->attached()) stream_->Ping();
+  }
+
+  void Check(const Status& s) {
+    if (!s.ok()) Failed(s.message(), false);
+  }
+
+  void OnPlaintext(const char* d, size_t n) {
+    if (!stream_) return Send(local_, std::string(d, n));
+    if (answer_pending_) {
+      answer_.append(d, n);
+      size_t nl = answer_.find('\n');
+      if (nl == std::string::npos) {
+        if (answer_.size() > kMaxHelloLine) Close("the server's session answer is too long");
+        return;
+      }
+      answer_pending_ = false;
+      std::string id, rest = answer_.substr(nl + 1);
+      uint64_t server_received = 0;
+      Status s = ParseHelloAnswer(answer_.substr(0, nl), &id, &server_received);
+      answer_.clear();
+      if (!s.ok()) {
+        if (s.err() == ESTALE)
+          return Close("the server no longer has this session (" + s.message() +
+                       "): it restarted or the session's lease ended");
+        return Close(s.message());
+      }
+      bool resumed = !id_.empty();
+      if (resumed && id != id_) return Close("the server answered for another session");
+      id_ = id;
+      uint64_t resend = stream_->sent() - std::min(stream_->sent(), server_received);
+      s = stream_->Attach(server_received);
+      if (!s.ok()) return Close("cannot resume the session: " + s.message());
+      if (resumed)
+        Log("relay: session %s resumed after %.1f s (%llu bytes sent again)", id_.c_str(),
+            double(uv_now(relay_.loop_) - lost_at_) / 1000, (unsigned long long)resend);
+      lost_at_ = 0;
+      backoff_ = 0;
+      if (rest.empty()) return;
+      d = rest.data();
+      n = rest.size();
+      return Feed(d, n);
+    }
+    Feed(d, n);
+  }
+
+  void Feed(const char* d, size_t n) {
+    Status s = stream_->Feed(d, n);
+    if (!s.ok()) Close("the server broke the session's framing: " + s.message());
+  }
 
   // Where the kernel has TLS, it seals and opens the server connection's
-  // records; the relay then only copies plaintext.
-  void MoveToKernelTls() {
-    if (!tls::KernelTlsMayWork()) return;
+  // records; the relay then only copies plaintext. False when the pair
+  // closed.
+  bool MoveToKernelTls() {
+    if (!tls::KernelTlsMayWork()) return true;
     auto keys = tls_->KeysForKernel();
-    if (!keys.ok()) return;
+    if (!keys.ok()) return true;
     uv_os_fd_t fd;
-    Status s = uv_fileno(reinterpret_cast<uv_handle_t*>(&remote_), &fd) == 0
+    Status s = uv_fileno(reinterpret_cast<uv_handle_t*>(remote_), &fd) == 0
                    ? tls::InstallKernelTls(fd, *keys)
                    : Status(ENOENT, "no descriptor");
     keys->Wipe();
@@ -86,30 +229,38 @@ class Relay::Pair {
       }
     } else if (s.err() != ENOENT) {
       Close("kernel TLS: " + s.message());
+      return false;
     }
+    return true;
   }
 
   static void OnHandleClosed(uv_handle_t* h) {
     auto* p = static_cast<Pair*>(h->data);
-    if (--p->open_ > 0) return;
-    p->relay_.pairs_.erase(p);
-    if (p->relay_.on_pair_closed) p->relay_.on_pair_closed(p->error_);
-    if (p->local_) {
-      if (p->local_->type == UV_TCP) delete reinterpret_cast<uv_tcp_t*>(p->local_);
-      else delete reinterpret_cast<uv_pipe_t*>(p->local_);
+    if (--p->open_ == 0) p->Finish();
+  }
+
+  void Finish() {
+    relay_.pairs_.erase(this);
+    if (relay_.on_pair_closed) relay_.on_pair_closed(error_);
+    if (local_) {
+      if (local_->type == UV_TCP) delete reinterpret_cast<uv_tcp_t*>(local_);
+      else delete reinterpret_cast<uv_pipe_t*>(local_);
     }
-    delete p;
+    delete this;
   }
 
   void OnConnect(int status) {
     if (status < 0) {
-      Close("cannot connect to " + relay_.options_.server_host + ":" +
-            std::to_string(relay_.options_.server_port) + ": " + uv_strerror(status));
-      return;
+      return Failed("cannot connect to " + relay_.options_.server_host + ":" +
+                        std::to_string(relay_.options_.server_port) + ": " + uv_strerror(status),
+                    false);
     }
-    uv_tcp_nodelay(&remote_, 1);
+    uv_tcp_nodelay(remote_, 1);
     StartReading(Remote());
-    if (local_) StartReading(local_);
+    if (local_ && !local_started_) {
+      local_started_ = true;
+      StartReading(local_);
+    }
     Status s = tls_->Start();
     if (!s.ok()) Close(ExplainHandshakeFailure(relay_.options_.identity, s));
   }
@@ -119,7 +270,7 @@ class Relay::Pair {
         s,
         [](uv_handle_t* h, size_t, uv_buf_t* buf) {
           auto* p = static_cast<Pair*>(h->data);
-          std::string& b = h == reinterpret_cast<uv_handle_t*>(&p->remote_) ? p->rbuf_ : p->lbuf_;
+          std::string& b = h == reinterpret_cast<uv_handle_t*>(p->remote_) ? p->rbuf_ : p->lbuf_;
           b.resize(64 * 1024);
           *buf = uv_buf_init(b.data(), unsigned(b.size()));
         },
@@ -133,7 +284,8 @@ class Relay::Pair {
   void OnRemoteRead(ssize_t n, const uv_buf_t* buf) {
     if (n == 0) return;
     if (n < 0) {
-      if (ready_) Close("");
+      if (ready_) Failed(n == UV_EOF || !stream_ ? "" : uv_strerror(int(n)), false);
+      else if (stream_ && !id_.empty()) Failed("closed during the TLS handshake", false);
       else if (!heard_from_server_)
         Close("the server closed the connection before answering the TLS handshake: it may be "
               "refusing this address for now (too many failed or simultaneous handshakes from "
@@ -144,18 +296,33 @@ class Relay::Pair {
       return;
     }
     heard_from_server_ = true;
+    last_heard_ = uv_now(relay_.loop_);
     bool was_ready = ready_;
     Status s = tls_->Feed(buf->base, size_t(n));
     if (!s.ok()) {
-      if (s.err() == ECONNRESET) Close("");
-      else Close(was_ready ? s.message() : ExplainHandshakeFailure(relay_.options_.identity, s));
+      if (s.err() == ECONNRESET) Failed("", false);
+      else if (was_ready) Failed(s.message(), false);
+      else Close(ExplainHandshakeFailure(relay_.options_.identity, s));
     }
   }
 
   void OnLocalRead(ssize_t n, const uv_buf_t* buf) {
     if (n == 0) return;
     if (n < 0) {
+      // The kernel is done (umount): a resumable session ends here.
+      if (stream_) {
+        local_eof_ = true;
+        stream_->Bye();
+      }
       Close("");
+      return;
+    }
+    if (stream_) {
+      stream_->Send(buf->base, size_t(n));
+      if (stream_->unacked() > kMaxUnacked) {
+        uv_read_stop(local_);
+        local_paused_ = true;
+      }
       return;
     }
     Status s = tls_->Write(buf->base, size_t(n));
@@ -174,18 +341,25 @@ class Relay::Pair {
       uv_stream_t* dst = req->handle;
       delete w;
       if (p->closing_) return;
-      if (status < 0) return p->Close(uv_strerror(status));
+      bool to_local = dst == p->local_;
+      if (!to_local && dst != p->Remote()) return;  // a connection dropped since
+      if (status < 0) {
+        if (to_local) return p->Close(uv_strerror(status));
+        return p->Failed(uv_strerror(status), false);
+      }
       // Resume the other side once this one has drained.
-      uv_stream_t* src = dst == p->Remote() ? p->local_ : p->Remote();
-      bool& paused = src == p->local_ ? p->local_paused_ : p->remote_paused_;
-      if (src && paused && uv_stream_get_write_queue_size(dst) < kHighWater / 4) {
+      uv_stream_t* src = to_local ? p->Remote() : p->local_;
+      bool& paused = to_local ? p->remote_paused_ : p->local_paused_;
+      bool held = !to_local && p->stream_ && p->stream_->unacked() > kMaxUnacked;
+      if (src && paused && !held && uv_stream_get_write_queue_size(dst) < kHighWater / 4) {
         paused = false;
         p->StartReading(src);
       }
     });
     if (rc < 0) {
       delete w;
-      Close(uv_strerror(rc));
+      if (to == local_) Close(uv_strerror(rc));
+      else Failed(uv_strerror(rc), false);
       return;
     }
     // Back-pressure: stop reading from the side that feeds `to`.
@@ -200,14 +374,22 @@ class Relay::Pair {
 
   Relay& relay_;
   uv_stream_t* local_;
-  uv_tcp_t remote_;
-  uv_connect_t connect_;
+  uv_tcp_t* remote_ = nullptr;
   std::unique_ptr<tls::TlsEngine> tls_;
+  std::vector<std::unique_ptr<tls::TlsEngine>> retired_;  // of dropped connections
   std::string rbuf_, lbuf_;
   bool closing_ = false;
   bool probe_ = false;
   bool local_paused_ = false, remote_paused_ = false;
-  int open_ = 2;
+  bool local_started_ = false, local_eof_ = false;
+  int open_ = 0;
+  // Resumable sessions (options_.reconnect) only.
+  std::unique_ptr<ResumableStream> stream_;
+  std::string id_;  // the server's session, once it answered
+  bool answer_pending_ = false;
+  std::string answer_;
+  uv_timer_t keepalive_, redial_;
+  uint64_t last_heard_ = 0, lost_at_ = 0, backoff_ = 0;
 };
 
 Result<int> ConnectTcp(const std::string& host, int port) {

@@ -3,12 +3,22 @@
 // the kernel with trans=fd) and a musclefs TLS-PSK listener, one TLS
 // connection per local stream.
 //
+// With `reconnect`, each pair asks the server for a resumable session
+// (resumable.h): when the network drops, or the server stops answering
+// keepalives for three intervals, the pair redials (back-off from 100 ms
+// to 5 s, TLS session resumption making it cheap), and both sides resend
+// what the other missed. The local side never notices, requests simply
+// wait ("hard" mount), until the server says it no longer has the
+// session (it restarted, or its lease ended): then the local stream
+// closes. A wrong key or a removed identity also ends it.
+//
 // Threading: everything runs on one libuv loop thread. Lifetime: a Relay
 // must outlive its pairs; Stop() closes the listener and every pair.
 #pragma once
 
 #include <uv.h>
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <set>
@@ -27,6 +37,8 @@ struct RelayOptions {
   int server_port = 0;
   std::string identity;
   auth::Secret key;
+  bool reconnect = false;
+  std::chrono::milliseconds keepalive{5000};
 };
 
 class Relay {

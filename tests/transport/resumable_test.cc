@@ -6,6 +6,7 @@
 #include <random>
 
 #include "transport/resumable.h"
+#include "transport/session_registry.h"
 
 using namespace muscle;
 using namespace muscle::transport;
@@ -139,4 +140,27 @@ TEST_CASE("resumable stream: hello lines") {
   Status e = ParseHelloAnswer("error unknown session", &got, &n);
   CHECK(e.err() == ESTALE);
   CHECK(!ParseHelloAnswer("garbage", &got, &n).ok());
+}
+
+TEST_CASE("session registry: a session only for its own identity, bounded per identity") {
+  SessionRegistry r;
+  auto* conn = reinterpret_cast<Connection*>(0x1000);
+  SessionRegistry::Post post = [](std::function<void()>) {};
+  std::string id = NewSessionId();
+  REQUIRE(r.Add(id, "alice", conn, post));
+  SessionRegistry::Post got;
+  CHECK(!r.Claim(id, "bob", &got));
+  CHECK(!r.Claim(NewSessionId(), "alice", &got));
+  CHECK(!r.Claimed(id));
+  CHECK(r.Claim(id, "alice", &got));
+  CHECK(r.Claimed(id));
+  CHECK(r.Owner(id) == conn);
+  r.Unclaim(id);
+  CHECK(!r.Claimed(id));
+  r.Remove(id, conn);
+  CHECK(r.Owner(id) == nullptr);
+  for (size_t i = 0; i < SessionRegistry::kMaxPerIdentity; i++)
+    REQUIRE(r.Add(NewSessionId(), "alice", conn, post));
+  CHECK(!r.Add(NewSessionId(), "alice", conn, post));
+  CHECK(r.Add(NewSessionId(), "bob", conn, post));
 }
