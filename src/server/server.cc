@@ -288,6 +288,7 @@ void Server::Accept(uv_stream_t* stream, std::string peer, bool tls) {
     co.handshake_timeout = options_.handshake_timeout;
     co.sessions = &sessions_;
     co.session_lease = options_.session_lease;
+    co.session_silence = options_.session_silence;
     co.post = [m = mailbox_](std::function<void()> f) { m->Post(std::move(f)); };
     co.authorize = [this](const std::string& id) { return Authorize(keys_, id); };
     co.on_handshake = [this, peer, address, handshake](bool ok, bool failed,
@@ -350,6 +351,7 @@ void Server::HandOff(Shard* shard, uv_stream_t* stream, std::string peer, std::s
     co.handshake_timeout = options_.handshake_timeout;
     co.sessions = &sessions_;
     co.session_lease = options_.session_lease;
+    co.session_silence = options_.session_silence;
     co.post = [shard](std::function<void()> f) { shard->thread.Post(std::move(f)); };
     co.authorize = [this, shard](const std::string& id) { return Authorize(shard->keys, id); };
     co.on_handshake = [this, peer, address, handshake](bool ok, bool failed,

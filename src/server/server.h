@@ -91,6 +91,9 @@ struct ServerOptions {
   // How long a resumable session (transport/resumable.h) whose network
   // dropped is kept for its relay's redial.
   std::chrono::milliseconds session_lease{120000};
+  // An attached resumable session silent this long detaches (not a
+  // setting: the relay pings every 5 s; tests shorten it).
+  std::chrono::milliseconds session_silence{30000};
 };
 
 class Server {

@@ -145,6 +145,7 @@ void Connection::StartResumable(const std::string& leftover) {
   resumable_->on_acked = [this] { Resume(); };
   resumable_->on_bye = [this] { bye_ = true; };
   (void)resumable_->Attach(0);
+  WatchSilence();
   if (!leftover.empty()) OnPlaintext(leftover.data(), leftover.size());
 }
 
@@ -205,7 +206,6 @@ void Connection::Adopt(uv_stream_t* stream, std::unique_ptr<tls::TlsEngine> tls,
     return;
   }
   if (stream_) Detach("replaced by a redial");
-  uv_timer_stop(timer_);
   stream_ = stream;
   stream_->data = this;
   open_handles_++;
@@ -218,8 +218,27 @@ void Connection::Adopt(uv_stream_t* stream, std::unique_ptr<tls::TlsEngine> tls,
   if (!s.ok()) return Close(s.message().c_str());
   Log("%s: session %s resumed from %s (%llu bytes sent again)", peer_.c_str(), session_id_.c_str(),
       peer.c_str(), (unsigned long long)resend);
+  WatchSilence();
   if (!leftover.empty()) OnPlaintext(leftover.data(), leftover.size());
   Resume();
+}
+
+// An attached resumable session whose relay (which pings every 5 s) has
+// been silent for options_.session_silence: the path is dead even if TCP has not noticed;
+// detach, so that the lease runs and a vanished client's fids and locks
+// are freed in the end.
+void Connection::WatchSilence() {
+  heard_at_ = uv_now(loop_);
+  uv_timer_start(
+      timer_,
+      [](uv_timer_t* t) {
+        auto* c = static_cast<Connection*>(t->data);
+        uint64_t silence = uint64_t(c->options_.session_silence.count());
+        if (uv_now(c->loop_) - c->heard_at_ > silence)
+          c->StreamLost(("nothing heard for " + std::to_string(silence / 1000) + " s").c_str());
+      },
+      uint64_t(options_.session_silence.count()) / 6 + 1,
+      uint64_t(options_.session_silence.count()) / 6 + 1);
 }
 
 void Connection::BindTls() {
@@ -394,6 +413,7 @@ void Connection::UpdateReading() {
 
 void Connection::OnRead(ssize_t n, const uv_buf_t* buf) {
   if (n == 0) return;
+  if (n > 0) heard_at_ = uv_now(loop_);
   if (n < 0 && resumable_ && !bye_) return StreamLost(n == UV_EOF ? nullptr : uv_strerror(int(n)));
   if (n == UV_EOF && session_ && (!tls_ || tls_->ready())) return InputEnded();
   if (n < 0) {

@@ -81,6 +81,9 @@ struct ConnectionOptions {
   SessionRegistry* sessions = nullptr;
   SessionRegistry::Post post;
   std::chrono::milliseconds session_lease{120000};
+  // An attached resumable session whose peer sent nothing this long
+  // detaches (its relay pings every 5 s).
+  std::chrono::milliseconds session_silence{30000};
 };
 
 class Connection {
@@ -127,6 +130,7 @@ class Connection {
   void StreamLost(const char* why);
   void Detach(const char* why);
   void CloseStream();
+  void WatchSilence();
   ~Connection();
   void InputEnded();
   void OnRead(ssize_t n, const uv_buf_t* buf);
@@ -175,6 +179,7 @@ class Connection {
   std::unique_ptr<ResumableStream> resumable_;
   std::string session_id_;
   bool bye_ = false;  // the relay ended its resumable session
+  uint64_t heard_at_ = 0;  // loop time of the last bytes received
   std::unique_ptr<std::pair<ResumableHello, std::string>> handover_;  // a redial's line
   std::unique_ptr<tls::TlsEngine> retired_tls_;  // of the socket being closed
 };

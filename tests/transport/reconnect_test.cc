@@ -29,7 +29,9 @@ namespace {
 const std::string kHex = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 
 // A loopback TCP proxy to `port`. Cut() resets every connection it
-// carries; SetRefusing(true) makes it close new connections at once.
+// carries; SetRefusing(true) makes it close new connections at once;
+// SetStalled(true) stops it forwarding anything (a path that went dead
+// without a reset).
 class CutProxy {
  public:
   explicit CutProxy(int to_port) : to_port_(to_port) {
@@ -64,6 +66,7 @@ class CutProxy {
     cuts_++;
   }
   void SetRefusing(bool on) { refusing_ = on; }
+  void SetStalled(bool on) { stalled_ = on; }
   int connections() const { return accepted_; }
 
  private:
@@ -73,6 +76,7 @@ class CutProxy {
       {
         std::lock_guard<std::mutex> l(mu_);
         for (auto& [a, b] : pairs_) {
+          if (stalled_) break;
           fds.push_back({a, POLLIN, 0});
           fds.push_back({b, POLLIN, 0});
         }
@@ -126,7 +130,7 @@ class CutProxy {
   std::thread thread_;
   std::mutex mu_;
   std::vector<std::pair<int, int>> pairs_;
-  std::atomic<bool> stop_{false}, refusing_{false};
+  std::atomic<bool> stop_{false}, refusing_{false}, stalled_{false};
   std::atomic<int> cuts_{0}, accepted_{0};
 };
 
@@ -175,7 +179,8 @@ class RelayThread {
   std::vector<std::string> errors_;
 };
 
-server::ServerOptions Options(const std::string& dir, int lease_seconds, int loops) {
+server::ServerOptions Options(const std::string& dir, int lease_seconds, int loops,
+                              int silence_ms = 30000) {
   std::ofstream(dir + "/keys") << "site-a:" << kHex << "\nsite-b:" << kHex << "\n";
   chmod((dir + "/keys").c_str(), 0600);
   server::ServerOptions o;
@@ -184,6 +189,7 @@ server::ServerOptions Options(const std::string& dir, int lease_seconds, int loo
   o.keys_path = dir + "/keys";
   o.session_lease = std::chrono::seconds(lease_seconds);
   o.loops = loops;
+  o.session_silence = std::chrono::milliseconds(silence_ms);
   return o;
 }
 
@@ -251,6 +257,26 @@ TEST_CASE("a resumable session whose lease ended closes the relay's stream") {
   proxy.SetRefusing(false);
   auto r = c.GetAttr(0);
   CHECK(!r.ok());
+  for (int i = 0; i < 100 && relay.errors().empty(); i++) usleep(50000);
+  auto errors = relay.errors();
+  REQUIRE(errors.size() == 1);
+  CHECK(errors[0].find("no longer has this session") != std::string::npos);
+}
+
+TEST_CASE("a resumable session that hears nothing detaches, and its lease then ends it") {
+  // The path goes dead without a reset: the server's socket stays open.
+  // Only its silence watch lets the lease run (without it the session
+  // would be resumed when the path comes back).
+  TempDir dir;
+  InProcessServer srv(Options(dir.path, 1, 1, 600));
+  CutProxy proxy(srv.endpoints()[0].port);
+  RelayThread relay(proxy.port(), "site-a", dir.path + "/relay.sock");
+  p9::Client c;
+  Connect(c, "unix:" + dir.path + "/relay.sock", 65536 + 24);
+  proxy.SetStalled(true);
+  sleep(3);
+  proxy.SetStalled(false);
+  CHECK(!c.GetAttr(0).ok());
   for (int i = 0; i < 100 && relay.errors().empty(); i++) usleep(50000);
   auto errors = relay.errors();
   REQUIRE(errors.size() == 1);

@@ -87,6 +87,31 @@ ktls_phase() {
   echo "MUSCLE-KTLS-OK tls_stat: $(tr '\n' ' ' < /proc/net/tls_stat)"
 }
 
+# A mount that survives network drops: muscle mount --reconnect through a
+# proxy on the host that resets every connection every 1.5 s. The copy,
+# fsx and a tree copy must finish without one error, every byte right,
+# and the relay must have resumed its session.
+reconnect_phase() {
+  mkdir -p /rc
+  r=$(/muscle mount 10.0.2.2:$(arg cutport) /rc --identity guest --keys /keys --msize 524288 \
+      --reconnect --log /tmp/rc.log 2>&1) || fail "muscle mount --reconnect: $r"
+  t=$(date +%s)
+  dd if=/dev/urandom of=/tmp/rc-big bs=1M count=24 2>/dev/null
+  cp /tmp/rc-big /rc/rc-big || fail "copy across network cuts"
+  check "$(sha256sum < /rc/rc-big)" "$(sha256sum < /tmp/rc-big)" "read back across network cuts"
+  r=$(/fsx /rc/rc-fsx.dat 3000 11) || fail "fsx across network cuts: $r"
+  mkdir -p /rc/tree && (cd /mods && tar cf - .) | (cd /rc/tree && tar xf -) \
+    || fail "tree copy across network cuts"
+  (cd /mods && find . -type f | sort | xargs cat | sha256sum) > /tmp/rc-want
+  check "$(cd /rc/tree && find . -type f | sort | xargs cat | sha256sum)" "$(cat /tmp/rc-want)" \
+    "tree read back across network cuts"
+  rm -rf /rc/tree /rc/rc-big /rc/rc-fsx.dat || fail "remove across network cuts"
+  n=$(grep -c "resumed after" /tmp/rc.log)
+  [ "$n" -ge 1 ] || fail "the relay never resumed its session: $(cat /tmp/rc.log)"
+  /muscle umount /rc || fail "umount the --reconnect mount"
+  echo "MUSCLE-RECONNECT-OK $(($(date +%s) - t))s, $n resumes"
+}
+
 # The stat dialects: mounts the same server with version=$2 on $1 (port
 # $3, msize $4) and runs the workload those dialects support (9p2000 has
 # no symlinks, links, devices, owners or xattrs; .u has symlinks, links,
@@ -503,6 +528,7 @@ elif [ "$PHASE" = verify ] || [ "$PHASE" = rules ]; then
     mkfifo /conf/b/fifo || fail "squashed identity cannot make a FIFO"
     umount /ro; umount /conf
     echo "MUSCLE-RULES-OK"
+    reconnect_phase
   fi
   if [ "$TRANS" = fd ]; then /muscle umount $M || fail "muscle umount"; else umount $M || fail "umount"; fi
   if [ "$PHASE" = rules ]; then ktls_phase; fi

@@ -110,6 +110,7 @@ chmod +x "$root/init"
 # Below the ephemeral range (32768+), so no outgoing connection holds it.
 port=$((20000 + RANDOM % 12000))
 tls_port=$((port + 1)); relay_port=$((port + 2)); ro_port=$((port + 3)); conf_port=$((port + 4))
+cut_port=$((port + 5))
 store=$work/store.db
 # Server-side keys and access rules for the TLS runs.
 mkdir -p "$work/srv"
@@ -352,7 +353,14 @@ else
   run_guest verify tcp "$relay_port" MUSCLE-VERIFY-OK 600
   start_relay reader "$ro_port"
   start_relay confined "$conf_port"
-  run_guest rules fd "$tls_port" MUSCLE-KTLS-OK 600
+  # The reconnect phase's flaky network: resets every 1.5 s.
+  python3 "$here/cut_proxy.py" "$cut_port" "$tls_port" 1.5 > "$work/cut_proxy.log" 2>&1 &
+  cut_pid=$!
+  run_guest rules fd "$tls_port" MUSCLE-KTLS-OK 600 "muscle.cutport=$cut_port"
+  kill "$cut_pid"
+  grep -aq MUSCLE-RECONNECT-OK "$work"/guest-rules-fd.log || { echo "FAIL: reconnect phase incomplete" >&2; exit 1; }
+  grep -a MUSCLE-RECONNECT-OK "$work"/guest-rules-fd.log
+  echo "cut proxy: $(grep -c '^cut [1-9]' "$work/cut_proxy.log") cuts with connections reset"
   grep -aq MUSCLE-RULES-OK "$work"/guest-rules-fd.log || { echo "FAIL: rules phase incomplete" >&2; exit 1; }
   grep -q "attach by identity reader" "$work/server.log" || { echo "FAIL: no attach by reader logged" >&2; exit 1; }
   # The guest's kernel-TLS mount of this server (userspace records here,
