@@ -1,6 +1,7 @@
 #include "transport/connection.h"
 
-#include "tls/ktls.h"
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <cstring>
 
@@ -34,6 +35,7 @@ Connection::~Connection() {
   else
     delete reinterpret_cast<uv_pipe_t*>(stream_);
   delete timer_;
+  delete ktls_poll_;
 }
 
 void Connection::Start() {
@@ -99,12 +101,63 @@ bool Connection::MoveToKernelTls() {
   keys->Wipe();
   if (s.ok()) {
     tls_->MovedToKernel();
+    if (!StartKernelTlsReads(fd)) return false;
   } else if (s.err() != ENOENT) {
     Log("%s: kernel TLS: %s", peer_.c_str(), s.message().c_str());
     Close("kernel TLS failed");
     return false;
   }
   return true;
+}
+
+// From now on the socket is read through ktls_poll_ (OnKernelTlsReadable),
+// not the stream: libuv would take the peer's close_notify for a read error.
+bool Connection::StartKernelTlsReads(int fd) {
+  StopReading();
+  ktls_fd_ = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (ktls_fd_ < 0) {
+    Log("%s: kernel TLS: dup: %s", peer_.c_str(), strerror(errno));
+    Close("kernel TLS failed");
+    return false;
+  }
+  ktls_poll_ = new uv_poll_t;
+  int rc = uv_poll_init(stream_->loop, ktls_poll_, ktls_fd_);
+  if (rc != 0) {
+    delete ktls_poll_;
+    ktls_poll_ = nullptr;
+    close(ktls_fd_);
+    ktls_fd_ = -1;
+    Log("%s: kernel TLS: uv_poll_init: %s", peer_.c_str(), uv_strerror(rc));
+    Close("kernel TLS failed");
+    return false;
+  }
+  ktls_poll_->data = this;
+  open_handles_++;
+  return true;
+}
+
+void Connection::OnKernelTlsReadable() {
+  // A bounded number of reads per wakeup, as libuv does for streams.
+  for (int i = 0; i < 32 && reading_ && !closing_; i++) {
+    // Plaintext straight into the frame buffer, as on a plain connection.
+    size_t want = in_used_ + 65536;
+    if (in_.size() < want) in_.resize(std::max(want, in_.size() * 2));
+    auto r = tls::ReadKernelTls(ktls_fd_, in_.data() + in_used_, in_.size() - in_used_);
+    if (!r.ok()) {
+      Close(r.status().err() == ECONNRESET ? nullptr : r.status().message().c_str());
+      return;
+    }
+    switch (r->kind) {
+      case tls::KernelTlsRead::kAgain:
+        return;
+      case tls::KernelTlsRead::kEnd:
+        return InputEnded();
+      case tls::KernelTlsRead::kData:
+        in_used_ += r->len;
+        ProcessFrames();
+        break;
+    }
+  }
 }
 
 void Connection::TakeClaim() {
@@ -180,10 +233,16 @@ bool Connection::CanTakeMore() const {
 void Connection::UpdateReading() {
   if (closing_) return;
   bool want = !draining_ && !input_ended_ && (!session_ || CanTakeMore());
+  if (ktls_poll_ && !session_) want = false;
   if (want == reading_) return;
-  reading_ = want;
-  if (!want) {
-    uv_read_stop(stream_);
+  if (!want) return StopReading();
+  reading_ = true;
+  if (ktls_poll_) {
+    uv_poll_start(ktls_poll_, UV_READABLE, [](uv_poll_t* p, int status, int) {
+      auto* c = static_cast<Connection*>(p->data);
+      if (status < 0) return c->Close(uv_strerror(status));
+      c->OnKernelTlsReadable();
+    });
     return;
   }
   uv_read_start(
@@ -203,6 +262,15 @@ void Connection::UpdateReading() {
       [](uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
         static_cast<Connection*>(s->data)->OnRead(n, buf);
       });
+}
+
+void Connection::StopReading() {
+  if (!reading_) return;
+  reading_ = false;
+  if (ktls_poll_)
+    uv_poll_stop(ktls_poll_);
+  else
+    uv_read_stop(stream_);
 }
 
 void Connection::OnRead(ssize_t n, const uv_buf_t* buf) {
@@ -241,8 +309,7 @@ void Connection::InputEnded() {
   // Half-close (FIN, or TLS close_notify): answer what was received, then
   // close (MaybeFinishDrain; a TLS connection sends its close_notify then).
   input_ended_ = true;
-  if (reading_) uv_read_stop(stream_);
-  reading_ = false;
+  StopReading();
   if (!processing_ && in_used_ >= 4 && CanTakeMore()) ProcessFrames();
   MaybeFinishDrain();
 }
@@ -337,10 +404,7 @@ void Connection::WriteRaw(std::string bytes) {
 
 void Connection::Drain() {
   draining_ = true;
-  if (reading_) {
-    uv_read_stop(stream_);
-    reading_ = false;
-  }
+  StopReading();
   MaybeFinishDrain();
 }
 
@@ -363,8 +427,23 @@ void Connection::Close(const char* why) {
   else Log("%s: disconnected", peer_.c_str());
   if (session_) session_->Shutdown();
   if (tls_) tls_->Close();  // close_notify, written before the handle closes
-  if (reading_) uv_read_stop(stream_);
-  reading_ = false;
+  // On kernel TLS the close_notify is a record of its own type (a control
+  // message): sent here once every reply has reached the socket, so that
+  // it comes after them.
+  if (ktls_fd_ >= 0 && uv_stream_get_write_queue_size(stream_) == 0) {
+    Status s = tls::SendKernelCloseNotify(ktls_fd_);
+    if (!s.ok() && s.err() != EPIPE && s.err() != ECONNRESET)
+      Log("%s: %s", peer_.c_str(), s.message().c_str());
+  }
+  StopReading();
+  if (ktls_poll_) {
+    uv_close(reinterpret_cast<uv_handle_t*>(ktls_poll_), [](uv_handle_t* h) {
+      auto* c = static_cast<Connection*>(h->data);
+      close(c->ktls_fd_);
+      c->ktls_fd_ = -1;
+      c->HandleClosed();
+    });
+  }
   if (timer_) {
     uv_close(reinterpret_cast<uv_handle_t*>(timer_),
              [](uv_handle_t* h) { static_cast<Connection*>(h->data)->HandleClosed(); });

@@ -15,10 +15,16 @@
 // client that pipelines big reads and never reads the replies costs at
 // most about kMaxQueuedBytes + one msize.
 //
-// End of input (a plain client's shutdown(SHUT_WR)) is a half-close: the
-// requests already received are answered and written, then the connection
-// closes. A frame larger than the negotiated msize, or a size
+// End of input (a client's shutdown(SHUT_WR), or its TLS close_notify) is
+// a half-close: the requests already received are answered and written,
+// then the connection closes (a TLS connection sends its own close_notify
+// first). A frame larger than the negotiated msize, or a size
 // field below the 9P header size, closes the connection.
+//
+// On kernel TLS (tls/ktls.h) the connection reads the socket itself, a
+// uv_poll_t on a duplicate of its descriptor and tls::ReadKernelTls, so
+// that the peer's close_notify is a half-close and not a read error; its
+// writes still go through the libuv stream.
 //
 // Lifetime: a Connection owns its uv handles and deletes itself once they
 // are closed, after telling its owner through on_closed. It lives on the
@@ -96,6 +102,9 @@ class Connection {
   void OnRead(ssize_t n, const uv_buf_t* buf);
   void OnPlaintext(const char* data, size_t len);
   bool MoveToKernelTls();
+  bool StartKernelTlsReads(int fd);
+  void OnKernelTlsReadable();
+  void StopReading();
   void OnHandshake();
   // Before the session of a connection that may claim an identity: waits
   // for enough bytes to tell a claim line from a 9P frame.
@@ -114,6 +123,10 @@ class Connection {
 
   uv_stream_t* stream_;
   uv_timer_t* timer_ = nullptr;
+  // Kernel TLS only: polls ktls_fd_, a duplicate of the stream's socket
+  // that this connection closes once the poll handle is closed.
+  uv_poll_t* ktls_poll_ = nullptr;
+  int ktls_fd_ = -1;
   int open_handles_ = 1;
   std::string peer_;
   p9::FileSystem& fs_;
