@@ -89,6 +89,7 @@ int main(int argc, char** argv) {
     if (Status s = engine.Feed(buf, size_t(n)); !s.ok()) return Fail("handshake: " + s.message());
   }
 
+  const uint32_t kReadCount = 65000;  // under msize 65536
   // Replies: complete frames taken from `plain`, each the reply its tag's
   // request wants. Empty on success, or what is wrong.
   std::map<uint16_t, uint8_t> want;  // tag -> reply type
@@ -111,6 +112,8 @@ int main(int argc, char** argv) {
         return "tag " + std::to_string(d.tag) + ": reply type " + std::to_string(d.type) + e +
                ", want " + std::to_string(it->second);
       }
+      if (auto* r = std::get_if<Rread>(&d.msg); r && r->data.bytes.size() != kReadCount)
+        return "tag " + std::to_string(d.tag) + ": a short read";
       want.erase(it);
     }
     plain.erase(0, pos);
@@ -122,25 +125,40 @@ int main(int argc, char** argv) {
     want[tag] = uint8_t(TypeOf(m) + 1);
   };
 
-  // Version and attach first, answered (fid 0 must exist before the
-  // requests that use it: the server runs requests concurrently).
+  // Sends `out` and waits until every request in `want` is answered.
+  auto exchange = [&](const char* what) -> std::string {
+    if (Status st = engine.Write(out.data(), out.size()); !st.ok()) return "write: " + st.message();
+    out.clear();
+    while (!want.empty()) {
+      ssize_t n = read_some();
+      if (n <= 0) return std::string("no reply to ") + what;
+      if (Status st = engine.Feed(buf, size_t(n)); !st.ok()) return what + (": " + st.message());
+      if (std::string e = take_replies(); !e.empty()) return what + (": " + e);
+    }
+    return "";
+  };
+
+  // Setup, answered step by step (the server runs the requests of a batch
+  // concurrently): version, attach, a file of 256 KiB.
   add(kNoTag, Tversion{65536, "9P2000.L"});
   add(1, Tattach{0, kNoFid, "root", "", 0});
-  if (Status s = engine.Write(out.data(), out.size()); !s.ok()) return Fail("write: " + s.message());
-  out.clear();
-  while (!want.empty()) {
-    ssize_t n = read_some();
-    if (n <= 0) return Fail("no reply to version and attach");
-    if (Status s = engine.Feed(buf, size_t(n)); !s.ok()) return Fail("version and attach: " + s.message());
-    if (std::string e = take_replies(); !e.empty()) return Fail(e);
-  }
+  if (std::string e = exchange("version and attach"); !e.empty()) return Fail(e);
+  add(2, Twalk{0, 1, {}});
+  if (std::string e = exchange("walk"); !e.empty()) return Fail(e);
+  add(3, Tlcreate{1, "halfclose-" + mode, 0102 /* O_RDWR | O_CREAT */, 0644, 0});
+  if (std::string e = exchange("create"); !e.empty()) return Fail(e);
+  const uint32_t kChunk = 32768;
+  for (uint16_t i = 0; i < 8; i++)
+    add(uint16_t(4 + i), Twrite{1, uint64_t(i) * kChunk, Data{std::string(kChunk, char('a' + i))}});
+  if (std::string e = exchange("writes"); !e.empty()) return Fail(e);
 
-  // Then many requests at once and the end of this side: the server has
-  // them in flight, or not yet read, when it sees the end.
-  const int kRounds = 30;
-  for (int i = 0; i < kRounds; i++) {
-    add(uint16_t(2 + 2 * i), Twalk{0, 10 + uint32_t(i), {}});
-    add(uint16_t(3 + 2 * i), Tgetattr{0, kGetattrBasic});
+  // Then many requests at once and the end of this side: reads whose
+  // replies (13 MiB) outgrow the socket buffers and the server's queue
+  // limit, so that the server meets the end with replies still queued
+  // and requests not yet read; and getattrs in between.
+  for (uint16_t i = 0; i < 200; i++) {
+    add(uint16_t(100 + i), Tread{1, uint64_t(i % 4) * 65536, kReadCount});
+    if (i % 10 == 0) add(uint16_t(1000 + i), Tgetattr{0, kGetattrBasic});
   }
   const size_t pipelined = want.size();
   if (Status s = engine.Write(out.data(), out.size()); !s.ok()) return Fail("write: " + s.message());
