@@ -7,10 +7,14 @@
 // 9p client (trans=fd), the way NFS's tlshd does.
 //
 // A socket on kernel TLS delivers only application data to read(): any
-// other record (an alert, a handshake message) makes read() fail with EIO,
-// which ends the connection. A musclefs server sends nothing but
-// application data after the handshake (TLS 1.2 has no KeyUpdate, tickets
-// go out inside the handshake, renegotiation is refused).
+// other record (an alert, a handshake message) makes read() fail with EIO.
+// So its owner reads it with ReadKernelTls (recvmsg, the record type in a
+// TLS_GET_RECORD_TYPE control message), which tells the peer's
+// close_notify from data and from errors, and ends its own side with
+// SendKernelCloseNotify (sendmsg, TLS_SET_RECORD_TYPE). A musclefs server
+// sends nothing but application data after the handshake (TLS 1.2 has no
+// KeyUpdate, tickets go out inside the handshake, renegotiation is
+// refused), then close_notify.
 //
 // Thread-safe; the functions only touch the socket they are given.
 #pragma once
@@ -35,5 +39,29 @@ bool KernelTlsMayWork();
 
 // Disables kernel TLS for this process (MUSCLE_KTLS=0 does the same).
 void DisableKernelTls();
+
+// One read from a socket on kernel TLS.
+struct KernelTlsRead {
+  enum Kind {
+    kData,   // `len` bytes of application data (plaintext) in the buffer
+    kEnd,    // the peer ended its side: TCP FIN, or its close_notify alert
+    kAgain,  // nothing to read now
+  };
+  Kind kind = kAgain;
+  size_t len = 0;
+  bool close_notify = false;  // kEnd by close_notify (not a bare FIN)
+};
+
+// Reads from the non-blocking kernel-TLS socket `fd` into `buf` (`len`
+// bytes, at least 16 KiB so that a whole record fits). An error is a
+// socket error, a fatal alert or one this side does not expect, or a
+// record that is neither application data nor an alert; its message says
+// which, for the log. The buffer's contents past `len` of kData are
+// scratch.
+Result<KernelTlsRead> ReadKernelTls(int fd, char* buf, size_t len);
+
+// Sends a close_notify alert (warning level) on kernel-TLS socket `fd`,
+// after whatever the socket already carries. Non-blocking.
+Status SendKernelCloseNotify(int fd);
 
 }  // namespace muscle::tls

@@ -135,7 +135,8 @@ class TlsEngine {
   Result<TrafficKeys> KeysForKernel() const;
   // The kernel has the keys: from now on the engine passes bytes through
   // unchanged both ways (the kernel does the crypto) and Close sends
-  // nothing.
+  // nothing (the transport owns the socket and sends close_notify itself,
+  // ktls.h SendKernelCloseNotify).
   void MovedToKernel();
   // "kernel", "userspace" or "mbedtls", for logs.
   const char* records_name() const;

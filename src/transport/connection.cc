@@ -82,6 +82,7 @@ void Connection::OnHandshake() {
     hello_pending_ = true;
     pending_options_ = std::move(*opts);
     if (in_used_) TakeHello();
+    else UpdateReading();  // kernel TLS stopped it
     return;
   }
   StartSession(*opts);
@@ -108,8 +109,7 @@ void Connection::TakeHello() {
   if (hello->resume) {
     // Handed over once the engine's Feed (which called us) has returned.
     handover_ = std::make_unique<std::pair<ResumableHello, std::string>>(*hello, std::move(leftover));
-    if (reading_) uv_read_stop(stream_);
-    reading_ = false;
+    StopReading();
     return;
   }
   session_id_ = NewSessionId();
@@ -161,8 +161,7 @@ void Connection::HandOver(const ResumableHello& hello, std::string leftover) {
     Drain();
     return;
   }
-  if (reading_) uv_read_stop(stream_);
-  reading_ = false;
+  StopReading();
   uv_os_fd_t fd = -1;
   int moved = uv_fileno(reinterpret_cast<uv_handle_t*>(stream_), &fd) == 0
                   ? fcntl(fd, F_DUPFD_CLOEXEC, 0)
@@ -211,6 +210,10 @@ void Connection::Adopt(uv_stream_t* stream, std::unique_ptr<tls::TlsEngine> tls,
   open_handles_++;
   tls_ = std::move(tls);
   BindTls();
+  uv_os_fd_t fd;
+  if (tls_->records() == tls::TlsEngine::Records::kKernel &&
+      (uv_fileno(reinterpret_cast<uv_handle_t*>(stream_), &fd) != 0 || !StartKernelTlsReads(fd)))
+    return Close("cannot read the redial's kernel TLS socket");
   uint64_t resend = resumable_->sent() - std::min(resumable_->sent(), peer_received);
   std::string ok = "ok " + session_id_ + " " + std::to_string(resumable_->received()) + "\n";
   Status s = tls_->Write(ok.data(), ok.size());
@@ -274,10 +277,24 @@ void Connection::Detach(const char* why) {
       uint64_t(options_.session_lease.count()), 0);
 }
 
+struct Connection::KtlsPoll {
+  uv_poll_t handle;  // first: the uv callbacks get its address
+  int fd;            // a duplicate of the stream's socket
+};
+
 void Connection::CloseStream() {
+  StopReading();
+  if (ktls_poll_) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&ktls_poll_->handle), [](uv_handle_t* h) {
+      auto* kp = reinterpret_cast<KtlsPoll*>(h);
+      auto* c = static_cast<Connection*>(h->data);
+      close(kp->fd);
+      delete kp;
+      c->HandleClosed();
+    });
+    ktls_poll_ = nullptr;
+  }
   if (!stream_) return;
-  if (reading_) uv_read_stop(stream_);
-  reading_ = false;
   uv_close(reinterpret_cast<uv_handle_t*>(stream_), [](uv_handle_t* h) {
     auto* c = static_cast<Connection*>(h->data);
     DeleteStream(h);
@@ -303,12 +320,77 @@ bool Connection::MoveToKernelTls() {
   keys->Wipe();
   if (s.ok()) {
     tls_->MovedToKernel();
+    if (!StartKernelTlsReads(fd)) return false;
   } else if (s.err() != ENOENT) {
     Log("%s: kernel TLS: %s", peer_.c_str(), s.message().c_str());
     Close("kernel TLS failed");
     return false;
   }
   return true;
+}
+
+// From now on the socket is read through ktls_poll_ (OnKernelTlsReadable),
+// not the stream: libuv would take the peer's close_notify for a read error.
+bool Connection::StartKernelTlsReads(int fd) {
+  StopReading();
+  int dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (dup < 0) {
+    Log("%s: kernel TLS: dup: %s", peer_.c_str(), strerror(errno));
+    Close("kernel TLS failed");
+    return false;
+  }
+  auto* kp = new KtlsPoll{{}, dup};
+  int rc = uv_poll_init(loop_, &kp->handle, dup);
+  if (rc != 0) {
+    delete kp;
+    close(dup);
+    Log("%s: kernel TLS: uv_poll_init: %s", peer_.c_str(), uv_strerror(rc));
+    Close("kernel TLS failed");
+    return false;
+  }
+  kp->handle.data = this;
+  ktls_poll_ = kp;
+  open_handles_++;
+  return true;
+}
+
+void Connection::OnKernelTlsReadable() {
+  // A bounded number of reads per wakeup, as libuv does for streams.
+  for (int i = 0; i < 32 && reading_ && !closing_; i++) {
+    // Plaintext straight into the frame buffer, as on a plain connection;
+    // a session line or a resumable stream's frames through OnPlaintext.
+    bool framed = hello_pending_ || resumable_;
+    size_t want = in_used_ + 65536;
+    if (framed) cipher_in_.resize(65536);
+    else if (in_.size() < want) in_.resize(std::max(want, in_.size() * 2));
+    auto r = framed ? tls::ReadKernelTls(ktls_poll_->fd, cipher_in_.data(), cipher_in_.size())
+                    : tls::ReadKernelTls(ktls_poll_->fd, in_.data() + in_used_, in_.size() - in_used_);
+    if (!r.ok()) {
+      if (resumable_ && !bye_) return StreamLost(r.status().message().c_str());
+      Close(r.status().err() == ECONNRESET ? nullptr : r.status().message().c_str());
+      return;
+    }
+    switch (r->kind) {
+      case tls::KernelTlsRead::kAgain:
+        return;
+      case tls::KernelTlsRead::kEnd:
+        if (resumable_ && !bye_) return StreamLost(nullptr);
+        return InputEnded();
+      case tls::KernelTlsRead::kData:
+        heard_at_ = uv_now(loop_);
+        if (framed) {
+          OnPlaintext(cipher_in_.data(), r->len);
+          if (handover_) {
+            auto h = std::move(handover_);
+            return HandOver(h->first, std::move(h->second));
+          }
+          break;
+        }
+        in_used_ += r->len;
+        ProcessFrames();
+        break;
+    }
+  }
 }
 
 void Connection::TakeClaim() {
@@ -386,10 +468,16 @@ bool Connection::CanTakeMore() const {
 void Connection::UpdateReading() {
   if (closing_ || !stream_) return;
   bool want = !draining_ && !input_ended_ && (!session_ || CanTakeMore());
+  if (ktls_poll_ && !session_ && !hello_pending_) want = false;
   if (want == reading_) return;
-  reading_ = want;
-  if (!want) {
-    uv_read_stop(stream_);
+  if (!want) return StopReading();
+  reading_ = true;
+  if (ktls_poll_) {
+    uv_poll_start(&ktls_poll_->handle, UV_READABLE, [](uv_poll_t* p, int status, int) {
+      auto* c = static_cast<Connection*>(p->data);
+      if (status < 0) return c->StreamLost(uv_strerror(status));
+      c->OnKernelTlsReadable();
+    });
     return;
   }
   uv_read_start(
@@ -409,6 +497,15 @@ void Connection::UpdateReading() {
       [](uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
         static_cast<Connection*>(s->data)->OnRead(n, buf);
       });
+}
+
+void Connection::StopReading() {
+  if (!reading_) return;
+  reading_ = false;
+  if (ktls_poll_)
+    uv_poll_stop(&ktls_poll_->handle);
+  else if (stream_)
+    uv_read_stop(stream_);
 }
 
 void Connection::OnRead(ssize_t n, const uv_buf_t* buf) {
@@ -454,8 +551,7 @@ void Connection::InputEnded() {
   // Half-close (FIN, or TLS close_notify): answer what was received, then
   // close (MaybeFinishDrain; a TLS connection sends its close_notify then).
   input_ended_ = true;
-  if (reading_ && stream_) uv_read_stop(stream_);
-  reading_ = false;
+  StopReading();
   if (!processing_ && in_used_ >= 4 && CanTakeMore()) ProcessFrames();
   MaybeFinishDrain();
 }
@@ -560,10 +656,7 @@ void Connection::WriteRaw(std::string bytes) {
 
 void Connection::Drain() {
   draining_ = true;
-  if (reading_ && stream_) {
-    uv_read_stop(stream_);
-    reading_ = false;
-  }
+  StopReading();
   MaybeFinishDrain();
 }
 
@@ -587,6 +680,14 @@ void Connection::Close(const char* why) {
   if (session_) session_->Shutdown();
   if (!session_id_.empty()) options_.sessions->Remove(session_id_, this);
   if (tls_ && stream_) tls_->Close();  // close_notify, written before the handle closes
+  // On kernel TLS the close_notify is a record of its own type (a control
+  // message): sent here once every reply has reached the socket, so that
+  // it comes after them.
+  if (ktls_poll_ && stream_ && uv_stream_get_write_queue_size(stream_) == 0) {
+    Status s = tls::SendKernelCloseNotify(ktls_poll_->fd);
+    if (!s.ok() && s.err() != EPIPE && s.err() != ECONNRESET)
+      Log("%s: %s", peer_.c_str(), s.message().c_str());
+  }
   if (timer_) {
     uv_close(reinterpret_cast<uv_handle_t*>(timer_),
              [](uv_handle_t* h) { static_cast<Connection*>(h->data)->HandleClosed(); });

@@ -15,10 +15,16 @@
 // client that pipelines big reads and never reads the replies costs at
 // most about kMaxQueuedBytes + one msize.
 //
-// End of input (a plain client's shutdown(SHUT_WR)) is a half-close: the
-// requests already received are answered and written, then the connection
-// closes. A frame larger than the negotiated msize, or a size
+// End of input (a client's shutdown(SHUT_WR), or its TLS close_notify) is
+// a half-close: the requests already received are answered and written,
+// then the connection closes (a TLS connection sends its own close_notify
+// first). A frame larger than the negotiated msize, or a size
 // field below the 9P header size, closes the connection.
+//
+// On kernel TLS (tls/ktls.h) the connection reads the socket itself, a
+// uv_poll_t on a duplicate of its descriptor and tls::ReadKernelTls, so
+// that the peer's close_notify is a half-close and not a read error; its
+// writes still go through the libuv stream.
 //
 // Resumable sessions (resumable.h): a TLS peer (muscle relay --reconnect)
 // may begin with a session line. Its session then outlives the TCP
@@ -136,6 +142,9 @@ class Connection {
   void OnRead(ssize_t n, const uv_buf_t* buf);
   void OnPlaintext(const char* data, size_t len);
   bool MoveToKernelTls();
+  bool StartKernelTlsReads(int fd);
+  void OnKernelTlsReadable();
+  void StopReading();
   void OnHandshake();
   // Before the session of a connection that may claim an identity: waits
   // for enough bytes to tell a claim line from a 9P frame.
@@ -155,6 +164,10 @@ class Connection {
   uv_stream_t* stream_;  // null while a resumable session is detached
   uv_loop_t* loop_;
   uv_timer_t* timer_ = nullptr;  // the handshake timeout, then the lease
+  // Kernel TLS only: polls a duplicate of the stream's socket, which is
+  // closed once the poll handle is (StartKernelTlsReads).
+  struct KtlsPoll;
+  KtlsPoll* ktls_poll_ = nullptr;
   int open_handles_ = 1;
   std::string peer_;
   p9::FileSystem& fs_;

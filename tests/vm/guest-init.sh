@@ -29,14 +29,33 @@ case "$TRANS" in
       case "$r" in *"kernel TLS not available"*"relay pid"*) ;; *) fail "no fallback message: $r" ;; esac
       ps | grep -q "[/]muscle mount" || fail "no relay process after the fallback mount"
       grep -q "trans=fd" /proc/mounts || fail "not a trans=fd mount: $(cat /proc/mounts)" ;;
+  none) ;;  # a phase that mounts nothing from the host (ktls-halfclose)
   *) fail "unknown transport $TRANS" ;;
 esac
-echo "MUSCLE-MOUNTED"
+[ "$TRANS" = none ] || echo "MUSCLE-MOUNTED"
 DEEP=$M/deep/a/b/c/d/e/f/g/h/i/j/k/l/m/n/o/p/q/r/s/t
 tls_stat() { awk -v k=$1 '$1 == k { print $2 }' /proc/net/tls_stat; }
 no_muscle_process() {  # nothing of ours runs but musclefs serve
   for i in $(seq 25); do ps | grep -q "[/]muscle " || return 0; sleep 0.2; done
   fail "$1: a muscle process is still running: $(ps | grep '[/]muscle ')"
+}
+# The TLS half-close against the guest's own server on kernel TLS (port
+# $1): pipelined requests, then the client's close_notify, or a bare FIN;
+# every reply must come, then the server's close_notify, then EOF.
+ktls_halfclose_check() {
+  seen=$(wc -l < /tmp/gs.log)
+  for mode in close-notify fin; do
+    r=$(timeout 30 /ktls_halfclose_probe $1 guest /keys $mode 2>&1)
+    case "$r" in *MUSCLE-KTLS-HALFCLOSE-OK*) ;; *) fail "kernel-TLS half-close ($mode): $r $(tail -n 5 /tmp/gs.log)" ;; esac
+    echo "$r"
+  done
+  # The server's log since the probes began: their handshakes put them on
+  # kernel TLS, and they ended cleanly ("disconnected").
+  tail -n +$((seen + 1)) /tmp/gs.log | grep -q "records kernel" \
+    || fail "the probes were not on kernel TLS: $(cat /tmp/gs.log)"
+  r=$(tail -n +$((seen + 1)) /tmp/gs.log | grep "closing connection")
+  [ -z "$r" ] || fail "the guest server closed a half-closed connection: $r"
+  echo "MUSCLE-KTLS-HALFCLOSE-DONE"
 }
 # Kernel TLS (after the fallback above): muscle mount hands the TLS socket
 # itself to the kernel's 9p client; the kernel seals and opens records.
@@ -80,6 +99,7 @@ ktls_phase() {
   grep -q "records kernel" /tmp/gs.log || fail "guest server not on kernel TLS: $(cat /tmp/gs.log)"
   [ "$(tls_stat TlsCurrTxSw)" -ge 2 ] || fail "tls_stat: want 2 kernel TLS sessions: $(cat /proc/net/tls_stat)"
   no_muscle_process "kernel-TLS mount of the guest's server"
+  ktls_halfclose_check 4433
   # A server shutdown ends the mount as a TCP close does: errors, no hang.
   kill -TERM $sp; wait $sp
   timeout 20 ls /k2/d >/dev/null 2>&1 && fail "the mount still works after the server stopped"
@@ -535,6 +555,14 @@ elif [ "$PHASE" = verify ] || [ "$PHASE" = rules ]; then
   echo "MUSCLE-VERIFY-OK"
 elif [ "$PHASE" = snapshots ]; then
   snapshots_phase
+elif [ "$PHASE" = ktls-halfclose ]; then
+  # Only the half-close of ktls_phase, on a fresh guest server.
+  for m in $(cat /mods/ktls/order); do insmod /mods/ktls/$m.ko || fail "insmod $m"; done
+  mkdir -p /tmp/gs
+  /musclefs serve --base /tmp/gs --store :memory: --keys /keys --listen tls://127.0.0.1:4433 \
+    2>/tmp/gs.log &
+  for i in $(seq 50); do grep -q "listening" /tmp/gs.log && break; sleep 0.2; done
+  ktls_halfclose_check 4433
 else
   fail "unknown phase $PHASE"
 fi

@@ -15,6 +15,9 @@
 # usage: kernel_mount_test.sh BUILD_DIR
 # MUSCLE_VM_ONLY=snapshots runs only the snapshots phase, on a small tree
 # of its own (the default runs every phase, as tools/test does).
+# MUSCLE_VM_ONLY=ktls-halfclose runs only the kernel-TLS half-close check
+# (part of the rules phase's kernel-TLS tests): one boot, the guest's own
+# server, no server on the host.
 # MUSCLE_VM_ONLY=s3, run through tests/s3/with-rgw.sh, runs the main workload
 # once with the chunks in a Ceph RGW bucket and a 64M cache (evicting), the
 # verify boot after a restart on an emptied cache (ranged GETs), then
@@ -26,9 +29,9 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=$(cd "${1:?usage: $0 BUILD_DIR}" && pwd)
 case "${MUSCLE_VM_ONLY:-}" in
-  "" | snapshots) ;;
+  "" | snapshots | ktls-halfclose) ;;
   s3) : "${MUSCLE_S3_ENDPOINT:?MUSCLE_VM_ONLY=s3: run through tests/s3/with-rgw.sh}" ;;
-  *) echo "MUSCLE_VM_ONLY: only 'snapshots' or 's3' can run alone" >&2; exit 2 ;;
+  *) echo "MUSCLE_VM_ONLY: only 'snapshots', 'ktls-halfclose' or 's3' can run alone" >&2; exit 2 ;;
 esac
 cache=${MUSCLE_VM_CACHE:-$HOME/.cache/musclefs-vm}
 mkdir -p "$cache"
@@ -91,10 +94,11 @@ done
 gcc -static -O2 -o "$root/vmtool" "$here/vmtool.c"
 gcc -static -O2 -o "$root/fsx" "$here/fsx.c"
 gcc -static -O2 -o "$root/fsstress" "$here/fsstress.c"
-# muscle (for muscle mount inside the guest) and musclefs (a server inside
-# the guest, on kernel TLS) with the shared libraries they use.
-for bin in muscle musclefs; do
-  cp "$build/$bin" "$root/$bin"
+# muscle (for muscle mount inside the guest), musclefs (a server inside
+# the guest, on kernel TLS) and the half-close probe (a client of that
+# server) with the shared libraries they use.
+for bin in muscle musclefs tests/ktls_halfclose_probe; do
+  cp "$build/$bin" "$root/$(basename "$bin")"
   for lib in $(ldd "$build/$bin" | grep -o '/[^ ]*'); do
     mkdir -p "$root$(dirname "$lib")"
     cp -L "$lib" "$root$lib"
@@ -326,6 +330,11 @@ if [ "${MUSCLE_VM_ONLY:-}" = s3 ]; then
   exit 0
 fi
 
+if [ "${MUSCLE_VM_ONLY:-}" = ktls-halfclose ]; then
+  run_guest ktls-halfclose none 0 MUSCLE-KTLS-HALFCLOSE-DONE 300
+  echo "kernel-TLS half-close test passed"
+  exit 0
+fi
 if [ -n "${MUSCLE_VM_ONLY:-}" ]; then
   start_server
   start_relay guest "$relay_port"
