@@ -15,6 +15,8 @@
 # usage: kernel_mount_test.sh BUILD_DIR
 # MUSCLE_VM_ONLY=snapshots runs only the snapshots phase, on a small tree
 # of its own (the default runs every phase, as tools/test does).
+# MUSCLE_VM_ONLY=reconnect runs only the --reconnect mount through the
+# proxy that resets connections (tests/vm/cut_proxy.py), in one boot.
 # MUSCLE_VM_ONLY=ktls-halfclose runs only the kernel-TLS half-close check
 # (part of the rules phase's kernel-TLS tests): one boot, the guest's own
 # server, no server on the host.
@@ -29,9 +31,9 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=$(cd "${1:?usage: $0 BUILD_DIR}" && pwd)
 case "${MUSCLE_VM_ONLY:-}" in
-  "" | snapshots | ktls-halfclose) ;;
+  "" | snapshots | ktls-halfclose | reconnect) ;;
   s3) : "${MUSCLE_S3_ENDPOINT:?MUSCLE_VM_ONLY=s3: run through tests/s3/with-rgw.sh}" ;;
-  *) echo "MUSCLE_VM_ONLY: only 'snapshots', 'ktls-halfclose' or 's3' can run alone" >&2; exit 2 ;;
+  *) echo "MUSCLE_VM_ONLY: only 'snapshots', 'ktls-halfclose', 'reconnect' or 's3' can run alone" >&2; exit 2 ;;
 esac
 cache=${MUSCLE_VM_CACHE:-$HOME/.cache/musclefs-vm}
 mkdir -p "$cache"
@@ -335,6 +337,17 @@ if [ "${MUSCLE_VM_ONLY:-}" = ktls-halfclose ]; then
   echo "kernel-TLS half-close test passed"
   exit 0
 fi
+if [ "${MUSCLE_VM_ONLY:-}" = reconnect ]; then
+  start_server
+  python3 "$here/cut_proxy.py" "$cut_port" "$tls_port" 2 > "$work/cut_proxy.log" 2>&1 &
+  cut_pid=$!
+  run_guest reconnect none 0 MUSCLE-RECONNECT-OK 600 "muscle.cutport=$cut_port"
+  kill "$cut_pid"
+  echo "cut proxy: $(grep -c '^cut [1-9]' "$work/cut_proxy.log") cuts with connections reset"
+  stop_server
+  echo "reconnect test passed"
+  exit 0
+fi
 if [ -n "${MUSCLE_VM_ONLY:-}" ]; then
   start_server
   start_relay guest "$relay_port"
@@ -362,8 +375,8 @@ else
   run_guest verify tcp "$relay_port" MUSCLE-VERIFY-OK 600
   start_relay reader "$ro_port"
   start_relay confined "$conf_port"
-  # The reconnect phase's flaky network: resets every 1.5 s.
-  python3 "$here/cut_proxy.py" "$cut_port" "$tls_port" 1.5 > "$work/cut_proxy.log" 2>&1 &
+  # The reconnect phase's flaky network: resets busy connections every 2 s.
+  python3 "$here/cut_proxy.py" "$cut_port" "$tls_port" 2 > "$work/cut_proxy.log" 2>&1 &
   cut_pid=$!
   run_guest rules fd "$tls_port" MUSCLE-KTLS-OK 600 "muscle.cutport=$cut_port"
   kill "$cut_pid"
