@@ -37,7 +37,12 @@ namespace muscle::server {
 
 class WriteAhead {
  public:
-  static constexpr size_t kDefaultLimit = 4u << 20;
+  // Four 64 KiB writes: a client's usual pipeline is answered at once,
+  // while the writer's queue still empties between bursts (then it
+  // flushes ahead, store.h FlushAhead). Measured 2026-12-07 (bench/
+  // results.md): 4 MiB gained nothing over waiting for the writer, 256 KiB
+  // did.
+  static constexpr size_t kDefaultLimit = 256u << 10;
   explicit WriteAhead(size_t limit = kDefaultLimit) : limit_(limit) {}
 
   // Loop: true when a write of `bytes` to `ino` may be answered now; its

@@ -100,10 +100,12 @@ TEST_CASE("write ahead: the bytes answered ahead never pass the bound; past it a
 
 TEST_CASE("write ahead: a failed flush of acknowledged data keeps it and is reported to the next write") {
   constexpr size_t kPiece = 64 << 10, kPieces = 8;
-  Rig rig([](Store& s) {
-    s.file_buffer_limit = 4 * kPiece;            // the 5th piece makes room
-    s.commit_interval = std::chrono::hours(1);  // no commit flushes first
-  });
+  Rig rig(
+      [](Store& s) {
+        s.file_buffer_limit = 4 * kPiece;            // the 5th piece makes room
+        s.commit_interval = std::chrono::hours(1);  // no commit flushes first
+      },
+      kPiece * kPieces);  // every piece answered ahead
   uint64_t f = MakeFile(rig, "f");
   std::string data = RandomBytes(kPiece * kPieces, 9);
   REQUIRE(rig.Call(p9::Twrite{2, 0, p9::Data{data.substr(0, kPiece)}}, f));
