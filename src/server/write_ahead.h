@@ -37,11 +37,11 @@ namespace muscle::server {
 
 class WriteAhead {
  public:
-  // Four 64 KiB writes: a client's usual pipeline is answered at once,
-  // while the writer's queue still empties between bursts (then it
-  // flushes ahead, store.h FlushAhead). Measured 2026-12-07 (bench/
-  // results.md): 4 MiB gained nothing over waiting for the writer, 256 KiB
-  // did.
+  // Four 64 KiB writes: a client's usual pipeline (4 in flight) is
+  // answered at once. Measured 2026-12-07 (bench/results.md): 4 MiB gained
+  // nothing over waiting for the writer, 256 KiB did; likely because with
+  // less waiting the writer's queue still empties, and it flushes ahead
+  // then (Store::FlushAhead), which was not profiled.
   static constexpr size_t kDefaultLimit = 256u << 10;
   explicit WriteAhead(size_t limit = kDefaultLimit) : limit_(limit) {}
 
