@@ -29,7 +29,31 @@ bool StoreFileSystem::ForReaders(const store::ReadGate& gate, const FsRequest& r
   return all ? gate.AllClean() : !gate.IsDirty(req.ino);
 }
 
+bool StoreFileSystem::WroteAhead(FsRequest& req, Done& done) {
+  auto* w = std::get_if<Twrite>(&req.msg);
+  if (!w || !ahead_) return false;
+  size_t n = w->data.bytes.size();
+  // Empty or too large: the writer's answer.
+  if (n == 0 || !Store::Fits(w->offset, n) || !ahead_->Admit(req.ino, n)) return false;
+  std::shared_ptr<store::ReadGate> gate = worker_.gate();
+  // Reads of the file go to the writer, after this, until it has the data
+  // (then the file is dirty); after a failure, until it is reported.
+  if (gate) gate->Pending(req.ino, +1);
+  worker_.Run([req = std::move(req), n, gate, ahead = ahead_](Store& s) -> StoreWorker::Completion {
+    const auto& m = std::get<Twrite>(req.msg);
+    Status st = s.WriteAcknowledged(req.ino, m.offset, m.data.bytes);
+    bool held = ahead->Taken(req.ino, n, st, s.low_space());
+    ahead->Settle(s.rollbacks());
+    if (gate && !held) gate->Pending(req.ino, -1);
+    return nullptr;
+  });
+  if (answers_) answers_->writer.fetch_add(1, std::memory_order_relaxed);
+  done(FsReply{Rwrite{uint32_t(n)}, {}});
+  return true;
+}
+
 void StoreFileSystem::Submit(FsRequest req, Done done) {
+  if (WroteAhead(req, done)) return;
   auto shared = std::make_shared<FsRequest>(std::move(req));
   // The loop this request came from, where its reply must run (the main
   // loop's is null), also when a reader hands it on to the writer.
@@ -87,8 +111,26 @@ void StoreFileSystem::Submit(FsRequest req, Done done) {
 
 void StoreFileSystem::RunOnWriter(std::shared_ptr<FsRequest> shared, Done done, Mailbox* home) {
   worker_.Run(
-      [shared, answers = answers_, done = std::move(done)](Store& s) -> StoreWorker::Completion {
-        auto reply = std::make_shared<FsReply>(Execute(s, *shared));
+      [shared, answers = answers_, ahead = ahead_, gate = worker_.gate(),
+       done = std::move(done)](Store& s) -> StoreWorker::Completion {
+        FsRequest& req = *shared;
+        bool write = std::holds_alternative<Twrite>(req.msg);
+        // A failed flush of data written ahead is this request's to report
+        // when it is the file's next write, fsync or clunk.
+        Status failed;
+        if (ahead && (write || std::holds_alternative<Tfsync>(req.msg) ||
+                      std::holds_alternative<Tclunk>(req.msg)))
+          failed = ahead->TakeFailure(req.ino);
+        if (!failed.ok() && gate) gate->Pending(req.ino, -1);
+        auto error = [&] { return FsReply{Rlerror{uint32_t(failed.err() ? failed.err() : EIO)}, {}}; };
+        // The write is refused, its data not taken; the fsync and the clunk
+        // still do their work.
+        auto reply = std::make_shared<FsReply>(write && !failed.ok() ? error() : Execute(s, req));
+        if (!failed.ok() && !std::holds_alternative<Rlerror>(reply->msg)) *reply = error();
+        if (ahead) {
+          ahead->Settle(s.rollbacks());
+          if (write && std::holds_alternative<Rwrite>(reply->msg)) ahead->Allow(req.ino);
+        }
         return [done, reply, answers]() {
           if (answers) answers->writer.fetch_add(1, std::memory_order_relaxed);
           done(std::move(*reply));

@@ -13,6 +13,14 @@
 // writer, which also holds the buffered writes), and a large write does
 // not hold up other files' lookups.
 //
+// A Twrite to a file the writer has written before is answered on the
+// loop at once and its data queued for the writer (server/write_ahead.h:
+// the bound on what waits so, and where a failed flush of such data is
+// reported); the file counts as having work queued for the writer
+// (ReadGate::Pending) until the writer has the data, so every read after
+// the reply sees it, and anything queued for the writer after it runs
+// after it.
+//
 // Threading: Submit and Unref are called on an event loop's thread (the
 // main loop or another one, server/loop_thread.h); Execute runs on the
 // worker or a reader thread; a reply is delivered on the loop that asked.
@@ -24,6 +32,7 @@
 #include "server/metrics.h"
 #include "server/reader_pool.h"
 #include "server/store_worker.h"
+#include "server/write_ahead.h"
 
 namespace muscle::server {
 
@@ -41,9 +50,13 @@ class StoreFileSystem : public p9::FileSystem {
   // `readers` may be null (everything on the writer); it must outlive
   // this object's use.
   // `answers`, if set, counts who answered each request (server/metrics.h).
+  // `write_ahead`: the most Twrite bytes answered and not yet taken by the
+  // writer (0: every Twrite waits for the writer).
   explicit StoreFileSystem(StoreWorker& worker, ReaderPool* readers = nullptr,
-                           std::shared_ptr<AnswerCounters> answers = nullptr)
-      : worker_(worker), readers_(readers), answers_(std::move(answers)) {}
+                           std::shared_ptr<AnswerCounters> answers = nullptr,
+                           size_t write_ahead = WriteAhead::kDefaultLimit)
+      : worker_(worker), readers_(readers), answers_(std::move(answers)),
+        ahead_(write_ahead ? std::make_shared<WriteAhead>(write_ahead) : nullptr) {}
   void Submit(p9::FsRequest req, Done done) override;
   void Unref(uint64_t ino) override;
 
@@ -60,14 +73,20 @@ class StoreFileSystem : public p9::FileSystem {
   // Requests answered by readers, and handed back to the writer after the
   // gate refused a reader's result (for tests and the log).
   uint64_t served_by_readers() const { return served_by_readers_; }
+  // Null when every Twrite waits for the writer (tests).
+  const WriteAhead* write_ahead() const { return ahead_.get(); }
 
  private:
   void RunOnWriter(std::shared_ptr<p9::FsRequest> req, Done done, Mailbox* home);
+  // Answers `req` now and queues its data for the writer when it is a
+  // Twrite the write-ahead admits (then true, and req and done are taken).
+  bool WroteAhead(p9::FsRequest& req, Done& done);
 
   StoreWorker& worker_;
   ReaderPool* readers_;
   std::atomic<uint64_t> served_by_readers_{0};  // completions, on any loop
   std::shared_ptr<AnswerCounters> answers_;
+  std::shared_ptr<WriteAhead> ahead_;  // shared with the writer's jobs
 };
 
 p9::Qid QidOf(const store::Attr& a);

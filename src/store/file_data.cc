@@ -115,9 +115,21 @@ Status Store::Read(uint64_t ino, uint64_t offset, uint32_t count,
 
 Result<uint32_t> Store::Write(uint64_t ino, uint64_t offset,
                               std::string_view data) {
+  return Take(ino, offset, data, false);
+}
+
+Status Store::WriteAcknowledged(uint64_t ino, uint64_t offset, std::string_view data) {
+  return Take(ino, offset, data, true).status();
+}
+
+bool Store::Fits(uint64_t offset, size_t size) {
+  return offset <= kMaxFileSize && size <= kMaxFileSize - offset;
+}
+
+Result<uint32_t> Store::Take(uint64_t ino, uint64_t offset, std::string_view data,
+                             bool acknowledged) {
   OpScope op(this);
-  if (offset > kMaxFileSize || data.size() > kMaxFileSize - offset)
-    return Status(EFBIG);
+  if (!Fits(offset, data.size())) return Status(EFBIG);
   Status s = Begin();
   if (!s.ok()) return s;
   auto a = LoadAttr(ino);
@@ -125,10 +137,14 @@ Result<uint32_t> Store::Write(uint64_t ino, uint64_t offset,
   if (S_ISDIR(a->mode)) return Status(EISDIR);
   if (!S_ISREG(a->mode)) return Status(EINVAL);
   if (data.empty()) return uint32_t(0);
-  MUSCLE_RETURN_IF_ERROR(CheckSpace(data.size()));
+  // Acknowledged data is taken whatever the space; the check still runs,
+  // so that low-space mode starts (low_space()) and later writes are
+  // refused before they are answered.
+  if (Status room = CheckSpace(data.size()); !room.ok() && !acknowledged) return room;
   // Make room before taking the data, so that a write that fails has no
   // effect at all (a flush failing afterwards would leave it buffered).
-  {
+  // Acknowledged data makes room after it is taken (below).
+  if (!acknowledged) {
     auto d = dirty_.find(ino);
     if (d != dirty_.end() && d->second.bytes + data.size() > file_buffer_limit) {
       s = Atomically([&]() -> Status { return FlushFile(ino); });
@@ -210,6 +226,15 @@ Result<uint32_t> Store::Write(uint64_t ino, uint64_t offset,
     f.bytes += buf.size() - removed;
     dirty_bytes_ += buf.size() - removed;
     ranges.emplace(start, std::move(buf));
+  }
+  if (acknowledged) {
+    // A failed flush puts its buffers back: the data stays buffered.
+    if (f.bytes > file_buffer_limit) {
+      s = Atomically([&]() -> Status { return FlushFile(ino); });
+      if (!s.ok()) return s;
+    }
+    while (!dirty_.empty() && dirty_bytes_ > total_buffer_limit)
+      MUSCLE_RETURN_IF_ERROR(FlushLargest());
   }
   return uint32_t(data.size());
 }

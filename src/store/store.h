@@ -200,6 +200,16 @@ class Store final : public Tree {
   // --- data ---
   Status Read(uint64_t ino, uint64_t offset, uint32_t count, std::string& out) override;
   Result<uint32_t> Write(uint64_t ino, uint64_t offset, std::string_view data) override;
+  // A write already acknowledged to the client (server/write_ahead.h):
+  // taken into the write buffer even when space is short (the check still
+  // runs and may start low-space mode), and room is made after the data
+  // is buffered, not before. An error is that of the flush making room
+  // (the data stays buffered) or of the file itself (a rolled-back inode:
+  // ESTALE; then the data is gone with it, as in a crash).
+  Status WriteAcknowledged(uint64_t ino, uint64_t offset, std::string_view data);
+  // Whether `size` bytes at `offset` are within the largest file (else
+  // Write answers EFBIG).
+  static bool Fits(uint64_t offset, size_t size);
   Status MayChange(uint64_t) override { return Status::Ok(); }
 
   // --- xattrs ---
@@ -538,6 +548,8 @@ class Store final : public Tree {
   // into `out`; ReadChunk reads them.
   Result<ChunkRead> ChunkRange(int64_t chunk, uint64_t offset, size_t len, char* out);
   Status ReadChunk(int64_t chunk, uint64_t offset, size_t len, char* out);
+  // Write and WriteAcknowledged.
+  Result<uint32_t> Take(uint64_t ino, uint64_t offset, std::string_view data, bool acknowledged);
   Status FlushRange(uint64_t ino, uint64_t lo, uint64_t hi, uint64_t size);
   Result<int64_t> PutChunk(std::string_view data);
   Result<int64_t> PutChunk(std::string_view data, const unsigned char (&hash)[32]);
