@@ -108,6 +108,8 @@ class Server {
   // Endpoints actually bound (ports resolved), in --listen order.
   std::vector<transport::Endpoint> bound() const;
   size_t connections() const { return connections_.size() + remote_connections_; }
+  // Resumable sessions, attached or detached, on every loop.
+  size_t resumable_sessions() { return sessions_.size(); }
   // The metrics listener's address actually bound (null without one).
   const transport::Endpoint* metrics_bound() const {
     return metrics_http_ ? &metrics_http_->bound() : nullptr;

@@ -170,6 +170,7 @@ void Connection::HandOver(const ResumableHello& hello, std::string leftover) {
     options_.sessions->Unclaim(hello.id);
     return Close("cannot hand the socket over");
   }
+  handed_over_ = true;
   auto* engine = tls_.release();
   engine->on_plaintext = nullptr;
   engine->on_ciphertext = nullptr;
@@ -236,6 +237,8 @@ void Connection::WatchSilence() {
       timer_,
       [](uv_timer_t* t) {
         auto* c = static_cast<Connection*>(t->data);
+        // Not reading (back-pressure) is no silence of the peer's.
+        if (!c->reading_) c->heard_at_ = uv_now(c->loop_);
         uint64_t silence = uint64_t(c->options_.session_silence.count());
         if (uv_now(c->loop_) - c->heard_at_ > silence)
           c->StreamLost(("nothing heard for " + std::to_string(silence / 1000) + " s").c_str());
@@ -379,7 +382,9 @@ void Connection::OnKernelTlsReadable() {
       case tls::KernelTlsRead::kData:
         heard_at_ = uv_now(loop_);
         if (framed) {
+          feeding_ = true;
           OnPlaintext(cipher_in_.data(), r->len);
+          feeding_ = false;
           if (handover_) {
             auto h = std::move(handover_);
             return HandOver(h->first, std::move(h->second));
@@ -467,7 +472,11 @@ bool Connection::CanTakeMore() const {
 
 void Connection::UpdateReading() {
   if (closing_ || !stream_) return;
-  bool want = !draining_ && !input_ended_ && (!session_ || CanTakeMore());
+  // A resumable session keeps reading while only 9P frames are held back
+  // (up to kMaxUnacked of them): the peer's ACKs come in on the same
+  // stream, and without them it would never take more.
+  bool want = !draining_ && !input_ended_ &&
+              (!session_ || CanTakeMore() || (resumable_ && in_used_ < kMaxUnacked));
   if (ktls_poll_ && !session_ && !hello_pending_) want = false;
   if (want == reading_) return;
   if (!want) return StopReading();
@@ -526,7 +535,9 @@ void Connection::OnRead(ssize_t n, const uv_buf_t* buf) {
     return;
   }
   bool was_ready = tls_->ready();
+  feeding_ = true;
   Status s = tls_->Feed(buf->base, size_t(n));
+  feeding_ = false;
   if (s.ok() && handover_) {
     auto h = std::move(handover_);
     return HandOver(h->first, std::move(h->second));
@@ -615,7 +626,9 @@ void Connection::ReleaseIdleBuffers() {
   if (in_used_ != 0 || !session_) return;
   if (session_->in_flight() == 0 || in_.size() > (4u << 20)) {
     std::string().swap(in_);
-    std::string().swap(cipher_in_);
+    // Not under the engine's feet: it reads a trailing partial record
+    // from this buffer after handing over the plaintext before it.
+    if (!feeding_) std::string().swap(cipher_in_);
   }
 }
 
@@ -683,7 +696,7 @@ void Connection::Close(const char* why) {
   // On kernel TLS the close_notify is a record of its own type (a control
   // message): sent here once every reply has reached the socket, so that
   // it comes after them.
-  if (ktls_poll_ && stream_ && uv_stream_get_write_queue_size(stream_) == 0) {
+  if (ktls_poll_ && stream_ && !handed_over_ && uv_stream_get_write_queue_size(stream_) == 0) {
     Status s = tls::SendKernelCloseNotify(ktls_poll_->fd);
     if (!s.ok() && s.err() != EPIPE && s.err() != ECONNRESET)
       Log("%s: %s", peer_.c_str(), s.message().c_str());

@@ -116,7 +116,8 @@ class Connection {
   const std::string& peer() const { return peer_; }
   // The TLS identity, empty for plain connections or before the handshake.
   const std::string& identity() const { return identity_; }
-  bool is_tls() const { return tls_ != nullptr; }
+  // (also while a resumable session is detached, without a socket)
+  bool is_tls() const { return options_.tls != nullptr; }
 
   // On this connection's loop: the socket of a redial that named this
   // session (with its TLS engine, the peer's count of bytes received and
@@ -193,6 +194,10 @@ class Connection {
   std::string session_id_;
   bool bye_ = false;  // the relay ended its resumable session
   uint64_t heard_at_ = 0;  // loop time of the last bytes received
+  bool handed_over_ = false;  // the socket went to the session's loop: no close_notify
+  // Inside the TLS engine's Feed, or a resumable Feed over cipher_in_:
+  // the read buffer must not be released (ReleaseIdleBuffers).
+  bool feeding_ = false;
   std::unique_ptr<std::pair<ResumableHello, std::string>> handover_;  // a redial's line
   std::unique_ptr<tls::TlsEngine> retired_tls_;  // of the socket being closed
 };

@@ -62,7 +62,7 @@ class Relay::Pair {
     if (closing_) return;
     closing_ = true;
     error_ = error;
-    if (tls_ && remote_) tls_->Close();
+    if (tls_ && remote_ && !bye_sent_) tls_->Close();
     DropRemote();
     if (local_) uv_close(reinterpret_cast<uv_handle_t*>(local_), OnHandleClosed);
     if (stream_) {
@@ -309,10 +309,27 @@ class Relay::Pair {
   void OnLocalRead(ssize_t n, const uv_buf_t* buf) {
     if (n == 0) return;
     if (n < 0) {
-      // The kernel is done (umount): a resumable session ends here.
+      // The kernel is done (umount): a resumable session ends here, with
+      // a BYE (else the server would keep it for its lease). Closed once
+      // the BYE and the close_notify are written: a handle closed at once
+      // would cancel them.
       if (stream_) {
         local_eof_ = true;
-        stream_->Bye();
+        uv_read_stop(local_);
+        if (remote_ && stream_->attached() && !closing_) {
+          stream_->Bye();
+          tls_->Close();
+          bye_sent_ = true;
+          auto* req = new uv_shutdown_t;
+          req->data = this;
+          if (uv_shutdown(req, Remote(), [](uv_shutdown_t* r, int) {
+                auto* p = static_cast<Pair*>(r->data);
+                delete r;
+                p->Close("");
+              }) == 0)
+            return;
+          delete req;
+        }
       }
       Close("");
       return;
@@ -381,7 +398,7 @@ class Relay::Pair {
   bool closing_ = false;
   bool probe_ = false;
   bool local_paused_ = false, remote_paused_ = false;
-  bool local_started_ = false, local_eof_ = false;
+  bool local_started_ = false, local_eof_ = false, bye_sent_ = false;
   int open_ = 0;
   // Resumable sessions (options_.reconnect) only.
   std::unique_ptr<ResumableStream> stream_;

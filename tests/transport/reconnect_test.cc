@@ -289,3 +289,40 @@ TEST_CASE("a resumable session that hears nothing detaches, and its lease then e
   REQUIRE(errors.size() == 1);
   CHECK(errors[0].find("no longer has this session") != std::string::npos);
 }
+
+TEST_CASE("a resumable session ends with its client (BYE), and with its identity's removal") {
+  TempDir dir;
+  InProcessServer srv(Options(dir.path, 60, 2));
+  CutProxy proxy(srv.endpoints()[0].port);
+  RelayThread relay(proxy.port(), "site-a", dir.path + "/relay.sock");
+  auto sessions = [&] {
+    size_t n = 0;
+    srv.OnLoop([&](server::Server& s) { n = s.resumable_sessions(); });
+    return n;
+  };
+  auto wait_for = [&](size_t want) {
+    for (int i = 0; i < 100 && sessions() != want; i++) usleep(20000);
+    return sessions();
+  };
+  {
+    p9::Client c;
+    Connect(c, "unix:" + dir.path + "/relay.sock", 65536 + 24);
+    CHECK(sessions() == 1);
+  }
+  // The client went away: the relay said BYE, nothing is kept for a lease.
+  CHECK(wait_for(0) == 0);
+
+  p9::Client c;
+  Connect(c, "unix:" + dir.path + "/relay.sock", 65536 + 24);
+  REQUIRE(sessions() == 1);
+  // Detached (the network is away), then the identity is removed: the
+  // session goes at once, not when its lease ends.
+  proxy.SetRefusing(true);
+  proxy.Cut();
+  usleep(300000);
+  std::ofstream(dir.path + "/keys") << "site-b:" << kHex << "\n";
+  Status reload;
+  srv.OnLoop([&](server::Server& s) { reload = s.ReloadKeys(); });
+  REQUIRE(reload.ok());
+  CHECK(wait_for(0) == 0);
+}
