@@ -145,16 +145,22 @@ Status ResumableStream::Acked(uint64_t n) {
   return Status::Ok();
 }
 
+// Takes bytes of a fixed-size field received in pieces; true once complete.
+bool ResumableStream::Gather(char* field, size_t& have, size_t size, const char*& data,
+                             size_t& len) {
+  size_t n = std::min(len, size - have);
+  memcpy(field + have, data, n);
+  have += n;
+  data += n;
+  len -= n;
+  return have == size;
+}
+
 Status ResumableStream::Feed(const char* data, size_t len) {
   bool acked = false;
   while (len > 0) {
     if (header_len_ < 5) {
-      size_t n = std::min(len, 5 - header_len_);
-      memcpy(header_ + header_len_, data, n);
-      header_len_ += n;
-      data += n;
-      len -= n;
-      if (header_len_ < 5) break;
+      if (!Gather(header_, header_len_, 5, data, len)) break;
       type_ = uint8_t(header_[0]);
       left_ = 0;
       for (int i = 0; i < 4; i++) left_ |= uint32_t(uint8_t(header_[1 + i])) << (8 * i);
@@ -182,12 +188,7 @@ Status ResumableStream::Feed(const char* data, size_t len) {
       len -= n;
       continue;
     }
-    size_t n = std::min(len, 8 - value_len_);
-    memcpy(value_ + value_len_, data, n);
-    value_len_ += n;
-    data += n;
-    len -= n;
-    if (value_len_ < 8) break;
+    if (!Gather(value_, value_len_, 8, data, len)) break;
     uint64_t v = 0;
     for (int i = 0; i < 8; i++) v |= uint64_t(uint8_t(value_[i])) << (8 * i);
     header_len_ = 0;

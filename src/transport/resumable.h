@@ -85,6 +85,7 @@ class ResumableStream {
   void EmitData(const char* data, size_t len);
   void EmitControl(uint8_t type, uint64_t value);
   Status Acked(uint64_t n);
+  static bool Gather(char* field, size_t& have, size_t size, const char*& data, size_t& len);
 
   bool attached_ = false;
   uint64_t sent_ = 0;      // stream bytes given to Send
