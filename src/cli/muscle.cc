@@ -41,19 +41,21 @@ const char* kUsage = R"(usage:
   muscle keys list            identities only (never secrets)
   muscle keys remove NAME     revoke an identity (its live connections close)
   muscle keys rotate NAME     give an identity a new secret
-  muscle relay --connect HOST:PORT --identity NAME [--listen ADDR] [--reconnect]
+  muscle relay --connect HOST:PORT --identity NAME [--listen ADDR] [--reconnect [--soft S]]
                               carry local plaintext 9P to a musclefs TLS port
                               (default --listen unix:$BASE/relay.sock, mode 0600)
   muscle mount HOST:PORT DIR --identity NAME [--msize N] [--aname PATH] [-o OPTS]
-                 [--relay] [--reconnect]
+                 [--relay] [--reconnect [--soft S]]
                               mount with the kernel's own TLS on the socket
                               (trans=fd, no process left running); where the
                               kernel has no TLS, or with --relay, through a
                               private relay process
-  --reconnect                 (relay, mount) survive network drops: requests
-                              wait while the relay redials and resumes its
-                              session (mount: always through a relay); a
-                              server restart still ends the mount
+  --reconnect                 (relay, mount) survive network drops and server
+                              restarts: requests wait while the relay redials
+                              and resumes its session, or restores it on a
+                              restarted server (mount: always through a relay)
+  --soft S                    with --reconnect: after S seconds without the
+                              server, requests fail with EIO until it is back
   muscle umount DIR
   muscle stdio [--base DIR] [--identity NAME] [--root /PATH] [--read-only]
                               carry 9P between stdin/stdout and the local server's
@@ -101,7 +103,7 @@ Result<Args> Parse(int argc, char** argv, int from) {
       a.mount_opts.push_back(argv[++i]);
     } else if (s.rfind("--", 0) == 0) {
       static const char* known[] = {"--base", "--keys", "--connect", "--identity", "--listen",
-                                    "--msize", "--aname", "--log"};
+                                    "--msize", "--aname", "--log", "--soft"};
       bool ok = false;
       for (auto* k : known) ok |= s == k;
       if (!ok) return Status(EINVAL, "unknown option " + s + " (see muscle --help)");
@@ -197,6 +199,14 @@ Result<transport::RelayOptions> RelaySetup(const Args& a, const std::string& ser
   if (!k) return Status(ENOENT, "no identity '" + o.identity + "' in " + KeysPath(a));
   o.key = *k;
   o.reconnect = a.reconnect;
+  if (auto soft = a.opts.find("soft"); soft != a.opts.end()) {
+    char* end = nullptr;
+    long n = strtol(soft->second.c_str(), &end, 10);
+    if (soft->second.empty() || *end || n <= 0 || n > 86400)
+      return Status(EINVAL, "--soft takes seconds (1 to 86400), not '" + soft->second + "'");
+    if (!a.reconnect) return Status(EINVAL, "--soft needs --reconnect");
+    o.soft = std::chrono::seconds(n);
+  }
   return o;
 }
 

@@ -3,8 +3,11 @@
 #include <netdb.h>
 #include <unistd.h>
 
+#include <sys/random.h>
+
 #include <cstring>
 
+#include "9p/restore_book.h"
 #include "common/log.h"
 #include "tls/ktls.h"
 #include "transport/resumable.h"
@@ -30,18 +33,21 @@ class Relay::Pair {
       open_++;
     }
     if (relay_.options_.reconnect) {
-      stream_ = std::make_unique<ResumableStream>();
-      stream_->on_wire = [this](std::string w) {
-        if (tls_ && remote_) Check(tls_->Write(w.data(), w.size()));
+      NewStream();
+      uint64_t op_base = 0;
+      while (getrandom(&op_base, sizeof op_base, 0) != sizeof op_base) {
+      }
+      book_ = std::make_unique<p9::RestoreBook>(op_base);
+      book_->on_restored = [this](const p9::RestoreBook::Restored& r) {
+        Log("relay: session restored on the server's new session %s in %.1f s: %zu fids bound "
+            "again (%zu reopened), %zu lost (ESTALE), %zu requests sent again",
+            id_.c_str(), double(uv_now(relay_.loop_) - restore_at_) / 1000, r.fids, r.opened,
+            r.lost, r.resent);
+        restore_at_ = 0;
+        MaybeResumeLocal();
       };
-      stream_->on_data = [this](const char* d, size_t n) { Send(local_, std::string(d, n)); };
-      stream_->on_acked = [this] {
-        if (local_ && local_paused_ && !local_eof_ && stream_->unacked() < kMaxUnacked / 2) {
-          local_paused_ = false;
-          StartReading(local_);
-        }
-      };
-      for (uv_timer_t* t : {&keepalive_, &redial_}) {
+      book_->on_fatal = [this](const std::string& why) { Close("cannot restore the session: " + why); };
+      for (uv_timer_t* t : {&keepalive_, &redial_, &soft_}) {
         uv_timer_init(relay_.loop_, t);
         t->data = this;
         open_++;
@@ -66,8 +72,8 @@ class Relay::Pair {
     DropRemote();
     if (local_) uv_close(reinterpret_cast<uv_handle_t*>(local_), OnHandleClosed);
     if (stream_) {
-      uv_close(reinterpret_cast<uv_handle_t*>(&keepalive_), OnHandleClosed);
-      uv_close(reinterpret_cast<uv_handle_t*>(&redial_), OnHandleClosed);
+      for (uv_timer_t* t : {&keepalive_, &redial_, &soft_})
+        uv_close(reinterpret_cast<uv_handle_t*>(t), OnHandleClosed);
     }
     if (open_ == 0) Finish();
   }
@@ -79,6 +85,85 @@ class Relay::Pair {
  private:
   static constexpr size_t kMaxUnacked = 16u << 20;
   uv_stream_t* Remote() { return reinterpret_cast<uv_stream_t*>(remote_); }
+
+  // A fresh numbered stream (at start, and for a new server session).
+  void NewStream() {
+    stream_ = std::make_unique<ResumableStream>();
+    stream_->on_wire = [this](std::string w) {
+      if (tls_ && remote_) Check(tls_->Write(w.data(), w.size()));
+    };
+    stream_->on_data = [this](const char* d, size_t n) { FromServer(d, n); };
+    stream_->on_acked = [this] { MaybeResumeLocal(); };
+  }
+
+  bool LocalHeld() const {
+    return stream_->unacked() > kMaxUnacked || book_->held_bytes() > kMaxUnacked;
+  }
+  void MaybeResumeLocal() {
+    if (local_ && local_paused_ && !local_eof_ && !LocalHeld()) {
+      local_paused_ = false;
+      StartReading(local_);
+    }
+  }
+
+  // Whole 9P frames only, both ways, through the book (a frame cut by a
+  // server restart is never half delivered).
+  void FromServer(const char* d, size_t n) {
+    from_server_.Append(d, n);
+    std::string to_server, to_client;
+    for (auto f = from_server_.Next(); !f.empty(); f = from_server_.Next())
+      book_->FromServer(f, to_server, to_client);
+    if (from_server_.bad()) return Close("the server sent a malformed 9P frame");
+    Deliver(to_server, to_client);
+  }
+  void FromLocal(const char* d, size_t n) {
+    from_local_.Append(d, n);
+    std::string to_server, to_client;
+    for (auto f = from_local_.Next(); !f.empty(); f = from_local_.Next())
+      book_->FromClient(f, to_server, to_client);
+    if (from_local_.bad()) return Close("the local client sent a malformed 9P frame");
+    Deliver(to_server, to_client);
+  }
+  void Deliver(std::string& to_server, std::string& to_client) {
+    if (closing_) return;
+    if (!to_server.empty()) stream_->Send(to_server.data(), to_server.size());
+    if (!to_client.empty()) Send(local_, std::move(to_client));
+  }
+
+  // The server no longer has the session: a new one, on which the book
+  // restores the conversation (restore_book.h). False when it cannot.
+  bool StartRestore(const std::string& why) {
+    if (!book_->CanRestore()) return false;
+    Log("relay: the server no longer has session %s (%s): it restarted or the lease ended; "
+        "opening a new session to restore %zu fids and %zu waiting requests",
+        id_.c_str(), why.c_str(), book_->fids(), book_->waiting());
+    book_->Lost();
+    AbandonSession();
+    return true;
+  }
+  // Forgets the server's session: the next connection opens a new one.
+  void AbandonSession() {
+    id_.clear();
+    restore_pending_ = true;
+    if (restore_at_ == 0) restore_at_ = lost_at_ ? lost_at_ : uv_now(relay_.loop_);
+    NewStream();
+    from_server_.Clear();
+  }
+
+  // --soft: the server has been away for options_.soft; everything
+  // waiting fails, and new requests fail at once, until it is back.
+  void SoftExpired() {
+    if (closing_ || (stream_->attached() && !restore_pending_)) return;
+    if (!book_->CanRestore() && !book_->failing()) return Close("the server is away (--soft)");
+    std::string out;
+    size_t n = book_->waiting();
+    book_->Fail(EIO, out);
+    if (!out.empty()) Send(local_, std::move(out));
+    Log("relay: the server has been away for %lld s (--soft): %zu waiting requests fail with EIO, "
+        "and new ones until it is back",
+        (long long)relay_.options_.soft.count(), n);
+    if (!restore_pending_) AbandonSession();
+  }
 
   void Dial() {
     remote_ = new uv_tcp_t;
@@ -125,11 +210,17 @@ class Relay::Pair {
   // server accepted redials; anything else ends the pair.
   void Failed(const std::string& why, bool fatal) {
     if (closing_) return;
-    if (!stream_ || id_.empty() || fatal) return Close(why);
+    if (!stream_ || (id_.empty() && !restore_pending_) || fatal) return Close(why);
     if (remote_ && stream_->attached()) {
       Log("relay: connection to the server lost (%s); session %s waits for a redial",
           why.empty() ? "closed" : why.c_str(), id_.c_str());
-      if (lost_at_ == 0) lost_at_ = uv_now(relay_.loop_);
+      if (lost_at_ == 0) {
+        lost_at_ = uv_now(relay_.loop_);
+        if (relay_.options_.soft.count() > 0)
+          uv_timer_start(
+              &soft_, [](uv_timer_t* t) { static_cast<Pair*>(t->data)->SoftExpired(); },
+              uint64_t(relay_.options_.soft.count()) * 1000, 0);
+      }
     } else if (TraceEnabled()) {
       Log("relay: redial failed: %s", why.c_str());
     }
@@ -167,6 +258,7 @@ class Relay::Pair {
 
   void OnPlaintext(const char* d, size_t n) {
     if (!stream_) return Send(local_, std::string(d, n));
+    if (closing_) return;
     if (answer_pending_) {
       answer_.append(d, n);
       size_t nl = answer_.find('\n');
@@ -175,11 +267,13 @@ class Relay::Pair {
         return;
       }
       answer_pending_ = false;
-      std::string id, rest = answer_.substr(nl + 1);
+      std::string id, features, rest = answer_.substr(nl + 1);
       uint64_t server_received = 0;
-      Status s = ParseHelloAnswer(answer_.substr(0, nl), &id, &server_received);
+      Status s = ParseHelloAnswer(answer_.substr(0, nl), &id, &server_received, &features);
       answer_.clear();
       if (!s.ok()) {
+        if (s.err() == ESTALE && StartRestore(s.message()))
+          return Failed("the server no longer has the session", false);
         if (s.err() == ESTALE)
           return Close("the server no longer has this session (" + s.message() +
                        "): it restarted or the session's lease ended");
@@ -188,6 +282,7 @@ class Relay::Pair {
       bool resumed = !id_.empty();
       if (resumed && id != id_) return Close("the server answered for another session");
       id_ = id;
+      book_->set_once((" " + features + " ").find(" once ") != std::string::npos);
       uint64_t resend = stream_->sent() - std::min(stream_->sent(), server_received);
       s = stream_->Attach(server_received);
       if (!s.ok()) return Close("cannot resume the session: " + s.message());
@@ -196,6 +291,13 @@ class Relay::Pair {
             double(uv_now(relay_.loop_) - lost_at_) / 1000, (unsigned long long)resend);
       lost_at_ = 0;
       backoff_ = 0;
+      uv_timer_stop(&soft_);
+      if (restore_pending_) {
+        restore_pending_ = false;
+        std::string out;
+        book_->Restore(out);
+        stream_->Send(out.data(), out.size());
+      }
       if (rest.empty()) return;
       d = rest.data();
       n = rest.size();
@@ -285,7 +387,8 @@ class Relay::Pair {
     if (n == 0) return;
     if (n < 0) {
       if (ready_) Failed(n == UV_EOF || !stream_ ? "" : uv_strerror(int(n)), false);
-      else if (stream_ && !id_.empty()) Failed("closed during the TLS handshake", false);
+      else if (stream_ && (!id_.empty() || restore_pending_))
+        Failed("closed during the TLS handshake", false);
       else if (!heard_from_server_)
         Close("the server closed the connection before answering the TLS handshake: it may be "
               "refusing this address for now (too many failed or simultaneous handshakes from "
@@ -335,8 +438,8 @@ class Relay::Pair {
       return;
     }
     if (stream_) {
-      stream_->Send(buf->base, size_t(n));
-      if (stream_->unacked() > kMaxUnacked) {
+      FromLocal(buf->base, size_t(n));
+      if (!closing_ && LocalHeld()) {
         uv_read_stop(local_);
         local_paused_ = true;
       }
@@ -367,7 +470,7 @@ class Relay::Pair {
       // Resume the other side once this one has drained.
       uv_stream_t* src = to_local ? p->Remote() : p->local_;
       bool& paused = to_local ? p->remote_paused_ : p->local_paused_;
-      bool held = !to_local && p->stream_ && p->stream_->unacked() > kMaxUnacked;
+      bool held = !to_local && p->stream_ && p->LocalHeld();
       if (src && paused && !held && uv_stream_get_write_queue_size(dst) < kHighWater / 4) {
         paused = false;
         p->StartReading(src);
@@ -405,8 +508,13 @@ class Relay::Pair {
   std::string id_;  // the server's session, once it answered
   bool answer_pending_ = false;
   std::string answer_;
-  uv_timer_t keepalive_, redial_;
+  uv_timer_t keepalive_, redial_, soft_;
   uint64_t last_heard_ = 0, lost_at_ = 0, backoff_ = 0;
+  // The 9P conversation, to restore it on a new server session.
+  std::unique_ptr<p9::RestoreBook> book_;
+  p9::FrameSplitter from_local_{p9::kMaxMsize + 64}, from_server_{p9::kMaxMsize + 64};
+  bool restore_pending_ = false;  // the next session is new: restore on it
+  uint64_t restore_at_ = 0;       // when the old session was lost
 };
 
 Result<int> ConnectTcp(const std::string& host, int port) {

@@ -8,9 +8,15 @@
 // keepalives for three intervals, the pair redials (back-off from 100 ms
 // to 5 s, TLS session resumption making it cheap), and both sides resend
 // what the other missed. The local side never notices, requests simply
-// wait ("hard" mount), until the server says it no longer has the
-// session (it restarted, or its lease ended): then the local stream
-// closes. A wrong key or a removed identity also ends it.
+// wait ("hard" mount). When the server says it no longer has the session
+// (it restarted, or the lease ended), the pair opens a new one and
+// restores the 9P conversation on it (9p/restore_book.h: fids rebound by
+// inode, open files reopened, unanswered requests sent again, the
+// non-idempotent ones under operation ids the server keeps), so the local
+// side still does not notice. With `soft`, requests fail with EIO once
+// the server has been away that long. A wrong key or a removed identity
+// ends the pair, and so does a server that cannot restore (no operation
+// ids, or a conversation other than 9P2000.L).
 //
 // Threading: everything runs on one libuv loop thread. Lifetime: a Relay
 // must outlive its pairs; Stop() closes the listener and every pair.
@@ -39,6 +45,10 @@ struct RelayOptions {
   auth::Secret key;
   bool reconnect = false;
   std::chrono::milliseconds keepalive{5000};
+  // With reconnect: 0 waits for the server forever ("hard"); else, after
+  // this long without it, waiting requests fail with EIO, and new ones
+  // until it is back ("soft").
+  std::chrono::seconds soft{0};
 };
 
 class Relay {

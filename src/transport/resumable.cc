@@ -50,14 +50,18 @@ Result<ResumableHello> ParseHello(const std::string& line) {
   return Status(EPROTO, "malformed session line");
 }
 
-Status ParseHelloAnswer(const std::string& line, std::string* id, uint64_t* received) {
+Status ParseHelloAnswer(const std::string& line, std::string* id, uint64_t* received,
+                        std::string* features) {
   if (line.rfind("error ", 0) == 0) return Status(ESTALE, line.substr(6));
   if (line.rfind("ok ", 0) == 0) {
     std::string rest = line.substr(3);
     size_t sp = rest.find(' ');
+    size_t sp2 = sp == std::string::npos ? sp : rest.find(' ', sp + 1);
+    std::string count = sp == std::string::npos ? "" : rest.substr(sp + 1, sp2 - sp - 1);
     if (sp != std::string::npos && IsHexId(rest.substr(0, sp)) &&
-        crypto::ParseNumber(rest.substr(sp + 1), received)) {
+        crypto::ParseNumber(count, received)) {
       *id = rest.substr(0, sp);
+      if (features) *features = sp2 == std::string::npos ? "" : rest.substr(sp2 + 1);
       return Status::Ok();
     }
   }

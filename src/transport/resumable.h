@@ -7,7 +7,7 @@
 // The wire, inside TLS, after the handshake:
 //   relay:  "muscle-resumable new\n"  or
 //           "muscle-resumable resume ID RECEIVED\n"
-//   server: "ok ID RECEIVED\n"  or  "error TEXT\n" (then it closes)
+//   server: "ok ID RECEIVED[ FEATURES]\n"  or  "error TEXT\n" (then it closes)
 // ID is 32 hex digits, RECEIVED the count of stream bytes that side has
 // received so far (0 for a new session). A 9P frame can never begin so:
 // its first four bytes would give a size of 1.6 GB. Then frames, both
@@ -41,8 +41,11 @@ struct ResumableHello {
 std::string FormatHello(const ResumableHello& h);
 // The line without its newline.
 Result<ResumableHello> ParseHello(const std::string& line);
-// "ok ID RECEIVED" -> id, received.
-Status ParseHelloAnswer(const std::string& line, std::string* id, uint64_t* received);
+// "ok ID RECEIVED[ FEATURE...]" -> id, received, the features (words
+// after RECEIVED, space-separated; "once": the server answers Tonce,
+// musclefs(8) PROTOCOL).
+Status ParseHelloAnswer(const std::string& line, std::string* id, uint64_t* received,
+                        std::string* features = nullptr);
 // 32 hex digits from the system's random source.
 std::string NewSessionId();
 

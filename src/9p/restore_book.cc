@@ -1,0 +1,458 @@
+#include "9p/restore_book.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "9p/codec.h"
+#include "9p/ops.h"
+
+namespace muscle::p9 {
+
+namespace {
+
+uint32_t Le32(const char* p) {
+  uint32_t v;
+  memcpy(&v, p, 4);
+  return v;
+}
+uint16_t Le16(const char* p) {
+  uint16_t v;
+  memcpy(&v, p, 2);
+  return v;
+}
+
+// The requests whose effect on fids the book follows (decoded when sent).
+bool ChangesFids(uint8_t type) {
+  switch (type) {
+    case Tversion::kType: case Tattach::kType: case Twalk::kType: case Tlopen::kType:
+    case Tlcreate::kType: case Txattrwalk::kType: case Txattrcreate::kType:
+    case Tclunk::kType: case Tremove::kType: case Tflush::kType:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// The requests a retry must not do twice (sent in a Tonce).
+bool NotIdempotent(uint8_t type) {
+  switch (type) {
+    case Tlcreate::kType: case Tsymlink::kType: case Tmknod::kType: case Trename::kType:
+    case Tsetattr::kType: case Tlink::kType: case Tmkdir::kType: case Trenameat::kType:
+    case Tunlinkat::kType: case Tremove::kType:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// Tlopen flags (9P2000.L, Linux's values) a reopen must not repeat.
+constexpr uint32_t kCreate = 0100, kExcl = 0200, kTrunc = 01000, kAppend = 02000;
+constexpr uint8_t kTonce = 152;
+
+}  // namespace
+
+std::string_view FrameSplitter::Next() {
+  if (bad_) return {};
+  size_t have = buf_.size() - pos_;
+  if (have >= 4) {
+    uint32_t size = Le32(buf_.data() + pos_);
+    if (size < 7 || size > max_) {
+      bad_ = true;
+      return {};
+    }
+    if (have >= size) {
+      std::string_view f(buf_.data() + pos_, size);
+      pos_ += size;
+      return f;
+    }
+  }
+  buf_.erase(0, pos_);
+  pos_ = 0;
+  return {};
+}
+
+std::string RestoreBook::Frame(uint16_t tag, const Message& m) {
+  std::string out;
+  Encode(tag, m, out);
+  return out;
+}
+
+// size[4] Tonce tag[2] op[8] count[4] frame (musclefs(8) PROTOCOL).
+std::string RestoreBook::Wrap(uint16_t tag, std::string_view frame) {
+  std::string out(19, '\0');
+  uint32_t size = uint32_t(19 + frame.size()), count = uint32_t(frame.size());
+  uint64_t op = next_op_++;
+  memcpy(out.data(), &size, 4);
+  out[4] = char(kTonce);
+  memcpy(out.data() + 5, &tag, 2);
+  memcpy(out.data() + 7, &op, 8);
+  memcpy(out.data() + 15, &count, 4);
+  out.append(frame);
+  return out;
+}
+
+bool RestoreBook::CanRestore() const { return once_ && msize_ != 0 && version_ == "9P2000.L"; }
+
+void RestoreBook::FromClient(std::string_view frame, std::string& to_server,
+                             std::string& to_client) {
+  uint16_t tag = Le16(frame.data() + 5);
+  switch (state_) {
+    case kNormal:
+      return Track(tag, frame, to_server, to_client);
+    case kFailing: {
+      Decoded d = Decode(reinterpret_cast<const uint8_t*>(frame.data()), frame.size());
+      return AnswerHere(tag, d.msg, ecode_, to_client);
+    }
+    default:
+      held_.emplace_back(frame);
+      held_bytes_ += frame.size();
+  }
+}
+
+void RestoreBook::Track(uint16_t tag, std::string_view frame, std::string& to_server,
+                        std::string& to_client) {
+  uint8_t type = uint8_t(frame[4]);
+  Pending p;
+  p.seq = seq_++;
+  if (ChangesFids(type) || !lost_.empty()) {
+    Decoded d = Decode(reinterpret_cast<const uint8_t*>(frame.data()), frame.size());
+    if (d.status == DecodeStatus::kOk) {
+      p.msg = std::move(d.msg);
+      p.decoded = true;
+      bool clunk = false;
+      if (!lost_.empty() && NamesLostFid(p.msg, &clunk))
+        return AnswerHere(tag, p.msg, ESTALE, to_client);
+    }
+  }
+  if (auto* v = p.decoded ? std::get_if<Tversion>(&p.msg) : nullptr) {
+    // A new conversation: nothing of the old one is restored.
+    asked_version_ = v->version;
+    asked_msize_ = v->msize;
+    msize_ = 0;
+    fids_.clear();
+    lost_.clear();
+    attaches_.clear();
+  }
+  if (once_ && version_ == "9P2000.L" && NotIdempotent(type)) {
+    p.frame = Wrap(tag, frame);
+    p.inner = 19;
+  } else {
+    p.frame.assign(frame);
+  }
+  to_server += p.frame;
+  pending_[tag] = std::move(p);
+}
+
+void RestoreBook::FromServer(std::string_view frame, std::string& to_server,
+                             std::string& to_client) {
+  uint16_t tag = Le16(frame.data() + 5);
+  if (state_ == kVersion || state_ == kReplaying) {
+    bool own = state_ == kVersion ? tag == kNoTag : in_flight_.count(tag) > 0;
+    if (own) {
+      Decoded d = Decode(reinterpret_cast<const uint8_t*>(frame.data()), frame.size());
+      return FromServerOwn(tag, d.msg, to_server, to_client);
+    }
+  }
+  auto it = pending_.find(tag);
+  if (it == pending_.end()) return;  // nothing waits for it (answered here already)
+  if (it->second.decoded) {
+    Decoded d = Decode(reinterpret_cast<const uint8_t*>(frame.data()), frame.size());
+    Answer(it->second, d.msg);
+  }
+  to_client.append(frame);
+  pending_.erase(tag);
+}
+
+int RestoreBook::AttachIndex(const Tattach& m) {
+  for (size_t i = 0; i < attaches_.size(); i++) {
+    const Tattach& a = attaches_[i].m;
+    if (a.uname == m.uname && a.aname == m.aname && a.n_uname == m.n_uname && a.afid == m.afid)
+      return int(i);
+  }
+  attaches_.push_back({m});
+  return int(attaches_.size() - 1);
+}
+
+// What a reply does to the fids of the request it answers.
+void RestoreBook::Answer(const Pending& p, const Message& reply) {
+  bool ok = !std::holds_alternative<Rlerror>(reply);
+  if (std::holds_alternative<Tversion>(p.msg)) {
+    if (auto* r = std::get_if<Rversion>(&reply)) {
+      msize_ = r->msize;
+      version_ = r->version;
+    }
+  } else if (auto* a = std::get_if<Tattach>(&p.msg)) {
+    if (auto* r = std::get_if<Rattach>(&reply)) {
+      Fid f;
+      f.path = r->qid.path;
+      f.attach = AttachIndex(*a);
+      f.root = true;
+      fids_[a->fid] = f;
+      lost_.erase(a->fid);
+    }
+  } else if (auto* w = std::get_if<Twalk>(&p.msg)) {
+    auto* r = std::get_if<Rwalk>(&reply);
+    auto from = fids_.find(w->fid);
+    if (r && r->wqids.size() == w->wnames.size() && from != fids_.end()) {
+      Fid f = from->second;
+      f.open = -1;
+      if (!r->wqids.empty()) {
+        f.path = r->wqids.back().path;
+        f.root = false;
+      }
+      fids_[w->newfid] = f;
+      lost_.erase(w->newfid);
+    }
+  } else if (auto* o = std::get_if<Tlopen>(&p.msg)) {
+    auto f = fids_.find(o->fid);
+    if (ok && f != fids_.end()) f->second.open = o->flags;
+  } else if (auto* c = std::get_if<Tlcreate>(&p.msg)) {
+    auto f = fids_.find(c->fid);
+    auto* r = std::get_if<Rlcreate>(&reply);
+    if (r && f != fids_.end()) {
+      f->second.path = r->qid.path;
+      f->second.open = c->flags;
+      f->second.root = false;
+    }
+  } else if (auto* x = std::get_if<Txattrwalk>(&p.msg)) {
+    auto from = fids_.find(x->fid);
+    if (ok && from != fids_.end()) {
+      Fid f = from->second;
+      f.xattr = true;
+      fids_[x->newfid] = f;
+    }
+  } else if (auto* xc = std::get_if<Txattrcreate>(&p.msg)) {
+    auto f = fids_.find(xc->fid);
+    if (ok && f != fids_.end()) f->second.xattr = true;
+  } else if (auto* cl = std::get_if<Tclunk>(&p.msg)) {
+    fids_.erase(cl->fid);
+  } else if (auto* rm = std::get_if<Tremove>(&p.msg)) {
+    fids_.erase(rm->fid);
+  } else if (auto* fl = std::get_if<Tflush>(&p.msg)) {
+    // The flushed request was answered before this, or never will be.
+    pending_.erase(fl->oldtag);
+  }
+}
+
+bool RestoreBook::NamesLostFid(const Message& msg, bool* clunk) const {
+  bool lost = false;
+  WithRow(msg, [&](auto row, const auto& m) {
+    using R = decltype(row);
+    std::apply([&](auto... field) { ((lost = lost || lost_.count(m.*field) > 0), ...); },
+               R::kFids);
+  });
+  *clunk = std::holds_alternative<Tclunk>(msg);
+  return lost;
+}
+
+void RestoreBook::AnswerHere(uint16_t tag, const Message& m, uint32_t ecode,
+                             std::string& to_client) {
+  if (std::holds_alternative<Tflush>(m)) {
+    Encode(tag, Rflush{}, to_client);
+    return;
+  }
+  if (auto* c = std::get_if<Tclunk>(&m)) {
+    fids_.erase(c->fid);
+    lost_.erase(c->fid);
+    Encode(tag, Rclunk{}, to_client);
+    return;
+  }
+  if (auto* r = std::get_if<Tremove>(&m)) {
+    fids_.erase(r->fid);
+    lost_.erase(r->fid);
+  }
+  Encode(tag, Rlerror{ecode}, to_client);
+}
+
+void RestoreBook::MarkLost(uint32_t fid) {
+  if (lost_.emplace(fid, true).second) restored_.lost++;
+  fids_.erase(fid);
+}
+
+void RestoreBook::Lost() {
+  if (state_ == kFailing) return;
+  state_ = kAway;
+  in_flight_.clear();
+  todo_.clear();
+}
+
+void RestoreBook::Restore(std::string& to_server) {
+  state_ = kVersion;
+  restored_ = {};
+  in_flight_.clear();
+  todo_.clear();
+  Encode(kNoTag, Tversion{asked_msize_, asked_version_}, to_server);
+}
+
+uint16_t RestoreBook::FreeTag() {
+  for (;;) {
+    uint16_t t = next_tag_++;
+    if (t != kNoTag && !pending_.count(t) && !in_flight_.count(t)) return t;
+  }
+}
+
+uint32_t RestoreBook::TempFid() {
+  for (uint32_t f = kNoFid - 1;; f--) {
+    if (fids_.count(f) || lost_.count(f)) continue;
+    if (std::find(temps_.begin(), temps_.end(), f) != temps_.end()) continue;
+    return f;
+  }
+}
+
+void RestoreBook::FromServerOwn(uint16_t tag, const Message& reply, std::string& to_server,
+                                std::string& to_client) {
+  bool ok = !std::holds_alternative<Rlerror>(reply);
+  if (state_ == kVersion) {
+    auto* r = std::get_if<Rversion>(&reply);
+    if (!r || r->version != version_ || r->msize < msize_) {
+      if (on_fatal)
+        on_fatal("the server's new session does not speak " + version_ + " with msize " +
+                 std::to_string(msize_) + " any more");
+      return;
+    }
+    // What to send: attaches first (temporary ones for attaches whose
+    // fids were all walked on), then a rebind of every other fid from its
+    // attach, then the opens.
+    temps_.assign(attaches_.size(), kNoFid);
+    std::vector<uint32_t> root(attaches_.size(), kNoFid);
+    std::vector<bool> used(attaches_.size(), false);
+    std::vector<uint32_t> xattrs;
+    for (auto& [fid, f] : fids_) {
+      if (f.xattr) {
+        xattrs.push_back(fid);
+        continue;
+      }
+      used[size_t(f.attach)] = true;
+      if (f.root && root[size_t(f.attach)] == kNoFid) root[size_t(f.attach)] = fid;
+    }
+    for (uint32_t fid : xattrs) MarkLost(fid);
+    for (size_t i = 0; i < attaches_.size(); i++) {
+      if (!used[i] || root[i] != kNoFid) continue;
+      Tattach a = attaches_[i].m;
+      a.fid = root[i] = temps_[i] = TempFid();
+      todo_.push_back({a, a.fid, Own::kAttach});
+    }
+    for (auto& [fid, f] : fids_) {
+      if (!f.root) continue;
+      Tattach a = attaches_[size_t(f.attach)].m;
+      a.fid = fid;
+      todo_.push_back({a, fid, Own::kAttach});
+    }
+    for (auto& [fid, f] : fids_)
+      if (!f.root) todo_.push_back({Trebind{root[size_t(f.attach)], fid, f.path}, fid, Own::kRebind});
+    for (auto& [fid, f] : fids_)
+      if (f.open >= 0)
+        todo_.push_back({Tlopen{fid, uint32_t(f.open) & ~(kCreate | kExcl | kTrunc | kAppend)}, fid,
+                         Own::kOpen});
+    for (uint32_t t : temps_)
+      if (t != kNoFid) todo_.push_back({Tclunk{t}, t, Own::kClunkTemp});
+    restored_.fids = 0;
+    state_ = kReplaying;
+    return Pump(to_server, to_client);
+  }
+  auto it = in_flight_.find(tag);
+  Own o = std::move(it->second);
+  in_flight_.erase(it);
+  bool temp = std::find(temps_.begin(), temps_.end(), o.fid) != temps_.end();
+  switch (o.kind) {
+    case Own::kAttach:
+    case Own::kRebind:
+      if (!ok) {
+        if (!temp) MarkLost(o.fid);
+      } else if (!temp) {
+        restored_.fids++;
+      }
+      break;
+    case Own::kOpen:
+      if (!ok) {
+        if (fids_.count(o.fid)) restored_.fids--;
+        MarkLost(o.fid);
+      } else {
+        restored_.opened++;
+      }
+      break;
+    case Own::kClunkTemp:
+      break;
+  }
+  Pump(to_server, to_client);
+}
+
+void RestoreBook::Pump(std::string& to_server, std::string& to_client) {
+  while (!todo_.empty() && in_flight_.size() < kWindow) {
+    // The temporary attaches go once every rebind from them is answered.
+    if (todo_.front().kind == Own::kClunkTemp && !in_flight_.empty()) break;
+    uint16_t tag = FreeTag();
+    Encode(tag, todo_.front().msg, to_server);
+    in_flight_.emplace(tag, std::move(todo_.front()));
+    todo_.pop_front();
+  }
+  if (todo_.empty() && in_flight_.empty()) Finish(to_server, to_client);
+}
+
+void RestoreBook::Finish(std::string& to_server, std::string& to_client) {
+  temps_.clear();
+  // The requests that had no reply, in the order the client sent them.
+  std::vector<std::pair<uint64_t, uint16_t>> order;
+  for (auto& [tag, p] : pending_) order.emplace_back(p.seq, tag);
+  std::sort(order.begin(), order.end());
+  // A flush waiting: the request it flushes is not sent again, and the
+  // flush is answered (the client then forgets that request).
+  for (auto [seq, tag] : order) {
+    auto it = pending_.find(tag);
+    if (it == pending_.end()) continue;
+    if (auto* f = it->second.decoded ? std::get_if<Tflush>(&it->second.msg) : nullptr) {
+      pending_.erase(f->oldtag);
+      Encode(tag, Rflush{}, to_client);
+      pending_.erase(tag);
+    }
+  }
+  for (auto [seq, tag] : order) {
+    auto it = pending_.find(tag);
+    if (it == pending_.end()) continue;
+    Pending& p = it->second;
+    if (!lost_.empty()) {
+      std::string_view own = std::string_view(p.frame).substr(p.inner);
+      Decoded d = Decode(reinterpret_cast<const uint8_t*>(own.data()), own.size());
+      bool clunk = false;
+      if (d.status == DecodeStatus::kOk && NamesLostFid(d.msg, &clunk)) {
+        AnswerHere(tag, d.msg, ESTALE, to_client);
+        pending_.erase(it);
+        continue;
+      }
+    }
+    to_server += p.frame;
+    restored_.resent++;
+  }
+  state_ = kNormal;
+  if (on_restored) on_restored(restored_);
+  std::deque<std::string> held;
+  held.swap(held_);
+  held_bytes_ = 0;
+  for (auto& f : held) FromClient(f, to_server, to_client);
+}
+
+void RestoreBook::Fail(uint32_t ecode, std::string& to_client) {
+  std::vector<std::pair<uint64_t, uint16_t>> order;
+  for (auto& [tag, p] : pending_) order.emplace_back(p.seq, tag);
+  std::sort(order.begin(), order.end());
+  for (auto [seq, tag] : order) {
+    Pending& p = pending_[tag];
+    std::string_view own = std::string_view(p.frame).substr(p.inner);
+    Decoded d = Decode(reinterpret_cast<const uint8_t*>(own.data()), own.size());
+    AnswerHere(tag, d.msg, ecode, to_client);
+  }
+  pending_.clear();
+  for (auto& f : held_) {
+    Decoded d = Decode(reinterpret_cast<const uint8_t*>(f.data()), f.size());
+    AnswerHere(Le16(f.data() + 5), d.msg, ecode, to_client);
+  }
+  held_.clear();
+  held_bytes_ = 0;
+  in_flight_.clear();
+  todo_.clear();
+  state_ = kFailing;
+  ecode_ = ecode;
+}
+
+}  // namespace muscle::p9

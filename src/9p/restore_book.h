@@ -1,0 +1,186 @@
+// What a client-side proxy (muscle relay --reconnect) remembers of the
+// 9P2000.L conversation it carries, so that the same conversation can go
+// on with a server that lost it (it restarted, even after kill -9, or the
+// session's lease ended): the negotiated version, every fid (the inode it
+// names, by qid.path, never by path, so a rename does not misdirect it;
+// the attach it descends from; its open flags) and every request still
+// waiting for its reply.
+//
+// Restoring, on a new server session: Tversion as the client negotiated
+// it; then, pipelined (at most kWindow in flight, on tags the client is
+// not using), a Tattach for each attach, a Trebind (musclefs(8) PROTOCOL)
+// for every other fid, a Tlopen (without O_CREAT/O_EXCL/O_TRUNC/O_APPEND)
+// for every open fid; then the client's requests that had no reply, in
+// their order, with their own tags; then what the client sent meanwhile.
+// A fid that cannot be restored is lost: the book answers ESTALE to
+// every request naming it (Rclunk to its Tclunk) without sending it.
+//
+// Exactly once: with the server's operation ids (`once`), every request
+// that is not idempotent (create, mkdir, symlink, mknod, link, unlink,
+// rename, setattr, remove) goes out wrapped in a Tonce with a fresh op id,
+// and is resent after a restart with the same id: the server answers a
+// retry of what it had committed from the stored result instead of doing
+// it again. Writes carry explicit offsets (the book reopens O_APPEND fids
+// without it), so they are idempotent.
+//
+// Soft mounts: Fail() answers every waiting request with an error, and
+// every new one until the next restore; the session on the server is then
+// abandoned (its replies could no longer be matched).
+//
+// The book only sees complete frames and does no I/O: what it produces
+// for either side is appended to the strings its caller passes.
+// Threading: one thread (the relay's loop).
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "9p/messages.h"
+
+namespace muscle::p9 {
+
+// Splits a byte stream into 9P frames.
+class FrameSplitter {
+ public:
+  explicit FrameSplitter(uint32_t max_frame) : max_(max_frame) {}
+  void Append(const char* data, size_t len) { buf_.append(data, len); }
+  // The next complete frame (a view into the buffer, valid until the next
+  // Append or Next), or empty. A size below 7 or above the limit sets
+  // bad() and yields nothing more.
+  std::string_view Next();
+  bool bad() const { return bad_; }
+  void set_max(uint32_t m) { max_ = m; }
+  size_t buffered() const { return buf_.size() - pos_; }
+  void Clear() {
+    buf_.clear();
+    pos_ = 0;
+  }
+
+ private:
+  std::string buf_;
+  size_t pos_ = 0;
+  uint32_t max_;
+  bool bad_ = false;
+};
+
+class RestoreBook {
+ public:
+  static constexpr size_t kWindow = 1024;
+
+  // `op_base`: the first op id (random, so that two relays of one identity
+  // do not collide).
+  explicit RestoreBook(uint64_t op_base) : next_op_(op_base) {}
+
+  // The server answers Tonce (it said so when the session began).
+  void set_once(bool on) { once_ = on; }
+
+  // A complete frame from the client.
+  void FromClient(std::string_view frame, std::string& to_server, std::string& to_client);
+  // A complete frame from the server.
+  void FromServer(std::string_view frame, std::string& to_server, std::string& to_client);
+
+  // True when the conversation can be restored on a new session: it is
+  // 9P2000.L, negotiated, and the server answers Tonce.
+  bool CanRestore() const;
+  // The server lost the session: until Restore, client frames wait (they
+  // are kept, in order).
+  void Lost();
+  // A new server session: begins restoring (the Tversion).
+  void Restore(std::string& to_server);
+  bool restoring() const { return state_ != kNormal; }
+  // Soft mode: every request waiting (sent or held) is answered with
+  // `ecode`, and so is every new one until the next Restore.
+  void Fail(uint32_t ecode, std::string& to_client);
+  bool failing() const { return state_ == kFailing; }
+
+  // Bytes of client frames held while the server is away.
+  size_t held_bytes() const { return held_bytes_; }
+  size_t fids() const { return fids_.size(); }
+  size_t waiting() const { return pending_.size(); }
+  uint32_t msize() const { return msize_; }
+
+  // After a restore: how it went (for the relay's log line).
+  struct Restored {
+    size_t fids = 0, opened = 0, lost = 0, resent = 0;
+  };
+  const Restored& restored() const { return restored_; }
+  // Set when a restore ends (called once per restore).
+  std::function<void(const Restored&)> on_restored;
+  // A restore cannot go on (the server refused the version): the caller
+  // closes the client's stream.
+  std::function<void(const std::string&)> on_fatal;
+
+ private:
+  enum State { kNormal, kAway, kVersion, kReplaying, kFailing };
+  struct Attach {
+    Tattach m;  // as the client sent it (fid ignored)
+  };
+  struct Fid {
+    uint64_t path = 0;
+    int attach = -1;       // index into attaches_
+    bool root = false;     // made by Tattach, not walked since
+    bool xattr = false;    // made by Txattrwalk/Txattrcreate: not restorable
+    int64_t open = -1;     // Tlopen/Tlcreate flags, -1 when not open
+  };
+  struct Pending {
+    uint64_t seq = 0;   // the order the client sent it in
+    std::string frame;  // as sent (wrapped in Tonce when it has an op)
+    size_t inner = 0;   // where the client's own frame begins in `frame`
+    Message msg;        // decoded, for the requests that change fids
+    bool decoded = false;
+  };
+  // One request the book itself sends while restoring.
+  struct Own {
+    Message msg;
+    uint32_t fid = kNoFid;  // the client fid it restores (or a temporary one)
+    enum Kind { kAttach, kRebind, kOpen, kClunkTemp } kind;
+  };
+
+  void Track(uint16_t tag, std::string_view frame, std::string& to_server, std::string& to_client);
+  void Answer(const Pending& p, const Message& reply);
+  // Answers a request the server will not see: Rflush, Rclunk, else
+  // Rlerror(ecode); the fids it releases are forgotten.
+  void AnswerHere(uint16_t tag, const Message& m, uint32_t ecode, std::string& to_client);
+  void MarkLost(uint32_t fid);
+  void FromServerOwn(uint16_t tag, const Message& reply, std::string& to_server,
+                     std::string& to_client);
+  void Pump(std::string& to_server, std::string& to_client);
+  void Finish(std::string& to_server, std::string& to_client);
+  bool NamesLostFid(const Message& m, bool* clunk) const;
+  uint16_t FreeTag();
+  uint32_t TempFid();
+  int AttachIndex(const Tattach& m);
+  static std::string Frame(uint16_t tag, const Message& m);
+  std::string Wrap(uint16_t tag, std::string_view frame);
+
+  State state_ = kNormal;
+  bool once_ = false;
+  uint64_t next_op_;
+  // Negotiation, as the client asked and the server answered.
+  std::string asked_version_, version_;
+  uint32_t asked_msize_ = 0, msize_ = 0;
+  std::vector<Attach> attaches_;
+  std::unordered_map<uint32_t, Fid> fids_;
+  std::unordered_map<uint32_t, bool> lost_;
+  // The client's requests without a reply, by tag, and their order.
+  std::unordered_map<uint16_t, Pending> pending_;
+  uint64_t seq_ = 0;
+  // Client frames held while away or restoring.
+  std::deque<std::string> held_;
+  size_t held_bytes_ = 0;
+  // Restoring.
+  std::deque<Own> todo_;
+  std::unordered_map<uint16_t, Own> in_flight_;
+  std::vector<uint32_t> temps_;       // temporary attach fids, by attach index
+  uint16_t next_tag_ = 0;
+  uint32_t ecode_ = 0;  // kFailing
+  Restored restored_;
+};
+
+}  // namespace muscle::p9

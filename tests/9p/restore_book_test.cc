@@ -1,0 +1,317 @@
+#include <catch2/catch.hpp>
+
+#include <cstring>
+
+#include "9p/codec.h"
+#include "9p/restore_book.h"
+
+using namespace muscle::p9;
+
+namespace {
+
+std::string F(uint16_t tag, const Message& m) {
+  std::string out;
+  Encode(tag, m, out);
+  return out;
+}
+
+Qid Q(uint64_t path) {
+  Qid q;
+  q.path = path;
+  return q;
+}
+
+// One frame the book produced: its tag, its type and, unless it is a
+// Tonce, the decoded message; for a Tonce, its op and inner frame.
+struct Out {
+  uint16_t tag = 0;
+  uint8_t type = 0;
+  Message msg;
+  uint64_t op = 0;
+  std::string inner;
+};
+
+std::vector<Out> Split(const std::string& bytes) {
+  std::vector<Out> outs;
+  FrameSplitter s(kMaxMsize);
+  s.Append(bytes.data(), bytes.size());
+  for (auto f = s.Next(); !f.empty(); f = s.Next()) {
+    Out o;
+    o.type = uint8_t(f[4]);
+    memcpy(&o.tag, f.data() + 5, 2);
+    if (o.type == 152) {
+      memcpy(&o.op, f.data() + 7, 8);
+      o.inner = std::string(f.substr(19));
+    } else {
+      Decoded d = Decode(reinterpret_cast<const uint8_t*>(f.data()), f.size());
+      REQUIRE(d.status == DecodeStatus::kOk);
+      o.msg = std::move(d.msg);
+    }
+    outs.push_back(std::move(o));
+  }
+  REQUIRE(s.buffered() == 0);
+  return outs;
+}
+
+// A client and a server around a book.
+struct Rig {
+  RestoreBook book{1000};
+  std::string to_server, to_client;
+
+  void Client(uint16_t tag, const Message& m) { book.FromClient(F(tag, m), to_server, to_client); }
+  void Server(uint16_t tag, const Message& m) { book.FromServer(F(tag, m), to_server, to_client); }
+  std::vector<Out> TakeServer() { return Split(std::exchange(to_server, {})); }
+  std::vector<Out> TakeClient() { return Split(std::exchange(to_client, {})); }
+  // A request and its reply, passed through.
+  void Call(uint16_t tag, const Message& t, const Message& r) {
+    Client(tag, t);
+    TakeServer();
+    Server(tag, r);
+    REQUIRE(TakeClient().size() == 1);
+  }
+  void Negotiate() {
+    book.set_once(true);
+    Call(kNoTag, Tversion{65536, "9P2000.L"}, Rversion{65536, "9P2000.L"});
+    Call(1, Tattach{0, kNoFid, "u", "", 1000}, Rattach{Q(1)});
+  }
+  // Answers every request of the book's own with success (Rversion for
+  // the Tversion), returns them.
+  std::vector<Out> AnswerOwn(std::vector<Out> sent) {
+    for (auto& o : sent) {
+      if (std::holds_alternative<Tversion>(o.msg)) Server(o.tag, Rversion{65536, "9P2000.L"});
+      else if (std::holds_alternative<Tattach>(o.msg)) Server(o.tag, Rattach{Q(1)});
+      else if (auto* r = std::get_if<Trebind>(&o.msg)) Server(o.tag, Rrebind{Q(r->path)});
+      else if (std::holds_alternative<Tlopen>(o.msg)) Server(o.tag, Rlopen{});
+      else if (std::holds_alternative<Tclunk>(o.msg)) Server(o.tag, Rclunk{});
+    }
+    return sent;
+  }
+};
+
+template <class T>
+const T& As(const Out& o) {
+  REQUIRE(std::holds_alternative<T>(o.msg));
+  return std::get<T>(o.msg);
+}
+
+}  // namespace
+
+TEST_CASE("frame splitter: frames across reads, and a bad size stops it") {
+  std::string a = F(1, Tclunk{5}), b = F(2, Tgetattr{6, 0x7ff});
+  std::string both = a + b;
+  FrameSplitter s(8192);
+  s.Append(both.data(), 3);
+  CHECK(s.Next().empty());
+  s.Append(both.data() + 3, a.size());  // a, and 3 bytes of b
+  CHECK(s.Next() == a);
+  CHECK(s.Next().empty());
+  s.Append(both.data() + 3 + a.size(), both.size() - 3 - a.size());
+  CHECK(s.Next() == b);
+  CHECK(s.buffered() == 0);
+  std::string huge = F(3, Tclunk{1});
+  uint32_t size = 9000;
+  memcpy(huge.data(), &size, 4);
+  s.Append(huge.data(), huge.size());
+  CHECK(s.Next().empty());
+  CHECK(s.bad());
+}
+
+TEST_CASE("restore book: fids bound again by inode, opens redone, waiting requests resent") {
+  Rig r;
+  r.Negotiate();
+  CHECK(r.book.CanRestore());
+  // fid 1: a file two levels down, opened for append; fid 2 a clone of the
+  // root walked to a directory; fid 3 an xattr fid (not restorable).
+  r.Call(2, Twalk{0, 1, {"a", "b"}}, Rwalk{{Q(2), Q(3)}});
+  r.Call(3, Tlopen{1, 02 | 02000}, Rlopen{Q(3), 0});
+  r.Call(4, Twalk{0, 2, {}}, Rwalk{{}});
+  r.Call(5, Twalk{2, 2, {"x"}}, Rwalk{{Q(7)}});
+  r.Call(6, Txattrwalk{1, 3, "user.a"}, Rxattrwalk{5});
+  // A walk that stopped short binds nothing.
+  r.Call(7, Twalk{0, 4, {"a", "nope"}}, Rwalk{{Q(2)}});
+  CHECK(r.book.fids() == 4);
+
+  // Waiting when the server goes: a read, and a mkdir (sent in a Tonce).
+  r.Client(10, Tread{1, 0, 4096});
+  r.Client(11, Tmkdir{2, "new", 0755, 0});
+  auto sent = r.TakeServer();
+  REQUIRE(sent.size() == 2);
+  CHECK(sent[0].type == Tread::kType);
+  REQUIRE(sent[1].type == 152);
+  CHECK(sent[1].tag == 11);
+  uint64_t op = sent[1].op;
+  CHECK(sent[1].inner == F(11, Tmkdir{2, "new", 0755, 0}));
+
+  r.book.Lost();
+  r.Client(12, Tgetattr{1, 0x7ff});  // held: nothing goes out
+  CHECK(r.to_server.empty());
+  CHECK(r.book.held_bytes() > 0);
+
+  r.book.Restore(r.to_server);
+  auto v = r.TakeServer();
+  REQUIRE(v.size() == 1);
+  CHECK(As<Tversion>(v[0]).msize == 65536);
+  r.Server(kNoTag, Rversion{65536, "9P2000.L"});
+  auto own = r.TakeServer();
+  // The attach, two rebinds from it, the reopen (no O_APPEND).
+  REQUIRE(own.size() == 4);
+  CHECK(As<Tattach>(own[0]).fid == 0);
+  CHECK(As<Tattach>(own[0]).n_uname == 1000);
+  std::map<uint32_t, uint64_t> rebound;
+  for (int i = 1; i <= 2; i++) {
+    auto& rb = As<Trebind>(own[i]);
+    CHECK(rb.fid == 0);
+    rebound[rb.newfid] = rb.path;
+  }
+  CHECK(rebound == std::map<uint32_t, uint64_t>{{1, 3}, {2, 7}});
+  CHECK(As<Tlopen>(own[3]).fid == 1);
+  CHECK(As<Tlopen>(own[3]).flags == 02);
+  for (auto& o : own) {  // the book's tags are not the client's
+    CHECK(o.tag != 10);
+    CHECK(o.tag != 11);
+  }
+  CHECK(r.to_client.empty());
+  r.AnswerOwn(own);
+  // Then the waiting requests, in order, the mkdir under the same op,
+  // then what was held.
+  auto again = r.TakeServer();
+  REQUIRE(again.size() == 3);
+  CHECK(again[0].tag == 10);
+  CHECK(again[1].tag == 11);
+  CHECK(again[1].op == op);
+  CHECK(again[2].tag == 12);
+  CHECK(r.book.restored().fids == 3);
+  CHECK(r.book.restored().opened == 1);
+  CHECK(r.book.restored().lost == 1);
+  CHECK(r.book.restored().resent == 2);
+  CHECK_FALSE(r.book.restoring());
+  // Their replies reach the client; the xattr fid is answered here.
+  r.Server(10, Rread{"abc"});
+  CHECK(r.TakeClient().size() == 1);
+  r.Client(20, Tread{3, 0, 10});
+  auto stale = r.TakeClient();
+  REQUIRE(stale.size() == 1);
+  CHECK(As<Rlerror>(stale[0]).ecode == ESTALE);
+  r.Client(21, Tclunk{3});
+  auto clunked = r.TakeClient();
+  REQUIRE(clunked.size() == 1);
+  CHECK(std::holds_alternative<Rclunk>(clunked[0].msg));
+  CHECK(r.to_server.empty());
+}
+
+TEST_CASE("restore book: a fid whose inode is gone is lost, its waiting request answered ESTALE") {
+  Rig r;
+  r.Negotiate();
+  r.Call(2, Twalk{0, 1, {"f"}}, Rwalk{{Q(9)}});
+  r.Client(10, Tgetattr{1, 0x7ff});
+  r.Client(11, Tgetattr{0, 0x7ff});
+  r.TakeServer();
+  r.book.Lost();
+  r.book.Restore(r.to_server);
+  r.TakeServer();
+  r.Server(kNoTag, Rversion{65536, "9P2000.L"});
+  auto own = r.TakeServer();
+  REQUIRE(own.size() == 2);
+  r.Server(own[0].tag, Rattach{Q(1)});
+  r.Server(own[1].tag, Rlerror{ESTALE});
+  auto again = r.TakeServer();
+  REQUIRE(again.size() == 1);
+  CHECK(again[0].tag == 11);
+  auto answered = r.TakeClient();
+  REQUIRE(answered.size() == 1);
+  CHECK(answered[0].tag == 10);
+  CHECK(As<Rlerror>(answered[0]).ecode == ESTALE);
+}
+
+TEST_CASE("restore book: an attach walked away is restored through a temporary attach") {
+  Rig r;
+  r.Negotiate();
+  r.Call(2, Twalk{0, 0, {"d"}}, Rwalk{{Q(4)}});
+  r.book.Lost();
+  r.book.Restore(r.to_server);
+  r.TakeServer();
+  r.Server(kNoTag, Rversion{65536, "9P2000.L"});
+  auto own = r.TakeServer();
+  REQUIRE(own.size() == 2);
+  uint32_t temp = As<Tattach>(own[0]).fid;
+  CHECK(temp != 0);
+  CHECK(As<Trebind>(own[1]).fid == temp);
+  CHECK(As<Trebind>(own[1]).newfid == 0);
+  // The temporary fid is clunked only once the rebinds are answered.
+  r.Server(own[0].tag, Rattach{Q(1)});
+  CHECK(r.to_server.empty());
+  r.Server(own[1].tag, Rrebind{Q(4)});
+  auto clunk = r.TakeServer();
+  REQUIRE(clunk.size() == 1);
+  CHECK(As<Tclunk>(clunk[0]).fid == temp);
+  CHECK(r.book.restoring());
+  r.Server(clunk[0].tag, Rclunk{});
+  CHECK_FALSE(r.book.restoring());
+}
+
+TEST_CASE("restore book: soft failure answers everything waiting, then new requests, until restored") {
+  Rig r;
+  r.Negotiate();
+  r.Call(2, Twalk{0, 1, {"f"}}, Rwalk{{Q(9)}});
+  r.Client(10, Tread{1, 0, 10});
+  r.Client(11, Tflush{10});
+  r.TakeServer();
+  r.book.Lost();
+  r.Client(12, Tclunk{1});  // held
+  r.book.Fail(EIO, r.to_client);
+  auto answered = r.TakeClient();
+  REQUIRE(answered.size() == 3);
+  CHECK(As<Rlerror>(answered[0]).ecode == EIO);
+  CHECK(std::holds_alternative<Rflush>(answered[1].msg));
+  CHECK(std::holds_alternative<Rclunk>(answered[2].msg));
+  CHECK(r.book.fids() == 1);  // fid 1 clunked
+  r.Client(13, Tgetattr{0, 0x7ff});
+  auto now = r.TakeClient();
+  REQUIRE(now.size() == 1);
+  CHECK(As<Rlerror>(now[0]).ecode == EIO);
+  CHECK(r.to_server.empty());
+  // The server is back: the root is attached again and requests flow.
+  r.book.Restore(r.to_server);
+  r.AnswerOwn(r.TakeServer());
+  auto own = r.AnswerOwn(r.TakeServer());
+  REQUIRE(own.size() == 1);
+  CHECK(As<Tattach>(own[0]).fid == 0);
+  CHECK_FALSE(r.book.failing());
+  r.Client(14, Tgetattr{0, 0x7ff});
+  CHECK(r.TakeServer().size() == 1);
+}
+
+TEST_CASE("restore book: a flush waiting at the restart is answered, its request not resent") {
+  Rig r;
+  r.Negotiate();
+  r.Client(10, Tmkdir{0, "d", 0755, 0});
+  r.Client(11, Tflush{10});
+  r.Client(12, Tgetattr{0, 0x7ff});
+  r.TakeServer();
+  r.book.Lost();
+  r.book.Restore(r.to_server);
+  r.AnswerOwn(r.TakeServer());
+  r.AnswerOwn(r.TakeServer());
+  auto again = r.TakeServer();
+  REQUIRE(again.size() == 1);
+  CHECK(again[0].tag == 12);
+  auto answered = r.TakeClient();
+  REQUIRE(answered.size() == 1);
+  CHECK(answered[0].tag == 11);
+  CHECK(std::holds_alternative<Rflush>(answered[0].msg));
+}
+
+TEST_CASE("restore book: no restore without operation ids or outside 9P2000.L") {
+  Rig r;
+  r.Call(kNoTag, Tversion{8192, "9P2000.u"}, Rversion{8192, "9P2000.u"});
+  r.book.set_once(true);
+  CHECK_FALSE(r.book.CanRestore());
+  Rig plain;
+  plain.Call(kNoTag, Tversion{8192, "9P2000.L"}, Rversion{8192, "9P2000.L"});
+  CHECK_FALSE(plain.book.CanRestore());
+  // Without Tonce, nothing is wrapped.
+  plain.Client(5, Tmkdir{0, "d", 0755, 0});
+  auto sent = plain.TakeServer();
+  REQUIRE(sent.size() == 1);
+  CHECK(sent[0].type == Tmkdir::kType);
+}
