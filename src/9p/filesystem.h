@@ -49,6 +49,14 @@ struct FsRequest {
     uint32_t flags = 0;
   };
   std::optional<XattrCommit> xattr;
+  // For a request that came inside a Tonce (9p/messages.h): its operation
+  // id, and the identity whose ids they are (the connection's, "" for the
+  // local administrator). The file system runs it on the writer, never on
+  // a reader or written ahead, and at most once per (identity, op): a
+  // request whose id has a recorded reply gets that reply, with the
+  // effects of its row on references, instead of running again.
+  std::optional<uint64_t> op;
+  std::string identity;
 };
 
 struct FsReply {

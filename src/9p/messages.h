@@ -278,6 +278,16 @@ struct Trebind { static constexpr uint8_t kType = 150; static constexpr const ch
   uint32_t fid = 0, newfid = 0; uint64_t path = 0; MUSCLE_FIELDS(F(fid); F(newfid); F(path)) };
 struct Rrebind { static constexpr uint8_t kType = 151; static constexpr const char* kName = "Rrebind";
   Qid qid; MUSCLE_FIELDS(F(qid)) };
+// musclefs's extension (9P2000.L): `request` holds one complete 9P2000.L
+// T-message frame (size[4] type[1] tag[2] body, its tag ignored), run at
+// most once per operation id `op` of the connection's identity: a client
+// that resends it after a server restart gets the reply recorded the
+// first time instead of a second execution. The reply is the inner
+// request's own R-message (or Rlerror) with Tonce's tag: there is no
+// Ronce, and 153 is not used. Which requests may be inside: the rows of
+// 9p/ops.h (kOnce); the rest, musclefs(8) PROTOCOL.
+struct Tonce { static constexpr uint8_t kType = 152; static constexpr const char* kName = "Tonce";
+  uint64_t op = 0; Data request; MUSCLE_FIELDS(F(op); F(request)) };
 struct Tversion { static constexpr uint8_t kDialects = kAllDialects; static constexpr uint8_t kType = 100; static constexpr const char* kName = "Tversion";
   uint32_t msize = 0; std::string version; MUSCLE_FIELDS(F(msize); F(version)) };
 struct Rversion { static constexpr uint8_t kDialects = kAllDialects; static constexpr uint8_t kType = 101; static constexpr const char* kName = "Rversion";
@@ -365,7 +375,7 @@ using Message =
                  Txattrwalk, Rxattrwalk, Txattrcreate, Rxattrcreate, Treaddir,
                  Rreaddir, Tfsync, Rfsync, Tlock, Rlock, Tgetlock, Rgetlock,
                  Tlink, Rlink, Tmkdir, Rmkdir, Trenameat, Rrenameat, Tunlinkat,
-                 Runlinkat, Trebind, Rrebind, Tversion, Rversion, Tauth, Rauth, Tattach, Rattach,
+                 Runlinkat, Trebind, Rrebind, Tonce, Tversion, Rversion, Tauth, Rauth, Tattach, Rattach,
                  Tflush, Rflush, Twalk, Rwalk, Tread, Rread, Twrite, Rwrite,
                  Tclunk, Rclunk, Tremove, Rremove, Rerror, RerrorU, Tauth2000,
                  Tattach2000, Topen, Ropen, Tcreate, TcreateU, Rcreate, Tstat,

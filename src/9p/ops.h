@@ -27,6 +27,11 @@
 //   (store::Tree::MayChange; the snapshot views refuse those).
 // - ReplyBytes(m, msize): the largest reply, for the budget taken before
 //   the request runs (default: a few hundred bytes).
+// - kOnce: it may be wrapped in a Tonce (messages.h): a change that,
+//   run twice, would not answer as the first time (a second mkdir is
+//   EEXIST, a second unlink ENOENT) or would undo what came after it (a
+//   write resent after a later one). The file system then runs it on the
+//   writer, at most once per operation id (FsRequest::op).
 //
 // Adding a request: its struct in messages.h, a row here, its handler in
 // server/store_handlers.cc (on a store::Tree, so the live tree and the
@@ -79,6 +84,8 @@ struct Row {
   static constexpr bool kOpens = false;
   // Reads every inode (statfs): a reader may answer only when nothing is dirty.
   static constexpr bool kReadsAll = false;
+  // May be the request inside a Tonce (see the top of this file).
+  static constexpr bool kOnce = false;
   static constexpr bool ChangesTree(const auto&) {
     static_assert(C != Changes::kByArgs, "a kByArgs row says which arguments change the tree");
     return C == Changes::kAlways;
@@ -120,6 +127,7 @@ template <> struct Op<Tlopen> : Row<Changes::kByArgs, Served::kReader> {
 };
 template <> struct Op<Tlcreate> : Row<Changes::kAlways, Served::kWriter, Refs::kRebinds> {
   static constexpr auto kFids = Fids(&Tlcreate::fid);
+  static constexpr bool kOnce = true;
   static uint64_t BoundIno(const Tlcreate&, const FsRequest&, const FsReply& r) {
     auto* c = std::get_if<Rlcreate>(&r.msg);
     return c ? c->qid.path : 0;
@@ -127,13 +135,16 @@ template <> struct Op<Tlcreate> : Row<Changes::kAlways, Served::kWriter, Refs::k
 };
 template <> struct Op<Tsymlink> : Simple<Changes::kAlways, Served::kWriter> {
   static constexpr auto kFids = Fids(&Tsymlink::fid);
+  static constexpr bool kOnce = true;
 };
 template <> struct Op<Tmknod> : Simple<Changes::kAlways, Served::kWriter> {
   static constexpr auto kFids = Fids(&Tmknod::dfid);
+  static constexpr bool kOnce = true;
 };
 template <> struct Op<Trename> : Simple<Changes::kAlways, Served::kWriter> {
   static constexpr auto kFids = Fids(&Trename::fid, &Trename::dfid);
   static constexpr bool kNotOnRoot = true;
+  static constexpr bool kOnce = true;
 };
 template <> struct Op<Treadlink> : Simple<Changes::kNever, Served::kReader> {
   static constexpr auto kFids = Fids(&Treadlink::fid);
@@ -143,6 +154,7 @@ template <> struct Op<Tgetattr> : Simple<Changes::kNever, Served::kReader> {
 };
 template <> struct Op<Tsetattr> : Simple<Changes::kAlways, Served::kWriter> {
   static constexpr auto kFids = Fids(&Tsetattr::fid);
+  static constexpr bool kOnce = true;
 };
 template <> struct Op<Txattrwalk> : Row<Changes::kNever, Served::kReader> {
   static constexpr auto kFids = Fids(&Txattrwalk::fid);
@@ -169,15 +181,19 @@ template <> struct Op<Tgetlock> : Row<Changes::kNever, Served::kSession> {
 };
 template <> struct Op<Tlink> : Simple<Changes::kAlways, Served::kWriter> {
   static constexpr auto kFids = Fids(&Tlink::dfid, &Tlink::fid);
+  static constexpr bool kOnce = true;
 };
 template <> struct Op<Tmkdir> : Simple<Changes::kAlways, Served::kWriter> {
   static constexpr auto kFids = Fids(&Tmkdir::dfid);
+  static constexpr bool kOnce = true;
 };
 template <> struct Op<Trenameat> : Simple<Changes::kAlways, Served::kWriter> {
   static constexpr auto kFids = Fids(&Trenameat::olddirfid, &Trenameat::newdirfid);
+  static constexpr bool kOnce = true;
 };
 template <> struct Op<Tunlinkat> : Simple<Changes::kAlways, Served::kWriter> {
   static constexpr auto kFids = Fids(&Tunlinkat::dirfid);
+  static constexpr bool kOnce = true;
 };
 // On a reader (a climb of up to thousands of lookups must not hold up the
 // writer, which serves every client's changes).
@@ -189,6 +205,10 @@ template <> struct Op<Trebind> : Row<Changes::kNever, Served::kReader, Refs::kBi
     return b ? b->qid.path : 0;
   }
 };
+// The session unwraps it (Session::Handle<Tonce>) and runs the request
+// inside by that request's own row; its operation id goes with it to the
+// file system (FsRequest::op).
+template <> struct Op<Tonce> : Row<Changes::kNever, Served::kSession> {};
 template <> struct Op<Tversion> : Row<Changes::kNever, Served::kSession> {};
 template <> struct Op<Tauth> : Row<Changes::kNever, Served::kSession> {};
 template <> struct Op<Tattach> : Row<Changes::kNever, Served::kWriter, Refs::kBindsNew> {
@@ -223,6 +243,7 @@ template <> struct Op<Tread> : Row<Changes::kNever, Served::kReader> {
 template <> struct Op<Twrite> : Row<Changes::kAlways, Served::kWriter> {
   static constexpr auto kFids = Fids(&Twrite::fid);
   static constexpr bool kWritesControl = true;
+  static constexpr bool kOnce = true;
 };
 template <> struct Op<Tclunk> : Row<Changes::kNever, Served::kReader, Refs::kReleases> {
   static constexpr auto kFids = Fids(&Tclunk::fid);
@@ -231,6 +252,7 @@ template <> struct Op<Tclunk> : Row<Changes::kNever, Served::kReader, Refs::kRel
 };
 template <> struct Op<Tremove> : Row<Changes::kAlways, Served::kWriter, Refs::kReleases> {
   static constexpr auto kFids = Fids(&Tremove::fid);
+  static constexpr bool kOnce = true;
 };
 template <> struct Op<Tauth2000> : Row<Changes::kNever, Served::kNormalized> {};
 template <> struct Op<Tattach2000> : Row<Changes::kNever, Served::kNormalized> {};
@@ -294,6 +316,13 @@ inline bool ChangesTree(const Message& msg) {
   bool changes = false;
   WithRow(msg, [&](auto row, const auto& m) { changes = decltype(row)::ChangesTree(m); });
   return changes;
+}
+
+// True when msg may be the request inside a Tonce (kOnce above).
+inline bool MayRunOnce(const Message& msg) {
+  bool once = false;
+  WithRow(msg, [&](auto row, const auto&) { once = decltype(row)::kOnce; });
+  return once;
 }
 
 // The largest reply msg can get (see ReplyBytes above).

@@ -118,6 +118,7 @@ void Session::Reset() {
   }
   fids_.clear();
   inflight_.clear();
+  once_.clear();
   reserved_.clear();
   reserved_total_ = 0;
   locks_.ReleaseSession(this);
@@ -191,6 +192,7 @@ void Session::Finish(uint16_t tag) {
   if (it == inflight_.end()) return;
   std::vector<uint16_t> flushes = std::move(it->second);
   inflight_.erase(it);
+  once_.erase(tag);
   auto r = reserved_.find(tag);
   if (r != reserved_.end()) {
     reserved_total_ -= r->second;
@@ -225,6 +227,10 @@ void Session::Submit(uint16_t tag, FsRequest req, std::function<void(FsReply&)> 
   // naming it meanwhile wait (WaitForFid) and run after it (Rebound).
   if (binds) binds->rebinding++;
   req.owner = options_.rule.owner;
+  if (auto o = once_.find(tag); o != once_.end()) {
+    req.op = o->second;
+    req.identity = options_.identity;
+  }
   fs_.Submit(std::move(req), [self, tag, gen, after = std::move(after),
                               binds = std::move(binds)](FsReply r) {
     if (after) after(r);
@@ -393,6 +399,22 @@ void Session::Handle(uint16_t tag, Trebind& m) {
       DropFid(num);
     }
   }, to);
+}
+
+// A request inside a Tonce runs as if it had come alone with Tonce's tag
+// (its own row, fids and rules, Tflush of the tag included); only its
+// operation id goes with it to the file system (Submit). The frame must be
+// a whole 9P2000.L request of a kOnce row (9p/ops.h), no larger than msize.
+template <>
+void Session::Handle(uint16_t tag, Tonce& m) {
+  const std::string& frame = m.request.bytes;
+  if (frame.size() > msize_) return Error(tag, EINVAL);
+  Decoded d = Decode(reinterpret_cast<const uint8_t*>(frame.data()), frame.size(), k9P2000L);
+  if (d.status != DecodeStatus::kOk || !MayRunOnce(d.msg)) return Error(tag, EINVAL);
+  if (TraceEnabled()) Log("%s <- (once %llu) %s", options_.peer.c_str(), (unsigned long long)m.op,
+                          Trace(tag, d.msg).c_str());
+  once_[tag] = m.op;
+  Dispatch(tag, std::move(d.msg));
 }
 
 template <>

@@ -33,6 +33,11 @@
 // Which requests change the tree, which fids they name, how large a reply
 // can be: all from the rows in 9p/ops.h.
 //
+// Tonce (musclefs's extension, 9p/messages.h): the request inside is run
+// as if it had come alone with Tonce's tag, and its operation id and the
+// session's identity go with it to the file system (FsRequest::op), which
+// runs it at most once per id.
+//
 // Threading and lifetime: a Session lives on the event-loop thread and is
 // held by shared_ptr; requests in flight keep it alive until they finish.
 // After Shutdown() nothing more is sent and every fid's inode reference is
@@ -191,6 +196,9 @@ class Session : public std::enable_shared_from_this<Session> {
   std::unordered_map<uint32_t, FidPtr> fids_;
   // Tags in flight -> tags of Tflush requests waiting for them.
   std::unordered_map<uint16_t, std::vector<uint16_t>> inflight_;
+  // Tags in flight of requests that came inside a Tonce -> their
+  // operation ids (Submit hands them to the file system).
+  std::unordered_map<uint16_t, uint64_t> once_;
   std::unordered_map<uint16_t, size_t> reserved_;  // per tag in flight
   size_t reserved_total_ = 0;
   std::shared_ptr<size_t> xattr_bytes_ = std::make_shared<size_t>(0);

@@ -51,6 +51,7 @@ int ClassOf(uint8_t type) {
     case 26:   // Tsetattr
     case 126:  // Twstat
     case 32:   // Txattrcreate
+    case 152:  // Tonce (only changes may be inside)
       return kClassChange;
     default:  // Tversion, Tauth, Tflush, Tclunk, Tfsync, Tlock, Trebind
       return kClassOther;

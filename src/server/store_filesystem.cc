@@ -24,14 +24,18 @@ bool StoreFileSystem::ForReaders(const store::ReadGate& gate, const FsRequest& r
       },
       req.msg);
   // A dirty inode's reads belong to the writer (which also holds its
-  // buffered data); asking a reader first would only waste its work.
-  if (!reads) return false;
+  // buffered data); asking a reader first would only waste its work. A
+  // request with an operation id is the writer's (its record is written
+  // with it).
+  if (!reads || req.op) return false;
   return all ? gate.AllClean() : !gate.IsDirty(req.ino);
 }
 
 bool StoreFileSystem::WroteAhead(FsRequest& req, Done& done) {
   auto* w = std::get_if<Twrite>(&req.msg);
-  if (!w || !ahead_) return false;
+  // One with an operation id runs on the writer before it is answered:
+  // its reply is recorded with its data.
+  if (!w || !ahead_ || req.op) return false;
   size_t n = w->data.bytes.size();
   // Empty or too large: the writer's answer.
   if (n == 0 || !Store::Fits(w->offset, n) || !ahead_->Admit(req.ino, n)) return false;

@@ -21,6 +21,10 @@
 // the reply sees it, and anything queued for the writer after it runs
 // after it.
 //
+// A request that came inside a Tonce (FsRequest::op) always runs on the
+// writer, a Twrite too, and is answered once its reply is recorded
+// (Execute, store_handlers.cc; store::Store::Once).
+//
 // Threading: Submit and Unref are called on an event loop's thread (the
 // main loop or another one, server/loop_thread.h); Execute runs on the
 // worker or a reader thread; a reply is delivered on the loop that asked.

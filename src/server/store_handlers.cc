@@ -2,7 +2,10 @@
 // applies a request's row (9p/ops.h) around its handler: what a reader
 // records for validation, the tree's read-only rule and the fid
 // references. The same handlers serve the live store and the views
-// (store/tree.h). Handlers never take or drop references.
+// (store/tree.h). Handlers never take or drop references. A request that
+// came inside a Tonce runs at most once per operation id (RunOnce): a
+// recorded reply takes the handler's place, and the row's references
+// are applied to it all the same.
 #include "server/store_filesystem.h"
 
 #include <cassert>
@@ -14,6 +17,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "9p/codec.h"
 #include "9p/ops.h"
 #include "9p/wire.h"
 #include "server/owner_checks.h"
@@ -412,6 +416,29 @@ void ApplyRefs(Call& c, Refs refs, uint64_t bound, FsReply& reply) {
   }
 }
 
+// A request that came inside a Tonce (req.op; on the writer): `run` at
+// most once per (identity, op) (store::Tree::Once). The reply kept is the
+// codec's frame of it (tag NOTAG). A recorded reply that is not the
+// request's own kind (its R-message or Rlerror) means the client used the
+// id for another request: EINVAL, and nothing runs.
+template <class T, class F>
+FsReply RunOnce(Call& c, const T&, F&& run) {
+  FsReply reply;
+  bool ran = false;
+  auto kept = c.s.Once(c.req.identity, *c.req.op, [&] {
+    reply = run();
+    std::string frame;
+    Encode(kNoTag, reply.msg, frame);
+    return frame;
+  }, &ran);
+  if (!kept.ok()) return Err(kept.status());
+  if (ran) return reply;
+  Decoded d = Decode(reinterpret_cast<const uint8_t*>(kept->data()), kept->size(), k9P2000L);
+  if (d.status != DecodeStatus::kOk) return Err(EIO);
+  if (d.type != T::kType + 1 && d.type != Rlerror::kType) return Err(EINVAL);
+  return FsReply{std::move(d.msg), {}};
+}
+
 }  // namespace
 
 FsReply StoreFileSystem::Execute(Tree& s, FsRequest& req, ReadTrace* trace) {
@@ -433,7 +460,10 @@ FsReply StoreFileSystem::Execute(Tree& s, FsRequest& req, ReadTrace* trace) {
             // An open or create that would write asks the tree first (a
             // snapshot's file is read-only whatever its mode bits say).
             Status may = R::kOpens && R::ChangesTree(m) ? s.MayChange(req.ino) : Status::Ok();
-            FsReply reply = may.ok() ? Handle(c, m) : Err(may);
+            auto run = [&] { return may.ok() ? Handle(c, m) : Err(may); };
+            assert(!(req.op && trace) && "a request with an operation id is the writer's");
+            FsReply reply = req.op && !trace ? RunOnce(c, m, run) : run();
+            // A recorded reply binds and releases as the first one did.
             ApplyRefs(c, R::RefsOf(m), R::BoundIno(m, req, reply), reply);
             return reply;
           }

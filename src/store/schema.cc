@@ -34,8 +34,15 @@ CREATE TABLE IF NOT EXISTS extents(
 CREATE TABLE IF NOT EXISTS xattrs(
   ino INTEGER NOT NULL, name BLOB NOT NULL, value BLOB NOT NULL,
   PRIMARY KEY(ino, name)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS op_results(
+  identity TEXT NOT NULL, op INTEGER NOT NULL, reply BLOB NOT NULL, at INTEGER NOT NULL,
+  PRIMARY KEY(identity, op)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS op_results_by_age ON op_results(at);
 )sql";
 
+// op_results (operation ids, op_results.cc) came within format 4: a table
+// only the server uses, made at open when missing (kSchema runs at every
+// open), which an older musclefs leaves alone.
 // Format 4: an encrypted store keeps a keyring (meta 'keyring',
 // crypto/keyring.h) so that its key can rotate; no table changes, and
 // format 3's encrypted stores get theirs (their key as generation 1) at

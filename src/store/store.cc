@@ -497,6 +497,11 @@ Status Store::Tick() {
     chunks_->Idle();
     return Status::Ok();
   }
+  if (in_txn_ && std::chrono::steady_clock::now() - last_op_prune_ >= op_prune_interval) {
+    last_op_prune_ = std::chrono::steady_clock::now();
+    if (Status p = PruneOpResults(); !p.ok())
+      Log("store: pruning operation ids failed: %s", p.ToString().c_str());
+  }
   auto age = std::chrono::steady_clock::now() - txn_started_;
   if (!in_txn_ || age >= commit_interval) return Sync(false);
   return Status::Ok();

@@ -244,6 +244,25 @@ class Store final : public Tree {
   // Called periodically: commits if work has waited longer than the commit
   // interval, and flushes files if buffers are large.
   Status Tick();
+  // --- operation ids (op_results.cc; Tonce, musclefs(8) PROTOCOL) ---
+  // Tree::Once on the op_results table: the lookup, run's changes and the
+  // row recording its reply all go into the open transaction, so the
+  // commit that keeps the changes keeps the row, and a crash before it
+  // loses both (the resent request runs again). When run's failure cost
+  // the transaction, its changes are gone and nothing is recorded; when
+  // the row cannot be added, the transaction is given up as after a
+  // failed commit (the changes must not stay without it).
+  Result<std::string> Once(std::string_view identity, uint64_t op,
+                           const std::function<std::string()>& run, bool* ran) override;
+  // A reply is kept at least kOpRetention (by the wall clock, which goes
+  // on across restarts), as a client resends what a restart left
+  // unanswered within seconds to minutes; and each identity keeps at most
+  // kOpsPerIdentity (its oldest go first: its requests still in flight are
+  // its newest). Tick prunes at most every op_prune_interval, and only
+  // while a transaction is open, so an idle store never commits for it.
+  static constexpr std::chrono::minutes kOpRetention{10};
+  static constexpr int64_t kOpsPerIdentity = 65536;
+
   // While space is short (low_space()), commits at once when the open
   // transaction frees chunks, so that a delete gives its space back now,
   // not at the end of the commit interval (at most every 50 ms, and not
@@ -395,6 +414,9 @@ class Store final : public Tree {
   std::chrono::milliseconds gc_interval{10000};
   // Tick takes a snapshot when the last one is this old (0: never).
   std::chrono::seconds snapshot_every{0};
+  std::chrono::milliseconds op_retention{kOpRetention};
+  int64_t ops_per_identity = kOpsPerIdentity;
+  std::chrono::milliseconds op_prune_interval{60000};
   size_t file_buffer_limit = 8u << 20;   // per file, then flush it
   size_t total_buffer_limit = 64u << 20;  // all files, then flush the largest
 
@@ -557,6 +579,9 @@ class Store final : public Tree {
   Status DeleteExtentsFrom(uint64_t ino, uint64_t from);
   Status TruncateData(uint64_t ino, uint64_t old_size, uint64_t new_size);
   Status FlushLargest();
+  // Operation ids past their retention or their identity's cap (Tick).
+  Status PruneOpResults();
+  std::chrono::steady_clock::time_point last_op_prune_{};
 
   std::unique_ptr<FileLock> lock_;  // held while open (store.db-lock)
   Db db_;

@@ -84,6 +84,14 @@ class Tree {
   virtual Status Unref(uint64_t ino) = 0;
   // Commits what was done; synced to disk before it returns.
   virtual Status Sync(bool durable) = 0;
+
+  // --- operation ids (Tonce, musclefs(8) PROTOCOL) ---
+  // Runs `run` at most once per (identity, op): the reply (opaque bytes)
+  // recorded for them when there is one, without calling run; else run's,
+  // recorded with run's changes so that both last or neither does.
+  // *ran says which.
+  virtual Result<std::string> Once(std::string_view identity, uint64_t op,
+                                   const std::function<std::string()>& run, bool* ran) = 0;
 };
 
 }  // namespace muscle::store

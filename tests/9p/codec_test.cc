@@ -70,7 +70,7 @@ std::vector<Message> Examples() {
       Tgetlock{1, kLockRead, 5, 6, 7, "client"}, Rgetlock{kLockWrite, 1, 2, 3, "c"},
       Tlink{1, 2, "hard"}, Rlink{}, Tmkdir{1, "dir", 0755, 100}, Rmkdir{q},
       Trenameat{1, "a", 2, "b"}, Rrenameat{}, Tunlinkat{1, "gone", 0x200}, Runlinkat{},
-      Trebind{1, 2, 0x1234567890}, Rrebind{q},
+      Trebind{1, 2, 0x1234567890}, Rrebind{q}, Tonce{0xfedcba9876543210ULL, Data{"frame"}},
       Tversion{524288, "9P2000.L"}, Rversion{524288, "9P2000.L"},
       Tauth{9, "user", "", kNoUid}, Rauth{q}, Tattach{0, kNoFid, "nobody", "/", kNoUid},
       Rattach{q}, Tflush{17}, Rflush{},

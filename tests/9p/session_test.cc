@@ -39,9 +39,9 @@ struct Harness {
   std::vector<std::pair<uint16_t, Message>> replies;
   bool closed = false;
   std::shared_ptr<Session> s;
-  Harness() {
+  explicit Harness(SessionOptions options = {65536, ENOENT, "test"}) {
     s = std::make_shared<Session>(
-        fs, locks, SessionOptions{65536, ENOENT, "test"},
+        fs, locks, std::move(options),
         [this](std::string f) {
           Decoded d = Decode(reinterpret_cast<const uint8_t*>(f.data()), f.size(), s->dialect());
           REQUIRE(d.status == DecodeStatus::kOk);
@@ -674,4 +674,124 @@ TEST_CASE("requests arriving during a new fid's reply: a rebind of it is not end
   CHECK(std::holds_alternative<Rwalk>(h.replies[2].second));
   CHECK(std::holds_alternative<Rclunk>(h.replies[3].second));
   CHECK(h.fs.released == std::vector<uint64_t>{5});  // the walk's target, once
+}
+
+// Tonce (9p/messages.h): one frame of m (tag 0), as a Tonce carries it.
+static std::string Frame(const Message& m) {
+  std::string f;
+  Encode(0, m, f);
+  return f;
+}
+
+TEST_CASE("Tonce: the request inside runs with the outer tag, its id and identity handed on") {
+  Harness h({65536, ENOENT, "test", "laptop"});
+  h.Ready();
+  h.Send(20, Tonce{0x1122334455667788ULL, Data{Frame(Tmkdir{0, "d", 0755, 0})}});
+  REQUIRE(h.fs.pending.size() == 1);
+  const FsRequest& req = h.fs.pending[0].req;
+  REQUIRE(std::holds_alternative<Tmkdir>(req.msg));
+  CHECK(std::get<Tmkdir>(req.msg).name == "d");
+  CHECK(req.ino == 1);
+  REQUIRE(req.op);
+  CHECK(*req.op == 0x1122334455667788ULL);
+  CHECK(req.identity == "laptop");
+  // Tflush of the outer tag waits for the request inside, as for any.
+  h.Send(21, Tflush{20});
+  CHECK(h.replies.empty());
+  h.fs.Complete(0, Rmkdir{Qid{kQtDir, 0, 9}});
+  REQUIRE(h.replies.size() == 2);
+  CHECK(h.replies[0].first == 20);
+  CHECK(std::get<Rmkdir>(h.replies[0].second).qid.path == 9);
+  CHECK(h.replies[1].first == 21);
+  CHECK(std::holds_alternative<Rflush>(h.replies[1].second));
+  CHECK(h.s->in_flight() == 0);
+  // The tag is free again, and without a Tonce a request has no id.
+  h.Send(20, Tmkdir{0, "e", 0755, 0});
+  REQUIRE(h.fs.pending.size() == 1);
+  CHECK(!h.fs.pending[0].req.op);
+  h.fs.Complete(0, Rmkdir{Qid{kQtDir, 0, 10}});
+
+  // A create inside: the fid is the new file's, open (a write reaches the
+  // file system); a remove inside releases its fid.
+  h.Send(22, Twalk{0, 1, {}});
+  h.fs.Complete(0, Rwalk{});
+  h.Send(23, Tonce{2, Data{Frame(Tlcreate{1, "f", O_RDWR, 0644, 0})}});
+  REQUIRE(h.fs.pending.size() == 1);
+  CHECK(h.fs.pending[0].req.op == std::optional<uint64_t>(2));
+  h.fs.Complete(0, Rlcreate{Qid{kQtFile, 0, 11}, 0});
+  h.Send(24, Tonce{3, Data{Frame(Twrite{1, 0, Data{"x"}})}});
+  REQUIRE(h.fs.pending.size() == 1);
+  CHECK(h.fs.pending[0].req.ino == 11);
+  CHECK(h.fs.pending[0].req.op == std::optional<uint64_t>(3));
+  h.fs.Complete(0, Rwrite{1});
+  h.Send(25, Tonce{4, Data{Frame(Tremove{1})}});
+  REQUIRE(h.fs.pending.size() == 1);
+  CHECK(h.s->fid_count() == 1);
+  h.fs.Complete(0, Rremove{});
+  CHECK(std::holds_alternative<Rremove>(h.Last()));
+}
+
+TEST_CASE("Tonce: a frame inside that is not a whole kOnce request is EINVAL, never run") {
+  Harness h;
+  h.Ready();
+  std::string mkdir = Frame(Tmkdir{0, "d", 0755, 0});
+  std::string longer = mkdir;
+  longer[0] = char(longer.size() + 1);  // a size field past the frame
+  std::vector<std::string> refused = {
+      "",
+      mkdir.substr(0, 6),                                     // not even a header
+      mkdir.substr(0, mkdir.size() - 1),                      // truncated
+      mkdir + "x",                                            // a byte past it
+      longer,
+      Frame(Tread{0, 0, 10}),                                 // reads are not for Tonce
+      Frame(Tfsync{0, 0}),
+      Frame(Tversion{8192, "9P2000.L"}),
+      Frame(Rmkdir{}),                                        // a reply
+      Frame(Tonce{2, Data{mkdir}}),                           // nested
+      Frame(Tcreate{0, "f", 0644, kORdwr}),                   // another dialect's
+      std::string("\x07\x00\x00\x00\xc8\x00\x00", 7),        // an unknown type
+  };
+  uint16_t tag = 30;
+  for (const std::string& inner : refused) {
+    INFO("inner frame of " << inner.size() << " bytes");
+    h.Send(tag++, Tonce{1, Data{inner}});
+    CHECK(h.fs.pending.empty());
+    CHECK(h.LastErr() == EINVAL);
+    CHECK(h.replies.back().first == tag - 1);
+    CHECK(h.s->in_flight() == 0);
+  }
+  // Larger than msize (a transport refuses such a Tonce before, but the
+  // frame inside is checked all the same).
+  Harness small({8192, ENOENT, "test"});
+  small.Ready();
+  std::string big = Frame(Twrite{0, 0, Data{std::string(9000, 'x')}});
+  small.Send(40, Tonce{1, Data{big}});
+  CHECK(small.fs.pending.empty());
+  CHECK(small.LastErr() == EINVAL);
+  CHECK(!h.closed);
+  CHECK(!small.closed);
+}
+
+TEST_CASE("Tonce: the request inside keeps its session rules (read-only, dialect)") {
+  SessionOptions ro{65536, ENOENT, "test", "reader"};
+  ro.rule.read_only = true;
+  Harness h(ro);
+  h.Ready();
+  h.Send(20, Tonce{1, Data{Frame(Tmkdir{0, "d", 0755, 0})}});
+  CHECK(h.fs.pending.empty());
+  CHECK(h.LastErr() == EROFS);
+  h.Send(21, Tonce{2, Data{Frame(Tunlinkat{7, "d", 0})}});
+  CHECK(h.LastErr() == EROFS);
+  // An unknown fid inside is EBADF, as alone.
+  Harness w;
+  w.Ready();
+  w.Send(22, Tonce{3, Data{Frame(Tmkdir{9, "d", 0755, 0})}});
+  CHECK(w.fs.pending.empty());
+  CHECK(w.LastErr() == EBADF);
+  // 9P2000.u has no Tonce.
+  Harness u;
+  u.Ready("9P2000.u");
+  u.Send(23, Tonce{4, Data{Frame(Tmkdir{0, "d", 0755, 0})}});
+  CHECK(u.fs.pending.empty());
+  CHECK(u.LastErr() == EOPNOTSUPP);
 }

@@ -15,6 +15,12 @@
 using namespace muscle::p9;
 
 namespace {
+// One frame of m (tag 0), as a Tonce carries it.
+std::string Frame(const Message& m) {
+  std::string f;
+  Encode(0, m, f);
+  return f;
+}
 void Put(const std::string& dir, const std::string& name, const std::string& bytes) {
   mkdir(dir.c_str(), 0755);
   std::ofstream(dir + "/" + name, std::ios::binary) << bytes;
@@ -66,6 +72,7 @@ int main(int argc, char** argv) {
       {"stat", Tstat{1}},
       {"wstat-9p2000", Twstat{1, Stat(DontTouchStat())}},
       {"wstat-9p2000u", TwstatU{1, DontTouchStat()}},
+      {"once", Tonce{7, Data{Frame(Tmkdir{0, "dir", 0755, 0})}}},
   };
   uint16_t tag = 1;
   std::string conversation;
@@ -88,6 +95,19 @@ int main(int argc, char** argv) {
   Encode(17, Twalk{2, 2, {}}, s);
   Encode(18, Tclunk{2}, s);
   Put(root + "/session", "create-write-read", s);
+  // Tonce: a mkdir twice with one id, a create and a write, and what is
+  // refused (a read inside, a nested Tonce, a cut frame).
+  std::string o;
+  Encode(10, Tonce{1, Data{Frame(Tmkdir{0, "d", 0755, 0})}}, o);
+  Encode(11, Tonce{1, Data{Frame(Tmkdir{0, "d", 0755, 0})}}, o);
+  Encode(12, Twalk{0, 1, {}}, o);
+  Encode(13, Tonce{2, Data{Frame(Tlcreate{1, "f", 0102, 0644, 0})}}, o);
+  Encode(14, Tonce{3, Data{Frame(Twrite{1, 0, Data{"data"}})}}, o);
+  Encode(15, Tonce{4, Data{Frame(Tread{1, 0, 100})}}, o);
+  Encode(16, Tonce{5, Data{Frame(Tonce{6, Data{Frame(Tmkdir{0, "e", 0755, 0})}})}}, o);
+  Encode(17, Tonce{7, Data{Frame(Tunlinkat{0, "d", 0x200}).substr(0, 12)}}, o);
+  Encode(18, Tonce{8, Data{Frame(Tunlinkat{0, "d", 0x200})}}, o);
+  Put(root + "/session", "once", o);
   // The stat dialects: a new Tversion resets the harness's session into
   // 9P2000 / 9P2000.u, then create, write, stat, wstat, directory reads.
   for (const char* version : {"9P2000", "9P2000.u"}) {

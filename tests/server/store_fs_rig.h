@@ -37,11 +37,12 @@ struct Rig {
   std::unique_ptr<server::StoreFileSystem> fs;
 
   // `tune` sees the writer's store before the worker takes it;
-  // `write_ahead` as StoreFileSystem's.
+  // `write_ahead` as StoreFileSystem's; `dir`: where the store is (default:
+  // `base`), for a test that opens it again after this rig is gone.
   explicit Rig(std::function<void(Store&)> tune = nullptr,
-               size_t write_ahead = server::WriteAhead::kDefaultLimit) {
+               size_t write_ahead = server::WriteAhead::kDefaultLimit, std::string dir = "") {
     uv_loop_init(&loop);
-    std::string path = base.path + "/store.db";
+    std::string path = (dir.empty() ? base.path : dir) + "/store.db";
     auto w = Store::Open(path);
     REQUIRE(w.ok());
     if (tune) tune(**w);
