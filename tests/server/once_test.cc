@@ -70,10 +70,12 @@ int Err(const Message& m) {
   return e ? int(e->ecode) : 0;
 }
 
+// The qid of an Rmkdir (a failure, and no qid, for anything else).
 Qid MkdirQid(const Message& m) {
   INFO("reply error " << Err(m));
-  REQUIRE(std::holds_alternative<Rmkdir>(m));
-  return std::get<Rmkdir>(m).qid;
+  CHECK(std::holds_alternative<Rmkdir>(m));
+  auto* r = std::get_if<Rmkdir>(&m);
+  return r ? r->qid : Qid{0xff, 0, 0};
 }
 
 // Directory entries named `name` (committed), in the store at dir.
