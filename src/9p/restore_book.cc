@@ -1,6 +1,7 @@
 #include "9p/restore_book.h"
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstring>
 
@@ -34,21 +35,27 @@ bool ChangesFids(uint8_t type) {
   }
 }
 
-// The requests a retry must not do twice (sent in a Tonce).
-bool NotIdempotent(uint8_t type) {
-  switch (type) {
-    case Tlcreate::kType: case Tsymlink::kType: case Tmknod::kType: case Trename::kType:
-    case Tsetattr::kType: case Tlink::kType: case Tmkdir::kType: case Trenameat::kType:
-    case Tunlinkat::kType: case Tremove::kType:
-      return true;
-    default:
-      return false;
+// The requests a retry must not do twice: the rows of 9p/ops.h that may
+// go in a Tonce, by wire type, except Twrite (it carries its offset).
+template <class V>
+struct OnceTypes;
+template <class... Ts>
+struct OnceTypes<std::variant<Ts...>> {
+  static constexpr std::array<bool, 256> Make() {
+    std::array<bool, 256> t{};
+    auto add = [&]<class T>(T*) {
+      if constexpr (kIsRequest<T>) t[T::kType] = t[T::kType] || Op<T>::kOnce;
+    };
+    (add(static_cast<Ts*>(nullptr)), ...);
+    t[Twrite::kType] = false;
+    return t;
   }
-}
+};
+constexpr std::array<bool, 256> kNotIdempotent = OnceTypes<Message>::Make();
+bool NotIdempotent(uint8_t type) { return kNotIdempotent[type]; }
 
 // Tlopen flags (9P2000.L, Linux's values) a reopen must not repeat.
 constexpr uint32_t kCreate = 0100, kExcl = 0200, kTrunc = 01000, kAppend = 02000;
-constexpr uint8_t kTonce = 152;
 
 }  // namespace
 
@@ -78,17 +85,9 @@ std::string RestoreBook::Frame(uint16_t tag, const Message& m) {
   return out;
 }
 
-// size[4] Tonce tag[2] op[8] count[4] frame (musclefs(8) PROTOCOL).
 std::string RestoreBook::Wrap(uint16_t tag, std::string_view frame) {
-  std::string out(19, '\0');
-  uint32_t size = uint32_t(19 + frame.size()), count = uint32_t(frame.size());
-  uint64_t op = next_op_++;
-  memcpy(out.data(), &size, 4);
-  out[4] = char(kTonce);
-  memcpy(out.data() + 5, &tag, 2);
-  memcpy(out.data() + 7, &op, 8);
-  memcpy(out.data() + 15, &count, 4);
-  out.append(frame);
+  std::string out;
+  Encode(tag, Tonce{next_op_++, Data{std::string(frame)}}, out);
   return out;
 }
 
@@ -136,7 +135,7 @@ void RestoreBook::Track(uint16_t tag, std::string_view frame, std::string& to_se
   }
   if (once_ && version_ == "9P2000.L" && NotIdempotent(type)) {
     p.frame = Wrap(tag, frame);
-    p.inner = 19;
+    p.inner = p.frame.size() - frame.size();
   } else {
     p.frame.assign(frame);
   }
@@ -380,8 +379,11 @@ void RestoreBook::FromServerOwn(uint16_t tag, const Message& reply, std::string&
 
 void RestoreBook::Pump(std::string& to_server, std::string& to_client) {
   while (!todo_.empty() && in_flight_.size() < kWindow) {
-    // The temporary attaches go once every rebind from them is answered.
-    if (todo_.front().kind == Own::kClunkTemp && !in_flight_.empty()) break;
+    // One kind at a time: the rebinds once the attaches are answered, the
+    // opens once the rebinds are, the temporary attaches' clunks last (a
+    // server runs a request on a fid still being made only when that fid's
+    // own request is not itself waiting).
+    if (!in_flight_.empty() && todo_.front().kind != in_flight_.begin()->second.kind) break;
     uint16_t tag = FreeTag();
     Encode(tag, todo_.front().msg, to_server);
     in_flight_.emplace(tag, std::move(todo_.front()));

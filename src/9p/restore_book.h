@@ -7,11 +7,12 @@
 // waiting for its reply.
 //
 // Restoring, on a new server session: Tversion as the client negotiated
-// it; then, pipelined (at most kWindow in flight, on tags the client is
-// not using), a Tattach for each attach, a Trebind (musclefs(8) PROTOCOL)
-// for every other fid, a Tlopen (without O_CREAT/O_EXCL/O_TRUNC/O_APPEND)
-// for every open fid; then the client's requests that had no reply, in
-// their order, with their own tags; then what the client sent meanwhile.
+// it; then, each step pipelined (at most kWindow in flight, on tags the
+// client is not using) and begun once the one before is answered: a
+// Tattach for each attach, a Trebind (musclefs(8) PROTOCOL) for every
+// other fid, a Tlopen (without O_CREAT/O_EXCL/O_TRUNC/O_APPEND) for every
+// open fid; then the client's requests that had no reply, in their order,
+// with their own tags; then what the client sent meanwhile.
 // A fid that cannot be restored is lost: the book answers ESTALE to
 // every request naming it (Rclunk to its Tclunk) without sending it.
 //

@@ -122,7 +122,7 @@ void Connection::TakeHello() {
     Drain();
     return;
   }
-  std::string ok = "ok " + session_id_ + " 0\n";
+  std::string ok = "ok " + session_id_ + " 0 " + kServerFeatures + "\n";
   Status s = tls_->Write(ok.data(), ok.size());
   if (!s.ok()) return Close(s.message().c_str());
   if (TraceEnabled()) Log("%s: resumable session %s", peer_.c_str(), session_id_.c_str());
@@ -216,7 +216,8 @@ void Connection::Adopt(uv_stream_t* stream, std::unique_ptr<tls::TlsEngine> tls,
       (uv_fileno(reinterpret_cast<uv_handle_t*>(stream_), &fd) != 0 || !StartKernelTlsReads(fd)))
     return Close("cannot read the redial's kernel TLS socket");
   uint64_t resend = resumable_->sent() - std::min(resumable_->sent(), peer_received);
-  std::string ok = "ok " + session_id_ + " " + std::to_string(resumable_->received()) + "\n";
+  std::string ok = "ok " + session_id_ + " " + std::to_string(resumable_->received()) + " " +
+                   kServerFeatures + "\n";
   Status s = tls_->Write(ok.data(), ok.size());
   if (s.ok()) s = resumable_->Attach(peer_received);
   if (!s.ok()) return Close(s.message().c_str());

@@ -44,6 +44,7 @@ class Relay::Pair {
             id_.c_str(), double(uv_now(relay_.loop_) - restore_at_) / 1000, r.fids, r.opened,
             r.lost, r.resent);
         restore_at_ = 0;
+        relay_.restores_++;
         MaybeResumeLocal();
       };
       book_->on_fatal = [this](const std::string& why) { Close("cannot restore the session: " + why); };

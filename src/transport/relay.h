@@ -24,6 +24,7 @@
 
 #include <uv.h>
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -71,6 +72,8 @@ class Relay {
   void Carry(uv_stream_t* local);
   void Stop();
   size_t pairs() const { return pairs_.size(); }
+  // Sessions restored on a server that had lost them (any thread).
+  uint64_t restores() const { return restores_; }
   // Called when a pair ends; the argument is empty for a clean end.
   std::function<void(const std::string& error)> on_pair_closed;
 
@@ -85,6 +88,7 @@ class Relay {
   Listener* listener_ = nullptr;
   std::set<Pair*> pairs_;
   bool kernel_tls_logged_ = false;
+  std::atomic<uint64_t> restores_{0};
 };
 
 // "HOST:PORT" or "[V6]:PORT" -> host, port.

@@ -32,6 +32,9 @@ namespace muscle::transport {
 
 constexpr const char kResumablePrefix[] = "muscle-resumable ";
 constexpr size_t kMaxHelloLine = 128;
+// What this server offers beyond the stream ("once": it answers Tonce,
+// musclefs(8) PROTOCOL), in its "ok" answers.
+constexpr char kServerFeatures[] = "once";
 
 struct ResumableHello {
   bool resume = false;   // false: a new session

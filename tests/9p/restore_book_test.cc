@@ -152,26 +152,36 @@ TEST_CASE("restore book: fids bound again by inode, opens redone, waiting reques
   REQUIRE(v.size() == 1);
   CHECK(As<Tversion>(v[0]).msize == 65536);
   r.Server(kNoTag, Rversion{65536, "9P2000.L"});
-  auto own = r.TakeServer();
-  // The attach, two rebinds from it, the reopen (no O_APPEND).
-  REQUIRE(own.size() == 4);
-  CHECK(As<Tattach>(own[0]).fid == 0);
-  CHECK(As<Tattach>(own[0]).n_uname == 1000);
+  // The attach; once answered, two rebinds from it; then the reopen (no
+  // O_APPEND). Each step waits for the one before.
+  auto attach = r.TakeServer();
+  REQUIRE(attach.size() == 1);
+  CHECK(As<Tattach>(attach[0]).fid == 0);
+  CHECK(As<Tattach>(attach[0]).n_uname == 1000);
+  r.AnswerOwn(attach);
+  auto rebinds = r.TakeServer();
+  REQUIRE(rebinds.size() == 2);
   std::map<uint32_t, uint64_t> rebound;
-  for (int i = 1; i <= 2; i++) {
-    auto& rb = As<Trebind>(own[i]);
+  for (auto& o : rebinds) {
+    auto& rb = As<Trebind>(o);
     CHECK(rb.fid == 0);
     rebound[rb.newfid] = rb.path;
   }
   CHECK(rebound == std::map<uint32_t, uint64_t>{{1, 3}, {2, 7}});
-  CHECK(As<Tlopen>(own[3]).fid == 1);
-  CHECK(As<Tlopen>(own[3]).flags == 02);
-  for (auto& o : own) {  // the book's tags are not the client's
-    CHECK(o.tag != 10);
-    CHECK(o.tag != 11);
-  }
+  r.AnswerOwn({rebinds[0]});
+  CHECK(r.to_server.empty());  // the open waits for every rebind
+  r.AnswerOwn({rebinds[1]});
+  auto opens = r.TakeServer();
+  REQUIRE(opens.size() == 1);
+  CHECK(As<Tlopen>(opens[0]).fid == 1);
+  CHECK(As<Tlopen>(opens[0]).flags == 02);
+  for (auto* step : {&attach, &rebinds, &opens})
+    for (auto& o : *step) {  // the book's tags are not the client's
+      CHECK(o.tag != 10);
+      CHECK(o.tag != 11);
+    }
   CHECK(r.to_client.empty());
-  r.AnswerOwn(own);
+  r.AnswerOwn(opens);
   // Then the waiting requests, in order, the mkdir under the same op,
   // then what was held.
   auto again = r.TakeServer();
@@ -210,10 +220,10 @@ TEST_CASE("restore book: a fid whose inode is gone is lost, its waiting request 
   r.book.Restore(r.to_server);
   r.TakeServer();
   r.Server(kNoTag, Rversion{65536, "9P2000.L"});
+  r.AnswerOwn(r.TakeServer());  // the attach
   auto own = r.TakeServer();
-  REQUIRE(own.size() == 2);
-  r.Server(own[0].tag, Rattach{Q(1)});
-  r.Server(own[1].tag, Rlerror{ESTALE});
+  REQUIRE(own.size() == 1);
+  r.Server(own[0].tag, Rlerror{ESTALE});
   auto again = r.TakeServer();
   REQUIRE(again.size() == 1);
   CHECK(again[0].tag == 11);
@@ -232,15 +242,16 @@ TEST_CASE("restore book: an attach walked away is restored through a temporary a
   r.TakeServer();
   r.Server(kNoTag, Rversion{65536, "9P2000.L"});
   auto own = r.TakeServer();
-  REQUIRE(own.size() == 2);
+  REQUIRE(own.size() == 1);
   uint32_t temp = As<Tattach>(own[0]).fid;
   CHECK(temp != 0);
-  CHECK(As<Trebind>(own[1]).fid == temp);
-  CHECK(As<Trebind>(own[1]).newfid == 0);
-  // The temporary fid is clunked only once the rebinds are answered.
   r.Server(own[0].tag, Rattach{Q(1)});
-  CHECK(r.to_server.empty());
-  r.Server(own[1].tag, Rrebind{Q(4)});
+  auto rebind = r.TakeServer();
+  REQUIRE(rebind.size() == 1);
+  CHECK(As<Trebind>(rebind[0]).fid == temp);
+  CHECK(As<Trebind>(rebind[0]).newfid == 0);
+  // The temporary fid is clunked only once the rebinds are answered.
+  r.Server(rebind[0].tag, Rrebind{Q(4)});
   auto clunk = r.TakeServer();
   REQUIRE(clunk.size() == 1);
   CHECK(As<Tclunk>(clunk[0]).fid == temp);

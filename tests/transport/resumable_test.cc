@@ -137,6 +137,12 @@ TEST_CASE("resumable stream: hello lines") {
   uint64_t n = 0;
   CHECK(ParseHelloAnswer("ok " + id + " 7", &got, &n).ok());
   CHECK((got == id && n == 7));
+  std::string features = "x";
+  CHECK(ParseHelloAnswer("ok " + id + " 8", &got, &n, &features).ok());
+  CHECK((n == 8 && features.empty()));
+  CHECK(ParseHelloAnswer("ok " + id + " 9 once later", &got, &n, &features).ok());
+  CHECK((n == 9 && features == "once later"));
+  CHECK(!ParseHelloAnswer("ok " + id + " 9x once", &got, &n, &features).ok());
   Status e = ParseHelloAnswer("error unknown session", &got, &n);
   CHECK(e.err() == ESTALE);
   CHECK(!ParseHelloAnswer("garbage", &got, &n).ok());

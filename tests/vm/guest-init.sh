@@ -132,6 +132,80 @@ reconnect_phase() {
   echo "MUSCLE-RECONNECT-OK $(($(date +%s) - t))s, $n resumes"
 }
 
+# A mount that survives server restarts: a server of the guest's own (so
+# the guest can stop and kill it), on a store on disk, mounted with muscle
+# mount --reconnect. fsx and a tree copy run while the server is stopped
+# (SIGTERM) and started again twice: both finish without one error and
+# every byte right. Then, idle (everything committed), it is killed
+# (SIGKILL) and started again: the tree still reads back and takes writes.
+# A --soft 2 mount answers EIO while the server is away and works again
+# when it is back.
+restart_phase() {
+  mkdir -p /tmp/rs /rs /rs2
+  RS_STARTS=0
+  rs_start() {
+    /musclefs serve --base /tmp/rs --store /tmp/rs/store.db --keys /keys \
+      --listen tls://127.0.0.1:4434 --commit-interval-ms 100 2>>/tmp/rs.log &
+    RS_PID=$!
+    RS_STARTS=$((RS_STARTS + 1))
+    for i in $(seq 100); do
+      [ "$(grep -c listening /tmp/rs.log)" -ge $RS_STARTS ] && return
+      sleep 0.1
+    done
+    fail "the restarted server does not listen: $(tail -n 5 /tmp/rs.log)"
+  }
+  rs_start
+  t=$(date +%s)
+  r=$(/muscle mount 127.0.0.1:4434 /rs --identity guest --keys /keys --msize 524288 \
+      --reconnect --log /tmp/rs-relay.log 2>&1) || fail "muscle mount --reconnect (restarts): $r"
+  rm -f /tmp/rs-*.rc
+  (r=$(/fsx /rs/rs-fsx.dat 1500 13 2>&1); echo "$?" > /tmp/rs-fsx.rc; echo "$r" > /tmp/rs-fsx.out) &
+  (mkdir -p /rs/tree && (cd /mods/ktls && tar cf - .) | (cd /rs/tree && tar xf -)
+   echo "$?" > /tmp/rs-tar.rc) &
+  for n in 1 2; do
+    sleep 2
+    kill -TERM $RS_PID
+    while kill -0 $RS_PID 2>/dev/null; do sleep 0.05; done
+    rs_start
+  done
+  for i in $(seq 600); do [ -f /tmp/rs-fsx.rc ] && [ -f /tmp/rs-tar.rc ] && break; sleep 0.2; done
+  check "$(cat /tmp/rs-fsx.rc 2>/dev/null)" 0 "fsx across server restarts: $(cat /tmp/rs-fsx.out 2>/dev/null)"
+  check "$(cat /tmp/rs-tar.rc)" 0 "tree copy across server restarts"
+  (cd /mods/ktls && find . -type f | sort | xargs cat | sha256sum) > /tmp/rs-want
+  check "$(cd /rs/tree && find . -type f | sort | xargs cat | sha256sum)" "$(cat /tmp/rs-want)" \
+    "tree read back across server restarts"
+  sleep 0.5  # committed (every 100 ms)
+  kill -KILL $RS_PID
+  while kill -0 $RS_PID 2>/dev/null; do sleep 0.05; done
+  rs_start
+  check "$(cd /rs/tree && find . -type f | sort | xargs cat | sha256sum)" "$(cat /tmp/rs-want)" \
+    "tree read back after kill -9"
+  echo after-kill > /rs/after-kill || fail "write after kill -9"
+  check "$(cat /rs/after-kill)" after-kill "read after kill -9"
+  n=$(grep -c "session restored" /tmp/rs-relay.log)
+  [ "$n" -ge 3 ] || fail "the relay restored its session $n times, not 3: $(tail -n 20 /tmp/rs-relay.log)"
+  rm -rf /rs/tree /rs/rs-fsx.dat /rs/after-kill || fail "remove after restarts"
+  /muscle umount /rs || fail "umount the restarted mount"
+  # Soft: EIO while away, then back by itself.
+  r=$(/muscle mount 127.0.0.1:4434 /rs2 --identity guest --keys /keys --reconnect --soft 2 \
+      --log /tmp/rs-soft.log 2>&1) || fail "muscle mount --soft: $r"
+  echo soft > /rs2/soft || fail "write through the --soft mount"
+  kill -KILL $RS_PID
+  while kill -0 $RS_PID 2>/dev/null; do sleep 0.05; done
+  t1=$(date +%s)
+  e=$(stat /rs2/soft 2>&1) && fail "stat while the server is away succeeded (--soft 2)"
+  case "$e" in *"Input/output error"*) ;; *) fail "stat while away: '$e', want EIO" ;; esac
+  [ $(($(date +%s) - t1)) -le 12 ] || fail "--soft 2 took $(($(date +%s) - t1)) s to fail"
+  rs_start
+  ok=0
+  for i in $(seq 50); do cat /rs2/soft >/dev/null 2>&1 && { ok=1; break; }; sleep 0.2; done
+  [ $ok = 1 ] || fail "the --soft mount did not come back: $(tail -n 5 /tmp/rs-soft.log)"
+  check "$(cat /rs2/soft)" soft "read through the --soft mount after the server came back"
+  /muscle umount /rs2 || fail "umount the --soft mount"
+  kill -TERM $RS_PID
+  echo "MUSCLE-RESTART-OK $(($(date +%s) - t))s, $n restores"
+}
+
 # The stat dialects: mounts the same server with version=$2 on $1 (port
 # $3, msize $4) and runs the workload those dialects support (9p2000 has
 # no symlinks, links, devices, owners or xattrs; .u has symlinks, links,
@@ -549,6 +623,7 @@ elif [ "$PHASE" = verify ] || [ "$PHASE" = rules ]; then
     umount /ro; umount /conf
     echo "MUSCLE-RULES-OK"
     reconnect_phase
+    restart_phase
   fi
   if [ "$TRANS" = fd ]; then /muscle umount $M || fail "muscle umount"; else umount $M || fail "umount"; fi
   if [ "$PHASE" = rules ]; then ktls_phase; fi
@@ -557,6 +632,7 @@ elif [ "$PHASE" = snapshots ]; then
   snapshots_phase
 elif [ "$PHASE" = reconnect ]; then
   reconnect_phase
+  restart_phase
 elif [ "$PHASE" = ktls-halfclose ]; then
   # Only the half-close of ktls_phase, on a fresh guest server.
   for m in $(cat /mods/ktls/order); do insmod /mods/ktls/$m.ko || fail "insmod $m"; done

@@ -16,7 +16,9 @@
 # MUSCLE_VM_ONLY=snapshots runs only the snapshots phase, on a small tree
 # of its own (the default runs every phase, as tools/test does).
 # MUSCLE_VM_ONLY=reconnect runs only the --reconnect mount through the
-# proxy that resets connections (tests/vm/cut_proxy.py), in one boot.
+# proxy that resets connections (tests/vm/cut_proxy.py) and the restart
+# phase (a guest server stopped, killed and started under a --reconnect
+# mount), in one boot.
 # MUSCLE_VM_ONLY=ktls-halfclose runs only the kernel-TLS half-close check
 # (part of the rules phase's kernel-TLS tests): one boot, the guest's own
 # server, no server on the host.
@@ -341,7 +343,7 @@ if [ "${MUSCLE_VM_ONLY:-}" = reconnect ]; then
   start_server
   python3 "$here/cut_proxy.py" "$cut_port" "$tls_port" 2 > "$work/cut_proxy.log" 2>&1 &
   cut_pid=$!
-  run_guest reconnect none 0 MUSCLE-RECONNECT-OK 600 "muscle.cutport=$cut_port"
+  run_guest reconnect none 0 MUSCLE-RESTART-OK 600 "muscle.cutport=$cut_port"
   kill "$cut_pid"
   echo "cut proxy: $(grep -c '^cut [1-9]' "$work/cut_proxy.log") cuts with connections reset"
   stop_server
@@ -382,6 +384,7 @@ else
   kill "$cut_pid"
   grep -aq MUSCLE-RECONNECT-OK "$work"/guest-rules-fd.log || { echo "FAIL: reconnect phase incomplete" >&2; exit 1; }
   grep -a MUSCLE-RECONNECT-OK "$work"/guest-rules-fd.log
+  grep -aq MUSCLE-RESTART-OK "$work"/guest-rules-fd.log || { echo "FAIL: restart phase incomplete" >&2; exit 1; }
   echo "cut proxy: $(grep -c '^cut [1-9]' "$work/cut_proxy.log") cuts with connections reset"
   grep -aq MUSCLE-RULES-OK "$work"/guest-rules-fd.log || { echo "FAIL: rules phase incomplete" >&2; exit 1; }
   grep -q "attach by identity reader" "$work/server.log" || { echo "FAIL: no attach by reader logged" >&2; exit 1; }

@@ -1,0 +1,170 @@
+// Server restarts under `muscle relay --reconnect` (issue 19, layer B): the
+// real musclefs binary on a store on disk, stopped (SIGTERM) or killed
+// (SIGKILL) and started again on the same port, while a 9P client keeps
+// its fids through the relay. The relay restores its conversation on the
+// new server: fids bound again by inode (after a rename too), open files
+// reopened, requests that were waiting answered; a mkdir whose reply was
+// lost in the crash is answered from the server's stored result instead of
+// being done twice; with --soft, requests fail with EIO while the server is
+// away and work again once it is back.
+#include <fcntl.h>
+#include <signal.h>
+
+#include <catch2/catch.hpp>
+#include <fstream>
+#include <future>
+
+#include "9p/client.h"
+#include "tests/server/server_harness.h"
+#include "tests/transport/relay_rig.h"
+
+using namespace muscle;
+using namespace muscle::test;
+
+namespace {
+
+int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+  REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  socklen_t len = sizeof a;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+// musclefs on a store in `dir`, TLS on `port`, restartable.
+struct Site {
+  explicit Site(const std::string& d) : dir(d), port(FreePort()) {
+    std::ofstream(dir + "/keys") << "site-a:" << kHex << "\n";
+    chmod((dir + "/keys").c_str(), 0600);
+    Start();
+  }
+  void Start() {
+    server = std::make_unique<ChildServer>(
+        std::vector<std::string>{"--store", dir + "/store.db", "--listen",
+                                 "tls://127.0.0.1:" + std::to_string(port), "--listen",
+                                 "unix:" + dir + "/sock", "--keys", dir + "/keys",
+                                 "--commit-interval-ms", "50"},
+        "unix:" + dir + "/sock", dir + "/server.log");
+  }
+  void Stop(int sig) {
+    server->Kill(sig);
+    server->Wait();
+    server.reset();
+  }
+  std::string dir;
+  int port;
+  std::unique_ptr<ChildServer> server;
+};
+
+}  // namespace
+
+TEST_CASE("a relay restores its session on a restarted server: fids, open files, waiting requests") {
+  int sig = GENERATE(SIGTERM, SIGKILL);
+  TempDir dir;
+  Site site(dir.path);
+  CutProxy proxy(site.port);
+  RelayThread relay(proxy.port(), "site-a", dir.path + "/relay.sock");
+  p9::Client c;
+  Connect(c, "unix:" + dir.path + "/relay.sock", 65536 + 24);
+  // A directory, a file in it open for writing, a fid on the directory.
+  REQUIRE(c.Walk(0, 1, {}).ok());
+  REQUIRE(c.Mkdir(1, "d", 0755).ok());
+  REQUIRE(c.Walk(0, 2, {"d"}).ok());
+  REQUIRE(c.Walk(2, 3, {}).ok());
+  REQUIRE(c.Create(3, "f", O_RDWR, 0644).ok());
+  std::string data = RandomBytes(1 << 20, 7);
+  for (size_t off = 0; off < data.size(); off += 65536)
+    REQUIRE(c.Write(3, off, data.substr(off, 65536)).ok());
+  REQUIRE(c.Fsync(3).ok());
+  auto dir_attr = c.GetAttr(2);
+  REQUIRE(dir_attr.ok());
+  // Renamed: a path walked again would miss it; the inode does not.
+  auto mv = c.Rpc(p9::Trenameat{0, "d", 0, "e"});
+  REQUIRE(mv.ok());
+  REQUIRE(c.Fsync(3).ok());
+
+  site.Stop(sig);
+  // A request made while the server is away waits for it.
+  auto waiting = std::async(std::launch::async, [&] { return c.GetAttr(2); });
+  CHECK(waiting.wait_for(std::chrono::milliseconds(500)) == std::future_status::timeout);
+  site.Start();
+  auto attr = waiting.get();
+  REQUIRE(attr.ok());
+  CHECK(attr->qid.path == dir_attr->qid.path);
+  CHECK(relay.restores() == 1);
+
+  // The open file reads back and takes more writes.
+  auto r = c.Read(3, 65536, 65536);
+  REQUIRE(r.ok());
+  CHECK(*r == data.substr(65536, 65536));
+  REQUIRE(c.Write(3, data.size(), "tail").ok());
+  // The directory fid names "e" and works for walks and changes.
+  REQUIRE(c.Walk(2, 4, {"f"}).ok());
+  auto f = c.GetAttr(4);
+  REQUIRE(f.ok());
+  CHECK(f->size == data.size() + 4);
+  REQUIRE(c.Mkdir(2, "sub", 0755).ok());
+  REQUIRE(c.Walk(0, 5, {"e", "sub"}).ok());
+  CHECK(relay.errors().empty());
+}
+
+TEST_CASE("a mkdir whose reply was lost when the server was killed is answered, not done twice") {
+  TempDir dir;
+  Site site(dir.path);
+  CutProxy proxy(site.port);
+  // A long keepalive: the relay must not notice the stalled replies
+  // before the kill.
+  RelayThread relay(proxy.port(), "site-a", dir.path + "/relay.sock", std::chrono::seconds(3));
+  p9::Client c;
+  Connect(c, "unix:" + dir.path + "/relay.sock", 65536 + 24);
+  REQUIRE(c.Walk(0, 1, {}).ok());
+  // The request reaches the server, which makes the directory and
+  // commits (every 50 ms); its reply never comes back.
+  proxy.SetRepliesStalled(true);
+  auto made = std::async(std::launch::async, [&] { return c.Mkdir(1, "once", 0755); });
+  usleep(500000);
+  site.Stop(SIGKILL);
+  site.Start();
+  proxy.SetRepliesStalled(false);
+  proxy.Cut();
+  auto q = made.get();
+  REQUIRE(q.ok());  // EEXIST if it had been done again
+  auto there = c.Walk(0, 6, {"once"});
+  REQUIRE(there.ok());
+  CHECK(there->back().path == q->path);
+  CHECK(relay.restores() == 1);
+  CHECK(relay.errors().empty());
+}
+
+TEST_CASE("with --soft, requests fail with EIO while the server is away, and work once it is back") {
+  TempDir dir;
+  Site site(dir.path);
+  CutProxy proxy(site.port);
+  RelayThread relay(proxy.port(), "site-a", dir.path + "/relay.sock",
+                    std::chrono::milliseconds(300), std::chrono::seconds(1));
+  p9::Client c;
+  Connect(c, "unix:" + dir.path + "/relay.sock", 65536 + 24);
+  REQUIRE(c.Walk(0, 1, {}).ok());
+  site.Stop(SIGKILL);
+  auto t0 = std::chrono::steady_clock::now();
+  auto away = c.GetAttr(1);
+  REQUIRE(!away.ok());
+  CHECK(away.status().err() == EIO);
+  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(5));
+  CHECK(c.GetAttr(0).status().err() == EIO);  // at once, while away
+  site.Start();
+  Status last;
+  for (int i = 0; i < 100; i++) {
+    auto a = c.GetAttr(1);
+    last = a.status();
+    if (a.ok()) break;
+    usleep(100000);
+  }
+  CHECK(last.ok());
+  CHECK(relay.restores() == 1);
+  CHECK(relay.errors().empty());
+}
