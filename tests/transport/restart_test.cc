@@ -149,6 +149,11 @@ TEST_CASE("with --soft, requests fail with EIO while the server is away, and wor
   p9::Client c;
   Connect(c, "unix:" + dir.path + "/relay.sock", 65536 + 24);
   REQUIRE(c.Walk(0, 1, {}).ok());
+  REQUIRE(c.Walk(0, 2, {}).ok());
+  REQUIRE(c.Create(2, "soft", O_RDWR, 0644).ok());
+  REQUIRE(c.Write(2, 0, "soft").ok());
+  REQUIRE(c.Fsync(2).ok());
+  REQUIRE(c.Clunk(2).ok());
   site.Stop(SIGKILL);
   auto t0 = std::chrono::steady_clock::now();
   auto away = c.GetAttr(1);
@@ -165,6 +170,12 @@ TEST_CASE("with --soft, requests fail with EIO while the server is away, and wor
     usleep(100000);
   }
   CHECK(last.ok());
+  // New fids, opens and reads work again.
+  REQUIRE(c.Walk(0, 3, {"soft"}).ok());
+  REQUIRE(c.Open(3, O_RDONLY).ok());
+  auto back = c.Read(3, 0, 100);
+  REQUIRE(back.ok());
+  CHECK(*back == "soft");
   CHECK(relay.restores() == 1);
   CHECK(relay.errors().empty());
 }

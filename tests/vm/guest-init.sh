@@ -190,6 +190,7 @@ restart_phase() {
   r=$(/muscle mount 127.0.0.1:4434 /rs2 --identity guest --keys /keys --reconnect --soft 2 \
       --log /tmp/rs-soft.log 2>&1) || fail "muscle mount --soft: $r"
   echo soft > /rs2/soft || fail "write through the --soft mount"
+  /vmtool fsync /rs2/soft >/dev/null || fail "fsync through the --soft mount"
   kill -KILL $RS_PID
   while kill -0 $RS_PID 2>/dev/null; do sleep 0.05; done
   t1=$(date +%s)
@@ -199,7 +200,7 @@ restart_phase() {
   rs_start
   ok=0
   for i in $(seq 50); do cat /rs2/soft >/dev/null 2>&1 && { ok=1; break; }; sleep 0.2; done
-  [ $ok = 1 ] || fail "the --soft mount did not come back: $(tail -n 5 /tmp/rs-soft.log)"
+  [ $ok = 1 ] || fail "the --soft mount did not come back: $(cat /rs2/soft 2>&1) $(tail -n 3 /tmp/rs-soft.log)"
   check "$(cat /rs2/soft)" soft "read through the --soft mount after the server came back"
   /muscle umount /rs2 || fail "umount the --soft mount"
   kill -TERM $RS_PID
