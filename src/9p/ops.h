@@ -115,6 +115,8 @@ template <> struct Op<Tstatfs> : Simple<Changes::kNever, Served::kReader> {
 };
 template <> struct Op<Tlopen> : Row<Changes::kByArgs, Served::kReader> {
   static constexpr auto kFids = Fids(&Tlopen::fid);
+  // With O_TRUNC, a resend after later writes would empty the file again.
+  static constexpr bool kOnce = true;
   static constexpr bool kWritesControl = true;
   static constexpr bool kOpens = true;
   static constexpr bool ChangesTree(const Tlopen& m) {

@@ -48,6 +48,7 @@ struct OnceTypes<std::variant<Ts...>> {
     };
     (add(static_cast<Ts*>(nullptr)), ...);
     t[Twrite::kType] = false;
+    t[Tlopen::kType] = false;  // only with O_TRUNC (Track)
     return t;
   }
 };
@@ -56,6 +57,15 @@ bool NotIdempotent(uint8_t type) { return kNotIdempotent[type]; }
 
 // Tlopen flags (9P2000.L, Linux's values) a reopen must not repeat.
 constexpr uint32_t kCreate = 0100, kExcl = 0200, kTrunc = 01000, kAppend = 02000;
+
+// The fid a Tread or Twrite names (their first field), read in place: the
+// hot requests are never decoded for it.
+bool FirstFidOfIo(std::string_view frame, uint32_t* fid) {
+  uint8_t type = uint8_t(frame[4]);
+  if ((type != Tread::kType && type != Twrite::kType) || frame.size() < 11) return false;
+  *fid = Le32(frame.data() + 7);
+  return true;
+}
 
 }  // namespace
 
@@ -114,7 +124,12 @@ void RestoreBook::Track(uint16_t tag, std::string_view frame, std::string& to_se
   uint8_t type = uint8_t(frame[4]);
   Pending p;
   p.seq = seq_++;
-  if (ChangesFids(type) || !lost_.empty()) {
+  uint32_t io_fid = kNoFid;
+  if (!lost_.empty() && FirstFidOfIo(frame, &io_fid) && lost_.count(io_fid)) {
+    Encode(tag, Rlerror{ESTALE}, to_client);
+    return;
+  }
+  if (ChangesFids(type) || (!lost_.empty() && io_fid == kNoFid)) {
     Decoded d = Decode(reinterpret_cast<const uint8_t*>(frame.data()), frame.size());
     if (d.status == DecodeStatus::kOk) {
       p.msg = std::move(d.msg);
@@ -132,8 +147,11 @@ void RestoreBook::Track(uint16_t tag, std::string_view frame, std::string& to_se
     fids_.clear();
     lost_.clear();
     attaches_.clear();
+    // The server forgets the requests before a Tversion, unanswered.
+    pending_.clear();
   }
-  if (once_ && version_ == "9P2000.L" && NotIdempotent(type)) {
+  bool truncates = type == Tlopen::kType && frame.size() >= 15 && (Le32(frame.data() + 11) & kTrunc);
+  if (once_ && version_ == "9P2000.L" && (NotIdempotent(type) || truncates)) {
     p.frame = Wrap(tag, frame);
     p.inner = p.frame.size() - frame.size();
   } else {
@@ -230,7 +248,8 @@ void RestoreBook::Answer(const Pending& p, const Message& reply) {
     fids_.erase(rm->fid);
   } else if (auto* fl = std::get_if<Tflush>(&p.msg)) {
     // The flushed request was answered before this, or never will be.
-    pending_.erase(fl->oldtag);
+    auto old = pending_.find(fl->oldtag);
+    if (old != pending_.end() && &old->second != &p) pending_.erase(old);
   }
 }
 
@@ -252,9 +271,14 @@ void RestoreBook::AnswerHere(uint16_t tag, const Message& m, uint32_t ecode,
     return;
   }
   if (auto* c = std::get_if<Tclunk>(&m)) {
+    // The clunk of an xattr fid is what sets the attribute: a lost one
+    // cannot have.
+    auto l = lost_.find(c->fid);
+    bool xattr = l != lost_.end() ? l->second : (fids_.count(c->fid) && fids_[c->fid].xattr);
     fids_.erase(c->fid);
-    lost_.erase(c->fid);
-    Encode(tag, Rclunk{}, to_client);
+    if (l != lost_.end()) lost_.erase(l);
+    if (xattr) Encode(tag, Rlerror{EIO}, to_client);
+    else Encode(tag, Rclunk{}, to_client);
     return;
   }
   if (auto* r = std::get_if<Tremove>(&m)) {
@@ -265,8 +289,10 @@ void RestoreBook::AnswerHere(uint16_t tag, const Message& m, uint32_t ecode,
 }
 
 void RestoreBook::MarkLost(uint32_t fid) {
-  if (lost_.emplace(fid, true).second) restored_.lost++;
-  fids_.erase(fid);
+  auto f = fids_.find(fid);
+  bool xattr = f != fids_.end() && f->second.xattr;
+  if (lost_.emplace(fid, xattr).second) restored_.lost++;
+  if (f != fids_.end()) fids_.erase(f);
 }
 
 void RestoreBook::Lost() {
@@ -404,9 +430,10 @@ void RestoreBook::Finish(std::string& to_server, std::string& to_client) {
     auto it = pending_.find(tag);
     if (it == pending_.end()) continue;
     if (auto* f = it->second.decoded ? std::get_if<Tflush>(&it->second.msg) : nullptr) {
-      pending_.erase(f->oldtag);
+      uint16_t flushed = f->oldtag;  // f dies with its entry
+      pending_.erase(it);
+      pending_.erase(flushed);
       Encode(tag, Rflush{}, to_client);
-      pending_.erase(tag);
     }
   }
   for (auto [seq, tag] : order) {
@@ -427,10 +454,10 @@ void RestoreBook::Finish(std::string& to_server, std::string& to_client) {
     restored_.resent++;
   }
   state_ = kNormal;
-  if (on_restored) on_restored(restored_);
   std::deque<std::string> held;
   held.swap(held_);
   held_bytes_ = 0;
+  if (on_restored) on_restored(restored_);
   for (auto& f : held) FromClient(f, to_server, to_client);
 }
 

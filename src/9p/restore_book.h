@@ -168,7 +168,7 @@ class RestoreBook {
   uint32_t asked_msize_ = 0, msize_ = 0;
   std::vector<Attach> attaches_;
   std::unordered_map<uint32_t, Fid> fids_;
-  std::unordered_map<uint32_t, bool> lost_;
+  std::unordered_map<uint32_t, bool> lost_;  // fid -> it was an xattr fid
   // The client's requests without a reply, by tag, and their order.
   std::unordered_map<uint16_t, Pending> pending_;
   uint64_t seq_ = 0;

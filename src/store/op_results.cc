@@ -44,15 +44,21 @@ Result<std::string> Store::Once(std::string_view identity, uint64_t op,
   return reply;
 }
 
-// Rows past op_retention, and each identity's oldest beyond
+// Rows past op_retention (see by_age), and each identity's oldest beyond
 // ops_per_identity (its requests in flight are its newest ones). The age
 // goes by the index on `at`; the count per identity by the primary key.
 Status Store::PruneOpResults() {
   int64_t before = NowNs() - std::chrono::duration_cast<std::chrono::nanoseconds>(op_retention).count();
+  // None by age in the first op_retention after the store opened: the
+  // requests a restart left unanswered come back after the downtime,
+  // which the rows' wall-clock age includes.
+  bool by_age = std::chrono::steady_clock::now() - opened_at_ >= op_retention;
   return Atomically([&]() -> Status {
-    Stmt old(db_, "DELETE FROM op_results WHERE at < ?");
-    old.Bind(1, before);
-    MUSCLE_RETURN_IF_ERROR(old.Run());
+    if (by_age) {
+      Stmt old(db_, "DELETE FROM op_results WHERE at < ?");
+      old.Bind(1, before);
+      MUSCLE_RETURN_IF_ERROR(old.Run());
+    }
     std::vector<std::string> crowded;
     {
       Stmt q(db_, "SELECT identity FROM op_results GROUP BY identity HAVING count(*) > ?");

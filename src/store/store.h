@@ -256,7 +256,9 @@ class Store final : public Tree {
                            const std::function<std::string()>& run, bool* ran) override;
   // A reply is kept at least kOpRetention (by the wall clock, which goes
   // on across restarts), as a client resends what a restart left
-  // unanswered within seconds to minutes; and each identity keeps at most
+  // unanswered within seconds to minutes, and nothing is pruned in the
+  // first kOpRetention after the store opens (however long it was down);
+  // and each identity keeps at most
   // kOpsPerIdentity (its oldest go first: its requests still in flight are
   // its newest). Tick prunes at most every op_prune_interval, and only
   // while a transaction is open, so an idle store never commits for it.
@@ -582,6 +584,7 @@ class Store final : public Tree {
   // Operation ids past their retention or their identity's cap (Tick).
   Status PruneOpResults();
   std::chrono::steady_clock::time_point last_op_prune_{};
+  std::chrono::steady_clock::time_point opened_at_ = std::chrono::steady_clock::now();
 
   std::unique_ptr<FileLock> lock_;  // held while open (store.db-lock)
   Db db_;

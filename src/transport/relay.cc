@@ -140,6 +140,7 @@ class Relay::Pair {
         id_.c_str(), why.c_str(), book_->fids(), book_->waiting());
     book_->Lost();
     AbandonSession();
+    MaybeResumeLocal();
     return true;
   }
   // Forgets the server's session: the next connection opens a new one.
@@ -164,6 +165,9 @@ class Relay::Pair {
         "and new ones until it is back",
         (long long)relay_.options_.soft.count(), n);
     if (!restore_pending_) AbandonSession();
+    // A hello already sent would be answered for the old session.
+    if (remote_ && !stream_->attached()) Failed("", false);
+    MaybeResumeLocal();
   }
 
   void Dial() {
@@ -294,6 +298,9 @@ class Relay::Pair {
       backoff_ = 0;
       uv_timer_stop(&soft_);
       if (restore_pending_) {
+        if (!book_->CanRestore())
+          return Close("the server no longer has this session and cannot restore it (it does not "
+                       "answer Tonce)");
         restore_pending_ = false;
         std::string out;
         book_->Restore(out);

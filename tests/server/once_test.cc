@@ -243,3 +243,40 @@ TEST_CASE("Tonce: records are pruned past their retention and past an identity's
   CHECK(run("a", 10, "e10") == EEXIST);  // dropped: runs again
   RequireClean(*s);
 }
+
+TEST_CASE("Tonce: records outlive a downtime longer than their retention") {
+  // A request resent after a long outage must still find its record:
+  // nothing is pruned by age until op_retention after the store opened.
+  TempDir dir;
+  std::string db = dir.path + "/store.db";
+  auto mkdir_once = [&](store::Store& s) {
+    FsRequest req;
+    req.msg = Tmkdir{0, "d", 0755, 0};
+    req.ino = store::kRootIno;
+    req.root_ino = store::kRootIno;
+    req.op = 5;
+    req.identity = "a";
+    return Err(server::StoreFileSystem::Execute(s, req).msg);
+  };
+  {
+    auto s = OpenStore(db);
+    REQUIRE(mkdir_once(*s) == 0);
+    REQUIRE(s->Sync(true).ok());
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));  // "down" longer than retention
+  auto s = OpenStore(db);
+  s->commit_interval = std::chrono::milliseconds(0);
+  s->op_prune_interval = std::chrono::milliseconds(0);
+  s->op_retention = std::chrono::milliseconds(300);
+  REQUIRE(mkdir_once(*s) == 0);  // answered from the record, after a Tick below too
+  REQUIRE(s->Tick().ok());
+  CHECK(Count(db, "SELECT count(*) FROM op_results") == 1);
+  CHECK(mkdir_once(*s) == 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(350));
+  FsRequest other;
+  other.msg = Tmkdir{0, "x", 0755, 0};
+  other.ino = other.root_ino = store::kRootIno;
+  REQUIRE(Err(server::StoreFileSystem::Execute(*s, other).msg) == 0);  // a transaction
+  REQUIRE(s->Tick().ok());
+  CHECK(Count(db, "SELECT count(*) FROM op_results") == 0);  // now it goes
+}
