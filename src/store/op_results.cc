@@ -23,7 +23,8 @@ Result<std::string> Store::Once(std::string_view identity, uint64_t op,
   *ran = false;
   MUSCLE_RETURN_IF_ERROR(Begin());
   {
-    Stmt q(db_, "SELECT reply FROM op_results WHERE identity=? AND op=?");
+    Stmt& q = st_->get_op;
+    Stmt::Scope reset(q);
     q.BindText(1, identity).Bind(2, int64_t(op));
     if (q.Step()) return std::string(q.Blob(0));
     if (q.failed()) return q.Error("look up an operation id");
@@ -33,7 +34,8 @@ Result<std::string> Store::Once(std::string_view identity, uint64_t op,
   // A failure that cost the transaction took run's changes with it:
   // nothing to record (the request runs again when resent).
   if (!in_txn_ || txn_lost_ || sqlite3_get_autocommit(db_.raw())) return reply;
-  Stmt ins(db_, "INSERT INTO op_results(identity, op, reply, at) VALUES(?, ?, ?, ?)");
+  Stmt& ins = st_->put_op;
+  Stmt::Scope reset(ins);
   ins.BindText(1, identity).Bind(2, int64_t(op)).Bind(3, reply).Bind(4, NowNs());
   if (Status s = ins.Run(); !s.ok()) {
     // Changes without their record would run again when resent: give up

@@ -39,6 +39,8 @@ struct Store::Statements {
         put_xattr(db, "INSERT OR REPLACE INTO xattrs(ino,name,value) VALUES(?,?,?)"),
         delete_xattr(db, "DELETE FROM xattrs WHERE ino=? AND name=?"),
         delete_xattrs(db, "DELETE FROM xattrs WHERE ino=?"),
+        get_op(db, "SELECT reply FROM op_results WHERE identity=? AND op=?"),
+        put_op(db, "INSERT INTO op_results(identity, op, reply, at) VALUES(?, ?, ?, ?)"),
         extent_at_or_before(db,
                             "SELECT offset,length,chunk FROM extents WHERE ino=? "
                             "AND offset<=? ORDER BY offset DESC LIMIT 1"),
@@ -77,6 +79,7 @@ struct Store::Statements {
   Stmt lookup, insert_dirent, delete_dirent, move_dirent, find_name, dir_has_entries,
       list_dir;
   Stmt get_xattr, list_xattr, put_xattr, delete_xattr, delete_xattrs;
+  Stmt get_op, put_op;
   Stmt extent_at_or_before, extents_from, insert_extent, delete_extent;
   Stmt find_chunk, insert_chunk, chunk_location, ref_chunk, chunk_refs, delete_chunk,
       chunk_hash;
