@@ -23,6 +23,10 @@ uint16_t Le16(const char* p) {
   return v;
 }
 
+Decoded DecodeFrame(std::string_view f) {
+  return Decode(reinterpret_cast<const uint8_t*>(f.data()), f.size());
+}
+
 // The requests whose effect on fids the book follows (decoded when sent).
 bool ChangesFids(uint8_t type) {
   switch (type) {
@@ -74,7 +78,7 @@ std::string_view FrameSplitter::Next() {
   size_t have = buf_.size() - pos_;
   if (have >= 4) {
     uint32_t size = Le32(buf_.data() + pos_);
-    if (size < 7 || size > max_) {
+    if (size < kHeaderSize || size > max_) {
       bad_ = true;
       return {};
     }
@@ -110,7 +114,7 @@ void RestoreBook::FromClient(std::string_view frame, std::string& to_server,
     case kNormal:
       return Track(tag, frame, to_server, to_client);
     case kFailing: {
-      Decoded d = Decode(reinterpret_cast<const uint8_t*>(frame.data()), frame.size());
+      Decoded d = DecodeFrame(frame);
       return AnswerHere(tag, d.msg, ecode_, to_client);
     }
     default:
@@ -130,12 +134,11 @@ void RestoreBook::Track(uint16_t tag, std::string_view frame, std::string& to_se
     return;
   }
   if (ChangesFids(type) || (!lost_.empty() && io_fid == kNoFid)) {
-    Decoded d = Decode(reinterpret_cast<const uint8_t*>(frame.data()), frame.size());
+    Decoded d = DecodeFrame(frame);
     if (d.status == DecodeStatus::kOk) {
       p.msg = std::move(d.msg);
       p.decoded = true;
-      bool clunk = false;
-      if (!lost_.empty() && NamesLostFid(p.msg, &clunk))
+      if (!lost_.empty() && NamesLostFid(p.msg))
         return AnswerHere(tag, p.msg, ESTALE, to_client);
     }
   }
@@ -167,14 +170,14 @@ void RestoreBook::FromServer(std::string_view frame, std::string& to_server,
   if (state_ == kVersion || state_ == kReplaying) {
     bool own = state_ == kVersion ? tag == kNoTag : in_flight_.count(tag) > 0;
     if (own) {
-      Decoded d = Decode(reinterpret_cast<const uint8_t*>(frame.data()), frame.size());
+      Decoded d = DecodeFrame(frame);
       return FromServerOwn(tag, d.msg, to_server, to_client);
     }
   }
   auto it = pending_.find(tag);
   if (it == pending_.end()) return;  // nothing waits for it (answered here already)
   if (it->second.decoded) {
-    Decoded d = Decode(reinterpret_cast<const uint8_t*>(frame.data()), frame.size());
+    Decoded d = DecodeFrame(frame);
     Answer(it->second, d.msg);
   }
   to_client.append(frame);
@@ -253,14 +256,13 @@ void RestoreBook::Answer(const Pending& p, const Message& reply) {
   }
 }
 
-bool RestoreBook::NamesLostFid(const Message& msg, bool* clunk) const {
+bool RestoreBook::NamesLostFid(const Message& msg) const {
   bool lost = false;
   WithRow(msg, [&](auto row, const auto& m) {
     using R = decltype(row);
     std::apply([&](auto... field) { ((lost = lost || lost_.count(m.*field) > 0), ...); },
                R::kFids);
   });
-  *clunk = std::holds_alternative<Tclunk>(msg);
   return lost;
 }
 
@@ -372,7 +374,6 @@ void RestoreBook::FromServerOwn(uint16_t tag, const Message& reply, std::string&
                          Own::kOpen});
     for (uint32_t t : temps_)
       if (t != kNoFid) todo_.push_back({Tclunk{t}, t, Own::kClunkTemp});
-    restored_.fids = 0;
     state_ = kReplaying;
     return Pump(to_server, to_client);
   }
@@ -418,15 +419,22 @@ void RestoreBook::Pump(std::string& to_server, std::string& to_client) {
   if (todo_.empty() && in_flight_.empty()) Finish(to_server, to_client);
 }
 
+// The requests that had no reply, in the order the client sent them.
+std::vector<uint16_t> RestoreBook::PendingInOrder() const {
+  std::vector<std::pair<uint64_t, uint16_t>> by_seq;
+  for (auto& [tag, p] : pending_) by_seq.emplace_back(p.seq, tag);
+  std::sort(by_seq.begin(), by_seq.end());
+  std::vector<uint16_t> tags;
+  for (auto [seq, tag] : by_seq) tags.push_back(tag);
+  return tags;
+}
+
 void RestoreBook::Finish(std::string& to_server, std::string& to_client) {
   temps_.clear();
-  // The requests that had no reply, in the order the client sent them.
-  std::vector<std::pair<uint64_t, uint16_t>> order;
-  for (auto& [tag, p] : pending_) order.emplace_back(p.seq, tag);
-  std::sort(order.begin(), order.end());
+  std::vector<uint16_t> order = PendingInOrder();
   // A flush waiting: the request it flushes is not sent again, and the
   // flush is answered (the client then forgets that request).
-  for (auto [seq, tag] : order) {
+  for (uint16_t tag : order) {
     auto it = pending_.find(tag);
     if (it == pending_.end()) continue;
     if (auto* f = it->second.decoded ? std::get_if<Tflush>(&it->second.msg) : nullptr) {
@@ -436,15 +444,13 @@ void RestoreBook::Finish(std::string& to_server, std::string& to_client) {
       Encode(tag, Rflush{}, to_client);
     }
   }
-  for (auto [seq, tag] : order) {
+  for (uint16_t tag : order) {
     auto it = pending_.find(tag);
     if (it == pending_.end()) continue;
     Pending& p = it->second;
     if (!lost_.empty()) {
-      std::string_view own = std::string_view(p.frame).substr(p.inner);
-      Decoded d = Decode(reinterpret_cast<const uint8_t*>(own.data()), own.size());
-      bool clunk = false;
-      if (d.status == DecodeStatus::kOk && NamesLostFid(d.msg, &clunk)) {
+      Decoded d = DecodeFrame(p.ClientFrame());
+      if (d.status == DecodeStatus::kOk && NamesLostFid(d.msg)) {
         AnswerHere(tag, d.msg, ESTALE, to_client);
         pending_.erase(it);
         continue;
@@ -462,18 +468,13 @@ void RestoreBook::Finish(std::string& to_server, std::string& to_client) {
 }
 
 void RestoreBook::Fail(uint32_t ecode, std::string& to_client) {
-  std::vector<std::pair<uint64_t, uint16_t>> order;
-  for (auto& [tag, p] : pending_) order.emplace_back(p.seq, tag);
-  std::sort(order.begin(), order.end());
-  for (auto [seq, tag] : order) {
-    Pending& p = pending_[tag];
-    std::string_view own = std::string_view(p.frame).substr(p.inner);
-    Decoded d = Decode(reinterpret_cast<const uint8_t*>(own.data()), own.size());
+  for (uint16_t tag : PendingInOrder()) {
+    Decoded d = DecodeFrame(pending_[tag].ClientFrame());
     AnswerHere(tag, d.msg, ecode, to_client);
   }
   pending_.clear();
   for (auto& f : held_) {
-    Decoded d = Decode(reinterpret_cast<const uint8_t*>(f.data()), f.size());
+    Decoded d = DecodeFrame(f);
     AnswerHere(Le16(f.data() + 5), d.msg, ecode, to_client);
   }
   held_.clear();

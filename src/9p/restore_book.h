@@ -135,6 +135,7 @@ class RestoreBook {
     size_t inner = 0;   // where the client's own frame begins in `frame`
     Message msg;        // decoded, for the requests that change fids
     bool decoded = false;
+    std::string_view ClientFrame() const { return std::string_view(frame).substr(inner); }
   };
   // One request the book itself sends while restoring.
   struct Own {
@@ -153,7 +154,8 @@ class RestoreBook {
                      std::string& to_client);
   void Pump(std::string& to_server, std::string& to_client);
   void Finish(std::string& to_server, std::string& to_client);
-  bool NamesLostFid(const Message& m, bool* clunk) const;
+  bool NamesLostFid(const Message& m) const;
+  std::vector<uint16_t> PendingInOrder() const;
   uint16_t FreeTag();
   uint32_t TempFid();
   int AttachIndex(const Tattach& m);

@@ -97,6 +97,10 @@ class Relay::Pair {
     stream_->on_acked = [this] { MaybeResumeLocal(); };
   }
 
+  // The server accepted a session (or one is to be restored): a lost
+  // connection is redialled.
+  bool HasSession() const { return !id_.empty() || restore_pending_; }
+
   bool LocalHeld() const {
     return stream_->unacked() > kMaxUnacked || book_->held_bytes() > kMaxUnacked;
   }
@@ -215,7 +219,7 @@ class Relay::Pair {
   // server accepted redials; anything else ends the pair.
   void Failed(const std::string& why, bool fatal) {
     if (closing_) return;
-    if (!stream_ || (id_.empty() && !restore_pending_) || fatal) return Close(why);
+    if (!stream_ || !HasSession() || fatal) return Close(why);
     if (remote_ && stream_->attached()) {
       Log("relay: connection to the server lost (%s); session %s waits for a redial",
           why.empty() ? "closed" : why.c_str(), id_.c_str());
@@ -395,8 +399,7 @@ class Relay::Pair {
     if (n == 0) return;
     if (n < 0) {
       if (ready_) Failed(n == UV_EOF || !stream_ ? "" : uv_strerror(int(n)), false);
-      else if (stream_ && (!id_.empty() || restore_pending_))
-        Failed("closed during the TLS handshake", false);
+      else if (stream_ && HasSession()) Failed("closed during the TLS handshake", false);
       else if (!heard_from_server_)
         Close("the server closed the connection before answering the TLS handshake: it may be "
               "refusing this address for now (too many failed or simultaneous handshakes from "

@@ -21,6 +21,19 @@ namespace muscle::test {
 
 const std::string kHex = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 
+// A TCP socket bound to 127.0.0.1 on a port the system picks (*port).
+inline int BindLoopback(int* port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+  REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  socklen_t len = sizeof a;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  *port = ntohs(a.sin_port);
+  return fd;
+}
+
 // A loopback TCP proxy to `port`. Cut() resets every connection it
 // carries; SetRefusing(true) makes it close new connections at once;
 // SetStalled(true) stops it forwarding anything (a path that went dead
@@ -28,14 +41,7 @@ const std::string kHex = "00112233445566778899aabbccddeeff00112233445566778899aa
 class CutProxy {
  public:
   explicit CutProxy(int to_port) : to_port_(to_port) {
-    lfd_ = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-    REQUIRE(bind(lfd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-    socklen_t len = sizeof a;
-    getsockname(lfd_, reinterpret_cast<sockaddr*>(&a), &len);
-    port_ = ntohs(a.sin_port);
+    lfd_ = BindLoopback(&port_);
     listen(lfd_, 16);
     thread_ = std::thread([this] { Run(); });
   }
