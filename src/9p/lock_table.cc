@@ -1,5 +1,8 @@
 #include "9p/lock_table.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include "9p/messages.h"
 
 namespace muscle::p9 {
@@ -27,10 +30,62 @@ void LockTable::Subtract(std::vector<Range>& ranges, uint64_t first,
   ranges.swap(kept);
 }
 
+bool LockTable::SetMarker(std::string path) {
+  std::lock_guard<std::mutex> g(mu_);
+  marker_ = std::move(path);
+  marker_exists_ = !marker_.empty() && access(marker_.c_str(), F_OK) == 0;
+  return marker_exists_;
+}
+
+void LockTable::BeginGrace(Clock::duration grace) {
+  std::lock_guard<std::mutex> g(mu_);
+  grace_until_ = Clock::now() + grace;
+}
+
+bool LockTable::InGrace() const {
+  std::lock_guard<std::mutex> g(mu_);
+  return Clock::now() < grace_until_;
+}
+
+void LockTable::KeepMarker() {
+  std::lock_guard<std::mutex> g(mu_);
+  keep_marker_ = true;
+}
+
+void LockTable::UpdateGrace(Clock::time_point now) {
+  if (grace_until_ != Clock::time_point{} && now >= grace_until_) {
+    grace_until_ = {};
+    UpdateMarker();
+  }
+}
+
+void LockTable::UpdateMarker() {
+  if (marker_.empty()) return;
+  bool want = !locks_.empty() || grace_until_ != Clock::time_point{};
+  if (want == marker_exists_ || (!want && keep_marker_)) return;
+  if (want) {
+    // Not synced: it has to outlive the process (kill -9), not the machine.
+    int fd = open(marker_.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    if (fd >= 0) close(fd);
+    marker_exists_ = fd >= 0;
+  } else {
+    unlink(marker_.c_str());
+    marker_exists_ = false;
+  }
+}
+
 uint8_t LockTable::Lock(uint64_t ino, uint8_t type, uint64_t start,
-                        uint64_t length, const LockOwner& owner) {
+                        uint64_t length, const LockOwner& owner, uint32_t flags,
+                        bool grace_aware) {
   std::lock_guard<std::mutex> g(mu_);
   if (type > kLockUnlock) return kLockError;
+  UpdateGrace(Clock::now());
+  bool grace = grace_until_ != Clock::time_point{};
+  if (type != kLockUnlock) {
+    bool reclaim = flags & kLockFlagReclaim;
+    if (grace && !reclaim) return grace_aware ? kLockGrace : kLockBlocked;
+    if (!grace && reclaim) return kLockError;
+  }
   uint64_t first, last;
   Span(start, length, first, last);
   auto& ranges = locks_[ino];
@@ -43,6 +98,7 @@ uint8_t LockTable::Lock(uint64_t ino, uint8_t type, uint64_t start,
   Subtract(ranges, first, last, owner);
   if (type != kLockUnlock) ranges.push_back({first, last, type, owner});
   if (ranges.empty()) locks_.erase(ino);
+  UpdateMarker();
   return kLockSuccess;
 }
 
@@ -74,6 +130,17 @@ void LockTable::ReleaseSession(const void* session) {
     std::erase_if(v, [&](const Range& r) { return r.owner.session == session; });
     it = v.empty() ? locks_.erase(it) : std::next(it);
   }
+  UpdateMarker();
+}
+
+std::vector<std::pair<uint64_t, LockInfo>> LockTable::All() const {
+  std::lock_guard<std::mutex> g(mu_);
+  std::vector<std::pair<uint64_t, LockInfo>> all;
+  for (auto& [ino, v] : locks_)
+    for (const Range& r : v)
+      all.push_back({ino, LockInfo{r.type, r.first, r.last == UINT64_MAX ? 0 : r.last - r.first + 1,
+                                   r.owner.proc_id, r.owner.client_id}});
+  return all;
 }
 
 size_t LockTable::size() const {

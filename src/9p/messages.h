@@ -112,6 +112,9 @@ enum DirMode : uint32_t {
 };
 
 enum LockType : uint8_t { kLockRead = 0, kLockWrite = 1, kLockUnlock = 2 };
+// Tlock flags: the client waits (retries BLOCKED); a relay reclaims a lock
+// its session held before the server restarted (9p/lock_table.h).
+enum LockFlags : uint32_t { kLockFlagBlock = 1, kLockFlagReclaim = 2 };
 enum LockStatus : uint8_t {
   kLockSuccess = 0,
   kLockBlocked = 1,

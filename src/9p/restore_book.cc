@@ -32,7 +32,7 @@ bool ChangesFids(uint8_t type) {
   switch (type) {
     case Tversion::kType: case Tattach::kType: case Twalk::kType: case Tlopen::kType:
     case Tlcreate::kType: case Txattrwalk::kType: case Txattrcreate::kType:
-    case Tclunk::kType: case Tremove::kType: case Tflush::kType:
+    case Tclunk::kType: case Tremove::kType: case Tflush::kType: case Tlock::kType:
       return true;
     default:
       return false;
@@ -178,6 +178,11 @@ void RestoreBook::FromServer(std::string_view frame, std::string& to_server,
   if (it == pending_.end()) return;  // nothing waits for it (answered here already)
   if (it->second.decoded) {
     Decoded d = DecodeFrame(frame);
+    auto* r = std::get_if<Rlock>(&d.msg);
+    if (r && r->status == kLockGrace && std::holds_alternative<Tlock>(it->second.msg)) {
+      graced_.push_back(tag);  // still waiting: RetryGraced sends it again
+      return;
+    }
     Answer(it->second, d.msg);
   }
   to_client.append(frame);
@@ -245,6 +250,12 @@ void RestoreBook::Answer(const Pending& p, const Message& reply) {
   } else if (auto* xc = std::get_if<Txattrcreate>(&p.msg)) {
     auto f = fids_.find(xc->fid);
     if (ok && f != fids_.end()) f->second.xattr = true;
+  } else if (auto* l = std::get_if<Tlock>(&p.msg)) {
+    auto* r = std::get_if<Rlock>(&reply);
+    auto f = fids_.find(l->fid);
+    if (r && r->status == kLockSuccess && f != fids_.end())
+      held_locks_.Lock(f->second.path, l->type, l->start, l->length,
+                       LockOwner{nullptr, l->proc_id, l->client_id});
   } else if (auto* cl = std::get_if<Tclunk>(&p.msg)) {
     fids_.erase(cl->fid);
   } else if (auto* rm = std::get_if<Tremove>(&p.msg)) {
@@ -300,8 +311,30 @@ void RestoreBook::MarkLost(uint32_t fid) {
 void RestoreBook::Lost() {
   if (state_ == kFailing) return;
   state_ = kAway;
+  graced_.clear();  // still waiting: resent with the others
   in_flight_.clear();
   todo_.clear();
+}
+
+void RestoreBook::RetryGraced(std::string& to_server) {
+  if (state_ != kNormal) return;
+  for (uint16_t tag : graced_) {
+    auto it = pending_.find(tag);
+    if (it != pending_.end()) to_server += it->second.frame;
+  }
+  graced_.clear();
+}
+
+void RestoreBook::LoseLock(const Tlock& l) {
+  restored_.locks_lost++;
+  auto f = fids_.find(l.fid);
+  if (f == fids_.end()) return;
+  uint64_t path = f->second.path;
+  held_locks_.Lock(path, kLockUnlock, l.start, l.length, LockOwner{nullptr, l.proc_id, l.client_id});
+  std::vector<uint32_t> on_file;
+  for (auto& [fid, x] : fids_)
+    if (x.path == path) on_file.push_back(fid);
+  for (uint32_t fid : on_file) MarkLost(fid);
 }
 
 void RestoreBook::Restore(std::string& to_server) {
@@ -372,6 +405,23 @@ void RestoreBook::FromServerOwn(uint16_t tag, const Message& reply, std::string&
       if (f.open >= 0)
         todo_.push_back({Tlopen{fid, uint32_t(f.open) & ~(kCreate | kExcl | kTrunc | kAppend)}, fid,
                          Own::kOpen});
+    // Each lock through a fid of its file, an open one when there is one.
+    for (auto& [path, lock] : held_locks_.All()) {
+      uint32_t via = kNoFid;
+      for (auto& [fid, f] : fids_)
+        if (f.path == path && (via == kNoFid || f.open >= 0)) via = fid;
+      Tlock l{via, lock.type, kLockFlagReclaim, lock.start, lock.length, lock.proc_id,
+              lock.client_id};
+      if (via == kNoFid) {
+        held_locks_.Lock(path, kLockUnlock, l.start, l.length,
+                         LockOwner{nullptr, l.proc_id, l.client_id});
+        restored_.locks_lost++;
+      } else if (!locks_feature_) {
+        LoseLock(l);
+      } else {
+        todo_.push_back({l, via, Own::kReclaim});
+      }
+    }
     for (uint32_t t : temps_)
       if (t != kNoFid) todo_.push_back({Tclunk{t}, t, Own::kClunkTemp});
     state_ = kReplaying;
@@ -398,6 +448,12 @@ void RestoreBook::FromServerOwn(uint16_t tag, const Message& reply, std::string&
         restored_.opened++;
       }
       break;
+    case Own::kReclaim: {
+      auto* r = std::get_if<Rlock>(&reply);
+      if (r && r->status == kLockSuccess) restored_.locks++;
+      else LoseLock(std::get<Tlock>(o.msg));
+      break;
+    }
     case Own::kClunkTemp:
       break;
   }
@@ -481,6 +537,7 @@ void RestoreBook::Fail(uint32_t ecode, std::string& to_client) {
   held_bytes_ = 0;
   in_flight_.clear();
   todo_.clear();
+  graced_.clear();
   state_ = kFailing;
   ecode_ = ecode;
 }

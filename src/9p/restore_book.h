@@ -11,8 +11,12 @@
 // client is not using) and begun once the one before is answered: a
 // Tattach for each attach, a Trebind (musclefs(8) PROTOCOL) for every
 // other fid, a Tlopen (without O_CREAT/O_EXCL/O_TRUNC/O_APPEND) for every
-// open fid; then the client's requests that had no reply, in their order,
-// with their own tags; then what the client sent meanwhile.
+// open fid; a Tlock with kLockFlagReclaim for every lock the client held
+// (the server grants reclaims only in its grace period after a restart,
+// 9p/lock_table.h); then the client's requests that had no reply, in
+// their order, with their own tags; then what the client sent meanwhile.
+// A lock that cannot be reclaimed loses every fid of its file (ESTALE):
+// the process holding it must not go on as if it still did.
 // A fid that cannot be restored is lost: the book answers ESTALE to
 // every request naming it (Rclunk to its Tclunk) without sending it.
 //
@@ -23,6 +27,10 @@
 // retry of what it had committed from the stored result instead of doing
 // it again. Writes carry explicit offsets (the book reopens O_APPEND fids
 // without it), so they are idempotent.
+//
+// Locks in a grace period: a client lock the server answers kLockGrace is
+// not passed up (the kernel would make it ENOLCK); it stays waiting and
+// RetryGraced sends it again.
 //
 // Soft mounts: Fail() answers every waiting request with an error, and
 // every new one until the next restore; the session on the server is then
@@ -42,6 +50,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "9p/lock_table.h"
 #include "9p/messages.h"
 
 namespace muscle::p9 {
@@ -80,6 +89,8 @@ class RestoreBook {
 
   // The server answers Tonce (it said so when the session began).
   void set_once(bool on) { once_ = on; }
+  // The server grants lock reclaims after a restart ("locks").
+  void set_locks(bool on) { locks_feature_ = on; }
 
   // A complete frame from the client.
   void FromClient(std::string_view frame, std::string& to_server, std::string& to_client);
@@ -99,6 +110,12 @@ class RestoreBook {
   // `ecode`, and so is every new one until the next Restore.
   void Fail(uint32_t ecode, std::string& to_client);
   bool failing() const { return state_ == kFailing; }
+  // Client lock requests the server answered kLockGrace: sent again by
+  // RetryGraced (the caller's timer, every half second or so).
+  bool has_graced() const { return !graced_.empty(); }
+  void RetryGraced(std::string& to_server);
+  // Byte-range locks the client holds, as granted (by inode).
+  size_t locks() const { return held_locks_.size(); }
 
   // Bytes of client frames held while the server is away.
   size_t held_bytes() const { return held_bytes_; }
@@ -108,7 +125,7 @@ class RestoreBook {
 
   // After a restore: how it went (for the relay's log line).
   struct Restored {
-    size_t fids = 0, opened = 0, lost = 0, resent = 0;
+    size_t fids = 0, opened = 0, lost = 0, resent = 0, locks = 0, locks_lost = 0;
   };
   const Restored& restored() const { return restored_; }
   // Set when a restore ends (called once per restore).
@@ -141,7 +158,7 @@ class RestoreBook {
   struct Own {
     Message msg;
     uint32_t fid = kNoFid;  // the client fid it restores (or a temporary one)
-    enum Kind { kAttach, kRebind, kOpen, kClunkTemp } kind;
+    enum Kind { kAttach, kRebind, kOpen, kReclaim, kClunkTemp } kind;
   };
 
   void Track(uint16_t tag, std::string_view frame, std::string& to_server, std::string& to_client);
@@ -150,6 +167,8 @@ class RestoreBook {
   // Rlerror(ecode); the fids it releases are forgotten.
   void AnswerHere(uint16_t tag, const Message& m, uint32_t ecode, std::string& to_client);
   void MarkLost(uint32_t fid);
+  // A lock not reclaimed: it is forgotten and its file's fids are lost.
+  void LoseLock(const Tlock& l);
   void FromServerOwn(uint16_t tag, const Message& reply, std::string& to_server,
                      std::string& to_client);
   void Pump(std::string& to_server, std::string& to_client);
@@ -163,7 +182,7 @@ class RestoreBook {
   std::string Wrap(uint16_t tag, std::string_view frame);
 
   State state_ = kNormal;
-  bool once_ = false;
+  bool once_ = false, locks_feature_ = false;
   uint64_t next_op_;
   // Negotiation, as the client asked and the server answered.
   std::string asked_version_, version_;
@@ -171,6 +190,10 @@ class RestoreBook {
   std::vector<Attach> attaches_;
   std::unordered_map<uint32_t, Fid> fids_;
   std::unordered_map<uint32_t, bool> lost_;  // fid -> it was an xattr fid
+  // The locks the server granted the client, by inode (qid.path); the
+  // owners' session is null. Only this thread uses it.
+  LockTable held_locks_;
+  std::vector<uint16_t> graced_;  // tags of client Tlocks answered kLockGrace
   // The client's requests without a reply, by tag, and their order.
   std::unordered_map<uint16_t, Pending> pending_;
   uint64_t seq_ = 0;

@@ -72,6 +72,9 @@ struct SessionOptions {
   // listeners) or an identity's whose rule says "snapshot".
   std::string identity;
   auth::AccessRule rule;
+  // The client retries a lock answered kLockGrace and reclaims its locks
+  // after a restart (a relay's resumable session): 9p/lock_table.h.
+  bool grace_aware = false;
 };
 
 class Session : public std::enable_shared_from_this<Session> {

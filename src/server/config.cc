@@ -85,6 +85,9 @@ options:
   --session-lease S  seconds a resumable session (muscle relay --reconnect)
                      whose network dropped is kept for its relay to redial
                      (default 120)
+  --lock-grace S     seconds after a restart in which relays reclaim the locks
+                     their sessions held and nobody else takes one (default
+                     20; only when locks were held; 0 = none)
   --loops N          event loops TLS connections are spread over (their
                      records are sealed on the loop's thread; default 0 =
                      one per core; 1 = everything on the main loop)
@@ -126,7 +129,7 @@ options:
 
 The config file $BASE/musclefs.conf may set store, listen, keys, access,
 msize, commit-interval-ms, store-readers, snapshot-every, handshake-timeout-ms,
-max-failed-handshakes, tls-ticket-lifetime, session-lease, loops, max-concurrent-handshakes,
+max-failed-handshakes, tls-ticket-lifetime, session-lease, lock-grace, loops, max-concurrent-handshakes,
 allow-plaintext-network, metrics, chunks, s3-endpoint, s3-region, s3-addressing,
 s3-credentials, cache-size, key-file and passphrase-file as "key = value" lines; a
 flag on the command line always wins over it. It must be owned by you or
@@ -191,6 +194,10 @@ Status SetKey(Config& c, const std::string& key, const std::string& value,
     uint64_t v;
     MUSCLE_RETURN_IF_ERROR(number(0, 256, v));
     c.server.loops = int(v);
+  } else if (key == "lock-grace") {
+    uint64_t v;
+    MUSCLE_RETURN_IF_ERROR(number(0, 3600, v));
+    c.server.lock_grace = std::chrono::seconds(v);
   } else if (key == "session-lease") {
     uint64_t v;
     MUSCLE_RETURN_IF_ERROR(number(1, 86400, v));

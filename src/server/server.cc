@@ -60,6 +60,13 @@ Status Server::Start(const ServerOptions& options) {
         return RunControl(s, rule, command, metrics.get());
       });
   router_ = std::make_unique<AttachRouter>(*fs_, *views_);
+  if (options.store_path != ":memory:" && locks_.SetMarker(options.store_path + ".locks") &&
+      options.lock_grace.count() > 0) {
+    locks_.BeginGrace(options.lock_grace);
+    Log("locks were held when the server stopped: for %lld s only relays reclaiming "
+        "their locks take one (lock-grace)",
+        static_cast<long long>(options.lock_grace.count()));
+  }
   std::vector<transport::Endpoint> eps;
   for (const std::string& text : options.listen) {
     auto ep = transport::ParseEndpoint(text);
@@ -385,6 +392,8 @@ void Server::Shutdown(std::function<void()> done) {
   if (shutting_down_) return;
   shutting_down_ = true;
   done_ = std::move(done);
+  // The sessions' locks end with them; relays reclaim them after a restart.
+  locks_.KeepMarker();
   for (auto* l : listeners_) l->Close();
   listeners_.clear();
   if (metrics_http_) metrics_http_->Close();

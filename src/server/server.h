@@ -91,6 +91,9 @@ struct ServerOptions {
   // How long a resumable session (transport/resumable.h) whose network
   // dropped is kept for its relay's redial.
   std::chrono::milliseconds session_lease{120000};
+  // After a restart that found locks held (9p/lock_table.h): how long only
+  // relays reclaiming their locks take one. 0: none (reclaims refused).
+  std::chrono::seconds lock_grace{20};
   // An attached resumable session silent this long detaches (not a
   // setting: the relay pings every 5 s; tests shorten it).
   std::chrono::milliseconds session_silence{30000};

@@ -127,6 +127,7 @@ void Connection::TakeHello() {
   if (!s.ok()) return Close(s.message().c_str());
   if (TraceEnabled()) Log("%s: resumable session %s", peer_.c_str(), session_id_.c_str());
   StartResumable(leftover);
+  pending_options_.grace_aware = true;  // a relay: it reclaims and retries
   StartSession(std::move(pending_options_));
 }
 

@@ -40,15 +40,16 @@ class Relay::Pair {
       book_ = std::make_unique<p9::RestoreBook>(op_base);
       book_->on_restored = [this](const p9::RestoreBook::Restored& r) {
         Log("relay: session restored on the server's new session %s in %.1f s: %zu fids bound "
-            "again (%zu reopened), %zu lost (ESTALE), %zu requests sent again",
+            "again (%zu reopened), %zu lost (ESTALE), %zu locks reclaimed (%zu lost), %zu "
+            "requests sent again",
             id_.c_str(), double(uv_now(relay_.loop_) - restore_at_) / 1000, r.fids, r.opened,
-            r.lost, r.resent);
+            r.lost, r.locks, r.locks_lost, r.resent);
         restore_at_ = 0;
         relay_.restores_++;
         MaybeResumeLocal();
       };
       book_->on_fatal = [this](const std::string& why) { Close("cannot restore the session: " + why); };
-      for (uv_timer_t* t : {&keepalive_, &redial_, &soft_}) {
+      for (uv_timer_t* t : {&keepalive_, &redial_, &soft_, &grace_}) {
         uv_timer_init(relay_.loop_, t);
         t->data = this;
         open_++;
@@ -73,7 +74,7 @@ class Relay::Pair {
     DropRemote();
     if (local_) uv_close(reinterpret_cast<uv_handle_t*>(local_), OnHandleClosed);
     if (stream_) {
-      for (uv_timer_t* t : {&keepalive_, &redial_, &soft_})
+      for (uv_timer_t* t : {&keepalive_, &redial_, &soft_, &grace_})
         uv_close(reinterpret_cast<uv_handle_t*>(t), OnHandleClosed);
     }
     if (open_ == 0) Finish();
@@ -85,6 +86,7 @@ class Relay::Pair {
 
  private:
   static constexpr size_t kMaxUnacked = 16u << 20;
+  static constexpr uint64_t kGraceRetryMs = 500;
   uv_stream_t* Remote() { return reinterpret_cast<uv_stream_t*>(remote_); }
 
   // A fresh numbered stream (at start, and for a new server session).
@@ -120,6 +122,17 @@ class Relay::Pair {
       book_->FromServer(f, to_server, to_client);
     if (from_server_.bad()) return Close("the server sent a malformed 9P frame");
     Deliver(to_server, to_client);
+    // Locks the server holds back in its grace period: asked again soon.
+    if (book_->has_graced() && !closing_ && !uv_is_active(reinterpret_cast<uv_handle_t*>(&grace_)))
+      uv_timer_start(
+          &grace_,
+          [](uv_timer_t* t) {
+            auto* p = static_cast<Pair*>(t->data);
+            std::string to_server, to_client;
+            p->book_->RetryGraced(to_server);
+            p->Deliver(to_server, to_client);
+          },
+          kGraceRetryMs, 0);
   }
   void FromLocal(const char* d, size_t n) {
     from_local_.Append(d, n);
@@ -292,6 +305,7 @@ class Relay::Pair {
       if (resumed && id != id_) return Close("the server answered for another session");
       id_ = id;
       book_->set_once((" " + features + " ").find(" once ") != std::string::npos);
+      book_->set_locks((" " + features + " ").find(" locks ") != std::string::npos);
       uint64_t resend = stream_->sent() - std::min(stream_->sent(), server_received);
       s = stream_->Attach(server_received);
       if (!s.ok()) return Close("cannot resume the session: " + s.message());
@@ -519,7 +533,7 @@ class Relay::Pair {
   std::string id_;  // the server's session, once it answered
   bool answer_pending_ = false;
   std::string answer_;
-  uv_timer_t keepalive_, redial_, soft_;
+  uv_timer_t keepalive_, redial_, soft_, grace_;
   uint64_t last_heard_ = 0, lost_at_ = 0, backoff_ = 0;
   // The 9P conversation, to restore it on a new server session.
   std::unique_ptr<p9::RestoreBook> book_;

@@ -32,9 +32,10 @@ namespace muscle::transport {
 
 constexpr const char kResumablePrefix[] = "muscle-resumable ";
 constexpr size_t kMaxHelloLine = 128;
-// What this server offers beyond the stream ("once": it answers Tonce,
-// musclefs(8) PROTOCOL), in its "ok" answers.
-constexpr char kServerFeatures[] = "once";
+// What this server offers beyond the stream, in its "ok" answers
+// (musclefs(8) PROTOCOL): "once", it answers Tonce; "locks", it keeps a
+// grace period after a restart in which relays reclaim their locks.
+constexpr char kServerFeatures[] = "once locks";
 
 struct ResumableHello {
   bool resume = false;   // false: a new session

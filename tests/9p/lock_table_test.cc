@@ -1,4 +1,10 @@
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
+#include <chrono>
+#include <cstdlib>
+#include <string>
+#include <thread>
 
 #include "9p/lock_table.h"
 #include "9p/messages.h"
@@ -27,4 +33,53 @@ TEST_CASE("byte-range locks: conflicts, splitting, release") {
   t.ReleaseSession(&s1);
   CHECK(t.size() == 0);
   CHECK(t.Lock(1, 9, 0, 0, a) == kLockError);
+}
+
+TEST_CASE("locks after a restart: a marker while locks are held, a grace period for reclaims") {
+  char dir[] = "/tmp/muscle-locks-XXXXXX";
+  REQUIRE(mkdtemp(dir));
+  std::string marker = std::string(dir) + "/store.db.locks";
+  auto exists = [&] { return access(marker.c_str(), F_OK) == 0; };
+  int s1 = 0, s2 = 0;
+  LockOwner a{&s1, 1, "h"}, b{&s2, 2, "h"};
+  {
+    LockTable before;
+    CHECK_FALSE(before.SetMarker(marker));  // none: no grace
+    CHECK_FALSE(before.InGrace());
+    // A reclaim outside a grace period is refused: the range may have
+    // been someone else's meanwhile.
+    CHECK(before.Lock(7, kLockWrite, 0, 0, a, kLockFlagReclaim, true) == kLockError);
+    CHECK(before.Lock(7, kLockWrite, 0, 10, a) == kLockSuccess);
+    CHECK(exists());
+    CHECK(before.Lock(7, kLockUnlock, 0, 10, a) == kLockSuccess);
+    CHECK_FALSE(exists());  // nothing held: a restart needs no grace
+    CHECK(before.Lock(7, kLockWrite, 0, 10, a) == kLockSuccess);
+    // Shutting down: the sessions' locks go, the marker stays.
+    before.KeepMarker();
+    before.ReleaseSession(&s1);
+    CHECK(before.size() == 0);
+    CHECK(exists());
+  }
+  LockTable after;
+  REQUIRE(after.SetMarker(marker));
+  after.BeginGrace(std::chrono::milliseconds(300));
+  CHECK(after.InGrace());
+  // In grace: only reclaims take locks; a relay hears GRACE (it retries),
+  // a plain client BLOCKED (the kernel makes GRACE ENOLCK); unlocks and
+  // tests work.
+  CHECK(after.Lock(9, kLockRead, 0, 1, b, 0, true) == kLockGrace);
+  CHECK(after.Lock(9, kLockRead, 0, 1, b, 0, false) == kLockBlocked);
+  CHECK(after.Lock(9, kLockUnlock, 0, 1, b) == kLockSuccess);
+  CHECK(after.Lock(7, kLockWrite, 0, 10, a, kLockFlagReclaim, true) == kLockSuccess);
+  CHECK(after.Test(7, kLockWrite, 5, 1, b).type == kLockWrite);
+  // A reclaim that conflicts with another's reclaim is refused as any lock.
+  CHECK(after.Lock(7, kLockRead, 5, 1, b, kLockFlagReclaim, true) == kLockBlocked);
+  std::this_thread::sleep_for(std::chrono::milliseconds(350));
+  CHECK_FALSE(after.InGrace());
+  CHECK(after.Lock(9, kLockRead, 0, 1, b, 0, true) == kLockSuccess);
+  CHECK(after.Lock(9, kLockRead, 0, 1, b, kLockFlagReclaim, true) == kLockError);
+  after.ReleaseSession(&s1);
+  after.ReleaseSession(&s2);
+  CHECK_FALSE(exists());
+  rmdir(dir);
 }

@@ -1,6 +1,9 @@
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cstring>
+#include <map>
+#include <tuple>
 
 #include "9p/codec.h"
 #include "9p/restore_book.h"
@@ -354,4 +357,83 @@ TEST_CASE("restore book: no restore without operation ids or outside 9P2000.L") 
   auto sent = plain.TakeServer();
   REQUIRE(sent.size() == 1);
   CHECK(sent[0].type == Tmkdir::kType);
+}
+
+TEST_CASE("restore book: held locks are reclaimed after the opens; one refused loses its file") {
+  Rig r;
+  r.Negotiate();
+  r.book.set_locks(true);
+  // fid 1 and fid 4: two files, open; fid 5 a second fid of file 1's inode.
+  r.Call(2, Twalk{0, 1, {"a"}}, Rwalk{{Q(3)}});
+  r.Call(3, Tlopen{1, 02}, Rlopen{Q(3), 0});
+  r.Call(4, Twalk{0, 4, {"b"}}, Rwalk{{Q(4)}});
+  r.Call(5, Tlopen{4, 02}, Rlopen{Q(4), 0});
+  r.Call(6, Twalk{0, 5, {"a"}}, Rwalk{{Q(3)}});
+  // Granted: a write lock on a's first 100 bytes, split by an unlock; a
+  // read lock on all of b. Refused: one more on b (not held).
+  r.Call(7, Tlock{1, kLockWrite, 0, 0, 100, 42, "h"}, Rlock{kLockSuccess});
+  r.Call(8, Tlock{5, kLockUnlock, 0, 10, 10, 42, "h"}, Rlock{kLockSuccess});
+  r.Call(9, Tlock{4, kLockRead, kLockFlagBlock, 0, 0, 43, "h"}, Rlock{kLockSuccess});
+  r.Call(10, Tlock{4, kLockWrite, 0, 0, 0, 44, "h"}, Rlock{kLockBlocked});
+  CHECK(r.book.locks() == 3);
+
+  r.book.Lost();
+  r.book.Restore(r.to_server);
+  r.AnswerOwn(r.TakeServer());              // Tversion
+  r.AnswerOwn(r.TakeServer());              // attach
+  auto rebinds = r.AnswerOwn(r.TakeServer());
+  CHECK(rebinds.size() == 3);
+  auto opens = r.AnswerOwn(r.TakeServer());
+  CHECK(opens.size() == 2);
+  // Then the reclaims, through an open fid of each file.
+  auto reclaims = r.TakeServer();
+  REQUIRE(reclaims.size() == 3);
+  std::vector<std::tuple<uint32_t, uint8_t, uint64_t, uint64_t, uint32_t>> got;
+  for (auto& o : reclaims) {
+    auto& l = As<Tlock>(o);
+    CHECK(l.flags == kLockFlagReclaim);
+    CHECK(l.client_id == "h");
+    got.emplace_back(l.fid, l.type, l.start, l.length, l.proc_id);
+  }
+  std::sort(got.begin(), got.end());
+  CHECK(got == std::vector<std::tuple<uint32_t, uint8_t, uint64_t, uint64_t, uint32_t>>{
+                   {1, kLockWrite, 0, 10, 42}, {1, kLockWrite, 20, 80, 42}, {4, kLockRead, 0, 0, 43}});
+  // b's is refused (the grace period was over): b's fid is lost.
+  for (auto& o : reclaims)
+    r.Server(o.tag, Rlock{As<Tlock>(o).fid == 4 ? uint8_t(kLockError) : uint8_t(kLockSuccess)});
+  CHECK_FALSE(r.book.restoring());
+  CHECK(r.book.restored().locks == 2);
+  CHECK(r.book.restored().locks_lost == 1);
+  r.Client(20, Tread{4, 0, 10});
+  auto stale = r.TakeClient();
+  REQUIRE(stale.size() == 1);
+  CHECK(As<Rlerror>(stale[0]).ecode == ESTALE);
+  r.Client(21, Tread{1, 0, 10});  // a's still work
+  CHECK(r.TakeServer().size() == 1);
+  CHECK(r.to_client.empty());
+  CHECK(r.book.locks() == 2);
+}
+
+TEST_CASE("restore book: a lock the server holds back in its grace period waits, and is asked again") {
+  Rig r;
+  r.Negotiate();
+  r.Call(2, Twalk{0, 1, {"a"}}, Rwalk{{Q(3)}});
+  r.Call(3, Tlopen{1, 02}, Rlopen{Q(3), 0});
+  r.Client(4, Tlock{1, kLockWrite, kLockFlagBlock, 0, 0, 42, "h"});
+  auto first = r.TakeServer();
+  REQUIRE(first.size() == 1);
+  r.Server(4, Rlock{kLockGrace});
+  CHECK(r.to_client.empty());  // never GRACE to the kernel (ENOLCK)
+  CHECK(r.book.has_graced());
+  r.book.RetryGraced(r.to_server);
+  auto again = r.TakeServer();
+  REQUIRE(again.size() == 1);
+  CHECK(again[0].tag == 4);
+  CHECK(As<Tlock>(again[0]).type == kLockWrite);
+  CHECK_FALSE(r.book.has_graced());
+  r.Server(4, Rlock{kLockSuccess});
+  auto granted = r.TakeClient();
+  REQUIRE(granted.size() == 1);
+  CHECK(As<Rlock>(granted[0]).status == kLockSuccess);
+  CHECK(r.book.locks() == 1);
 }
