@@ -6,7 +6,8 @@
 // reopened, requests that were waiting answered; a mkdir whose reply was
 // lost in the crash is answered from the server's stored result instead of
 // being done twice; with --soft, requests fail with EIO while the server is
-// away and work again once it is back.
+// away and work again once it is back; a lock held through the relay is
+// reclaimed in the restarted server's grace period and nobody else takes it.
 #include <fcntl.h>
 #include <signal.h>
 
@@ -41,7 +42,7 @@ struct Site {
         std::vector<std::string>{"--store", dir + "/store.db", "--listen",
                                  "tls://127.0.0.1:" + std::to_string(port), "--listen",
                                  "unix:" + dir + "/sock", "--keys", dir + "/keys",
-                                 "--commit-interval-ms", "50"},
+                                 "--commit-interval-ms", "50", "--lock-grace", "5"},
         "unix:" + dir + "/sock", dir + "/server.log");
   }
   void Stop(int sig) {
@@ -175,5 +176,71 @@ TEST_CASE("with --soft, requests fail with EIO while the server is away, and wor
   REQUIRE(back.ok());
   CHECK(*back == "soft");
   CHECK(relay.restores() == 1);
+  CHECK(relay.errors().empty());
+}
+
+namespace {
+
+uint8_t LockStatus(p9::Client& c, uint32_t fid, uint8_t type, uint64_t start, uint64_t length,
+                   uint32_t proc) {
+  auto r = c.Rpc(p9::Tlock{fid, type, 0, start, length, proc, "host"});
+  REQUIRE(r.ok());
+  REQUIRE(std::holds_alternative<p9::Rlock>(*r));
+  return std::get<p9::Rlock>(*r).status;
+}
+
+}  // namespace
+
+TEST_CASE("a lock held through the relay outlives a kill -9: reclaimed in the grace period, nobody else takes it") {
+  TempDir dir;
+  Site site(dir.path);
+  CutProxy proxy(site.port);
+  RelayThread relay(proxy.port(), "site-a", dir.path + "/relay.sock");
+  p9::Client c;
+  Connect(c, "unix:" + dir.path + "/relay.sock", 65536 + 24);
+  REQUIRE(c.Walk(0, 1, {}).ok());
+  REQUIRE(c.Create(1, "locked", O_RDWR, 0644).ok());
+  REQUIRE(c.Fsync(1).ok());  // the file outlives the kill
+  REQUIRE(LockStatus(c, 1, p9::kLockWrite, 0, 100, 42) == p9::kLockSuccess);
+  // Another client (straight on the server's socket) is kept out.
+  auto other = [&](p9::Client& d) {
+    Connect(d, "unix:" + dir.path + "/sock", 65536 + 24);
+    REQUIRE(d.Walk(0, 1, {"locked"}).ok());
+    REQUIRE(d.Open(1, O_RDWR).ok());
+  };
+  {
+    p9::Client d;
+    other(d);
+    CHECK(LockStatus(d, 1, p9::kLockWrite, 50, 1, 7) == p9::kLockBlocked);
+  }
+
+  site.Stop(SIGKILL);
+  site.Start();
+  auto t0 = std::chrono::steady_clock::now();
+  p9::Client d;
+  other(d);
+  // In the grace period a plain client's lock is held back (BLOCKED, never
+  // GRACE: the kernel would make it ENOLCK) ...
+  CHECK(LockStatus(d, 1, p9::kLockWrite, 200, 1, 7) == p9::kLockBlocked);
+  // ... while the relay's session is restored and its lock reclaimed.
+  REQUIRE(c.GetAttr(1).ok());
+  CHECK(relay.restores() == 1);
+  // A new lock through the relay in the grace period: GRACE is not passed
+  // up; the relay asks again until the grace period ends.
+  CHECK(LockStatus(c, 1, p9::kLockRead, 300, 10, 43) == p9::kLockSuccess);
+  CHECK(std::chrono::steady_clock::now() - t0 > std::chrono::seconds(3));
+  // After the grace period: the reclaimed range is still the relay
+  // client's; the rest is free.
+  CHECK(LockStatus(d, 1, p9::kLockWrite, 50, 1, 7) == p9::kLockBlocked);
+  auto held = d.Rpc(p9::Tgetlock{1, p9::kLockWrite, 0, 1, 7, "host"});
+  REQUIRE(held.ok());
+  REQUIRE(std::holds_alternative<p9::Rgetlock>(*held));
+  CHECK(std::get<p9::Rgetlock>(*held).proc_id == 42);
+  CHECK(LockStatus(d, 1, p9::kLockWrite, 200, 1, 7) == p9::kLockSuccess);
+  REQUIRE(LockStatus(c, 1, p9::kLockUnlock, 0, 100, 42) == p9::kLockSuccess);
+  CHECK(LockStatus(d, 1, p9::kLockWrite, 50, 1, 7) == p9::kLockSuccess);
+  std::ifstream log(dir.path + "/server.log");
+  std::string all((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  CHECK(all.find("locks were held when the server stopped") != std::string::npos);
   CHECK(relay.errors().empty());
 }
