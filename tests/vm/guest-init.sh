@@ -137,7 +137,10 @@ reconnect_phase() {
 # mount --reconnect. fsx and a tree copy run while the server is stopped
 # (SIGTERM) and started again twice: both finish without one error and
 # every byte right. Then, idle (everything committed), it is killed
-# (SIGKILL) and started again: the tree still reads back and takes writes.
+# (SIGKILL) and started again: the tree still reads back and takes writes,
+# and an fcntl lock a process held through the kill is still its own (the
+# relay reclaimed it in the server's grace period): another mount's
+# process cannot take it until the holder exits.
 # A --soft 2 mount answers EIO while the server is away and works again
 # when it is back.
 restart_phase() {
@@ -145,7 +148,7 @@ restart_phase() {
   RS_STARTS=0
   rs_start() {
     /musclefs serve --base /tmp/rs --store /tmp/rs/store.db --keys /keys \
-      --listen tls://127.0.0.1:4434 --commit-interval-ms 100 2>>/tmp/rs.log &
+      --listen tls://127.0.0.1:4434 --commit-interval-ms 100 --lock-grace 10 2>>/tmp/rs.log &
     RS_PID=$!
     RS_STARTS=$((RS_STARTS + 1))
     for i in $(seq 100); do
@@ -174,6 +177,10 @@ restart_phase() {
   (cd /mods/ktls && find . -type f | sort | xargs cat | sha256sum) > /tmp/rs-want
   check "$(cd /rs/tree && find . -type f | sort | xargs cat | sha256sum)" "$(cat /tmp/rs-want)" \
     "tree read back across server restarts"
+  /vmtool holdlock /rs/lk > /tmp/rs-hold.out 2>&1 &
+  HOLD=$!
+  for i in $(seq 100); do grep -q held /tmp/rs-hold.out && break; sleep 0.1; done
+  grep -q held /tmp/rs-hold.out || fail "holdlock: $(cat /tmp/rs-hold.out)"
   sleep 0.5  # committed (every 100 ms)
   kill -KILL $RS_PID
   while kill -0 $RS_PID 2>/dev/null; do sleep 0.05; done
@@ -182,9 +189,20 @@ restart_phase() {
     "tree read back after kill -9"
   echo after-kill > /rs/after-kill || fail "write after kill -9"
   check "$(cat /rs/after-kill)" after-kill "read after kill -9"
+  # The lock: still the holder's, seen from another mount (another session
+  # on the server; its request waits out the grace period, then is refused).
+  mkdir -p /rs3
+  r=$(/muscle mount 127.0.0.1:4434 /rs3 --identity guest --keys /keys --reconnect \
+      --log /tmp/rs-lock.log 2>&1) || fail "muscle mount (lock check): $r"
+  r=$(/vmtool trylock /rs3/lk); check "$?" 3 "lock held through kill -9, from another mount: $r"
+  kill $HOLD; wait $HOLD 2>/dev/null
+  r=$(/vmtool trylock /rs3/lk) || fail "lock free once its holder exited: $r"
+  /muscle umount /rs3 || fail "umount the lock check mount"
+  grep -q "1 locks reclaimed (0 lost)" /tmp/rs-relay.log \
+    || fail "the relay did not reclaim the lock: $(grep restored /tmp/rs-relay.log)"
   n=$(grep -c "session restored" /tmp/rs-relay.log)
   [ "$n" -ge 3 ] || fail "the relay restored its session $n times, not 3: $(tail -n 20 /tmp/rs-relay.log)"
-  rm -rf /rs/tree /rs/rs-fsx.dat /rs/after-kill || fail "remove after restarts"
+  rm -rf /rs/tree /rs/rs-fsx.dat /rs/after-kill /rs/lk || fail "remove after restarts"
   /muscle umount /rs || fail "umount the restarted mount"
   # Soft: EIO while away, then back by itself.
   r=$(/muscle mount 127.0.0.1:4434 /rs2 --identity guest --keys /keys --reconnect --soft 2 \

@@ -1,5 +1,6 @@
 /* vmtool: small checks run inside the qemu guest against the 9p mount,
- * for what busybox cannot do: fsync, fcntl locks across processes, xattrs,
+ * for what busybox cannot do: fsync, fcntl locks across processes (and one
+ * held by a process until it is killed: holdlock, trylock), xattrs,
  * and reading a file after it was unlinked. Linked statically. Prints
  * "ok" or a reason and exits non-zero on failure. */
 #define _GNU_SOURCE
@@ -126,6 +127,27 @@ int main(int argc, char** argv) {
     if (ftruncate(fd, 5) != 0) return fail("ftruncate after unlink");
     struct stat st;
     if (fstat(fd, &st) != 0 || st.st_size != 5) return fail("fstat after unlink");
+    close(fd);
+  } else if (!strcmp(cmd, "holdlock")) {
+    /* Takes a write lock on the whole file (made and fsynced first), says
+     * "held" and keeps it until killed. */
+    int fd = open(path, O_RDWR | O_CREAT, 0644);
+    if (fd < 0) return fail("open");
+    if (fsync(fd) != 0) return fail("fsync");
+    if (lock(fd, F_SETLK, F_WRLCK, 0, 0) != 0) return fail("lock");
+    printf("held\n");
+    fflush(stdout);
+    for (;;) pause();
+  } else if (!strcmp(cmd, "trylock")) {
+    /* Exit 0: the write lock was free (taken and given back); 3: someone
+     * holds it. */
+    int fd = open(path, O_RDWR);
+    if (fd < 0) return fail("open");
+    if (lock(fd, F_SETLK, F_WRLCK, 0, 0) != 0) {
+      if (errno == EAGAIN || errno == EACCES) { printf("held by another\n"); return 3; }
+      return fail("lock");
+    }
+    if (lock(fd, F_SETLK, F_UNLCK, 0, 0) != 0) return fail("unlock");
     close(fd);
   } else {
     return 2;
