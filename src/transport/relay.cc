@@ -87,6 +87,9 @@ class Relay::Pair {
  private:
   static constexpr size_t kMaxUnacked = 16u << 20;
   static constexpr uint64_t kGraceRetryMs = 500;
+  // Redials back off from 100 ms to this: I/O resumes at most this long
+  // (plus a handshake) after the server or the network is back.
+  static constexpr uint64_t kMaxBackoffMs = 800;
   uv_stream_t* Remote() { return reinterpret_cast<uv_stream_t*>(remote_); }
 
   // A fresh numbered stream (at start, and for a new server session).
@@ -248,7 +251,7 @@ class Relay::Pair {
     }
     DropRemote();
     stream_->Detach();
-    backoff_ = backoff_ == 0 ? 100 : std::min<uint64_t>(backoff_ * 2, 5000);
+    backoff_ = backoff_ == 0 ? 100 : std::min<uint64_t>(backoff_ * 2, kMaxBackoffMs);
     uv_timer_start(
         &redial_, [](uv_timer_t* t) { static_cast<Pair*>(t->data)->Dial(); }, backoff_, 0);
   }
@@ -294,8 +297,10 @@ class Relay::Pair {
       Status s = ParseHelloAnswer(answer_.substr(0, nl), &id, &server_received, &features);
       answer_.clear();
       if (!s.ok()) {
-        if (s.err() == ESTALE && StartRestore(s.message()))
+        if (s.err() == ESTALE && StartRestore(s.message())) {
+          backoff_ = 0;  // the server is there: the new session at once
           return Failed("the server no longer has the session", false);
+        }
         if (s.err() == ESTALE)
           return Close("the server no longer has this session (" + s.message() +
                        "): it restarted or the session's lease ended");

@@ -6,7 +6,7 @@
 // With `reconnect`, each pair asks the server for a resumable session
 // (resumable.h): when the network drops, or the server stops answering
 // keepalives for three intervals, the pair redials (back-off from 100 ms
-// to 5 s, TLS session resumption making it cheap), and both sides resend
+// to 0.8 s, TLS session resumption making it cheap), and both sides resend
 // what the other missed. The local side never notices, requests simply
 // wait ("hard" mount). When the server says it no longer has the session
 // (it restarted, or the lease ended), the pair opens a new one and
