@@ -39,7 +39,9 @@ bool LockTable::SetMarker(std::string path) {
 
 void LockTable::BeginGrace(Clock::duration grace) {
   std::lock_guard<std::mutex> g(mu_);
-  grace_until_ = Clock::now() + grace;
+  auto now = Clock::now();
+  grace_until_ = now + grace;
+  UpdateGrace(now);  // none at all: the marker goes
 }
 
 bool LockTable::InGrace() const {
@@ -49,6 +51,7 @@ bool LockTable::InGrace() const {
 
 void LockTable::KeepMarker() {
   std::lock_guard<std::mutex> g(mu_);
+  UpdateGrace(Clock::now());  // a grace period over and nothing held: no marker
   keep_marker_ = true;
 }
 
@@ -125,6 +128,7 @@ LockInfo LockTable::Test(uint64_t ino, uint8_t type, uint64_t start,
 
 void LockTable::ReleaseSession(const void* session) {
   std::lock_guard<std::mutex> g(mu_);
+  UpdateGrace(Clock::now());
   for (auto it = locks_.begin(); it != locks_.end();) {
     auto& v = it->second;
     std::erase_if(v, [&](const Range& r) { return r.owner.session == session; });

@@ -4,6 +4,7 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
+#include <set>
 
 #include "9p/codec.h"
 #include "9p/ops.h"
@@ -142,6 +143,12 @@ void RestoreBook::Track(uint16_t tag, std::string_view frame, std::string& to_se
         return AnswerHere(tag, p.msg, ESTALE, to_client);
     }
   }
+  if (auto* l = p.decoded ? std::get_if<Tlock>(&p.msg) : nullptr) {
+    if (l->flags & kLockFlagReclaim) {  // only the book reclaims
+      Encode(tag, Rlock{kLockError}, to_client);
+      return;
+    }
+  }
   if (auto* v = p.decoded ? std::get_if<Tversion>(&p.msg) : nullptr) {
     // A new conversation: nothing of the old one is restored.
     asked_version_ = v->version;
@@ -150,8 +157,11 @@ void RestoreBook::Track(uint16_t tag, std::string_view frame, std::string& to_se
     fids_.clear();
     lost_.clear();
     attaches_.clear();
-    // The server forgets the requests before a Tversion, unanswered.
+    // The server forgets the requests before a Tversion, unanswered, and
+    // the session's locks.
     pending_.clear();
+    graced_.clear();
+    held_locks_.ReleaseSession(nullptr);
   }
   bool truncates = type == Tlopen::kType && frame.size() >= 15 && (Le32(frame.data() + 11) & kTrunc);
   if (once_ && version_ == "9P2000.L" && (NotIdempotent(type) || truncates)) {
@@ -179,8 +189,14 @@ void RestoreBook::FromServer(std::string_view frame, std::string& to_server,
   if (it->second.decoded) {
     Decoded d = DecodeFrame(frame);
     auto* r = std::get_if<Rlock>(&d.msg);
-    if (r && r->status == kLockGrace && std::holds_alternative<Tlock>(it->second.msg)) {
-      graced_.push_back(tag);  // still waiting: RetryGraced sends it again
+    auto* l = std::get_if<Tlock>(&it->second.msg);
+    if (r && l && r->status == kLockGrace) {
+      if (l->flags & kLockFlagBlock) {
+        graced_.emplace_back(tag, it->second.seq);  // RetryGraced sends it again
+        return;
+      }
+      Encode(tag, Rlock{kLockBlocked}, to_client);  // a try: EAGAIN
+      pending_.erase(it);
       return;
     }
     Answer(it->second, d.msg);
@@ -318,23 +334,35 @@ void RestoreBook::Lost() {
 
 void RestoreBook::RetryGraced(std::string& to_server) {
   if (state_ != kNormal) return;
-  for (uint16_t tag : graced_) {
+  for (auto [tag, seq] : graced_) {
     auto it = pending_.find(tag);
-    if (it != pending_.end()) to_server += it->second.frame;
+    if (it != pending_.end() && it->second.seq == seq) to_server += it->second.frame;
   }
   graced_.clear();
 }
 
-void RestoreBook::LoseLock(const Tlock& l) {
-  restored_.locks_lost++;
-  auto f = fids_.find(l.fid);
-  if (f == fids_.end()) return;
-  uint64_t path = f->second.path;
-  held_locks_.Lock(path, kLockUnlock, l.start, l.length, LockOwner{nullptr, l.proc_id, l.client_id});
+void RestoreBook::LoseLocks(uint64_t path) {
   std::vector<uint32_t> on_file;
   for (auto& [fid, x] : fids_)
     if (x.path == path) on_file.push_back(fid);
-  for (uint32_t fid : on_file) MarkLost(fid);
+  std::set<std::pair<uint32_t, std::string>> owners;
+  for (auto& [ino, lock] : held_locks_.All()) {
+    if (ino != path) continue;
+    owners.emplace(lock.proc_id, lock.client_id);
+    held_locks_.Lock(ino, kLockUnlock, lock.start, lock.length,
+                     LockOwner{nullptr, lock.proc_id, lock.client_id});
+    restored_.locks_lost++;
+  }
+  // What was reclaimed of the file is given back, through one of its fids
+  // (the server still has them), before they are clunked.
+  if (!on_file.empty())
+    for (auto& [proc, client] : owners)
+      todo_.push_back({Tlock{on_file[0], kLockUnlock, 0, 0, 0, proc, client}, on_file[0],
+                       Own::kUnlockLost});
+  for (uint32_t fid : on_file) {
+    MarkLost(fid);
+    ClunkLost(fid);
+  }
 }
 
 void RestoreBook::Restore(std::string& to_server) {
@@ -405,23 +433,20 @@ void RestoreBook::FromServerOwn(uint16_t tag, const Message& reply, std::string&
       if (f.open >= 0)
         todo_.push_back({Tlopen{fid, uint32_t(f.open) & ~(kCreate | kExcl | kTrunc | kAppend)}, fid,
                          Own::kOpen});
-    // Each lock through a fid of its file, an open one when there is one.
+    // Each lock (its fid is chosen when it is sent: Pump).
+    std::set<uint64_t> without;
     for (auto& [path, lock] : held_locks_.All()) {
-      uint32_t via = kNoFid;
-      for (auto& [fid, f] : fids_)
-        if (f.path == path && (via == kNoFid || f.open >= 0)) via = fid;
-      Tlock l{via, lock.type, kLockFlagReclaim, lock.start, lock.length, lock.proc_id,
-              lock.client_id};
-      if (via == kNoFid) {
-        held_locks_.Lock(path, kLockUnlock, l.start, l.length,
-                         LockOwner{nullptr, l.proc_id, l.client_id});
-        restored_.locks_lost++;
-      } else if (!locks_feature_) {
-        LoseLock(l);
-      } else {
-        todo_.push_back({l, via, Own::kReclaim});
+      if (!locks_feature_) {
+        without.insert(path);
+        continue;
       }
+      Own o{Tlock{kNoFid, lock.type, kLockFlagReclaim, lock.start, lock.length, lock.proc_id,
+                  lock.client_id},
+            kNoFid, Own::kReclaim};
+      o.path = path;
+      todo_.push_back(std::move(o));
     }
+    for (uint64_t path : without) LoseLocks(path);
     for (uint32_t t : temps_)
       if (t != kNoFid) todo_.push_back({Tclunk{t}, t, Own::kClunkTemp});
     state_ = kReplaying;
@@ -444,6 +469,7 @@ void RestoreBook::FromServerOwn(uint16_t tag, const Message& reply, std::string&
       if (!ok) {
         if (fids_.count(o.fid)) restored_.fids--;
         MarkLost(o.fid);
+        ClunkLost(o.fid);  // bound on the server, lost here
       } else {
         restored_.opened++;
       }
@@ -451,10 +477,12 @@ void RestoreBook::FromServerOwn(uint16_t tag, const Message& reply, std::string&
     case Own::kReclaim: {
       auto* r = std::get_if<Rlock>(&reply);
       if (r && r->status == kLockSuccess) restored_.locks++;
-      else LoseLock(std::get<Tlock>(o.msg));
+      else LoseLocks(o.path);
       break;
     }
     case Own::kClunkTemp:
+    case Own::kUnlockLost:
+    case Own::kClunkLost:
       break;
   }
   Pump(to_server, to_client);
@@ -467,6 +495,21 @@ void RestoreBook::Pump(std::string& to_server, std::string& to_client) {
     // server runs a request on a fid still being made only when that fid's
     // own request is not itself waiting).
     if (!in_flight_.empty() && todo_.front().kind != in_flight_.begin()->second.kind) break;
+    if (todo_.front().kind == Own::kReclaim) {
+      // Through a fid of its file still bound (an open one if any); none
+      // left: the file's locks are lost.
+      Own& o = todo_.front();
+      uint32_t via = kNoFid;
+      for (auto& [fid, f] : fids_)
+        if (f.path == o.path && (via == kNoFid || f.open >= 0)) via = fid;
+      if (via == kNoFid) {
+        uint64_t path = o.path;
+        todo_.pop_front();
+        LoseLocks(path);
+        continue;
+      }
+      std::get<Tlock>(o.msg).fid = o.fid = via;
+    }
     uint16_t tag = FreeTag();
     Encode(tag, todo_.front().msg, to_server);
     in_flight_.emplace(tag, std::move(todo_.front()));

@@ -16,7 +16,9 @@
 // 9p/lock_table.h); then the client's requests that had no reply, in
 // their order, with their own tags; then what the client sent meanwhile.
 // A lock that cannot be reclaimed loses every fid of its file (ESTALE):
-// the process holding it must not go on as if it still did.
+// the process holding it must not go on as if it still did; the book then
+// unlocks the file's other reclaimed ranges and clunks those fids on the
+// server (as it does a fid whose reopen failed).
 // A fid that cannot be restored is lost: the book answers ESTALE to
 // every request naming it (Rclunk to its Tclunk) without sending it.
 //
@@ -29,8 +31,10 @@
 // without it), so they are idempotent.
 //
 // Locks in a grace period: a client lock the server answers kLockGrace is
-// not passed up (the kernel would make it ENOLCK); it stays waiting and
-// RetryGraced sends it again.
+// not passed up (the kernel would make it ENOLCK): a blocking one stays
+// waiting and RetryGraced sends it again, a non-blocking one is answered
+// kLockBlocked (EAGAIN, as for a plain client). A client's own reclaim
+// flag is refused (kLockError): only the book reclaims.
 //
 // Soft mounts: Fail() answers every waiting request with an error, and
 // every new one until the next restore; the session on the server is then
@@ -158,7 +162,8 @@ class RestoreBook {
   struct Own {
     Message msg;
     uint32_t fid = kNoFid;  // the client fid it restores (or a temporary one)
-    enum Kind { kAttach, kRebind, kOpen, kReclaim, kClunkTemp } kind;
+    enum Kind { kAttach, kRebind, kOpen, kReclaim, kClunkTemp, kUnlockLost, kClunkLost } kind;
+    uint64_t path = 0;  // kReclaim: the file
   };
 
   void Track(uint16_t tag, std::string_view frame, std::string& to_server, std::string& to_client);
@@ -167,8 +172,12 @@ class RestoreBook {
   // Rlerror(ecode); the fids it releases are forgotten.
   void AnswerHere(uint16_t tag, const Message& m, uint32_t ecode, std::string& to_client);
   void MarkLost(uint32_t fid);
-  // A lock not reclaimed: it is forgotten and its file's fids are lost.
-  void LoseLock(const Tlock& l);
+  // A lock not reclaimed: every lock on its file is forgotten (and
+  // unlocked on the server), the file's fids are lost (and clunked).
+  void LoseLocks(uint64_t path);
+  // A fid the server has but the client lost: clunked once the restore's
+  // other steps are done.
+  void ClunkLost(uint32_t fid) { todo_.push_back({Tclunk{fid}, fid, Own::kClunkLost}); }
   void FromServerOwn(uint16_t tag, const Message& reply, std::string& to_server,
                      std::string& to_client);
   void Pump(std::string& to_server, std::string& to_client);
@@ -193,7 +202,9 @@ class RestoreBook {
   // The locks the server granted the client, by inode (qid.path); the
   // owners' session is null. Only this thread uses it.
   LockTable held_locks_;
-  std::vector<uint16_t> graced_;  // tags of client Tlocks answered kLockGrace
+  // Client Tlocks answered kLockGrace: tag and seq (the tag is the same
+  // request only while pending_[tag].seq is).
+  std::vector<std::pair<uint16_t, uint64_t>> graced_;
   // The client's requests without a reply, by tag, and their order.
   std::unordered_map<uint16_t, Pending> pending_;
   uint64_t seq_ = 0;

@@ -686,7 +686,9 @@ void Session::Handle(uint16_t tag, Tlock& m) {
   // may hold.
   if (options_.rule.read_only && m.type == kLockWrite) return Error(tag, EROFS);
   LockOwner owner{this, m.proc_id, m.client_id};
-  Reply(tag, Rlock{locks_.Lock(f->ino, m.type, m.start, m.length, owner, m.flags,
+  // Only a relay restoring its session reclaims.
+  uint32_t flags = options_.grace_aware ? m.flags : m.flags & ~uint32_t(kLockFlagReclaim);
+  Reply(tag, Rlock{locks_.Lock(f->ino, m.type, m.start, m.length, owner, flags,
                                options_.grace_aware)});
 }
 

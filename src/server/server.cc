@@ -60,12 +60,12 @@ Status Server::Start(const ServerOptions& options) {
         return RunControl(s, rule, command, metrics.get());
       });
   router_ = std::make_unique<AttachRouter>(*fs_, *views_);
-  if (options.store_path != ":memory:" && locks_.SetMarker(options.store_path + ".locks") &&
-      options.lock_grace.count() > 0) {
-    locks_.BeginGrace(options.lock_grace);
-    Log("locks were held when the server stopped: for %lld s only relays reclaiming "
-        "their locks take one (lock-grace)",
-        static_cast<long long>(options.lock_grace.count()));
+  if (options.store_path != ":memory:" && locks_.SetMarker(options.store_path + ".locks")) {
+    locks_.BeginGrace(options.lock_grace);  // 0: none, the marker goes
+    if (options.lock_grace.count() > 0)
+      Log("locks were held when the server stopped: for %lld s only relays reclaiming "
+          "their locks take one (lock-grace)",
+          static_cast<long long>(options.lock_grace.count()));
   }
   std::vector<transport::Endpoint> eps;
   for (const std::string& text : options.listen) {

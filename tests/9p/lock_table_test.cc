@@ -62,7 +62,7 @@ TEST_CASE("locks after a restart: a marker while locks are held, a grace period 
   }
   LockTable after;
   REQUIRE(after.SetMarker(marker));
-  after.BeginGrace(std::chrono::milliseconds(300));
+  after.BeginGrace(std::chrono::seconds(1));
   CHECK(after.InGrace());
   // In grace: only reclaims take locks; a relay hears GRACE (it retries),
   // a plain client BLOCKED (the kernel makes GRACE ENOLCK); unlocks and
@@ -74,12 +74,39 @@ TEST_CASE("locks after a restart: a marker while locks are held, a grace period 
   CHECK(after.Test(7, kLockWrite, 5, 1, b).type == kLockWrite);
   // A reclaim that conflicts with another's reclaim is refused as any lock.
   CHECK(after.Lock(7, kLockRead, 5, 1, b, kLockFlagReclaim, true) == kLockBlocked);
-  std::this_thread::sleep_for(std::chrono::milliseconds(350));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1050));
   CHECK_FALSE(after.InGrace());
   CHECK(after.Lock(9, kLockRead, 0, 1, b, 0, true) == kLockSuccess);
   CHECK(after.Lock(9, kLockRead, 0, 1, b, kLockFlagReclaim, true) == kLockError);
   after.ReleaseSession(&s1);
   after.ReleaseSession(&s2);
+  CHECK_FALSE(exists());
+  // A grace period nobody used ends with the marker gone, even when no
+  // lock request came after it (a shutdown then leaves none).
+  {
+    LockTable t;
+    t.SetMarker(marker);
+    REQUIRE(t.Lock(7, kLockWrite, 0, 10, a) == kLockSuccess);
+    t.KeepMarker();
+    t.ReleaseSession(&s1);
+  }
+  LockTable unused;
+  REQUIRE(unused.SetMarker(marker));
+  unused.BeginGrace(std::chrono::milliseconds(100));
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  unused.KeepMarker();
+  CHECK_FALSE(exists());
+  // --lock-grace 0: no grace, no marker.
+  {
+    LockTable t;
+    t.SetMarker(marker);
+    REQUIRE(t.Lock(7, kLockWrite, 0, 10, a) == kLockSuccess);
+  }
+  REQUIRE(exists());
+  LockTable none;
+  REQUIRE(none.SetMarker(marker));
+  none.BeginGrace(std::chrono::seconds(0));
+  CHECK_FALSE(none.InGrace());
   CHECK_FALSE(exists());
   rmdir(dir);
 }

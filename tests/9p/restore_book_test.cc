@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 #include <map>
+#include <set>
 #include <tuple>
 
 #include "9p/codec.h"
@@ -398,9 +399,19 @@ TEST_CASE("restore book: held locks are reclaimed after the opens; one refused l
   std::sort(got.begin(), got.end());
   CHECK(got == std::vector<std::tuple<uint32_t, uint8_t, uint64_t, uint64_t, uint32_t>>{
                    {1, kLockWrite, 0, 10, 42}, {1, kLockWrite, 20, 80, 42}, {4, kLockRead, 0, 0, 43}});
-  // b's is refused (the grace period was over): b's fid is lost.
+  // b's is refused (the grace period was over): b's fid is lost, and
+  // clunked on the server.
   for (auto& o : reclaims)
     r.Server(o.tag, Rlock{As<Tlock>(o).fid == 4 ? uint8_t(kLockError) : uint8_t(kLockSuccess)});
+  auto unlock = r.TakeServer();
+  REQUIRE(unlock.size() == 1);
+  CHECK(As<Tlock>(unlock[0]).type == kLockUnlock);
+  CHECK(As<Tlock>(unlock[0]).fid == 4);
+  CHECK(As<Tlock>(unlock[0]).proc_id == 43);
+  r.Server(unlock[0].tag, Rlock{kLockSuccess});
+  auto clunk = r.AnswerOwn(r.TakeServer());
+  REQUIRE(clunk.size() == 1);
+  CHECK(As<Tclunk>(clunk[0]).fid == 4);
   CHECK_FALSE(r.book.restoring());
   CHECK(r.book.restored().locks == 2);
   CHECK(r.book.restored().locks_lost == 1);
@@ -436,4 +447,105 @@ TEST_CASE("restore book: a lock the server holds back in its grace period waits,
   REQUIRE(granted.size() == 1);
   CHECK(As<Rlock>(granted[0]).status == kLockSuccess);
   CHECK(r.book.locks() == 1);
+}
+
+TEST_CASE("restore book: one lock of a file not reclaimed gives back the file's others") {
+  Rig r;
+  r.Negotiate();
+  r.book.set_locks(true);
+  r.Call(2, Twalk{0, 1, {"a"}}, Rwalk{{Q(3)}});
+  r.Call(3, Tlopen{1, 02}, Rlopen{Q(3), 0});
+  r.Call(4, Tlock{1, kLockWrite, 0, 0, 10, 42, "h"}, Rlock{kLockSuccess});
+  r.Call(5, Tlock{1, kLockWrite, 0, 100, 10, 43, "h"}, Rlock{kLockSuccess});
+  r.book.Lost();
+  r.book.Restore(r.to_server);
+  r.AnswerOwn(r.TakeServer());  // Tversion
+  r.AnswerOwn(r.TakeServer());  // attach
+  r.AnswerOwn(r.TakeServer());  // rebind
+  r.AnswerOwn(r.TakeServer());  // reopen
+  auto reclaims = r.TakeServer();
+  REQUIRE(reclaims.size() == 2);
+  // 42's is granted, 43's refused: 42's range is unlocked again and the
+  // fid clunked on the server; the client's fid answers ESTALE.
+  for (auto& o : reclaims)
+    r.Server(o.tag, Rlock{As<Tlock>(o).proc_id == 42 ? uint8_t(kLockSuccess) : uint8_t(kLockBlocked)});
+  auto unlocks = r.TakeServer();
+  REQUIRE(unlocks.size() == 2);
+  std::set<uint32_t> procs;
+  for (auto& o : unlocks) {
+    CHECK(As<Tlock>(o).type == kLockUnlock);
+    CHECK(As<Tlock>(o).length == 0);
+    procs.insert(As<Tlock>(o).proc_id);
+    r.Server(o.tag, Rlock{kLockSuccess});
+  }
+  CHECK(procs == std::set<uint32_t>{42, 43});
+  auto clunk = r.AnswerOwn(r.TakeServer());
+  REQUIRE(clunk.size() == 1);
+  CHECK(As<Tclunk>(clunk[0]).fid == 1);
+  CHECK_FALSE(r.book.restoring());
+  CHECK(r.book.locks() == 0);
+  r.Client(20, Tlock{1, kLockUnlock, 0, 0, 0, 42, "h"});
+  auto stale = r.TakeClient();
+  REQUIRE(stale.size() == 1);
+  CHECK(As<Rlerror>(stale[0]).ecode == ESTALE);
+}
+
+TEST_CASE("restore book: a lock goes through a fid still bound; a failed reopen is clunked") {
+  Rig r;
+  r.Negotiate();
+  r.book.set_locks(true);
+  // fid 1 open (its reopen will fail), fid 2 walked to the same file.
+  r.Call(2, Twalk{0, 1, {"a"}}, Rwalk{{Q(3)}});
+  r.Call(3, Tlopen{1, 02}, Rlopen{Q(3), 0});
+  r.Call(4, Twalk{0, 2, {"a"}}, Rwalk{{Q(3)}});
+  r.Call(5, Tlock{1, kLockWrite, 0, 0, 10, 42, "h"}, Rlock{kLockSuccess});
+  r.book.Lost();
+  r.book.Restore(r.to_server);
+  r.AnswerOwn(r.TakeServer());
+  r.AnswerOwn(r.TakeServer());
+  r.AnswerOwn(r.TakeServer());  // two rebinds
+  auto opens = r.TakeServer();
+  REQUIRE(opens.size() == 1);
+  r.Server(opens[0].tag, Rlerror{EACCES});
+  auto reclaim = r.TakeServer();
+  REQUIRE(reclaim.size() == 1);
+  CHECK(As<Tlock>(reclaim[0]).fid == 2);
+  r.Server(reclaim[0].tag, Rlock{kLockSuccess});
+  auto clunk = r.AnswerOwn(r.TakeServer());
+  REQUIRE(clunk.size() == 1);
+  CHECK(As<Tclunk>(clunk[0]).fid == 1);
+  CHECK_FALSE(r.book.restoring());
+  CHECK(r.book.restored().locks == 1);
+}
+
+TEST_CASE("restore book: a try-lock in a grace period is answered blocked; a flushed one is not sent again") {
+  Rig r;
+  r.Negotiate();
+  r.Call(2, Twalk{0, 1, {"a"}}, Rwalk{{Q(3)}});
+  r.Call(3, Tlopen{1, 02}, Rlopen{Q(3), 0});
+  // Non-blocking: EAGAIN at once, as for a plain client.
+  r.Client(4, Tlock{1, kLockWrite, 0, 0, 0, 42, "h"});
+  r.TakeServer();
+  r.Server(4, Rlock{kLockGrace});
+  auto tried = r.TakeClient();
+  REQUIRE(tried.size() == 1);
+  CHECK(As<Rlock>(tried[0]).status == kLockBlocked);
+  CHECK_FALSE(r.book.has_graced());
+  // Blocking, then flushed (a signal); its tag reused for a read: the
+  // retry must not send the read again.
+  r.Client(5, Tlock{1, kLockWrite, kLockFlagBlock, 0, 0, 42, "h"});
+  r.TakeServer();
+  r.Server(5, Rlock{kLockGrace});
+  CHECK(r.book.has_graced());
+  r.Call(6, Tflush{5}, Rflush{});
+  r.Client(5, Tread{1, 0, 10});
+  CHECK(r.TakeServer().size() == 1);
+  r.book.RetryGraced(r.to_server);
+  CHECK(r.to_server.empty());
+  // A client's own reclaim flag is refused: only the book reclaims.
+  r.Client(7, Tlock{1, kLockWrite, kLockFlagReclaim, 0, 0, 42, "h"});
+  CHECK(r.to_server.empty());
+  auto refused = r.TakeClient();
+  REQUIRE(refused.size() == 1);
+  CHECK(As<Rlock>(refused[0]).status == kLockError);
 }

@@ -182,8 +182,8 @@ TEST_CASE("with --soft, requests fail with EIO while the server is away, and wor
 namespace {
 
 uint8_t LockStatus(p9::Client& c, uint32_t fid, uint8_t type, uint64_t start, uint64_t length,
-                   uint32_t proc) {
-  auto r = c.Rpc(p9::Tlock{fid, type, 0, start, length, proc, "host"});
+                   uint32_t proc, uint32_t flags = 0) {
+  auto r = c.Rpc(p9::Tlock{fid, type, flags, start, length, proc, "host"});
   REQUIRE(r.ok());
   REQUIRE(std::holds_alternative<p9::Rlock>(*r));
   return std::get<p9::Rlock>(*r).status;
@@ -222,12 +222,16 @@ TEST_CASE("a lock held through the relay outlives a kill -9: reclaimed in the gr
   // In the grace period a plain client's lock is held back (BLOCKED, never
   // GRACE: the kernel would make it ENOLCK) ...
   CHECK(LockStatus(d, 1, p9::kLockWrite, 200, 1, 7) == p9::kLockBlocked);
+  // (even claiming to reclaim: only a relay's session may)
+  CHECK(LockStatus(d, 1, p9::kLockWrite, 200, 1, 7, p9::kLockFlagReclaim) == p9::kLockBlocked);
   // ... while the relay's session is restored and its lock reclaimed.
   REQUIRE(c.GetAttr(1).ok());
   CHECK(relay.restores() == 1);
   // A new lock through the relay in the grace period: GRACE is not passed
-  // up; the relay asks again until the grace period ends.
-  CHECK(LockStatus(c, 1, p9::kLockRead, 300, 10, 43) == p9::kLockSuccess);
+  // up; a try is answered BLOCKED (EAGAIN), a blocking one waits: the
+  // relay asks again until the grace period ends.
+  CHECK(LockStatus(c, 1, p9::kLockRead, 300, 10, 43) == p9::kLockBlocked);
+  CHECK(LockStatus(c, 1, p9::kLockRead, 300, 10, 43, p9::kLockFlagBlock) == p9::kLockSuccess);
   CHECK(std::chrono::steady_clock::now() - t0 > std::chrono::seconds(3));
   // After the grace period: the reclaimed range is still the relay
   // client's; the rest is free.
