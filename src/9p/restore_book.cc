@@ -149,6 +149,19 @@ void RestoreBook::Track(uint16_t tag, std::string_view frame, std::string& to_se
       return;
     }
   }
+  if (auto* fl = p.decoded ? std::get_if<Tflush>(&p.msg) : nullptr) {
+    // A lock held back for a grace period is not on the server: flushed
+    // here (else a retry could cross the flush and be granted unseen).
+    auto g = std::find_if(graced_.begin(), graced_.end(),
+                          [&](auto& e) { return e.first == fl->oldtag; });
+    auto old = pending_.find(fl->oldtag);
+    if (g != graced_.end() && old != pending_.end() && old->second.seq == g->second) {
+      graced_.erase(g);
+      pending_.erase(old);
+      Encode(tag, Rflush{}, to_client);
+      return;
+    }
+  }
   if (auto* v = p.decoded ? std::get_if<Tversion>(&p.msg) : nullptr) {
     // A new conversation: nothing of the old one is restored.
     asked_version_ = v->version;
@@ -434,19 +447,13 @@ void RestoreBook::FromServerOwn(uint16_t tag, const Message& reply, std::string&
         todo_.push_back({Tlopen{fid, uint32_t(f.open) & ~(kCreate | kExcl | kTrunc | kAppend)}, fid,
                          Own::kOpen});
     // Each lock (its fid is chosen when it is sent: Pump).
-    std::set<uint64_t> without;
     for (auto& [path, lock] : held_locks_.All()) {
-      if (!locks_feature_) {
-        without.insert(path);
-        continue;
-      }
       Own o{Tlock{kNoFid, lock.type, kLockFlagReclaim, lock.start, lock.length, lock.proc_id,
                   lock.client_id},
             kNoFid, Own::kReclaim};
       o.path = path;
       todo_.push_back(std::move(o));
     }
-    for (uint64_t path : without) LoseLocks(path);
     for (uint32_t t : temps_)
       if (t != kNoFid) todo_.push_back({Tclunk{t}, t, Own::kClunkTemp});
     state_ = kReplaying;
@@ -467,9 +474,21 @@ void RestoreBook::FromServerOwn(uint16_t tag, const Message& reply, std::string&
       break;
     case Own::kOpen:
       if (!ok) {
-        if (fids_.count(o.fid)) restored_.fids--;
-        MarkLost(o.fid);
-        ClunkLost(o.fid);  // bound on the server, lost here
+        if (lost_.count(o.fid)) break;  // lost with its file's locks, clunked
+        auto f = fids_.find(o.fid);
+        if (f == fids_.end()) break;
+        restored_.fids--;
+        uint64_t path = f->second.path;
+        bool locked = false;
+        for (auto& [ino, lock] : held_locks_.All()) locked = locked || ino == path;
+        if (locked) {
+          // Its holder's descriptor is gone, and with it the unlock its
+          // close would send: the file's locks are not reclaimed.
+          LoseLocks(path);
+        } else {
+          MarkLost(o.fid);
+          ClunkLost(o.fid);  // bound on the server, lost here
+        }
       } else {
         restored_.opened++;
       }
@@ -497,12 +516,12 @@ void RestoreBook::Pump(std::string& to_server, std::string& to_client) {
     if (!in_flight_.empty() && todo_.front().kind != in_flight_.begin()->second.kind) break;
     if (todo_.front().kind == Own::kReclaim) {
       // Through a fid of its file still bound (an open one if any); none
-      // left: the file's locks are lost.
+      // left, or a server that does not reclaim: the file's locks are lost.
       Own& o = todo_.front();
       uint32_t via = kNoFid;
       for (auto& [fid, f] : fids_)
         if (f.path == o.path && (via == kNoFid || f.open >= 0)) via = fid;
-      if (via == kNoFid) {
+      if (via == kNoFid || !locks_feature_) {
         uint64_t path = o.path;
         todo_.pop_front();
         LoseLocks(path);

@@ -297,8 +297,11 @@ class Relay::Pair {
       Status s = ParseHelloAnswer(answer_.substr(0, nl), &id, &server_received, &features);
       answer_.clear();
       if (!s.ok()) {
+        bool was_resume = !id_.empty();
         if (s.err() == ESTALE && StartRestore(s.message())) {
-          backoff_ = 0;  // the server is there: the new session at once
+          // The server is there and forgot the session: the new one at
+          // once (not when a new session was refused).
+          if (was_resume) backoff_ = 0;
           return Failed("the server no longer has the session", false);
         }
         if (s.err() == ESTALE)

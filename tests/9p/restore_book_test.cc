@@ -490,32 +490,54 @@ TEST_CASE("restore book: one lock of a file not reclaimed gives back the file's 
   CHECK(As<Rlerror>(stale[0]).ecode == ESTALE);
 }
 
-TEST_CASE("restore book: a lock goes through a fid still bound; a failed reopen is clunked") {
+TEST_CASE("restore book: a failed reopen is clunked; of a lock's holder, its file's locks are lost") {
   Rig r;
   r.Negotiate();
   r.book.set_locks(true);
-  // fid 1 open (its reopen will fail), fid 2 walked to the same file.
+  // File a: fid 1 open, holding a lock, and fid 2 walked to it. File b:
+  // fid 3 open, no lock.
   r.Call(2, Twalk{0, 1, {"a"}}, Rwalk{{Q(3)}});
   r.Call(3, Tlopen{1, 02}, Rlopen{Q(3), 0});
   r.Call(4, Twalk{0, 2, {"a"}}, Rwalk{{Q(3)}});
-  r.Call(5, Tlock{1, kLockWrite, 0, 0, 10, 42, "h"}, Rlock{kLockSuccess});
+  r.Call(5, Twalk{0, 3, {"b"}}, Rwalk{{Q(4)}});
+  r.Call(6, Tlopen{3, 02}, Rlopen{Q(4), 0});
+  r.Call(7, Tlock{1, kLockWrite, 0, 0, 10, 42, "h"}, Rlock{kLockSuccess});
   r.book.Lost();
   r.book.Restore(r.to_server);
-  r.AnswerOwn(r.TakeServer());
-  r.AnswerOwn(r.TakeServer());
-  r.AnswerOwn(r.TakeServer());  // two rebinds
+  r.AnswerOwn(r.TakeServer());  // Tversion
+  r.AnswerOwn(r.TakeServer());  // attach
+  CHECK(r.AnswerOwn(r.TakeServer()).size() == 3);  // rebinds
   auto opens = r.TakeServer();
-  REQUIRE(opens.size() == 1);
-  r.Server(opens[0].tag, Rlerror{EACCES});
-  auto reclaim = r.TakeServer();
-  REQUIRE(reclaim.size() == 1);
-  CHECK(As<Tlock>(reclaim[0]).fid == 2);
-  r.Server(reclaim[0].tag, Rlock{kLockSuccess});
-  auto clunk = r.AnswerOwn(r.TakeServer());
-  REQUIRE(clunk.size() == 1);
-  CHECK(As<Tclunk>(clunk[0]).fid == 1);
+  REQUIRE(opens.size() == 2);
+  for (auto& o : opens) r.Server(o.tag, Rlerror{EACCES});
+  // No reclaim (the holder's descriptor is gone, and the unlock its close
+  // would send): a's range given back before a's fids are clunked; b's
+  // fid clunked too.
+  std::vector<std::string> steps;
+  for (int round = 0; round < 5 && r.book.restoring(); round++) {
+    for (auto& o : r.TakeServer()) {
+      if (auto* l = std::get_if<Tlock>(&o.msg)) {
+        CHECK(l->type == kLockUnlock);
+        CHECK(l->proc_id == 42);
+        CHECK(l->flags == 0);
+        steps.push_back("unlock");
+        r.Server(o.tag, Rlock{kLockSuccess});
+      } else {
+        steps.push_back("clunk " + std::to_string(As<Tclunk>(o).fid));
+        r.Server(o.tag, Rclunk{});
+      }
+    }
+  }
+  std::sort(steps.begin(), steps.end());
+  CHECK(steps == std::vector<std::string>{"clunk 1", "clunk 2", "clunk 3", "unlock"});
   CHECK_FALSE(r.book.restoring());
-  CHECK(r.book.restored().locks == 1);
+  CHECK(r.book.restored().locks == 0);
+  CHECK(r.book.restored().locks_lost == 1);
+  CHECK(r.book.locks() == 0);
+  r.Client(20, Tgetattr{2, 0x7ff});  // a's other fid too
+  auto stale = r.TakeClient();
+  REQUIRE(stale.size() == 1);
+  CHECK(As<Rlerror>(stale[0]).ecode == ESTALE);
 }
 
 TEST_CASE("restore book: a try-lock in a grace period is answered blocked; a flushed one is not sent again") {
@@ -537,7 +559,13 @@ TEST_CASE("restore book: a try-lock in a grace period is answered blocked; a flu
   r.TakeServer();
   r.Server(5, Rlock{kLockGrace});
   CHECK(r.book.has_graced());
-  r.Call(6, Tflush{5}, Rflush{});
+  // The flush is answered here: the lock is not on the server.
+  r.Client(6, Tflush{5});
+  CHECK(r.to_server.empty());
+  auto flushed = r.TakeClient();
+  REQUIRE(flushed.size() == 1);
+  CHECK(flushed[0].type == Rflush::kType);
+  CHECK_FALSE(r.book.has_graced());
   r.Client(5, Tread{1, 0, 10});
   CHECK(r.TakeServer().size() == 1);
   r.book.RetryGraced(r.to_server);
