@@ -55,16 +55,27 @@ struct Site {
   std::unique_ptr<ChildServer> server;
 };
 
+// A site behind a proxy that can cut it off, a relay with --reconnect in
+// front of the proxy, and a 9P client on the relay's socket.
+struct Rig {
+  explicit Rig(std::chrono::milliseconds keepalive = std::chrono::milliseconds(300),
+               std::chrono::seconds soft = std::chrono::seconds(0))
+      : relay(proxy.port(), "site-a", dir.path + "/relay.sock", keepalive, soft) {
+    Connect(c, "unix:" + dir.path + "/relay.sock", 65536 + 24);
+  }
+  TempDir dir;
+  Site site{dir.path};
+  CutProxy proxy{site.port};
+  RelayThread relay;
+  p9::Client c;
+};
+
 }  // namespace
 
 TEST_CASE("a relay restores its session on a restarted server: fids, open files, waiting requests") {
   int sig = GENERATE(SIGTERM, SIGKILL);
-  TempDir dir;
-  Site site(dir.path);
-  CutProxy proxy(site.port);
-  RelayThread relay(proxy.port(), "site-a", dir.path + "/relay.sock");
-  p9::Client c;
-  Connect(c, "unix:" + dir.path + "/relay.sock", 65536 + 24);
+  Rig rig;
+  auto& [dir, site, proxy, relay, c] = rig;
   // A directory, a file in it open for writing, a fid on the directory.
   REQUIRE(c.Walk(0, 1, {}).ok());
   REQUIRE(c.Mkdir(1, "d", 0755).ok());
@@ -108,14 +119,10 @@ TEST_CASE("a relay restores its session on a restarted server: fids, open files,
 }
 
 TEST_CASE("a mkdir whose reply was lost when the server was killed is answered, not done twice") {
-  TempDir dir;
-  Site site(dir.path);
-  CutProxy proxy(site.port);
   // A long keepalive: the relay must not notice the stalled replies
   // before the kill.
-  RelayThread relay(proxy.port(), "site-a", dir.path + "/relay.sock", std::chrono::seconds(3));
-  p9::Client c;
-  Connect(c, "unix:" + dir.path + "/relay.sock", 65536 + 24);
+  Rig rig(std::chrono::seconds(3));
+  auto& [dir, site, proxy, relay, c] = rig;
   REQUIRE(c.Walk(0, 1, {}).ok());
   // The request reaches the server, which makes the directory and
   // commits (every 50 ms); its reply never comes back.
@@ -136,13 +143,8 @@ TEST_CASE("a mkdir whose reply was lost when the server was killed is answered, 
 }
 
 TEST_CASE("with --soft, requests fail with EIO while the server is away, and work once it is back") {
-  TempDir dir;
-  Site site(dir.path);
-  CutProxy proxy(site.port);
-  RelayThread relay(proxy.port(), "site-a", dir.path + "/relay.sock",
-                    std::chrono::milliseconds(300), std::chrono::seconds(1));
-  p9::Client c;
-  Connect(c, "unix:" + dir.path + "/relay.sock", 65536 + 24);
+  Rig rig(std::chrono::milliseconds(300), std::chrono::seconds(1));
+  auto& [dir, site, proxy, relay, c] = rig;
   REQUIRE(c.Walk(0, 1, {}).ok());
   REQUIRE(c.Walk(0, 2, {}).ok());
   REQUIRE(c.Create(2, "soft", O_RDWR, 0644).ok());
@@ -192,12 +194,8 @@ uint8_t LockStatus(p9::Client& c, uint32_t fid, uint8_t type, uint64_t start, ui
 }  // namespace
 
 TEST_CASE("a lock held through the relay outlives a kill -9: reclaimed in the grace period, nobody else takes it") {
-  TempDir dir;
-  Site site(dir.path);
-  CutProxy proxy(site.port);
-  RelayThread relay(proxy.port(), "site-a", dir.path + "/relay.sock");
-  p9::Client c;
-  Connect(c, "unix:" + dir.path + "/relay.sock", 65536 + 24);
+  Rig rig;
+  auto& [dir, site, proxy, relay, c] = rig;
   REQUIRE(c.Walk(0, 1, {}).ok());
   REQUIRE(c.Create(1, "locked", O_RDWR, 0644).ok());
   REQUIRE(c.Fsync(1).ok());  // the file outlives the kill
@@ -254,12 +252,8 @@ TEST_CASE("a lock held through the relay outlives a kill -9: reclaimed in the gr
 TEST_CASE("thousands of open fids are bound again and reopened after a kill -9") {
   const char* env = getenv("MUSCLE_RESTORE_FIDS");
   const uint32_t n = env ? uint32_t(atoi(env)) : 2000;
-  TempDir dir;
-  Site site(dir.path);
-  CutProxy proxy(site.port);
-  RelayThread relay(proxy.port(), "site-a", dir.path + "/relay.sock");
-  p9::Client c;
-  Connect(c, "unix:" + dir.path + "/relay.sock", 65536 + 24);
+  Rig rig;
+  auto& [dir, site, proxy, relay, c] = rig;
   REQUIRE(c.Walk(0, 1, {}).ok());
   REQUIRE(c.Mkdir(1, "many", 0755).ok());
   constexpr uint32_t kFiles = 100;
@@ -315,12 +309,8 @@ TEST_CASE("thousands of open fids are bound again and reopened after a kill -9")
 // server is back (layer B) a getattr loop through the relay goes on, for
 // outages of several lengths (the redial back-off grows with them).
 TEST_CASE("resume after an outage: the longest getattr gap beyond the outage", "[.][bench]") {
-  TempDir dir;
-  Site site(dir.path);
-  CutProxy proxy(site.port);
-  RelayThread relay(proxy.port(), "site-a", dir.path + "/relay.sock");
-  p9::Client c;
-  Connect(c, "unix:" + dir.path + "/relay.sock", 65536 + 24);
+  Rig rig;
+  auto& [dir, site, proxy, relay, c] = rig;
   using Clock = std::chrono::steady_clock;
   for (double outage : {1.0, 3.0, 8.0}) {
     for (const char* kind : {"network", "server kill -9"}) {
