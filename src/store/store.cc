@@ -149,11 +149,14 @@ Status Store::Init(const std::string& path, std::unique_ptr<ChunkStore> chunks,
     }
   }
   if (s.ok()) {
-    // Inode numbers continue after the highest ever handed out.
+    // Inode numbers continue after the last reservation (meta.next_ino):
+    // numbers below it may have been handed out before a crash. A new
+    // reservation is committed with this transaction.
     Stmt hi(db_, "SELECT max(coalesce((SELECT value FROM meta WHERE key='next_ino'), 0), "
                  "(SELECT max(ino) + 1 FROM inodes))");
     next_ino_ = hi.Step() ? uint64_t(hi.Int(0)) : 2;
-    persisted_next_ino_ = next_ino_;
+    hi.Reset();
+    s = ReserveInos();
   }
   if (s.ok()) {
     Stmt any(db_, "SELECT 1 FROM inodes WHERE obj IS NOT NULL LIMIT 1");
@@ -176,6 +179,7 @@ Status Store::Init(const std::string& path, std::unique_ptr<ChunkStore> chunks,
     return s;
   }
   MUSCLE_RETURN_IF_ERROR(Commit("COMMIT"));
+  ino_reserved_ = next_ino_ + kInoReservation;
   if (version == 1) {
     Log("store: migrated %s to format 2; compacting the database", path.c_str());
     Status v = Commit("VACUUM");
@@ -464,7 +468,18 @@ Status Store::SetCacheSize(int64_t kib) {
 
 Result<uint64_t> Store::AllocateIno() {
   if (next_ino_ >= (uint64_t(1) << 62)) return Status(ENOSPC, "inode numbers exhausted");
+  // Tick commits a new reservation long before this (half of it used).
+  if (next_ino_ >= ino_reserved_)
+    return Status(EAGAIN, "inode numbers are handed out faster than commits reserve them");
   return next_ino_++;
+}
+
+// Records in the open transaction that numbers up to next_ino_ +
+// kInoReservation may be handed out; ino_reserved_ follows at commit.
+Status Store::ReserveInos() {
+  Stmt q(db_, "INSERT OR REPLACE INTO meta(key, value) VALUES('next_ino', ?)");
+  q.Bind(1, int64_t(next_ino_ + kInoReservation));
+  return q.Run();
 }
 
 Status Store::Tick() {
@@ -503,7 +518,7 @@ Status Store::Tick() {
       Log("store: pruning operation ids failed: %s", p.ToString().c_str());
   }
   auto age = std::chrono::steady_clock::now() - txn_started_;
-  if (!in_txn_ || age >= commit_interval) return Sync(false);
+  if (!in_txn_ || age >= commit_interval || InoReservationLow()) return Sync(false);
   return Status::Ok();
 }
 

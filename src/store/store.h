@@ -521,6 +521,7 @@ class Store final : public Tree {
   void UndoTo(const UndoMark& mark);
   void DropSetAside();
   Result<uint64_t> AllocateIno();
+  Status ReserveInos();
   // The reserve file: created when there is room, released on a full disk.
   void EnsureReserve();
   bool ReleaseReserve();
@@ -604,8 +605,14 @@ class Store final : public Tree {
   int op_depth_ = 0;
   bool txn_lost_ = false;  // set by SQLite's rollback hook
   bool committing_ = false;  // inside Commit(): the commit hook lets it through
-  uint64_t next_ino_ = 0;       // never handed out twice, even after rollback
-  uint64_t persisted_next_ino_ = 0;
+  // Inode numbers are never handed out twice, even after a rollback or a
+  // kill -9: numbers are handed out only below ino_reserved_, which the
+  // last commit recorded as meta.next_ino (a restart starts there), and a
+  // commit moves the reservation on once half of it is used.
+  uint64_t next_ino_ = 0;
+  uint64_t ino_reserved_ = 0;
+  static constexpr uint64_t kInoReservation = uint64_t(1) << 20;
+  bool InoReservationLow() const { return next_ino_ + kInoReservation / 2 >= ino_reserved_; }
   uint64_t rollbacks_ = 0;
   std::string reserve_path_;
   bool low_space_ = false;
