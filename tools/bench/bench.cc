@@ -18,6 +18,7 @@
 #include <iterator>
 #include <map>
 #include <mutex>
+#include <random>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -214,9 +215,12 @@ class Bench {
     return r;
   }
 
-  // Fills buf with data that differs per block so that nothing dedups.
+  // Fills buf with data that differs per block and per run, so that
+  // nothing dedups: not within a file, nor against a file an earlier run
+  // (or round) wrote, which a content-addressed store would not write again.
   static void Fill(std::string& buf, uint64_t seed) {
-    uint64_t x = seed * 0x9e3779b97f4a7c15ull + 1;
+    static const uint64_t run = (uint64_t(std::random_device()()) << 32) ^ std::random_device()();
+    uint64_t x = (seed ^ run) * 0x9e3779b97f4a7c15ull + 1;
     for (size_t i = 0; i + 8 <= buf.size(); i += 8) {
       x ^= x << 13;
       x ^= x >> 7;
