@@ -31,6 +31,9 @@ Status Server::Start(const ServerOptions& options) {
   if (!store.ok()) return store.status();
   (*store)->commit_interval = options.commit_interval;
   (*store)->snapshot_every = options.snapshot_every;
+  // Files a client had open, unlinked, when the server stopped stay for
+  // as long as its session could come back and rebind them.
+  (*store)->orphan_hold = options.session_lease;
   // The readers' chunk stores come from the writer's (before it moves to
   // its thread): they share its cache and, for a bucket, its uploads.
   std::vector<std::unique_ptr<store::ChunkStore>> chunk_readers;
@@ -394,6 +397,13 @@ void Server::Shutdown(std::function<void()> done) {
   done_ = std::move(done);
   // The sessions' locks end with them; relays reclaim them after a restart.
   locks_.KeepMarker();
+  // So do their open files, but one already unlinked must still be there
+  // for the relay to bind again (before any session's clunks: FIFO).
+  if (worker_)
+    worker_->Run([](store::Store& s) {
+      s.KeepOrphans();
+      return StoreWorker::Completion();
+    }, nullptr);
   for (auto* l : listeners_) l->Close();
   listeners_.clear();
   if (metrics_http_) metrics_http_->Close();

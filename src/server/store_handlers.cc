@@ -207,10 +207,11 @@ FsReply Handle(Call& c, const Tattach& m) {
 FsReply Handle(Call& c, const Twalk& m) { return Walk(c.s, c.req, m, c.trace); }
 
 // The inode by number, if it is below the fid's attach root (else, and
-// when it is gone or has no name left, ESTALE: a confined identity learns
-// nothing of what lies outside). Climbs one name per level, at most
-// kMaxRebindDepth (musclefs(8) PROTOCOL); on a reader, each inode climbed
-// is validated as a walk's are.
+// when it is gone, ESTALE: a confined identity learns nothing of what lies
+// outside). Climbs one name per level, at most kMaxRebindDepth (musclefs(8)
+// PROTOCOL); a file unlinked while open (kept by the store for a while
+// after a restart) climbs from the directory it was last linked in. On a
+// reader, each inode climbed is validated as a walk's are.
 constexpr size_t kMaxRebindDepth = 4096;
 FsReply Handle(Call& c, const Trebind& m) {
   auto a = c.s.GetAttr(m.path);
@@ -218,9 +219,13 @@ FsReply Handle(Call& c, const Trebind& m) {
   uint64_t cur = m.path;
   for (size_t depth = 0; cur != c.req.root_ino; depth++) {
     if (c.trace) c.trace->inos.push_back(cur);
-    auto up = c.s.FindName(cur);
-    if (!up.ok() || up->first == cur || depth >= kMaxRebindDepth) return Err(ESTALE);
-    cur = up->first;
+    Result<uint64_t> up = depth == 0 && a->nlink == 0 ? c.s.OrphanDir(cur) : Status(ENOENT);
+    if (!up.ok()) {
+      auto named = c.s.FindName(cur);
+      if (named.ok()) up = named->first;
+    }
+    if (!up.ok() || *up == cur || depth >= kMaxRebindDepth) return Err(ESTALE);
+    cur = *up;
   }
   return FsReply{Rrebind{QidOf(*a)}, {}};
 }

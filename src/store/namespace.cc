@@ -186,20 +186,35 @@ Result<Attr> Store::Link(uint64_t dir, std::string_view name, uint64_t ino) {
 }
 
 // Decrements the link count of an inode that just lost a directory entry.
-Status Store::DropLink(uint64_t ino, bool is_dir) {
+// A file still open when its last name goes keeps `from_dir` as its
+// parent: where a rebind after a restart checks it (OrphanDir).
+Status Store::DropLink(uint64_t ino, bool is_dir, uint64_t from_dir) {
   auto a = LoadAttr(ino);
   if (!a.ok()) return a.status();
   a->nlink = is_dir ? 0 : (a->nlink > 0 ? a->nlink - 1 : 0);
   a->ctime_ns = NowNs();
   a->version++;
   MUSCLE_RETURN_IF_ERROR(StoreAttr(*a));
+  if (a->nlink == 0 && !is_dir && gate_->Referenced(ino)) {
+    Stmt& sp = st_->set_parent;
+    sp.Bind(1, int64_t(from_dir)).Bind(2, int64_t(ino));
+    MUSCLE_RETURN_IF_ERROR(sp.Run());
+  }
   return PurgeIfUnused(ino);
+}
+
+Result<uint64_t> Store::OrphanDir(uint64_t ino) {
+  OpScope op(this);
+  auto a = LoadAttr(ino);
+  if (!a.ok()) return a.status();
+  if (a->nlink != 0 || IsDir(a->mode)) return Status(ENOENT);
+  return Parent(ino);
 }
 
 Status Store::PurgeIfUnused(uint64_t ino) {
   auto a = LoadAttr(ino);
   if (!a.ok()) return a.status();
-  if (a->nlink > 0 || !gate_->ClaimUnreferenced(ino)) return Status::Ok();
+  if (a->nlink > 0 || keep_orphans_ || !gate_->ClaimUnreferenced(ino)) return Status::Ok();
   return PurgeInode(ino);
 }
 
@@ -248,7 +263,7 @@ Status Store::Unlink(uint64_t dir, std::string_view name, bool remove_dir) {
     del.Bind(1, e->first);
     MUSCLE_RETURN_IF_ERROR(del.Run());
     MUSCLE_RETURN_IF_ERROR(TouchDir(dir, is_dir ? -1 : 0));
-    return DropLink(a->ino, is_dir);
+    return DropLink(a->ino, is_dir, dir);
   });
 }
 
@@ -293,7 +308,7 @@ Status Store::Rename(uint64_t old_dir, std::string_view old_name,
       del.Bind(1, dst->first);
       MUSCLE_RETURN_IF_ERROR(del.Run());
       if (dst_dir) MUSCLE_RETURN_IF_ERROR(TouchDir(new_dir, -1));
-      MUSCLE_RETURN_IF_ERROR(DropLink(da->ino, dst_dir));
+      MUSCLE_RETURN_IF_ERROR(DropLink(da->ino, dst_dir, new_dir));
     } else if (dst.err() != ENOENT) {
       return dst.status();
     }
@@ -495,6 +510,15 @@ Status Store::RemoveXattr(uint64_t ino, std::string_view name) {
 }
 
 void Store::Ref(uint64_t ino) {
+  // A file held since Open (orphan_hold) that a client binds again: the
+  // hold becomes that client's reference, so its last close frees it.
+  if (!orphans_.empty()) {
+    auto held = std::find(orphans_.begin(), orphans_.end(), ino);
+    if (held != orphans_.end()) {
+      orphans_.erase(held);
+      return;
+    }
+  }
   gate_->Ref(ino);
 }
 

@@ -66,6 +66,7 @@ class SnapshotView final : public Tree {
   Result<Attr> SetAttr(uint64_t, const SetAttrRequest&) override { return Status(EROFS); }
   Result<std::string> ReadLink(uint64_t ino) override;
   Result<std::pair<uint64_t, std::string>> FindName(uint64_t ino) override;
+  Result<uint64_t> OrphanDir(uint64_t) override { return Status(ENOENT); }
   using Tree::ReadDir;
   Status ReadDir(uint64_t dir, uint64_t cookie,
                  const std::function<bool(const DirEntry&)>& emit) override;

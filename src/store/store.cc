@@ -163,16 +163,14 @@ Status Store::Init(const std::string& path, std::unique_ptr<ChunkStore> chunks,
     objects_exist_ = any.Step();
   }
   if (s.ok()) {
-    // Files unlinked while open when the server last stopped.
+    // Files unlinked while open when the store was last closed (or the
+    // server killed): held as if open until ReleaseOrphans, so that a
+    // client coming back after a restart can rebind its fid to one.
     Stmt orphans(db_, "SELECT ino FROM inodes WHERE nlink=0 AND ino<>1");
-    std::vector<uint64_t> list;
-    while (orphans.Step()) list.push_back(uint64_t(orphans.Int(0)));
+    while (orphans.Step()) orphans_.push_back(uint64_t(orphans.Int(0)));
     orphans.Reset();
+    for (uint64_t ino : orphans_) gate_->Ref(ino);
     st_ = std::make_unique<Statements>(db_);
-    for (uint64_t ino : list) {
-      s = PurgeInode(ino);
-      if (!s.ok()) break;
-    }
   }
   if (!s.ok()) {
     db_.Exec("ROLLBACK");
@@ -485,6 +483,10 @@ Status Store::ReserveInos() {
 Status Store::Tick() {
   OpScope op(this);
   RecheckSpace();
+  if (!orphans_.empty() && std::chrono::steady_clock::now() - opened_at_ >= orphan_hold) {
+    if (Status o = ReleaseOrphans(); !o.ok())
+      Log("store: freeing files unlinked before the restart failed: %s", o.ToString().c_str());
+  }
   if (Status f = CommitIfFreeing(); !f.ok())
     Log("store: commit after a delete failed: %s", f.ToString().c_str());
   while (dirty_bytes_ > total_buffer_limit) MUSCLE_RETURN_IF_ERROR(FlushLargest());
@@ -519,6 +521,20 @@ Status Store::Tick() {
   }
   auto age = std::chrono::steady_clock::now() - txn_started_;
   if (!in_txn_ || age >= commit_interval || InoReservationLow()) return Sync(false);
+  return Status::Ok();
+}
+
+Status Store::ReleaseOrphans() {
+  OpScope op(this);
+  std::vector<uint64_t> list;
+  list.swap(orphans_);
+  for (size_t i = 0; i < list.size(); i++) {
+    Status s = Unref(list[i]);
+    if (!s.ok()) {  // the rest stay held; the next Tick tries again
+      orphans_.assign(list.begin() + i + 1, list.end());
+      return s;
+    }
+  }
   return Status::Ok();
 }
 

@@ -192,6 +192,7 @@ class Store final : public Tree {
   Result<Attr> SetAttr(uint64_t ino, const SetAttrRequest& req) override;
   Result<std::string> ReadLink(uint64_t ino) override;
   Result<std::pair<uint64_t, std::string>> FindName(uint64_t ino) override;
+  Result<uint64_t> OrphanDir(uint64_t ino) override;
   using Tree::ReadDir;
   Status ReadDir(uint64_t dir, uint64_t cookie,
                  const std::function<bool(const DirEntry&)>& emit) override;
@@ -244,6 +245,13 @@ class Store final : public Tree {
   // Called periodically: commits if work has waited longer than the commit
   // interval, and flushes files if buffers are large.
   Status Tick();
+  // Frees the files held since Open (orphan_hold) that nobody references.
+  Status ReleaseOrphans();
+  // The server is stopping: from now on a file without names stays in the
+  // store when its last reference goes (the clients' fids are being
+  // closed, and they may come back for it after the restart; the next
+  // Open holds it for orphan_hold, then frees it).
+  void KeepOrphans() { keep_orphans_ = true; }
   // --- operation ids (op_results.cc; Tonce, musclefs(8) PROTOCOL) ---
   // Tree::Once on the op_results table: the lookup, run's changes and the
   // row recording its reply all go into the open transaction, so the
@@ -419,6 +427,11 @@ class Store final : public Tree {
   std::chrono::milliseconds op_retention{kOpRetention};
   int64_t ops_per_identity = kOpsPerIdentity;
   std::chrono::milliseconds op_prune_interval{60000};
+  // Files found unlinked but open at Open (the last server stopped while a
+  // client had them open) are kept this long after it, for clients that
+  // reconnect and rebind them (the session lease); then Tick frees those
+  // nobody opened again.
+  std::chrono::milliseconds orphan_hold{0};
   size_t file_buffer_limit = 8u << 20;   // per file, then flush it
   size_t total_buffer_limit = 64u << 20;  // all files, then flush the largest
 
@@ -540,7 +553,7 @@ class Store final : public Tree {
   Result<std::pair<int64_t, uint64_t>> LookupEntry(uint64_t dir,
                                                    std::string_view name);
   Status TouchDir(uint64_t dir, int nlink_delta);
-  Status DropLink(uint64_t ino, bool is_dir);
+  Status DropLink(uint64_t ino, bool is_dir, uint64_t from_dir);
   Status PurgeIfUnused(uint64_t ino);
   Status PurgeInode(uint64_t ino);
   Status CheckName(std::string_view name);
@@ -585,6 +598,8 @@ class Store final : public Tree {
   // Operation ids past their retention or their identity's cap (Tick).
   Status PruneOpResults();
   std::chrono::steady_clock::time_point last_op_prune_{};
+  std::vector<uint64_t> orphans_;  // held since Open (orphan_hold)
+  bool keep_orphans_ = false;      // KeepOrphans
   std::chrono::steady_clock::time_point opened_at_ = std::chrono::steady_clock::now();
 
   std::unique_ptr<FileLock> lock_;  // held while open (store.db-lock)

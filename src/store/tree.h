@@ -49,6 +49,9 @@ class Tree {
   virtual Result<std::string> ReadLink(uint64_t ino) = 0;
   // One (parent, name) under which `ino` is linked.
   virtual Result<std::pair<uint64_t, std::string>> FindName(uint64_t ino) = 0;
+  // For a file whose last name is gone while it is open: the directory
+  // it was last linked in (ENOENT for anything else).
+  virtual Result<uint64_t> OrphanDir(uint64_t ino) = 0;
   // The entries after `cookie` (0 starts at the beginning; "." and ".."
   // come first), streamed: emit() gets each in order (the reference is
   // valid only during the call) until it returns false or the listing ends.

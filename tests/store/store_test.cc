@@ -175,9 +175,13 @@ TEST_CASE("an unlinked file lives until its last reference goes") {
     REQUIRE(s->Unref(ino).ok());
     CHECK(ReadAll(*s, ino) == "contents");
     REQUIRE(s->Sync(true).ok());
-    // Crash with the file still open: the orphan is reclaimed at next open.
+    // Crash with the file still open: the next open keeps the orphan for
+    // orphan_hold (a client may come back for it), then Tick reclaims it.
   }
   auto s = OpenStore(path);
+  CHECK(ReadAll(*s, ino) == "contents");
+  REQUIRE(s->Tick().ok());
+  REQUIRE(s->Sync(true).ok());
   CHECK(s->GetAttr(ino).err() == ESTALE);
   CHECK(Count(path, "SELECT count(*) FROM chunks") == 0);
   auto g = s->Create(kRootIno, "g", S_IFREG | 0644, 0, 0);
@@ -251,4 +255,42 @@ TEST_CASE("xattrs: create/replace flags, list, remove") {
   REQUIRE(s->RemoveXattr(f->ino, "user.a").ok());
   CHECK(s->GetXattr(f->ino, "user.a").err() == ENODATA);
   CHECK(s->SetXattr(f->ino, "user.big", std::string(70000, 'x'), 0).err() == E2BIG);
+}
+
+TEST_CASE("a file unlinked while open outlives a restart for orphan_hold, then is freed") {
+  TempDir base;
+  std::string path = base.path + "/store.db";
+  auto s = OpenStore(path);
+  auto dir = s->Create(kRootIno, "d", S_IFDIR | 0755, 0, 0);
+  REQUIRE(dir.ok());
+  uint64_t kept = WriteFile(*s, "scratch", "scratch data", dir->ino);
+  uint64_t gone = WriteFile(*s, "other", "other data", dir->ino);
+  s->Ref(kept);  // open in a client
+  s->Ref(gone);
+  REQUIRE(s->Unlink(dir->ino, "scratch", false).ok());
+  REQUIRE(s->Unlink(dir->ino, "other", false).ok());
+  REQUIRE(s->Sync(true).ok());
+  s.reset();  // the server stops with both still open
+  s = OpenStore(path);
+  s->orphan_hold = std::chrono::hours(1);
+  auto a = s->GetAttr(kept);
+  REQUIRE(a.ok());
+  CHECK(a->nlink == 0);
+  CHECK(ReadAll(*s, kept) == "scratch data");
+  auto from = s->OrphanDir(kept);
+  REQUIRE(from.ok());
+  CHECK(*from == dir->ino);
+  CHECK(s->OrphanDir(dir->ino).err() == ENOENT);
+  RequireClean(*s);
+  REQUIRE(s->Tick().ok());  // within the hold: both kept
+  CHECK(s->GetAttr(gone).ok());
+  s->Ref(kept);  // a client came back and rebound it
+  s->orphan_hold = std::chrono::milliseconds(0);
+  REQUIRE(s->Tick().ok());
+  CHECK_FALSE(s->GetAttr(gone).ok());
+  CHECK(ReadAll(*s, kept) == "scratch data");
+  REQUIRE(s->Unref(kept).ok());  // its last close
+  CHECK_FALSE(s->GetAttr(kept).ok());
+  REQUIRE(s->Sync(true).ok());
+  RequireClean(*s);
 }

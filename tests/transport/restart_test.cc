@@ -17,6 +17,7 @@
 
 #include "9p/client.h"
 #include "tests/server/server_harness.h"
+#include "tests/store/store_test_util.h"
 #include "tests/transport/relay_rig.h"
 
 using namespace muscle;
@@ -116,6 +117,47 @@ TEST_CASE("a relay restores its session on a restarted server: fids, open files,
   REQUIRE(c.Mkdir(2, "sub", 0755).ok());
   REQUIRE(c.Walk(0, 5, {"e", "sub"}).ok());
   CHECK(relay.errors().empty());
+}
+
+TEST_CASE("a file unlinked while open is still open after a restart, and goes at its last close") {
+  int sig = GENERATE(SIGTERM, SIGKILL);
+  Rig rig;
+  auto& [dir, site, proxy, relay, c] = rig;
+  REQUIRE(c.Walk(0, 1, {}).ok());
+  REQUIRE(c.Mkdir(1, "d", 0755).ok());
+  REQUIRE(c.Walk(0, 2, {"d"}).ok());
+  REQUIRE(c.Walk(2, 3, {}).ok());
+  REQUIRE(c.Create(3, "scratch", O_RDWR, 0600).ok());
+  std::string data = RandomBytes(200000, 11);
+  for (size_t off = 0; off < data.size(); off += 65536)
+    REQUIRE(c.Write(3, off, data.substr(off, 65536)).ok());
+  REQUIRE(c.Unlink(2, "scratch").ok());
+  REQUIRE(c.Fsync(3).ok());  // the unlink is committed: a kill -9 keeps it
+  auto before = c.GetAttr(3);
+  REQUIRE(before.ok());
+
+  site.Stop(sig);
+  site.Start();
+  // The fid is bound again to the same nameless file, which still reads
+  // back and takes writes.
+  auto r = c.Read(3, 0, 65536);
+  REQUIRE(r.ok());
+  CHECK(*r == data.substr(0, 65536));
+  CHECK(relay.restores() == 1);
+  REQUIRE(c.Write(3, data.size(), "more").ok());
+  auto after = c.GetAttr(3);
+  REQUIRE(after.ok());
+  CHECK(after->qid.path == before->qid.path);
+  CHECK(after->nlink == 0);
+  CHECK(after->size == data.size() + 4);
+  CHECK(c.Walk(2, 4, {"scratch"}).err() == ENOENT);
+  REQUIRE(c.Clunk(3).ok());
+  CHECK(relay.errors().empty());
+  // Its last close freed it: the store checks clean (no inode left over).
+  REQUIRE(c.Fsync(2).ok());
+  site.Stop(SIGTERM);
+  auto s = OpenStore(dir.path + "/store.db");
+  CHECK_FALSE(s->GetAttr(before->qid.path).ok());
 }
 
 TEST_CASE("a mkdir whose reply was lost when the server was killed is answered, not done twice") {
