@@ -140,8 +140,16 @@ class Relay::Pair {
   void FromLocal(const char* d, size_t n) {
     from_local_.Append(d, n);
     std::string to_server, to_client;
-    for (auto f = from_local_.Next(); !f.empty(); f = from_local_.Next())
+    for (auto f = from_local_.Next(); !f.empty(); f = from_local_.Next()) {
+      // The server closes a connection for such a frame; the book would
+      // send it again on every new connection, for ever.
+      if (book_->msize() && f.size() > book_->msize()) {
+        Deliver(to_server, to_client);
+        return Close("the local client sent a frame of " + std::to_string(f.size()) +
+                     " bytes, larger than msize " + std::to_string(book_->msize()));
+      }
       book_->FromClient(f, to_server, to_client);
+    }
     if (from_local_.bad()) return Close("the local client sent a malformed 9P frame");
     Deliver(to_server, to_client);
   }

@@ -162,3 +162,29 @@ TEST_CASE("a resumable session ends with its client (BYE), and with its identity
   REQUIRE(reload.ok());
   CHECK(wait_for(0) == 0);
 }
+
+TEST_CASE("a frame larger than msize from the relay's client closes that client, not the session for ever") {
+  TempDir dir;
+  InProcessServer srv(Options(dir.path, 60, 1));
+  CutProxy proxy(srv.endpoints()[0].port);
+  RelayThread relay(proxy.port(), "site-a", dir.path + "/relay.sock");
+  {
+    p9::Client c;
+    Connect(c, "unix:" + dir.path + "/relay.sock", 65536 + 24);
+    REQUIRE(c.Walk(0, 1, {}).ok());
+    REQUIRE(c.Create(1, "f", 0x2 /* O_RDWR */, 0644).ok());
+    CHECK_FALSE(c.Write(1, 0, std::string(200000, 'x')).ok());
+  }
+  auto errors = relay.errors();
+  for (int i = 0; i < 50 && errors.empty(); i++, usleep(20000)) errors = relay.errors();
+  REQUIRE(errors.size() == 1);
+  CHECK(errors[0].find("larger than msize 65560") != std::string::npos);
+  // The server never saw it: one connection, no redial, no restore.
+  usleep(300000);
+  CHECK(proxy.connections() == 1);
+  CHECK(relay.restores() == 0);
+  // The relay serves the next client.
+  p9::Client c;
+  Connect(c, "unix:" + dir.path + "/relay.sock", 65536 + 24);
+  REQUIRE(c.Walk(0, 1, {"f"}).ok());
+}
