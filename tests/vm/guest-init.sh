@@ -138,7 +138,8 @@ reconnect_phase() {
 # (SIGTERM) and started again twice: both finish without one error and
 # every byte right. Then, idle (everything committed), it is killed
 # (SIGKILL) and started again: the tree still reads back and takes writes,
-# and an fcntl lock a process held through the kill is still its own (the
+# a file unlinked while a process had it open still reads back through
+# its descriptor, and an fcntl lock a process held through the kill is still its own (the
 # relay reclaimed it in the server's grace period): another mount's
 # process cannot take it until the holder exits.
 # A --soft 2 mount answers EIO while the server is away and works again
@@ -177,6 +178,16 @@ restart_phase() {
   (cd /mods/ktls && find . -type f | sort | xargs cat | sha256sum) > /tmp/rs-want
   check "$(cd /rs/tree && find . -type f | sort | xargs cat | sha256sum)" "$(cat /tmp/rs-want)" \
     "tree read back across server restarts"
+  # A file a process holds open, unlinked: still readable after the kill
+  # (a process of its own: nothing started later inherits the descriptor).
+  echo orphan-data > /rs/orphan || fail "write the file to unlink"
+  rm -f /tmp/rs-orphan.go
+  sh -c 'exec 7</rs/orphan; rm /rs/orphan && echo unlinked
+         while [ ! -f /tmp/rs-orphan.go ]; do sleep 0.1; done
+         read -r got <&7; echo "read $got"' > /tmp/rs-orphan.out 2>&1 &
+  ORPHAN=$!
+  for i in $(seq 50); do grep -q unlinked /tmp/rs-orphan.out && break; sleep 0.1; done
+  grep -q unlinked /tmp/rs-orphan.out || fail "unlink the open file: $(cat /tmp/rs-orphan.out)"
   /vmtool holdlock /rs/lk > /tmp/rs-hold.out 2>&1 &
   HOLD=$!
   for i in $(seq 100); do grep -q held /tmp/rs-hold.out && break; sleep 0.1; done
@@ -188,6 +199,9 @@ restart_phase() {
   check "$(cd /rs/tree && find . -type f | sort | xargs cat | sha256sum)" "$(cat /tmp/rs-want)" \
     "tree read back after kill -9"
   echo after-kill > /rs/after-kill || fail "write after kill -9"
+  touch /tmp/rs-orphan.go; wait $ORPHAN
+  check "$(tail -n 1 /tmp/rs-orphan.out)" "read orphan-data" \
+    "a file unlinked while open, read through its open descriptor after kill -9"
   check "$(cat /rs/after-kill)" after-kill "read after kill -9"
   # The lock: still the holder's, seen from another mount (another session
   # on the server): a try is refused.
