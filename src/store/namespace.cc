@@ -510,15 +510,6 @@ Status Store::RemoveXattr(uint64_t ino, std::string_view name) {
 }
 
 void Store::Ref(uint64_t ino) {
-  // A file held since Open (orphan_hold) that a client binds again: the
-  // hold becomes that client's reference, so its last close frees it.
-  if (!orphans_.empty()) {
-    auto held = std::find(orphans_.begin(), orphans_.end(), ino);
-    if (held != orphans_.end()) {
-      orphans_.erase(held);
-      return;
-    }
-  }
   gate_->Ref(ino);
 }
 

@@ -42,6 +42,7 @@ int64_t NowNs() {
 Store::Store() = default;
 
 Store::~Store() {
+  if (ino_fd_ >= 0) close(ino_fd_);
   st_.reset();
   if (!memory_ && !read_only_) vfs::SetFullHandler(path_, nullptr);
 }
@@ -149,14 +150,20 @@ Status Store::Init(const std::string& path, std::unique_ptr<ChunkStore> chunks,
     }
   }
   if (s.ok()) {
-    // Inode numbers continue after the last reservation (meta.next_ino):
-    // numbers below it may have been handed out before a crash. A new
-    // reservation is committed with this transaction.
+    // Inode numbers continue after the highest ever handed out: above the
+    // last commit's and the last reservation's (numbers handed out after
+    // the last commit, before a crash, are below it).
     Stmt hi(db_, "SELECT max(coalesce((SELECT value FROM meta WHERE key='next_ino'), 0), "
                  "(SELECT max(ino) + 1 FROM inodes))");
     next_ino_ = hi.Step() ? uint64_t(hi.Int(0)) : 2;
     hi.Reset();
-    s = ReserveInos();
+    if (!memory_) {
+      auto reserved = ReadInoReservation(path + "-inos");
+      if (!reserved.ok()) s = reserved.status();
+      else next_ino_ = std::max(next_ino_, *reserved);
+      if (s.ok()) s = ReserveInos();
+    }
+    persisted_next_ino_ = next_ino_;
   }
   if (s.ok()) {
     Stmt any(db_, "SELECT 1 FROM inodes WHERE obj IS NOT NULL LIMIT 1");
@@ -166,18 +173,26 @@ Status Store::Init(const std::string& path, std::unique_ptr<ChunkStore> chunks,
     // Files unlinked while open when the store was last closed (or the
     // server killed): held as if open until ReleaseOrphans, so that a
     // client coming back after a restart can rebind its fid to one.
-    Stmt orphans(db_, "SELECT ino FROM inodes WHERE nlink=0 AND ino<>1");
-    while (orphans.Step()) orphans_.push_back(uint64_t(orphans.Int(0)));
+    // Directories (removed while a client was in them) cannot be bound
+    // again: freed at once.
+    Stmt orphans(db_, "SELECT ino, mode FROM inodes WHERE nlink=0 AND ino<>1");
+    std::vector<uint64_t> dirs;
+    while (orphans.Step())
+      (S_ISDIR(orphans.Int(1)) ? dirs : orphans_).push_back(uint64_t(orphans.Int(0)));
     orphans.Reset();
     for (uint64_t ino : orphans_) gate_->Ref(ino);
     st_ = std::make_unique<Statements>(db_);
+    for (uint64_t ino : dirs) {
+      s = PurgeInode(ino);
+      if (!s.ok()) break;
+    }
   }
   if (!s.ok()) {
     db_.Exec("ROLLBACK");
     return s;
   }
   MUSCLE_RETURN_IF_ERROR(Commit("COMMIT"));
-  ino_reserved_ = next_ino_ + kInoReservation;
+  opened_at_ = std::chrono::steady_clock::now();  // orphan_hold counts from here
   if (version == 1) {
     Log("store: migrated %s to format 2; compacting the database", path.c_str());
     Status v = Commit("VACUUM");
@@ -466,18 +481,49 @@ Status Store::SetCacheSize(int64_t kib) {
 
 Result<uint64_t> Store::AllocateIno() {
   if (next_ino_ >= (uint64_t(1) << 62)) return Status(ENOSPC, "inode numbers exhausted");
-  // Tick commits a new reservation long before this (half of it used).
-  if (next_ino_ >= ino_reserved_)
-    return Status(EAGAIN, "inode numbers are handed out faster than commits reserve them");
+  if (next_ino_ >= ino_reserved_) MUSCLE_RETURN_IF_ERROR(ReserveInos());
   return next_ino_++;
 }
 
-// Records in the open transaction that numbers up to next_ino_ +
-// kInoReservation may be handed out; ino_reserved_ follows at commit.
+namespace {
+// STORE-inos: one record, the decimal number below which inode numbers may
+// have been handed out, padded to a fixed size and rewritten in place.
+constexpr size_t kInoRecord = 24;
+}  // namespace
+
+Result<uint64_t> Store::ReadInoReservation(const std::string& file) {
+  int fd = open(file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return uint64_t(0);  // a store from before the file
+    return Status(errno, "open " + file);
+  }
+  char buf[kInoRecord + 1] = {};
+  ssize_t n = pread(fd, buf, kInoRecord, 0);
+  int err = errno;
+  close(fd);
+  if (n < 0) return Status(err, "read " + file);
+  return uint64_t(strtoull(buf, nullptr, 10));
+}
+
+// Records, synced, that numbers below next_ino_ + ino_reservation may be
+// handed out: once per reservation, before the first number past the last.
 Status Store::ReserveInos() {
-  Stmt q(db_, "INSERT OR REPLACE INTO meta(key, value) VALUES('next_ino', ?)");
-  q.Bind(1, int64_t(next_ino_ + kInoReservation));
-  return q.Run();
+  if (memory_) return Status::Ok();
+  std::string file = path_ + "-inos";
+  if (ino_fd_ < 0) {
+    ino_fd_ = open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (ino_fd_ < 0) return Status(errno, "open " + file);
+  }
+  uint64_t upto = next_ino_ + ino_reservation;
+  char buf[kInoRecord];
+  memset(buf, ' ', sizeof buf);
+  int len = snprintf(buf, sizeof buf, "%llu", (unsigned long long)upto);
+  buf[len] = ' ';
+  buf[kInoRecord - 1] = '\n';
+  if (pwrite(ino_fd_, buf, sizeof buf, 0) != ssize_t(sizeof buf) || fdatasync(ino_fd_) != 0)
+    return Status(errno ? errno : EIO, "write " + file);
+  ino_reserved_ = upto;
+  return Status::Ok();
 }
 
 Status Store::Tick() {
@@ -520,7 +566,7 @@ Status Store::Tick() {
       Log("store: pruning operation ids failed: %s", p.ToString().c_str());
   }
   auto age = std::chrono::steady_clock::now() - txn_started_;
-  if (!in_txn_ || age >= commit_interval || InoReservationLow()) return Sync(false);
+  if (!in_txn_ || age >= commit_interval) return Sync(false);
   return Status::Ok();
 }
 
@@ -530,8 +576,9 @@ Status Store::ReleaseOrphans() {
   list.swap(orphans_);
   for (size_t i = 0; i < list.size(); i++) {
     Status s = Unref(list[i]);
-    if (!s.ok()) {  // the rest stay held; the next Tick tries again
-      orphans_.assign(list.begin() + i + 1, list.end());
+    if (!s.ok()) {  // held again with the rest; the next Tick tries again
+      gate_->Ref(list[i]);
+      orphans_.assign(list.begin() + i, list.end());
       return s;
     }
   }

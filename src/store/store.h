@@ -432,6 +432,9 @@ class Store final : public Tree {
   // reconnect and rebind them (the session lease); then Tick frees those
   // nobody opened again.
   std::chrono::milliseconds orphan_hold{0};
+  // How many inode numbers one reservation covers (STORE-inos); tests make
+  // it small. Set before any store is opened.
+  static inline uint64_t ino_reservation = uint64_t(1) << 20;
   size_t file_buffer_limit = 8u << 20;   // per file, then flush it
   size_t total_buffer_limit = 64u << 20;  // all files, then flush the largest
 
@@ -621,13 +624,15 @@ class Store final : public Tree {
   bool txn_lost_ = false;  // set by SQLite's rollback hook
   bool committing_ = false;  // inside Commit(): the commit hook lets it through
   // Inode numbers are never handed out twice, even after a rollback or a
-  // kill -9: numbers are handed out only below ino_reserved_, which the
-  // last commit recorded as meta.next_ino (a restart starts there), and a
-  // commit moves the reservation on once half of it is used.
+  // kill -9: meta.next_ino holds the next one as of the last commit, and
+  // numbers are handed out only below ino_reserved_, which the file
+  // STORE-inos records (written and synced before any number past the
+  // last reservation is handed out: ReserveInos). Open starts above both.
   uint64_t next_ino_ = 0;
-  uint64_t ino_reserved_ = 0;
-  static constexpr uint64_t kInoReservation = uint64_t(1) << 20;
-  bool InoReservationLow() const { return next_ino_ + kInoReservation / 2 >= ino_reserved_; }
+  uint64_t persisted_next_ino_ = 0;
+  uint64_t ino_reserved_ = UINT64_MAX;  // no limit without the file (:memory:)
+  int ino_fd_ = -1;                     // STORE-inos, open once reserved
+  static Result<uint64_t> ReadInoReservation(const std::string& file);
   uint64_t rollbacks_ = 0;
   std::string reserve_path_;
   bool low_space_ = false;

@@ -134,8 +134,11 @@ Status Store::Sync(bool durable) {
   // Pack data is synced first: no committed row ever names unsynced data.
   Status s = ApplyInvalidations();
   if (s.ok()) s = SyncChunks();
-  bool reserve = InoReservationLow();
-  if (s.ok() && reserve) s = ReserveInos();
+  if (s.ok() && next_ino_ != persisted_next_ino_) {
+    Stmt q(db_, "INSERT OR REPLACE INTO meta(key, value) VALUES('next_ino', ?)");
+    q.Bind(1, int64_t(next_ino_));
+    s = q.Run();
+  }
   if (s.ok()) s = Commit("COMMIT");
   if (!s.ok()) {
     ForgetUncommitted(s);
@@ -143,7 +146,7 @@ Status Store::Sync(bool durable) {
   }
   changed_.clear();  // their invalidations are committed with them
   in_txn_ = false;
-  if (reserve) ino_reserved_ = next_ino_ + kInoReservation;
+  persisted_next_ino_ = next_ino_;
   committed_ = chunks_->mark();
   // The deletes are durable: give the dead chunks' space back.
   for (const Punch& p : punches_) {

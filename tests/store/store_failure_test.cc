@@ -529,3 +529,53 @@ TEST_CASE("inode numbers handed out after the last commit are not handed out aga
   CHECK(third->ino > again->ino);
   RequireClean(*s);
 }
+
+TEST_CASE("inode numbers are reserved before they are handed out, many in one transaction too") {
+  struct Reservation {  // 8 numbers per reservation, for this test only
+    Reservation() { Store::ino_reservation = 8; }
+    ~Reservation() { Store::ino_reservation = uint64_t(1) << 20; }
+  } small;
+  TempDir base;
+  std::string path = base.path + "/store.db";
+  int fds[2];
+  REQUIRE(pipe(fds) == 0);
+  pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    close(fds[0]);
+    auto s = Store::Open(path);
+    if (!s.ok()) _exit(3);
+    for (int i = 0; i < 6; i++)
+      if (!(*s)->Create(kRootIno, "a" + std::to_string(i), S_IFREG | 0644, 0, 0).ok()) _exit(4);
+    if (!(*s)->Sync(true).ok()) _exit(5);
+    // Three reservations' worth in one transaction, then killed uncommitted
+    // (the numbers were answered: here, written to the pipe).
+    uint64_t last = 0;
+    for (int i = 0; i < 24; i++) {
+      auto f = (*s)->Create(kRootIno, "b" + std::to_string(i), S_IFREG | 0644, 0, 0);
+      if (!f.ok()) _exit(6);
+      last = f->ino;
+    }
+    if (write(fds[1], &last, sizeof last) != sizeof last) _exit(7);
+    _exit(0);
+  }
+  close(fds[1]);
+  uint64_t last = 0;
+  REQUIRE(read(fds[0], &last, sizeof last) == sizeof last);
+  close(fds[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  REQUIRE(WIFEXITED(status));
+  REQUIRE(WEXITSTATUS(status) == 0);
+  auto s = OpenStore(path);
+  CHECK(s->Lookup(kRootIno, "a5").ok());
+  CHECK(s->Lookup(kRootIno, "b0").err() == ENOENT);
+  auto f = s->Create(kRootIno, "after", S_IFREG | 0644, 0, 0);
+  REQUIRE(f.ok());
+  CHECK(f->ino > last);
+  // A job creating more than a reservation at once, then committed.
+  for (int i = 0; i < 30; i++)
+    REQUIRE(s->Create(kRootIno, "c" + std::to_string(i), S_IFREG | 0644, 0, 0).ok());
+  REQUIRE(s->Sync(true).ok());
+  RequireClean(*s);
+}

@@ -285,6 +285,9 @@ TEST_CASE("a file unlinked while open outlives a restart for orphan_hold, then i
   REQUIRE(s->Tick().ok());  // within the hold: both kept
   CHECK(s->GetAttr(gone).ok());
   s->Ref(kept);  // a client came back and rebound it
+  s->Ref(kept);  // and another one
+  REQUIRE(s->Unref(kept).ok());  // the first closed it: still held
+  CHECK(s->GetAttr(kept).ok());
   s->orphan_hold = std::chrono::milliseconds(0);
   REQUIRE(s->Tick().ok());
   CHECK_FALSE(s->GetAttr(gone).ok());
@@ -292,5 +295,20 @@ TEST_CASE("a file unlinked while open outlives a restart for orphan_hold, then i
   REQUIRE(s->Unref(kept).ok());  // its last close
   CHECK_FALSE(s->GetAttr(kept).ok());
   REQUIRE(s->Sync(true).ok());
+  RequireClean(*s);
+}
+
+TEST_CASE("a directory removed while a client was in it is freed at the next open") {
+  TempDir base;
+  std::string path = base.path + "/store.db";
+  auto s = OpenStore(path);
+  auto dir = s->Create(kRootIno, "cwd", S_IFDIR | 0755, 0, 0);
+  REQUIRE(dir.ok());
+  s->Ref(dir->ino);
+  REQUIRE(s->Unlink(kRootIno, "cwd", true).ok());
+  REQUIRE(s->Sync(true).ok());
+  s.reset();
+  s = OpenStore(path);
+  CHECK_FALSE(s->GetAttr(dir->ino).ok());
   RequireClean(*s);
 }

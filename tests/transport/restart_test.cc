@@ -17,7 +17,6 @@
 
 #include "9p/client.h"
 #include "tests/server/server_harness.h"
-#include "tests/store/store_test_util.h"
 #include "tests/transport/relay_rig.h"
 
 using namespace muscle;
@@ -119,7 +118,7 @@ TEST_CASE("a relay restores its session on a restarted server: fids, open files,
   CHECK(relay.errors().empty());
 }
 
-TEST_CASE("a file unlinked while open is still open after a restart, and goes at its last close") {
+TEST_CASE("a file unlinked while open is still open after a restart") {
   int sig = GENERATE(SIGTERM, SIGKILL);
   Rig rig;
   auto& [dir, site, proxy, relay, c] = rig;
@@ -153,11 +152,7 @@ TEST_CASE("a file unlinked while open is still open after a restart, and goes at
   CHECK(c.Walk(2, 4, {"scratch"}).err() == ENOENT);
   REQUIRE(c.Clunk(3).ok());
   CHECK(relay.errors().empty());
-  // Its last close freed it: the store checks clean (no inode left over).
-  REQUIRE(c.Fsync(2).ok());
-  site.Stop(SIGTERM);
-  auto s = OpenStore(dir.path + "/store.db");
-  CHECK_FALSE(s->GetAttr(before->qid.path).ok());
+  // (The server frees it when the lease ends: tests/store/store_test.cc.)
 }
 
 TEST_CASE("a mkdir whose reply was lost when the server was killed is answered, not done twice") {
