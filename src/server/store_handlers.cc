@@ -216,6 +216,9 @@ constexpr size_t kMaxRebindDepth = 4096;
 FsReply Handle(Call& c, const Trebind& m) {
   auto a = c.s.GetAttr(m.path);
   if (!a.ok()) return Err(a.err() == ENOENT ? ESTALE : a.err());
+  // Only the writer knows which nameless files it holds: a reader's EIO
+  // hands the request to it.
+  if (a->nlink == 0 && c.trace) return Err(EIO);
   uint64_t cur = m.path;
   for (size_t depth = 0; cur != c.req.root_ino; depth++) {
     if (c.trace) c.trace->inos.push_back(cur);

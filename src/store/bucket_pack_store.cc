@@ -61,14 +61,6 @@ Result<std::string> RandomName() {
   return s;
 }
 
-Status SyncDir(const std::string& dir) {
-  int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return ErrnoStatus(errno, "open " + dir);
-  int rc = fsync(fd) == 0 ? 0 : errno;
-  close(fd);
-  return rc ? ErrnoStatus(rc, "sync " + dir) : Status::Ok();
-}
-
 // The first line of a small file, "" when there is none.
 std::string ReadLine(const std::string& path) {
   std::string line;

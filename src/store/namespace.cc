@@ -205,9 +205,9 @@ Status Store::DropLink(uint64_t ino, bool is_dir, uint64_t from_dir) {
 
 Result<uint64_t> Store::OrphanDir(uint64_t ino) {
   OpScope op(this);
-  auto a = LoadAttr(ino);
-  if (!a.ok()) return a.status();
-  if (a->nlink != 0 || IsDir(a->mode)) return Status(ENOENT);
+  // Only the files held since Open (orphan_hold): a file unlinked while the
+  // server runs is bound only by the fids that had it.
+  if (std::find(orphans_.begin(), orphans_.end(), ino) == orphans_.end()) return Status(ENOENT);
   return Parent(ino);
 }
 

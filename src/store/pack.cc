@@ -21,14 +21,6 @@ constexpr size_t kMaxFds = 64;
 
 Status Err(int e, const std::string& what) { return ErrnoStatus(e, what); }
 
-Status SyncDir(const std::string& dir) {
-  int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return Err(errno, "open " + dir);
-  int rc = fsync(fd) == 0 ? 0 : errno;
-  close(fd);
-  return rc ? Err(rc, "sync " + dir) : Status::Ok();
-}
-
 bool ParseName(const char* name, uint64_t* id) {
   unsigned long long v;
   char tail[8];
@@ -39,6 +31,14 @@ bool ParseName(const char* name, uint64_t* id) {
 }
 
 }  // namespace
+
+Status SyncDir(const std::string& dir) {
+  int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return Err(errno, "open " + dir);
+  int rc = fsync(fd) == 0 ? 0 : errno;
+  close(fd);
+  return rc ? Err(rc, "sync " + dir) : Status::Ok();
+}
 
 LocalPackStore::LocalPackStore(std::string dir, Mode mode)
     : dir_(std::move(dir)), read_only_(mode == Mode::kReadOnly) {}

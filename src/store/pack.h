@@ -141,4 +141,7 @@ class LocalPackStore final : public ContainerChunkStore {
   std::vector<uint64_t> unsynced_;   // packs written since the last Sync
 };
 
+// fsync of a directory, so that a file created (or removed) in it stays.
+Status SyncDir(const std::string& dir);
+
 }  // namespace muscle::store

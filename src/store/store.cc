@@ -492,7 +492,7 @@ constexpr size_t kInoRecord = 24;
 }  // namespace
 
 Result<uint64_t> Store::ReadInoReservation(const std::string& file) {
-  int fd = open(file.c_str(), O_RDONLY | O_CLOEXEC);
+  int fd = open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0) {
     if (errno == ENOENT) return uint64_t(0);  // a store from before the file
     return Status(errno, "open " + file);
@@ -502,7 +502,16 @@ Result<uint64_t> Store::ReadInoReservation(const std::string& file) {
   int err = errno;
   close(fd);
   if (n < 0) return Status(err, "read " + file);
-  return uint64_t(strtoull(buf, nullptr, 10));
+  // Digits, spaces, a newline: anything else is not ours to guess at.
+  char* end = buf;
+  errno = 0;
+  unsigned long long v = buf[0] >= '0' && buf[0] <= '9' ? strtoull(buf, &end, 10) : 0;
+  while (end < buf + kInoRecord - 1 && *end == ' ') end++;
+  if (n != ssize_t(kInoRecord) || end != buf + kInoRecord - 1 || *end != '\n' || errno ||
+      v > (uint64_t(1) << 62))
+    return Status(EIO, file + " is damaged (the inode numbers handed out are unknown); "
+                       "if the store is otherwise fine, remove it and start again");
+  return uint64_t(v);
 }
 
 // Records, synced, that numbers below next_ino_ + ino_reservation may be
@@ -511,17 +520,33 @@ Status Store::ReserveInos() {
   if (memory_) return Status::Ok();
   std::string file = path_ + "-inos";
   if (ino_fd_ < 0) {
-    ino_fd_ = open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    bool created = access(file.c_str(), F_OK) != 0;
+    ino_fd_ = open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (ino_fd_ < 0) return Status(errno, "open " + file);
+    struct stat db;
+    // Made by root for a store served as another user: that user's.
+    if (created && geteuid() == 0 && stat(path_.c_str(), &db) == 0 && db.st_uid != 0 &&
+        fchown(ino_fd_, db.st_uid, db.st_gid) != 0)
+      return Status(errno, "chown " + file);
+    if (created) {
+      std::string dir = path_.substr(0, path_.rfind('/') + 1);
+      MUSCLE_RETURN_IF_ERROR(SyncDir(dir.empty() ? "." : dir));
+    }
   }
-  uint64_t upto = next_ino_ + ino_reservation;
+  uint64_t upto = std::min(next_ino_ + ino_reservation, uint64_t(1) << 62);
   char buf[kInoRecord];
   memset(buf, ' ', sizeof buf);
   int len = snprintf(buf, sizeof buf, "%llu", (unsigned long long)upto);
   buf[len] = ' ';
   buf[kInoRecord - 1] = '\n';
-  if (pwrite(ino_fd_, buf, sizeof buf, 0) != ssize_t(sizeof buf) || fdatasync(ino_fd_) != 0)
-    return Status(errno ? errno : EIO, "write " + file);
+  for (int attempt = 0;; attempt++) {
+    ssize_t n = pwrite(ino_fd_, buf, sizeof buf, 0);
+    int err = n < 0 ? errno : n != ssize_t(sizeof buf) ? ENOSPC : fdatasync(ino_fd_) != 0 ? errno : 0;
+    if (!err) break;
+    // The first write of the file needs a block: the reserve gives one.
+    if (err == ENOSPC && attempt == 0 && ReleaseReserve()) continue;
+    return Status(err, "write " + file);
+  }
   ino_reserved_ = upto;
   return Status::Ok();
 }
@@ -574,15 +599,16 @@ Status Store::ReleaseOrphans() {
   OpScope op(this);
   std::vector<uint64_t> list;
   list.swap(orphans_);
-  for (size_t i = 0; i < list.size(); i++) {
-    Status s = Unref(list[i]);
-    if (!s.ok()) {  // held again with the rest; the next Tick tries again
-      gate_->Ref(list[i]);
-      orphans_.assign(list.begin() + i, list.end());
-      return s;
+  Status first;
+  for (uint64_t ino : list) {
+    Status s = Unref(ino);
+    if (!s.ok()) {  // held again; the next Tick tries again
+      gate_->Ref(ino);
+      orphans_.push_back(ino);
+      if (first.ok()) first = s;
     }
   }
-  return Status::Ok();
+  return first;
 }
 
 Status Store::CommitIfFreeing() {

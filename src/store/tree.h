@@ -49,8 +49,10 @@ class Tree {
   virtual Result<std::string> ReadLink(uint64_t ino) = 0;
   // One (parent, name) under which `ino` is linked.
   virtual Result<std::pair<uint64_t, std::string>> FindName(uint64_t ino) = 0;
-  // For a file whose last name is gone while it is open: the directory
-  // it was last linked in (ENOENT for anything else).
+  // For a file whose last name went while it was open, held since the
+  // store was opened (Store::orphan_hold): the directory it was last linked
+  // in (ENOENT for anything else, and on a reader connection, which does
+  // not know what the writer holds).
   virtual Result<uint64_t> OrphanDir(uint64_t ino) = 0;
   // The entries after `cookie` (0 starts at the beginning; "." and ".."
   // come first), streamed: emit() gets each in order (the reference is

@@ -114,3 +114,57 @@ TEST_CASE("Trebind binds a fid to an inode by number, only below the attach root
   REQUIRE(admin.Attach(10, "@snapshots").ok());
   CHECK(Rebind(admin, 10, 11, f) == ESTALE);
 }
+
+TEST_CASE("Trebind reaches a file unlinked while open only after a restart, below the attach root") {
+  TempDir dir;
+  server::ServerOptions o;
+  o.store_path = dir.path + "/store.db";
+  o.listen = {"unix:" + dir.path + "/sock"};
+  o.access["sub"] = server::AccessRule{"/sub", false, false};
+  o.access["other"] = server::AccessRule{"/other", false, false};
+  uint64_t tmp = 0;
+  {
+    Client c;  // still connected when the server stops (a plain client
+               // that goes first ends its session: the file goes with it)
+    InProcessServer srv(o);
+    std::string ep = "unix:" + srv.endpoints()[0].path;
+    REQUIRE(c.Connect(ep).ok());
+    REQUIRE(c.Version().ok());
+    REQUIRE(c.Attach(0).ok());
+    REQUIRE(c.Mkdir(0, "sub", 0755).ok());
+    REQUIRE(c.Mkdir(0, "other", 0755).ok());
+    REQUIRE(c.WalkPath(0, 1, "sub").ok());
+    REQUIRE(c.Create(1, "tmp", O_RDWR, 0600).ok());
+    REQUIRE(c.WriteAll(1, "nameless").ok());
+    tmp = PathOf(c, 0, {"sub", "tmp"});
+    REQUIRE(c.WalkPath(0, 2, "sub").ok());
+    REQUIRE(c.Unlink(2, "tmp").ok());
+    // While the server runs, only the fids that had it reach it.
+    CHECK(Rebind(c, 0, 5, tmp) == ESTALE);
+    CHECK(*c.ReadAll(1) == "nameless");
+  }  // stopped with the file open
+  InProcessServer srv(o);
+  std::string ep = "unix:" + srv.endpoints()[0].path;
+  Client c;
+  REQUIRE(c.Connect(ep).ok());
+  REQUIRE(c.Version().ok());
+  REQUIRE(c.Attach(0).ok());
+  Qid q;
+  REQUIRE(Rebind(c, 0, 5, tmp, &q) == 0);
+  CHECK(q.path == tmp);
+  REQUIRE(c.Open(5, O_RDONLY).ok());
+  CHECK(*c.ReadAll(5) == "nameless");
+  // Confined identities: below the directory it was last in, or not at all.
+  Client sub;
+  REQUIRE(sub.Connect(ep).ok());
+  REQUIRE(SendClaim(sub, "muscle-claim identity=sub\n") == "ok");
+  REQUIRE(sub.Version().ok());
+  REQUIRE(sub.Attach(0).ok());
+  CHECK(Rebind(sub, 0, 1, tmp) == 0);
+  Client other;
+  REQUIRE(other.Connect(ep).ok());
+  REQUIRE(SendClaim(other, "muscle-claim identity=other\n") == "ok");
+  REQUIRE(other.Version().ok());
+  REQUIRE(other.Attach(0).ok());
+  CHECK(Rebind(other, 0, 1, tmp) == ESTALE);
+}

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <fstream>
 #include <map>
 #include <random>
 #include <set>
@@ -578,4 +579,23 @@ TEST_CASE("inode numbers are reserved before they are handed out, many in one tr
     REQUIRE(s->Create(kRootIno, "c" + std::to_string(i), S_IFREG | 0644, 0, 0).ok());
   REQUIRE(s->Sync(true).ok());
   RequireClean(*s);
+}
+
+TEST_CASE("a damaged inode reservation file stops the open with a clear error") {
+  TempDir base;
+  std::string path = base.path + "/store.db";
+  OpenStore(path).reset();
+  std::string good;
+  {
+    std::ifstream in(path + "-inos");
+    std::getline(in, good);
+  }
+  CHECK(good.size() == 23);
+  std::ofstream(path + "-inos", std::ios::trunc) << "garbage\n";
+  auto s = Store::Open(path);
+  REQUIRE_FALSE(s.ok());
+  CHECK(s.err() == EIO);
+  CHECK(s.status().ToString().find("-inos is damaged") != std::string::npos);
+  std::ofstream(path + "-inos", std::ios::trunc) << good << "\n";
+  CHECK(Store::Open(path).ok());
 }

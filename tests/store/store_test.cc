@@ -270,6 +270,7 @@ TEST_CASE("a file unlinked while open outlives a restart for orphan_hold, then i
   REQUIRE(s->Unlink(dir->ino, "scratch", false).ok());
   REQUIRE(s->Unlink(dir->ino, "other", false).ok());
   REQUIRE(s->Sync(true).ok());
+  CHECK(s->OrphanDir(kept).err() == ENOENT);  // not while the server runs
   s.reset();  // the server stops with both still open
   s = OpenStore(path);
   s->orphan_hold = std::chrono::hours(1);
@@ -284,14 +285,15 @@ TEST_CASE("a file unlinked while open outlives a restart for orphan_hold, then i
   RequireClean(*s);
   REQUIRE(s->Tick().ok());  // within the hold: both kept
   CHECK(s->GetAttr(gone).ok());
-  s->Ref(kept);  // a client came back and rebound it
-  s->Ref(kept);  // and another one
-  REQUIRE(s->Unref(kept).ok());  // the first closed it: still held
-  CHECK(s->GetAttr(kept).ok());
+  s->Ref(kept);  // a client came back, rebound it and closed it
+  REQUIRE(s->Unref(kept).ok());
+  CHECK(s->GetAttr(kept).ok());  // still held for the others
+  s->Ref(kept);  // and another one came back
   s->orphan_hold = std::chrono::milliseconds(0);
   REQUIRE(s->Tick().ok());
   CHECK_FALSE(s->GetAttr(gone).ok());
   CHECK(ReadAll(*s, kept) == "scratch data");
+  CHECK(s->OrphanDir(kept).err() == ENOENT);  // no longer held
   REQUIRE(s->Unref(kept).ok());  // its last close
   CHECK_FALSE(s->GetAttr(kept).ok());
   REQUIRE(s->Sync(true).ok());
