@@ -11,6 +11,7 @@
 
 #include <catch2/catch.hpp>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <random>
 #include <set>
@@ -486,35 +487,46 @@ TEST_CASE("a failed SetXattr is not committed (read fault in GetXattr)") {
   CHECK(bad == 0);
 }
 
-TEST_CASE("inode numbers handed out after the last commit are not handed out again after a kill -9") {
-  TempDir base;
-  std::string path = base.path + "/store.db";
+// Runs `child` in a forked process that then dies as a kill -9 would
+// (_exit: nothing committed after its last commit); the number it
+// returned, as it answered it to a client. The child _exits non-zero on a
+// failure of its own.
+static uint64_t InKilledChild(const std::function<uint64_t()>& child) {
   int fds[2];
   REQUIRE(pipe(fds) == 0);
   pid_t pid = fork();
   REQUIRE(pid >= 0);
   if (pid == 0) {
-    // The child commits one file, hands out the number of a second one
-    // (a client holds its qid), and dies before the next commit.
     close(fds[0]);
-    auto s = Store::Open(path);
-    if (!s.ok()) _exit(3);
-    if (!(*s)->Create(kRootIno, "kept", S_IFREG | 0644, 0, 0).ok()) _exit(4);
-    if (!(*s)->Sync(true).ok()) _exit(5);
-    auto lost = (*s)->Create(kRootIno, "lost", S_IFREG | 0644, 0, 0);
-    if (!lost.ok()) _exit(6);
-    uint64_t ino = lost->ino;
-    if (write(fds[1], &ino, sizeof ino) != sizeof ino) _exit(7);
+    uint64_t v = child();
+    if (write(fds[1], &v, sizeof v) != sizeof v) _exit(7);
     _exit(0);
   }
   close(fds[1]);
-  uint64_t lost = 0;
-  REQUIRE(read(fds[0], &lost, sizeof lost) == sizeof lost);
+  uint64_t v = 0;
+  REQUIRE(read(fds[0], &v, sizeof v) == sizeof v);
   close(fds[0]);
   int status = 0;
   waitpid(pid, &status, 0);
   REQUIRE(WIFEXITED(status));
   REQUIRE(WEXITSTATUS(status) == 0);
+  return v;
+}
+
+TEST_CASE("inode numbers handed out after the last commit are not handed out again after a kill -9") {
+  TempDir base;
+  std::string path = base.path + "/store.db";
+  // The child commits one file, hands out the number of a second one (a
+  // client holds its qid), and dies before the next commit.
+  uint64_t lost = InKilledChild([&]() -> uint64_t {
+    auto s = Store::Open(path);
+    if (!s.ok()) _exit(3);
+    if (!(*s)->Create(kRootIno, "kept", S_IFREG | 0644, 0, 0).ok()) _exit(4);
+    if (!(*s)->Sync(true).ok()) _exit(5);
+    auto f = (*s)->Create(kRootIno, "lost", S_IFREG | 0644, 0, 0);
+    if (!f.ok()) _exit(6);
+    return f->ino;
+  });
   auto s = OpenStore(path);
   CHECK(s->Lookup(kRootIno, "lost").err() == ENOENT);
   auto again = s->Create(kRootIno, "newer", S_IFREG | 0644, 0, 0);
@@ -538,36 +550,22 @@ TEST_CASE("inode numbers are reserved before they are handed out, many in one tr
   } small;
   TempDir base;
   std::string path = base.path + "/store.db";
-  int fds[2];
-  REQUIRE(pipe(fds) == 0);
-  pid_t pid = fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    close(fds[0]);
+  uint64_t last = InKilledChild([&]() -> uint64_t {
     auto s = Store::Open(path);
     if (!s.ok()) _exit(3);
     for (int i = 0; i < 6; i++)
       if (!(*s)->Create(kRootIno, "a" + std::to_string(i), S_IFREG | 0644, 0, 0).ok()) _exit(4);
     if (!(*s)->Sync(true).ok()) _exit(5);
     // Three reservations' worth in one transaction, then killed uncommitted
-    // (the numbers were answered: here, written to the pipe).
-    uint64_t last = 0;
+    // (the numbers were answered: here, returned).
+    uint64_t newest = 0;
     for (int i = 0; i < 24; i++) {
       auto f = (*s)->Create(kRootIno, "b" + std::to_string(i), S_IFREG | 0644, 0, 0);
       if (!f.ok()) _exit(6);
-      last = f->ino;
+      newest = f->ino;
     }
-    if (write(fds[1], &last, sizeof last) != sizeof last) _exit(7);
-    _exit(0);
-  }
-  close(fds[1]);
-  uint64_t last = 0;
-  REQUIRE(read(fds[0], &last, sizeof last) == sizeof last);
-  close(fds[0]);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  REQUIRE(WIFEXITED(status));
-  REQUIRE(WEXITSTATUS(status) == 0);
+    return newest;
+  });
   auto s = OpenStore(path);
   CHECK(s->Lookup(kRootIno, "a5").ok());
   CHECK(s->Lookup(kRootIno, "b0").err() == ENOENT);
