@@ -91,6 +91,7 @@ class StoreFileSystem : public p9::FileSystem {
   std::atomic<uint64_t> served_by_readers_{0};  // completions, on any loop
   std::shared_ptr<AnswerCounters> answers_;
   std::shared_ptr<WriteAhead> ahead_;  // shared with the writer's jobs
+  std::atomic<uint64_t> next_ahead_id_{1};  // RedoLog::AppendAhead
 };
 
 p9::Qid QidOf(const store::Attr& a);

@@ -26,6 +26,7 @@ StoreWorker::StoreWorker(uv_loop_t* loop, std::unique_ptr<store::Store> store,
                          std::function<void(store::Store&)> on_tick)
     : store_(std::move(store)),
       gate_(store_->gate()),
+      redo_(store_->redo()),
       on_tick_(std::move(on_tick)),
       queue_(loop,
              Queue::Options{.name = "store-writer",

@@ -58,6 +58,10 @@ class StoreWorker {
   // The store's gate for reader connections (null for an in-memory store).
   // Thread-safe; valid as long as this object.
   const std::shared_ptr<store::ReadGate>& gate() const { return gate_; }
+  // The store's redo log, where a write answered before the store takes it
+  // is logged first (null for an in-memory store). Thread-safe; valid as
+  // long as this object.
+  const std::shared_ptr<store::RedoLog>& redo() const { return redo_; }
   // Finishes all jobs, commits durably and stops the thread. `closed` runs
   // on the loop thread when the worker's handle is closed.
   void Stop(std::function<void()> closed);
@@ -65,6 +69,7 @@ class StoreWorker {
  private:
   std::unique_ptr<store::Store> store_;  // used on the worker thread only
   std::shared_ptr<store::ReadGate> gate_;
+  std::shared_ptr<store::RedoLog> redo_;
   std::atomic<int> busy_{0};  // jobs queued or running, plus 1 during a tick
   std::function<void(store::Store&)> on_tick_;  // set before the thread starts
   Queue queue_;               // last: its threads stop before the rest goes

@@ -118,8 +118,11 @@ Result<uint32_t> Store::Write(uint64_t ino, uint64_t offset,
   return Take(ino, offset, data, false);
 }
 
-Status Store::WriteAcknowledged(uint64_t ino, uint64_t offset, std::string_view data) {
-  return Take(ino, offset, data, true).status();
+Status Store::WriteAcknowledged(uint64_t ino, uint64_t offset, std::string_view data,
+                                uint64_t ahead_id) {
+  Status s = Take(ino, offset, data, true, ahead_id != 0).status();
+  if (ahead_id && redo_) redo_->Taken(ahead_id);
+  return s;
 }
 
 bool Store::Fits(uint64_t offset, size_t size) {
@@ -127,7 +130,7 @@ bool Store::Fits(uint64_t offset, size_t size) {
 }
 
 Result<uint32_t> Store::Take(uint64_t ino, uint64_t offset, std::string_view data,
-                             bool acknowledged) {
+                             bool acknowledged, bool logged_ahead) {
   OpScope op(this);
   if (!Fits(offset, data.size())) return Status(EFBIG);
   Status s = Begin();
@@ -227,6 +230,8 @@ Result<uint32_t> Store::Take(uint64_t ino, uint64_t offset, std::string_view dat
     dirty_bytes_ += buf.size() - removed;
     ranges.emplace(start, std::move(buf));
   }
+  // Taken: logged before it is answered (unless the loop logged it).
+  if (!logged_ahead) RedoWrite(ino, offset, data, a->mtime_ns);
   if (acknowledged) {
     // A failed flush puts its buffers back: the data stays buffered.
     if (f.bytes > file_buffer_limit) {

@@ -122,7 +122,7 @@ Result<Attr> Store::Create(uint64_t dir, std::string_view name, uint32_t mode,
   if (S_ISLNK(mode) && (symlink_target.empty() || symlink_target.size() > 4096))
     return Status(symlink_target.empty() ? ENOENT : ENAMETOOLONG);
   MUSCLE_RETURN_IF_ERROR(CheckSpace(0));
-  return Atomically([&]() -> Result<Attr> {
+  auto r = Atomically([&]() -> Result<Attr> {
     auto d = LoadAttr(dir);
     if (!d.ok()) return d.status();
     if (!IsDir(d->mode)) return Status(ENOTDIR);
@@ -158,13 +158,15 @@ Result<Attr> Store::Create(uint64_t dir, std::string_view name, uint32_t mode,
     MUSCLE_RETURN_IF_ERROR(TouchDir(dir, IsDir(mode) ? 1 : 0));
     return a;
   });
+  if (r.ok()) RedoCreate(dir, name, *r, symlink_target);
+  return r;
 }
 
 Result<Attr> Store::Link(uint64_t dir, std::string_view name, uint64_t ino) {
   OpScope op(this);
   MUSCLE_RETURN_IF_ERROR(CheckName(name));
   MUSCLE_RETURN_IF_ERROR(CheckSpace(0));
-  return Atomically([&]() -> Result<Attr> {
+  auto r = Atomically([&]() -> Result<Attr> {
     auto d = LoadAttr(dir);
     if (!d.ok()) return d.status();
     if (!IsDir(d->mode)) return Status(ENOTDIR);
@@ -183,6 +185,8 @@ Result<Attr> Store::Link(uint64_t dir, std::string_view name, uint64_t ino) {
     MUSCLE_RETURN_IF_ERROR(TouchDir(dir, 0));
     return *a;
   });
+  if (r.ok()) RedoLink(dir, name, ino, r->ctime_ns);
+  return r;
 }
 
 // Decrements the link count of an inode that just lost a directory entry.
@@ -195,7 +199,7 @@ Status Store::DropLink(uint64_t ino, bool is_dir, uint64_t from_dir) {
   a->ctime_ns = NowNs();
   a->version++;
   MUSCLE_RETURN_IF_ERROR(StoreAttr(*a));
-  if (a->nlink == 0 && !is_dir && gate_->Referenced(ino)) {
+  if (a->nlink == 0 && !is_dir && (gate_->Referenced(ino) || replaying_)) {
     Stmt& sp = st_->set_parent;
     sp.Bind(1, int64_t(from_dir)).Bind(2, int64_t(ino));
     MUSCLE_RETURN_IF_ERROR(sp.Run());
@@ -214,7 +218,8 @@ Result<uint64_t> Store::OrphanDir(uint64_t ino) {
 Status Store::PurgeIfUnused(uint64_t ino) {
   auto a = LoadAttr(ino);
   if (!a.ok()) return a.status();
-  if (a->nlink > 0 || keep_orphans_ || !gate_->ClaimUnreferenced(ino)) return Status::Ok();
+  // Replay keeps every file without names: its client may come back for it.
+  if (a->nlink > 0 || keep_orphans_ || replaying_ || !gate_->ClaimUnreferenced(ino)) return Status::Ok();
   return PurgeInode(ino);
 }
 
@@ -250,7 +255,7 @@ Status Store::Unlink(uint64_t dir, std::string_view name, bool remove_dir) {
   if (name == "." ) return Status(EINVAL);
   if (name == "..") return Status(ENOTEMPTY);
   MUSCLE_RETURN_IF_ERROR(CheckName(name));
-  return Atomically([&]() -> Status {
+  auto r = Atomically([&]() -> Status {
     auto e = LookupEntry(dir, name);
     if (!e.ok()) return e.status();
     auto a = LoadAttr(e->second);
@@ -265,6 +270,8 @@ Status Store::Unlink(uint64_t dir, std::string_view name, bool remove_dir) {
     MUSCLE_RETURN_IF_ERROR(TouchDir(dir, is_dir ? -1 : 0));
     return DropLink(a->ino, is_dir, dir);
   });
+  if (r.ok()) RedoUnlink(dir, name, remove_dir);
+  return r;
 }
 
 Status Store::Rename(uint64_t old_dir, std::string_view old_name,
@@ -272,7 +279,7 @@ Status Store::Rename(uint64_t old_dir, std::string_view old_name,
   OpScope op(this);
   MUSCLE_RETURN_IF_ERROR(CheckName(old_name));
   MUSCLE_RETURN_IF_ERROR(CheckName(new_name));
-  return Atomically([&]() -> Status {
+  auto r = Atomically([&]() -> Status {
     auto nd = LoadAttr(new_dir);
     if (!nd.ok()) return nd.status();
     if (!IsDir(nd->mode)) return Status(ENOTDIR);
@@ -328,11 +335,13 @@ Status Store::Rename(uint64_t old_dir, std::string_view old_name,
     if (new_dir != old_dir) MUSCLE_RETURN_IF_ERROR(TouchDir(new_dir, delta));
     return Status::Ok();
   });
+  if (r.ok()) RedoRename(old_dir, old_name, new_dir, new_name);
+  return r;
 }
 
 Result<Attr> Store::SetAttr(uint64_t ino, const SetAttrRequest& req) {
   OpScope op(this);
-  return Atomically([&]() -> Result<Attr> {
+  auto r = Atomically([&]() -> Result<Attr> {
     auto a = LoadAttr(ino);
     if (!a.ok()) return a.status();
     int64_t now = NowNs();
@@ -356,6 +365,8 @@ Result<Attr> Store::SetAttr(uint64_t ino, const SetAttrRequest& req) {
     MUSCLE_RETURN_IF_ERROR(StoreAttr(*a));
     return *a;
   });
+  if (r.ok()) RedoSetAttr(ino, req, r->ctime_ns);
+  return r;
 }
 
 Result<std::pair<uint64_t, std::string>> Store::FindName(uint64_t ino) {
@@ -477,7 +488,7 @@ Status Store::SetXattr(uint64_t ino, std::string_view name,
   if (name.empty() || name.size() > kMaxNameLen) return Status(ERANGE);
   if (value.size() > kMaxXattrValue) return Status(E2BIG);
   MUSCLE_RETURN_IF_ERROR(CheckSpace(value.size()));
-  return Atomically([&]() -> Status {
+  auto r = Atomically([&]() -> Status {
     auto a = LoadAttr(ino);
     if (!a.ok()) return a.status();
     auto old = GetXattr(ino, name);
@@ -492,11 +503,13 @@ Status Store::SetXattr(uint64_t ino, std::string_view name,
     a->version++;
     return StoreAttr(*a);
   });
+  if (r.ok()) RedoSetXattr(ino, name, value, flags);
+  return r;
 }
 
 Status Store::RemoveXattr(uint64_t ino, std::string_view name) {
   OpScope op(this);
-  return Atomically([&]() -> Status {
+  auto r = Atomically([&]() -> Status {
     if (!GetXattr(ino, name).ok()) return Status(ENODATA);
     Stmt& q = st_->delete_xattr;
     q.Bind(1, int64_t(ino)).Bind(2, name);
@@ -507,6 +520,8 @@ Status Store::RemoveXattr(uint64_t ino, std::string_view name) {
     a->version++;
     return StoreAttr(*a);
   });
+  if (r.ok()) RedoRemoveXattr(ino, name);
+  return r;
 }
 
 void Store::Ref(uint64_t ino) {

@@ -36,13 +36,15 @@ Result<std::string> Store::Once(std::string_view identity, uint64_t op,
   if (!in_txn_ || txn_lost_ || sqlite3_get_autocommit(db_.raw())) return reply;
   Stmt& ins = st_->put_op;
   Stmt::Scope reset(ins);
-  ins.BindText(1, identity).Bind(2, int64_t(op)).Bind(3, reply).Bind(4, NowNs());
+  int64_t now = NowNs();
+  ins.BindText(1, identity).Bind(2, int64_t(op)).Bind(3, reply).Bind(4, now);
   if (Status s = ins.Run(); !s.ok()) {
     // Changes without their record would run again when resent: give up
     // the transaction, as a failed commit does.
     ForgetUncommitted(s);
     return s;
   }
+  RedoOpResult(identity, op, reply, now);
   return reply;
 }
 

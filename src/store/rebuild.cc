@@ -247,7 +247,7 @@ Result<std::unique_ptr<Store>> Store::RebuildFromBucket(const std::string& path,
   // bucket as it was (its first open deletes nothing; the bucket is taken
   // over only once the store is whole).
   auto clean = [&](const Status& why) -> Status {
-    for (const char* suffix : {"", "-wal", "-shm", "-lock", "-reserve", "-inos"}) unlink((path + suffix).c_str());
+    for (const char* suffix : {"", "-wal", "-shm", "-lock", "-reserve", "-inos", "-redo"}) unlink((path + suffix).c_str());
     for (const char* f : {"/bucket-manifest", "/bucket-manifest.tmp", "/owner", "/bucket-owner"})
       unlink((cache_dir + f).c_str());
     for (const PackIndex& p : src.packs) {

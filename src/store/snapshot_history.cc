@@ -202,7 +202,10 @@ Result<Attr> Store::Restore(std::string_view snap, std::string_view path, std::s
   if (!names.ok()) return names.status();
   if (names->empty()) return Status(EINVAL, "cannot restore over the root; give --to DEST");
   MUSCLE_RETURN_IF_ERROR(CheckSpace(0));
-  return Atomically([&]() -> Result<Attr> {
+  // Not in the redo log (its inner operations would be, without the
+  // restored data): committed before it is answered.
+  redo_quiet_++;
+  auto r = Atomically([&]() -> Result<Attr> {
     uint64_t dir = kRootIno;
     for (size_t i = 0; i + 1 < names->size(); i++) {
       auto d = Lookup(dir, (*names)[i]);
@@ -221,6 +224,9 @@ Result<Attr> Store::Restore(std::string_view snap, std::string_view path, std::s
     }
     return RestoreEntry(dir, leaf, *e);
   });
+  redo_quiet_--;
+  if (r.ok()) MUSCLE_RETURN_IF_ERROR(Sync(false));
+  return r;
 }
 
 }  // namespace muscle::store

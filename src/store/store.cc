@@ -33,12 +33,6 @@
 
 namespace muscle::store {
 
-int64_t NowNs() {
-  timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec;
-}
-
 Store::Store() = default;
 
 Store::~Store() {
@@ -170,22 +164,9 @@ Status Store::Init(const std::string& path, std::unique_ptr<ChunkStore> chunks,
     objects_exist_ = any.Step();
   }
   if (s.ok()) {
-    // Files unlinked while open when the store was last closed (or the
-    // server killed): held as if open until ReleaseOrphans, so that a
-    // client coming back after a restart can rebind its fid to one.
-    // Directories (removed while a client was in them) cannot be bound
-    // again: freed at once.
-    Stmt orphans(db_, "SELECT ino, mode FROM inodes WHERE nlink=0 AND ino<>1");
-    std::vector<uint64_t> dirs;
-    while (orphans.Step())
-      (S_ISDIR(orphans.Int(1)) ? dirs : orphans_).push_back(uint64_t(orphans.Int(0)));
-    orphans.Reset();
-    for (uint64_t ino : orphans_) gate_->Ref(ino);
+    Stmt q(db_, "SELECT value FROM meta WHERE key='commit'");
+    commit_number_ = q.Step() ? uint64_t(q.Int(0)) : 0;
     st_ = std::make_unique<Statements>(db_);
-    for (uint64_t ino : dirs) {
-      s = PurgeInode(ino);
-      if (!s.ok()) break;
-    }
   }
   if (!s.ok()) {
     db_.Exec("ROLLBACK");
@@ -200,7 +181,10 @@ Status Store::Init(const std::string& path, std::unique_ptr<ChunkStore> chunks,
                      v.ToString().c_str());
   }
   EnsureReserve();
-  return Status::Ok();
+  // What was acknowledged after the last commit (a kill -9), then the
+  // files left without names: replayed unlinks leave some.
+  if (!memory_) MUSCLE_RETURN_IF_ERROR(Replay());
+  return HoldOrphans();
 }
 
 std::string Store::PackDir() const {
@@ -480,6 +464,10 @@ Status Store::SetCacheSize(int64_t kib) {
 }
 
 Result<uint64_t> Store::AllocateIno() {
+  if (forced_ino_) {  // Replay: the number it had
+    next_ino_ = std::max(next_ino_, forced_ino_ + 1);
+    return forced_ino_;
+  }
   if (next_ino_ >= (uint64_t(1) << 62)) return Status(ENOSPC, "inode numbers exhausted");
   if (next_ino_ >= ino_reserved_) MUSCLE_RETURN_IF_ERROR(ReserveInos());
   return next_ino_++;
@@ -592,6 +580,9 @@ Status Store::Tick() {
   }
   auto age = std::chrono::steady_clock::now() - txn_started_;
   if (!in_txn_ || age >= commit_interval) return Sync(false);
+  // The redo log holds everything since the last commit: a commit keeps it
+  // (and the replay after a crash) short under a fast stream of writes.
+  if (redo_ && redo_->size() >= redo_limit) return Sync(false);
   return Status::Ok();
 }
 

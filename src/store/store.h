@@ -61,6 +61,7 @@
 #include "store/chunk_store.h"
 #include "store/precut.h"
 #include "store/read_gate.h"
+#include "store/redo_log.h"
 #include "store/sqlite.h"
 #include "store/tree.h"
 #include "store/tree_object.h"
@@ -207,7 +208,10 @@ class Store final : public Tree {
   // is buffered, not before. An error is that of the flush making room
   // (the data stays buffered) or of the file itself (a rolled-back inode:
   // ESTALE; then the data is gone with it, as in a crash).
-  Status WriteAcknowledged(uint64_t ino, uint64_t offset, std::string_view data);
+  // `ahead_id`: the id under which the event loop logged it
+  // (RedoLog::AppendAhead); 0 when it could not, then it is logged here.
+  Status WriteAcknowledged(uint64_t ino, uint64_t offset, std::string_view data,
+                           uint64_t ahead_id = 0);
   // Whether `size` bytes at `offset` are within the largest file (else
   // Write answers EFBIG).
   static bool Fits(uint64_t offset, size_t size);
@@ -229,6 +233,12 @@ class Store final : public Tree {
 
   // What readers may serve (writer only; null on a reader or in memory).
   std::shared_ptr<ReadGate> gate() const { return memory_ || read_only_ ? nullptr : gate_; }
+  // The redo log (redo_log.h), where writes answered ahead of the store are
+  // logged (null in memory, on a reader, before Open ends).
+  std::shared_ptr<RedoLog> redo() const { return redo_; }
+  // Operations replayed from the redo log by the last Open, and how many
+  // of them failed (logged).
+  uint64_t replayed() const { return replayed_; }
 
   // --- durability ---
   // Turns buffered writes of one file into chunks (inside the transaction).
@@ -416,6 +426,8 @@ class Store final : public Tree {
 
   // Tunables (tests shrink them).
   std::chrono::milliseconds commit_interval{1000};
+  // Commit before the redo log grows past this many bytes.
+  uint64_t redo_limit = 256u << 20;
   // Size of the disk-full reserve (capped at 1/32 of the file system).
   uint64_t reserve_limit = 32u << 20;
   // How often Tick looks for space to leave low-space mode.
@@ -520,11 +532,36 @@ class Store final : public Tree {
       if (s->op_depth_++ == 0) s->Settle();
     }
     ~OpScope() {
-      if (--s->op_depth_ == 0) s->Settle();
+      if (--s->op_depth_ == 0) {
+        s->Settle();
+        s->FlushRedo();
+      }
     }
     Store* s;
   };
   void ForgetUncommitted(const Status& why);
+  // The redo log (redo.cc). Each public operation that changes the tree
+  // adds its records to redo_batch_ when it succeeds; the end of the
+  // outermost operation appends them as one group (FlushRedo), before the
+  // reply. Where that fails, the transaction is committed instead.
+  bool Recording() const { return redo_ && !replaying_ && redo_quiet_ == 0; }
+  void FlushRedo();
+  // Replays STORE-redo on top of the last commit (Init), then commits.
+  Status Replay();
+  Status ReplayGroup(std::string_view payload);
+  // Holds the files without names (after Replay), frees such directories.
+  Status HoldOrphans();
+  // The records, one per kind of change (redo.cc reads them back).
+  void RedoCreate(uint64_t dir, std::string_view name, const Attr& a, std::string_view target);
+  void RedoLink(uint64_t dir, std::string_view name, uint64_t ino, int64_t now);
+  void RedoUnlink(uint64_t dir, std::string_view name, bool remove_dir);
+  void RedoRename(uint64_t old_dir, std::string_view old_name, uint64_t new_dir,
+                  std::string_view new_name);
+  void RedoSetAttr(uint64_t ino, const SetAttrRequest& req, int64_t now);
+  void RedoWrite(uint64_t ino, uint64_t offset, std::string_view data, int64_t now);
+  void RedoSetXattr(uint64_t ino, std::string_view name, std::string_view value, uint32_t flags);
+  void RedoRemoveXattr(uint64_t ino, std::string_view name);
+  void RedoOpResult(std::string_view identity, uint64_t op, std::string_view reply, int64_t now);
   // Write buffers set aside by FlushFile/PurgeInode inside a savepoint, put
   // back if it rolls back.
   void SetAside(uint64_t ino, DirtyFile&& f);
@@ -590,7 +627,8 @@ class Store final : public Tree {
   Result<ChunkRead> ChunkRange(int64_t chunk, uint64_t offset, size_t len, char* out);
   Status ReadChunk(int64_t chunk, uint64_t offset, size_t len, char* out);
   // Write and WriteAcknowledged.
-  Result<uint32_t> Take(uint64_t ino, uint64_t offset, std::string_view data, bool acknowledged);
+  Result<uint32_t> Take(uint64_t ino, uint64_t offset, std::string_view data, bool acknowledged,
+                        bool logged_ahead = false);
   Status FlushRange(uint64_t ino, uint64_t lo, uint64_t hi, uint64_t size);
   Result<int64_t> PutChunk(std::string_view data);
   Result<int64_t> PutChunk(std::string_view data, const unsigned char (&hash)[32]);
@@ -631,6 +669,16 @@ class Store final : public Tree {
   uint64_t next_ino_ = 0;
   uint64_t persisted_next_ino_ = 0;
   uint64_t ino_reserved_ = UINT64_MAX;  // no limit without the file (:memory:)
+  uint64_t forced_ino_ = 0;  // Replay: the number the next Create gets
+  // The redo log: meta.commit counts commits; the log names the one it
+  // follows. redo_quiet_: inside an operation that commits before it
+  // returns instead (Restore, Prune), whose inner operations log nothing.
+  std::shared_ptr<RedoLog> redo_;
+  RedoBatch redo_batch_;
+  uint64_t commit_number_ = 0;
+  bool replaying_ = false;
+  int redo_quiet_ = 0;
+  uint64_t replayed_ = 0;
   int ino_fd_ = -1;                     // STORE-inos, open once reserved
   static Result<uint64_t> ReadInoReservation(const std::string& file);
   uint64_t rollbacks_ = 0;
@@ -673,6 +721,13 @@ class Store final : public Tree {
 };
 
 int64_t NowNs();
+// Replay (redo.cc): NowNs returns `ns` on this thread while it is set
+// (0: the clock again), so that replayed changes get their first times.
+void FixClock(int64_t ns);
+// The redo record of a write of `data` (not copied) at `offset` of `ino`:
+// what an event loop logs for a write it answers before the store takes it
+// (RedoLog::AppendAhead).
+RedoBatch RedoWriteRecord(uint64_t ino, uint64_t offset, std::string_view data);
 // A time (ns since the epoch) in UTC, by strftime's `format`; the default
 // is how snapshots are named and listed (2026-11-24T10:15:00Z).
 std::string UtcTime(int64_t ns, const char* format = "%Y-%m-%dT%H:%M:%SZ");

@@ -56,6 +56,13 @@ void Store::ForgetUncommitted(const Status& why) {
   dirty_.clear();
   dirty_bytes_ = 0;
   set_aside_.clear();
+  // The logged changes are gone too (the writes answered ahead of the
+  // store and not yet taken stay logged).
+  redo_batch_.Clear();
+  if (redo_) {
+    Status r = redo_->Reset(commit_number_);
+    if (!r.ok()) Log("store: cannot start the redo log again (%s)", r.ToString().c_str());
+  }
   gate_->Published();  // the committed state is the writer's again
   rollbacks_++;
   Log("store: %s; the changes since the last commit were rolled back "
@@ -139,10 +146,21 @@ Status Store::Sync(bool durable) {
     q.Bind(1, int64_t(next_ino_));
     s = q.Run();
   }
+  // Numbered: the redo log names the commit it follows.
+  if (s.ok()) {
+    Stmt q(db_, "INSERT OR REPLACE INTO meta(key, value) VALUES('commit', ?)");
+    q.Bind(1, int64_t(commit_number_ + 1));
+    s = q.Run();
+  }
   if (s.ok()) s = Commit("COMMIT");
   if (!s.ok()) {
     ForgetUncommitted(s);
     return s;
+  }
+  commit_number_++;
+  if (redo_) {
+    Status r = redo_->Reset(commit_number_);
+    if (!r.ok()) Log("store: cannot start the redo log again (%s)", r.ToString().c_str());
   }
   changed_.clear();  // their invalidations are committed with them
   in_txn_ = false;
