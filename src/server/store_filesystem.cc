@@ -41,22 +41,39 @@ bool StoreFileSystem::WroteAhead(FsRequest& req, Done& done) {
   // Empty or too large: the writer's answer.
   if (n == 0 || !Store::Fits(w->offset, n) || !ahead_->Admit(req.ino, n)) return false;
   std::shared_ptr<store::ReadGate> gate = worker_.gate();
+  // The request, where it stays until the job is done: the redo log keeps
+  // a view of its data until the store has taken it (or the job is gone).
+  struct AheadWrite {
+    FsRequest req;
+    std::shared_ptr<store::RedoLog> redo;
+    uint64_t logged = 0;  // its id in the redo log
+    ~AheadWrite() {
+      if (logged) redo->Taken(logged);
+    }
+  };
+  auto job = std::make_shared<AheadWrite>();
+  job->req = std::move(req);
+  const auto& m = std::get<Twrite>(job->req.msg);
   // Logged before it is answered, as the store logs what it takes: a kill
   // -9 before the store has it loses nothing (store/redo_log.h). Where that
   // fails the store logs it when it takes it.
-  uint64_t logged = 0;
   if (const auto& redo = worker_.redo()) {
     uint64_t id = next_ahead_id_.fetch_add(1, std::memory_order_relaxed);
-    Status ls = redo->AppendAhead(id, store::RedoWriteRecord(req.ino, w->offset, w->data.bytes));
-    if (ls.ok()) logged = id;
-    else Log("store: cannot write the redo log (%s)", ls.ToString().c_str());
+    Status ls = redo->AppendAhead(id, store::RedoWriteRecord(job->req.ino, m.offset, m.data.bytes));
+    if (ls.ok()) {
+      job->redo = redo;
+      job->logged = id;
+    } else {
+      Log("store: cannot write the redo log (%s)", ls.ToString().c_str());
+    }
   }
   // Reads of the file go to the writer, after this, until it has the data
   // (then the file is dirty); after a failure, until it is reported.
-  if (gate) gate->Pending(req.ino, +1);
-  worker_.Run([req = std::move(req), n, gate, ahead = ahead_, logged](Store& s) -> StoreWorker::Completion {
+  if (gate) gate->Pending(job->req.ino, +1);
+  worker_.Run([job, n, gate, ahead = ahead_](Store& s) -> StoreWorker::Completion {
+    const FsRequest& req = job->req;
     const auto& m = std::get<Twrite>(req.msg);
-    Status st = s.WriteAcknowledged(req.ino, m.offset, m.data.bytes, logged);
+    Status st = s.WriteAcknowledged(req.ino, m.offset, m.data.bytes, job->logged);
     bool held = ahead->Taken(req.ino, n, st, s.low_space());
     ahead->Settle(s.rollbacks());
     if (gate && !held) gate->Pending(req.ino, -1);

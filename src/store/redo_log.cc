@@ -191,9 +191,10 @@ Status RedoLog::Reset(uint64_t commit) {
   if (n != ssize_t(kHeader)) return Status(n < 0 ? errno : ENOSPC, "write " + path_);
   nonce_ = nonce;
   end_ = kHeader;
-  for (const auto& [id, payload] : ahead_) {
-    std::vector<iovec> v{{const_cast<char*>(payload.data()), payload.size()}};
-    MUSCLE_RETURN_IF_ERROR(WriteGroup(v, payload.size()));
+  for (const auto& [id, b] : ahead_) {
+    std::vector<iovec> v;
+    b.Pieces(v);
+    MUSCLE_RETURN_IF_ERROR(WriteGroup(v, b.size()));
   }
   return Status::Ok();
 }
@@ -240,12 +241,12 @@ Status RedoLog::Append(const RedoBatch& b) {
   return WriteGroup(v, b.size());
 }
 
-Status RedoLog::AppendAhead(uint64_t id, const RedoBatch& b) {
-  std::string payload = b.Flatten();
+Status RedoLog::AppendAhead(uint64_t id, RedoBatch b) {
+  std::vector<iovec> v;
+  b.Pieces(v);
   MutexLock lock(&mu_);
-  std::vector<iovec> v{{payload.data(), payload.size()}};
-  MUSCLE_RETURN_IF_ERROR(WriteGroup(v, payload.size()));
-  ahead_.emplace(id, std::move(payload));
+  MUSCLE_RETURN_IF_ERROR(WriteGroup(v, b.size()));
+  ahead_.emplace(id, std::move(b));
   return Status::Ok();
 }
 

@@ -25,8 +25,9 @@
 // Threading: RedoLog is thread-safe (one mutex around each file write):
 // the store worker appends the groups of its operations, an event loop
 // those of writes answered ahead of the store (AppendAhead). Those are
-// kept in memory until the store takes them (Taken) and written again
-// after each commit, since the commit did not include them.
+// remembered (their data stays in the request, not copied) until the
+// store takes them (Taken), and written again after each commit, since
+// the commit did not include them.
 #pragma once
 
 #include <sys/uio.h>
@@ -57,7 +58,7 @@ class RedoBatch {
   void Clear();
   // The group's payload as pieces, in order.
   void Pieces(std::vector<iovec>& out) const;
-  // A copy of the payload (AppendAhead keeps one).
+  // A copy of the payload.
   std::string Flatten() const;
 
  private:
@@ -99,8 +100,9 @@ class RedoLog {
   // Store worker: appends one operation's group.
   Status Append(const RedoBatch& b) EXCLUDES(mu_);
   // Event loop: appends the group of a write answered before the store
-  // took it, kept in memory under `id` until Taken.
-  Status AppendAhead(uint64_t id, const RedoBatch& b) EXCLUDES(mu_);
+  // took it, kept under `id` until Taken: its data is not copied, and
+  // must live until Taken(id) returns.
+  Status AppendAhead(uint64_t id, RedoBatch b) EXCLUDES(mu_);
   // Store worker: the write `id` is in the store's transaction now.
   void Taken(uint64_t id) EXCLUDES(mu_);
   // Store worker, after commit `commit`: the log starts again (with the
@@ -117,7 +119,7 @@ class RedoLog {
   std::string path_;
   uint64_t end_ GUARDED_BY(mu_) = 0;
   uint64_t nonce_ GUARDED_BY(mu_) = 0;
-  std::map<uint64_t, std::string> ahead_ GUARDED_BY(mu_);
+  std::map<uint64_t, RedoBatch> ahead_ GUARDED_BY(mu_);
 };
 
 }  // namespace muscle::store

@@ -50,7 +50,8 @@ TEST_CASE("redo log: groups come back in order; a write logged ahead outlives co
   auto log = RedoLog::Open(path, 5, dir.path);
   REQUIRE(log.ok());
   REQUIRE((*log)->Append(Batch(1, "one")).ok());
-  REQUIRE((*log)->AppendAhead(7, Batch(2, std::string(100000, 'x'))).ok());
+  std::string big(100000, 'x');  // not copied: lives until Taken
+  REQUIRE((*log)->AppendAhead(7, Batch(2, big)).ok());
   REQUIRE((*log)->Append(Batch(3, "")).ok());
   auto g = Groups(path, 5);
   REQUIRE(g.size() == 3);
