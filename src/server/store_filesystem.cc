@@ -60,12 +60,15 @@ bool StoreFileSystem::WroteAhead(FsRequest& req, Done& done) {
   if (const auto& redo = worker_.redo()) {
     uint64_t id = next_ahead_id_.fetch_add(1, std::memory_order_relaxed);
     Status ls = redo->AppendAhead(id, store::RedoWriteRecord(job->req.ino, m.offset, m.data.bytes));
-    if (ls.ok()) {
-      job->redo = redo;
-      job->logged = id;
-    } else {
-      Log("store: cannot write the redo log (%s)", ls.ToString().c_str());
+    if (!ls.ok()) {
+      // Not logged: not answered ahead either; the store takes it, logs it
+      // (or commits instead) and answers (the store logs the failure).
+      req = std::move(job->req);
+      ahead_->Taken(req.ino, n, Status::Ok(), false);
+      return false;
     }
+    job->redo = redo;
+    job->logged = id;
   }
   // Reads of the file go to the writer, after this, until it has the data
   // (then the file is dirty); after a failure, until it is reported.

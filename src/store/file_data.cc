@@ -120,9 +120,9 @@ Result<uint32_t> Store::Write(uint64_t ino, uint64_t offset,
 
 Status Store::WriteAcknowledged(uint64_t ino, uint64_t offset, std::string_view data,
                                 uint64_t ahead_id) {
-  Status s = Take(ino, offset, data, true, ahead_id != 0).status();
-  if (ahead_id && redo_) redo_->Taken(ahead_id);
-  return s;
+  // Logged again here unless the log has it where it runs (RedoLog::Taken).
+  bool in_order = ahead_id && redo_ && redo_->Taken(ahead_id);
+  return Take(ino, offset, data, true, in_order).status();
 }
 
 bool Store::Fits(uint64_t offset, size_t size) {

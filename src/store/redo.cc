@@ -6,6 +6,7 @@
 // knows their format.
 // Writer only: on the thread that opens the store, then on the store worker.
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "store/statements.h"
@@ -147,15 +148,24 @@ void Store::FlushRedo() {
   }
   Status s = redo_->Append(redo_batch_);
   redo_batch_.Clear();
-  if (s.ok()) return;
-  // Not logged: committed instead, before the answer.
-  Log("store: cannot write the redo log (%s); committing instead", s.ToString().c_str());
+  if (s.ok()) {
+    if (redo_failing_) Log("store: the redo log works again");
+    redo_failing_ = false;
+    return;
+  }
+  // Not logged: committed instead, before the answer (each change, until
+  // the log works again).
+  if (!redo_failing_)
+    Log("store: cannot write the redo log (%s); committing every change instead", s.ToString().c_str());
+  redo_failing_ = true;
   Status c = Sync(false);
-  if (!c.ok()) Log("store: the commit failed too: %s", c.ToString().c_str());
+  if (!c.ok()) Log("store: the commit failed too (the change is lost): %s", c.ToString().c_str());
 }
 
 Status Store::Replay() {
   std::string file = path_ + "-redo";
+  // A log left by a store that was at this path before is not this one's.
+  if (new_store_) unlink(file.c_str());
   replaying_ = true;
   uint64_t groups = 0, failed = 0;
   auto t0 = std::chrono::steady_clock::now();
@@ -261,7 +271,9 @@ Status Store::ReplayGroup(std::string_view payload) {
       case kOpResult: {
         uint64_t op = r.Get64();
         std::string_view identity = r.GetString(), reply = r.GetString();
-        if (!r.ok()) break;
+        // A reply whose change failed now is not kept: the resent request
+        // runs again rather than being answered for a change not made.
+        if (!r.ok() || !first.ok()) break;
         st = Begin();
         if (st.ok()) {
           Stmt& ins = st_->put_op;

@@ -40,13 +40,15 @@ uint32_t GetLe32(const char* p) {
 
 // This boot's id (36 characters): a log from another boot was not synced
 // and may hold anything.
+// Empty when unknown (no /proc): a log is then never replayed, since
+// nothing tells a kill from a reboot.
 std::string BootId() {
   char buf[37] = {};
   int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return std::string(36, '?');
+  if (fd < 0) return "";
   ssize_t n = read(fd, buf, 36);
   close(fd);
-  return n == 36 ? std::string(buf, 36) : std::string(36, '?');
+  return n == 36 ? std::string(buf, 36) : "";
 }
 
 uint64_t Nonce() {
@@ -186,16 +188,19 @@ Status RedoLog::Reset(uint64_t commit) {
   uint64_t nonce = Nonce();
   Le64(h + 24, nonce);
   std::string boot = BootId();
-  memcpy(h + 32, boot.data(), 36);
+  memcpy(h + 32, boot.data(), boot.size());
+  broken_ = true;  // until the header and the writes ahead are in
   ssize_t n = pwrite(fd_, h, kHeader, 0);
   if (n != ssize_t(kHeader)) return Status(n < 0 ? errno : ENOSPC, "write " + path_);
   nonce_ = nonce;
   end_ = kHeader;
-  for (const auto& [id, b] : ahead_) {
+  for (auto& [id, a] : ahead_) {
     std::vector<iovec> v;
-    b.Pieces(v);
-    MUSCLE_RETURN_IF_ERROR(WriteGroup(v, b.size()));
+    a.batch.Pieces(v);
+    MUSCLE_RETURN_IF_ERROR(WriteGroup(v, a.batch.size()));
+    a.after = store_groups_;
   }
+  broken_ = false;
   return Status::Ok();
 }
 
@@ -238,21 +243,29 @@ Status RedoLog::Append(const RedoBatch& b) {
   std::vector<iovec> v;
   b.Pieces(v);
   MutexLock lock(&mu_);
-  return WriteGroup(v, b.size());
+  if (broken_) return Status(EIO, path_ + " could not be started again after a commit");
+  MUSCLE_RETURN_IF_ERROR(WriteGroup(v, b.size()));
+  store_groups_++;
+  return Status::Ok();
 }
 
 Status RedoLog::AppendAhead(uint64_t id, RedoBatch b) {
   std::vector<iovec> v;
   b.Pieces(v);
   MutexLock lock(&mu_);
+  if (broken_) return Status(EIO, path_ + " could not be started again after a commit");
   MUSCLE_RETURN_IF_ERROR(WriteGroup(v, b.size()));
-  ahead_.emplace(id, std::move(b));
+  ahead_.emplace(id, Ahead{std::move(b), store_groups_});
   return Status::Ok();
 }
 
-void RedoLog::Taken(uint64_t id) {
+bool RedoLog::Taken(uint64_t id) {
   MutexLock lock(&mu_);
-  ahead_.erase(id);
+  auto it = ahead_.find(id);
+  if (it == ahead_.end()) return false;
+  bool in_order = it->second.after == store_groups_ && !broken_;
+  ahead_.erase(it);
+  return in_order;
 }
 
 uint64_t RedoLog::size() {
@@ -271,8 +284,9 @@ Status RedoLog::ForEachGroup(const std::string& path, uint64_t commit,
   char h[kHeader];
   bool short_read = false;
   MUSCLE_RETURN_IF_ERROR(FullPread(fd, h, kHeader, 0, &short_read));
+  std::string boot = BootId();
   if (short_read || memcmp(h, kMagic, sizeof kMagic) != 0 || GetLe64(h + 16) != commit ||
-      std::string(h + 32, 36) != BootId())
+      boot.empty() || std::string(h + 32, 36) != boot)
     return Status::Ok();
   uint64_t nonce = GetLe64(h + 24);
   uint64_t at = kHeader;

@@ -10,7 +10,7 @@
 // database's (the commit number in its header, which every commit bumps
 // in its own transaction).
 //
-// Layout: a 64-byte header (magic, commit number, boot id), then groups,
+// Layout: an 80-byte header (magic, commit number, nonce, boot id), then groups,
 // each one operation's records: magic, length, records, and a trailer
 // naming the log's current nonce (random per commit). The file is reused
 // in place after each commit (no truncation: re-touching freed pages costs
@@ -103,10 +103,15 @@ class RedoLog {
   // took it, kept under `id` until Taken: its data is not copied, and
   // must live until Taken(id) returns.
   Status AppendAhead(uint64_t id, RedoBatch b) EXCLUDES(mu_);
-  // Store worker: the write `id` is in the store's transaction now.
-  void Taken(uint64_t id) EXCLUDES(mu_);
+  // Store worker, as it takes the write `id` into its transaction: true
+  // when the log already has it in the order the store runs it (no group
+  // of the store's came after it; else the store logs it again where it
+  // runs, and a replay writes it twice, the second time in its place).
+  bool Taken(uint64_t id) EXCLUDES(mu_);
   // Store worker, after commit `commit`: the log starts again (with the
-  // writes answered ahead and not yet taken).
+  // writes answered ahead and not yet taken). After a failure here the log
+  // is broken: every Append and AppendAhead fails (the store commits
+  // instead, the loop leaves writes to the store) until a Reset succeeds.
   Status Reset(uint64_t commit) EXCLUDES(mu_);
   // Bytes logged since the last commit.
   uint64_t size() EXCLUDES(mu_);
@@ -119,7 +124,13 @@ class RedoLog {
   std::string path_;
   uint64_t end_ GUARDED_BY(mu_) = 0;
   uint64_t nonce_ GUARDED_BY(mu_) = 0;
-  std::map<uint64_t, RedoBatch> ahead_ GUARDED_BY(mu_);
+  struct Ahead {
+    RedoBatch batch;
+    uint64_t after;  // store_groups_ when it was appended
+  };
+  std::map<uint64_t, Ahead> ahead_ GUARDED_BY(mu_);
+  uint64_t store_groups_ GUARDED_BY(mu_) = 0;  // groups Append wrote
+  bool broken_ GUARDED_BY(mu_) = false;
 };
 
 }  // namespace muscle::store

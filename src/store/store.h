@@ -677,6 +677,7 @@ class Store final : public Tree {
   RedoBatch redo_batch_;
   uint64_t commit_number_ = 0;
   bool replaying_ = false;
+  bool redo_failing_ = false;  // FlushRedo: the last append failed (logged once)
   int redo_quiet_ = 0;
   uint64_t replayed_ = 0;
   int ino_fd_ = -1;                     // STORE-inos, open once reserved

@@ -758,3 +758,31 @@ TEST_CASE("a redo log is replayed only on top of its own commit, in this boot, u
     RequireClean(*s);
   }
 }
+
+TEST_CASE("a write answered ahead of a change the store made first is replayed after that change") {
+  TempDir base;
+  std::string path = base.path + "/store.db";
+  std::string data(5000, 'y');
+  InKilledChild([&]() -> uint64_t {
+    auto so = Store::Open(path);
+    if (!so.ok()) _exit(3);
+    Store& s = **so;
+    auto f = s.Create(kRootIno, "f", S_IFREG | 0644, 0, 0);
+    if (!f.ok() || !s.Write(f->ino, 0, std::string(1000, 'x')).ok() || !s.Sync(true).ok()) _exit(4);
+    // As the server does: the event loop logs a write it answers at once
+    // while a truncate sent earlier waits for the store, which then runs the
+    // truncate and takes the write, in that order.
+    if (!s.redo()->AppendAhead(1, RedoWriteRecord(f->ino, 0, data)).ok()) _exit(5);
+    SetAttrRequest trunc;
+    trunc.set_size = true;
+    trunc.size = 0;
+    if (!s.SetAttr(f->ino, trunc).ok() || !s.WriteAcknowledged(f->ino, 0, data, 1).ok()) _exit(6);
+    return 0;
+  });
+  auto s = OpenStore(path);
+  auto f = s->Lookup(kRootIno, "f");
+  REQUIRE(f.ok());
+  CHECK(f->size == data.size());
+  CHECK(ReadAll(*s, f->ino) == data);
+  RequireClean(*s);
+}
