@@ -20,6 +20,9 @@ constexpr char kMagic[16] = "muscle-redo 1\n";
 constexpr size_t kHeader = 80;  // magic, commit, nonce, boot id (36), padding
 constexpr uint32_t kGroupMagic = 0x4f444552;  // "REDO"
 constexpr size_t kMaxGroup = 256u << 20;
+// A group of one byte (no record starts with it) and the commit number:
+// BeginCommit's mark.
+constexpr uint8_t kCommitMark = 0xff;
 
 void Le64(char* p, uint64_t v) {
   for (int i = 0; i < 8; i++) p[i] = char(v >> (8 * i));
@@ -239,6 +242,22 @@ Status RedoLog::WriteGroup(const std::vector<iovec>& payload, size_t len) {
   return Status::Ok();
 }
 
+Status RedoLog::BeginCommit(uint64_t next) {
+  MutexLock lock(&mu_);
+  if (broken_) return Status(EIO, path_ + " could not be started again after a commit");
+  char mark[9];
+  mark[0] = char(kCommitMark);
+  Le64(mark + 1, next);
+  std::vector<iovec> v{{mark, sizeof mark}};
+  MUSCLE_RETURN_IF_ERROR(WriteGroup(v, sizeof mark));
+  for (auto& [id, a] : ahead_) {
+    v.clear();
+    a.batch.Pieces(v);
+    MUSCLE_RETURN_IF_ERROR(WriteGroup(v, a.batch.size()));
+  }
+  return Status::Ok();
+}
+
 Status RedoLog::Append(const RedoBatch& b) {
   std::vector<iovec> v;
   b.Pieces(v);
@@ -285,9 +304,13 @@ Status RedoLog::ForEachGroup(const std::string& path, uint64_t commit,
   bool short_read = false;
   MUSCLE_RETURN_IF_ERROR(FullPread(fd, h, kHeader, 0, &short_read));
   std::string boot = BootId();
-  if (short_read || memcmp(h, kMagic, sizeof kMagic) != 0 || GetLe64(h + 16) != commit ||
-      boot.empty() || std::string(h + 32, 36) != boot)
+  uint64_t logged = GetLe64(h + 16);
+  if (short_read || memcmp(h, kMagic, sizeof kMagic) != 0 ||
+      (logged != commit && logged + 1 != commit) || boot.empty() || std::string(h + 32, 36) != boot)
     return Status::Ok();
+  // On top of `commit`: up to a mark. One commit behind (killed between
+  // that commit and the log's restart): after the mark for `commit`.
+  bool replaying = logged == commit;
   uint64_t nonce = GetLe64(h + 24);
   uint64_t at = kHeader;
   std::string payload;
@@ -300,8 +323,13 @@ Status RedoLog::ForEachGroup(const std::string& path, uint64_t commit,
     payload.resize(len + 8);
     MUSCLE_RETURN_IF_ERROR(FullPread(fd, payload.data(), len + 8, at + 8, &short_read));
     if (short_read || GetLe64(payload.data() + len) != (nonce ^ len)) break;
-    MUSCLE_RETURN_IF_ERROR(each(std::string_view(payload.data(), len)));
     at += len + 16;
+    if (len == 9 && uint8_t(payload[0]) == kCommitMark) {
+      if (replaying) break;
+      replaying = GetLe64(payload.data() + 1) == commit;
+      continue;
+    }
+    if (replaying) MUSCLE_RETURN_IF_ERROR(each(std::string_view(payload.data(), len)));
   }
   return Status::Ok();
 }

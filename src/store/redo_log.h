@@ -92,8 +92,11 @@ class RedoLog {
   static Result<std::unique_ptr<RedoLog>> Open(const std::string& path, uint64_t commit,
                                               const std::string& owner_of);
   // Calls `each` with the payload of every group of the log at `path`
-  // written on top of commit `commit` during this boot, in order. Nothing
-  // (Ok) when there is no log, it is another commit's or boot's.
+  // written on top of commit `commit` during this boot, in order: of a log
+  // written on top of `commit`, the groups before its commit mark (if
+  // any); of one written on top of the commit before, those after its mark
+  // for `commit`. Nothing (Ok) when there is no log, it is another
+  // commit's or boot's.
   static Status ForEachGroup(const std::string& path, uint64_t commit,
                              const std::function<Status(std::string_view)>& each);
 
@@ -108,6 +111,13 @@ class RedoLog {
   // of the store's came after it; else the store logs it again where it
   // runs, and a replay writes it twice, the second time in its place).
   bool Taken(uint64_t id) EXCLUDES(mu_);
+  // Store worker, just before commit `next` (the one after the log's):
+  // appends a mark and, after it, the writes answered ahead and not yet
+  // taken, so that a kill between the commit and the Reset after it loses
+  // none of them (a log one commit behind the database is replayed from
+  // its mark on). The Reset after the commit, or after its failure,
+  // replaces it all.
+  Status BeginCommit(uint64_t next) EXCLUDES(mu_);
   // Store worker, after commit `commit`: the log starts again (with the
   // writes answered ahead and not yet taken). After a failure here the log
   // is broken: every Append and AppendAhead fails (the store commits

@@ -414,7 +414,8 @@ class Store final : public Tree {
 
   // Test seam for failures that are not I/O: when set, called at named
   // points of the data path ("put-chunk"); an error it returns is that
-  // step's result.
+  // step's result. "committed": after a commit, before the redo log starts
+  // again (its result is ignored; a test kills the process there).
   std::function<Status(const char* point)> fault_point;
 
   // Where Check, CollectGarbage, ConvertToEncrypted (and Open's migration) report their

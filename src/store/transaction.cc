@@ -152,12 +152,17 @@ Status Store::Sync(bool durable) {
     q.Bind(1, int64_t(commit_number_ + 1));
     s = q.Run();
   }
+  if (s.ok() && redo_) {
+    Status m = redo_->BeginCommit(commit_number_ + 1);
+    if (!m.ok()) Log("store: cannot mark the commit in the redo log (%s)", m.ToString().c_str());
+  }
   if (s.ok()) s = Commit("COMMIT");
   if (!s.ok()) {
     ForgetUncommitted(s);
     return s;
   }
   commit_number_++;
+  if (fault_point) (void)fault_point("committed");  // tests: a kill here
   if (redo_) {
     Status r = redo_->Reset(commit_number_);
     if (!r.ok()) Log("store: cannot start the redo log again (%s)", r.ToString().c_str());

@@ -11,6 +11,7 @@
 
 #include <catch2/catch.hpp>
 #include <algorithm>
+#include <cstring>
 #include <fstream>
 #include <iterator>
 #include <functional>
@@ -784,5 +785,45 @@ TEST_CASE("a write answered ahead of a change the store made first is replayed a
   REQUIRE(f.ok());
   CHECK(f->size == data.size());
   CHECK(ReadAll(*s, f->ino) == data);
+  RequireClean(*s);
+}
+
+TEST_CASE("a kill between a commit and the redo log's restart keeps the writes answered ahead and not yet taken") {
+  TempDir base;
+  std::string path = base.path + "/store.db";
+  std::string data(7000, 'z');
+  uint64_t ino = 0;
+  {
+    auto s = OpenStore(path);
+    auto f = s->Create(kRootIno, "f", S_IFREG | 0644, 0, 0);
+    REQUIRE(f.ok());
+    ino = f->ino;
+    REQUIRE(s->Sync(true).ok());
+  }
+  pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    auto so = Store::Open(path);
+    if (!so.ok()) _exit(3);
+    Store& s = **so;
+    if (!s.Create(kRootIno, "g", S_IFREG | 0644, 0, 0).ok()) _exit(4);
+    // Answered on the event loop, still queued for the store when the
+    // commit runs (which does not include it); killed right after it.
+    if (!s.redo()->AppendAhead(1, RedoWriteRecord(ino, 0, data)).ok()) _exit(5);
+    s.fault_point = [](const char* point) {
+      if (strcmp(point, "committed") == 0) _exit(0);
+      return Status::Ok();
+    };
+    (void)s.Sync(false);
+    _exit(6);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  REQUIRE(WIFEXITED(status));
+  REQUIRE(WEXITSTATUS(status) == 0);
+  auto s = OpenStore(path);
+  CHECK(s->Lookup(kRootIno, "g").ok());  // committed
+  CHECK(s->replayed() == 1);              // the write, once
+  CHECK(ReadAll(*s, ino) == data);
   RequireClean(*s);
 }
