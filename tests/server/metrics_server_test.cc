@@ -215,7 +215,12 @@ TEST_CASE("the metrics listener serves a bounded number of connections at once")
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
   while (count_closed() < 16 && std::chrono::steady_clock::now() < deadline) usleep(10000);
   usleep(300000);
-  CHECK(count_closed() == 16);
+  // At most 16 kept; 15 when the curl connection above still held its slot
+  // as these arrived (its close is noticed a moment later: seen under
+  // ThreadSanitizer, 17 closed).
+  size_t kept = idle.size() - count_closed();
+  CHECK(kept <= 16);
+  CHECK(kept >= 15);
   for (int fd : idle) close(fd);
   bool back = false;
   for (int i = 0; i < 100 && !back; i++) {
