@@ -197,12 +197,7 @@ Status RedoLog::Reset(uint64_t commit) {
   if (n != ssize_t(kHeader)) return Status(n < 0 ? errno : ENOSPC, "write " + path_);
   nonce_ = nonce;
   end_ = kHeader;
-  for (auto& [id, a] : ahead_) {
-    std::vector<iovec> v;
-    a.batch.Pieces(v);
-    MUSCLE_RETURN_IF_ERROR(WriteGroup(v, a.batch.size()));
-    a.after = store_groups_;
-  }
+  MUSCLE_RETURN_IF_ERROR(WriteAheadAgain());
   broken_ = false;
   return Status::Ok();
 }
@@ -242,6 +237,16 @@ Status RedoLog::WriteGroup(const std::vector<iovec>& payload, size_t len) {
   return Status::Ok();
 }
 
+Status RedoLog::WriteAheadAgain() {
+  for (auto& [id, a] : ahead_) {
+    std::vector<iovec> v;
+    a.batch.Pieces(v);
+    MUSCLE_RETURN_IF_ERROR(WriteGroup(v, a.batch.size()));
+    a.after = store_groups_;
+  }
+  return Status::Ok();
+}
+
 Status RedoLog::BeginCommit(uint64_t next) {
   MutexLock lock(&mu_);
   if (broken_) return Status(EIO, path_ + " could not be started again after a commit");
@@ -250,12 +255,7 @@ Status RedoLog::BeginCommit(uint64_t next) {
   Le64(mark + 1, next);
   std::vector<iovec> v{{mark, sizeof mark}};
   MUSCLE_RETURN_IF_ERROR(WriteGroup(v, sizeof mark));
-  for (auto& [id, a] : ahead_) {
-    v.clear();
-    a.batch.Pieces(v);
-    MUSCLE_RETURN_IF_ERROR(WriteGroup(v, a.batch.size()));
-  }
-  return Status::Ok();
+  return WriteAheadAgain();
 }
 
 Status RedoLog::Append(const RedoBatch& b) {

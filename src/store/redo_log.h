@@ -129,6 +129,9 @@ class RedoLog {
  private:
   RedoLog() = default;
   Status WriteGroup(const std::vector<iovec>& payload, size_t len) REQUIRES(mu_);
+  // The writes answered ahead and not yet taken, appended again (Reset,
+  // BeginCommit).
+  Status WriteAheadAgain() REQUIRES(mu_);
   Mutex mu_;
   int fd_ = -1;
   std::string path_;
