@@ -126,15 +126,21 @@ void RestoreBook::FromClient(std::string_view frame, std::string& to_server,
 
 void RestoreBook::Track(uint16_t tag, std::string_view frame, std::string& to_server,
                         std::string& to_client) {
+  if (lazy_in_flight_.count(tag)) {  // the book's own request still has that tag
+    tag_waits_.emplace_back(frame);
+    return;
+  }
   uint8_t type = uint8_t(frame[4]);
   Pending p;
   p.seq = seq_++;
   uint32_t io_fid = kNoFid;
-  if (!lost_.empty() && FirstFidOfIo(frame, &io_fid) && lost_.count(io_fid)) {
+  bool io = FirstFidOfIo(frame, &io_fid);
+  if (!lost_.empty() && io && lost_.count(io_fid)) {
     Encode(tag, Rlerror{ESTALE}, to_client);
     return;
   }
-  if (ChangesFids(type) || (!lost_.empty() && io_fid == kNoFid)) {
+  bool lazy = unbound_ > 0;
+  if (ChangesFids(type) || ((!lost_.empty() || lazy) && !io)) {
     Decoded d = DecodeFrame(frame);
     if (d.status == DecodeStatus::kOk) {
       p.msg = std::move(d.msg);
@@ -175,6 +181,33 @@ void RestoreBook::Track(uint16_t tag, std::string_view frame, std::string& to_se
     pending_.clear();
     graced_.clear();
     held_locks_.ReleaseSession(nullptr);
+    anchors_.clear();
+    lazy_per_attach_.clear();
+    unbound_ = 0;
+    lazy = false;
+    lazy_in_flight_.clear();
+    tag_waits_.clear();
+  }
+  if (lazy) {
+    // A clunk of a fid not used since the restore: the server never had it.
+    if (auto* c = p.decoded ? std::get_if<Tclunk>(&p.msg) : nullptr) {
+      auto f = fids_.find(c->fid);
+      if (f != fids_.end() && f->second.unbound && !f->second.binding) {
+        int attach = f->second.attach;
+        fids_.erase(f);
+        Unlazy(attach, to_server);
+        Encode(tag, Rclunk{}, to_client);
+        return;
+      }
+    }
+    auto bind = [&](uint32_t fid) {
+      auto f = fids_.find(fid);
+      if (f == fids_.end() || !f->second.unbound) return;
+      if (!f->second.binding) BindLazily(tag, fid, f->second, to_server);
+      p.after_rebind = true;
+    };
+    if (io) bind(io_fid);
+    else if (p.decoded) ForEachFid(p.msg, bind);
   }
   bool truncates = type == Tlopen::kType && frame.size() >= 15 && (Le32(frame.data() + 11) & kTrunc);
   if (once_ && version_ == "9P2000.L" && (NotIdempotent(type) || truncates)) {
@@ -190,6 +223,10 @@ void RestoreBook::Track(uint16_t tag, std::string_view frame, std::string& to_se
 void RestoreBook::FromServer(std::string_view frame, std::string& to_server,
                              std::string& to_client) {
   uint16_t tag = Le16(frame.data() + 5);
+  if (!lazy_in_flight_.empty() && lazy_in_flight_.count(tag)) {
+    Decoded d = DecodeFrame(frame);
+    return FromServerLazy(tag, d.msg, to_server, to_client);
+  }
   if (state_ == kVersion || state_ == kReplaying) {
     bool own = state_ == kVersion ? tag == kNoTag : in_flight_.count(tag) > 0;
     if (own) {
@@ -199,6 +236,20 @@ void RestoreBook::FromServer(std::string_view frame, std::string& to_server,
   }
   auto it = pending_.find(tag);
   if (it == pending_.end()) return;  // nothing waits for it (answered here already)
+  if (it->second.after_rebind) {
+    // Its fid's lazy rebind failed: the server answered EBADF, the fid is
+    // lost (ESTALE), as after a restore.
+    Decoded d = DecodeFrame(frame);
+    auto* e = std::get_if<Rlerror>(&d.msg);
+    if (e && e->ecode == EBADF && !lost_.empty()) {
+      Decoded req = DecodeFrame(it->second.ClientFrame());
+      if (req.status == DecodeStatus::kOk && NamesLostFid(req.msg)) {
+        AnswerHere(tag, req.msg, ESTALE, to_client);
+        pending_.erase(it);
+        return;
+      }
+    }
+  }
   if (it->second.decoded) {
     Decoded d = DecodeFrame(frame);
     auto* r = std::get_if<Rlock>(&d.msg);
@@ -251,6 +302,7 @@ void RestoreBook::Answer(const Pending& p, const Message& reply) {
     if (r && r->wqids.size() == w->wnames.size() && from != fids_.end()) {
       Fid f = from->second;
       f.open = -1;
+      f.unbound = f.binding = false;
       if (!r->wqids.empty()) {
         f.path = r->wqids.back().path;
         f.root = false;
@@ -274,6 +326,7 @@ void RestoreBook::Answer(const Pending& p, const Message& reply) {
     if (ok && from != fids_.end()) {
       Fid f = from->second;
       f.xattr = true;
+      f.unbound = f.binding = false;
       fids_[x->newfid] = f;
     }
   } else if (auto* xc = std::get_if<Txattrcreate>(&p.msg)) {
@@ -287,8 +340,10 @@ void RestoreBook::Answer(const Pending& p, const Message& reply) {
                        LockOwner{nullptr, l->proc_id, l->client_id});
   } else if (auto* cl = std::get_if<Tclunk>(&p.msg)) {
     fids_.erase(cl->fid);
+    lost_.erase(cl->fid);
   } else if (auto* rm = std::get_if<Tremove>(&p.msg)) {
     fids_.erase(rm->fid);
+    lost_.erase(rm->fid);
   } else if (auto* fl = std::get_if<Tflush>(&p.msg)) {
     // The flushed request was answered before this, or never will be.
     auto old = pending_.find(fl->oldtag);
@@ -296,14 +351,66 @@ void RestoreBook::Answer(const Pending& p, const Message& reply) {
   }
 }
 
-bool RestoreBook::NamesLostFid(const Message& msg) const {
-  bool lost = false;
+template <class F>
+void RestoreBook::ForEachFid(const Message& msg, F&& f) {
   WithRow(msg, [&](auto row, const auto& m) {
     using R = decltype(row);
-    std::apply([&](auto... field) { ((lost = lost || lost_.count(m.*field) > 0), ...); },
-               R::kFids);
+    std::apply([&](auto... field) { (f(uint32_t(m.*field)), ...); }, R::kFids);
   });
+}
+
+bool RestoreBook::NamesLostFid(const Message& msg) const {
+  bool lost = false;
+  ForEachFid(msg, [&](uint32_t fid) { lost = lost || lost_.count(fid) > 0; });
   return lost;
+}
+
+uint16_t RestoreBook::LazyTag(uint16_t avoid) {
+  for (;;) {
+    uint16_t t = next_lazy_tag_--;
+    if (next_lazy_tag_ == 0) next_lazy_tag_ = kNoTag - 1;
+    if (t != kNoTag && t != avoid && !pending_.count(t) && !lazy_in_flight_.count(t)) return t;
+  }
+}
+
+void RestoreBook::BindLazily(uint16_t client_tag, uint32_t fid, Fid& f, std::string& to_server) {
+  uint32_t anchor = size_t(f.attach) < anchors_.size() ? anchors_[size_t(f.attach)] : kNoFid;
+  uint16_t tag = LazyTag(client_tag);
+  // No anchor (its attach failed): the server answers EBADF, and the fid
+  // is lost as any whose rebind fails.
+  Encode(tag, Trebind{anchor, fid, f.path}, to_server);
+  lazy_in_flight_[tag] = fid;
+  f.binding = true;
+}
+
+void RestoreBook::Unlazy(int attach, std::string& to_server) {
+  if (state_ != kNormal || unbound_ == 0) return;  // a restore counts again
+  unbound_--;
+  size_t i = size_t(attach);
+  if (i >= lazy_per_attach_.size() || --lazy_per_attach_[i] != 0 || anchors_[i] == kNoFid) return;
+  uint16_t tag = LazyTag(kNoTag);
+  Encode(tag, Tclunk{anchors_[i]}, to_server);
+  lazy_in_flight_[tag] = kNoFid;
+  anchors_[i] = kNoFid;
+}
+
+void RestoreBook::FromServerLazy(uint16_t tag, const Message& reply, std::string& to_server,
+                                 std::string& to_client) {
+  auto l = lazy_in_flight_.find(tag);
+  uint32_t fid = l->second;
+  lazy_in_flight_.erase(l);
+  auto f = fids_.find(fid);
+  if (fid != kNoFid && f != fids_.end() && f->second.binding) {
+    int attach = f->second.attach;
+    f->second.binding = false;
+    if (std::holds_alternative<Rrebind>(reply)) f->second.unbound = false;
+    else MarkLost(fid);
+    Unlazy(attach, to_server);
+  }
+  if (tag_waits_.empty()) return;
+  std::vector<std::string> waits;
+  waits.swap(tag_waits_);
+  for (auto& w : waits) Track(Le16(w.data() + 5), w, to_server, to_client);
 }
 
 void RestoreBook::AnswerHere(uint16_t tag, const Message& m, uint32_t ecode,
@@ -343,6 +450,19 @@ void RestoreBook::Lost() {
   graced_.clear();  // still waiting: resent with the others
   in_flight_.clear();
   todo_.clear();
+  DropLazy();
+}
+
+// The server's session is gone, with the anchors and the lazy rebinds in
+// flight; client frames that waited for a tag are held with the others.
+void RestoreBook::DropLazy() {
+  lazy_in_flight_.clear();
+  for (auto& [fid, f] : fids_) f.binding = false;
+  for (auto it = tag_waits_.rbegin(); it != tag_waits_.rend(); ++it) {
+    held_bytes_ += it->size();
+    held_.push_front(std::move(*it));
+  }
+  tag_waits_.clear();
 }
 
 void RestoreBook::RetryGraced(std::string& to_server) {
@@ -396,6 +516,7 @@ uint16_t RestoreBook::FreeTag() {
 uint32_t RestoreBook::TempFid() {
   for (uint32_t f = kNoFid - 1;; f--) {
     if (fids_.count(f) || lost_.count(f)) continue;
+    if (std::find(anchors_.begin(), anchors_.end(), f) != anchors_.end()) continue;
     if (std::find(temps_.begin(), temps_.end(), f) != temps_.end()) continue;
     return f;
   }
@@ -404,6 +525,7 @@ uint32_t RestoreBook::TempFid() {
 void RestoreBook::FromServerOwn(uint16_t tag, const Message& reply, std::string& to_server,
                                 std::string& to_client) {
   bool ok = !std::holds_alternative<Rlerror>(reply);
+  progress_++;
   if (state_ == kVersion) {
     auto* r = std::get_if<Rversion>(&reply);
     if (!r || r->version != version_ || r->msize < msize_) {
@@ -412,28 +534,49 @@ void RestoreBook::FromServerOwn(uint16_t tag, const Message& reply, std::string&
                  std::to_string(msize_) + " any more");
       return;
     }
-    // What to send: attaches first (temporary ones for attaches whose
-    // fids were all walked on), then a rebind of every other fid from its
-    // attach, then the opens.
-    temps_.assign(attaches_.size(), kNoFid);
-    std::vector<uint32_t> root(attaches_.size(), kNoFid);
-    std::vector<bool> used(attaches_.size(), false);
+    // What to send: attaches first (the client's root fids, and an
+    // anchor of the book's own for each attach with fids to bind), then a
+    // rebind of each fid needed at once, then the opens. The other fids
+    // wait for their first use (Track).
+    size_t n = attaches_.size();
+    temps_.assign(n, kNoFid);
+    anchors_.assign(n, kNoFid);
+    lazy_per_attach_.assign(n, 0);
+    unbound_ = 0;
+    std::set<uint32_t> named;  // by requests waiting for their reply
+    for (auto& [t, p] : pending_) {
+      Decoded d = DecodeFrame(p.ClientFrame());
+      if (d.status == DecodeStatus::kOk) ForEachFid(d.msg, [&](uint32_t fid) { named.insert(fid); });
+    }
+    std::set<uint64_t> locked;
+    for (auto& [path, lock] : held_locks_.All()) locked.insert(path);
+    std::vector<uint32_t> root(n, kNoFid);
+    std::vector<bool> rebinds(n, false);
     std::vector<uint32_t> xattrs;
     for (auto& [fid, f] : fids_) {
       if (f.xattr) {
         xattrs.push_back(fid);
         continue;
       }
-      used[size_t(f.attach)] = true;
-      if (f.root && root[size_t(f.attach)] == kNoFid) root[size_t(f.attach)] = fid;
+      size_t i = size_t(f.attach);
+      if (f.root && root[i] == kNoFid) root[i] = fid;
+      f.binding = false;
+      f.unbound = !f.root && f.open < 0 && !locked.count(f.path) && !named.count(fid);
+      if (f.unbound) {
+        lazy_per_attach_[i]++;
+        unbound_++;
+      } else if (!f.root) {
+        rebinds[i] = true;
+      }
     }
     for (uint32_t fid : xattrs) MarkLost(fid);
-    for (size_t i = 0; i < attaches_.size(); i++) {
-      if (!used[i] || root[i] != kNoFid) continue;
+    for (size_t i = 0; i < n; i++) {
+      if (lazy_per_attach_[i] == 0 && (!rebinds[i] || root[i] != kNoFid)) continue;
       Tattach a = attaches_[i].m;
       a.fid = root[i] = temps_[i] = TempFid();
       todo_.push_back({a, a.fid, Own::kAttach});
     }
+    restored_.deferred = unbound_;
     for (auto& [fid, f] : fids_) {
       if (!f.root) continue;
       Tattach a = attaches_[size_t(f.attach)].m;
@@ -441,7 +584,8 @@ void RestoreBook::FromServerOwn(uint16_t tag, const Message& reply, std::string&
       todo_.push_back({a, fid, Own::kAttach});
     }
     for (auto& [fid, f] : fids_)
-      if (!f.root) todo_.push_back({Trebind{root[size_t(f.attach)], fid, f.path}, fid, Own::kRebind});
+      if (!f.root && !f.unbound)
+        todo_.push_back({Trebind{root[size_t(f.attach)], fid, f.path}, fid, Own::kRebind});
     for (auto& [fid, f] : fids_)
       if (f.open >= 0)
         todo_.push_back({Tlopen{fid, uint32_t(f.open) & ~(kCreate | kExcl | kTrunc | kAppend)}, fid,
@@ -454,8 +598,12 @@ void RestoreBook::FromServerOwn(uint16_t tag, const Message& reply, std::string&
       o.path = path;
       todo_.push_back(std::move(o));
     }
-    for (uint32_t t : temps_)
-      if (t != kNoFid) todo_.push_back({Tclunk{t}, t, Own::kClunkTemp});
+    // Anchors of attaches with fids left to bind stay; the others go.
+    for (size_t i = 0; i < n; i++) {
+      if (temps_[i] == kNoFid) continue;
+      if (lazy_per_attach_[i] > 0) anchors_[i] = temps_[i];
+      else todo_.push_back({Tclunk{temps_[i]}, temps_[i], Own::kClunkTemp});
+    }
     state_ = kReplaying;
     return Pump(to_server, to_client);
   }
@@ -520,7 +668,7 @@ void RestoreBook::Pump(std::string& to_server, std::string& to_client) {
       Own& o = todo_.front();
       uint32_t via = kNoFid;
       for (auto& [fid, f] : fids_)
-        if (f.path == o.path && (via == kNoFid || f.open >= 0)) via = fid;
+        if (f.path == o.path && !f.unbound && (via == kNoFid || f.open >= 0)) via = fid;
       if (via == kNoFid || !locks_feature_) {
         uint64_t path = o.path;
         todo_.pop_front();
@@ -586,6 +734,7 @@ void RestoreBook::Finish(std::string& to_server, std::string& to_client) {
 }
 
 void RestoreBook::Fail(uint32_t ecode, std::string& to_client) {
+  DropLazy();
   for (uint16_t tag : PendingInOrder()) {
     Decoded d = DecodeFrame(pending_[tag].ClientFrame());
     AnswerHere(tag, d.msg, ecode, to_client);

@@ -9,12 +9,25 @@
 // Restoring, on a new server session: Tversion as the client negotiated
 // it; then, each step pipelined (at most kWindow in flight, on tags the
 // client is not using) and begun once the one before is answered: a
-// Tattach for each attach, a Trebind (musclefs(8) PROTOCOL) for every
-// other fid, a Tlopen (without O_CREAT/O_EXCL/O_TRUNC/O_APPEND) for every
+// Tattach for each attach the client still holds a root fid of, and one
+// of the book's own (its anchor) for each attach with fids to bind; a
+// Trebind (musclefs(8) PROTOCOL) from the anchor for every fid needed at
+// once (open, on a locked file, or named by a request waiting for its
+// reply); a Tlopen (without O_CREAT/O_EXCL/O_TRUNC/O_APPEND) for every
 // open fid; a Tlock with kLockFlagReclaim for every lock the client held
 // (the server grants reclaims only in its grace period after a restart,
 // 9p/lock_table.h); then the client's requests that had no reply, in
 // their order, with their own tags; then what the client sent meanwhile.
+//
+// Lazily: every other fid (a kernel keeps one per dentry it has looked
+// up, thousands of them) is bound on first use. The first request naming
+// it goes out right behind a Trebind for it from the anchor (the server
+// runs a request on a fid being made once it is bound, session.h); a
+// Tclunk of a fid never used is answered here. A failed rebind loses the
+// fid: the request behind it, which the server answers EBADF, is answered
+// ESTALE. An attach's anchor is clunked once it has no fid left to bind.
+// The anchors' fids count down from 0xfffffffe, a Linux client's up from
+// 0 (lowest free), and the book's own tags down from 0xfffe.
 // A lock that cannot be reclaimed loses every fid of its file (ESTALE):
 // the process holding it must not go on as if it still did; the book then
 // unlocks the file's other reclaimed ranges and clunks those fids on the
@@ -130,10 +143,18 @@ class RestoreBook {
   // After a restore: how it went (for the relay's log line).
   struct Restored {
     size_t fids = 0, opened = 0, lost = 0, resent = 0, locks = 0, locks_lost = 0;
+    size_t deferred = 0;  // left to bind on first use
   };
   const Restored& restored() const { return restored_; }
   // Set when a restore ends (called once per restore).
   std::function<void(const Restored&)> on_restored;
+  // Fids left to bind on first use.
+  size_t unbound() const { return unbound_; }
+  // Counts the replies to the restore's own requests: a caller that sees
+  // it stand still for long abandons the restore (a watchdog on progress,
+  // not a deadline: a restore of many fids may take long and be fine).
+  uint64_t progress() const { return progress_; }
+
   // A restore cannot go on (the server refused the version): the caller
   // closes the client's stream.
   std::function<void(const std::string&)> on_fatal;
@@ -149,6 +170,8 @@ class RestoreBook {
     bool root = false;     // made by Tattach, not walked since
     bool xattr = false;    // made by Txattrwalk/Txattrcreate: not restorable
     int64_t open = -1;     // Tlopen/Tlcreate flags, -1 when not open
+    bool unbound = false;  // not bound on the server's session yet (lazy)
+    bool binding = false;  // its lazy Trebind is in flight
   };
   struct Pending {
     uint64_t seq = 0;   // the order the client sent it in
@@ -156,6 +179,7 @@ class RestoreBook {
     size_t inner = 0;   // where the client's own frame begins in `frame`
     Message msg;        // decoded, for the requests that change fids
     bool decoded = false;
+    bool after_rebind = false;  // sent behind a lazy Trebind of a fid it names
     std::string_view ClientFrame() const { return std::string_view(frame).substr(inner); }
   };
   // One request the book itself sends while restoring.
@@ -183,6 +207,19 @@ class RestoreBook {
   void Pump(std::string& to_server, std::string& to_client);
   void Finish(std::string& to_server, std::string& to_client);
   bool NamesLostFid(const Message& m) const;
+  // Calls f(fid) for every fid field the request names (its row's kFids).
+  template <class F>
+  static void ForEachFid(const Message& m, F&& f);
+  // Lazy binding (kNormal): a Trebind of `fid` from its attach's anchor.
+  // (`client_tag`: the request behind it, whose tag it must not take.)
+  void BindLazily(uint16_t client_tag, uint32_t fid, Fid& f, std::string& to_server);
+  // `fid` no longer waits to be bound (bound, lost or clunked): its
+  // attach's anchor is clunked when no other fid waits.
+  void Unlazy(int attach, std::string& to_server);
+  void FromServerLazy(uint16_t tag, const Message& reply, std::string& to_server,
+                      std::string& to_client);
+  uint16_t LazyTag(uint16_t avoid);
+  void DropLazy();
   std::vector<uint16_t> PendingInOrder() const;
   uint16_t FreeTag();
   uint32_t TempFid();
@@ -215,6 +252,17 @@ class RestoreBook {
   std::deque<Own> todo_;
   std::unordered_map<uint16_t, Own> in_flight_;
   std::vector<uint32_t> temps_;       // temporary attach fids, by attach index
+  // Lazy binding, after a restore: the anchors (by attach index, kNoFid
+  // for none), how many fids of each still wait, the book's own requests
+  // in flight (Trebind: the fid; Tclunk of an anchor: kNoFid).
+  std::vector<uint32_t> anchors_;
+  std::vector<size_t> lazy_per_attach_;
+  size_t unbound_ = 0;
+  std::unordered_map<uint16_t, uint32_t> lazy_in_flight_;
+  uint16_t next_lazy_tag_ = kNoTag - 1;
+  // Client frames whose tag one of those still uses: sent once it is free.
+  std::vector<std::string> tag_waits_;
+  uint64_t progress_ = 0;
   uint16_t next_tag_ = 0;
   uint32_t ecode_ = 0;  // kFailing
   Restored restored_;

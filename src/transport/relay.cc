@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "9p/restore_book.h"
+#include "transport/stall_watch.h"
 #include "common/log.h"
 #include "tls/ktls.h"
 #include "transport/resumable.h"
@@ -40,12 +41,13 @@ class Relay::Pair {
       book_ = std::make_unique<p9::RestoreBook>(op_base);
       book_->on_restored = [this](const p9::RestoreBook::Restored& r) {
         Log("relay: session restored on the server's new session %s in %.1f s: %zu fids bound "
-            "again (%zu reopened), %zu lost (ESTALE), %zu locks reclaimed (%zu lost), %zu "
-            "requests sent again",
+            "again (%zu reopened), %zu left to bind on first use, %zu lost (ESTALE), %zu locks "
+            "reclaimed (%zu lost), %zu requests sent again",
             id_.c_str(), double(uv_now(relay_.loop_) - restore_at_) / 1000, r.fids, r.opened,
-            r.lost, r.locks, r.locks_lost, r.resent);
+            r.deferred, r.lost, r.locks, r.locks_lost, r.resent);
         restore_at_ = 0;
         relay_.restores_++;
+        relay_.deferred_fids_ += r.deferred;
         MaybeResumeLocal();
       };
       book_->on_fatal = [this](const std::string& why) { Close("cannot restore the session: " + why); };
@@ -283,6 +285,18 @@ class Relay::Pair {
     if (quiet > 3 * uint64_t(relay_.options_.keepalive.count()))
       return Failed("nothing from the server for " + std::to_string(quiet / 1000) + " s", false);
     if (stream_->attached()) stream_->Ping();
+    // The connection is alive (keepalives answered) but the restore's own
+    // requests are not: it starts over on a new session.
+    bool restoring = book_->restoring() && !book_->failing() && !restore_pending_ &&
+                     stream_->attached();
+    if (restore_watch_.Tick(restoring, book_->progress())) {
+      Log("relay: the restore on session %s made no progress for %lld s (%zu fids): starting "
+          "it again on a new session",
+          id_.c_str(), (long long)(3 * relay_.options_.keepalive.count() / 1000), book_->fids());
+      book_->Lost();
+      AbandonSession();
+      return Failed("the restore made no progress", false);
+    }
   }
 
   void Check(const Status& s) {
@@ -551,6 +565,7 @@ class Relay::Pair {
   std::string answer_;
   uv_timer_t keepalive_, redial_, soft_, grace_;
   uint64_t last_heard_ = 0, lost_at_ = 0, backoff_ = 0;
+  StallWatch restore_watch_{3};  // keepalive ticks without restore progress
   // The 9P conversation, to restore it on a new server session.
   std::unique_ptr<p9::RestoreBook> book_;
   p9::FrameSplitter from_local_{p9::kMaxMsize + 64}, from_server_{p9::kMaxMsize + 64};

@@ -74,6 +74,8 @@ class Relay {
   size_t pairs() const { return pairs_.size(); }
   // Sessions restored on a server that had lost them (any thread).
   uint64_t restores() const { return restores_; }
+  // Of the fids restored, those left to bind on first use (any thread).
+  uint64_t deferred_fids() const { return deferred_fids_; }
   // Called when a pair ends; the argument is empty for a clean end.
   std::function<void(const std::string& error)> on_pair_closed;
 
@@ -89,6 +91,7 @@ class Relay {
   std::set<Pair*> pairs_;
   bool kernel_tls_logged_ = false;
   std::atomic<uint64_t> restores_{0};
+  std::atomic<uint64_t> deferred_fids_{0};
 };
 
 // "HOST:PORT" or "[V6]:PORT" -> host, port.

@@ -266,31 +266,126 @@ TEST_CASE("restore book: a fid whose inode is gone is lost, its waiting request 
   CHECK(As<Rlerror>(answered[0]).ecode == ESTALE);
 }
 
-TEST_CASE("restore book: an attach walked away is restored through a temporary attach") {
+TEST_CASE("restore book: fids not needed at once are bound on first use, from an anchor") {
   Rig r;
   r.Negotiate();
-  r.Call(2, Twalk{0, 0, {"d"}}, Rwalk{{Q(4)}});
+  r.Call(2, Twalk{0, 1, {"a"}}, Rwalk{{Q(2)}});
+  r.Call(3, Twalk{0, 2, {"b"}}, Rwalk{{Q(3)}});
+  r.Call(4, Twalk{0, 3, {"c"}}, Rwalk{{Q(4)}});
+  r.Call(5, Twalk{0, 0, {"d"}}, Rwalk{{Q(5)}});  // no root fid left
   r.book.Lost();
   r.book.Restore(r.to_server);
   r.TakeServer();
   r.Server(kNoTag, Rversion{65536, "9P2000.L"});
+  // Only the anchor: nothing is open, locked or waited for.
   auto own = r.TakeServer();
   REQUIRE(own.size() == 1);
-  uint32_t temp = As<Tattach>(own[0]).fid;
-  CHECK(temp != 0);
+  uint32_t anchor = As<Tattach>(own[0]).fid;
+  CHECK(anchor > 3);
   r.Server(own[0].tag, Rattach{Q(1)});
-  auto rebind = r.TakeServer();
-  REQUIRE(rebind.size() == 1);
-  CHECK(As<Trebind>(rebind[0]).fid == temp);
-  CHECK(As<Trebind>(rebind[0]).newfid == 0);
-  // The temporary fid is clunked only once the rebinds are answered.
-  r.Server(rebind[0].tag, Rrebind{Q(4)});
-  auto clunk = r.TakeServer();
-  REQUIRE(clunk.size() == 1);
-  CHECK(As<Tclunk>(clunk[0]).fid == temp);
-  CHECK(r.book.restoring());
-  r.Server(clunk[0].tag, Rclunk{});
+  CHECK(r.to_server.empty());  // kept, not clunked
   CHECK_FALSE(r.book.restoring());
+  CHECK(r.book.restored().deferred == 4);
+  CHECK(r.book.unbound() == 4);
+
+  // First use: a rebind, then the request right behind it.
+  r.Client(10, Tgetattr{1, 0x7ff});
+  auto sent = r.TakeServer();
+  REQUIRE(sent.size() == 2);
+  auto& rb = As<Trebind>(sent[0]);
+  CHECK(rb.fid == anchor);
+  CHECK(rb.newfid == 1);
+  CHECK(rb.path == 2);
+  CHECK(sent[0].tag != 10);
+  CHECK(sent[1].tag == 10);
+  r.Server(sent[0].tag, Rrebind{Q(2)});
+  CHECK(r.to_client.empty());  // the book's own reply
+  r.Server(10, Rgetattr{});
+  CHECK(r.TakeClient().size() == 1);
+  CHECK(r.book.unbound() == 3);
+  r.Client(11, Tgetattr{1, 0x7ff});  // bound now: no rebind
+  CHECK(r.TakeServer().size() == 1);
+
+  // A clunk of a fid never used: answered here.
+  r.Client(12, Tclunk{2});
+  CHECK(r.to_server.empty());
+  auto clunked = r.TakeClient();
+  REQUIRE(clunked.size() == 1);
+  CHECK(std::holds_alternative<Rclunk>(clunked[0].msg));
+  CHECK(r.book.unbound() == 2);
+
+  // A rebind that fails: the request behind it (EBADF from the server)
+  // is answered ESTALE, and so is the next one, here.
+  r.Client(13, Twalk{3, 6, {"x"}});
+  sent = r.TakeServer();
+  REQUIRE(sent.size() == 2);
+  r.Server(sent[0].tag, Rlerror{ESTALE});
+  r.Server(13, Rlerror{EBADF});
+  auto stale = r.TakeClient();
+  REQUIRE(stale.size() == 1);
+  CHECK(stale[0].tag == 13);
+  CHECK(As<Rlerror>(stale[0]).ecode == ESTALE);
+  r.Client(14, Tgetattr{3, 0x7ff});
+  CHECK(As<Rlerror>(r.TakeClient().at(0)).ecode == ESTALE);
+  r.Client(15, Tclunk{3});
+  CHECK(std::holds_alternative<Rclunk>(r.TakeClient().at(0).msg));
+  CHECK(r.to_server.empty());
+  CHECK(r.book.unbound() == 1);
+
+  // The last one, on a tag the book would have taken next: the rebind
+  // takes another; a client request on the rebind's tag waits for it.
+  uint16_t next = sent[0].tag - 1;
+  r.Client(next, Tgetattr{0, 0x7ff});
+  sent = r.TakeServer();
+  REQUIRE(sent.size() == 2);
+  CHECK(As<Trebind>(sent[0]).newfid == 0);
+  CHECK(sent[0].tag != next);
+  CHECK(sent[1].tag == next);
+  r.Client(sent[0].tag, Tstatfs{1});
+  CHECK(r.to_server.empty());
+  r.Server(sent[0].tag, Rrebind{Q(5)});
+  // Then the anchor goes (no fid left to bind), and the waiting request.
+  auto after = r.TakeServer();
+  REQUIRE(after.size() == 2);
+  CHECK(As<Tclunk>(after[0]).fid == anchor);
+  CHECK(after[1].tag == sent[0].tag);
+  CHECK(after[1].type == Tstatfs::kType);
+  r.Server(after[0].tag, Rclunk{});
+  CHECK(r.to_client.empty());
+  CHECK(r.book.unbound() == 0);
+}
+
+TEST_CASE("restore book: a lazy fid named by a request waiting at the next restart is bound then") {
+  Rig r;
+  r.Negotiate();
+  r.Call(2, Twalk{0, 1, {"a"}}, Rwalk{{Q(2)}});
+  r.Call(3, Twalk{0, 2, {"b"}}, Rwalk{{Q(3)}});
+  r.book.Lost();
+  r.book.Restore(r.to_server);
+  r.TakeServer();
+  r.Server(kNoTag, Rversion{65536, "9P2000.L"});
+  r.AnswerOwn(r.TakeServer());  // the root's attach, the anchor's
+  CHECK(r.book.unbound() == 2);
+  // fid 1's first use is cut by another restart, before its rebind's reply.
+  r.Client(10, Tgetattr{1, 0x7ff});
+  CHECK(r.TakeServer().size() == 2);
+  r.book.Lost();
+  r.book.Restore(r.to_server);
+  r.TakeServer();
+  r.Server(kNoTag, Rversion{65536, "9P2000.L"});
+  auto attaches = r.TakeServer();
+  REQUIRE(attaches.size() == 2);
+  r.AnswerOwn(attaches);
+  // fid 1 at once (a request waits on it), fid 2 still lazily.
+  auto rebinds = r.TakeServer();
+  REQUIRE(rebinds.size() == 1);
+  CHECK(As<Trebind>(rebinds[0]).newfid == 1);
+  r.AnswerOwn(rebinds);
+  auto again = r.TakeServer();
+  REQUIRE(again.size() == 1);
+  CHECK(again[0].tag == 10);
+  CHECK(r.book.unbound() == 1);
+  CHECK(r.book.restored().deferred == 1);
 }
 
 TEST_CASE("restore book: soft failure answers everything waiting, then new requests, until restored") {
