@@ -98,8 +98,26 @@ uint8_t LockTable::Lock(uint64_t ino, uint8_t type, uint64_t start,
       if (r.type == kLockWrite || type == kLockWrite) return kLockBlocked;
     }
   }
-  Subtract(ranges, first, last, owner);
-  if (type != kLockUnlock) ranges.push_back({first, last, type, owner});
+  // What the session holds on this inode before and after: the change
+  // must keep it within its bound.
+  auto mine = [&](const std::vector<Range>& v) {
+    size_t n = 0;
+    for (const Range& r : v) n += r.owner.session == owner.session;
+    return n;
+  };
+  std::vector<Range> next = ranges;
+  Subtract(next, first, last, owner);
+  if (type != kLockUnlock) next.push_back({first, last, type, owner});
+  size_t& held = ranges_of_[owner.session];
+  size_t now_held = held - mine(ranges) + mine(next);
+  if (now_held > kMaxRangesPerSession) {
+    if (held == 0) ranges_of_.erase(owner.session);
+    if (ranges.empty()) locks_.erase(ino);
+    return kLockError;
+  }
+  ranges.swap(next);
+  if (now_held == 0) ranges_of_.erase(owner.session);
+  else held = now_held;
   if (ranges.empty()) locks_.erase(ino);
   UpdateMarker();
   return kLockSuccess;
@@ -109,10 +127,17 @@ LockInfo LockTable::Test(uint64_t ino, uint8_t type, uint64_t start,
                          uint64_t length, const LockOwner& owner) const {
   std::lock_guard<std::mutex> g(mu_);
   LockInfo info;
-  auto it = locks_.find(ino);
-  if (it == locks_.end() || type == kLockUnlock) return info;
+  if (type == kLockUnlock) return info;
   uint64_t first, last;
   Span(start, length, first, last);
+  if (Clock::now() < grace_until_) {
+    info.type = kLockWrite;
+    info.start = start;
+    info.length = length;
+    return info;
+  }
+  auto it = locks_.find(ino);
+  if (it == locks_.end()) return info;
   for (const Range& r : it->second) {
     if (r.owner == owner || r.last < first || r.first > last) continue;
     if (r.type != kLockWrite && type != kLockWrite) continue;
@@ -134,6 +159,7 @@ void LockTable::ReleaseSession(const void* session) {
     std::erase_if(v, [&](const Range& r) { return r.owner.session == session; });
     it = v.empty() ? locks_.erase(it) : std::next(it);
   }
+  ranges_of_.erase(session);
   UpdateMarker();
 }
 

@@ -12,7 +12,13 @@
 // kLockGrace when the client said it retries them (a relay) and
 // kLockBlocked otherwise (the Linux kernel turns GRACE into ENOLCK). A
 // reclaim outside a grace period is refused (kLockError): someone else may
-// have held the range meanwhile.
+// have held the range meanwhile. A Tgetlock in a grace period reports a
+// conflict (a write lock over the range asked, of no known owner), as the
+// Tlock it stands for would be refused, and a reclaim may still take it.
+//
+// Bounded: a session holds at most kMaxRangesPerSession ranges (a lock or
+// an unlock that would split beyond that is answered kLockError, ENOLCK
+// for the kernel), so no client makes the table grow without bound.
 //
 // Threading: one LockTable is shared by all sessions of a server, on all
 // of its event loops; every method takes the table's mutex.
@@ -44,6 +50,7 @@ struct LockInfo {
 class LockTable {
  public:
   using Clock = std::chrono::steady_clock;
+  static constexpr size_t kMaxRangesPerSession = 16384;
 
   // The marker file (empty: none, no grace ever). True when it exists:
   // locks were held when the last server stopped, so the caller begins a
@@ -61,7 +68,7 @@ class LockTable {
   uint8_t Lock(uint64_t ino, uint8_t type, uint64_t start, uint64_t length,
                const LockOwner& owner, uint32_t flags = 0, bool grace_aware = false);
   // The first lock that would conflict with the described one, or type
-  // kLockUnlock if none.
+  // kLockUnlock if none (in a grace period, always a conflict).
   LockInfo Test(uint64_t ino, uint8_t type, uint64_t start, uint64_t length,
                 const LockOwner& owner) const;
   void ReleaseSession(const void* session);
@@ -85,6 +92,7 @@ class LockTable {
   void UpdateMarker();
   mutable std::mutex mu_;
   std::unordered_map<uint64_t, std::vector<Range>> locks_;
+  std::unordered_map<const void*, size_t> ranges_of_;  // by session
   std::string marker_;
   bool marker_exists_ = false, keep_marker_ = false;
   Clock::time_point grace_until_{};

@@ -74,8 +74,15 @@ TEST_CASE("locks after a restart: a marker while locks are held, a grace period 
   CHECK(after.Test(7, kLockWrite, 5, 1, b).type == kLockWrite);
   // A reclaim that conflicts with another's reclaim is refused as any lock.
   CHECK(after.Lock(7, kLockRead, 5, 1, b, kLockFlagReclaim, true) == kLockBlocked);
+  // A range nobody reclaimed yet may still be: a test there reports a
+  // conflict while the grace period lasts (the lock would be refused).
+  LockInfo pending = after.Test(9, kLockRead, 100, 20, b);
+  CHECK(pending.type == kLockWrite);
+  CHECK(pending.start == 100);
+  CHECK(pending.length == 20);
   std::this_thread::sleep_for(std::chrono::milliseconds(1050));
   CHECK_FALSE(after.InGrace());
+  CHECK(after.Test(9, kLockRead, 100, 20, b).type == kLockUnlock);
   CHECK(after.Lock(9, kLockRead, 0, 1, b, 0, true) == kLockSuccess);
   CHECK(after.Lock(9, kLockRead, 0, 1, b, kLockFlagReclaim, true) == kLockError);
   after.ReleaseSession(&s1);
@@ -109,4 +116,29 @@ TEST_CASE("locks after a restart: a marker while locks are held, a grace period 
   CHECK_FALSE(none.InGrace());
   CHECK_FALSE(exists());
   rmdir(dir);
+}
+
+TEST_CASE("byte-range locks: a session holds a bounded number of ranges") {
+  LockTable t;
+  int s1 = 0, s2 = 0;
+  LockOwner a{&s1, 1, "h"}, b{&s2, 2, "h"};
+  const uint64_t n = LockTable::kMaxRangesPerSession;
+  for (uint64_t i = 0; i < n; i++) REQUIRE(t.Lock(i, kLockRead, 0, 1, a) == kLockSuccess);
+  // One more range: refused (ENOLCK), and nothing changed.
+  CHECK(t.Lock(n, kLockRead, 0, 1, a) == kLockError);
+  CHECK(t.size() == n);
+  // Growing a range it has is no new range; splitting one by an unlock
+  // in its middle is.
+  CHECK(t.Lock(0, kLockRead, 0, 100, a) == kLockSuccess);
+  CHECK(t.Lock(0, kLockUnlock, 10, 10, a) == kLockError);
+  CHECK(t.Test(0, kLockWrite, 15, 1, b).type == kLockRead);  // still locked there
+  // Another session has its own bound.
+  CHECK(t.Lock(n, kLockRead, 0, 1, b) == kLockSuccess);
+  // Giving one back makes room.
+  CHECK(t.Lock(1, kLockUnlock, 0, 0, a) == kLockSuccess);
+  CHECK(t.Lock(0, kLockUnlock, 10, 10, a) == kLockSuccess);
+  CHECK(t.Lock(n + 1, kLockRead, 0, 1, a) == kLockError);
+  t.ReleaseSession(&s1);
+  CHECK(t.size() == 1);
+  CHECK(t.Lock(n + 1, kLockRead, 0, 1, a) == kLockSuccess);
 }
