@@ -3,9 +3,43 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
 #include "9p/messages.h"
 
 namespace muscle::p9 {
+
+namespace {
+
+constexpr const char* kMarkerHeader = "musclefs-locks 1";
+
+// Strings in the marker: hex, "-" for empty (one token each, whatever
+// bytes a client sent).
+std::string Hex(const std::string& s) {
+  if (s.empty()) return "-";
+  static const char* d = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : s) {
+    out += d[c >> 4];
+    out += d[c & 15];
+  }
+  return out;
+}
+bool Unhex(const std::string& h, std::string* out) {
+  out->clear();
+  if (h == "-") return true;
+  if (h.size() % 2) return false;
+  for (size_t i = 0; i < h.size(); i += 2) {
+    unsigned v = 0;
+    if (sscanf(h.substr(i, 2).c_str(), "%2x", &v) != 1) return false;
+    *out += char(v);
+  }
+  return true;
+}
+
+}  // namespace
 
 void LockTable::Span(uint64_t start, uint64_t length, uint64_t& first,
                      uint64_t& last) {
@@ -24,8 +58,14 @@ void LockTable::Subtract(std::vector<Range>& ranges, uint64_t first,
       kept.push_back(std::move(r));
       continue;
     }
-    if (r.first < first) kept.push_back({r.first, first - 1, r.type, r.owner});
-    if (r.last > last) kept.push_back({last + 1, r.last, r.type, r.owner});
+    if (r.first < first) {
+      kept.push_back(r);
+      kept.back().last = first - 1;
+    }
+    if (r.last > last) {
+      kept.push_back(r);
+      kept.back().first = last + 1;
+    }
   }
   ranges.swap(kept);
 }
@@ -33,8 +73,51 @@ void LockTable::Subtract(std::vector<Range>& ranges, uint64_t first,
 bool LockTable::SetMarker(std::string path) {
   std::lock_guard<std::mutex> g(mu_);
   marker_ = std::move(path);
+  listed_.clear();
+  listed_known_ = false;
   marker_exists_ = !marker_.empty() && access(marker_.c_str(), F_OK) == 0;
-  return marker_exists_;
+  if (!marker_exists_) return false;
+  std::ifstream in(marker_);
+  std::string line;
+  if (!std::getline(in, line) || line != kMarkerHeader) return true;  // an older server's
+  listed_known_ = true;
+  while (std::getline(in, line)) {
+    std::istringstream f(line);
+    Listed l;
+    unsigned type = 0;
+    std::string identity, client;
+    if (!(f >> l.ino >> type >> l.first >> l.last >> l.proc_id >> identity >> client) ||
+        !Unhex(identity, &l.identity) || !Unhex(client, &l.client_id) || type > kLockWrite ||
+        l.first > l.last)
+      continue;  // torn by a crash while written: that lock is not reclaimed
+    l.type = uint8_t(type);
+    listed_.push_back(std::move(l));
+  }
+  if (!listed_.empty()) return true;
+  unlink(marker_.c_str());  // only plain clients' locks, or none
+  marker_exists_ = false;
+  return false;
+}
+
+size_t LockTable::ToReclaim() const {
+  std::lock_guard<std::mutex> g(mu_);
+  size_t n = 0;
+  for (const Listed& l : listed_) n += !l.taken;
+  return n;
+}
+
+bool LockTable::MayReclaim(uint64_t ino, uint8_t type, uint64_t first, uint64_t last,
+                           const LockOwner& owner) {
+  if (!listed_known_) return true;
+  for (Listed& l : listed_) {
+    if (l.ino != ino || l.identity != owner.identity || l.proc_id != owner.proc_id ||
+        l.client_id != owner.client_id || first < l.first || last > l.last ||
+        (type == kLockWrite && l.type != kLockWrite))
+      continue;
+    if (first == l.first && last == l.last && type == l.type) l.taken = true;
+    return true;
+  }
+  return false;
 }
 
 void LockTable::BeginGrace(Clock::duration grace) {
@@ -56,25 +139,51 @@ void LockTable::KeepMarker() {
 }
 
 void LockTable::UpdateGrace(Clock::time_point now) {
-  if (grace_until_ != Clock::time_point{} && now >= grace_until_) {
+  bool all_taken = listed_known_ && !listed_.empty();
+  for (const Listed& l : listed_) all_taken = all_taken && l.taken;
+  if (grace_until_ != Clock::time_point{} && (now >= grace_until_ || all_taken)) {
     grace_until_ = {};
-    UpdateMarker();
+    listed_.clear();
+    UpdateMarker(true);
   }
 }
 
-void LockTable::UpdateMarker() {
-  if (marker_.empty()) return;
-  bool want = !locks_.empty() || grace_until_ != Clock::time_point{};
-  if (want == marker_exists_ || (!want && keep_marker_)) return;
-  if (want) {
-    // Not synced: it has to outlive the process (kill -9), not the machine.
-    int fd = open(marker_.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-    if (fd >= 0) close(fd);
-    marker_exists_ = fd >= 0;
-  } else {
+void LockTable::UpdateMarker(bool changed) {
+  if (marker_.empty() || keep_marker_) return;
+  bool want = listed_ranges_ > 0 || grace_until_ != Clock::time_point{};
+  if (want && (changed || !marker_exists_)) {
+    WriteMarker();
+  } else if (!want && marker_exists_) {
     unlink(marker_.c_str());
     marker_exists_ = false;
   }
+}
+
+// Not synced: it has to outlive the process (kill -9), not the machine.
+// Written beside and renamed over, so a kill leaves the old list or the
+// new one.
+void LockTable::WriteMarker() {
+  std::string text = std::string(kMarkerHeader) + "\n";
+  auto line = [&](uint64_t ino, uint8_t type, uint64_t first, uint64_t last, uint32_t proc,
+                  const std::string& identity, const std::string& client) {
+    text += std::to_string(ino) + " " + std::to_string(type) + " " + std::to_string(first) + " " +
+            std::to_string(last) + " " + std::to_string(proc) + " " + Hex(identity) + " " +
+            Hex(client) + "\n";
+  };
+  for (auto& [ino, v] : locks_)
+    for (const Range& r : v)
+      if (r.listed)
+        line(ino, r.type, r.first, r.last, r.owner.proc_id, r.owner.identity, r.owner.client_id);
+  // Those still to be reclaimed stay listed through another restart.
+  for (const Listed& l : listed_)
+    if (!l.taken) line(l.ino, l.type, l.first, l.last, l.proc_id, l.identity, l.client_id);
+  std::string tmp = marker_ + ".tmp";
+  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  bool ok = fd >= 0 && write(fd, text.data(), text.size()) == ssize_t(text.size());
+  if (fd >= 0) close(fd);
+  ok = ok && rename(tmp.c_str(), marker_.c_str()) == 0;
+  if (!ok) unlink(tmp.c_str());
+  marker_exists_ = marker_exists_ || ok;
 }
 
 uint8_t LockTable::Lock(uint64_t ino, uint8_t type, uint64_t start,
@@ -84,13 +193,13 @@ uint8_t LockTable::Lock(uint64_t ino, uint8_t type, uint64_t start,
   if (type > kLockUnlock) return kLockError;
   UpdateGrace(Clock::now());
   bool grace = grace_until_ != Clock::time_point{};
+  uint64_t first, last;
+  Span(start, length, first, last);
+  bool reclaim = type != kLockUnlock && (flags & kLockFlagReclaim);
   if (type != kLockUnlock) {
-    bool reclaim = flags & kLockFlagReclaim;
     if (grace && !reclaim) return grace_aware ? kLockGrace : kLockBlocked;
     if (!grace && reclaim) return kLockError;
   }
-  uint64_t first, last;
-  Span(start, length, first, last);
   auto& ranges = locks_[ino];
   if (type != kLockUnlock) {
     for (const Range& r : ranges) {
@@ -105,21 +214,32 @@ uint8_t LockTable::Lock(uint64_t ino, uint8_t type, uint64_t start,
     for (const Range& r : v) n += r.owner.session == owner.session;
     return n;
   };
+  auto listed = [](const std::vector<Range>& v) {
+    size_t n = 0;
+    for (const Range& r : v) n += r.listed;
+    return n;
+  };
   std::vector<Range> next = ranges;
   Subtract(next, first, last, owner);
-  if (type != kLockUnlock) next.push_back({first, last, type, owner});
+  if (type != kLockUnlock) next.push_back({first, last, type, owner, grace_aware});
   size_t& held = ranges_of_[owner.session];
   size_t now_held = held - mine(ranges) + mine(next);
-  if (now_held > kMaxRangesPerSession) {
+  // A reclaim only of what the last server listed for this identity and
+  // owner (checked last: a refused reclaim must not count as taken).
+  if (now_held > kMaxRangesPerSession ||
+      (reclaim && !MayReclaim(ino, type, first, last, owner))) {
     if (held == 0) ranges_of_.erase(owner.session);
     if (ranges.empty()) locks_.erase(ino);
     return kLockError;
   }
+  listed_ranges_ += listed(next);
+  listed_ranges_ -= listed(ranges);
   ranges.swap(next);
   if (now_held == 0) ranges_of_.erase(owner.session);
   else held = now_held;
   if (ranges.empty()) locks_.erase(ino);
-  UpdateMarker();
+  if (reclaim) UpdateGrace(Clock::now());  // the last one reclaimed ends it
+  UpdateMarker(grace_aware);
   return kLockSuccess;
 }
 
@@ -154,13 +274,21 @@ LockInfo LockTable::Test(uint64_t ino, uint8_t type, uint64_t start,
 void LockTable::ReleaseSession(const void* session) {
   std::lock_guard<std::mutex> g(mu_);
   UpdateGrace(Clock::now());
+  bool changed = false;
   for (auto it = locks_.begin(); it != locks_.end();) {
     auto& v = it->second;
-    std::erase_if(v, [&](const Range& r) { return r.owner.session == session; });
+    std::erase_if(v, [&](const Range& r) {
+      if (r.owner.session != session) return false;
+      if (r.listed) {
+        listed_ranges_--;
+        changed = true;
+      }
+      return true;
+    });
     it = v.empty() ? locks_.erase(it) : std::next(it);
   }
   ranges_of_.erase(session);
-  UpdateMarker();
+  UpdateMarker(changed);
 }
 
 std::vector<std::pair<uint64_t, LockInfo>> LockTable::All() const {

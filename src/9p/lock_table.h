@@ -5,14 +5,21 @@
 // proc_id, client_id); all of a session's locks go when it ends.
 //
 // Across a restart (musclefs(8) PROTOCOL, "Locks after a restart"): a
-// marker file exists while any lock is held (and is left in place by a
-// shutdown). A server that starts and finds it begins a grace period in
-// which only reclaims (Tlock flag kLockFlagReclaim, sent by a relay
-// restoring its session) take locks; other lock requests are answered
-// kLockGrace when the client said it retries them (a relay) and
-// kLockBlocked otherwise (the Linux kernel turns GRACE into ENOLCK). A
-// reclaim outside a grace period is refused (kLockError): someone else may
-// have held the range meanwhile. A Tgetlock in a grace period reports a
+// marker file lists the locks of resumable sessions (the only ones that
+// can come back for them: a relay's) while any is held: inode, range,
+// type, owner and the session's identity. It is rewritten at each change
+// (not synced: it must outlive the process, kill -9 included, not the
+// machine) and frozen by a shutdown. A server that starts and finds locks
+// in it begins a grace period in which only reclaims (Tlock flag
+// kLockFlagReclaim, sent by a relay restoring its session) take locks,
+// and a reclaim only of a range the list gives to that identity and
+// owner; the grace period ends early once every listed lock is reclaimed.
+// Other lock requests are answered kLockGrace when the client said it
+// retries them (a relay) and kLockBlocked otherwise (the Linux kernel
+// turns GRACE into ENOLCK). A reclaim outside a grace period, or of a
+// range not listed, is refused (kLockError): someone else may have held
+// the range meanwhile. (An empty marker, as servers before the list left,
+// begins a grace period in which any reclaim is taken.) A Tgetlock in a grace period reports a
 // conflict (a write lock over the range asked, of no known owner), as the
 // Tlock it stands for would be refused, and a reclaim may still take it.
 //
@@ -37,6 +44,9 @@ struct LockOwner {
   const void* session = nullptr;
   uint32_t proc_id = 0;
   std::string client_id;
+  // The session's identity (the same for all of a session's owners): a
+  // reclaim must come from the identity that held the lock.
+  std::string identity;
   bool operator==(const LockOwner&) const = default;
 };
 
@@ -52,10 +62,14 @@ class LockTable {
   using Clock = std::chrono::steady_clock;
   static constexpr size_t kMaxRangesPerSession = 16384;
 
-  // The marker file (empty: none, no grace ever). True when it exists:
-  // locks were held when the last server stopped, so the caller begins a
-  // grace period.
+  // The marker file (empty: none, no grace ever). True when it lists
+  // locks (or is empty, from an older server): locks were held when the
+  // last server stopped, so the caller begins a grace period. A list with
+  // nothing in it goes.
   bool SetMarker(std::string path);
+  // Locks listed by the last server and not yet reclaimed (0 for an
+  // empty marker).
+  size_t ToReclaim() const;
   void BeginGrace(Clock::duration grace);
   bool InGrace() const;
   // From now on the marker stays (the server is shutting down: its
@@ -81,7 +95,21 @@ class LockTable {
     uint64_t first, last;  // inclusive
     uint8_t type;
     LockOwner owner;
+    bool listed = false;  // a resumable session's: in the marker
   };
+  // A lock the last server listed, until reclaimed or the grace period ends.
+  struct Listed {
+    uint64_t ino, first, last;
+    uint8_t type;
+    uint32_t proc_id;
+    std::string identity, client_id;
+    bool taken = false;
+  };
+  // Under mu_: whether a reclaim matches a listed lock (marking it taken
+  // when it is the whole of it).
+  bool MayReclaim(uint64_t ino, uint8_t type, uint64_t first, uint64_t last,
+                  const LockOwner& owner);
+  void WriteMarker();
   static void Span(uint64_t start, uint64_t length, uint64_t& first,
                    uint64_t& last);
   void Subtract(std::vector<Range>& ranges, uint64_t first, uint64_t last,
@@ -89,12 +117,16 @@ class LockTable {
   // Under mu_: ends a grace period that is over; creates or removes the
   // marker as the table became non-empty or empty.
   void UpdateGrace(Clock::time_point now);
-  void UpdateMarker();
+  // `changed`: a listed lock changed (the list is written again).
+  void UpdateMarker(bool changed);
   mutable std::mutex mu_;
   std::unordered_map<uint64_t, std::vector<Range>> locks_;
   std::unordered_map<const void*, size_t> ranges_of_;  // by session
   std::string marker_;
   bool marker_exists_ = false, keep_marker_ = false;
+  std::vector<Listed> listed_;
+  bool listed_known_ = false;  // the marker had a list (not an older, empty one)
+  size_t listed_ranges_ = 0;   // ranges in locks_ with `listed`
   Clock::time_point grace_until_{};
 };
 

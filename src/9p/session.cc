@@ -685,7 +685,7 @@ void Session::Handle(uint16_t tag, Tlock& m) {
   // A write lock keeps writers out: not something a read-only identity
   // may hold.
   if (options_.rule.read_only && m.type == kLockWrite) return Error(tag, EROFS);
-  LockOwner owner{this, m.proc_id, m.client_id};
+  LockOwner owner{this, m.proc_id, m.client_id, options_.identity};
   // Only a relay restoring its session reclaims.
   uint32_t flags = options_.grace_aware ? m.flags : m.flags & ~uint32_t(kLockFlagReclaim);
   Reply(tag, Rlock{locks_.Lock(f->ino, m.type, m.start, m.length, owner, flags,
@@ -696,7 +696,7 @@ template <>
 void Session::Handle(uint16_t tag, Tgetlock& m) {
   FidPtr f = Established(m.fid);
   if (!f) return Error(tag, EBADF);
-  LockOwner owner{this, m.proc_id, m.client_id};
+  LockOwner owner{this, m.proc_id, m.client_id, options_.identity};
   LockInfo i = locks_.Test(f->ino, m.type, m.start, m.length, owner);
   if (i.type == kLockUnlock) {
     Reply(tag, Rgetlock{kLockUnlock, m.start, m.length, m.proc_id, m.client_id});

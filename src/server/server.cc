@@ -64,10 +64,12 @@ Status Server::Start(const ServerOptions& options) {
       });
   router_ = std::make_unique<AttachRouter>(*fs_, *views_);
   if (options.store_path != ":memory:" && locks_.SetMarker(options.store_path + ".locks")) {
+    size_t n = locks_.ToReclaim();
     locks_.BeginGrace(options.lock_grace);  // 0: none, the marker goes
     if (options.lock_grace.count() > 0)
-      Log("locks were held when the server stopped: for %lld s only relays reclaiming "
-          "their locks take one (lock-grace)",
+      Log("locks were held when the server stopped (%s): for %lld s, or until all are "
+          "reclaimed, only relays reclaiming their locks take one (lock-grace)",
+          n ? (std::to_string(n) + " to reclaim").c_str() : "not listed",
           static_cast<long long>(options.lock_grace.count()));
   }
   std::vector<transport::Endpoint> eps;

@@ -2,6 +2,7 @@
 
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <fstream>
 #include <cstdlib>
 #include <string>
 #include <thread>
@@ -40,8 +41,10 @@ TEST_CASE("locks after a restart: a marker while locks are held, a grace period 
   REQUIRE(mkdtemp(dir));
   std::string marker = std::string(dir) + "/store.db.locks";
   auto exists = [&] { return access(marker.c_str(), F_OK) == 0; };
-  int s1 = 0, s2 = 0;
-  LockOwner a{&s1, 1, "h"}, b{&s2, 2, "h"};
+  int s1 = 0, s2 = 0, s3 = 0;
+  // a and b: owners on resumable sessions (relays) of identities "ida"
+  // and "idb"; p on a plain session.
+  LockOwner a{&s1, 1, "h", "ida"}, b{&s2, 2, "h", "idb"}, p{&s3, 3, "h", ""};
   {
     LockTable before;
     CHECK_FALSE(before.SetMarker(marker));  // none: no grace
@@ -49,51 +52,90 @@ TEST_CASE("locks after a restart: a marker while locks are held, a grace period 
     // A reclaim outside a grace period is refused: the range may have
     // been someone else's meanwhile.
     CHECK(before.Lock(7, kLockWrite, 0, 0, a, kLockFlagReclaim, true) == kLockError);
-    CHECK(before.Lock(7, kLockWrite, 0, 10, a) == kLockSuccess);
+    // A plain client's lock: nobody could come back for it, no marker.
+    CHECK(before.Lock(8, kLockWrite, 0, 10, p) == kLockSuccess);
+    CHECK_FALSE(exists());
+    CHECK(before.Lock(7, kLockWrite, 0, 10, a, 0, true) == kLockSuccess);
     CHECK(exists());
-    CHECK(before.Lock(7, kLockUnlock, 0, 10, a) == kLockSuccess);
-    CHECK_FALSE(exists());  // nothing held: a restart needs no grace
-    CHECK(before.Lock(7, kLockWrite, 0, 10, a) == kLockSuccess);
-    // Shutting down: the sessions' locks go, the marker stays.
+    CHECK(before.Lock(7, kLockUnlock, 0, 10, a, 0, true) == kLockSuccess);
+    CHECK_FALSE(exists());  // nothing listed: a restart needs no grace
+    CHECK(before.Lock(7, kLockWrite, 0, 10, a, 0, true) == kLockSuccess);
+    CHECK(before.Lock(9, kLockRead, 100, 0, b, 0, true) == kLockSuccess);
+    // Shutting down: the sessions' locks go, the marker stays, listing them.
     before.KeepMarker();
     before.ReleaseSession(&s1);
+    before.ReleaseSession(&s2);
+    before.ReleaseSession(&s3);
     CHECK(before.size() == 0);
     CHECK(exists());
   }
   LockTable after;
   REQUIRE(after.SetMarker(marker));
-  after.BeginGrace(std::chrono::seconds(1));
+  CHECK(after.ToReclaim() == 2);
+  after.BeginGrace(std::chrono::seconds(30));
   CHECK(after.InGrace());
   // In grace: only reclaims take locks; a relay hears GRACE (it retries),
-  // a plain client BLOCKED (the kernel makes GRACE ENOLCK); unlocks and
-  // tests work.
+  // a plain client BLOCKED (the kernel makes GRACE ENOLCK); unlocks work.
   CHECK(after.Lock(9, kLockRead, 0, 1, b, 0, true) == kLockGrace);
-  CHECK(after.Lock(9, kLockRead, 0, 1, b, 0, false) == kLockBlocked);
+  CHECK(after.Lock(9, kLockRead, 0, 1, p, 0, false) == kLockBlocked);
   CHECK(after.Lock(9, kLockUnlock, 0, 1, b) == kLockSuccess);
+  // A reclaim of another identity's lock, of another owner's, of more
+  // than was held, or a write where a read was held: refused.
+  LockOwner b_as_a{&s2, 1, "h", "idb"};
+  CHECK(after.Lock(7, kLockWrite, 0, 10, b_as_a, kLockFlagReclaim, true) == kLockError);
+  LockOwner a_other{&s1, 4, "h", "ida"};
+  CHECK(after.Lock(7, kLockWrite, 0, 10, a_other, kLockFlagReclaim, true) == kLockError);
+  CHECK(after.Lock(7, kLockWrite, 0, 11, a, kLockFlagReclaim, true) == kLockError);
+  CHECK(after.Lock(9, kLockWrite, 100, 0, b, kLockFlagReclaim, true) == kLockError);
+  CHECK(after.size() == 0);
+  // The owner's own: granted.
   CHECK(after.Lock(7, kLockWrite, 0, 10, a, kLockFlagReclaim, true) == kLockSuccess);
+  CHECK(after.ToReclaim() == 1);
   CHECK(after.Test(7, kLockWrite, 5, 1, b).type == kLockWrite);
-  // A reclaim that conflicts with another's reclaim is refused as any lock.
-  CHECK(after.Lock(7, kLockRead, 5, 1, b, kLockFlagReclaim, true) == kLockBlocked);
   // A range nobody reclaimed yet may still be: a test there reports a
   // conflict while the grace period lasts (the lock would be refused).
-  LockInfo pending = after.Test(9, kLockRead, 100, 20, b);
+  LockInfo pending = after.Test(9, kLockRead, 100, 20, p);
   CHECK(pending.type == kLockWrite);
   CHECK(pending.start == 100);
   CHECK(pending.length == 20);
-  std::this_thread::sleep_for(std::chrono::milliseconds(1050));
+  // Killed now (no shutdown): the next server still lists both, the
+  // reclaimed one and the one still to reclaim.
+  {
+    LockTable again;
+    REQUIRE(again.SetMarker(marker));
+    CHECK(again.ToReclaim() == 2);
+  }
+  // The last one reclaimed ends the grace period at once.
+  CHECK(after.Lock(9, kLockRead, 100, 0, b, kLockFlagReclaim, true) == kLockSuccess);
   CHECK_FALSE(after.InGrace());
-  CHECK(after.Test(9, kLockRead, 100, 20, b).type == kLockUnlock);
-  CHECK(after.Lock(9, kLockRead, 0, 1, b, 0, true) == kLockSuccess);
+  CHECK(after.Test(9, kLockRead, 0, 20, p).type == kLockUnlock);
+  CHECK(after.Lock(9, kLockRead, 0, 1, p) == kLockSuccess);
   CHECK(after.Lock(9, kLockRead, 0, 1, b, kLockFlagReclaim, true) == kLockError);
   after.ReleaseSession(&s1);
   after.ReleaseSession(&s2);
+  after.ReleaseSession(&s3);
+  CHECK_FALSE(exists());
+  // A grace period that runs out: its end, by time.
+  {
+    LockTable t;
+    t.SetMarker(marker);
+    REQUIRE(t.Lock(7, kLockWrite, 0, 10, a, 0, true) == kLockSuccess);
+  }
+  LockTable timed;
+  REQUIRE(timed.SetMarker(marker));
+  timed.BeginGrace(std::chrono::milliseconds(300));
+  CHECK(timed.Lock(7, kLockRead, 0, 1, p) == kLockBlocked);
+  std::this_thread::sleep_for(std::chrono::milliseconds(350));
+  CHECK_FALSE(timed.InGrace());
+  CHECK(timed.Lock(7, kLockRead, 0, 1, p) == kLockSuccess);
+  timed.ReleaseSession(&s3);
   CHECK_FALSE(exists());
   // A grace period nobody used ends with the marker gone, even when no
   // lock request came after it (a shutdown then leaves none).
   {
     LockTable t;
     t.SetMarker(marker);
-    REQUIRE(t.Lock(7, kLockWrite, 0, 10, a) == kLockSuccess);
+    REQUIRE(t.Lock(7, kLockWrite, 0, 10, a, 0, true) == kLockSuccess);
     t.KeepMarker();
     t.ReleaseSession(&s1);
   }
@@ -103,11 +145,20 @@ TEST_CASE("locks after a restart: a marker while locks are held, a grace period 
   std::this_thread::sleep_for(std::chrono::milliseconds(150));
   unused.KeepMarker();
   CHECK_FALSE(exists());
+  // An empty marker (an older server's): a grace period, any reclaim.
+  { std::ofstream(marker.c_str()); }
+  LockTable old;
+  REQUIRE(old.SetMarker(marker));
+  CHECK(old.ToReclaim() == 0);
+  old.BeginGrace(std::chrono::seconds(30));
+  CHECK(old.InGrace());
+  CHECK(old.Lock(5, kLockWrite, 0, 0, b, kLockFlagReclaim, true) == kLockSuccess);
+  old.ReleaseSession(&s2);
   // --lock-grace 0: no grace, no marker.
   {
     LockTable t;
     t.SetMarker(marker);
-    REQUIRE(t.Lock(7, kLockWrite, 0, 10, a) == kLockSuccess);
+    REQUIRE(t.Lock(7, kLockWrite, 0, 10, a, 0, true) == kLockSuccess);
   }
   REQUIRE(exists());
   LockTable none;
