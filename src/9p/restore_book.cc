@@ -140,22 +140,34 @@ void RestoreBook::Track(uint16_t tag, std::string_view frame, std::string& to_se
     return;
   }
   bool lazy = unbound_ > 0;
+  // Decoded for the fids it names too; kept (p.decoded) only when its
+  // reply changes fids (Answer), so that other replies are not decoded.
+  Message msg;
+  bool have = false;
   if (ChangesFids(type) || ((!lost_.empty() || lazy) && !io)) {
     Decoded d = DecodeFrame(frame);
     if (d.status == DecodeStatus::kOk) {
-      p.msg = std::move(d.msg);
-      p.decoded = true;
-      if (!lost_.empty() && NamesLostFid(p.msg))
-        return AnswerHere(tag, p.msg, ESTALE, to_client);
+      msg = std::move(d.msg);
+      have = true;
+      if (!lost_.empty() && NamesLostFid(msg)) return AnswerHere(tag, msg, ESTALE, to_client);
     }
   }
-  if (auto* l = p.decoded ? std::get_if<Tlock>(&p.msg) : nullptr) {
+  if (auto* l = have ? std::get_if<Tlock>(&msg) : nullptr) {
     if (l->flags & kLockFlagReclaim) {  // only the book reclaims
       Encode(tag, Rlock{kLockError}, to_client);
       return;
     }
   }
-  if (auto* fl = p.decoded ? std::get_if<Tflush>(&p.msg) : nullptr) {
+  if (auto* fl = have ? std::get_if<Tflush>(&msg) : nullptr) {
+    // A request waiting for a tag of the book's own never went out:
+    // flushed here.
+    auto w = std::find_if(tag_waits_.begin(), tag_waits_.end(),
+                          [&](const std::string& f) { return Le16(f.data() + 5) == fl->oldtag; });
+    if (w != tag_waits_.end()) {
+      tag_waits_.erase(w);
+      Encode(tag, Rflush{}, to_client);
+      return;
+    }
     // A lock held back for a grace period is not on the server: flushed
     // here (else a retry could cross the flush and be granted unseen).
     auto g = std::find_if(graced_.begin(), graced_.end(),
@@ -168,7 +180,7 @@ void RestoreBook::Track(uint16_t tag, std::string_view frame, std::string& to_se
       return;
     }
   }
-  if (auto* v = p.decoded ? std::get_if<Tversion>(&p.msg) : nullptr) {
+  if (auto* v = have ? std::get_if<Tversion>(&msg) : nullptr) {
     // A new conversation: nothing of the old one is restored.
     asked_version_ = v->version;
     asked_msize_ = v->msize;
@@ -190,7 +202,7 @@ void RestoreBook::Track(uint16_t tag, std::string_view frame, std::string& to_se
   }
   if (lazy) {
     // A clunk of a fid not used since the restore: the server never had it.
-    if (auto* c = p.decoded ? std::get_if<Tclunk>(&p.msg) : nullptr) {
+    if (auto* c = have ? std::get_if<Tclunk>(&msg) : nullptr) {
       auto f = fids_.find(c->fid);
       if (f != fids_.end() && f->second.unbound && !f->second.binding) {
         int attach = f->second.attach;
@@ -207,7 +219,11 @@ void RestoreBook::Track(uint16_t tag, std::string_view frame, std::string& to_se
       p.after_rebind = true;
     };
     if (io) bind(io_fid);
-    else if (p.decoded) ForEachFid(p.msg, bind);
+    else if (have) ForEachFid(msg, bind);
+  }
+  if (have && ChangesFids(type)) {
+    p.msg = std::move(msg);
+    p.decoded = true;
   }
   bool truncates = type == Tlopen::kType && frame.size() >= 15 && (Le32(frame.data() + 11) & kTrunc);
   if (once_ && version_ == "9P2000.L" && (NotIdempotent(type) || truncates)) {
@@ -368,7 +384,7 @@ bool RestoreBook::NamesLostFid(const Message& msg) const {
 uint16_t RestoreBook::LazyTag(uint16_t avoid) {
   for (;;) {
     uint16_t t = next_lazy_tag_--;
-    if (next_lazy_tag_ == 0) next_lazy_tag_ = kNoTag - 1;
+    if (next_lazy_tag_ < kLazyTagLow) next_lazy_tag_ = kNoTag - 1;
     if (t != kNoTag && t != avoid && !pending_.count(t) && !lazy_in_flight_.count(t)) return t;
   }
 }
@@ -616,6 +632,9 @@ void RestoreBook::FromServerOwn(uint16_t tag, const Message& reply, std::string&
     case Own::kRebind:
       if (!ok) {
         if (!temp) MarkLost(o.fid);
+        // No anchor: the attach's lazy fids are lost at first use (EBADF).
+        for (uint32_t& a : anchors_)
+          if (temp && o.kind == Own::kAttach && a == o.fid) a = kNoFid;
       } else if (!temp) {
         restored_.fids++;
       }

@@ -27,7 +27,10 @@
 // fid: the request behind it, which the server answers EBADF, is answered
 // ESTALE. An attach's anchor is clunked once it has no fid left to bind.
 // The anchors' fids count down from 0xfffffffe, a Linux client's up from
-// 0 (lowest free), and the book's own tags down from 0xfffe.
+// 0 (lowest free); the book's own tags after a restore cycle through
+// 0x8000-0xfffe, far above the lowest free ones a Linux client takes (a
+// client request on a tag the book still uses waits for it, and a flush
+// of such a request is answered here).
 // A lock that cannot be reclaimed loses every fid of its file (ESTALE):
 // the process holding it must not go on as if it still did; the book then
 // unlocks the file's other reclaimed ranges and clunks those fids on the
@@ -99,6 +102,7 @@ class FrameSplitter {
 class RestoreBook {
  public:
   static constexpr size_t kWindow = 1024;
+  static constexpr uint16_t kLazyTagLow = 0x8000;
 
   // `op_base`: the first op id (random, so that two relays of one identity
   // do not collide).

@@ -286,17 +286,31 @@ class Relay::Pair {
       return Failed("nothing from the server for " + std::to_string(quiet / 1000) + " s", false);
     if (stream_->attached()) stream_->Ping();
     // The connection is alive (keepalives answered) but the restore's own
-    // requests are not: it starts over on a new session.
+    // requests are not (the server's store is stuck or very slow): said
+    // in the log; a hard mount goes on waiting (the steps are on their
+    // way, and a new session would meet this one's reclaimed locks), a
+    // soft one fails what waits, as if the server were away, and starts
+    // over on a new session.
     bool restoring = book_->restoring() && !book_->failing() && !restore_pending_ &&
                      stream_->attached();
-    if (restore_watch_.Tick(restoring, book_->progress())) {
-      Log("relay: the restore on session %s made no progress for %lld s (%zu fids): starting "
-          "it again on a new session",
-          id_.c_str(), (long long)(3 * relay_.options_.keepalive.count() / 1000), book_->fids());
-      book_->Lost();
-      AbandonSession();
-      return Failed("the restore made no progress", false);
+    if (!restore_watch_.Tick(restoring, book_->progress())) return;
+    if (relay_.options_.soft.count() == 0) {
+      Log("relay: the restore on session %s has made no progress for about %lld s (%zu fids, %zu "
+          "requests waiting); still waiting",
+          id_.c_str(), (long long)(kRestoreStallTicks * relay_.options_.keepalive.count() / 1000),
+          book_->fids(), book_->waiting());
+      return;
     }
+    std::string out;
+    size_t n = book_->waiting();
+    book_->Fail(EIO, out);
+    if (!out.empty()) Send(local_, std::move(out));
+    Log("relay: the restore on session %s has made no progress for about %lld s (--soft): %zu "
+        "waiting requests fail with EIO; starting over on a new session",
+        id_.c_str(), (long long)(kRestoreStallTicks * relay_.options_.keepalive.count() / 1000), n);
+    AbandonSession();
+    MaybeResumeLocal();
+    Failed("the restore made no progress", false);
   }
 
   void Check(const Status& s) {
@@ -565,7 +579,8 @@ class Relay::Pair {
   std::string answer_;
   uv_timer_t keepalive_, redial_, soft_, grace_;
   uint64_t last_heard_ = 0, lost_at_ = 0, backoff_ = 0;
-  StallWatch restore_watch_{3};  // keepalive ticks without restore progress
+  static constexpr int kRestoreStallTicks = 3;  // keepalives without restore progress
+  StallWatch restore_watch_{kRestoreStallTicks};
   // The 9P conversation, to restore it on a new server session.
   std::unique_ptr<p9::RestoreBook> book_;
   p9::FrameSplitter from_local_{p9::kMaxMsize + 64}, from_server_{p9::kMaxMsize + 64};

@@ -355,6 +355,73 @@ TEST_CASE("restore book: fids not needed at once are bound on first use, from an
   CHECK(r.book.unbound() == 0);
 }
 
+TEST_CASE("restore book: lazy binding of two fids in one request, flushes, tags kept high") {
+  Rig r;
+  r.Negotiate();
+  r.Call(2, Twalk{0, 1, {"a"}}, Rwalk{{Q(2)}});
+  r.Call(3, Twalk{0, 2, {"b"}}, Rwalk{{Q(3)}});
+  r.Call(4, Twalk{0, 3, {"c"}}, Rwalk{{Q(4)}});
+  r.book.Lost();
+  r.book.Restore(r.to_server);
+  r.TakeServer();
+  r.Server(kNoTag, Rversion{65536, "9P2000.L"});
+  r.AnswerOwn(r.TakeServer());  // the root's attach and the anchor's
+  CHECK(r.to_server.empty());
+  REQUIRE(r.book.unbound() == 3);
+  // A rename between two unbound directories: a rebind for each, then it.
+  r.Client(10, Trenameat{1, "x", 2, "y"});
+  auto sent = r.TakeServer();
+  REQUIRE(sent.size() == 3);
+  std::set<uint32_t> bound{As<Trebind>(sent[0]).newfid, As<Trebind>(sent[1]).newfid};
+  CHECK(bound == std::set<uint32_t>{1, 2});
+  CHECK(sent[2].tag == 10);
+  for (int i = 0; i < 2; i++) CHECK(sent[i].tag >= RestoreBook::kLazyTagLow);
+  // A client request on a tag the book still uses waits, and its flush is
+  // answered here: it never reaches the server, nor is it answered twice.
+  uint16_t busy = sent[0].tag;
+  r.Client(busy, Tgetattr{3, 0x7ff});
+  r.Client(11, Tflush{busy});
+  CHECK(r.to_server.empty());
+  auto flushed = r.TakeClient();
+  REQUIRE(flushed.size() == 1);
+  CHECK(flushed[0].tag == 11);
+  CHECK(std::holds_alternative<Rflush>(flushed[0].msg));
+  r.Server(sent[0].tag, Rrebind{Q(2)});
+  r.Server(sent[1].tag, Rrebind{Q(3)});
+  CHECK(r.to_server.empty());  // nothing waited any more
+  r.Server(10, Rrenameat{});
+  CHECK(r.TakeClient().size() == 1);
+  CHECK(r.book.unbound() == 1);
+}
+
+TEST_CASE("restore book: the book's own tags stay high as they cycle") {
+  Rig r;
+  r.Negotiate();
+  constexpr uint32_t n = 40000;  // more first uses than the range has tags
+  for (uint32_t i = 0; i < n; i++) r.Call(2, Twalk{0, 100 + i, {"f"}}, Rwalk{{Q(50)}});
+  r.book.Lost();
+  r.book.Restore(r.to_server);
+  r.TakeServer();
+  r.Server(kNoTag, Rversion{65536, "9P2000.L"});
+  r.AnswerOwn(r.TakeServer());
+  REQUIRE(r.book.unbound() == n);
+  std::set<uint16_t> seen;
+  for (uint32_t i = 0; i < n; i++) {
+    r.Client(7, Tgetattr{100 + i, 0x7ff});
+    auto sent = r.TakeServer();
+    REQUIRE(sent.size() >= 2);  // the last one's anchor clunk too
+    REQUIRE(sent[0].tag >= RestoreBook::kLazyTagLow);
+    REQUIRE(sent[0].tag != kNoTag);
+    seen.insert(sent[0].tag);
+    r.Server(sent[0].tag, Rrebind{Q(50)});
+    r.TakeServer();
+    r.Server(7, Rgetattr{});
+    REQUIRE(r.TakeClient().size() == 1);
+  }
+  CHECK(seen.size() == size_t(kNoTag) - RestoreBook::kLazyTagLow);
+  CHECK(r.book.unbound() == 0);
+}
+
 TEST_CASE("restore book: a lazy fid named by a request waiting at the next restart is bound then") {
   Rig r;
   r.Negotiate();
