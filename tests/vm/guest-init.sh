@@ -221,7 +221,7 @@ restart_phase() {
   grep -q "1 locks reclaimed (0 lost)" /tmp/rs-relay.log \
     || fail "the relay did not reclaim the lock: $(grep restored /tmp/rs-relay.log)"
   n=$(grep -c "session restored" /tmp/rs-relay.log)
-  grep "session restored" /tmp/rs-relay.log | sed 's/^/relay: /'
+  grep "session restored" /tmp/rs-relay.log | sed 's/^.*relay: /MUSCLE-RELAY /'
   [ "$n" -ge 3 ] || fail "the relay restored its session $n times, not 3: $(tail -n 20 /tmp/rs-relay.log)"
   rm -rf /rs/tree /rs/rs-fsx.dat /rs/after-kill /rs/lk || fail "remove after restarts"
   /muscle umount /rs || fail "umount the restarted mount"
