@@ -61,6 +61,9 @@ class LockTable {
  public:
   using Clock = std::chrono::steady_clock;
   static constexpr size_t kMaxRangesPerSession = 16384;
+  static constexpr size_t kMaxClientId = 256;  // bytes (Linux sends the host name)
+  // What a marker may hold: lines read at start, each at most this long.
+  static constexpr size_t kMaxListed = 1u << 20, kMaxLine = 1200;
 
   // The marker file (empty: none, no grace ever). True when it lists
   // locks (or is empty, from an older server): locks were held when the
@@ -110,6 +113,7 @@ class LockTable {
   bool MayReclaim(uint64_t ino, uint8_t type, uint64_t first, uint64_t last,
                   const LockOwner& owner);
   void WriteMarker();
+  static bool SameRanges(const std::vector<Range>& a, const std::vector<Range>& b);
   static void Span(uint64_t start, uint64_t length, uint64_t& first,
                    uint64_t& last);
   void Subtract(std::vector<Range>& ranges, uint64_t first, uint64_t last,
@@ -125,6 +129,8 @@ class LockTable {
   std::string marker_;
   bool marker_exists_ = false, keep_marker_ = false;
   std::vector<Listed> listed_;
+  std::vector<Listed> kept_;  // of sessions ended by a shutdown (KeepMarker)
+  bool write_failed_ = false;  // logged once until a write works again
   bool listed_known_ = false;  // the marker had a list (not an older, empty one)
   size_t listed_ranges_ = 0;   // ranges in locks_ with `listed`
   Clock::time_point grace_until_{};

@@ -1,3 +1,4 @@
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -166,6 +167,90 @@ TEST_CASE("locks after a restart: a marker while locks are held, a grace period 
   none.BeginGrace(std::chrono::seconds(0));
   CHECK_FALSE(none.InGrace());
   CHECK_FALSE(exists());
+  rmdir(dir);
+}
+
+TEST_CASE("locks after a restart: reclaims of split ranges, a shutdown, a damaged list") {
+  char dir[] = "/tmp/muscle-locks-XXXXXX";
+  REQUIRE(mkdtemp(dir));
+  std::string marker = std::string(dir) + "/store.db.locks";
+  int s1 = 0, s2 = 0, s3 = 0;
+  LockOwner a{&s1, 1, "h", "ida"}, b{&s2, 2, "h", "idb"}, c{&s3, 3, "h", "idc"};
+  {
+    // Killed while a change was on its way to the relay: the list has the
+    // range in pieces (here of mixed types) where the relay has it whole.
+    LockTable t;
+    t.SetMarker(marker);
+    REQUIRE(t.Lock(7, kLockRead, 0, 100, a, 0, true) == kLockSuccess);
+    REQUIRE(t.Lock(7, kLockWrite, 40, 20, a, 0, true) == kLockSuccess);
+    REQUIRE(t.Lock(8, kLockWrite, 0, 50, b, 0, true) == kLockSuccess);
+    REQUIRE(t.Lock(8, kLockWrite, 50, 100, b, 0, true) == kLockSuccess);
+    REQUIRE(t.Lock(10, kLockRead, 0, 10, c, 0, true) == kLockSuccess);
+    REQUIRE(t.Lock(10, kLockRead, 20, 10, c, 0, true) == kLockSuccess);
+    // Too long a client_id is refused.
+    LockOwner long_id{&s1, 1, std::string(LockTable::kMaxClientId + 1, 'x'), "ida"};
+    CHECK(t.Lock(9, kLockRead, 0, 1, long_id, 0, true) == kLockError);
+  }
+  {
+    LockTable t;
+    REQUIRE(t.SetMarker(marker));
+    // a: R[0,39] W[40,59] R[60,99]; b: W[0,49] W[50,149]; c: R[0,9] R[20,29]
+    CHECK(t.ToReclaim() == 7);
+    t.BeginGrace(std::chrono::seconds(30));
+    CHECK(t.Lock(7, kLockWrite, 0, 100, a, kLockFlagReclaim, true) == kLockError);  // R in it
+    CHECK(t.Lock(7, kLockRead, 0, 101, a, kLockFlagReclaim, true) == kLockError);   // past it
+    CHECK(t.Lock(7, kLockRead, 0, 100, a, kLockFlagReclaim, true) == kLockSuccess);
+    CHECK(t.Lock(8, kLockWrite, 0, 150, b, kLockFlagReclaim, true) == kLockSuccess);
+    CHECK(t.Lock(10, kLockRead, 0, 30, c, kLockFlagReclaim, true) == kLockError);  // a gap
+    CHECK(t.Lock(10, kLockRead, 0, 10, c, kLockFlagReclaim, true) == kLockSuccess);
+    CHECK(t.Lock(10, kLockRead, 20, 10, c, kLockFlagReclaim, true) == kLockSuccess);
+    t.ReleaseSession(&s3);
+    // a's write piece [40,59] is left (a read was reclaimed over it).
+    CHECK(t.ToReclaim() == 1);
+    CHECK(t.InGrace());
+    // A reclaim that conflicts with another's is refused as any lock.
+    CHECK(t.Lock(8, kLockRead, 0, 1, a, kLockFlagReclaim, true) == kLockBlocked);
+    CHECK(t.Lock(7, kLockWrite, 40, 20, a, kLockFlagReclaim, true) == kLockSuccess);
+    CHECK_FALSE(t.InGrace());
+    // Shutting down: what sessions still lock after it stays listed, and
+    // so do the sessions' locks as they end.
+    t.KeepMarker();
+    CHECK(t.Lock(9, kLockRead, 0, 10, c, 0, true) == kLockSuccess);
+    t.ReleaseSession(&s1);
+    t.ReleaseSession(&s2);
+    t.ReleaseSession(&s3);
+  }
+  {
+    LockTable t;
+    REQUIRE(t.SetMarker(marker));
+    // a: R[0,39] W[40,59] R[60,99]; b: W[0,149]; c: R[0,9].
+    CHECK(t.ToReclaim() == 5);
+  }
+  // A damaged list: bad numbers and hex are skipped, not misread.
+  {
+    std::ofstream f(marker.c_str());
+    f << "musclefs-locks 1\n"
+      << "-7 1 0 9 1 696461 68\n"
+      << "7 1 0 9 1 69646 68\n"
+      << "7 1 9 0 1 696461 68\n"
+      << "7 1 0 9 1 6964zz 68\n"
+      << "7 2 0 9 1 696461 68\n"
+      << "7 1 0 99999999999999999999 1 696461 68\n"
+      << "7 1 0 9\n";
+  }
+  {
+    LockTable t;
+    CHECK_FALSE(t.SetMarker(marker));  // nothing usable: no grace, and it goes
+    CHECK(access(marker.c_str(), F_OK) != 0);
+  }
+  // Not a regular file: ignored, not a grace period.
+  REQUIRE(mkdir(marker.c_str(), 0700) == 0);
+  {
+    LockTable t;
+    CHECK_FALSE(t.SetMarker(marker));
+    CHECK_FALSE(t.InGrace());
+  }
+  rmdir(marker.c_str());
   rmdir(dir);
 }
 

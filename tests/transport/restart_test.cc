@@ -326,7 +326,6 @@ TEST_CASE("a lock held through the relay outlives a kill -9: reclaimed in the gr
   proxy.SetRefusing(true);
   site.Stop(SIGKILL);
   site.Start();
-  auto t0 = std::chrono::steady_clock::now();
   p9::Client d;
   other(d);
   // In the grace period a plain client's lock is held back (BLOCKED, never
@@ -341,7 +340,6 @@ TEST_CASE("a lock held through the relay outlives a kill -9: reclaimed in the gr
   REQUIRE(c.GetAttr(1).ok());
   CHECK(relay.restores() == 1);
   CHECK(LockStatus(c, 1, p9::kLockRead, 300, 10, 43) == p9::kLockSuccess);
-  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(4));
   // The reclaimed range is still the relay client's; the rest is free.
   CHECK(LockStatus(d, 1, p9::kLockWrite, 50, 1, 7) == p9::kLockBlocked);
   auto held = d.Rpc(p9::Tgetlock{1, p9::kLockWrite, 0, 1, 7, "host"});
@@ -354,6 +352,7 @@ TEST_CASE("a lock held through the relay outlives a kill -9: reclaimed in the gr
   std::ifstream log(dir.path + "/server.log");
   std::string all((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
   CHECK(all.find("locks were held when the server stopped (1 to reclaim)") != std::string::npos);
+  CHECK(all.find("the lock grace period ends early") != std::string::npos);
   CHECK(relay.errors().empty());
 }
 
