@@ -334,6 +334,15 @@ inline size_t ReplyBudget(const Message& msg, uint32_t msize) {
   return bytes;
 }
 
+// Calls f(fid) for every fid msg needs bound (kFids, not kNewFid).
+template <class F>
+void ForEachNamedFid(const Message& msg, F&& f) {
+  WithRow(msg, [&](auto row, const auto& m) {
+    using R = decltype(row);
+    std::apply([&](auto... field) { (f(m.*field), ...); }, R::kFids);
+  });
+}
+
 // Calls f(fid) for every fid msg names (kFids and kNewFid).
 template <class F>
 void ForEachFid(const Message& msg, F&& f) {

@@ -219,7 +219,7 @@ void RestoreBook::Track(uint16_t tag, std::string_view frame, std::string& to_se
       p.after_rebind = true;
     };
     if (io) bind(io_fid);
-    else if (have) ForEachFid(msg, bind);
+    else if (have) ForEachNamedFid(msg, bind);
   }
   if (have && ChangesFids(type)) {
     p.msg = std::move(msg);
@@ -252,18 +252,16 @@ void RestoreBook::FromServer(std::string_view frame, std::string& to_server,
   }
   auto it = pending_.find(tag);
   if (it == pending_.end()) return;  // nothing waits for it (answered here already)
-  if (it->second.after_rebind) {
-    // Its fid's lazy rebind failed: the server answered EBADF, the fid is
-    // lost (ESTALE), as after a restore.
-    Decoded d = DecodeFrame(frame);
-    auto* e = std::get_if<Rlerror>(&d.msg);
-    if (e && e->ecode == EBADF && !lost_.empty()) {
-      Decoded req = DecodeFrame(it->second.ClientFrame());
-      if (req.status == DecodeStatus::kOk && NamesLostFid(req.msg)) {
-        AnswerHere(tag, req.msg, ESTALE, to_client);
-        pending_.erase(it);
-        return;
-      }
+  // Its fid's lazy rebind failed: the server answered EBADF (read in
+  // place: Rlerror's ecode[4] follows the header), the fid is lost
+  // (ESTALE), as after a restore.
+  if (it->second.after_rebind && !lost_.empty() && uint8_t(frame[4]) == Rlerror::kType &&
+      frame.size() >= kHeaderSize + 4 && Le32(frame.data() + kHeaderSize) == EBADF) {
+    Decoded req = DecodeFrame(it->second.ClientFrame());
+    if (req.status == DecodeStatus::kOk && NamesLostFid(req.msg)) {
+      AnswerHere(tag, req.msg, ESTALE, to_client);
+      pending_.erase(it);
+      return;
     }
   }
   if (it->second.decoded) {
@@ -367,17 +365,9 @@ void RestoreBook::Answer(const Pending& p, const Message& reply) {
   }
 }
 
-template <class F>
-void RestoreBook::ForEachFid(const Message& msg, F&& f) {
-  WithRow(msg, [&](auto row, const auto& m) {
-    using R = decltype(row);
-    std::apply([&](auto... field) { (f(uint32_t(m.*field)), ...); }, R::kFids);
-  });
-}
-
 bool RestoreBook::NamesLostFid(const Message& msg) const {
   bool lost = false;
-  ForEachFid(msg, [&](uint32_t fid) { lost = lost || lost_.count(fid) > 0; });
+  ForEachNamedFid(msg, [&](uint32_t fid) { lost = lost || lost_.count(fid) > 0; });
   return lost;
 }
 
@@ -562,7 +552,8 @@ void RestoreBook::FromServerOwn(uint16_t tag, const Message& reply, std::string&
     std::set<uint32_t> named;  // by requests waiting for their reply
     for (auto& [t, p] : pending_) {
       Decoded d = DecodeFrame(p.ClientFrame());
-      if (d.status == DecodeStatus::kOk) ForEachFid(d.msg, [&](uint32_t fid) { named.insert(fid); });
+      if (d.status == DecodeStatus::kOk)
+        ForEachNamedFid(d.msg, [&](uint32_t fid) { named.insert(fid); });
     }
     std::set<uint64_t> locked;
     for (auto& [path, lock] : held_locks_.All()) locked.insert(path);

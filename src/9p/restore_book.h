@@ -211,9 +211,6 @@ class RestoreBook {
   void Pump(std::string& to_server, std::string& to_client);
   void Finish(std::string& to_server, std::string& to_client);
   bool NamesLostFid(const Message& m) const;
-  // Calls f(fid) for every fid field the request names (its row's kFids).
-  template <class F>
-  static void ForEachFid(const Message& m, F&& f);
   // Lazy binding (kNormal): a Trebind of `fid` from its attach's anchor.
   // (`client_tag`: the request behind it, whose tag it must not take.)
   void BindLazily(uint16_t client_tag, uint32_t fid, Fid& f, std::string& to_server);

@@ -182,15 +182,22 @@ class Relay::Pair {
     from_server_.Clear();
   }
 
+  // --soft: every request waiting, and every new one until the session is
+  // restored, fails with EIO. Returns how many were waiting.
+  size_t FailWaiting() {
+    std::string out;
+    size_t n = book_->waiting();
+    book_->Fail(EIO, out);
+    if (!out.empty()) Send(local_, std::move(out));
+    return n;
+  }
+
   // --soft: the server has been away for options_.soft; everything
   // waiting fails, and new requests fail at once, until it is back.
   void SoftExpired() {
     if (closing_ || (stream_->attached() && !restore_pending_)) return;
     if (!book_->CanRestore() && !book_->failing()) return Close("the server is away (--soft)");
-    std::string out;
-    size_t n = book_->waiting();
-    book_->Fail(EIO, out);
-    if (!out.empty()) Send(local_, std::move(out));
+    size_t n = FailWaiting();
     Log("relay: the server has been away for %lld s (--soft): %zu waiting requests fail with EIO, "
         "and new ones until it is back",
         (long long)relay_.options_.soft.count(), n);
@@ -301,10 +308,7 @@ class Relay::Pair {
           book_->fids(), book_->waiting());
       return;
     }
-    std::string out;
-    size_t n = book_->waiting();
-    book_->Fail(EIO, out);
-    if (!out.empty()) Send(local_, std::move(out));
+    size_t n = FailWaiting();
     Log("relay: the restore on session %s has made no progress for about %lld s (--soft): %zu "
         "waiting requests fail with EIO; starting over on a new session",
         id_.c_str(), (long long)(kRestoreStallTicks * relay_.options_.keepalive.count() / 1000), n);
